@@ -1,0 +1,186 @@
+//! The three storage shapes every feature stores through.
+//!
+//! Features never get a table of their own: per-user documents go to [`KeyVal`], per-user keyed
+//! items (roster entries, pubsub items) to [`MapStore`], and time-ordered records (offline
+//! messages, MAM, MUC history) to [`ArchiveStore`]. Each shape is implemented once per backend
+//! (`xmppd-storage`: SQLite, PostgreSQL) and checked by one conformance suite.
+//!
+//! Every method is durable on return: an `Ok` means the write is committed (SQLite
+//! `synchronous=FULL`, PostgreSQL commit), which is what lets a caller acknowledge a stanza.
+//!
+//! Keys are `(host, user, store)`: `host` the virtual host (domain), `user` the localpart (empty
+//! for host-wide data), `store` the feature's name (`accounts`, `roster`, `offline` …).
+
+use async_trait::async_trait;
+
+/// A storage failure. The backend has already logged the details.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The backend could not be reached or the statement failed.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// Stored data could not be decoded (corruption or an incompatible older format).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// A per-user quota would be exceeded by this write; nothing was written.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+}
+
+/// Result alias for storage calls.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Per-user documents: one opaque value per `(host, user, store)`.
+#[async_trait]
+pub trait KeyVal: Send + Sync + 'static {
+    /// The document, if any.
+    async fn get(&self, host: &str, user: &str, store: &str) -> StorageResult<Option<Vec<u8>>>;
+    /// Creates or replaces the document.
+    async fn put(&self, host: &str, user: &str, store: &str, value: &[u8]) -> StorageResult<()>;
+    /// Inserts only if absent; `Ok(false)` when a document already existed (nothing written).
+    async fn insert_new(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        value: &[u8],
+    ) -> StorageResult<bool>;
+    /// Deletes the document; `Ok(false)` if there was none.
+    async fn delete(&self, host: &str, user: &str, store: &str) -> StorageResult<bool>;
+    /// Users of `host` that have a document in `store`, sorted.
+    async fn users(&self, host: &str, store: &str) -> StorageResult<Vec<String>>;
+}
+
+/// Per-user keyed items: many `(key → value)` per `(host, user, store)`.
+#[async_trait]
+pub trait MapStore: Send + Sync + 'static {
+    /// One item.
+    async fn get(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        key: &str,
+    ) -> StorageResult<Option<Vec<u8>>>;
+    /// Creates or replaces one item.
+    async fn put(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        key: &str,
+        value: &[u8],
+    ) -> StorageResult<()>;
+    /// Deletes one item; `Ok(false)` if there was none.
+    async fn delete(&self, host: &str, user: &str, store: &str, key: &str)
+    -> StorageResult<bool>;
+    /// All items sorted by key.
+    async fn list(&self, host: &str, user: &str, store: &str)
+    -> StorageResult<Vec<(String, Vec<u8>)>>;
+    /// Number of items.
+    async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
+    /// Deletes every item of the store; returns how many were deleted.
+    async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
+}
+
+/// A record to append to an archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewArchiveRecord {
+    /// The bare JID of the other party (for filtering), may be empty.
+    pub with: String,
+    /// Microseconds since the Unix epoch.
+    pub timestamp_us: i64,
+    /// The serialised stanza or payload.
+    pub payload: Vec<u8>,
+}
+
+/// A stored archive record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveRecord {
+    /// Backend-assigned id, strictly increasing in append order within one archive and
+    /// unique across the backend (a decimal string).
+    pub id: String,
+    /// As given when appended.
+    pub with: String,
+    /// As given when appended.
+    pub timestamp_us: i64,
+    /// As given when appended.
+    pub payload: Vec<u8>,
+}
+
+/// Which records a query selects. All bounds are optional and combine with AND.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveQuery {
+    /// Only records whose `with` equals this.
+    pub with: Option<String>,
+    /// Only records with `timestamp_us >= start_us`.
+    pub start_us: Option<i64>,
+    /// Only records with `timestamp_us <= end_us`.
+    pub end_us: Option<i64>,
+    /// Only records appended after the record with this id.
+    pub after_id: Option<String>,
+    /// Only records appended before the record with this id.
+    pub before_id: Option<String>,
+    /// At most this many records. With `reverse`, the *last* `limit` matching records are
+    /// selected; results are always returned in append order.
+    pub limit: Option<u32>,
+    /// Select from the end (newest first) before applying `limit`.
+    pub reverse: bool,
+}
+
+/// Time-ordered records per `(host, user, store)`.
+#[async_trait]
+pub trait ArchiveStore: Send + Sync + 'static {
+    /// Appends a record and returns its id. Fails with [`StorageError::QuotaExceeded`] if the
+    /// archive already holds `max_records` records (`None`: no limit); the check and the
+    /// insert are one transaction.
+    async fn append(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        record: NewArchiveRecord,
+        max_records: Option<u64>,
+    ) -> StorageResult<String>;
+    /// Records matching the query, in append order.
+    async fn query(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        query: &ArchiveQuery,
+    ) -> StorageResult<Vec<ArchiveRecord>>;
+    /// Number of records.
+    async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
+    /// Deletes the records with these ids; returns how many were deleted.
+    async fn delete(&self, host: &str, user: &str, store: &str, ids: &[String])
+    -> StorageResult<u64>;
+    /// Deletes every record of the archive; returns how many were deleted.
+    async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
+}
+
+/// Removes everything a user owns across all stores and shapes (account deletion).
+#[async_trait]
+pub trait UserData: Send + Sync + 'static {
+    /// Deletes every KeyVal document, Map item and Archive record of `(host, user)`.
+    async fn delete_user(&self, host: &str, user: &str) -> StorageResult<()>;
+}
+
+/// The storage handles a server is wired with; cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    /// Per-user documents.
+    pub keyval: std::sync::Arc<dyn KeyVal>,
+    /// Per-user keyed items.
+    pub map: std::sync::Arc<dyn MapStore>,
+    /// Time-ordered records.
+    pub archive: std::sync::Arc<dyn ArchiveStore>,
+    /// Whole-user operations.
+    pub users: std::sync::Arc<dyn UserData>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Storage")
+    }
+}

@@ -1,0 +1,205 @@
+//! The XML tree every other crate works with.
+//!
+//! An [`Element`] is namespace-resolved: it carries its expanded namespace name, never a prefix,
+//! so `<stream:features>` and `<features xmlns='http://etherx.jabber.org/streams'>` are the same
+//! value. Prefixes exist only in bytes on the wire; the serialiser chooses them (it declares a
+//! default namespace wherever an element's namespace differs from its parent's).
+//!
+//! Attributes are stored by their qualified name as XMPP uses them: plain names (`to`, `id`)
+//! and `xml:lang`. Attributes in any other namespace are kept as `{namespace}local` so that no
+//! prefix leaks into the tree; the serialiser declares a prefix for them.
+
+use std::fmt;
+
+/// The namespace of the `xml:` prefix, which is bound by definition (XML Namespaces §3).
+pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// A child of an element: a nested element or character data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// A nested element.
+    Element(Element),
+    /// Character data, already unescaped.
+    Text(String),
+}
+
+/// A namespace-resolved XML element.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Element {
+    name: String,
+    ns: String,
+    attrs: Vec<(String, String)>,
+    children: Vec<Node>,
+}
+
+impl Element {
+    /// A new element with a local name and namespace, no attributes and no children.
+    pub fn new(name: impl Into<String>, ns: impl Into<String>) -> Self {
+        Element { name: name.into(), ns: ns.into(), attrs: Vec::new(), children: Vec::new() }
+    }
+
+    /// The local name (never prefixed).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The expanded namespace name (empty for no namespace).
+    pub fn ns(&self) -> &str {
+        &self.ns
+    }
+
+    /// Whether this element has the given local name and namespace.
+    pub fn is(&self, name: &str, ns: &str) -> bool {
+        self.name == name && self.ns == ns
+    }
+
+    /// Replaces the namespace of this element and of every descendant that shared it.
+    ///
+    /// Used where a stream's content namespace changes (`jabber:client` ↔ `jabber:server`):
+    /// only the stanza and children that inherited the stream namespace move, payloads keep
+    /// their own.
+    pub fn rename_ns(&mut self, from: &str, to: &str) {
+        if self.ns == from {
+            self.ns = to.to_owned();
+        }
+        for child in &mut self.children {
+            if let Node::Element(e) = child {
+                e.rename_ns(from, to);
+            }
+        }
+    }
+
+    /// The value of an attribute by qualified name (`to`, `xml:lang`, `{ns}local`).
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// All attributes in document order.
+    pub fn attrs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of attributes.
+    pub fn attr_count(&self) -> usize {
+        self.attrs.len()
+    }
+
+    /// Sets (or replaces) an attribute.
+    pub fn set_attr(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        let value = value.into();
+        if let Some(slot) = self.attrs.iter_mut().find(|(k, _)| *k == name) {
+            slot.1 = value;
+        } else {
+            self.attrs.push((name, value));
+        }
+    }
+
+    /// Removes an attribute, returning its value.
+    pub fn remove_attr(&mut self, name: &str) -> Option<String> {
+        let pos = self.attrs.iter().position(|(k, _)| k == name)?;
+        Some(self.attrs.remove(pos).1)
+    }
+
+    /// Builder form of [`Element::set_attr`].
+    pub fn with_attr(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set_attr(name, value);
+        self
+    }
+
+    /// Builder form of [`Element::push_child`].
+    pub fn with_child(mut self, child: Element) -> Self {
+        self.push_child(child);
+        self
+    }
+
+    /// Builder form of [`Element::push_text`].
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.push_text(text);
+        self
+    }
+
+    /// Appends a child element.
+    pub fn push_child(&mut self, child: Element) {
+        self.children.push(Node::Element(child));
+    }
+
+    /// Appends character data (merged with a preceding text node).
+    pub fn push_text(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        if text.is_empty() {
+            return;
+        }
+        if let Some(Node::Text(last)) = self.children.last_mut() {
+            last.push_str(&text);
+        } else {
+            self.children.push(Node::Text(text));
+        }
+    }
+
+    /// All child nodes in order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.children
+    }
+
+    /// Mutable access to the child nodes.
+    pub fn nodes_mut(&mut self) -> &mut Vec<Node> {
+        &mut self.children
+    }
+
+    /// Child elements in order.
+    pub fn children(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    /// The first child element with this name and namespace.
+    pub fn child(&self, name: &str, ns: &str) -> Option<&Element> {
+        self.children().find(|e| e.is(name, ns))
+    }
+
+    /// Whether a child element with this name and namespace exists.
+    pub fn has_child(&self, name: &str, ns: &str) -> bool {
+        self.child(name, ns).is_some()
+    }
+
+    /// Removes every child element with this name and namespace.
+    pub fn remove_children(&mut self, name: &str, ns: &str) {
+        self.children.retain(|n| !matches!(n, Node::Element(e) if e.is(name, ns)));
+    }
+
+    /// The concatenated character data directly inside this element.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for n in &self.children {
+            if let Node::Text(t) = n {
+                out.push_str(t);
+            }
+        }
+        out
+    }
+
+    /// Serialises this element, declaring its namespace unless it equals `parent_ns`.
+    ///
+    /// A stanza written into a stream passes the stream's default namespace
+    /// (`jabber:client`) as `parent_ns`, so it is written as `<message …>` without a
+    /// redundant `xmlns`.
+    pub fn write_to(&self, out: &mut Vec<u8>, parent_ns: &str) {
+        crate::writer::write_element(self, out, parent_ns);
+    }
+
+    /// Serialises this element as a standalone document fragment.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out, "");
+        out
+    }
+}
+
+impl fmt::Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
+    }
+}
