@@ -104,15 +104,13 @@ impl PlainServer {
                 .map(|r| (ScramHash::Sha256, r))
                 .or_else(|| c.sha1.as_ref().map(|r| (ScramHash::Sha1, r)))
         });
-        let ok = match real {
-            Some((hash, record)) => record.verify_password(hash, msg.password.as_bytes()),
-            None => {
-                let fake = fake_credentials(fake_salt_secret, &msg.username, ScramHash::Sha256);
-                // Same work as a real check; the result is ignored.
-                let _ = fake.verify_password(ScramHash::Sha256, msg.password.as_bytes());
-                false
-            }
+        // Unknown users are checked against a fake record: same PBKDF2 work, never a match.
+        let fake = fake_credentials(fake_salt_secret, &msg.username, ScramHash::Sha256);
+        let (hash, record, known) = match real {
+            Some((hash, record)) => (hash, record, true),
+            None => (ScramHash::Sha256, &fake, false),
         };
+        let ok = record.verify_password(hash, msg.password.as_bytes()) && known;
         if ok {
             Step::Success {
                 username: msg.username,

@@ -315,12 +315,11 @@ impl ScramServer {
                 "credentials provided out of order",
             ));
         };
+        // The fake record is computed for known users too, so both paths do the same work.
+        let fake = fake_credentials(fake_salt_secret, &first.username, self.hash);
         let (creds, known) = match creds.and_then(|c| c.get(self.hash)) {
             Some(real) => (real.clone(), true),
-            None => (
-                fake_credentials(fake_salt_secret, &first.username, self.hash),
-                false,
-            ),
+            None => (fake, false),
         };
         let server_nonce = match self.server_nonce() {
             Ok(n) => n,

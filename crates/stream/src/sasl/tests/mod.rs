@@ -557,3 +557,20 @@ fn plain_requires_tls() {
     let step = server.start(Some(&plain_initial_response(None, "juliet", "pencil")));
     assert_eq!(condition(&step), Some(FailureCondition::EncryptionRequired));
 }
+
+#[test]
+fn plain_without_initial_response() {
+    let stored = creds("pencil");
+    let mut server = ServerSession::new(Mechanism::Plain, ChannelBindingData::none(), SECRET, true);
+    assert_eq!(server.start(None), Step::Challenge(Vec::new()));
+    let msg = plain_initial_response(None, "juliet", "pencil");
+    assert!(matches!(server.step(&msg), Step::NeedCredentials { .. }));
+    assert!(matches!(
+        server.provide_credentials(Some(&stored)),
+        Step::Success { .. }
+    ));
+    // An explicitly empty initial response ("=") is not a PLAIN message.
+    let mut server = ServerSession::new(Mechanism::Plain, ChannelBindingData::none(), SECRET, true);
+    let step = server.start(Some(&decode_b64("=").expect("empty")));
+    assert_eq!(condition(&step), Some(FailureCondition::MalformedRequest));
+}
