@@ -86,6 +86,31 @@ pub enum ClientError {
     InvalidState,
 }
 
+/// `ClientKey` and `ServerKey` for one password, hash, salt and iteration count.
+///
+/// RFC 5802 §5.1 lets a client cache these instead of the password-derived `SaltedPassword`.
+/// A load generator logging the same account in repeatedly takes them from
+/// [`ScramClient::keys`] after the first login and hands them to later clients with
+/// [`ScramClient::with_keys`], skipping PBKDF2; they are used only if the server's salt and
+/// iteration count still match.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKeys {
+    hash: ScramHash,
+    salt: Vec<u8>,
+    iterations: u32,
+    client_key: Digest,
+    server_key: Digest,
+}
+
+impl std::fmt::Debug for ClientKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientKeys")
+            .field("hash", &self.hash)
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone, Copy)]
 enum State {
     Initial,
@@ -105,6 +130,8 @@ pub struct ScramClient {
     bare: String,
     /// Length of the nonce at the end of `bare`.
     nonce_len: usize,
+    /// Cached or last derived keys.
+    keys: Option<ClientKeys>,
     state: State,
 }
 
@@ -202,8 +229,22 @@ impl ScramClient {
             gs2_header,
             bare,
             nonce_len: nonce.len(),
+            keys: None,
             state: State::Initial,
         })
+    }
+
+    /// Reuses keys from an earlier login instead of running PBKDF2, provided the server
+    /// sends the same salt and iteration count (otherwise they are derived afresh).
+    pub fn with_keys(mut self, keys: ClientKeys) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The keys used by [`handle_challenge`](Self::handle_challenge), for caching; `None`
+    /// before it has run.
+    pub fn keys(&self) -> Option<&ClientKeys> {
+        self.keys.as_ref()
     }
 
     /// The mechanism to name in `<auth/>`.
@@ -276,12 +317,25 @@ impl ScramClient {
         out.extend_from_slice(nonce.as_bytes());
 
         let h = self.hash;
-        let salted = h.salted_password(self.password.as_bytes(), &salt, iterations);
-        let client_key = h.client_key(&salted);
+        let keys = match self.keys.take() {
+            Some(k) if k.hash == h && k.iterations == iterations && k.salt == salt => k,
+            _ => {
+                let salted = h.salted_password(self.password.as_bytes(), &salt, iterations);
+                ClientKeys {
+                    hash: h,
+                    salt,
+                    iterations,
+                    client_key: h.client_key(&salted),
+                    server_key: h.server_key(&salted),
+                }
+            }
+        };
+        let client_key = keys.client_key;
         let stored_key = h.hash(&client_key);
         let auth_message: [&[u8]; 5] = [self.bare.as_bytes(), b",", server_first, b",", &out];
         let signature = h.hmac(&stored_key, &auth_message);
-        let server_signature = h.hmac(&h.server_key(&salted), &auth_message);
+        let server_signature = h.hmac(&keys.server_key, &auth_message);
+        self.keys = Some(keys);
         let mut proof = [0u8; 32];
         for (p, (k, s)) in proof
             .iter_mut()

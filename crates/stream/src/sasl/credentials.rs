@@ -39,7 +39,7 @@ pub enum ScramHash {
 }
 
 /// A hash or HMAC output kept on the stack (at most 32 bytes).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Digest {
     bytes: [u8; 32],
     len: usize,

@@ -87,7 +87,9 @@ mod tests;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-pub use client::{ClientChannelBinding, ClientError, ScramClient, plain_initial_response};
+pub use client::{
+    ClientChannelBinding, ClientError, ClientKeys, ScramClient, plain_initial_response,
+};
 pub use credentials::{
     DEFAULT_ITERATIONS, SALT_LEN, ScramCredentials, ScramHash, StoredCredentials,
 };

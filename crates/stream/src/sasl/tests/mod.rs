@@ -574,3 +574,32 @@ fn plain_without_initial_response() {
     let step = server.start(Some(&decode_b64("=").expect("empty")));
     assert_eq!(condition(&step), Some(FailureCondition::MalformedRequest));
 }
+
+#[test]
+fn cached_client_keys_skip_derivation_and_still_verify() {
+    let stored = creds("pencil");
+    let mut first = scram_client(ScramHash::Sha256, "pencil", ClientChannelBinding::None);
+    let mut server = ServerSession::new(Mechanism::ScramSha256, cb_both(), SECRET, true);
+    assert!(matches!(
+        run_scram(&mut server, &mut first, Some(&stored)),
+        Step::Success { .. }
+    ));
+    let keys = first.keys().expect("keys").clone();
+    // A client with cached keys and a wrong password still succeeds: the keys are used.
+    let mut cached = scram_client(ScramHash::Sha256, "unused", ClientChannelBinding::None)
+        .with_keys(keys.clone());
+    let mut server = ServerSession::new(Mechanism::ScramSha256, cb_both(), SECRET, true);
+    assert!(matches!(
+        run_scram(&mut server, &mut cached, Some(&stored)),
+        Step::Success { .. }
+    ));
+    // After a password change (new salt) the stale keys are ignored.
+    let changed = creds("crayon");
+    let mut stale =
+        scram_client(ScramHash::Sha256, "crayon", ClientChannelBinding::None).with_keys(keys);
+    let mut server = ServerSession::new(Mechanism::ScramSha256, cb_both(), SECRET, true);
+    assert!(matches!(
+        run_scram(&mut server, &mut stale, Some(&changed)),
+        Step::Success { .. }
+    ));
+}
