@@ -10,7 +10,7 @@ use super::scram::as_text;
 use super::{Failure, FailureCondition, ScramHash, Step, StoredCredentials};
 
 /// The three fields of a PLAIN message after SASLprep.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub(crate) struct PlainMessage {
     /// Requested authorization identity (not SASLprep'd: it is a JID).
     pub(crate) authzid: Option<String>,
@@ -18,6 +18,16 @@ pub(crate) struct PlainMessage {
     pub(crate) username: String,
     /// Password, SASLprep'd.
     pub(crate) password: String,
+}
+
+impl std::fmt::Debug for PlainMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlainMessage")
+            .field("authzid", &self.authzid)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Parses a PLAIN message.
@@ -148,6 +158,12 @@ mod tests {
         let m = parse_plain("\0ju\u{AD}liet\0pen\u{A0}cil".as_bytes()).expect("parse");
         assert_eq!(m.username, "juliet");
         assert_eq!(m.password, "pen cil");
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let m = parse_plain(b"\0juliet\0pencil").expect("parse");
+        assert!(!format!("{m:?}").contains("pencil"));
     }
 
     #[test]

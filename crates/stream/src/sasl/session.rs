@@ -37,7 +37,6 @@ enum Inner {
 /// else { panic!() };
 /// client.verify_success(&v).unwrap();
 /// ```
-#[derive(Debug)]
 pub struct ServerSession {
     mechanism: Mechanism,
     cb: ChannelBindingData,
@@ -46,6 +45,18 @@ pub struct ServerSession {
     inner: Inner,
     started: bool,
     finished: bool,
+}
+
+/// Shows the exchange's progress only: no secret, binding data or client message.
+impl std::fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("mechanism", &self.mechanism)
+            .field("tls_active", &self.tls_active)
+            .field("started", &self.started)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerSession {

@@ -603,3 +603,11 @@ fn cached_client_keys_skip_derivation_and_still_verify() {
         Step::Success { .. }
     ));
 }
+
+#[test]
+fn session_debug_hides_secrets() {
+    let mut server = ServerSession::new(Mechanism::Plain, cb_both(), SECRET, true);
+    server.start(Some(&plain_initial_response(None, "juliet", "pencil")));
+    let text = format!("{server:?}");
+    assert!(!text.contains("pencil") && !text.contains("42"), "{text}");
+}
