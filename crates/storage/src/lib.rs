@@ -49,9 +49,13 @@ use std::sync::Arc;
 
 use xmppd_core::storage::{ArchiveStore, KeyVal, MapStore, Storage, StorageError, UserData};
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod postgres;
 mod select;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
