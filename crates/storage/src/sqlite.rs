@@ -1,0 +1,484 @@
+//! The embedded SQLite backend: one write connection, a small pool of readers, WAL,
+//! `synchronous=FULL`. The crate docs explain why.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use xmppd_core::storage::{
+    ArchiveQuery, ArchiveRecord, ArchiveStore, KeyVal, MapStore, NewArchiveRecord, StorageError,
+    StorageResult, UserData,
+};
+
+use crate::select::archive_select;
+use crate::{OpenError, backend_error, count_from_db, parse_id};
+
+/// The schema migrations for SQLite, embedded at build time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read connections; WAL readers run in parallel with each other and with the writer.
+const READERS: u32 = 4;
+
+/// The SQLite backend of all four storage shapes.
+///
+/// Cloning is cheap and shares the connections.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    /// Exactly one connection: every write goes through it, in `BEGIN IMMEDIATE`
+    /// transactions, so in-process writers queue on the pool instead of on SQLite's lock.
+    writer: SqlitePool,
+    /// Read-only (`query_only`) connections for lookups and queries.
+    reader: SqlitePool,
+    /// The database file, for diagnostics.
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `path`, creating its parent directories,
+    /// and applies the embedded migrations.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|source| OpenError::CreateDir {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+        }
+        // SQLite reports a failed open as "unable to open database file"; opening the file
+        // ourselves first yields the operating system's reason (permission denied, is a
+        // directory …). An empty file is a valid empty database.
+        tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .await
+            .map_err(|source| OpenError::SqliteFile {
+                path: path.clone(),
+                source,
+            })?;
+
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let sqlite_err = |source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+
+        // The writer connection is kept for the store's lifetime: it is the one writer.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(sqlite_err)?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|source| OpenError::Migrate {
+                backend: "SQLite",
+                location: path.display().to_string(),
+                source,
+            })?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.pragma("query_only", "ON"))
+            .await
+            .map_err(sqlite_err)?;
+        tracing::debug!(path = %path.display(), "opened SQLite storage");
+        Ok(Self {
+            writer,
+            reader,
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes all connections, waiting for running statements; later calls fail.
+    ///
+    /// Not needed for durability (every commit is already synced); it checkpoints the WAL
+    /// into the main file on a clean shutdown.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// The write connection, for tests that inspect its settings.
+    #[cfg(test)]
+    pub(crate) async fn writer_for_tests(&self) -> sqlx::pool::PoolConnection<Sqlite> {
+        self.writer.acquire().await.expect("writer connection")
+    }
+
+    /// Starts a write transaction that holds SQLite's write lock from its first statement.
+    async fn begin_write(
+        &self,
+        operation: &'static str,
+    ) -> StorageResult<sqlx::Transaction<'static, Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| backend_error(operation, e))
+    }
+}
+
+/// Decodes one `archive` row.
+fn archive_record(row: &SqliteRow) -> StorageResult<ArchiveRecord> {
+    let corrupt = |e: sqlx::Error| {
+        tracing::error!(error = %e, "undecodable archive row");
+        StorageError::Corrupt(format!("archive row: {e}"))
+    };
+    Ok(ArchiveRecord {
+        id: row.try_get::<i64, _>(0).map_err(corrupt)?.to_string(),
+        with: row.try_get(1).map_err(corrupt)?,
+        timestamp_us: row.try_get(2).map_err(corrupt)?,
+        payload: row.try_get(3).map_err(corrupt)?,
+    })
+}
+
+#[async_trait]
+impl KeyVal for SqliteStore {
+    async fn get(&self, host: &str, user: &str, store: &str) -> StorageResult<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT value FROM keyval WHERE host = ? AND username = ? AND store = ?")
+            .bind(host)
+            .bind(user)
+            .bind(store)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| backend_error("keyval.get", e))
+    }
+
+    async fn put(&self, host: &str, user: &str, store: &str, value: &[u8]) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO keyval (host, username, store, value) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (host, username, store) DO UPDATE SET value = excluded.value",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .bind(value)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| backend_error("keyval.put", e))?;
+        Ok(())
+    }
+
+    async fn insert_new(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        value: &[u8],
+    ) -> StorageResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO keyval (host, username, store, value) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (host, username, store) DO NOTHING",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .bind(value)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| backend_error("keyval.insert_new", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete(&self, host: &str, user: &str, store: &str) -> StorageResult<bool> {
+        let done = sqlx::query("DELETE FROM keyval WHERE host = ? AND username = ? AND store = ?")
+            .bind(host)
+            .bind(user)
+            .bind(store)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| backend_error("keyval.delete", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn users(&self, host: &str, store: &str) -> StorageResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT username FROM keyval WHERE host = ? AND store = ? ORDER BY username",
+        )
+        .bind(host)
+        .bind(store)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| backend_error("keyval.users", e))
+    }
+}
+
+#[async_trait]
+impl MapStore for SqliteStore {
+    async fn get(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        key: &str,
+    ) -> StorageResult<Option<Vec<u8>>> {
+        sqlx::query_scalar(
+            "SELECT value FROM map \
+             WHERE host = ? AND username = ? AND store = ? AND item_key = ?",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .bind(key)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(|e| backend_error("map.get", e))
+    }
+
+    async fn put(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        key: &str,
+        value: &[u8],
+    ) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO map (host, username, store, item_key, value) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (host, username, store, item_key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .bind(key)
+        .bind(value)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| backend_error("map.put", e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, host: &str, user: &str, store: &str, key: &str) -> StorageResult<bool> {
+        let done = sqlx::query(
+            "DELETE FROM map WHERE host = ? AND username = ? AND store = ? AND item_key = ?",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .bind(key)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| backend_error("map.delete", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+    ) -> StorageResult<Vec<(String, Vec<u8>)>> {
+        sqlx::query_as(
+            "SELECT item_key, value FROM map \
+             WHERE host = ? AND username = ? AND store = ? ORDER BY item_key",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| backend_error("map.list", e))
+    }
+
+    async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM map WHERE host = ? AND username = ? AND store = ?",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(|e| backend_error("map.count", e))?;
+        count_from_db("map.count", n)
+    }
+
+    async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
+        let done = sqlx::query("DELETE FROM map WHERE host = ? AND username = ? AND store = ?")
+            .bind(host)
+            .bind(user)
+            .bind(store)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| backend_error("map.clear", e))?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl ArchiveStore for SqliteStore {
+    async fn append(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        record: NewArchiveRecord,
+        max_records: Option<u64>,
+    ) -> StorageResult<String> {
+        const OP: &str = "archive.append";
+        // BEGIN IMMEDIATE takes the write lock before the count, so no other writer (not even
+        // another process) can append between the quota check and the insert.
+        let mut tx = self.begin_write(OP).await?;
+        if let Some(max) = max_records {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM archive WHERE host = ? AND username = ? AND store = ?",
+            )
+            .bind(host)
+            .bind(user)
+            .bind(store)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| backend_error(OP, e))?;
+            let n = count_from_db(OP, n)?;
+            if n >= max {
+                tracing::debug!(host, user, store, count = n, max, "archive quota reached");
+                return Err(StorageError::QuotaExceeded(format!(
+                    "archive {store} of {user}@{host} holds {n} of at most {max} records"
+                )));
+            }
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .bind(&record.with)
+        .bind(record.timestamp_us)
+        .bind(&record.payload)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| backend_error(OP, e))?;
+        tx.commit().await.map_err(|e| backend_error(OP, e))?;
+        Ok(id.to_string())
+    }
+
+    async fn query(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        query: &ArchiveQuery,
+    ) -> StorageResult<Vec<ArchiveRecord>> {
+        let Some(mut select) = archive_select::<Sqlite>(host, user, store, query) else {
+            return Ok(Vec::new());
+        };
+        let rows = select
+            .build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| backend_error("archive.query", e))?;
+        let mut records = rows
+            .iter()
+            .map(archive_record)
+            .collect::<StorageResult<Vec<_>>>()?;
+        if query.reverse {
+            records.reverse();
+        }
+        Ok(records)
+    }
+
+    async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM archive WHERE host = ? AND username = ? AND store = ?",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(|e| backend_error("archive.count", e))?;
+        count_from_db("archive.count", n)
+    }
+
+    async fn delete(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        ids: &[String],
+    ) -> StorageResult<u64> {
+        const OP: &str = "archive.delete";
+        let ids: Vec<i64> = ids.iter().filter_map(|id| parse_id(id)).collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // One transaction: one WAL sync for the whole batch, and all-or-nothing.
+        let mut tx = self.begin_write(OP).await?;
+        let mut deleted = 0;
+        for id in ids {
+            let done = sqlx::query(
+                "DELETE FROM archive WHERE host = ? AND username = ? AND store = ? AND id = ?",
+            )
+            .bind(host)
+            .bind(user)
+            .bind(store)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend_error(OP, e))?;
+            deleted += done.rows_affected();
+        }
+        tx.commit().await.map_err(|e| backend_error(OP, e))?;
+        Ok(deleted)
+    }
+
+    async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
+        let done = sqlx::query("DELETE FROM archive WHERE host = ? AND username = ? AND store = ?")
+            .bind(host)
+            .bind(user)
+            .bind(store)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| backend_error("archive.clear", e))?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl UserData for SqliteStore {
+    async fn delete_user(&self, host: &str, user: &str) -> StorageResult<()> {
+        const OP: &str = "users.delete_user";
+        let mut tx = self.begin_write(OP).await?;
+        for statement in [
+            "DELETE FROM keyval WHERE host = ? AND username = ?",
+            "DELETE FROM map WHERE host = ? AND username = ?",
+            "DELETE FROM archive WHERE host = ? AND username = ?",
+        ] {
+            sqlx::query(statement)
+                .bind(host)
+                .bind(user)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, e))?;
+        }
+        tx.commit().await.map_err(|e| backend_error(OP, e))?;
+        Ok(())
+    }
+}
