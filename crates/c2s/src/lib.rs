@@ -1,1 +1,145 @@
-//! placeholder
+//! Client-to-server listeners: 5222 with STARTTLS and 5223 with direct TLS (XEP-0368).
+//!
+//! One task per connection, started under a connection semaphore and tracked for graceful
+//! shutdown. The task is a loop over `select!` of socket reads, the session's bounded outbound
+//! queue, its kick handle and the shutdown token (see [`connection`]).
+
+pub mod connection;
+mod session;
+pub mod tls;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument as _, info, info_span, warn};
+use xmppd_core::Router;
+use xmppd_stream::C2sPolicy;
+
+pub use tls::{HostCertificate, TlsSetup, TlsSetupError};
+
+/// Limits of client connections (documented defaults in the README).
+#[derive(Clone, Copy, Debug)]
+pub struct C2sLimits {
+    /// Largest stanza after authentication.
+    pub max_stanza_bytes: usize,
+    /// Largest stanza before authentication.
+    pub max_stanza_bytes_unauthenticated: usize,
+    /// Element nesting depth.
+    pub max_depth: usize,
+    /// Attributes per element.
+    pub max_attrs: usize,
+    /// Time allowed for TLS, SASL and bind together.
+    pub auth_timeout: Duration,
+    /// Stanzas queued for one session before it counts as a slow consumer.
+    pub session_queue: usize,
+    /// Time allowed to write one batch to a client before it counts as dead.
+    pub write_timeout: Duration,
+    /// Concurrent connections on one listener.
+    pub max_connections: usize,
+}
+
+impl Default for C2sLimits {
+    fn default() -> Self {
+        C2sLimits {
+            max_stanza_bytes: 256 * 1024,
+            max_stanza_bytes_unauthenticated: 16 * 1024,
+            max_depth: 64,
+            max_attrs: 256,
+            auth_timeout: Duration::from_secs(60),
+            session_queue: 1024,
+            write_timeout: Duration::from_secs(60),
+            max_connections: 100_000,
+        }
+    }
+}
+
+/// Everything a client connection needs, shared by all connections of a server.
+#[derive(Debug)]
+pub struct C2sContext {
+    /// Where stanzas go.
+    pub router: Arc<Router>,
+    /// Certificates and acceptor.
+    pub tls: TlsSetup,
+    /// Negotiation policy.
+    pub policy: C2sPolicy,
+    /// Limits.
+    pub limits: C2sLimits,
+    next_conn_id: AtomicU64,
+}
+
+impl C2sContext {
+    /// Shared context for the listeners.
+    pub fn new(router: Arc<Router>, tls: TlsSetup, policy: C2sPolicy, limits: C2sLimits) -> Self {
+        C2sContext {
+            router,
+            tls,
+            policy,
+            limits,
+            next_conn_id: AtomicU64::new(1),
+        }
+    }
+
+    fn conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Whether a listener starts with STARTTLS or with TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Port 5222: plain TCP, STARTTLS.
+    StartTls,
+    /// Port 5223: TLS from the first byte (XEP-0368).
+    DirectTls,
+}
+
+/// Accepts connections until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    kind: ListenerKind,
+    ctx: Arc<C2sContext>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let conn_id = ctx.conn_id();
+        let span = info_span!("c2s", conn = conn_id, %peer, jid = tracing::field::Empty);
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(
+            async move {
+                connection::run(socket, kind, ctx, conn_id, shutdown).await;
+                drop(permit);
+                info!("connection closed");
+            }
+            .instrument(span),
+        );
+    }
+}

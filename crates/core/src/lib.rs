@@ -3,4 +3,13 @@
 //! Nothing here opens a socket; listeners (c2s, s2s, http) hand stanzas to the router and
 //! receive stanzas for their sessions through bounded channels.
 
+pub mod accounts;
+pub mod module;
+pub mod router;
+pub mod session;
 pub mod storage;
+
+pub use accounts::{AccountError, Accounts};
+pub use module::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
+pub use router::Router;
+pub use session::{Outbound, SessionControl, SessionRegistry};

@@ -72,11 +72,14 @@ pub trait MapStore: Send + Sync + 'static {
         value: &[u8],
     ) -> StorageResult<()>;
     /// Deletes one item; `Ok(false)` if there was none.
-    async fn delete(&self, host: &str, user: &str, store: &str, key: &str)
-    -> StorageResult<bool>;
+    async fn delete(&self, host: &str, user: &str, store: &str, key: &str) -> StorageResult<bool>;
     /// All items sorted by key.
-    async fn list(&self, host: &str, user: &str, store: &str)
-    -> StorageResult<Vec<(String, Vec<u8>)>>;
+    async fn list(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+    ) -> StorageResult<Vec<(String, Vec<u8>)>>;
     /// Number of items.
     async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
     /// Deletes every item of the store; returns how many were deleted.
@@ -153,8 +156,13 @@ pub trait ArchiveStore: Send + Sync + 'static {
     /// Number of records.
     async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
     /// Deletes the records with these ids; returns how many were deleted.
-    async fn delete(&self, host: &str, user: &str, store: &str, ids: &[String])
-    -> StorageResult<u64>;
+    async fn delete(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        ids: &[String],
+    ) -> StorageResult<u64>;
     /// Deletes every record of the archive; returns how many were deleted.
     async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
 }

@@ -1,1 +1,13 @@
-//! placeholder
+//! XMPP protocol types: namespaces, stanza envelopes, stanza and stream errors.
+//!
+//! Lenient in, strict out: parsing ignores what it does not know; what we build is exactly
+//! what the RFCs say.
+
+pub mod error;
+pub mod ns;
+pub mod stanza;
+pub mod stream_error;
+
+pub use error::{DefinedCondition, ErrorType, StanzaError};
+pub use stanza::{Stanza, StanzaKind, StanzaParseError};
+pub use stream_error::{StreamError, StreamErrorCondition};

@@ -1,1 +1,193 @@
-fn main() {}
+//! `xmppd`: run the server, manage accounts, check the configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use xmppd::config::Config;
+use xmppd::{admin, certs};
+
+/// An XMPP server.
+#[derive(Debug, Parser)]
+#[command(name = "xmppd", version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without it: `localhost` served from ./data on 127.0.0.1.
+    #[arg(short, long, global = true, env = "XMPPD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server until SIGTERM or Ctrl-C.
+    Serve,
+    /// Create an account; the password is prompted for, or read from standard input.
+    #[command(visible_alias = "register")]
+    Adduser {
+        /// The account, user@domain.
+        jid: String,
+    },
+    /// Change an account's password.
+    #[command(visible_alias = "change_password")]
+    Passwd {
+        /// The account, user@domain.
+        jid: String,
+    },
+    /// Delete an account and everything stored for it.
+    #[command(visible_alias = "unregister")]
+    Deluser {
+        /// The account, user@domain.
+        jid: String,
+    },
+    /// Validate the configuration and the certificates.
+    Check,
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default_localhost(),
+    })
+}
+
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    match &config.source {
+        Some(path) => tracing::info!(config = %path.display(), "starting"),
+        None => tracing::info!(
+            data_dir = %config.data_dir.display(),
+            "starting with the built-in configuration: serving localhost"
+        ),
+    }
+    let server = xmppd::start(&config).await?;
+    wait_for_signal().await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = term.recv() => {},
+        r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")
+}
+
+/// Checks every host's certificate; returns whether all are usable.
+fn check(config: &Config) -> bool {
+    let mut ok = true;
+    match &config.source {
+        Some(p) => println!("{}: configuration is valid", p.display()),
+        None => println!("no configuration file: using the built-in localhost configuration"),
+    }
+    for host in &config.hosts {
+        let Some((cert, key)) = &host.tls else {
+            let (c, _) = certs::generated_paths(&config.data_dir, &host.name);
+            println!(
+                "{}: self-signed certificate ({}), generated if missing",
+                host.name,
+                c.display()
+            );
+            continue;
+        };
+        let result = certs::read_chain(cert).and_then(|c| certs::read_key(key).map(|k| (c, k)));
+        match result {
+            Err(e) => {
+                ok = false;
+                println!("{}: {e}", host.name);
+            }
+            Ok((chain, private_key)) => {
+                let mut problems = certs::certificate_problems(&host.name, &chain[0]);
+                let tls = xmppd_c2s::TlsSetup::new(vec![xmppd_c2s::HostCertificate {
+                    host: host.name.clone(),
+                    chain,
+                    key: private_key,
+                }]);
+                if let Err(e) = tls {
+                    problems.push(format!("key {}: {e}", key.display()));
+                }
+                if problems.is_empty() {
+                    println!("{}: {} is valid", host.name, cert.display());
+                } else {
+                    ok = false;
+                    for p in problems {
+                        println!("{}: {}: {p}", host.name, cert.display());
+                    }
+                }
+            }
+        }
+    }
+    ok
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = load_config(cli.config.as_ref())?;
+    match cli.command {
+        Command::Serve => {
+            init_logging(&config.log);
+            serve(config).await?;
+        }
+        Command::Check => {
+            return Ok(if check(&config) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Adduser { jid } => {
+            let jid = admin::account_jid(&config, &jid)?;
+            let password = admin::read_password()?;
+            let storage = xmppd::open_storage(&config).await?;
+            xmppd::accounts(&storage).create(&jid, &password).await?;
+            println!("created {jid}");
+        }
+        Command::Passwd { jid } => {
+            let jid = admin::account_jid(&config, &jid)?;
+            let password = admin::read_password()?;
+            let storage = xmppd::open_storage(&config).await?;
+            xmppd::accounts(&storage)
+                .set_password(&jid, &password)
+                .await?;
+            println!("changed the password of {jid}");
+        }
+        Command::Deluser { jid } => {
+            let jid = admin::account_jid(&config, &jid)?;
+            let storage = xmppd::open_storage(&config).await?;
+            xmppd::accounts(&storage).delete(&jid).await?;
+            println!("deleted {jid}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xmppd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

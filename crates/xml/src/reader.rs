@@ -16,7 +16,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_stanza_bytes: 256 * 1024, max_depth: 64, max_attrs: 256 }
+        Limits {
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 64,
+            max_attrs: 256,
+        }
     }
 }
 
@@ -35,7 +39,10 @@ pub struct StreamHeader {
 impl StreamHeader {
     /// The value of an attribute by qualified name.
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 

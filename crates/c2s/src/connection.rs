@@ -1,0 +1,360 @@
+//! One client connection, from the first byte to the last.
+//!
+//! The loop waits in one `select!` for whichever comes first — bytes from the socket, a stanza
+//! queued for the session, a kick (replacement, slow consumer), the server shutting down, or
+//! the authentication deadline — and turns it into writes. Each wait returns a plain [`Input`]
+//! value, so no borrow of the socket or the queue outlives the wait.
+//!
+//! STARTTLS ends the plain-text loop with [`Flow::UpgradeTls`]: the XML reader and everything
+//! it buffered are dropped before the handshake, so bytes a client pipelined behind
+//! `<starttls/>` can never be read as if they had come through TLS (the attack behind
+//! CVE-2011-0411). If such bytes were already received, the connection is refused instead.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+use xmppd_core::{Outbound, SessionControl};
+use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
+use xmppd_stream::sasl::ChannelBindingData;
+use xmppd_stream::{C2sOutput, C2sResponder};
+use xmppd_xml::{Limits, Reader};
+
+use crate::session::{self, BoundSession};
+use crate::{C2sContext, ListenerKind};
+
+/// How a run of the loop ended.
+enum Flow {
+    /// The connection is over.
+    Closed,
+    /// Upgrade to TLS and continue.
+    UpgradeTls,
+}
+
+/// What a wait produced.
+enum Input {
+    Read(std::io::Result<usize>),
+    Outbound(Option<Outbound>),
+    Kicked,
+    Shutdown,
+    Deadline,
+}
+
+/// Bytes read from the socket at once.
+const READ_CHUNK: usize = 4096;
+/// Stanzas written in one batch before flushing.
+const WRITE_BATCH: usize = 64;
+
+struct Conn {
+    ctx: Arc<C2sContext>,
+    conn_id: u64,
+    responder: C2sResponder,
+    reader: Reader,
+    deadline: Instant,
+    session: Option<BoundSession>,
+}
+
+/// Runs one accepted connection to its end.
+pub(crate) async fn run(
+    socket: TcpStream,
+    kind: ListenerKind,
+    ctx: Arc<C2sContext>,
+    conn_id: u64,
+    shutdown: CancellationToken,
+) {
+    let deadline = Instant::now() + ctx.limits.auth_timeout;
+    let mut conn = Conn {
+        responder: C2sResponder::new(ctx.policy.clone(), false, ChannelBindingData::none()),
+        reader: Reader::new(pre_auth_limits(&ctx)),
+        ctx,
+        conn_id,
+        deadline,
+        session: None,
+    };
+    let mut socket = socket;
+    let upgrade = match kind {
+        ListenerKind::DirectTls => true,
+        ListenerKind::StartTls => {
+            matches!(conn.drive(&mut socket, &shutdown).await, Flow::UpgradeTls)
+        }
+    };
+    if upgrade {
+        let acceptor = conn.ctx.tls.acceptor().clone();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, acceptor.accept(socket)).await {
+            Ok(Ok(mut tls)) => {
+                let cb = conn.ctx.tls.channel_binding(tls.get_ref().1);
+                conn.responder.tls_established(cb);
+                conn.reader = Reader::new(pre_auth_limits(&conn.ctx));
+                // A second STARTTLS is refused by the responder, so this run ends the stream.
+                let _ = conn.drive(&mut tls, &shutdown).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
+            }
+            Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+            Err(_) => debug!("TLS handshake timed out"),
+        }
+    }
+    conn.end_session().await;
+}
+
+fn pre_auth_limits(ctx: &C2sContext) -> Limits {
+    Limits {
+        max_stanza_bytes: ctx.limits.max_stanza_bytes_unauthenticated,
+        max_depth: ctx.limits.max_depth,
+        max_attrs: ctx.limits.max_attrs,
+    }
+}
+
+fn post_auth_limits(ctx: &C2sContext) -> Limits {
+    Limits {
+        max_stanza_bytes: ctx.limits.max_stanza_bytes,
+        max_depth: ctx.limits.max_depth,
+        max_attrs: ctx.limits.max_attrs,
+    }
+}
+
+async fn recv_opt(rx: Option<&mut mpsc::Receiver<Outbound>>) -> Option<Outbound> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn kicked_opt(control: Option<Arc<SessionControl>>) {
+    match control {
+        Some(c) => c.kicked().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn deadline_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Conn {
+    async fn write<S: AsyncWrite + Unpin>(&self, io: &mut S, bytes: &[u8]) -> bool {
+        let write = async {
+            io.write_all(bytes).await?;
+            io.flush().await
+        };
+        match tokio::time::timeout(self.ctx.limits.write_timeout, write).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                debug!(error = %e, "write failed");
+                false
+            }
+            Err(_) => {
+                debug!("write timed out");
+                false
+            }
+        }
+    }
+
+    async fn close_with<S: AsyncWrite + Unpin>(&mut self, io: &mut S, error: StreamError) -> Flow {
+        info!(condition = error.condition.as_str(), text = ?error.text, "closing with stream error");
+        let bytes = self.responder.error_bytes(&error);
+        self.write(io, &bytes).await;
+        Flow::Closed
+    }
+
+    async fn drive<S>(&mut self, io: &mut S, shutdown: &CancellationToken) -> Flow
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let deadline = self.session.is_none().then_some(self.deadline);
+            let control = self.session.as_ref().map(|s| s.control.clone());
+            let input = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Input::Shutdown,
+                _ = kicked_opt(control) => Input::Kicked,
+                _ = deadline_opt(deadline) => Input::Deadline,
+                out = recv_opt(self.session.as_mut().map(|s| &mut s.rx)) => Input::Outbound(out),
+                read = io.read(&mut buf) => Input::Read(read),
+            };
+            let flow = match input {
+                Input::Shutdown => {
+                    let e =
+                        StreamError::with_text(Cond::SystemShutdown, "the server is shutting down");
+                    Some(self.close_with(io, e).await)
+                }
+                Input::Kicked => {
+                    let reason = self.session.as_ref().map(|s| s.control.reason());
+                    let e = reason.unwrap_or_else(|| StreamError::new(Cond::UndefinedCondition));
+                    Some(self.close_with(io, e).await)
+                }
+                Input::Deadline => {
+                    let e = StreamError::with_text(
+                        Cond::ConnectionTimeout,
+                        "TLS, authentication and resource binding took too long",
+                    );
+                    Some(self.close_with(io, e).await)
+                }
+                Input::Outbound(None) => Some(Flow::Closed),
+                Input::Outbound(Some(first)) => self.write_outbound(io, first).await,
+                Input::Read(Ok(0)) => {
+                    debug!("peer closed the connection");
+                    Some(Flow::Closed)
+                }
+                Input::Read(Ok(n)) => {
+                    self.reader.feed(&buf[..n]);
+                    self.process_input(io).await
+                }
+                Input::Read(Err(e)) => {
+                    debug!(error = %e, "read failed");
+                    Some(Flow::Closed)
+                }
+            };
+            if let Some(flow) = flow {
+                return flow;
+            }
+        }
+    }
+
+    /// Writes a queued stanza and whatever else is already queued, then flushes once.
+    async fn write_outbound<S: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        first: Outbound,
+    ) -> Option<Flow> {
+        let Outbound::Stanza(first) = first;
+        let mut batch = first.to_vec();
+        if let Some(session) = self.session.as_mut() {
+            for _ in 1..WRITE_BATCH {
+                match session.rx.try_recv() {
+                    Ok(Outbound::Stanza(more)) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+        }
+        if self.write(io, &batch).await {
+            None
+        } else {
+            Some(Flow::Closed)
+        }
+    }
+
+    /// Drains parsed events into the responder and carries out what it asks.
+    async fn process_input<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> Option<Flow> {
+        loop {
+            let event = match self.reader.next_event() {
+                Ok(Some(event)) => event,
+                Ok(None) => return None,
+                Err(e) => return Some(self.close_with(io, StreamError::from(&e)).await),
+            };
+            let mut outputs = Vec::new();
+            self.responder.handle(event, &mut outputs);
+            if outputs.contains(&C2sOutput::StartTls) && self.reader.buffered() > 0 {
+                // Bytes pipelined behind <starttls/>: refuse rather than risk injection.
+                info!("data pipelined after <starttls/>; refusing TLS");
+                let failure = b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>";
+                self.write(io, failure).await;
+                return Some(Flow::Closed);
+            }
+            if let Some(flow) = self.execute(io, outputs).await {
+                return Some(flow);
+            }
+        }
+    }
+
+    async fn execute<S: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        outputs: Vec<C2sOutput>,
+    ) -> Option<Flow> {
+        let mut queue: VecDeque<C2sOutput> = outputs.into();
+        while let Some(output) = queue.pop_front() {
+            match output {
+                C2sOutput::Send(bytes) => {
+                    if !self.write(io, &bytes).await {
+                        return Some(Flow::Closed);
+                    }
+                }
+                C2sOutput::StartTls => return Some(Flow::UpgradeTls),
+                C2sOutput::ResetStream => {
+                    self.reader = Reader::new(post_auth_limits(&self.ctx));
+                }
+                C2sOutput::LookupCredentials { host, username } => {
+                    match self
+                        .ctx
+                        .router
+                        .accounts()
+                        .credentials(&host, &username)
+                        .await
+                    {
+                        Ok(creds) => {
+                            let mut more = Vec::new();
+                            self.responder.credentials(creds.as_ref(), &mut more);
+                            queue.extend(more);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "credential lookup failed");
+                            let e = StreamError::with_text(
+                                Cond::InternalServerError,
+                                "the account database is unavailable",
+                            );
+                            return Some(self.close_with(io, e).await);
+                        }
+                    }
+                }
+                C2sOutput::Authenticated(jid) => {
+                    tracing::Span::current().record("jid", tracing::field::display(&jid));
+                    info!("authenticated");
+                }
+                C2sOutput::Bind { iq_id, jid } => {
+                    let (tx, rx) = mpsc::channel(self.ctx.limits.session_queue);
+                    let control = Arc::new(SessionControl::default());
+                    self.ctx
+                        .router
+                        .sessions()
+                        .bind(&jid, self.conn_id, tx, control.clone());
+                    tracing::Span::current().record("jid", tracing::field::display(&jid));
+                    info!("resource bound");
+                    let result = self.responder.bound(&iq_id, &jid);
+                    self.session = Some(BoundSession::new(jid, self.conn_id, rx, control));
+                    if !self.write(io, &result).await {
+                        return Some(Flow::Closed);
+                    }
+                }
+                C2sOutput::Stanza(el) => {
+                    let Some(bound) = self.session.as_mut() else {
+                        continue;
+                    };
+                    match session::handle_stanza(&self.ctx.router, bound, el).await {
+                        Ok(None) => {}
+                        Ok(Some(reply)) => {
+                            if !self.write(io, &reply).await {
+                                return Some(Flow::Closed);
+                            }
+                        }
+                        Err(e) => return Some(self.close_with(io, e).await),
+                    }
+                }
+                C2sOutput::Close(e) => return Some(self.close_with(io, e).await),
+                C2sOutput::PeerClosed => {
+                    self.write(io, b"</stream:stream>").await;
+                    return Some(Flow::Closed);
+                }
+            }
+        }
+        None
+    }
+
+    /// Unregisters the session and tells the user's other resources it went away, whether the
+    /// stream was closed cleanly or the socket just died.
+    async fn end_session(&mut self) {
+        if let Some(bound) = self.session.take() {
+            session::end(&self.ctx.router, bound);
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! What a bound client session does with its stanzas (RFC 6120 §8.1.2, RFC 6121 §4).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use jid::{FullJid, Jid};
+use tokio::sync::mpsc;
+use xmppd_core::router::client_bytes;
+use xmppd_core::{Outbound, Router, SessionControl};
+use xmppd_proto::{
+    Stanza, StanzaError, StanzaKind, StanzaParseError, StreamError, StreamErrorCondition as Cond,
+    ns,
+};
+use xmppd_xml::Element;
+
+/// A session after resource binding.
+pub(crate) struct BoundSession {
+    pub(crate) jid: FullJid,
+    conn_id: u64,
+    pub(crate) rx: mpsc::Receiver<Outbound>,
+    pub(crate) control: Arc<SessionControl>,
+    /// Whether the session has sent available presence (RFC 6121 §4.2).
+    available: bool,
+}
+
+impl BoundSession {
+    pub(crate) fn new(
+        jid: FullJid,
+        conn_id: u64,
+        rx: mpsc::Receiver<Outbound>,
+        control: Arc<SessionControl>,
+    ) -> Self {
+        BoundSession {
+            jid,
+            conn_id,
+            rx,
+            control,
+            available: false,
+        }
+    }
+}
+
+/// An error answer for an element that failed envelope checks, addressed back to the session
+/// (we cannot trust its addresses, so it carries none but ours). `None` for error stanzas.
+fn bounce_unparsed(el: &Element, me: &FullJid, error: &StanzaError) -> Option<Vec<u8>> {
+    if el.attr("type") == Some("error") {
+        return None;
+    }
+    let mut reply = Element::new(el.name(), ns::CLIENT)
+        .with_attr("type", "error")
+        .with_attr("to", me.as_str());
+    if let Some(id) = el.attr("id") {
+        reply.set_attr("id", id);
+    }
+    reply.push_child(error.to_element(ns::CLIENT));
+    let mut out = Vec::new();
+    reply.write_to(&mut out, ns::CLIENT);
+    Some(out)
+}
+
+/// RFC 6121 §4.7.2.3: an integer from -128 to 127; anything else counts as 0.
+fn priority_of(stanza: &Stanza) -> i8 {
+    stanza
+        .element()
+        .child("priority", ns::CLIENT)
+        .and_then(|p| p.text().trim().parse::<i8>().ok())
+        .unwrap_or(0)
+}
+
+/// Handles one stanza from the client: checks, stamps `from`, and routes it. Returns bytes to
+/// write straight back to the client, or the stream error that ends the session.
+pub(crate) async fn handle_stanza(
+    router: &Router,
+    session: &mut BoundSession,
+    el: Element,
+) -> Result<Option<Vec<u8>>, StreamError> {
+    let stanza = match Stanza::parse(el.clone(), ns::CLIENT) {
+        Ok(s) => s,
+        Err(StanzaParseError::NotAStanza(name)) => {
+            let text = format!("<{name}/> is not a stanza this server understands");
+            return Err(StreamError::with_text(Cond::UnsupportedStanzaType, text));
+        }
+        Err(StanzaParseError::Invalid(error)) => {
+            return Ok(bounce_unparsed(&el, &session.jid, &error));
+        }
+    };
+    // RFC 6120 §8.1.2.1: a client may only name itself (full or bare JID) as the sender.
+    if let Some(from) = stanza.from() {
+        let own = match from.try_as_full() {
+            Ok(full) => full == &session.jid,
+            Err(bare) => bare == &session.jid.to_bare(),
+        };
+        if !own {
+            let text = format!("you are {}, not {from}", session.jid);
+            return Err(StreamError::with_text(Cond::InvalidFrom, text));
+        }
+    }
+    let stanza = stanza.with_from(Jid::from(session.jid.clone()));
+    if stanza.kind() == StanzaKind::Presence && stanza.to().is_none() {
+        broadcast_presence(router, session, &stanza);
+        return Ok(None);
+    }
+    router.route(stanza).await;
+    Ok(None)
+}
+
+/// Presence without `to` is the session's broadcast presence.
+fn broadcast_presence(router: &Router, session: &mut BoundSession, stanza: &Stanza) {
+    let sessions = router.sessions();
+    match stanza.type_attr() {
+        None => {
+            let initial = !session.available;
+            session.available = true;
+            let bytes: Bytes = client_bytes(stanza);
+            sessions.set_presence(
+                &session.jid,
+                session.conn_id,
+                Some((priority_of(stanza), bytes)),
+            );
+            router.broadcast_own_presence(&session.jid, stanza, initial);
+        }
+        Some("unavailable") => {
+            if session.available {
+                session.available = false;
+                sessions.set_presence(&session.jid, session.conn_id, None);
+                router.broadcast_own_presence(&session.jid, stanza, false);
+            }
+        }
+        // Subscription management and probes without a 'to' mean nothing.
+        Some(_) => {}
+    }
+}
+
+/// Unregisters a session; an available one is announced unavailable to the user's other
+/// resources, whether its stream ended cleanly or the socket died.
+pub(crate) fn end(router: &Router, session: BoundSession) {
+    let sessions = router.sessions();
+    if session.available {
+        sessions.set_presence(&session.jid, session.conn_id, None);
+        let el = Element::new("presence", ns::CLIENT)
+            .with_attr("type", "unavailable")
+            .with_attr("from", session.jid.as_str());
+        let stanza = Stanza::new_unchecked(
+            StanzaKind::Presence,
+            Some(Jid::from(session.jid.clone())),
+            None,
+            el,
+        );
+        router.broadcast_own_presence(&session.jid, &stanza, false);
+    }
+    sessions.unbind(&session.jid, session.conn_id);
+}

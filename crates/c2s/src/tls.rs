@@ -1,0 +1,179 @@
+//! TLS for client connections: one certificate per virtual host chosen by SNI, and the
+//! channel-binding data SCRAM-*-PLUS needs.
+//!
+//! `tls-server-end-point` (RFC 5929 §4.1) is the hash of the certificate we presented, with
+//! the certificate's signature hash (SHA-256 for MD5/SHA-1/other), so it is computed per host
+//! once at start. `tls-exporter` (RFC 9266) is exported per connection, and only for TLS 1.3:
+//! RFC 9266 §3 forbids it on TLS 1.2 without the extended master secret.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConnection};
+use rustls::sign::CertifiedKey;
+use sha2::Digest as _;
+use tokio_rustls::TlsAcceptor;
+use xmppd_stream::sasl::ChannelBindingData;
+
+/// A problem with a configured certificate or key.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// The private key type is not supported (RSA, ECDSA P-256/P-384 and Ed25519 are).
+    #[error("unsupported private key for {host}: {reason}")]
+    BadKey {
+        /// The virtual host.
+        host: String,
+        /// What rustls said.
+        reason: String,
+    },
+    /// The certificate chain is empty.
+    #[error("no certificate for {0}")]
+    NoCertificate(String),
+    /// No host was configured.
+    #[error("no virtual host has a certificate")]
+    NoHosts,
+    /// rustls refused the configuration.
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(String),
+}
+
+/// One virtual host's certificate chain and key.
+#[derive(Debug)]
+pub struct HostCertificate {
+    /// The domain served.
+    pub host: String,
+    /// End-entity certificate first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Its private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+#[derive(Debug)]
+struct HostEntry {
+    key: Arc<CertifiedKey>,
+    end_point_hash: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct SniResolver {
+    hosts: HashMap<String, HostEntry>,
+    default_host: String,
+}
+
+impl SniResolver {
+    fn entry(&self, sni: Option<&str>) -> Option<&HostEntry> {
+        sni.map(str::to_ascii_lowercase)
+            .and_then(|name| self.hosts.get(&name))
+            .or_else(|| self.hosts.get(&self.default_host))
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.entry(hello.server_name()).map(|e| e.key.clone())
+    }
+}
+
+/// The TLS side of the c2s listeners.
+#[derive(Clone)]
+pub struct TlsSetup {
+    acceptor: TlsAcceptor,
+    resolver: Arc<SniResolver>,
+}
+
+impl std::fmt::Debug for TlsSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSetup")
+            .field("hosts", &self.resolver.hosts.keys())
+            .finish()
+    }
+}
+
+impl TlsSetup {
+    /// Builds the acceptor from the hosts' certificates; the first host is the default for
+    /// clients that send no SNI.
+    pub fn new(certs: Vec<HostCertificate>) -> Result<Self, TlsSetupError> {
+        let default_host = certs.first().ok_or(TlsSetupError::NoHosts)?.host.clone();
+        let mut hosts = HashMap::new();
+        for c in certs {
+            let end_entity = c
+                .chain
+                .first()
+                .ok_or_else(|| TlsSetupError::NoCertificate(c.host.clone()))?;
+            let end_point_hash = end_point_hash(end_entity);
+            let signing = rustls::crypto::ring::sign::any_supported_type(&c.key).map_err(|e| {
+                TlsSetupError::BadKey {
+                    host: c.host.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let key = Arc::new(CertifiedKey::new(c.chain, signing));
+            hosts.insert(
+                c.host.to_ascii_lowercase(),
+                HostEntry {
+                    key,
+                    end_point_hash,
+                },
+            );
+        }
+        let resolver = Arc::new(SniResolver {
+            hosts,
+            default_host,
+        });
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsSetupError::Rustls(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        Ok(TlsSetup {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            resolver,
+        })
+    }
+
+    /// The acceptor for handshakes.
+    pub fn acceptor(&self) -> &TlsAcceptor {
+        &self.acceptor
+    }
+
+    /// The channel-binding data of an established connection.
+    pub fn channel_binding(&self, conn: &ServerConnection) -> ChannelBindingData {
+        let tls_exporter = if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+            conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .ok()
+                .map(|k| k.to_vec())
+        } else {
+            None
+        };
+        let tls_server_end_point = self
+            .resolver
+            .entry(conn.server_name())
+            .map(|e| e.end_point_hash.clone());
+        ChannelBindingData {
+            tls_exporter,
+            tls_server_end_point,
+        }
+    }
+}
+
+/// RFC 5929 §4.1: hash the certificate with its signature's hash function, upgrading MD5 and
+/// SHA-1 (and anything unknown) to SHA-256.
+fn end_point_hash(cert: &CertificateDer<'_>) -> Vec<u8> {
+    let oid = x509_parser::parse_x509_certificate(cert)
+        .ok()
+        .map(|(_, c)| c.signature_algorithm.algorithm.to_id_string());
+    match oid.as_deref() {
+        // sha384WithRSAEncryption, ecdsa-with-SHA384
+        Some("1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3") => {
+            sha2::Sha384::digest(cert).to_vec()
+        }
+        // sha512WithRSAEncryption, ecdsa-with-SHA512
+        Some("1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4") => {
+            sha2::Sha512::digest(cert).to_vec()
+        }
+        _ => sha2::Sha256::digest(cert).to_vec(),
+    }
+}

@@ -1,0 +1,164 @@
+//! Modules and the registry they declare themselves in.
+//!
+//! A module's [`Module::register`] lists, in one place, every IQ handler and disco feature it
+//! adds. Dispatch is by types — the target kind, the iq type, the payload's namespace and
+//! name — never by strings assembled at runtime.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jid::{BareJid, Jid};
+use xmppd_proto::{Stanza, StanzaError};
+use xmppd_xml::Element;
+
+/// Whom an iq is addressed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IqTarget {
+    /// The server itself (`to` is a hosted domain).
+    Server,
+    /// An account, answered by the server on the user's behalf (`to` is a bare JID, or
+    /// absent: RFC 6120 §10.3.3).
+    Account,
+}
+
+/// The request kinds of iq.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IqType {
+    /// `type='get'`
+    Get,
+    /// `type='set'`
+    Set,
+}
+
+/// An iq request handed to a handler.
+#[derive(Debug)]
+pub struct IqRequest<'a> {
+    /// The whole stanza (with the `from` the server stamped).
+    pub stanza: &'a Stanza,
+    /// Its single payload element.
+    pub payload: &'a Element,
+    /// The requester.
+    pub from: &'a Jid,
+    /// The addressed server domain (as a bare JID) or account.
+    pub to: &'a BareJid,
+}
+
+/// Answers one kind of iq.
+#[async_trait]
+pub trait IqHandler: Send + Sync + 'static {
+    /// The payload of the result (`None`: an empty result), or the error to return.
+    async fn handle(&self, request: IqRequest<'_>) -> Result<Option<Element>, StanzaError>;
+}
+
+/// A feature of the server: registers its handlers.
+pub trait Module: Send + Sync + 'static {
+    /// A short name for logs.
+    fn name(&self) -> &'static str;
+    /// Declares everything the module adds.
+    fn register(self: Arc<Self>, registry: &mut Registry);
+}
+
+struct IqRoute {
+    target: IqTarget,
+    iq_type: IqType,
+    ns: &'static str,
+    name: &'static str,
+    handler: Arc<dyn IqHandler>,
+}
+
+/// Everything the modules registered.
+#[derive(Default)]
+pub struct Registry {
+    iq: Vec<IqRoute>,
+    server_features: Vec<&'static str>,
+    modules: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("modules", &self.modules)
+            .field("server_features", &self.server_features)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a module.
+    pub fn add_module(&mut self, module: Arc<dyn ModuleDyn>) {
+        self.modules.push(module.module_name());
+        module.register_dyn(self);
+    }
+
+    /// Routes iq of this kind and payload to `handler`.
+    pub fn iq(
+        &mut self,
+        target: IqTarget,
+        iq_type: IqType,
+        ns: &'static str,
+        name: &'static str,
+        handler: Arc<dyn IqHandler>,
+    ) {
+        self.iq.push(IqRoute {
+            target,
+            iq_type,
+            ns,
+            name,
+            handler,
+        });
+    }
+
+    /// Advertises a disco#info feature of the server.
+    pub fn server_feature(&mut self, var: &'static str) {
+        if !self.server_features.contains(&var) {
+            self.server_features.push(var);
+        }
+    }
+
+    /// The server's disco#info features, sorted.
+    pub fn server_features(&self) -> Vec<&'static str> {
+        let mut f = self.server_features.clone();
+        f.sort_unstable();
+        f
+    }
+
+    /// The handler for an iq, if any module registered one.
+    pub fn iq_handler(
+        &self,
+        target: IqTarget,
+        iq_type: IqType,
+        payload: &Element,
+    ) -> Option<Arc<dyn IqHandler>> {
+        self.iq
+            .iter()
+            .find(|r| {
+                r.target == target
+                    && r.iq_type == iq_type
+                    && r.name == payload.name()
+                    && r.ns == payload.ns()
+            })
+            .map(|r| r.handler.clone())
+    }
+}
+
+/// Object-safe form of [`Module`], implemented for every module.
+pub trait ModuleDyn: Send + Sync + 'static {
+    /// See [`Module::name`].
+    fn module_name(&self) -> &'static str;
+    /// See [`Module::register`].
+    fn register_dyn(self: Arc<Self>, registry: &mut Registry);
+}
+
+impl<M: Module> ModuleDyn for M {
+    fn module_name(&self) -> &'static str {
+        self.name()
+    }
+    fn register_dyn(self: Arc<Self>, registry: &mut Registry) {
+        self.register(registry);
+    }
+}

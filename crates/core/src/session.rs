@@ -1,0 +1,292 @@
+//! The session registry: which resources of which account are online, and how to reach them.
+//!
+//! Sharded by bare JID (a `DashMap`), so delivering to one user never contends with another
+//! user's login. Each entry holds the session's bounded outbound queue and a control handle to
+//! end it. Values sent are already serialised (`Bytes`), shared between recipients of a
+//! broadcast.
+//!
+//! Replacement: binding a resource that is already bound ends the older session with a
+//! `conflict` stream error (RFC 6120 §7.7.2.2, "override" policy). Unbinding names the
+//! connection id, so a replaced session cannot remove its replacement on its way out.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use jid::{BareJid, FullJid};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use xmppd_proto::{StreamError, StreamErrorCondition};
+
+/// What travels to a session task.
+#[derive(Clone, Debug)]
+pub enum Outbound {
+    /// A serialised stanza in the `jabber:client` namespace.
+    Stanza(Bytes),
+}
+
+/// Ends one session from outside its task (replacement, slow consumer, admin).
+#[derive(Debug, Default)]
+pub struct SessionControl {
+    token: CancellationToken,
+    reason: Mutex<Option<StreamError>>,
+}
+
+impl SessionControl {
+    /// Asks the session to close with this stream error. The first reason wins.
+    pub fn kick(&self, error: StreamError) {
+        if let Ok(mut reason) = self.reason.lock() {
+            reason.get_or_insert(error);
+        }
+        self.token.cancel();
+    }
+
+    /// Resolves when the session was kicked.
+    pub async fn kicked(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// The reason given to [`SessionControl::kick`].
+    pub fn reason(&self) -> StreamError {
+        self.reason
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .unwrap_or_else(|| StreamError::new(StreamErrorCondition::UndefinedCondition))
+    }
+}
+
+/// One bound resource.
+#[derive(Clone, Debug)]
+struct Entry {
+    resource: String,
+    conn_id: u64,
+    tx: mpsc::Sender<Outbound>,
+    control: Arc<SessionControl>,
+    /// `None` until initial presence; then the advertised priority (RFC 6121 §4.7.2.3).
+    priority: Option<i8>,
+    /// The last available presence broadcast, serialised, for resources that come later.
+    presence: Option<Bytes>,
+}
+
+/// A snapshot of one resource for routing decisions.
+#[derive(Clone, Debug)]
+pub struct ResourceInfo {
+    /// The full JID.
+    pub jid: FullJid,
+    /// `Some(priority)` when the resource is available (sent initial presence).
+    pub priority: Option<i8>,
+    /// The last available presence it broadcast.
+    pub presence: Option<Bytes>,
+    tx: mpsc::Sender<Outbound>,
+    control: Arc<SessionControl>,
+}
+
+/// Why a stanza could not be handed to a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// The resource is not online.
+    #[error("no such session")]
+    NoSession,
+    /// The session's queue was full: it has been disconnected as a slow consumer.
+    #[error("session queue full")]
+    QueueFull,
+}
+
+impl ResourceInfo {
+    /// Queues a stanza for this session. A full queue ends the session (slow consumer) and
+    /// reports [`DeliveryError::QueueFull`] so the caller can bounce the stanza.
+    pub fn deliver(&self, stanza: Bytes) -> Result<(), DeliveryError> {
+        match self.tx.try_send(Outbound::Stanza(stanza)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.control.kick(StreamError::with_text(
+                    StreamErrorCondition::PolicyViolation,
+                    "too many stanzas queued for this session (reading too slowly)",
+                ));
+                Err(DeliveryError::QueueFull)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(DeliveryError::NoSession),
+        }
+    }
+}
+
+/// All bound client sessions of this node.
+#[derive(Debug, Default)]
+pub struct SessionRegistry {
+    by_bare: DashMap<BareJid, Vec<Entry>>,
+}
+
+impl SessionRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a session. A session already bound to the same full JID is kicked with
+    /// `conflict`.
+    pub fn bind(
+        &self,
+        jid: &FullJid,
+        conn_id: u64,
+        tx: mpsc::Sender<Outbound>,
+        control: Arc<SessionControl>,
+    ) {
+        let resource = jid.resource().as_str().to_owned();
+        let entry = Entry {
+            resource,
+            conn_id,
+            tx,
+            control,
+            priority: None,
+            presence: None,
+        };
+        let mut entries = self.by_bare.entry(jid.to_bare()).or_default();
+        if let Some(pos) = entries.iter().position(|e| e.resource == entry.resource) {
+            let old = entries.swap_remove(pos);
+            old.control.kick(StreamError::with_text(
+                StreamErrorCondition::Conflict,
+                "replaced by a new session with the same resource",
+            ));
+        }
+        entries.push(entry);
+    }
+
+    /// Removes a session if it is still the one bound under `jid`.
+    pub fn unbind(&self, jid: &FullJid, conn_id: u64) {
+        let bare = jid.to_bare();
+        let resource = jid.resource().as_str();
+        self.by_bare.remove_if_mut(&bare, |_, entries| {
+            entries.retain(|e| !(e.resource == resource && e.conn_id == conn_id));
+            entries.is_empty()
+        });
+    }
+
+    /// Records a session's broadcast presence: `Some((priority, stanza))` when available,
+    /// `None` when it became unavailable.
+    pub fn set_presence(&self, jid: &FullJid, conn_id: u64, presence: Option<(i8, Bytes)>) {
+        if let Some(mut entries) = self.by_bare.get_mut(&jid.to_bare()) {
+            let resource = jid.resource().as_str();
+            for e in entries
+                .iter_mut()
+                .filter(|e| e.resource == resource && e.conn_id == conn_id)
+            {
+                (e.priority, e.presence) = match presence.clone() {
+                    Some((priority, bytes)) => (Some(priority), Some(bytes)),
+                    None => (None, None),
+                };
+            }
+        }
+    }
+
+    /// The session bound to this full JID.
+    pub fn get(&self, jid: &FullJid) -> Option<ResourceInfo> {
+        let entries = self.by_bare.get(&jid.to_bare())?;
+        let resource = jid.resource().as_str();
+        entries
+            .iter()
+            .find(|e| e.resource == resource)
+            .map(|e| info(jid.clone(), e))
+    }
+
+    /// Every session of an account.
+    pub fn resources(&self, bare: &BareJid) -> Vec<ResourceInfo> {
+        let Some(entries) = self.by_bare.get(bare) else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter_map(|e| {
+                bare.with_resource_str(&e.resource)
+                    .ok()
+                    .map(|jid| info(jid, e))
+            })
+            .collect()
+    }
+
+    /// Number of bound sessions.
+    pub fn len(&self) -> usize {
+        self.by_bare.iter().map(|e| e.value().len()).sum()
+    }
+
+    /// Whether no session is bound.
+    pub fn is_empty(&self) -> bool {
+        self.by_bare.is_empty()
+    }
+
+    /// Kicks every session (shutdown).
+    pub fn kick_all(&self, error: &StreamError) {
+        for entries in self.by_bare.iter() {
+            for e in entries.value() {
+                e.control.kick(error.clone());
+            }
+        }
+    }
+}
+
+fn info(jid: FullJid, e: &Entry) -> ResourceInfo {
+    ResourceInfo {
+        jid,
+        priority: e.priority,
+        presence: e.presence.clone(),
+        tx: e.tx.clone(),
+        control: e.control.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(s: &str) -> FullJid {
+        FullJid::new(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn rebinding_a_resource_kicks_the_old_session_with_conflict() {
+        let reg = SessionRegistry::new();
+        let (tx1, _rx1) = mpsc::channel(4);
+        let (tx2, _rx2) = mpsc::channel(4);
+        let c1 = Arc::new(SessionControl::default());
+        let c2 = Arc::new(SessionControl::default());
+        reg.bind(&full("a@x/r"), 1, tx1, c1.clone());
+        reg.bind(&full("a@x/r"), 2, tx2, c2.clone());
+        c1.kicked().await;
+        assert_eq!(c1.reason().condition, StreamErrorCondition::Conflict);
+        assert_eq!(reg.len(), 1);
+        // The replaced session's unbind must not remove its replacement.
+        reg.unbind(&full("a@x/r"), 1);
+        assert_eq!(reg.len(), 1);
+        reg.unbind(&full("a@x/r"), 2);
+        assert!(reg.is_empty());
+    }
+
+    #[tokio::test]
+    async fn full_queue_kicks_the_slow_session() {
+        let reg = SessionRegistry::new();
+        let (tx, _rx) = mpsc::channel(1);
+        let c = Arc::new(SessionControl::default());
+        reg.bind(&full("a@x/r"), 1, tx, c.clone());
+        let r = reg.get(&full("a@x/r")).unwrap();
+        assert_eq!(r.deliver(Bytes::from_static(b"<message/>")), Ok(()));
+        assert_eq!(
+            r.deliver(Bytes::from_static(b"<message/>")),
+            Err(DeliveryError::QueueFull)
+        );
+        c.kicked().await;
+        assert_eq!(c.reason().condition, StreamErrorCondition::PolicyViolation);
+    }
+
+    #[test]
+    fn priorities_are_tracked_per_connection() {
+        let reg = SessionRegistry::new();
+        let (tx, _rx) = mpsc::channel(1);
+        reg.bind(&full("a@x/r"), 7, tx, Arc::default());
+        let p = Bytes::from_static(b"<presence/>");
+        reg.set_presence(&full("a@x/r"), 8, Some((5, p.clone())));
+        assert_eq!(reg.get(&full("a@x/r")).unwrap().priority, None);
+        reg.set_presence(&full("a@x/r"), 7, Some((5, p)));
+        assert_eq!(reg.get(&full("a@x/r")).unwrap().priority, Some(5));
+    }
+}

@@ -1,0 +1,28 @@
+//! Namespace names used across crates.
+
+/// Content namespace of client streams (RFC 6120 §4.8.3).
+pub const CLIENT: &str = "jabber:client";
+/// Content namespace of server-to-server streams.
+pub const SERVER: &str = "jabber:server";
+/// `<stream:stream>` and `<stream:features>`, `<stream:error>`.
+pub const STREAM: &str = "http://etherx.jabber.org/streams";
+/// Defined conditions of stream errors (RFC 6120 §4.9.3).
+pub const STREAMS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+/// Defined conditions of stanza errors (RFC 6120 §8.3.3).
+pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// STARTTLS (RFC 6120 §5).
+pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// SASL (RFC 6120 §6).
+pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// Resource binding (RFC 6120 §7).
+pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+/// The obsolete session establishment (RFC 3921 §3), advertised as optional for old clients.
+pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+/// XEP-0440: SASL channel-binding type capability.
+pub const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+/// XEP-0199: XMPP Ping.
+pub const PING: &str = "urn:xmpp:ping";
+/// XEP-0030: service discovery, info.
+pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+/// XEP-0030: service discovery, items.
+pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";

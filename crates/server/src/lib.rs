@@ -1,0 +1,177 @@
+//! The xmppd server: configuration, wiring of crates and modules, and the admin commands.
+//! The `xmppd` binary is a thin CLI over this library, which tests start in-process.
+
+pub mod admin;
+pub mod certs;
+pub mod config;
+pub mod modules;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+use xmppd_c2s::{C2sContext, ListenerKind, TlsSetup};
+use xmppd_core::storage::Storage;
+use xmppd_core::{Accounts, Router, SessionRegistry};
+use xmppd_proto::{StreamError, StreamErrorCondition};
+use xmppd_stream::C2sPolicy;
+use xmppd_stream::sasl::DEFAULT_ITERATIONS;
+
+pub use config::Config;
+
+/// Opens the configured storage (creating the data dir and SQLite file as needed).
+pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let storage_config = match &config.storage {
+        config::StorageChoice::Sqlite(path) => xmppd_storage::StorageConfig::Sqlite {
+            path: config.data_dir.join(path),
+        },
+        config::StorageChoice::Postgres(url) => {
+            xmppd_storage::StorageConfig::Postgres { url: url.clone() }
+        }
+    };
+    Ok(xmppd_storage::open(&storage_config).await?)
+}
+
+/// Account management over a storage.
+pub fn accounts(storage: &Storage) -> Accounts {
+    Accounts::new(
+        storage.keyval.clone(),
+        storage.users.clone(),
+        DEFAULT_ITERATIONS,
+    )
+}
+
+/// The per-server secret (fake SASL salts; later dialback keys), created on first start.
+fn server_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = data_dir.join("server.secret");
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => {
+            let mut secret = [0u8; 32];
+            secret.copy_from_slice(&bytes);
+            Ok(secret)
+        }
+        Ok(_) => anyhow::bail!(
+            "{} is corrupt (expected 32 bytes); delete it to make a new one",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            certs::write_private(&path, &secret)?;
+            Ok(secret)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// A started server.
+pub struct RunningServer {
+    /// The bound listeners (with the real port when 0 was configured).
+    pub listeners: Vec<(ListenerKind, SocketAddr)>,
+    /// The router (for tests and admin introspection).
+    pub router: Arc<Router>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("listeners", &self.listeners)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningServer {
+    /// The first listener of a kind.
+    pub fn addr(&self, kind: ListenerKind) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, a)| *a)
+    }
+
+    /// Stops accepting, sends `system-shutdown` to every client and waits (bounded) for the
+    /// connections to end.
+    pub async fn shutdown(self) {
+        info!("shutting down");
+        self.shutdown.cancel();
+        self.router.sessions().kick_all(&StreamError::with_text(
+            StreamErrorCondition::SystemShutdown,
+            "the server is shutting down",
+        ));
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within 10 s");
+        }
+    }
+}
+
+/// Starts every listener of `config`.
+pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
+    let storage = open_storage(config).await?;
+    start_with_storage(config, storage).await
+}
+
+/// Starts with an already opened storage.
+pub async fn start_with_storage(
+    config: &Config,
+    storage: Storage,
+) -> anyhow::Result<RunningServer> {
+    let secret = server_secret(&config.data_dir)?;
+    let mut host_certs = Vec::new();
+    for host in &config.hosts {
+        host_certs.push(certs::host_certificate(host, &config.data_dir)?);
+    }
+    let tls = TlsSetup::new(host_certs)?;
+    let hosts: HashSet<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
+    let router = Arc::new(Router::new(
+        hosts.clone(),
+        Arc::new(SessionRegistry::new()),
+        accounts(&storage),
+        modules::registry(),
+    ));
+    let policy = C2sPolicy {
+        hosts: Arc::new(hosts),
+        require_tls: config.require_tls,
+        max_auth_failures: config.max_auth_failures,
+        fake_salt_secret: secret,
+    };
+    let ctx = Arc::new(C2sContext::new(router.clone(), tls, policy, config.limits));
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut listeners = Vec::new();
+    for listen in &config.listen {
+        let listener = TcpListener::bind(listen.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", listen.addr))?;
+        let addr = listener.local_addr()?;
+        info!(%addr, kind = ?listen.kind, "listening for clients");
+        listeners.push((listen.kind, addr));
+        tracker.spawn(xmppd_c2s::serve(
+            listener,
+            listen.kind,
+            ctx.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
+    Ok(RunningServer {
+        listeners,
+        router,
+        shutdown,
+        tracker,
+    })
+}

@@ -1,0 +1,578 @@
+//! Client-to-server stream negotiation, responder side (RFC 6120 §4–§7).
+//!
+//! A [`C2sResponder`] is fed the events of one TCP connection and answers with
+//! [`C2sOutput`]s. The order of a client connection is fixed:
+//!
+//! 1. header → features offering only `<starttls><required/></starttls>` (when TLS is
+//!    required, nothing else is accepted: a stanza gets `not-authorized`, anything else
+//!    `policy-violation`);
+//! 2. `<starttls/>` → `<proceed/>`, [`C2sOutput::StartTls`]: the caller discards every byte
+//!    read so far (bytes pipelined behind `<starttls/>` are an attack, RFC 6120 §5.3.3) and
+//!    calls [`C2sResponder::tls_established`] after the handshake;
+//! 3. header → SASL mechanisms (the `-PLUS` ones only when channel-binding data exists, PLAIN
+//!    only under TLS) → SASL exchange, with [`C2sOutput::LookupCredentials`] as the one
+//!    asynchronous step; a limited number of failures, then `policy-violation` (§6.4.5);
+//! 4. `<success/>` is an implicit stream restart ([`C2sOutput::ResetStream`]), header →
+//!    `<bind/>` → [`C2sOutput::Bind`], answered by [`C2sResponder::bound`];
+//! 5. from then on every element is a [`C2sOutput::Stanza`] for the session.
+//!
+//! Setup errors still get our stream header first (§4.9.1.2): [`C2sResponder::error_bytes`]
+//! adds it when it was not yet sent.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use jid::{BareJid, FullJid};
+use xmppd_proto::{DefinedCondition, StanzaError, StreamError, StreamErrorCondition as Cond, ns};
+use xmppd_xml::{Element, StreamEvent, StreamHeader};
+
+use crate::header::{new_stream_id, response_header};
+use crate::sasl::{
+    ChannelBindingData, Failure, FailureCondition, Mechanism, ServerSession, Step,
+    StoredCredentials, decode_b64, encode_b64, offered_mechanisms,
+};
+
+/// What the server enforces on client streams.
+#[derive(Clone, Debug)]
+pub struct C2sPolicy {
+    /// Domains served; a header addressed elsewhere gets `host-unknown`.
+    pub hosts: Arc<HashSet<String>>,
+    /// Whether STARTTLS must be negotiated before anything else.
+    pub require_tls: bool,
+    /// SASL failures allowed on one stream before it is closed with `policy-violation`.
+    pub max_auth_failures: u32,
+    /// Secret from which fake salts for unknown users are derived.
+    pub fake_salt_secret: [u8; 32],
+}
+
+/// Where the negotiation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the client's stream header.
+    AwaitHeader,
+    /// Features sent; waiting for `<starttls/>` or `<auth/>`.
+    Features,
+    /// Inside a SASL exchange.
+    Authenticating,
+    /// Authenticated; waiting for resource binding.
+    AwaitBind,
+    /// A resource is bound: stanzas flow.
+    Bound,
+    /// The stream is over.
+    Closed,
+}
+
+/// What the caller must do.
+#[derive(Debug, PartialEq)]
+pub enum C2sOutput {
+    /// Write these bytes.
+    Send(Vec<u8>),
+    /// Flush, discard buffered input, start the TLS handshake; then call
+    /// [`C2sResponder::tls_established`].
+    StartTls,
+    /// The stream restarts: parse the following bytes as a new stream.
+    ResetStream,
+    /// Look up the account and call [`C2sResponder::credentials`].
+    LookupCredentials {
+        /// The domain (a hosted one).
+        host: String,
+        /// The prepared localpart.
+        username: String,
+    },
+    /// Authentication succeeded for this account.
+    Authenticated(BareJid),
+    /// The client asks to bind; register the session and call [`C2sResponder::bound`].
+    Bind {
+        /// The bind iq's id.
+        iq_id: String,
+        /// The full JID to bind (client-chosen resource, prepared, or server-generated).
+        jid: FullJid,
+    },
+    /// A stanza from the bound session.
+    Stanza(Element),
+    /// Write [`C2sResponder::error_bytes`] for this error and close.
+    Close(StreamError),
+    /// The client closed its stream: write `</stream:stream>` and close.
+    PeerClosed,
+}
+
+/// The negotiation state of one client connection.
+pub struct C2sResponder {
+    policy: C2sPolicy,
+    phase: Phase,
+    tls: bool,
+    cb: ChannelBindingData,
+    header_sent: bool,
+    host: Option<String>,
+    stream_id: String,
+    user: Option<BareJid>,
+    sasl: Option<ServerSession>,
+    pending_user: Option<String>,
+    failures: u32,
+}
+
+impl std::fmt::Debug for C2sResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("C2sResponder")
+            .field("phase", &self.phase)
+            .field("tls", &self.tls)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sasl_el(name: &str) -> Element {
+    Element::new(name, ns::SASL)
+}
+
+fn bytes_of(el: &Element) -> Vec<u8> {
+    let mut out = Vec::new();
+    el.write_to(&mut out, ns::CLIENT);
+    out
+}
+
+impl C2sResponder {
+    /// A responder for a new connection; `tls` is true for direct TLS (XEP-0368), in which
+    /// case `cb` holds the connection's channel-binding data.
+    pub fn new(policy: C2sPolicy, tls: bool, cb: ChannelBindingData) -> Self {
+        C2sResponder {
+            policy,
+            phase: Phase::AwaitHeader,
+            tls,
+            cb,
+            header_sent: false,
+            host: None,
+            stream_id: new_stream_id(),
+            user: None,
+            sasl: None,
+            pending_user: None,
+            failures: 0,
+        }
+    }
+
+    /// Where the negotiation stands.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The authenticated account, once SASL succeeded.
+    pub fn user(&self) -> Option<&BareJid> {
+        self.user.as_ref()
+    }
+
+    /// The hosted domain the client addressed.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// Whether TLS is established.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The bytes that end the stream with `error`, preceded by our header when the client
+    /// never got one.
+    pub fn error_bytes(&mut self, error: &StreamError) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !self.header_sent {
+            let from = self.host.clone().unwrap_or_else(|| "localhost".to_owned());
+            out = response_header(ns::CLIENT, &from, None, &self.stream_id);
+            self.header_sent = true;
+        }
+        out.extend_from_slice(&error.to_closing_bytes());
+        self.phase = Phase::Closed;
+        out
+    }
+
+    /// Called when the TLS handshake that followed `<proceed/>` completed.
+    pub fn tls_established(&mut self, cb: ChannelBindingData) {
+        self.tls = true;
+        self.cb = cb;
+        self.phase = Phase::AwaitHeader;
+        self.header_sent = false;
+    }
+
+    /// Handles one event of the client's stream.
+    pub fn handle(&mut self, event: StreamEvent, out: &mut Vec<C2sOutput>) {
+        match event {
+            StreamEvent::Open(header) => self.on_header(&header, out),
+            StreamEvent::Close => {
+                self.phase = Phase::Closed;
+                out.push(C2sOutput::PeerClosed);
+            }
+            StreamEvent::Stanza(el) => self.on_element(el, out),
+        }
+    }
+
+    fn close(&mut self, cond: Cond, text: &str, out: &mut Vec<C2sOutput>) {
+        self.phase = Phase::Closed;
+        out.push(C2sOutput::Close(StreamError::with_text(cond, text)));
+    }
+
+    fn on_header(&mut self, header: &StreamHeader, out: &mut Vec<C2sOutput>) {
+        if self.phase != Phase::AwaitHeader {
+            return self.close(Cond::BadFormat, "unexpected stream header", out);
+        }
+        let to = header.attr("to").and_then(|to| BareJid::new(to).ok());
+        let to = to
+            .filter(|j| j.node().is_none())
+            .map(|j| j.domain().as_str().to_owned());
+        if let Some(to) = &to {
+            if self.policy.hosts.contains(to.as_str()) {
+                self.host.get_or_insert_with(|| to.clone());
+            }
+        }
+        // Our header goes out before any setup error (RFC 6120 §4.9.1.2).
+        let from = self.host.clone().unwrap_or_else(|| "localhost".to_owned());
+        out.push(C2sOutput::Send(response_header(
+            ns::CLIENT,
+            &from,
+            None,
+            &self.stream_id,
+        )));
+        self.header_sent = true;
+        if header.default_ns.as_deref() != Some(ns::CLIENT) {
+            return self.close(
+                Cond::InvalidNamespace,
+                "client streams use jabber:client",
+                out,
+            );
+        }
+        match &to {
+            Some(to) if Some(to.as_str()) == self.host.as_deref() => {}
+            Some(to) => {
+                let text = format!("this server does not serve {to}");
+                return self.close(Cond::HostUnknown, &text, out);
+            }
+            None => return self.close(Cond::HostUnknown, "the stream header needs a 'to'", out),
+        }
+        match header.attr("version").and_then(|v| v.split_once('.')) {
+            Some((major, _)) if major.trim_start_matches('0') == "1" => {}
+            _ => return self.close(Cond::UnsupportedVersion, "version 1.0 is required", out),
+        }
+        self.phase = if self.user.is_some() {
+            Phase::AwaitBind
+        } else {
+            Phase::Features
+        };
+        out.push(C2sOutput::Send(bytes_of(&self.features())));
+    }
+
+    fn features(&self) -> Element {
+        let mut features = Element::new("features", ns::STREAM);
+        if self.user.is_some() {
+            features.push_child(Element::new("bind", ns::BIND));
+            features.push_child(
+                Element::new("session", ns::SESSION)
+                    .with_child(Element::new("optional", ns::SESSION)),
+            );
+            return features;
+        }
+        if !self.tls {
+            let mut starttls = Element::new("starttls", ns::TLS);
+            if self.policy.require_tls {
+                starttls.push_child(Element::new("required", ns::TLS));
+                features.push_child(starttls);
+                return features;
+            }
+            features.push_child(starttls);
+        }
+        let mut mechanisms = Element::new("mechanisms", ns::SASL);
+        for mech in self.offered_mechanisms() {
+            mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(mech.name()));
+        }
+        features.push_child(mechanisms);
+        let types = self.cb.supported_channel_bindings();
+        if self.tls && !types.is_empty() {
+            // XEP-0440: which channel-binding types this connection can do.
+            let mut cb = Element::new("sasl-channel-binding", ns::SASL_CB);
+            for t in types {
+                let binding = Element::new("channel-binding", ns::SASL_CB);
+                cb.push_child(binding.with_attr("type", t.name()));
+            }
+            features.push_child(cb);
+        }
+        features
+    }
+
+    /// PLAIN only under TLS; the `-PLUS` mechanisms only with channel-binding data, which
+    /// exists only under TLS.
+    fn offered_mechanisms(&self) -> Vec<Mechanism> {
+        if self.tls {
+            offered_mechanisms(&self.cb, true)
+        } else {
+            offered_mechanisms(&ChannelBindingData::none(), false)
+        }
+    }
+
+    fn on_element(&mut self, el: Element, out: &mut Vec<C2sOutput>) {
+        let is_stanza = el.ns() == ns::CLIENT && matches!(el.name(), "message" | "presence" | "iq");
+        match self.phase {
+            Phase::Bound => self.on_bound_element(el, out),
+            Phase::Features if !self.tls && self.policy.require_tls => {
+                if el.is("starttls", ns::TLS) {
+                    out.push(C2sOutput::Send(bytes_of(&Element::new("proceed", ns::TLS))));
+                    out.push(C2sOutput::StartTls);
+                    self.phase = Phase::AwaitHeader;
+                } else if is_stanza {
+                    self.close(
+                        Cond::NotAuthorized,
+                        "STARTTLS and authentication first",
+                        out,
+                    );
+                } else {
+                    self.close(Cond::PolicyViolation, "STARTTLS is required", out);
+                }
+            }
+            Phase::Features | Phase::Authenticating if el.ns() == ns::SASL => {
+                self.on_sasl(&el, out);
+            }
+            Phase::Features if el.is("starttls", ns::TLS) && !self.tls => {
+                out.push(C2sOutput::Send(bytes_of(&Element::new("proceed", ns::TLS))));
+                out.push(C2sOutput::StartTls);
+                self.phase = Phase::AwaitHeader;
+            }
+            Phase::AwaitBind if el.is("iq", ns::CLIENT) => self.on_bind(&el, out),
+            Phase::Features | Phase::Authenticating | Phase::AwaitBind if is_stanza => {
+                self.close(
+                    Cond::NotAuthorized,
+                    "authenticate and bind a resource first",
+                    out,
+                );
+            }
+            _ => {
+                let text = format!("unexpected <{}/> during stream negotiation", el.name());
+                self.close(Cond::PolicyViolation, &text, out);
+            }
+        }
+    }
+
+    fn on_sasl(&mut self, el: &Element, out: &mut Vec<C2sOutput>) {
+        match (el.name(), self.phase) {
+            ("auth", _) => {
+                let offered = self.offered_mechanisms();
+                let mech = el
+                    .attr("mechanism")
+                    .and_then(Mechanism::from_name)
+                    .filter(|m| offered.contains(m));
+                let Some(mech) = mech else {
+                    let failure = Failure::new(
+                        FailureCondition::InvalidMechanism,
+                        "that mechanism is not offered on this stream",
+                    );
+                    return self.sasl_failed(failure, out);
+                };
+                let mut session = ServerSession::new(
+                    mech,
+                    self.cb.clone(),
+                    self.policy.fake_salt_secret,
+                    self.tls,
+                );
+                let text = el.text();
+                let initial = if text.is_empty() {
+                    None
+                } else {
+                    Some(decode_b64(&text))
+                };
+                let step = match initial {
+                    None => session.start(None),
+                    Some(Ok(bytes)) => session.start(Some(&bytes)),
+                    Some(Err(failure)) => return self.sasl_failed(failure, out),
+                };
+                self.sasl = Some(session);
+                self.phase = Phase::Authenticating;
+                self.on_step(step, out);
+            }
+            ("response", Phase::Authenticating) => {
+                let step = match (decode_b64(&el.text()), self.sasl.as_mut()) {
+                    (Ok(bytes), Some(session)) => session.step(&bytes),
+                    (Err(failure), _) => return self.sasl_failed(failure, out),
+                    (Ok(_), None) => Step::Failure(Failure::new(
+                        FailureCondition::MalformedRequest,
+                        "no authentication in progress",
+                    )),
+                };
+                self.on_step(step, out);
+            }
+            ("abort", _) => {
+                let failure = Failure::new(FailureCondition::Aborted, "aborted by the client");
+                self.sasl_failed(failure, out);
+            }
+            _ => {
+                let text = format!("unexpected SASL element <{}/>", el.name());
+                self.close(Cond::PolicyViolation, &text, out);
+            }
+        }
+    }
+
+    /// Supplies the account looked up for [`C2sOutput::LookupCredentials`] (`None` when the
+    /// account does not exist; the exchange then fails only at its last step).
+    pub fn credentials(&mut self, creds: Option<&StoredCredentials>, out: &mut Vec<C2sOutput>) {
+        let step = match self.sasl.as_mut() {
+            Some(session) => session.provide_credentials(creds),
+            None => return,
+        };
+        self.on_step(step, out);
+    }
+
+    fn on_step(&mut self, step: Step, out: &mut Vec<C2sOutput>) {
+        let host = self.host.clone().unwrap_or_default();
+        match step {
+            Step::Challenge(data) => {
+                // Empty data is sent as `=` (RFC 6120 §6.4.2).
+                let text = if data.is_empty() {
+                    "=".to_owned()
+                } else {
+                    encode_b64(&data)
+                };
+                let challenge = sasl_el("challenge").with_text(text);
+                out.push(C2sOutput::Send(bytes_of(&challenge)));
+            }
+            Step::NeedCredentials { username, .. } => {
+                // Only a valid localpart can name an account; anything else is looked up as
+                // an unknown user so that the exchange fails at the same step.
+                match BareJid::new(&format!("{username}@{host}")) {
+                    Ok(jid) => {
+                        let username = jid.node().map(|n| n.as_str().to_owned());
+                        self.pending_user = username.clone();
+                        out.push(C2sOutput::LookupCredentials {
+                            host,
+                            username: username.unwrap_or_default(),
+                        });
+                    }
+                    Err(_) => self.credentials(None, out),
+                }
+            }
+            Step::Success {
+                authzid,
+                additional_data,
+                ..
+            } => {
+                let jid = self
+                    .pending_user
+                    .take()
+                    .and_then(|user| BareJid::new(&format!("{user}@{host}")).ok());
+                let Some(jid) = jid else {
+                    let failure =
+                        Failure::new(FailureCondition::NotAuthorized, "authentication failed");
+                    return self.sasl_failed(failure, out);
+                };
+                if let Some(authzid) = authzid.filter(|a| !a.is_empty()) {
+                    if BareJid::new(&authzid).ok().as_ref() != Some(&jid) {
+                        let failure = Failure::new(
+                            FailureCondition::InvalidAuthzid,
+                            "you may only authorize as your own account",
+                        );
+                        return self.sasl_failed(failure, out);
+                    }
+                }
+                let mut success = sasl_el("success");
+                if let Some(data) = additional_data {
+                    success.push_text(encode_b64(&data));
+                }
+                out.push(C2sOutput::Send(bytes_of(&success)));
+                out.push(C2sOutput::ResetStream);
+                out.push(C2sOutput::Authenticated(jid.clone()));
+                self.sasl = None;
+                self.user = Some(jid);
+                self.phase = Phase::AwaitHeader;
+            }
+            Step::Failure(failure) => self.sasl_failed(failure, out),
+        }
+    }
+
+    fn sasl_failed(&mut self, failure: Failure, out: &mut Vec<C2sOutput>) {
+        self.sasl = None;
+        self.pending_user = None;
+        self.failures += 1;
+        let mut el = sasl_el("failure");
+        el.push_child(sasl_el(failure.condition.as_str()));
+        if let Some(text) = &failure.text {
+            el.push_child(sasl_el("text").with_attr("xml:lang", "en").with_text(text));
+        }
+        out.push(C2sOutput::Send(bytes_of(&el)));
+        self.phase = Phase::Features;
+        if self.failures >= self.policy.max_auth_failures {
+            self.close(
+                Cond::PolicyViolation,
+                "too many failed authentication attempts",
+                out,
+            );
+        }
+    }
+
+    fn on_bind(&mut self, iq: &Element, out: &mut Vec<C2sOutput>) {
+        let id = iq.attr("id").unwrap_or_default().to_owned();
+        let bind = iq.child("bind", ns::BIND);
+        let (Some(bind), Some("set"), Some(user)) = (bind, iq.attr("type"), self.user.as_ref())
+        else {
+            return self.close(Cond::NotAuthorized, "bind a resource first", out);
+        };
+        let requested = bind.child("resource", ns::BIND).map(Element::text);
+        let jid = match requested
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            Some(resource) => match user.with_resource_str(resource) {
+                Ok(jid) => jid,
+                Err(e) => {
+                    let error = StanzaError::bad_request(format!("invalid resource: {e}"));
+                    out.push(C2sOutput::Send(bytes_of(&iq_error(&id, &error))));
+                    return;
+                }
+            },
+            None => match user.with_resource_str(&new_stream_id()[..12]) {
+                Ok(jid) => jid,
+                Err(_) => {
+                    let error = StanzaError::new(DefinedCondition::InternalServerError);
+                    out.push(C2sOutput::Send(bytes_of(&iq_error(&id, &error))));
+                    return;
+                }
+            },
+        };
+        out.push(C2sOutput::Bind { iq_id: id, jid });
+    }
+
+    /// Completes a bind: the session is registered under `jid`; returns the result iq.
+    pub fn bound(&mut self, iq_id: &str, jid: &FullJid) -> Vec<u8> {
+        self.phase = Phase::Bound;
+        let result = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "result")
+            .with_attr("id", iq_id)
+            .with_child(
+                Element::new("bind", ns::BIND)
+                    .with_child(Element::new("jid", ns::BIND).with_text(jid.as_str())),
+            );
+        bytes_of(&result)
+    }
+
+    fn on_bound_element(&mut self, el: Element, out: &mut Vec<C2sOutput>) {
+        if el.is("iq", ns::CLIENT) {
+            let id = el.attr("id").unwrap_or_default();
+            let single = el.children().count() == 1;
+            if single && el.attr("type") == Some("set") && el.has_child("session", ns::SESSION) {
+                // RFC 3921 session establishment is a no-op kept for old clients.
+                let result = Element::new("iq", ns::CLIENT)
+                    .with_attr("type", "result")
+                    .with_attr("id", id);
+                out.push(C2sOutput::Send(bytes_of(&result)));
+                return;
+            }
+            if single && el.attr("type") == Some("set") && el.has_child("bind", ns::BIND) {
+                let error = StanzaError::new(DefinedCondition::NotAllowed)
+                    .with_text("a resource is already bound on this stream");
+                out.push(C2sOutput::Send(bytes_of(&iq_error(id, &error))));
+                return;
+            }
+        }
+        out.push(C2sOutput::Stanza(el));
+    }
+}
+
+fn iq_error(id: &str, error: &StanzaError) -> Element {
+    Element::new("iq", ns::CLIENT)
+        .with_attr("type", "error")
+        .with_attr("id", id)
+        .with_child(error.to_element(ns::CLIENT))
+}
