@@ -41,8 +41,17 @@
 //!
 //! # Conformance
 //!
-//! [`conformance`] (feature `conformance`, always on in this crate's tests) holds one check
-//! per behaviour of the shapes; the test suite runs every check on both backends.
+//! The module `conformance` (cargo feature `conformance`, always on in this crate's tests)
+//! holds one check per behaviour of the shapes; the test suite runs every check on both
+//! backends. SQLite tests use temporary directories. PostgreSQL tests read the server from
+//! `XMPPD_TEST_POSTGRES_URL`; without it they are skipped with a notice, unless
+//! `XMPPD_REQUIRE_POSTGRES=1` (set in CI) turns the absence into a failure:
+//!
+//! ```text
+//! eval "$(.ci/start-postgres)"
+//! XMPPD_REQUIRE_POSTGRES=1 cargo test -p xmppd-storage
+//! .ci/stop-postgres
+//! ```
 
 use std::path::PathBuf;
 use std::sync::Arc;
