@@ -41,8 +41,17 @@
 //!
 //! # Conformance
 //!
-//! [`conformance`] (feature `conformance`, always on in this crate's tests) holds one check
-//! per behaviour of the shapes; the test suite runs every check on both backends.
+//! The module `conformance` (cargo feature `conformance`, always on in this crate's tests)
+//! holds one check per behaviour of the shapes; the test suite runs every check on both
+//! backends. SQLite tests use temporary directories. PostgreSQL tests read the server from
+//! `XMPPD_TEST_POSTGRES_URL`; without it they are skipped with a notice, unless
+//! `XMPPD_REQUIRE_POSTGRES=1` (set in CI) turns the absence into a failure:
+//!
+//! ```text
+//! eval "$(.ci/start-postgres)"
+//! XMPPD_REQUIRE_POSTGRES=1 cargo test -p xmppd-storage
+//! .ci/stop-postgres
+//! ```
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -180,8 +189,26 @@ pub(crate) fn parse_id(id: &str) -> Option<i64> {
     id.parse::<i64>().ok().filter(|n| *n > 0)
 }
 
-/// The URL with the password (if any) replaced by `***`, for error messages and logs.
+/// The URL with the password (if any) replaced by `***`, for error messages and logs: both
+/// `user:password@` and a `password=` query parameter.
 pub(crate) fn redact_url(url: &str) -> String {
+    let url = redact_userinfo(url);
+    let Some(query_start) = url.find('?') else {
+        return url;
+    };
+    let (base, query) = url.split_at(query_start + 1);
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}{}", query.join("&"))
+}
+
+/// Redacts the password of the `user:password@` part.
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };

@@ -277,3 +277,47 @@ fn urls_are_redacted() {
         "postgres:///d?host=/tmp"
     );
 }
+
+/// Two stores on one file (as the daemon and the admin CLI are) still share the quota: the
+/// write lock taken by `BEGIN IMMEDIATE` serialises their check-and-insert, and the busy
+/// timeout makes the loser wait instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_two_writers_share_the_quota() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = StorageConfig::Sqlite {
+        path: dir.path().join("xmppd.db"),
+    };
+    let stores = [
+        open(&config).await.expect("open"),
+        open(&config).await.expect("open twice"),
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let s = stores[i % 2].clone();
+        tasks.spawn(async move {
+            let r = NewArchiveRecord {
+                with: String::new(),
+                timestamp_us: 0,
+                payload: vec![1],
+            };
+            s.archive.append("h", "alice", "offline", r, Some(15)).await
+        });
+    }
+    let (mut stored, mut refused) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("task") {
+            Ok(_) => stored += 1,
+            Err(xmppd_core::storage::StorageError::QuotaExceeded(_)) => refused += 1,
+            Err(err) => panic!("append failed: {err}"),
+        }
+    }
+    assert_eq!((stored, refused), (15, 25));
+    assert_eq!(
+        stores[1]
+            .archive
+            .count("h", "alice", "offline")
+            .await
+            .expect("count"),
+        15
+    );
+}

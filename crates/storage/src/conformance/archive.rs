@@ -337,9 +337,28 @@ pub async fn archive_quota(s: &Storage, ns: &str) {
     assert!(held.iter().all(|r| r.payload != b"over"));
 }
 
+/// Runs concurrent reads first, so that a pooled backend has its connections open and the
+/// appends that follow really overlap instead of queueing for a new connection.
+async fn warm_up(s: &Storage, h: &str) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (s, h) = (s.clone(), h.to_owned());
+        tasks.spawn(async move { s.archive.count(&h, "alice", "offline").await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(result) => {
+                ok(result, "warm-up count");
+            }
+            Err(err) => panic!("warm-up task failed: {err}"),
+        }
+    }
+}
+
 /// Fifty concurrent appends against a quota of twenty: exactly twenty succeed.
 pub async fn archive_quota_concurrent(s: &Storage, ns: &str) {
     let h = host(ns);
+    warm_up(s, &h).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..50 {
         let (s, h) = (s.clone(), h.clone());
@@ -367,6 +386,7 @@ pub async fn archive_quota_concurrent(s: &Storage, ns: &str) {
 /// Concurrent appends all land, with distinct ids, and a query returns them in id order.
 pub async fn archive_concurrent_appends(s: &Storage, ns: &str) {
     let h = host(ns);
+    warm_up(s, &h).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..50 {
         let (s, h) = (s.clone(), h.clone());
