@@ -35,7 +35,12 @@ pub struct Element {
 impl Element {
     /// A new element with a local name and namespace, no attributes and no children.
     pub fn new(name: impl Into<String>, ns: impl Into<String>) -> Self {
-        Element { name: name.into(), ns: ns.into(), attrs: Vec::new(), children: Vec::new() }
+        Element {
+            name: name.into(),
+            ns: ns.into(),
+            attrs: Vec::new(),
+            children: Vec::new(),
+        }
     }
 
     /// The local name (never prefixed).
@@ -71,7 +76,10 @@ impl Element {
 
     /// The value of an attribute by qualified name (`to`, `xml:lang`, `{ns}local`).
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// All attributes in document order.
@@ -167,7 +175,8 @@ impl Element {
 
     /// Removes every child element with this name and namespace.
     pub fn remove_children(&mut self, name: &str, ns: &str) {
-        self.children.retain(|n| !matches!(n, Node::Element(e) if e.is(name, ns)));
+        self.children
+            .retain(|n| !matches!(n, Node::Element(e) if e.is(name, ns)));
     }
 
     /// The concatenated character data directly inside this element.

@@ -122,7 +122,10 @@ mod tests {
     fn omits_namespace_equal_to_parent() {
         let el = Element::new("message", "jabber:client")
             .with_child(Element::new("body", "jabber:client").with_text("hi"))
-            .with_child(Element::new("active", "http://jabber.org/protocol/chatstates"));
+            .with_child(Element::new(
+                "active",
+                "http://jabber.org/protocol/chatstates",
+            ));
         let mut out = Vec::new();
         el.write_to(&mut out, "jabber:client");
         assert_eq!(
@@ -135,6 +138,9 @@ mod tests {
     #[test]
     fn xml_lang_attribute_is_written_with_its_prefix() {
         let el = Element::new("body", "jabber:client").with_attr("xml:lang", "en");
-        assert_eq!(el.to_string(), "<body xmlns=\"jabber:client\" xml:lang=\"en\"/>");
+        assert_eq!(
+            el.to_string(),
+            "<body xmlns=\"jabber:client\" xml:lang=\"en\"/>"
+        );
     }
 }
