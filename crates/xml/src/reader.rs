@@ -319,6 +319,11 @@ impl Reader {
         self.buf.len() - self.pos
     }
 
+    /// Capacity of the internal input buffer (for memory accounting and tests).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     fn too_big(&self) -> XmlError {
         XmlError::PolicyViolation(format!(
             "stanza larger than {} bytes",
