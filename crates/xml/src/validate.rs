@@ -101,32 +101,32 @@ pub(crate) fn split_qname(s: &str) -> Option<(Option<&str>, &str)> {
 
 /// Resolves the body of a reference (between `&` and `;`) to the character it stands for.
 fn resolve_ref(body: &str) -> Result<char, XmlError> {
-    let code = match body {
-        "lt" => return Ok('<'),
-        "gt" => return Ok('>'),
-        "amp" => return Ok('&'),
-        "quot" => return Ok('"'),
-        "apos" => return Ok('\''),
-        _ => {
-            if let Some(hex) = body.strip_prefix("#x") {
-                parse_code(hex, 16)
-            } else if let Some(dec) = body.strip_prefix('#') {
-                parse_code(dec, 10)
-            } else if is_ncname(body) {
-                return Err(XmlError::RestrictedXml(format!(
-                    "reference to entity &{body};"
-                )));
-            } else {
-                None
-            }
+    if body.len() < MAX_REF_LEN {
+        match body {
+            "lt" => return Ok('<'),
+            "gt" => return Ok('>'),
+            "amp" => return Ok('&'),
+            "quot" => return Ok('"'),
+            "apos" => return Ok('\''),
+            _ => {}
         }
-    };
-    match code.and_then(char::from_u32) {
-        Some(c) if is_xml_char(c) => Ok(c),
-        _ => Err(XmlError::NotWellFormed(format!(
-            "bad character reference &{body};"
-        ))),
+        let code = if let Some(hex) = body.strip_prefix("#x") {
+            Some(parse_code(hex, 16))
+        } else {
+            body.strip_prefix('#').map(|dec| parse_code(dec, 10))
+        };
+        if let Some(Some(code)) = code {
+            return match char::from_u32(code) {
+                Some(c) if is_xml_char(c) => Ok(c),
+                _ => Err(XmlError::NotWellFormed(format!(
+                    "bad character reference &{body};"
+                ))),
+            };
+        }
     }
+    // Classify the error exactly as if the reference had arrived in pieces.
+    check_partial_ref(&format!("&{body}"))?;
+    Err(XmlError::NotWellFormed(format!("bad reference &{body};")))
 }
 
 /// Parses the digits of a character reference; `None` for no digits, a non-digit or overflow.
@@ -142,37 +142,44 @@ fn parse_code(digits: &str, radix: u32) -> Option<u32> {
     Some(value)
 }
 
-/// Whether `tail` (starting at `&`, no `;` yet) can still become a valid reference.
-///
-/// Used to reject `&foo` or `& ` as soon as the bytes arrive instead of buffering until a `;`
-/// that may never come.
-pub(crate) fn check_partial_ref(tail: &[u8]) -> Result<(), XmlError> {
+/// Whether one prefix `tail` (`&` and what follows, no `;`) can still become a valid reference.
+fn check_ref_prefix(tail: &str) -> Result<(), XmlError> {
+    if tail.len() > MAX_REF_LEN {
+        return Err(XmlError::NotWellFormed("reference too long".into()));
+    }
     let body = tail.get(1..).unwrap_or_default();
-    let ok = if let Some(digits) = body.strip_prefix(b"#x") {
+    let bytes = body.as_bytes();
+    let ok = if let Some(digits) = bytes.strip_prefix(b"#x") {
         digits.iter().all(u8::is_ascii_hexdigit)
-    } else if let Some(digits) = body.strip_prefix(b"#") {
+    } else if let Some(digits) = bytes.strip_prefix(b"#") {
         digits.iter().all(u8::is_ascii_digit)
     } else {
         [&b"lt"[..], b"gt", b"amp", b"quot", b"apos"]
             .iter()
-            .any(|e| e.starts_with(body))
+            .any(|e| e.starts_with(bytes))
     };
-    if tail.len() > MAX_REF_LEN {
-        return Err(XmlError::NotWellFormed("reference too long".into()));
-    }
     if ok {
-        return Ok(());
+        Ok(())
+    } else if is_ncname(body) {
+        Err(XmlError::RestrictedXml(format!(
+            "reference to entity &{body}"
+        )))
+    } else {
+        Err(XmlError::NotWellFormed("malformed reference".into()))
     }
-    let name_like = body
-        .first()
-        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_' || *b >= 0x80);
-    if name_like && !body.contains(&b'#') {
-        let shown = String::from_utf8_lossy(body);
-        return Err(XmlError::RestrictedXml(format!(
-            "reference to entity &{shown}"
-        )));
+}
+
+/// Checks an unterminated reference (`&` and what follows, no `;` yet).
+///
+/// Used to reject `&foo` or `& ` as soon as the bytes arrive instead of buffering until a `;`
+/// that may never come. The verdict is that of the shortest prefix that cannot start a valid
+/// reference, so it is the same however the reference is split (and for the complete one):
+/// `&nbsp;` is `restricted-xml`, `&#xZ;` and `& ` are `not-well-formed`.
+pub(crate) fn check_partial_ref(tail: &str) -> Result<(), XmlError> {
+    for (i, c) in tail.char_indices() {
+        check_ref_prefix(tail.get(..i + c.len_utf8()).unwrap_or_default())?;
     }
-    Err(XmlError::NotWellFormed("malformed reference".into()))
+    Ok(())
 }
 
 /// Unescapes character data or an attribute value and normalises line ends.
@@ -245,7 +252,7 @@ pub(crate) fn safe_text_prefix(bytes: &[u8]) -> Result<&str, XmlError> {
     let mut cut = vb.len();
     if let Some(amp) = memchr::memrchr(b'&', vb) {
         if memchr::memchr(b';', &vb[amp..]).is_none() {
-            check_partial_ref(&vb[amp..])?;
+            check_partial_ref(valid.get(amp..).unwrap_or_default())?;
             cut = amp;
         }
     }
@@ -383,5 +390,25 @@ mod tests {
             Err(XmlError::NotWellFormed(_))
         ));
         assert!(safe_text_prefix(b"a&#x1").is_ok());
+    }
+
+    #[test]
+    fn reference_errors_do_not_depend_on_splits() {
+        for complete in [
+            "&nbsp;", "&ab cd;", "&a b;", "&#xZ;", "& ;", "&#;", "&l;", "&é;",
+        ] {
+            let whole = unescape(complete, false).unwrap_err();
+            let tail = &complete[..complete.len() - 1];
+            for (i, _) in tail.char_indices().skip(1) {
+                if let Err(e) = check_partial_ref(&tail[..i]) {
+                    assert_eq!(e.condition(), whole.condition(), "{complete} at {i}");
+                }
+            }
+        }
+        let long = format!("&#x{}41;", "0".repeat(40));
+        assert!(matches!(
+            unescape(&long, false),
+            Err(XmlError::NotWellFormed(_))
+        ));
     }
 }
