@@ -6,6 +6,8 @@
 
 pub mod element;
 pub mod reader;
+mod tree;
+mod validate;
 pub mod writer;
 
 pub use element::{Element, Node, XML_NS};
