@@ -20,7 +20,7 @@
 //! * **Character data** is consumed as it arrives. At the end of the buffer we process
 //!   everything up to the last point that later bytes cannot change (not inside a UTF-8
 //!   sequence, a reference, a `\r\n` pair or a potential `]]>`; see
-//!   [`validate`](crate::validate)) and append it to the open element, where adjacent text
+//!   `validate.rs`) and append it to the open element, where adjacent text
 //!   merges. Large text is thus never re-scanned and never held twice.
 //! * Markup that RFC 6120 §11.1 forbids is rejected at its first distinguishing byte: `<!-`
 //!   (comment) and `<!D`/`<!E`/`<!A`/`<!N` (DTD declarations) are `restricted-xml` without
@@ -31,7 +31,7 @@
 //! resuming mid-document), cannot resume a half-scanned tag, reports an incomplete tag exactly
 //! like a malformed one, and parses attributes leniently. What quick-xml does not check
 //! (UTF-8, `Char` ranges, names, namespaces, references, attribute syntax, balance) is checked
-//! in [`validate`](crate::validate) and [`tree`](crate::tree), which also builds the
+//! in `validate.rs` and `tree.rs`, which also builds the
 //! namespace-resolved [`Element`] directly, without an intermediate event list.
 //!
 //! # Limits
@@ -171,6 +171,12 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn nwf(msg: impl Into<String>) -> XmlError {
     XmlError::NotWellFormed(msg.into())
+}
+
+/// Whether `b` can be the first byte of a `NameStartChar` (non-ASCII is checked later, with
+/// the whole name); lets `<<` or `< a` fail at once instead of when `>` arrives.
+fn could_start_name(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':' || b >= 0x80
 }
 
 /// Where in the document we are.
@@ -407,6 +413,7 @@ impl Reader {
                 scan: Scan::End,
                 scanned: 2,
             },
+            b if !could_start_name(b) => return Err(nwf("'<' not followed by a name")),
             _ => Pending {
                 scan: Scan::Start(ElementParser::Outside),
                 scanned: 1,
