@@ -282,7 +282,10 @@ impl Conn {
                 }
                 C2sOutput::StartTls => return Some(Flow::UpgradeTls),
                 C2sOutput::ResetStream => {
-                    self.reader = Reader::new(post_auth_limits(&self.ctx));
+                    // SASL success restarts the stream; bytes the client already sent after
+                    // it belong to the new stream and stay buffered.
+                    self.reader.reset();
+                    self.reader.set_limits(post_auth_limits(&self.ctx));
                 }
                 C2sOutput::LookupCredentials { host, username } => {
                     match self

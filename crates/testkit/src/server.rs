@@ -1,0 +1,169 @@
+//! The in-process server with its own CA and data dir.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::CertificateDer;
+use tempfile::TempDir;
+use xmppd::RunningServer;
+use xmppd::config::{Config, HostConfig, ListenConfig};
+use xmppd_c2s::ListenerKind;
+
+/// A running server with a temp dir, test CA and its accounts.
+pub struct TestServer {
+    /// The running server.
+    pub server: RunningServer,
+    /// The configuration it was started with.
+    pub config: Config,
+    /// Holds data dir, certificates and database.
+    pub dir: TempDir,
+    ca_der: CertificateDer<'static>,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes a CA and a leaf certificate for each domain into `dir`; returns the CA certificate
+/// and the (cert, key) paths per domain.
+fn make_pki(
+    dir: &std::path::Path,
+    domains: &[&str],
+) -> anyhow::Result<(CertificateDer<'static>, Vec<(PathBuf, PathBuf)>)> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "xmppd test CA");
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem())?;
+    let mut paths = Vec::new();
+    for domain in domains {
+        let key = KeyPair::generate()?;
+        let params = CertificateParams::new(vec![(*domain).to_owned()])?;
+        let cert = params.signed_by(&key, &issuer)?;
+        let cert_path = dir.join(format!("{domain}.crt"));
+        let key_path = dir.join(format!("{domain}.key"));
+        std::fs::write(&cert_path, cert.pem())?;
+        std::fs::write(&key_path, key.serialize_pem())?;
+        paths.push((cert_path, key_path));
+    }
+    Ok((ca_cert.der().clone(), paths))
+}
+
+impl TestServer {
+    /// `localhost` with STARTTLS and direct-TLS listeners on ephemeral loopback ports.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::start`], letting the test adjust the configuration first.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (ca_der, paths) = make_pki(dir.path(), &["localhost"])?;
+        let mut config = Config::default_localhost();
+        config.data_dir = dir.path().join("data");
+        config.hosts = vec![HostConfig {
+            name: "localhost".into(),
+            tls: paths.into_iter().next(),
+        }];
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.listen = vec![
+            ListenConfig {
+                kind: ListenerKind::StartTls,
+                addr: loopback,
+            },
+            ListenConfig {
+                kind: ListenerKind::DirectTls,
+                addr: loopback,
+            },
+        ];
+        adjust(&mut config);
+        let server = xmppd::start(&config)
+            .await
+            .context("starting the test server")?;
+        Ok(TestServer {
+            server,
+            config,
+            dir,
+            ca_der,
+        })
+    }
+
+    /// The served domain.
+    pub fn domain(&self) -> &str {
+        &self.config.hosts[0].name
+    }
+
+    /// The STARTTLS listener.
+    pub fn starttls_addr(&self) -> SocketAddr {
+        self.server
+            .addr(ListenerKind::StartTls)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The direct-TLS listener.
+    pub fn direct_tls_addr(&self) -> SocketAddr {
+        self.server
+            .addr(ListenerKind::DirectTls)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The PEM file of the test CA (for third-party clients).
+    pub fn ca_pem_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A TLS client configuration trusting only the test CA.
+    pub fn tls_client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        let _ = roots.add(self.ca_der.clone());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+        match config {
+            Ok(c) => Arc::new(c),
+            // The ring provider always supports the default versions.
+            Err(e) => panic!("TLS client configuration: {e}"),
+        }
+    }
+
+    /// Creates an account.
+    pub async fn add_user(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        let jid = jid::BareJid::new(&format!("{user}@{}", self.domain()))?;
+        self.server.router.accounts().create(&jid, password).await?;
+        Ok(())
+    }
+
+    /// Logs a user in over STARTTLS with SCRAM-SHA-256 and binds `resource`.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> anyhow::Result<crate::TestClient> {
+        let mut client = crate::TestClient::connect(self.starttls_addr()).await?;
+        client.open_stream(self.domain()).await?;
+        client
+            .starttls(self.tls_client_config(), self.domain())
+            .await?;
+        client.authenticate("SCRAM-SHA-256", user, password).await?;
+        client.bind(Some(resource)).await?;
+        Ok(client)
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+    }
+}
