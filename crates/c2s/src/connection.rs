@@ -227,19 +227,26 @@ impl Conn {
         io: &mut S,
         first: Outbound,
     ) -> Option<Flow> {
-        let Outbound::Stanza(first) = first;
-        let mut batch = first.to_vec();
+        let mut bytes = first.bytes.to_vec();
+        let mut batch = vec![first.reroute];
         if let Some(session) = self.session.as_mut() {
-            for _ in 1..WRITE_BATCH {
+            while batch.len() < WRITE_BATCH {
                 match session.rx.try_recv() {
-                    Ok(Outbound::Stanza(more)) => batch.extend_from_slice(&more),
+                    Ok(more) => {
+                        bytes.extend_from_slice(&more.bytes);
+                        batch.push(more.reroute);
+                    }
                     Err(_) => break,
                 }
             }
         }
-        if self.write(io, &batch).await {
+        if self.write(io, &bytes).await {
             None
         } else {
+            // Not written: these go back to the router with the rest of the queue.
+            if let Some(session) = self.session.as_mut() {
+                session.unwritten.extend(batch.into_iter().flatten());
+            }
             Some(Flow::Closed)
         }
     }
@@ -357,7 +364,7 @@ impl Conn {
     /// stream was closed cleanly or the socket just died.
     async fn end_session(&mut self) {
         if let Some(bound) = self.session.take() {
-            session::end(&self.ctx.router, bound);
+            session::end(&self.ctx.router, bound).await;
         }
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct BoundSession {
     pub(crate) control: Arc<SessionControl>,
     /// Whether the session has sent available presence (RFC 6121 §4.2).
     available: bool,
+    /// Stanzas taken from the queue whose write failed.
+    pub(crate) unwritten: Vec<Arc<Stanza>>,
 }
 
 impl BoundSession {
@@ -36,6 +38,7 @@ impl BoundSession {
             rx,
             control,
             available: false,
+            unwritten: Vec::new(),
         }
     }
 }
@@ -132,8 +135,10 @@ fn broadcast_presence(router: &Router, session: &mut BoundSession, stanza: &Stan
 }
 
 /// Unregisters a session; an available one is announced unavailable to the user's other
-/// resources, whether its stream ended cleanly or the socket died.
-pub(crate) fn end(router: &Router, session: BoundSession) {
+/// resources, whether its stream ended cleanly or the socket died. Stanzas still queued for it
+/// are routed again once it is unbound, so none is lost silently: the router treats the
+/// resource as gone (RFC 6121 §8.5.3.2) and redirects or bounces each.
+pub(crate) async fn end(router: &Router, mut session: BoundSession) {
     let sessions = router.sessions();
     if session.available {
         sessions.set_presence(&session.jid, session.conn_id, None);
@@ -149,4 +154,12 @@ pub(crate) fn end(router: &Router, session: BoundSession) {
         router.broadcast_own_presence(&session.jid, &stanza, false);
     }
     sessions.unbind(&session.jid, session.conn_id);
+    session.rx.close();
+    let mut pending = std::mem::take(&mut session.unwritten);
+    while let Ok(outbound) = session.rx.try_recv() {
+        pending.extend(outbound.reroute);
+    }
+    for stanza in pending {
+        router.route(Arc::unwrap_or_clone(stanza)).await;
+    }
 }

@@ -15,7 +15,7 @@ use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 
 use crate::accounts::Accounts;
 use crate::module::{IqRequest, IqTarget, IqType, Registry};
-use crate::session::{DeliveryError, ResourceInfo, SessionRegistry};
+use crate::session::{DeliveryError, Outbound, ResourceInfo, SessionRegistry};
 
 /// Routes stanzas between local sessions, the server's own handlers and (later) remote
 /// domains.
@@ -273,7 +273,10 @@ impl Router {
     }
 
     fn deliver(&self, stanza: &Stanza, session: &ResourceInfo) -> Result<(), DeliveryError> {
-        session.deliver(client_bytes(stanza))
+        session.deliver(Outbound {
+            bytes: client_bytes(stanza),
+            reroute: Some(Arc::new(stanza.clone())),
+        })
     }
 
     /// Delivers to each session, serialising once; returns how many accepted it.
@@ -281,10 +284,13 @@ impl Router {
         if sessions.is_empty() {
             return 0;
         }
-        let bytes = client_bytes(stanza);
+        let outbound = Outbound {
+            bytes: client_bytes(stanza),
+            reroute: Some(Arc::new(stanza.clone())),
+        };
         let mut delivered = 0;
         for session in sessions {
-            match session.deliver(bytes.clone()) {
+            match session.deliver(outbound.clone()) {
                 Ok(()) => delivered += 1,
                 Err(e) => debug!(to = %session.jid, error = %e, "delivery failed"),
             }
@@ -311,7 +317,10 @@ impl Router {
             if let Some(me) = resources.iter().find(|r| &r.jid == from) {
                 for other in resources.iter().filter(|r| &r.jid != from) {
                     if let Some(bytes) = &other.presence {
-                        let _ = me.deliver(bytes.clone());
+                        let _ = me.deliver(Outbound {
+                            bytes: bytes.clone(),
+                            reroute: None,
+                        });
                     }
                 }
             }

@@ -17,13 +17,19 @@ use dashmap::DashMap;
 use jid::{BareJid, FullJid};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use xmppd_proto::{StreamError, StreamErrorCondition};
+use xmppd_proto::{Stanza, StreamError, StreamErrorCondition};
 
-/// What travels to a session task.
+/// What travels to a session task: a stanza serialised once for every recipient, and the
+/// stanza itself for routing again if the session ends before writing it.
 #[derive(Clone, Debug)]
-pub enum Outbound {
-    /// A serialised stanza in the `jabber:client` namespace.
-    Stanza(Bytes),
+pub struct Outbound {
+    /// The stanza serialised in the `jabber:client` namespace.
+    pub bytes: Bytes,
+    /// The routed stanza, shared between recipients. A session that ends with this still
+    /// queued hands it back to the router, which then treats the resource as gone
+    /// (RFC 6121 §8.5.3.2): a message goes to the account's other resources or is bounced,
+    /// an iq is answered with an error. `None` for replayed presence, which is simply dropped.
+    pub reroute: Option<Arc<Stanza>>,
 }
 
 /// Ends one session from outside its task (replacement, slow consumer, admin).
@@ -97,8 +103,8 @@ pub enum DeliveryError {
 impl ResourceInfo {
     /// Queues a stanza for this session. A full queue ends the session (slow consumer) and
     /// reports [`DeliveryError::QueueFull`] so the caller can bounce the stanza.
-    pub fn deliver(&self, stanza: Bytes) -> Result<(), DeliveryError> {
-        match self.tx.try_send(Outbound::Stanza(stanza)) {
+    pub fn deliver(&self, outbound: Outbound) -> Result<(), DeliveryError> {
+        match self.tx.try_send(outbound) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.control.kick(StreamError::with_text(

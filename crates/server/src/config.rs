@@ -519,3 +519,16 @@ max_auth_failures = 2
         assert!(e.contains("line 3"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod deploy_example {
+    /// The shipped example must stay valid.
+    #[test]
+    fn deploy_example_config_parses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/xmppd.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = super::Config::parse(&text, &path).unwrap();
+        assert_eq!(config.hosts.len(), 2);
+        assert_eq!(config.listen.len(), 2);
+    }
+}
