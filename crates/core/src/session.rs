@@ -275,11 +275,12 @@ mod tests {
         let c = Arc::new(SessionControl::default());
         reg.bind(&full("a@x/r"), 1, tx, c.clone());
         let r = reg.get(&full("a@x/r")).unwrap();
-        assert_eq!(r.deliver(Bytes::from_static(b"<message/>")), Ok(()));
-        assert_eq!(
-            r.deliver(Bytes::from_static(b"<message/>")),
-            Err(DeliveryError::QueueFull)
-        );
+        let out = Outbound {
+            bytes: Bytes::from_static(b"<message/>"),
+            reroute: None,
+        };
+        assert_eq!(r.deliver(out.clone()), Ok(()));
+        assert_eq!(r.deliver(out), Err(DeliveryError::QueueFull));
         c.kicked().await;
         assert_eq!(c.reason().condition, StreamErrorCondition::PolicyViolation);
     }
