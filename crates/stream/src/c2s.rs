@@ -576,3 +576,7 @@ fn iq_error(id: &str, error: &StanzaError) -> Element {
         .with_attr("id", id)
         .with_child(error.to_element(ns::CLIENT))
 }
+
+#[cfg(test)]
+#[path = "c2s_tests.rs"]
+mod tests;

@@ -1,0 +1,271 @@
+//! The responder driven in memory by a scripted client.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use xmppd_proto::{StreamErrorCondition, ns};
+use xmppd_xml::{Element, Limits, Reader, StreamEvent, StreamHeader};
+
+use super::*;
+use crate::sasl::{ClientChannelBinding, ScramClient, ScramHash, StoredCredentials};
+
+fn policy(require_tls: bool) -> C2sPolicy {
+    C2sPolicy {
+        hosts: Arc::new(HashSet::from(["example.org".to_owned()])),
+        require_tls,
+        max_auth_failures: 2,
+        fake_salt_secret: [7; 32],
+    }
+}
+
+fn header(to: &str) -> StreamEvent {
+    StreamEvent::Open(StreamHeader {
+        attrs: vec![("to".into(), to.into()), ("version".into(), "1.0".into())],
+        default_ns: Some(ns::CLIENT.into()),
+        prefixes: vec![("stream".into(), ns::STREAM.into())],
+    })
+}
+
+/// Parses what the responder sent. Fragments are read inside a synthetic stream; a response
+/// header the responder sent starts a new document.
+fn sent(outputs: &[C2sOutput]) -> Vec<Element> {
+    let mut reader = Reader::new(Limits::default());
+    reader.feed(
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+    );
+    let mut out = Vec::new();
+    for o in outputs {
+        if let C2sOutput::Send(bytes) = o {
+            if bytes.starts_with(b"<?xml") {
+                reader.reset();
+            }
+            reader.feed(bytes);
+            while let Ok(Some(event)) = reader.next_event() {
+                if let StreamEvent::Stanza(el) = event {
+                    out.push(el);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn closed_with(outputs: &[C2sOutput]) -> Option<StreamErrorCondition> {
+    outputs.iter().find_map(|o| match o {
+        C2sOutput::Close(e) => Some(e.condition),
+        _ => None,
+    })
+}
+
+fn el(xml_name: &str, ns: &str) -> StreamEvent {
+    StreamEvent::Stanza(Element::new(xml_name, ns))
+}
+
+#[test]
+fn before_tls_only_starttls_is_offered_and_accepted() {
+    let mut r = C2sResponder::new(policy(true), false, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    let features = sent(&out).pop().unwrap();
+    let starttls = features.child("starttls", ns::TLS).unwrap();
+    assert!(starttls.has_child("required", ns::TLS));
+    assert!(!features.has_child("mechanisms", ns::SASL));
+
+    let mut out = Vec::new();
+    r.handle(el("auth", ns::SASL), &mut out);
+    assert_eq!(
+        closed_with(&out),
+        Some(StreamErrorCondition::PolicyViolation)
+    );
+
+    let mut r = C2sResponder::new(policy(true), false, ChannelBindingData::none());
+    r.handle(header("example.org"), &mut Vec::new());
+    let mut out = Vec::new();
+    r.handle(el("message", ns::CLIENT), &mut out);
+    assert_eq!(closed_with(&out), Some(StreamErrorCondition::NotAuthorized));
+
+    let mut r = C2sResponder::new(policy(true), false, ChannelBindingData::none());
+    r.handle(header("example.org"), &mut Vec::new());
+    let mut out = Vec::new();
+    r.handle(el("starttls", ns::TLS), &mut out);
+    assert!(sent(&out)[0].is("proceed", ns::TLS));
+    assert_eq!(out.last(), Some(&C2sOutput::StartTls));
+}
+
+#[test]
+fn header_errors() {
+    let mut r = C2sResponder::new(policy(true), false, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("other.org"), &mut out);
+    assert!(
+        matches!(out[0], C2sOutput::Send(_)),
+        "our header goes first"
+    );
+    assert_eq!(closed_with(&out), Some(StreamErrorCondition::HostUnknown));
+
+    let mut r = C2sResponder::new(policy(true), false, ChannelBindingData::none());
+    let mut out = Vec::new();
+    let StreamEvent::Open(mut h) = header("example.org") else {
+        unreachable!()
+    };
+    h.default_ns = Some(ns::SERVER.into());
+    r.handle(StreamEvent::Open(h), &mut out);
+    assert_eq!(
+        closed_with(&out),
+        Some(StreamErrorCondition::InvalidNamespace)
+    );
+
+    let mut r = C2sResponder::new(policy(true), false, ChannelBindingData::none());
+    let mut out = Vec::new();
+    let StreamEvent::Open(mut h) = header("example.org") else {
+        unreachable!()
+    };
+    h.attrs.retain(|(k, _)| k != "version");
+    r.handle(StreamEvent::Open(h), &mut out);
+    assert_eq!(
+        closed_with(&out),
+        Some(StreamErrorCondition::UnsupportedVersion)
+    );
+}
+
+fn auth_el(mechanism: &str, data: &[u8]) -> StreamEvent {
+    StreamEvent::Stanza(
+        Element::new("auth", ns::SASL)
+            .with_attr("mechanism", mechanism)
+            .with_text(encode_b64(data)),
+    )
+}
+
+/// Runs a SCRAM exchange with the client; returns the outputs of the last step.
+fn scram_login(r: &mut C2sResponder, password: &str, creds: &StoredCredentials) -> Vec<C2sOutput> {
+    let mut client = ScramClient::new(
+        ScramHash::Sha256,
+        "juliet",
+        password,
+        ClientChannelBinding::None,
+        None,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    r.handle(auth_el("SCRAM-SHA-256", &client.first_message()), &mut out);
+    assert_eq!(
+        out.last(),
+        Some(&C2sOutput::LookupCredentials {
+            host: "example.org".into(),
+            username: "juliet".into()
+        })
+    );
+    let mut out = Vec::new();
+    r.credentials(Some(creds), &mut out);
+    let challenge = sent(&out).pop().unwrap();
+    let final_msg = client
+        .handle_challenge(&decode_b64(&challenge.text()).unwrap())
+        .unwrap();
+    let mut out = Vec::new();
+    r.handle(
+        StreamEvent::Stanza(Element::new("response", ns::SASL).with_text(encode_b64(&final_msg))),
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn sasl_then_bind() {
+    let creds = StoredCredentials::derive("secret", 4096).unwrap();
+    let mut r = C2sResponder::new(policy(true), true, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    let mechanisms: Vec<String> = sent(&out)[0]
+        .child("mechanisms", ns::SASL)
+        .unwrap()
+        .children()
+        .map(Element::text)
+        .collect();
+    assert_eq!(
+        mechanisms,
+        ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"],
+        "no -PLUS without binding data"
+    );
+
+    let out = scram_login(&mut r, "secret", &creds);
+    assert!(sent(&out)[0].is("success", ns::SASL));
+    assert!(out.contains(&C2sOutput::ResetStream));
+    let user = BareJid::new("juliet@example.org").unwrap();
+    assert!(out.contains(&C2sOutput::Authenticated(user)));
+
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    assert!(sent(&out)[0].has_child("bind", ns::BIND));
+    let bind = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_attr("id", "b")
+        .with_child(
+            Element::new("bind", ns::BIND)
+                .with_child(Element::new("resource", ns::BIND).with_text("balcony")),
+        );
+    let mut out = Vec::new();
+    r.handle(StreamEvent::Stanza(bind), &mut out);
+    let C2sOutput::Bind { iq_id, jid } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(jid.as_str(), "juliet@example.org/balcony");
+    let result = r.bound(iq_id, jid);
+    assert!(
+        String::from_utf8(result)
+            .unwrap()
+            .contains("<jid>juliet@example.org/balcony</jid>")
+    );
+    assert_eq!(r.phase(), Phase::Bound);
+
+    let mut out = Vec::new();
+    r.handle(el("message", ns::CLIENT), &mut out);
+    assert!(matches!(out[0], C2sOutput::Stanza(_)));
+}
+
+#[test]
+fn failures_are_limited() {
+    let creds = StoredCredentials::derive("secret", 4096).unwrap();
+    let mut r = C2sResponder::new(policy(true), true, ChannelBindingData::none());
+    r.handle(header("example.org"), &mut Vec::new());
+    let out = scram_login(&mut r, "wrong", &creds);
+    assert!(sent(&out)[0].has_child("not-authorized", ns::SASL));
+    assert_eq!(closed_with(&out), None, "one failure is allowed to retry");
+    let out = scram_login(&mut r, "wrong again", &creds);
+    assert_eq!(
+        closed_with(&out),
+        Some(StreamErrorCondition::PolicyViolation)
+    );
+}
+
+#[test]
+fn unknown_mechanism_and_bad_resource() {
+    let mut r = C2sResponder::new(policy(true), true, ChannelBindingData::none());
+    r.handle(header("example.org"), &mut Vec::new());
+    let mut out = Vec::new();
+    r.handle(
+        auth_el("SCRAM-SHA-256-PLUS", b"p=tls-exporter,,n=juliet,r=abc"),
+        &mut out,
+    );
+    assert!(sent(&out)[0].has_child("invalid-mechanism", ns::SASL));
+
+    let creds = StoredCredentials::derive("secret", 4096).unwrap();
+    scram_login(&mut r, "secret", &creds);
+    r.handle(header("example.org"), &mut Vec::new());
+    let bind = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_attr("id", "b")
+        .with_child(
+            Element::new("bind", ns::BIND)
+                .with_child(Element::new("resource", ns::BIND).with_text("a\u{7}b")),
+        );
+    let mut out = Vec::new();
+    r.handle(StreamEvent::Stanza(bind), &mut out);
+    let reply = sent(&out).pop().unwrap();
+    assert_eq!(reply.attr("type"), Some("error"));
+    assert!(
+        reply
+            .child("error", ns::CLIENT)
+            .unwrap()
+            .has_child("bad-request", ns::STANZAS)
+    );
+}
