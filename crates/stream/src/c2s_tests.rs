@@ -33,6 +33,10 @@ fn sent(outputs: &[C2sOutput]) -> Vec<Element> {
     reader.feed(
         b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
     );
+    assert!(matches!(
+        reader.next_event(),
+        Ok(Some(StreamEvent::Open(_)))
+    ));
     let mut out = Vec::new();
     for o in outputs {
         if let C2sOutput::Send(bytes) = o {
@@ -40,9 +44,15 @@ fn sent(outputs: &[C2sOutput]) -> Vec<Element> {
                 reader.reset();
             }
             reader.feed(bytes);
-            while let Ok(Some(event)) = reader.next_event() {
-                if let StreamEvent::Stanza(el) = event {
-                    out.push(el);
+            loop {
+                match reader.next_event() {
+                    Ok(Some(StreamEvent::Stanza(el))) => out.push(el),
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => panic!(
+                        "responder sent bad XML: {e}: {}",
+                        String::from_utf8_lossy(bytes)
+                    ),
                 }
             }
         }
