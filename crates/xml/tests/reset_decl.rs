@@ -1,3 +1,5 @@
+//! A stream restart (`Reader::reset`) starts a new document, XML declaration included.
+
 use xmppd_xml::{Limits, Reader, StreamEvent};
 
 #[test]
