@@ -24,7 +24,7 @@ async fn with_required_tls_the_only_pre_tls_feature_is_required_starttls() -> an
     let mut client = TestClient::connect(server.starttls_addr()).await?;
     let features = client.open_stream("localhost").await?;
     assert_eq!(names(&features), [format!("{{{TLS}}}starttls")]);
-    let starttls = features.child("starttls", TLS).map(|s| names(s));
+    let starttls = features.child("starttls", TLS).map(names);
     assert_eq!(starttls, Some(vec![format!("{{{TLS}}}required")]));
     assert!(client.mechanisms().is_empty());
     server.stop().await;
