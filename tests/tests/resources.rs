@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{add_users, expect_message, online};
+use std::time::Duration;
+
+use common::{add_users, expect_message, expect_presence, online};
 use xmppd_testkit::TestServer;
 
 #[tokio::test]
@@ -74,6 +76,43 @@ async fn bind_without_resource_gets_a_server_generated_one() -> anyhow::Result<(
         "found you",
     )
     .await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn replaced_session_is_announced_unavailable_before_the_new_one_is_available()
+-> anyhow::Result<()> {
+    // The old phone has stopped reading (a dead network): the server's writes to it block
+    // until the write timeout. Its replacement must not be reported offline afterwards.
+    let write_timeout = Duration::from_secs(1);
+    let server = TestServer::start_with(|c| c.limits.write_timeout = write_timeout).await?;
+    add_users(&server, &["alice", "bob"]).await?;
+    let mut alice = online(&server, "alice", "desk", 0).await?;
+    let mut laptop = online(&server, "bob", "laptop", 1).await?;
+    let mut old_phone = online(&server, "bob", "phone", 0).await?;
+    expect_presence(&mut old_phone, "bob@localhost/laptop", None).await?;
+    expect_presence(&mut laptop, "bob@localhost/phone", None).await?;
+
+    // Fill the socket buffers towards the old phone (about 12 MB it never reads).
+    let big = "x".repeat(200 * 1024);
+    for i in 0..60 {
+        alice
+            .send(&format!(
+                "<message to='bob@localhost/phone' id='f{i}'><body>{big}</body></message>"
+            ))
+            .await?;
+    }
+
+    let mut new_phone = server
+        .login("bob", &common::password("bob"), "phone")
+        .await?;
+    new_phone.available(0).await?;
+    expect_presence(&mut laptop, "bob@localhost/phone", Some("unavailable")).await?;
+    expect_presence(&mut laptop, "bob@localhost/phone", None).await?;
+    // Nothing more, even once the old session's write has timed out and it is gone.
+    laptop.expect_silence(write_timeout * 2).await?;
+    drop(old_phone);
     server.stop().await;
     Ok(())
 }
