@@ -324,10 +324,16 @@ impl Conn {
                 C2sOutput::Bind { iq_id, jid } => {
                     let (tx, rx) = mpsc::channel(self.ctx.limits.session_queue);
                     let control = Arc::new(SessionControl::default());
-                    self.ctx
-                        .router
-                        .sessions()
-                        .bind(&jid, self.conn_id, tx, control.clone());
+                    let replaced =
+                        self.ctx
+                            .router
+                            .sessions()
+                            .bind(&jid, self.conn_id, tx, control.clone());
+                    if replaced.is_some_and(|r| r.priority.is_some()) {
+                        // The old session's presence ends now, before this one can send any
+                        // (RFC 6120 §7.7.2.2 replacement); the kicked task stays silent.
+                        session::announce_unavailable(&self.ctx.router, &jid);
+                    }
                     tracing::Span::current().record("jid", tracing::field::display(&jid));
                     info!("resource bound");
                     let result = self.responder.bound(&iq_id, &jid);

@@ -135,25 +135,18 @@ fn broadcast_presence(router: &Router, session: &mut BoundSession, stanza: &Stan
 }
 
 /// Unregisters a session; an available one is announced unavailable to the user's other
-/// resources, whether its stream ended cleanly or the socket died. Stanzas still queued for it
-/// are routed again once it is unbound, so none is lost silently: the router treats the
-/// resource as gone (RFC 6121 §8.5.3.2) and redirects or bounces each.
+/// resources, whether its stream ended cleanly or the socket died. A session that was
+/// replaced by a new one with the same resource was already announced when it was replaced
+/// (see [`announce_unavailable`]) and says nothing now: the full JID is live again.
+///
+/// Stanzas still queued for the session are routed again once it is unbound, so none is lost
+/// silently: the router delivers them to a replacement session, or treats the resource as gone
+/// (RFC 6121 §8.5.3.2) and redirects or bounces each.
 pub(crate) async fn end(router: &Router, mut session: BoundSession) {
-    let sessions = router.sessions();
-    if session.available {
-        sessions.set_presence(&session.jid, session.conn_id, None);
-        let el = Element::new("presence", ns::CLIENT)
-            .with_attr("type", "unavailable")
-            .with_attr("from", session.jid.as_str());
-        let stanza = Stanza::new_unchecked(
-            StanzaKind::Presence,
-            Some(Jid::from(session.jid.clone())),
-            None,
-            el,
-        );
-        router.broadcast_own_presence(&session.jid, &stanza, false);
+    let still_bound = router.sessions().unbind(&session.jid, session.conn_id);
+    if still_bound && session.available {
+        announce_unavailable(router, &session.jid);
     }
-    sessions.unbind(&session.jid, session.conn_id);
     session.rx.close();
     let mut pending = std::mem::take(&mut session.unwritten);
     while let Ok(outbound) = session.rx.try_recv() {
@@ -162,4 +155,16 @@ pub(crate) async fn end(router: &Router, mut session: BoundSession) {
     for stanza in pending {
         router.route(Arc::unwrap_or_clone(stanza)).await;
     }
+}
+
+/// Tells the account's other available resources that `jid` went offline (RFC 6121
+/// §4.5.2), on behalf of a session that ended or was replaced. The registry must no longer
+/// hold that session's presence.
+pub(crate) fn announce_unavailable(router: &Router, jid: &FullJid) {
+    let el = Element::new("presence", ns::CLIENT)
+        .with_attr("type", "unavailable")
+        .with_attr("from", jid.as_str());
+    let stanza =
+        Stanza::new_unchecked(StanzaKind::Presence, Some(Jid::from(jid.clone())), None, el);
+    router.broadcast_own_presence(jid, &stanza, false);
 }

@@ -131,14 +131,16 @@ impl SessionRegistry {
     }
 
     /// Registers a session. A session already bound to the same full JID is kicked with
-    /// `conflict`.
+    /// `conflict`, removed at once, and returned: its presence ends here, so the caller
+    /// announces it unavailable before the new session can send anything (the kicked task
+    /// may take until its write timeout to notice).
     pub fn bind(
         &self,
         jid: &FullJid,
         conn_id: u64,
         tx: mpsc::Sender<Outbound>,
         control: Arc<SessionControl>,
-    ) {
+    ) -> Option<ResourceInfo> {
         let resource = jid.resource().as_str().to_owned();
         let entry = Entry {
             resource,
@@ -149,24 +151,34 @@ impl SessionRegistry {
             presence: None,
         };
         let mut entries = self.by_bare.entry(jid.to_bare()).or_default();
-        if let Some(pos) = entries.iter().position(|e| e.resource == entry.resource) {
-            let old = entries.swap_remove(pos);
-            old.control.kick(StreamError::with_text(
-                StreamErrorCondition::Conflict,
-                "replaced by a new session with the same resource",
-            ));
-        }
+        let replaced = entries
+            .iter()
+            .position(|e| e.resource == entry.resource)
+            .map(|pos| {
+                let old = entries.swap_remove(pos);
+                old.control.kick(StreamError::with_text(
+                    StreamErrorCondition::Conflict,
+                    "replaced by a new session with the same resource",
+                ));
+                info(jid.clone(), &old)
+            });
         entries.push(entry);
+        replaced
     }
 
-    /// Removes a session if it is still the one bound under `jid`.
-    pub fn unbind(&self, jid: &FullJid, conn_id: u64) {
+    /// Removes a session if it is still the one bound under `jid`; returns whether it was
+    /// (false for a session that was replaced).
+    pub fn unbind(&self, jid: &FullJid, conn_id: u64) -> bool {
         let bare = jid.to_bare();
         let resource = jid.resource().as_str();
+        let mut removed = false;
         self.by_bare.remove_if_mut(&bare, |_, entries| {
+            let before = entries.len();
             entries.retain(|e| !(e.resource == resource && e.conn_id == conn_id));
+            removed = entries.len() < before;
             entries.is_empty()
         });
+        removed
     }
 
     /// Records a session's broadcast presence: `Some((priority, stanza))` when available,
@@ -256,15 +268,16 @@ mod tests {
         let (tx2, _rx2) = mpsc::channel(4);
         let c1 = Arc::new(SessionControl::default());
         let c2 = Arc::new(SessionControl::default());
-        reg.bind(&full("a@x/r"), 1, tx1, c1.clone());
-        reg.bind(&full("a@x/r"), 2, tx2, c2.clone());
+        assert!(reg.bind(&full("a@x/r"), 1, tx1, c1.clone()).is_none());
+        let replaced = reg.bind(&full("a@x/r"), 2, tx2, c2.clone());
+        assert_eq!(replaced.map(|r| r.jid), Some(full("a@x/r")));
         c1.kicked().await;
         assert_eq!(c1.reason().condition, StreamErrorCondition::Conflict);
         assert_eq!(reg.len(), 1);
         // The replaced session's unbind must not remove its replacement.
-        reg.unbind(&full("a@x/r"), 1);
+        assert!(!reg.unbind(&full("a@x/r"), 1));
         assert_eq!(reg.len(), 1);
-        reg.unbind(&full("a@x/r"), 2);
+        assert!(reg.unbind(&full("a@x/r"), 2));
         assert!(reg.is_empty());
     }
 

@@ -9,20 +9,20 @@ fn xmppd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_xmppd"))
 }
 
-fn write_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+fn write_config(dir: &std::path::Path, extra: &str) -> std::io::Result<std::path::PathBuf> {
     let path = dir.join("xmppd.toml");
     let text = format!(
         "[general]\ndata_dir = \"data\"\n\n[[host]]\nname = \"localhost\"\n\n\
          [[listen]]\nkind = \"c2s\"\naddress = \"127.0.0.1\"\nport = 0\n{extra}"
     );
-    std::fs::write(&path, text).unwrap();
-    path
+    std::fs::write(&path, text)?;
+    Ok(path)
 }
 
 #[test]
 fn adduser_reads_the_password_from_stdin_and_refuses_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
+    let config = write_config(dir.path(), "").unwrap();
     let run = |verb: &str, jid: &str, input: &str| {
         let mut child = xmppd()
             .args(["--config", config.to_str().unwrap(), verb, jid])
@@ -79,7 +79,7 @@ fn adduser_reads_the_password_from_stdin_and_refuses_duplicates() {
 #[test]
 fn bad_configuration_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "\n[storage]\nbackend = \"mongodb\"\n");
+    let config = write_config(dir.path(), "\n[storage]\nbackend = \"mongodb\"\n").unwrap();
     let out = xmppd()
         .args(["--config", config.to_str().unwrap(), "check"])
         .output()
@@ -92,7 +92,7 @@ fn bad_configuration_names_file_line_and_key() {
     );
     assert!(stderr.contains(&expected), "{stderr}");
 
-    let config = write_config(dir.path(), "\n[limits]\nmax_stanzas = 3\n");
+    let config = write_config(dir.path(), "\n[limits]\nmax_stanzas = 3\n").unwrap();
     let out = xmppd()
         .args(["--config", config.to_str().unwrap(), "serve"])
         .output()
@@ -134,7 +134,7 @@ fn check_reports_a_certificate_that_does_not_fit_the_host() {
 #[test]
 fn sigterm_sends_system_shutdown_to_clients() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
+    let config = write_config(dir.path(), "").unwrap();
     let mut child = xmppd()
         .args(["--config", config.to_str().unwrap(), "serve"])
         .stdout(Stdio::piped())

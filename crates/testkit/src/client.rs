@@ -22,6 +22,7 @@ use crate::EXPECT_TIMEOUT;
 
 const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 const STREAMS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 /// The client's transport.
 pub enum Conn {
@@ -121,7 +122,9 @@ impl TestClient {
         Ok(client)
     }
 
-    async fn upgrade(
+    /// Runs the TLS handshake on the plain connection (after `<proceed/>`, or for direct TLS)
+    /// and starts a fresh XML reader: nothing read before the handshake carries over.
+    pub async fn upgrade(
         &mut self,
         tls: Arc<rustls::ClientConfig>,
         domain: &str,
@@ -142,6 +145,16 @@ impl TestClient {
     /// The raw transport (for tests that misbehave on purpose).
     pub fn conn(&mut self) -> &mut Conn {
         &mut self.conn
+    }
+
+    /// The DER of the certificate the server presented (its end-entity certificate), once TLS
+    /// is up; what a client hashes for `tls-server-end-point` channel binding (RFC 5929).
+    pub fn server_certificate(&self) -> Option<Vec<u8>> {
+        let Conn::Tls(tls) = &self.conn else {
+            return None;
+        };
+        let certs = tls.get_ref().1.peer_certificates()?;
+        certs.first().map(|c| c.as_ref().to_vec())
     }
 
     /// Sends raw bytes.
@@ -425,6 +438,16 @@ impl TestClient {
             }
         }
     }
+}
+
+/// The defined condition of a stanza error (`<error><item-not-found/></error>` gives
+/// `item-not-found`), or `None` when `el` carries no `<error/>`.
+pub fn stanza_error_condition(el: &Element) -> Option<String> {
+    let error = el.child("error", "jabber:client")?;
+    error
+        .children()
+        .find(|c| c.ns() == STANZAS && c.name() != "text")
+        .map(|c| c.name().to_owned())
 }
 
 fn check_failure(el: &Element) -> anyhow::Result<()> {

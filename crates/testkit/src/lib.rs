@@ -7,7 +7,7 @@
 mod client;
 mod server;
 
-pub use client::{Conn, TestClient};
+pub use client::{Conn, TestClient, stanza_error_condition};
 pub use server::TestServer;
 
 /// The default time a test waits for an expected stanza.

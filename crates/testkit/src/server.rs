@@ -166,4 +166,26 @@ impl TestServer {
     pub async fn stop(self) {
         self.server.shutdown().await;
     }
+
+    /// Stops the server gracefully and starts a new one with the same configuration, data dir
+    /// and certificates (the listeners get new ephemeral ports). What was stored before the
+    /// stop must be there after it.
+    pub async fn restart(self) -> anyhow::Result<Self> {
+        let TestServer {
+            server,
+            config,
+            dir,
+            ca_der,
+        } = self;
+        server.shutdown().await;
+        let server = xmppd::start(&config)
+            .await
+            .context("restarting the test server")?;
+        Ok(TestServer {
+            server,
+            config,
+            dir,
+            ca_der,
+        })
+    }
 }
