@@ -261,8 +261,9 @@ impl Conn {
             };
             let mut outputs = Vec::new();
             self.responder.handle(event, &mut outputs);
-            if outputs.contains(&C2sOutput::StartTls) && self.reader.buffered() > 0 {
-                // Bytes pipelined behind <starttls/>: refuse rather than risk injection.
+            if outputs.contains(&C2sOutput::StartTls) && self.reader.skip_whitespace() > 0 {
+                // Bytes pipelined behind <starttls/> (other than the newline clients such as
+                // go-xmpp write after it): refuse rather than risk injection.
                 info!("data pipelined after <starttls/>; refusing TLS");
                 let failure = b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>";
                 self.write(io, failure).await;

@@ -229,6 +229,9 @@ pub struct Reader {
     /// Nothing but a byte-order mark consumed yet in this document (an XML declaration may
     /// still come).
     doc_start: bool,
+    /// This document follows a [`Reader::reset`]: whitespace before its XML declaration is
+    /// what the client sent after the last element of the previous stream.
+    restarted: bool,
     pending: Option<Pending>,
     /// Bytes of the current stream header or stanza consumed so far.
     counted: usize,
@@ -248,6 +251,7 @@ impl Reader {
             pos: 0,
             phase: Phase::Prolog,
             doc_start: true,
+            restarted: false,
             pending: None,
             counted: 0,
             tree: Tree::default(),
@@ -268,9 +272,14 @@ impl Reader {
     /// encrypted stream; callers check [`Reader::buffered`] is zero before upgrading and treat
     /// anything else as an attack (the STARTTLS command-injection class of bugs). A poisoned
     /// reader becomes usable again.
+    ///
+    /// Whitespace before the new document's XML declaration is accepted: clients end each
+    /// element they write with a newline (`</auth>\n`), sent before they know the stream
+    /// restarts, so it trails the previous stream rather than opening the new one.
     pub fn reset(&mut self) {
         self.phase = Phase::Prolog;
         self.doc_start = true;
+        self.restarted = true;
         self.pending = None;
         self.counted = 0;
         self.tree.clear();
@@ -323,6 +332,15 @@ impl Reader {
     /// Bytes buffered but not yet consumed by an event (for memory accounting and tests).
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos
+    }
+
+    /// Drops the XML whitespace at the head of the buffered bytes and returns how many bytes
+    /// remain buffered. Before a TLS upgrade this tells whether the client pipelined anything
+    /// but the newline many clients write after `<starttls/>`.
+    pub fn skip_whitespace(&mut self) -> usize {
+        let avail = self.buf.get(self.pos..).unwrap_or_default();
+        self.pos += avail.iter().take_while(|&&b| is_ws(b)).count();
+        self.buffered()
     }
 
     /// Capacity of the internal input buffer (for memory accounting and tests).
@@ -569,7 +587,11 @@ impl Reader {
                 }));
             }
             if self.phase == Phase::Prolog {
+                let doc_start = self.doc_start;
                 self.consume(end)?;
+                if self.restarted {
+                    self.doc_start = doc_start;
+                }
             } else {
                 // Whitespace keepalives are dropped as they come and not counted.
                 self.pos += end;
