@@ -57,10 +57,10 @@ async fn messages_queued_for_a_dead_session_are_rerouted_or_bounced() -> anyhow:
         alice.send(&msg).await?;
         // Keep alice's own queue drained of bounces while she floods.
         while let Some(event) = alice.next_event_within(Duration::from_millis(0)).await? {
-            if let StreamEvent::Stanza(el) = event {
-                if el.attr("type") == Some("error") {
-                    bounced.extend(el.attr("id").map(str::to_owned));
-                }
+            if let StreamEvent::Stanza(el) = event
+                && el.attr("type") == Some("error")
+            {
+                bounced.extend(el.attr("id").map(str::to_owned));
             }
         }
     }

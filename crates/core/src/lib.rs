@@ -4,12 +4,14 @@
 //! receive stanzas for their sessions through bounded channels.
 
 pub mod accounts;
+pub mod component;
 pub mod module;
 pub mod router;
 pub mod session;
 pub mod storage;
 
 pub use accounts::{AccountError, Accounts};
+pub use component::ComponentRegistry;
 pub use module::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
 pub use router::Router;
 pub use session::{Outbound, SessionControl, SessionRegistry};

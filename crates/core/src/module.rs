@@ -71,6 +71,7 @@ struct IqRoute {
 pub struct Registry {
     iq: Vec<IqRoute>,
     server_features: Vec<&'static str>,
+    server_items: Vec<String>,
     modules: Vec<&'static str>,
 }
 
@@ -118,6 +119,21 @@ impl Registry {
         if !self.server_features.contains(&var) {
             self.server_features.push(var);
         }
+    }
+
+    /// Advertises a service of the server (a component domain) in its disco#items.
+    pub fn server_item(&mut self, jid: impl Into<String>) {
+        let jid = jid.into();
+        if !self.server_items.contains(&jid) {
+            self.server_items.push(jid);
+        }
+    }
+
+    /// The server's disco#items, sorted.
+    pub fn server_items(&self) -> Vec<String> {
+        let mut items = self.server_items.clone();
+        items.sort();
+        items
     }
 
     /// The server's disco#info features, sorted.

@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 
 use crate::accounts::Accounts;
+use crate::component::ComponentRegistry;
 use crate::module::{IqRequest, IqTarget, IqType, Registry};
 use crate::session::{DeliveryError, Outbound, ResourceInfo, SessionRegistry};
 
@@ -21,6 +22,7 @@ use crate::session::{DeliveryError, Outbound, ResourceInfo, SessionRegistry};
 /// domains.
 pub struct Router {
     hosts: HashSet<String>,
+    components: Arc<ComponentRegistry>,
     sessions: Arc<SessionRegistry>,
     accounts: Accounts,
     registry: Registry,
@@ -55,10 +57,22 @@ impl Router {
     ) -> Self {
         Router {
             hosts,
+            components: Arc::new(ComponentRegistry::default()),
             sessions,
             accounts,
             registry,
         }
+    }
+
+    /// Routes the domains of `components` to their external components (XEP-0114).
+    pub fn with_components(mut self, components: Arc<ComponentRegistry>) -> Self {
+        self.components = components;
+        self
+    }
+
+    /// The external components.
+    pub fn components(&self) -> &Arc<ComponentRegistry> {
+        &self.components
     }
 
     /// Whether `domain` is served here.
@@ -102,6 +116,9 @@ impl Router {
                 None => return None,
             },
         };
+        if self.components.is_component(to.domain().as_str()) {
+            return self.to_component(stanza, to.domain().as_str());
+        }
         if !self.is_local_domain(to.domain().as_str()) {
             // Federation is not wired in yet: every remote domain is unreachable.
             let err = StanzaError::new(DefinedCondition::RemoteServerNotFound)
@@ -114,6 +131,32 @@ impl Router {
         match to.try_as_full() {
             Ok(full) => self.to_full(stanza, full).await,
             Err(bare) => self.to_bare(stanza, bare).await,
+        }
+    }
+
+    /// XEP-0114 §3: everything addressed to a component's domain (any JID at it) goes to the
+    /// component, re-serialised in the component namespace.
+    fn to_component(&self, stanza: Stanza, domain: &str) -> Option<Stanza> {
+        let Some(link) = self.components.link(domain) else {
+            let err = StanzaError::service_unavailable()
+                .with_text(format!("the component {domain} is not connected"));
+            return stanza.error_reply(&err);
+        };
+        let mut element = stanza.element().clone();
+        element.rename_ns(ns::CLIENT, ns::COMPONENT_ACCEPT);
+        let mut bytes = Vec::with_capacity(256);
+        element.write_to(&mut bytes, ns::COMPONENT_ACCEPT);
+        let outbound = Outbound {
+            bytes: Bytes::from(bytes),
+            reroute: Some(Arc::new(stanza.clone())),
+        };
+        match link.tx.try_send(outbound) {
+            Ok(()) => None,
+            Err(_) => {
+                let err = StanzaError::new(DefinedCondition::RecipientUnavailable)
+                    .with_text(format!("the component {domain} is not accepting stanzas"));
+                stanza.error_reply(&err)
+            }
         }
     }
 
@@ -313,15 +356,16 @@ impl Router {
             .cloned()
             .collect();
         self.deliver_all(stanza, &targets);
-        if initial && !unavailable {
-            if let Some(me) = resources.iter().find(|r| &r.jid == from) {
-                for other in resources.iter().filter(|r| &r.jid != from) {
-                    if let Some(bytes) = &other.presence {
-                        let _ = me.deliver(Outbound {
-                            bytes: bytes.clone(),
-                            reroute: None,
-                        });
-                    }
+        if initial
+            && !unavailable
+            && let Some(me) = resources.iter().find(|r| &r.jid == from)
+        {
+            for other in resources.iter().filter(|r| &r.jid != from) {
+                if let Some(bytes) = &other.presence {
+                    let _ = me.deliver(Outbound {
+                        bytes: bytes.clone(),
+                        reroute: None,
+                    });
                 }
             }
         }

@@ -1,9 +1,9 @@
 //! XEP-0030: Service Discovery, for the server itself.
 //!
 //! disco#info lists the server identity (`server/im`, §3.1 and the Registrar's category list)
-//! and the features every module registered; disco#items lists nothing yet (components and
-//! services add themselves when they exist). A `node` we do not know is `item-not-found`
-//! (§3.1, §4.1).
+//! and the features every module registered; disco#items lists the services registered with
+//! the server (external components). A `node` we do not know is `item-not-found` (§3.1,
+//! §4.1).
 
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -18,15 +18,18 @@ use xmppd_xml::Element;
 pub struct Disco {
     /// The features of the finished registry, frozen when the router is built.
     features: OnceLock<Vec<&'static str>>,
+    /// The services (items) of the finished registry.
+    items: OnceLock<Vec<String>>,
 }
 
 struct Info(Arc<Disco>);
-struct Items;
+struct Items(Arc<Disco>);
 
 impl Disco {
     /// Records the registry's final feature list (called once wiring is complete).
     pub fn freeze(&self, registry: &Registry) {
         let _ = self.features.set(registry.server_features());
+        let _ = self.items.set(registry.server_items());
     }
 }
 
@@ -59,7 +62,11 @@ impl IqHandler for Info {
 impl IqHandler for Items {
     async fn handle(&self, request: IqRequest<'_>) -> Result<Option<Element>, StanzaError> {
         reject_nodes(request.payload)?;
-        Ok(Some(Element::new("query", ns::DISCO_ITEMS)))
+        let mut query = Element::new("query", ns::DISCO_ITEMS);
+        for jid in self.0.items.get().map(Vec::as_slice).unwrap_or_default() {
+            query.push_child(Element::new("item", ns::DISCO_ITEMS).with_attr("jid", jid.as_str()));
+        }
+        Ok(Some(query))
     }
 }
 
@@ -74,14 +81,14 @@ impl Module for Disco {
             IqType::Get,
             ns::DISCO_INFO,
             "query",
-            Arc::new(Info(self)),
+            Arc::new(Info(self.clone())),
         );
         registry.iq(
             IqTarget::Server,
             IqType::Get,
             ns::DISCO_ITEMS,
             "query",
-            Arc::new(Items),
+            Arc::new(Items(self)),
         );
         registry.server_feature(ns::DISCO_INFO);
         registry.server_feature(ns::DISCO_ITEMS);

@@ -20,6 +20,8 @@ pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 /// XEP-0440: SASL channel-binding type capability.
 pub const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+/// XEP-0114: content namespace of external component streams ("accept" method).
+pub const COMPONENT_ACCEPT: &str = "jabber:component:accept";
 /// XEP-0199: XMPP Ping.
 pub const PING: &str = "urn:xmpp:ping";
 /// XEP-0030: service discovery, info.

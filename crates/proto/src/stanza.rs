@@ -229,6 +229,23 @@ impl Stanza {
     }
 }
 
+/// The error answer to an element that failed [`Stanza::parse`] (so its addresses may be
+/// unusable): `to` and `from` swapped as written, `type='error'`, the `id` kept. `None` for an
+/// error stanza, which is never answered.
+pub fn bounce_unparsed(el: &Element, error: &StanzaError) -> Option<Element> {
+    if el.attr("type") == Some("error") {
+        return None;
+    }
+    let mut reply = Element::new(el.name(), ns::CLIENT).with_attr("type", "error");
+    for (from, to) in [("to", "from"), ("from", "to"), ("id", "id")] {
+        if let Some(value) = el.attr(from) {
+            reply.set_attr(to, value);
+        }
+    }
+    reply.push_child(error.to_element(ns::CLIENT));
+    Some(reply)
+}
+
 fn parse_jid_attr(el: &Element, name: &str) -> Result<Option<Jid>, StanzaParseError> {
     match el.attr(name) {
         None => Ok(None),

@@ -57,6 +57,8 @@ struct RawConfig {
     #[serde(default)]
     storage: Option<RawStorage>,
     #[serde(default)]
+    component: Vec<RawComponent>,
+    #[serde(default)]
     limits: RawLimits,
 }
 
@@ -83,6 +85,17 @@ struct RawListen {
     #[serde(default)]
     address: Option<Spanned<String>>,
     port: Spanned<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComponent {
+    name: Spanned<String>,
+    secret: Spanned<String>,
+    #[serde(default)]
+    address: Option<Spanned<String>>,
+    #[serde(default)]
+    port: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +137,18 @@ pub struct ListenConfig {
     pub addr: SocketAddr,
 }
 
+/// An external component (XEP-0114).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComponentConfig {
+    /// Its domain.
+    pub name: String,
+    /// The shared secret of the handshake.
+    pub secret: String,
+    /// Where the component listener for it listens (components sharing an address share the
+    /// listener).
+    pub addr: SocketAddr,
+}
+
 /// Where data lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageChoice {
@@ -150,6 +175,8 @@ pub struct Config {
     pub listen: Vec<ListenConfig>,
     /// Storage backend.
     pub storage: StorageChoice,
+    /// External components.
+    pub components: Vec<ComponentConfig>,
     /// Client connection limits.
     pub limits: C2sLimits,
     /// SASL failures allowed per stream.
@@ -181,6 +208,7 @@ impl Config {
                 },
             ],
             storage: StorageChoice::Sqlite(PathBuf::from("xmppd.db")),
+            components: Vec::new(),
             limits: C2sLimits::default(),
             max_auth_failures: 3,
         }
@@ -228,6 +256,7 @@ impl Config {
         if let Some(storage) = raw.storage {
             config.storage = v.storage(storage)?;
         }
+        config.components = v.components(&raw.component, &config.hosts)?;
         v.limits(raw.limits, &mut config)?;
         Ok(config)
     }
@@ -323,6 +352,53 @@ impl Validator<'_> {
                 return Err(self.invalid(l.port.span(), &key("port"), msg));
             }
             out.push(ListenConfig { kind, addr });
+        }
+        Ok(out)
+    }
+
+    fn components(
+        &self,
+        raw: &[RawComponent],
+        hosts: &[HostConfig],
+    ) -> Result<Vec<ComponentConfig>, ConfigError> {
+        let mut out: Vec<ComponentConfig> = Vec::new();
+        for (i, c) in raw.iter().enumerate() {
+            let key = |k: &str| format!("component[{i}].{k}");
+            let name = match jid::BareJid::new(c.name.get_ref()) {
+                Ok(j) if j.node().is_none() => j.domain().as_str().to_owned(),
+                _ => {
+                    let msg = format!("'{}' is not a valid domain name", c.name.get_ref());
+                    return Err(self.invalid(c.name.span(), &key("name"), msg));
+                }
+            };
+            if hosts.iter().any(|h| h.name == name) || out.iter().any(|o| o.name == name) {
+                let msg = format!("{name} is already a host or another component");
+                return Err(self.invalid(c.name.span(), &key("name"), msg));
+            }
+            if c.secret.get_ref().is_empty() {
+                return Err(self.invalid(
+                    c.secret.span(),
+                    &key("secret"),
+                    "the shared secret must not be empty",
+                ));
+            }
+            let ip = match &c.address {
+                None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                Some(a) => a
+                    .get_ref()
+                    .trim_matches(|ch| ch == '[' || ch == ']')
+                    .parse()
+                    .map_err(|_| {
+                        let msg = format!("'{}' is not an IP address", a.get_ref());
+                        self.invalid(a.span(), &key("address"), msg)
+                    })?,
+            };
+            let addr = SocketAddr::new(ip, c.port.unwrap_or(5347));
+            out.push(ComponentConfig {
+                name,
+                secret: c.secret.get_ref().clone(),
+                addr,
+            });
         }
         Ok(out)
     }
@@ -449,6 +525,10 @@ port = 5223
 backend = "postgres"
 url = "postgres://xmppd@localhost/xmppd"
 
+[[component]]
+name = "irc.example.org"
+secret = "s3cret"
+
 [limits]
 max_stanza_bytes = 65536
 max_auth_failures = 2
@@ -472,6 +552,9 @@ max_auth_failures = 2
             StorageChoice::Postgres("postgres://xmppd@localhost/xmppd".into())
         );
         assert_eq!(c.limits.max_stanza_bytes, 65536);
+        assert_eq!(c.components.len(), 1);
+        assert_eq!(c.components[0].name, "irc.example.org");
+        assert_eq!(c.components[0].addr, "127.0.0.1:5347".parse().unwrap());
         assert_eq!(c.max_auth_failures, 2);
     }
 

@@ -6,7 +6,7 @@ pub mod certs;
 pub mod config;
 pub mod modules;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 use xmppd_c2s::{C2sContext, ListenerKind, TlsSetup};
+use xmppd_component::{ComponentContext, ComponentLimits};
 use xmppd_core::storage::Storage;
-use xmppd_core::{Accounts, Router, SessionRegistry};
+use xmppd_core::{Accounts, ComponentRegistry, Router, SessionRegistry};
 use xmppd_proto::{StreamError, StreamErrorCondition};
 use xmppd_stream::C2sPolicy;
 use xmppd_stream::sasl::DEFAULT_ITERATIONS;
@@ -77,6 +78,8 @@ fn server_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
 pub struct RunningServer {
     /// The bound listeners (with the real port when 0 was configured).
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
+    /// The bound component listeners, in configuration order of their first component.
+    pub component_listeners: Vec<SocketAddr>,
     /// The router (for tests and admin introspection).
     pub router: Arc<Router>,
     shutdown: CancellationToken,
@@ -137,12 +140,16 @@ pub async fn start_with_storage(
     }
     let tls = TlsSetup::new(host_certs)?;
     let hosts: HashSet<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
-    let router = Arc::new(Router::new(
-        hosts.clone(),
-        Arc::new(SessionRegistry::new()),
-        accounts(&storage),
-        modules::registry(),
-    ));
+    let component_domains: Vec<String> = config.components.iter().map(|c| c.name.clone()).collect();
+    let router = Arc::new(
+        Router::new(
+            hosts.clone(),
+            Arc::new(SessionRegistry::new()),
+            accounts(&storage),
+            modules::registry(&component_domains),
+        )
+        .with_components(Arc::new(ComponentRegistry::new(component_domains))),
+    );
     let policy = C2sPolicy {
         hosts: Arc::new(hosts),
         require_tls: config.require_tls,
@@ -168,8 +175,36 @@ pub async fn start_with_storage(
             tracker.clone(),
         ));
     }
+    // Components sharing an address share a listener; the stream header says which one.
+    let mut by_addr: Vec<(SocketAddr, HashMap<String, String>)> = Vec::new();
+    for c in &config.components {
+        match by_addr.iter_mut().find(|(a, _)| *a == c.addr) {
+            Some((_, secrets)) => {
+                secrets.insert(c.name.clone(), c.secret.clone());
+            }
+            None => by_addr.push((c.addr, HashMap::from([(c.name.clone(), c.secret.clone())]))),
+        }
+    }
+    let mut component_listeners = Vec::new();
+    for (addr, secrets) in by_addr {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for components on {addr}"))?;
+        let bound = listener.local_addr()?;
+        info!(addr = %bound, components = ?secrets.keys().collect::<Vec<_>>(), "listening for components");
+        component_listeners.push(bound);
+        let limits = ComponentLimits::default();
+        let ctx = Arc::new(ComponentContext::new(router.clone(), secrets, limits));
+        tracker.spawn(xmppd_component::serve(
+            listener,
+            ctx,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
     Ok(RunningServer {
         listeners,
+        component_listeners,
         router,
         shutdown,
         tracker,

@@ -233,10 +233,10 @@ impl C2sResponder {
         let to = to
             .filter(|j| j.node().is_none())
             .map(|j| j.domain().as_str().to_owned());
-        if let Some(to) = &to {
-            if self.policy.hosts.contains(to.as_str()) {
-                self.host.get_or_insert_with(|| to.clone());
-            }
+        if let Some(to) = &to
+            && self.policy.hosts.contains(to.as_str())
+        {
+            self.host.get_or_insert_with(|| to.clone());
         }
         // Our header goes out before any setup error (RFC 6120 §4.9.1.2).
         let from = self.host.clone().unwrap_or_else(|| "localhost".to_owned());
@@ -473,14 +473,14 @@ impl C2sResponder {
                         Failure::new(FailureCondition::NotAuthorized, "authentication failed");
                     return self.sasl_failed(failure, out);
                 };
-                if let Some(authzid) = authzid.filter(|a| !a.is_empty()) {
-                    if BareJid::new(&authzid).ok().as_ref() != Some(&jid) {
-                        let failure = Failure::new(
-                            FailureCondition::InvalidAuthzid,
-                            "you may only authorize as your own account",
-                        );
-                        return self.sasl_failed(failure, out);
-                    }
+                if let Some(authzid) = authzid.filter(|a| !a.is_empty())
+                    && BareJid::new(&authzid).ok().as_ref() != Some(&jid)
+                {
+                    let failure = Failure::new(
+                        FailureCondition::InvalidAuthzid,
+                        "you may only authorize as your own account",
+                    );
+                    return self.sasl_failed(failure, out);
                 }
                 let mut success = sasl_el("success");
                 if let Some(data) = additional_data {

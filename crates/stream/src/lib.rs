@@ -5,6 +5,7 @@
 //! memory.
 
 pub mod c2s;
+pub mod component;
 pub mod header;
 pub mod sasl;
 

@@ -250,11 +250,11 @@ pub(crate) fn safe_text_prefix(bytes: &[u8]) -> Result<&str, XmlError> {
     };
     let vb = valid.as_bytes();
     let mut cut = vb.len();
-    if let Some(amp) = memchr::memrchr(b'&', vb) {
-        if memchr::memchr(b';', &vb[amp..]).is_none() {
-            check_partial_ref(valid.get(amp..).unwrap_or_default())?;
-            cut = amp;
-        }
+    if let Some(amp) = memchr::memrchr(b'&', vb)
+        && memchr::memchr(b';', &vb[amp..]).is_none()
+    {
+        check_partial_ref(valid.get(amp..).unwrap_or_default())?;
+        cut = amp;
     }
     if cut > 0 && vb[cut - 1] == b'\r' {
         cut -= 1;

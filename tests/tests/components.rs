@@ -1,0 +1,204 @@
+//! XEP-0114 external components: handshake, routing both ways, and the errors around them.
+
+mod common;
+
+use common::{CLIENT, SILENCE, add_users, body, expect_error, online};
+use xmppd::config::ComponentConfig;
+use xmppd_stream::component::{COMPONENT_NS, handshake_digest};
+use xmppd_testkit::{TestClient, TestServer};
+use xmppd_xml::StreamEvent;
+
+const IRC: &str = "irc.localhost";
+const SECRET: &str = "gateway-secret";
+
+async fn server() -> anyhow::Result<TestServer> {
+    let server = TestServer::start_with(|c| {
+        c.components = vec![ComponentConfig {
+            name: IRC.into(),
+            secret: SECRET.into(),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        }];
+    })
+    .await?;
+    add_users(&server, &["alice"]).await?;
+    Ok(server)
+}
+
+/// Opens a component stream for `name`; returns the client and the stream id.
+async fn open(server: &TestServer, name: &str) -> anyhow::Result<(TestClient, String)> {
+    let mut component = TestClient::connect(server.server.component_listeners[0]).await?;
+    component
+        .send(&format!(
+            "<stream:stream xmlns='{COMPONENT_NS}' xmlns:stream='http://etherx.jabber.org/streams' to='{name}'>"
+        ))
+        .await?;
+    let StreamEvent::Open(header) = component.next_event().await? else {
+        anyhow::bail!("expected the server's stream header");
+    };
+    let id = header.attr("id").unwrap_or_default().to_owned();
+    Ok((component, id))
+}
+
+/// A component that completed the handshake.
+async fn connect(server: &TestServer) -> anyhow::Result<TestClient> {
+    let (mut component, id) = open(server, IRC).await?;
+    component
+        .send(&format!(
+            "<handshake>{}</handshake>",
+            handshake_digest(&id, SECRET)
+        ))
+        .await?;
+    component
+        .expect("empty handshake", |e| {
+            e.is("handshake", COMPONENT_NS) && e.nodes().is_empty()
+        })
+        .await?;
+    Ok(component)
+}
+
+#[tokio::test]
+async fn users_and_the_component_exchange_stanzas() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    let mut gateway = connect(&server).await?;
+
+    alice.send("<message to='#chan%irc.net@irc.localhost' type='groupchat' id='g1'><body>hello irc</body></message>").await?;
+    let msg = gateway
+        .expect("alice's message", |e| e.is("message", COMPONENT_NS))
+        .await?;
+    assert_eq!(msg.attr("from"), Some("alice@localhost/pc"));
+    assert_eq!(msg.attr("to"), Some("#chan%irc.net@irc.localhost"));
+    assert_eq!(
+        msg.child("body", COMPONENT_NS).map(|b| b.text()).as_deref(),
+        Some("hello irc")
+    );
+
+    gateway
+        .send("<message from='#chan%irc.net@irc.localhost/bob' to='alice@localhost/pc' type='groupchat'><body>hi alice</body></message>")
+        .await?;
+    let reply = alice
+        .expect("the gateway's message", |e| e.is("message", CLIENT))
+        .await?;
+    assert_eq!(reply.attr("from"), Some("#chan%irc.net@irc.localhost/bob"));
+    assert_eq!(body(&reply).as_deref(), Some("hi alice"));
+
+    // An iq round trip: the component answers on behalf of a JID at its domain.
+    alice
+        .send("<iq to='irc.localhost' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>")
+        .await?;
+    let iq = gateway
+        .expect("alice's iq", |e| e.is("iq", COMPONENT_NS))
+        .await?;
+    assert_eq!(iq.attr("id"), Some("v1"));
+    gateway
+        .send("<iq from='irc.localhost' to='alice@localhost/pc' type='result' id='v1'/>")
+        .await?;
+    let result = alice.expect("the result", |e| e.is("iq", CLIENT)).await?;
+    assert_eq!(
+        (result.attr("type"), result.attr("from")),
+        (Some("result"), Some("irc.localhost"))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_component_is_listed_in_the_servers_disco_items() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    alice.send("<iq to='localhost' type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await?;
+    let result = alice
+        .expect("disco#items", |e| e.attr("id") == Some("d1"))
+        .await?;
+    let query = result
+        .child("query", "http://jabber.org/protocol/disco#items")
+        .expect("query");
+    let items: Vec<_> = query.children().filter_map(|i| i.attr("jid")).collect();
+    assert_eq!(items, [IRC]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_not_authorized_and_an_unknown_name_is_host_unknown() -> anyhow::Result<()>
+{
+    let server = server().await?;
+    let (mut component, id) = open(&server, IRC).await?;
+    component
+        .send(&format!(
+            "<handshake>{}</handshake>",
+            handshake_digest(&id, "guess")
+        ))
+        .await?;
+    assert_eq!(component.expect_stream_error().await?, "not-authorized");
+
+    let (mut component, _) = open(&server, "matrix.localhost").await?;
+    assert_eq!(component.expect_stream_error().await?, "host-unknown");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_component_cannot_send_from_another_domain() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    let mut gateway = connect(&server).await?;
+    gateway.send("<message from='admin@localhost' to='alice@localhost/pc'><body>trust me</body></message>").await?;
+    assert_eq!(gateway.expect_stream_error().await?, "invalid-from");
+    alice.expect_silence(SILENCE).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_connection_for_the_same_component_is_a_conflict() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut first = connect(&server).await?;
+    let (mut second, id) = open(&server, IRC).await?;
+    second
+        .send(&format!(
+            "<handshake>{}</handshake>",
+            handshake_digest(&id, SECRET)
+        ))
+        .await?;
+    assert_eq!(second.expect_stream_error().await?, "conflict");
+    first.expect_silence(SILENCE).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn stanzas_to_a_disconnected_component_bounce() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    alice
+        .send("<message to='x@irc.localhost' type='chat' id='m1'><body>anyone?</body></message>")
+        .await?;
+    expect_error(
+        &mut alice,
+        "message",
+        "m1",
+        "x@irc.localhost",
+        "service-unavailable",
+    )
+    .await?;
+
+    let gateway = connect(&server).await?;
+    gateway.close().await?;
+    // Bounded wait until the server has unregistered the closed component.
+    for _ in 0..50 {
+        if server.server.router.components().link(IRC).is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    alice
+        .send(
+            "<message to='x@irc.localhost' type='chat' id='m2'><body>still there?</body></message>",
+        )
+        .await?;
+    expect_error(
+        &mut alice,
+        "message",
+        "m2",
+        "x@irc.localhost",
+        "service-unavailable",
+    )
+    .await?;
+    Ok(())
+}
