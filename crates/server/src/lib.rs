@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod certs;
+pub mod check_dns;
 pub mod config;
 pub mod modules;
 

@@ -42,8 +42,22 @@ enum Command {
         /// The account, user@domain.
         jid: String,
     },
-    /// Validate the configuration and the certificates.
-    Check,
+    /// Validate the configuration and the certificates; `check dns DOMAIN` looks up a remote
+    /// domain as federation would.
+    Check {
+        #[command(subcommand)]
+        what: Option<CheckCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckCommand {
+    /// Print the SRV and A/AAAA records found for DOMAIN and whether the certificate its
+    /// server presents is valid for it.
+    Dns {
+        /// The remote XMPP domain.
+        domain: String,
+    },
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -150,7 +164,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&config.log);
             serve(config).await?;
         }
-        Command::Check => {
+        Command::Check {
+            what: Some(CheckCommand::Dns { domain }),
+        } => {
+            let local = config
+                .hosts
+                .first()
+                .map_or("localhost", |h| h.name.as_str());
+            let ok = xmppd::check_dns::check_dns(&domain, local).await?;
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Check { what: None } => {
             return Ok(if check(&config) {
                 ExitCode::SUCCESS
             } else {
