@@ -4,12 +4,17 @@
 //! receive stanzas for their sessions through bounded channels.
 
 pub mod accounts;
+pub mod hooks;
 pub mod module;
 pub mod router;
 pub mod session;
 pub mod storage;
 
 pub use accounts::{AccountError, Accounts};
+pub use hooks::{
+    InboundPresenceHandler, InboundPresenceKind, OfflineOutcome, OfflineStore,
+    OutboundSubscriptionHandler, SessionPresence, SessionPresenceHook, SubscriptionKind,
+};
 pub use module::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
 pub use router::Router;
 pub use session::{Outbound, SessionControl, SessionRegistry};

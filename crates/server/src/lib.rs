@@ -148,6 +148,7 @@ pub async fn start_with_storage(
         require_tls: config.require_tls,
         max_auth_failures: config.max_auth_failures,
         fake_salt_secret: secret,
+        bound_features: Arc::new(router.registry().stream_features().to_vec()),
     };
     let ctx = Arc::new(C2sContext::new(router.clone(), tls, policy, config.limits));
     let shutdown = CancellationToken::new();
