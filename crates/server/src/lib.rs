@@ -141,7 +141,7 @@ pub async fn start_with_storage(
         hosts.clone(),
         Arc::new(SessionRegistry::new()),
         accounts(&storage),
-        modules::registry(),
+        modules::registry(config, &storage),
     ));
     let policy = C2sPolicy {
         hosts: Arc::new(hosts),

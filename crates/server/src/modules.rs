@@ -3,13 +3,19 @@
 use std::sync::Arc;
 
 use xmppd_core::Registry;
+use xmppd_core::storage::Storage;
+use xmppd_im::Im;
 use xmppd_modules::{Disco, Ping};
 
+use crate::Config;
+
 /// Builds the registry with every enabled module.
-pub fn registry() -> Registry {
+pub fn registry(config: &Config, storage: &Storage) -> Registry {
     let mut registry = Registry::new();
     let disco = Arc::new(Disco::default());
     registry.add_module(Arc::new(Ping));
+    // RFC 6121: rosters, subscriptions, presence, offline messages.
+    registry.add_module(Arc::new(Im::new(storage, config.im)));
     registry.add_module(disco.clone());
     // Last: disco reports what everyone else registered.
     disco.freeze(&registry);
