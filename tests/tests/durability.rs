@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use xmppd_core::storage::ArchiveQuery;
 use xmppd_testkit::{TestClient, TestServer};
 use xmppd_xml::StreamEvent;
 
@@ -24,9 +25,9 @@ async fn drain_ids(client: &mut TestClient, quiet: Duration, ids: &mut Vec<Strin
 
 /// Bob's first resource stops reading. Its queue fills, the server closes it as a slow
 /// consumer, and every message Alice sent to it ends up exactly once: written to bob/a before
-/// it died, re-routed to bob/b (RFC 6121 §8.5.3.2.1), or bounced back to Alice. (With the tiny
-/// queue configured here, bob/b may itself be overrun by the re-routed burst; its queue is then
-/// handled the same way, which the count below also covers.)
+/// it died, re-routed to bob/b (RFC 6121 §8.5.3.2.1), bounced back to Alice, or — when bob/b
+/// was overrun by the re-routed burst too (the queue here is tiny) and bob had no resource
+/// left — kept in offline storage and delivered to bob's next session.
 #[tokio::test]
 async fn messages_queued_for_a_dead_session_are_rerouted_or_bounced() -> anyhow::Result<()> {
     let server = TestServer::start_with(|c| {
@@ -92,17 +93,39 @@ async fn messages_queued_for_a_dead_session_are_rerouted_or_bounced() -> anyhow:
         }
     }
 
+    // Whatever went to offline storage is there, committed.
+    let storage = xmppd::open_storage(&server.config).await?;
+    let records = storage
+        .archive
+        .query("localhost", "bob", "offline", &ArchiveQuery::default())
+        .await?;
+    let offline: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            let text = String::from_utf8_lossy(&r.payload);
+            let start = text.find(" id=\"")? + 5;
+            let len = text[start..].find('"')?;
+            Some(text[start..start + len].to_owned())
+        })
+        .collect();
+
     println!(
-        "written to bob/a: {}, re-routed to bob/b: {}, bounced: {}",
+        "written to bob/a: {}, re-routed to bob/b: {}, bounced: {}, offline: {}",
         at_a.len(),
         at_b.len(),
-        bounced.len()
+        bounced.len(),
+        offline.len()
     );
     assert!(
         at_a.len() < total,
         "bob/a was never slow: the test did not exercise anything"
     );
-    let all: Vec<&String> = at_a.iter().chain(&at_b).chain(&bounced).collect();
+    let all: Vec<&String> = at_a
+        .iter()
+        .chain(&at_b)
+        .chain(&bounced)
+        .chain(&offline)
+        .collect();
     let unique: HashSet<&String> = all.iter().copied().collect();
     assert_eq!(unique.len(), all.len(), "a message arrived twice");
     for i in 0..total {

@@ -98,24 +98,26 @@ async fn negative_priority_resource_never_gets_bare_jid_messages() -> anyhow::Re
     let mut alice = online(&server, "alice", "phone", 0).await?;
     let mut bob_bot = online(&server, "bob", "bot", -1).await?;
 
-    // Only a negative resource: as if bob were offline (§8.5.2.1.1), and no offline storage.
+    // Only a negative resource: as if bob were offline (§8.5.2.1.1): the message is kept
+    // for later, not given to the negative resource.
     alice
         .send("<message to='bob@localhost' type='chat' id='m1'><body>anyone?</body></message>")
         .await?;
-    expect_error(
-        &mut alice,
-        "message",
-        "m1",
-        "bob@localhost",
-        "service-unavailable",
-    )
-    .await?;
+    alice.expect_silence(SILENCE).await?;
     bob_bot.expect_silence(SILENCE).await?;
 
     // With a zero-priority resource beside it, that one gets the message.
     let mut bob_desk = online(&server, "bob", "desk", 0).await?;
     expect_presence(&mut bob_desk, "bob@localhost/bot", None).await?;
     expect_presence(&mut bob_bot, "bob@localhost/desk", None).await?;
+    // The kept message comes to the first non-negative resource.
+    expect_message(
+        &mut bob_desk,
+        "alice@localhost/phone",
+        "bob@localhost",
+        "anyone?",
+    )
+    .await?;
     alice
         .send("<message to='bob@localhost' type='chat' id='m2'><body>desk only</body></message>")
         .await?;
@@ -189,32 +191,19 @@ async fn message_to_an_unknown_user_bounces_service_unavailable() -> anyhow::Res
 }
 
 #[tokio::test]
-async fn message_to_an_offline_user_bounces_service_unavailable() -> anyhow::Result<()> {
-    // No offline storage yet: the sender must learn the message was not delivered.
+async fn message_to_an_offline_user_is_kept_not_bounced() -> anyhow::Result<()> {
+    // §8.5.2.2.1 with offline storage (XEP-0160): to the bare JID or to a resource that is
+    // not bound, the message is stored, and the sender gets no error (`offline.rs` checks
+    // the delivery).
     let server = server_with(&["alice", "bob"]).await?;
     let mut alice = online(&server, "alice", "phone", 0).await?;
     alice
         .send("<message to='bob@localhost' type='chat' id='m1'><body>later</body></message>")
         .await?;
-    expect_error(
-        &mut alice,
-        "message",
-        "m1",
-        "bob@localhost",
-        "service-unavailable",
-    )
-    .await?;
     alice
         .send("<message to='bob@localhost/desk' type='chat' id='m2'><body>later</body></message>")
         .await?;
-    expect_error(
-        &mut alice,
-        "message",
-        "m2",
-        "bob@localhost/desk",
-        "service-unavailable",
-    )
-    .await?;
+    alice.expect_silence(SILENCE).await?;
     server.stop().await;
     Ok(())
 }

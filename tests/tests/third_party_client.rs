@@ -244,16 +244,16 @@ async fn tokio_xmpp_client_chats_with_a_testkit_client() -> anyhow::Result<()> {
     .await?;
 
     // bob leaves cleanly; alice has no presence subscription to him, so she hears nothing,
-    // but the server must have unbound him: a message to his full JID now bounces.
+    // but the server must have unbound him: an iq to his full JID now bounces.
     bob.send_end().await?;
     alice
         .send(
-            "<message to='bob@localhost/xmpp-rs' type='chat' id='a2'><body>gone?</body></message>",
+            "<iq to='bob@localhost/xmpp-rs' type='get' id='a2'><ping xmlns='urn:xmpp:ping'/></iq>",
         )
         .await?;
     common::expect_error(
         &mut alice,
-        "message",
+        "iq",
         "a2",
         "bob@localhost/xmpp-rs",
         "service-unavailable",

@@ -333,7 +333,7 @@ impl Conn {
                     if replaced.is_some_and(|r| r.priority.is_some()) {
                         // The old session's presence ends now, before this one can send any
                         // (RFC 6120 §7.7.2.2 replacement); the kicked task stays silent.
-                        session::announce_unavailable(&self.ctx.router, &jid);
+                        session::announce_unavailable(&self.ctx.router, &jid, &[]).await;
                     }
                     tracing::Span::current().record("jid", tracing::field::display(&jid));
                     info!("resource bound");

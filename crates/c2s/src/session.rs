@@ -1,12 +1,15 @@
 //! What a bound client session does with its stanzas (RFC 6120 §8.1.2, RFC 6121 §4).
+//!
+//! The session keeps the presence state that belongs to it alone: whether it is available,
+//! and to whom it sent directed presence (§4.6), because those entities must hear that it
+//! went away even when they are not subscribers. Everything about contacts is left to the
+//! router's hooks (the IM module).
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use jid::{FullJid, Jid};
 use tokio::sync::mpsc;
-use xmppd_core::router::client_bytes;
-use xmppd_core::{Outbound, Router, SessionControl};
+use xmppd_core::{Outbound, Router, SessionControl, SessionPresence, SubscriptionKind};
 use xmppd_proto::{
     Stanza, StanzaError, StanzaKind, StanzaParseError, StreamError, StreamErrorCondition as Cond,
     ns,
@@ -21,6 +24,9 @@ pub(crate) struct BoundSession {
     pub(crate) control: Arc<SessionControl>,
     /// Whether the session has sent available presence (RFC 6121 §4.2).
     available: bool,
+    /// Where it sent directed available presence while available (§4.6.2); cleared when it
+    /// becomes unavailable, after telling them.
+    directed: Vec<Jid>,
     /// Stanzas taken from the queue whose write failed.
     pub(crate) unwritten: Vec<Arc<Stanza>>,
 }
@@ -38,6 +44,7 @@ impl BoundSession {
             rx,
             control,
             available: false,
+            directed: Vec::new(),
             unwritten: Vec::new(),
         }
     }
@@ -99,34 +106,72 @@ pub(crate) async fn handle_stanza(
         }
     }
     let stanza = stanza.with_from(Jid::from(session.jid.clone()));
-    if stanza.kind() == StanzaKind::Presence && stanza.to().is_none() {
-        broadcast_presence(router, session, &stanza);
-        return Ok(None);
+    if stanza.kind() == StanzaKind::Presence {
+        let Some(to) = stanza.to().cloned() else {
+            broadcast_presence(router, session, stanza).await;
+            return Ok(None);
+        };
+        if let Some(kind) = SubscriptionKind::from_type(stanza.type_attr()) {
+            router
+                .outbound_subscription(kind, stanza, &session.jid)
+                .await;
+            return Ok(None);
+        }
+        track_directed(session, &stanza, to);
     }
     router.route(stanza).await;
     Ok(None)
 }
 
+/// Remembers directed presence (RFC 6121 §4.6): available presence adds the target (while
+/// the session is available), unavailable presence removes it.
+fn track_directed(session: &mut BoundSession, stanza: &Stanza, to: Jid) {
+    match stanza.type_attr() {
+        None if session.available => {
+            if !session.directed.contains(&to) {
+                session.directed.push(to);
+            }
+        }
+        Some("unavailable") => session.directed.retain(|j| j != &to),
+        _ => {}
+    }
+}
+
 /// Presence without `to` is the session's broadcast presence.
-fn broadcast_presence(router: &Router, session: &mut BoundSession, stanza: &Stanza) {
+async fn broadcast_presence(router: &Router, session: &mut BoundSession, stanza: Stanza) {
     let sessions = router.sessions();
     match stanza.type_attr() {
         None => {
             let initial = !session.available;
             session.available = true;
-            let bytes: Bytes = client_bytes(stanza);
+            let priority = priority_of(&stanza);
+            let stanza = Arc::new(stanza);
             sessions.set_presence(
                 &session.jid,
                 session.conn_id,
-                Some((priority_of(stanza), bytes)),
+                Some((priority, stanza.clone())),
             );
-            router.broadcast_own_presence(&session.jid, stanza, initial);
+            router
+                .session_presence(SessionPresence::Available {
+                    jid: &session.jid,
+                    stanza: &stanza,
+                    initial,
+                    priority,
+                })
+                .await;
         }
         Some("unavailable") => {
             if session.available {
                 session.available = false;
                 sessions.set_presence(&session.jid, session.conn_id, None);
-                router.broadcast_own_presence(&session.jid, stanza, false);
+                let directed = std::mem::take(&mut session.directed);
+                router
+                    .session_presence(SessionPresence::Unavailable {
+                        jid: &session.jid,
+                        stanza: &stanza,
+                        directed: &directed,
+                    })
+                    .await;
             }
         }
         // Subscription management and probes without a 'to' mean nothing.
@@ -145,7 +190,8 @@ fn broadcast_presence(router: &Router, session: &mut BoundSession, stanza: &Stan
 pub(crate) async fn end(router: &Router, mut session: BoundSession) {
     let still_bound = router.sessions().unbind(&session.jid, session.conn_id);
     if still_bound && session.available {
-        announce_unavailable(router, &session.jid);
+        let directed = std::mem::take(&mut session.directed);
+        announce_unavailable(router, &session.jid, &directed).await;
     }
     session.rx.close();
     let mut pending = std::mem::take(&mut session.unwritten);
@@ -157,14 +203,21 @@ pub(crate) async fn end(router: &Router, mut session: BoundSession) {
     }
 }
 
-/// Tells the account's other available resources that `jid` went offline (RFC 6121
-/// §4.5.2), on behalf of a session that ended or was replaced. The registry must no longer
-/// hold that session's presence.
-pub(crate) fn announce_unavailable(router: &Router, jid: &FullJid) {
+/// Tells the account's other available resources, its contacts and the entities it sent
+/// directed presence to that `jid` went offline (RFC 6121 §4.5.2, §4.6.3), on behalf of a
+/// session that ended or was replaced. The registry must no longer hold that session's
+/// presence.
+pub(crate) async fn announce_unavailable(router: &Router, jid: &FullJid, directed: &[Jid]) {
     let el = Element::new("presence", ns::CLIENT)
         .with_attr("type", "unavailable")
         .with_attr("from", jid.as_str());
     let stanza =
         Stanza::new_unchecked(StanzaKind::Presence, Some(Jid::from(jid.clone())), None, el);
-    router.broadcast_own_presence(jid, &stanza, false);
+    router
+        .session_presence(SessionPresence::Unavailable {
+            jid,
+            stanza: &stanza,
+            directed,
+        })
+        .await;
 }

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod component;
+pub mod hooks;
 pub mod module;
 pub mod router;
 pub mod session;
@@ -12,6 +13,10 @@ pub mod storage;
 
 pub use accounts::{AccountError, Accounts};
 pub use component::ComponentRegistry;
+pub use hooks::{
+    InboundPresenceHandler, InboundPresenceKind, OfflineOutcome, OfflineStore,
+    OutboundSubscriptionHandler, SessionPresence, SessionPresenceHook, SubscriptionKind,
+};
 pub use module::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
 pub use router::Router;
 pub use session::{Outbound, SessionControl, SessionRegistry};

@@ -1,8 +1,8 @@
 //! Modules and the registry they declare themselves in.
 //!
-//! A module's [`Module::register`] lists, in one place, every IQ handler and disco feature it
-//! adds. Dispatch is by types — the target kind, the iq type, the payload's namespace and
-//! name — never by strings assembled at runtime.
+//! A module's [`Module::register`] lists, in one place, every IQ handler, typed hook, disco
+//! feature and stream feature it adds. Dispatch is by types — the target kind, the iq type,
+//! the payload's namespace and name, the hook's trait — never by strings assembled at runtime.
 
 use std::sync::Arc;
 
@@ -10,6 +10,11 @@ use async_trait::async_trait;
 use jid::{BareJid, Jid};
 use xmppd_proto::{Stanza, StanzaError};
 use xmppd_xml::Element;
+
+use crate::hooks::{
+    InboundPresenceHandler, OfflineStore, OutboundSubscriptionHandler, SessionPresenceHook,
+};
+use crate::router::Router;
 
 /// Whom an iq is addressed to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,6 +46,8 @@ pub struct IqRequest<'a> {
     pub from: &'a Jid,
     /// The addressed server domain (as a bare JID) or account.
     pub to: &'a BareJid,
+    /// The router, for handlers whose answer has side effects (roster pushes).
+    pub router: &'a Router,
 }
 
 /// Answers one kind of iq.
@@ -72,7 +79,12 @@ pub struct Registry {
     iq: Vec<IqRoute>,
     server_features: Vec<&'static str>,
     server_items: Vec<String>,
+    stream_features: Vec<Element>,
     modules: Vec<&'static str>,
+    inbound_presence: Option<Arc<dyn InboundPresenceHandler>>,
+    outbound_subscription: Option<Arc<dyn OutboundSubscriptionHandler>>,
+    session_presence: Option<Arc<dyn SessionPresenceHook>>,
+    offline: Option<Arc<dyn OfflineStore>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -134,6 +146,57 @@ impl Registry {
         let mut items = self.server_items.clone();
         items.sort();
         items
+    }
+
+    /// Advertises a stream feature to clients once they are authenticated (e.g. roster
+    /// versioning, subscription pre-approval).
+    pub fn stream_feature(&mut self, feature: Element) {
+        self.stream_features.push(feature);
+    }
+
+    /// The stream features modules added.
+    pub fn stream_features(&self) -> &[Element] {
+        &self.stream_features
+    }
+
+    /// Handles subscription stanzas and probes to local accounts (one handler).
+    pub fn inbound_presence(&mut self, handler: Arc<dyn InboundPresenceHandler>) {
+        self.inbound_presence = Some(handler);
+    }
+
+    /// Handles subscription stanzas sent by local sessions (one handler).
+    pub fn outbound_subscription(&mut self, handler: Arc<dyn OutboundSubscriptionHandler>) {
+        self.outbound_subscription = Some(handler);
+    }
+
+    /// Follows sessions' broadcast presence (one hook).
+    pub fn session_presence(&mut self, hook: Arc<dyn SessionPresenceHook>) {
+        self.session_presence = Some(hook);
+    }
+
+    /// Stores messages for accounts without an available resource (one store).
+    pub fn offline_store(&mut self, store: Arc<dyn OfflineStore>) {
+        self.offline = Some(store);
+    }
+
+    /// The registered inbound presence handler.
+    pub fn inbound_presence_handler(&self) -> Option<&Arc<dyn InboundPresenceHandler>> {
+        self.inbound_presence.as_ref()
+    }
+
+    /// The registered outbound subscription handler.
+    pub fn outbound_subscription_handler(&self) -> Option<&Arc<dyn OutboundSubscriptionHandler>> {
+        self.outbound_subscription.as_ref()
+    }
+
+    /// The registered session presence hook.
+    pub fn session_presence_hook(&self) -> Option<&Arc<dyn SessionPresenceHook>> {
+        self.session_presence.as_ref()
+    }
+
+    /// The registered offline store.
+    pub fn offline_store_handler(&self) -> Option<&Arc<dyn OfflineStore>> {
+        self.offline.as_ref()
     }
 
     /// The server's disco#info features, sorted.

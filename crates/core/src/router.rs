@@ -15,6 +15,7 @@ use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 
 use crate::accounts::Accounts;
 use crate::component::ComponentRegistry;
+use crate::hooks::{InboundPresenceKind, OfflineOutcome, SessionPresence, SubscriptionKind};
 use crate::module::{IqRequest, IqTarget, IqType, Registry};
 use crate::session::{DeliveryError, Outbound, ResourceInfo, SessionRegistry};
 
@@ -34,6 +35,14 @@ impl std::fmt::Debug for Router {
             .field("hosts", &self.hosts)
             .finish_non_exhaustive()
     }
+}
+
+/// A copy of `stanza` addressed to `to` (same `from`, same children), e.g. a broadcast
+/// presence sent on to one contact.
+pub fn readdress(stanza: &Stanza, to: &Jid) -> Stanza {
+    let mut el = stanza.element().clone();
+    el.set_attr("to", to.as_str());
+    Stanza::new_unchecked(stanza.kind(), stanza.from().cloned(), Some(to.clone()), el)
 }
 
 /// Serialises a stanza for a client stream (default namespace `jabber:client`).
@@ -178,6 +187,7 @@ impl Router {
             payload,
             from,
             to,
+            router: self,
         };
         match handler.handle(request).await {
             Ok(result) => Some(stanza.iq_result(result)),
@@ -227,23 +237,26 @@ impl Router {
         }
         match stanza.kind() {
             StanzaKind::Iq => self.handle_iq(&stanza, IqTarget::Account, bare).await,
-            StanzaKind::Message => self.message_to_bare(stanza, bare),
+            StanzaKind::Message => self.message_to_bare(stanza, bare).await,
             StanzaKind::Presence => {
+                if let (Some(kind), Some(handler)) = (
+                    InboundPresenceKind::from_type(stanza.type_attr()),
+                    self.registry.inbound_presence_handler(),
+                ) {
+                    // Subscriptions and probes are the account's server's business
+                    // (RFC 6121 §3, §4.3).
+                    handler.inbound_presence(self, kind, stanza, bare).await;
+                    return None;
+                }
                 // §8.5.2.1.2 / §8.5.2.2.2: to every available resource, else nowhere.
-                let available: Vec<_> = self
-                    .sessions
-                    .resources(bare)
-                    .into_iter()
-                    .filter(|r| r.priority.is_some())
-                    .collect();
-                self.deliver_all(&stanza, &available);
+                self.deliver_to_available(&stanza, bare);
                 None
             }
         }
     }
 
     /// RFC 6121 §8.5.2: a message to a bare JID.
-    fn message_to_bare(&self, stanza: Stanza, bare: &BareJid) -> Option<Stanza> {
+    async fn message_to_bare(&self, stanza: Stanza, bare: &BareJid) -> Option<Stanza> {
         let resources = self.sessions.resources(bare);
         let non_negative: Vec<_> = resources
             .into_iter()
@@ -265,11 +278,18 @@ impl Router {
                     .filter(|r| r.priority == top)
                     .collect();
                 if targets.is_empty() {
-                    // No offline storage is wired in yet: the sender learns the message
-                    // was not delivered instead of losing it silently.
-                    let err = StanzaError::service_unavailable()
-                        .with_text("the recipient is offline and offline storage is off");
-                    return stanza.error_reply(&err);
+                    // §8.5.2.2.1: offline storage (XEP-0160), committed before the stanza
+                    // counts as handled; without it, or when it refuses, the sender learns
+                    // the message was not delivered instead of losing it silently.
+                    let Some(store) = self.registry.offline_store_handler() else {
+                        let err = StanzaError::service_unavailable()
+                            .with_text("the recipient is offline and offline storage is off");
+                        return stanza.error_reply(&err);
+                    };
+                    return match store.store(&stanza, bare).await {
+                        Ok(OfflineOutcome::Stored | OfflineOutcome::Discarded) => None,
+                        Err(err) => stanza.error_reply(&err),
+                    };
                 }
                 let delivered = self.deliver_all(&stanza, &targets);
                 if delivered == 0 {
@@ -282,6 +302,13 @@ impl Router {
     }
 
     async fn to_full(&self, stanza: Stanza, full: &FullJid) -> Option<Stanza> {
+        if stanza.kind() == StanzaKind::Presence
+            && self.registry.inbound_presence_handler().is_some()
+            && InboundPresenceKind::from_type(stanza.type_attr()).is_some()
+        {
+            // Subscriptions and probes are about accounts, not resources (RFC 6121 §3.1.3).
+            return Box::pin(self.to_bare(stanza, &full.to_bare())).await;
+        }
         if let Some(session) = self.sessions.get(full) {
             // §8.5.3.1: a connected resource gets it, whatever its presence.
             return match self.deliver(&stanza, &session) {
@@ -304,7 +331,7 @@ impl Router {
             StanzaKind::Message => match message_type(&stanza) {
                 "groupchat" => stanza.error_reply(&StanzaError::service_unavailable()),
                 "headline" | "error" => None,
-                _ => self.message_to_bare(stanza, &bare),
+                _ => self.message_to_bare(stanza, &bare).await,
             },
             StanzaKind::Presence => match stanza.type_attr() {
                 Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed") => {
@@ -313,6 +340,26 @@ impl Router {
                 _ => None,
             },
         }
+    }
+
+    /// Hands a stanza to every available resource of a local account as it is, with no
+    /// further processing (RFC 6121 §8.5.2.1.2); returns how many accepted it. For the
+    /// account's own server, e.g. delivering a contact's subscription request.
+    pub fn deliver_to_available(&self, stanza: &Stanza, bare: &BareJid) -> usize {
+        let available: Vec<_> = self
+            .sessions
+            .resources(bare)
+            .into_iter()
+            .filter(|r| r.priority.is_some())
+            .collect();
+        self.deliver_all(stanza, &available)
+    }
+
+    /// Hands a stanza to one bound session as it is; whether it was queued.
+    pub fn deliver_to_session(&self, stanza: &Stanza, full: &FullJid) -> bool {
+        self.sessions
+            .get(full)
+            .is_some_and(|session| self.deliver(stanza, &session).is_ok())
     }
 
     fn deliver(&self, stanza: &Stanza, session: &ResourceInfo) -> Result<(), DeliveryError> {
@@ -339,6 +386,55 @@ impl Router {
             }
         }
         delivered
+    }
+
+    /// A session's broadcast presence changed (the registry already records it): the
+    /// account's own resources are told, then the session presence hook (contacts, probes,
+    /// offline messages). Without a hook, the entities the session sent directed presence to
+    /// still learn it became unavailable (RFC 6121 §4.6.3).
+    pub async fn session_presence(&self, event: SessionPresence<'_>) {
+        match &event {
+            SessionPresence::Available {
+                jid,
+                stanza,
+                initial,
+                ..
+            } => self.broadcast_own_presence(jid, stanza, *initial),
+            SessionPresence::Unavailable { jid, stanza, .. } => {
+                self.broadcast_own_presence(jid, stanza, false)
+            }
+        }
+        match self.registry.session_presence_hook() {
+            Some(hook) => hook.session_presence(self, &event).await,
+            None => {
+                if let SessionPresence::Unavailable {
+                    stanza, directed, ..
+                } = &event
+                {
+                    for to in directed.iter() {
+                        self.route(readdress(stanza, to)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A subscription stanza from a local session (RFC 6121 §3): the outbound subscription
+    /// handler updates the user's roster and routes it; without one it is simply routed.
+    pub async fn outbound_subscription(
+        &self,
+        kind: SubscriptionKind,
+        stanza: Stanza,
+        user: &FullJid,
+    ) {
+        match self.registry.outbound_subscription_handler() {
+            Some(handler) => {
+                handler
+                    .outbound_subscription(self, kind, stanza, user)
+                    .await
+            }
+            None => self.route(stanza).await,
+        }
     }
 
     /// A session's broadcast presence (no `to`), for the user's own resources (RFC 6121

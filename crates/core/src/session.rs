@@ -74,6 +74,11 @@ struct Entry {
     priority: Option<i8>,
     /// The last available presence broadcast, serialised, for resources that come later.
     presence: Option<Bytes>,
+    /// The same presence as a stanza, to answer probes (RFC 6121 §4.3.2).
+    last_presence: Option<Arc<Stanza>>,
+    /// Whether the session requested the roster: an "interested resource" that receives
+    /// roster pushes (RFC 6121 §2.1.6).
+    interested: bool,
 }
 
 /// A snapshot of one resource for routing decisions.
@@ -85,6 +90,10 @@ pub struct ResourceInfo {
     pub priority: Option<i8>,
     /// The last available presence it broadcast.
     pub presence: Option<Bytes>,
+    /// The same presence as a stanza.
+    pub last_presence: Option<Arc<Stanza>>,
+    /// Whether it requested the roster (receives roster pushes).
+    pub interested: bool,
     tx: mpsc::Sender<Outbound>,
     control: Arc<SessionControl>,
 }
@@ -101,6 +110,12 @@ pub enum DeliveryError {
 }
 
 impl ResourceInfo {
+    /// How many more stanzas its queue takes right now without counting it as a slow
+    /// consumer (for bulk deliveries such as offline messages).
+    pub fn free_slots(&self) -> usize {
+        self.tx.capacity()
+    }
+
     /// Queues a stanza for this session. A full queue ends the session (slow consumer) and
     /// reports [`DeliveryError::QueueFull`] so the caller can bounce the stanza.
     pub fn deliver(&self, outbound: Outbound) -> Result<(), DeliveryError> {
@@ -149,6 +164,8 @@ impl SessionRegistry {
             control,
             priority: None,
             presence: None,
+            last_presence: None,
+            interested: false,
         };
         let mut entries = self.by_bare.entry(jid.to_bare()).or_default();
         let replaced = entries
@@ -183,17 +200,30 @@ impl SessionRegistry {
 
     /// Records a session's broadcast presence: `Some((priority, stanza))` when available,
     /// `None` when it became unavailable.
-    pub fn set_presence(&self, jid: &FullJid, conn_id: u64, presence: Option<(i8, Bytes)>) {
+    pub fn set_presence(&self, jid: &FullJid, conn_id: u64, presence: Option<(i8, Arc<Stanza>)>) {
+        let bytes = presence
+            .as_ref()
+            .map(|(_, stanza)| crate::router::client_bytes(stanza));
         if let Some(mut entries) = self.by_bare.get_mut(&jid.to_bare()) {
             let resource = jid.resource().as_str();
             for e in entries
                 .iter_mut()
                 .filter(|e| e.resource == resource && e.conn_id == conn_id)
             {
-                (e.priority, e.presence) = match presence.clone() {
-                    Some((priority, bytes)) => (Some(priority), Some(bytes)),
-                    None => (None, None),
-                };
+                e.priority = presence.as_ref().map(|(p, _)| *p);
+                e.last_presence = presence.as_ref().map(|(_, s)| s.clone());
+                e.presence = bytes.clone();
+            }
+        }
+    }
+
+    /// Marks the session bound to `jid` as interested in roster pushes (it requested the
+    /// roster, RFC 6121 §2.1.6).
+    pub fn set_interested(&self, jid: &FullJid) {
+        if let Some(mut entries) = self.by_bare.get_mut(&jid.to_bare()) {
+            let resource = jid.resource().as_str();
+            for e in entries.iter_mut().filter(|e| e.resource == resource) {
+                e.interested = true;
             }
         }
     }
@@ -248,6 +278,8 @@ fn info(jid: FullJid, e: &Entry) -> ResourceInfo {
         jid,
         priority: e.priority,
         presence: e.presence.clone(),
+        last_presence: e.last_presence.clone(),
+        interested: e.interested,
         tx: e.tx.clone(),
         control: e.control.clone(),
     }
@@ -303,7 +335,13 @@ mod tests {
         let reg = SessionRegistry::new();
         let (tx, _rx) = mpsc::channel(1);
         reg.bind(&full("a@x/r"), 7, tx, Arc::default());
-        let p = Bytes::from_static(b"<presence/>");
+        let el = xmppd_xml::Element::new("presence", xmppd_proto::ns::CLIENT);
+        let p = Arc::new(Stanza::new_unchecked(
+            xmppd_proto::StanzaKind::Presence,
+            None,
+            None,
+            el,
+        ));
         reg.set_presence(&full("a@x/r"), 8, Some((5, p.clone())));
         assert_eq!(reg.get(&full("a@x/r")).unwrap().priority, None);
         reg.set_presence(&full("a@x/r"), 7, Some((5, p)));

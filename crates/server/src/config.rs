@@ -117,6 +117,8 @@ struct RawLimits {
     session_queue: Option<Spanned<usize>>,
     max_connections: Option<usize>,
     max_auth_failures: Option<Spanned<u32>>,
+    max_roster_items: Option<Spanned<u64>>,
+    max_offline_messages: Option<Spanned<u64>>,
 }
 
 /// One virtual host.
@@ -181,6 +183,8 @@ pub struct Config {
     pub limits: C2sLimits,
     /// SASL failures allowed per stream.
     pub max_auth_failures: u32,
+    /// Roster and offline storage limits.
+    pub im: xmppd_im::ImLimits,
 }
 
 impl Config {
@@ -211,6 +215,7 @@ impl Config {
             components: Vec::new(),
             limits: C2sLimits::default(),
             max_auth_failures: 3,
+            im: xmppd_im::ImLimits::default(),
         }
     }
 
@@ -483,6 +488,26 @@ impl Validator<'_> {
             }
             config.max_auth_failures = v.into_inner();
         }
+        if let Some(v) = raw.max_roster_items {
+            if *v.get_ref() == 0 {
+                return Err(self.invalid(
+                    v.span(),
+                    "limits.max_roster_items",
+                    "must be at least 1",
+                ));
+            }
+            config.im.max_roster_items = v.into_inner();
+        }
+        if let Some(v) = raw.max_offline_messages {
+            if *v.get_ref() == 0 {
+                return Err(self.invalid(
+                    v.span(),
+                    "limits.max_offline_messages",
+                    "must be at least 1",
+                ));
+            }
+            config.im.max_offline_messages = v.into_inner();
+        }
         Ok(())
     }
 }
@@ -532,6 +557,8 @@ secret = "s3cret"
 [limits]
 max_stanza_bytes = 65536
 max_auth_failures = 2
+max_roster_items = 50
+max_offline_messages = 20
 "#,
         )
         .unwrap();
@@ -556,6 +583,8 @@ max_auth_failures = 2
         assert_eq!(c.components[0].name, "irc.example.org");
         assert_eq!(c.components[0].addr, "127.0.0.1:5347".parse().unwrap());
         assert_eq!(c.max_auth_failures, 2);
+        assert_eq!(c.im.max_roster_items, 50);
+        assert_eq!(c.im.max_offline_messages, 20);
     }
 
     #[test]
@@ -586,6 +615,14 @@ max_auth_failures = 2
             e.starts_with("/etc/xmppd/xmppd.toml:2: `limits.max_stanza_bytes`"),
             "{e}"
         );
+        let e = parse("[limits]\nmax_offline_messages = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":2: `limits.max_offline_messages`"), "{e}");
+        let e = parse("[limits]\n\nmax_roster_items = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":3: `limits.max_roster_items`"), "{e}");
         let e = parse("[[host]]\nname = \"a@b\"\n").unwrap_err().to_string();
         assert!(e.contains(":2: `host[0].name`"), "{e}");
         let e = parse("[[host]]\nname = \"x.org\"\ncert = \"c.pem\"\n")

@@ -147,7 +147,7 @@ pub async fn start_with_storage(
             hosts.clone(),
             Arc::new(SessionRegistry::new()),
             accounts(&storage),
-            modules::registry(&component_domains),
+            modules::registry(config, &storage),
         )
         .with_components(Arc::new(ComponentRegistry::new(component_domains))),
     );
@@ -156,6 +156,7 @@ pub async fn start_with_storage(
         require_tls: config.require_tls,
         max_auth_failures: config.max_auth_failures,
         fake_salt_secret: secret,
+        bound_features: Arc::new(router.registry().stream_features().to_vec()),
     };
     let ctx = Arc::new(C2sContext::new(router.clone(), tls, policy, config.limits));
     let shutdown = CancellationToken::new();

@@ -43,6 +43,9 @@ pub struct C2sPolicy {
     pub max_auth_failures: u32,
     /// Secret from which fake salts for unknown users are derived.
     pub fake_salt_secret: [u8; 32],
+    /// Informative features offered beside `<bind/>` once authenticated (roster versioning,
+    /// subscription pre-approval), as the server's modules declared them.
+    pub bound_features: Arc<Vec<Element>>,
 }
 
 /// Where the negotiation stands.
@@ -282,6 +285,9 @@ impl C2sResponder {
                 Element::new("session", ns::SESSION)
                     .with_child(Element::new("optional", ns::SESSION)),
             );
+            for feature in self.policy.bound_features.iter() {
+                features.push_child(feature.clone());
+            }
             return features;
         }
         if !self.tls {

@@ -15,6 +15,7 @@ fn policy(require_tls: bool) -> C2sPolicy {
         require_tls,
         max_auth_failures: 2,
         fake_salt_secret: [7; 32],
+        bound_features: Arc::default(),
     }
 }
 

@@ -103,3 +103,139 @@ pub async fn expect_error(
         })
         .await
 }
+
+/// `jabber:iq:roster`.
+pub const ROSTER: &str = "jabber:iq:roster";
+
+/// Fetches the roster (`ver`: XEP-0237 version to send) and returns the result iq.
+pub async fn roster_get(client: &mut TestClient, ver: Option<&str>) -> anyhow::Result<Element> {
+    let ver = ver.map(|v| format!(" ver='{v}'")).unwrap_or_default();
+    client
+        .send(&format!(
+            "<iq type='get' id='rget'><query xmlns='{ROSTER}'{ver}/></iq>"
+        ))
+        .await?;
+    client
+        .expect("roster result", |e| {
+            e.is("iq", CLIENT) && e.attr("id") == Some("rget") && e.attr("type") == Some("result")
+        })
+        .await
+}
+
+/// The `(jid, subscription, ask)` of each item of a roster result or push.
+pub fn items(iq: &Element) -> Vec<(String, String, bool)> {
+    iq.child("query", ROSTER)
+        .map(|q| {
+            q.children()
+                .map(|i| {
+                    (
+                        i.attr("jid").unwrap_or_default().to_owned(),
+                        i.attr("subscription").unwrap_or_default().to_owned(),
+                        i.attr("ask") == Some("subscribe"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Expects a roster push of one item `jid` with `subscription` and pending-out `ask`, and
+/// answers it (RFC 6121 §2.1.6).
+pub async fn expect_push(
+    client: &mut TestClient,
+    jid: &str,
+    subscription: &str,
+    ask: bool,
+) -> anyhow::Result<Element> {
+    let what = format!("roster push of {jid} subscription={subscription} ask={ask}");
+    let expected = vec![(jid.to_owned(), subscription.to_owned(), ask)];
+    let push = client
+        .expect(&what, |e| {
+            e.is("iq", CLIENT) && e.attr("type") == Some("set") && items(e) == expected
+        })
+        .await?;
+    if let Some(id) = push.attr("id") {
+        client
+            .send(&format!("<iq type='result' id='{id}'/>"))
+            .await?;
+    }
+    Ok(push)
+}
+
+/// Expects a subscription presence (`kind`) from `from`.
+pub async fn expect_subscription(
+    client: &mut TestClient,
+    from: &str,
+    kind: &str,
+) -> anyhow::Result<Element> {
+    expect_presence(client, from, Some(kind)).await
+}
+
+/// Logs `user` in with `resource`, requests the roster (becoming an interested resource) and
+/// sends initial presence; takes the roster result and the presence echo.
+pub async fn online_with_roster(
+    server: &TestServer,
+    user: &str,
+    resource: &str,
+    priority: i8,
+) -> anyhow::Result<TestClient> {
+    let mut client = server.login(user, &password(user), resource).await?;
+    roster_get(&mut client, None).await?;
+    client.available(priority).await?;
+    let me = format!("{user}@localhost/{resource}");
+    expect_presence(&mut client, &me, None).await?;
+    Ok(client)
+}
+
+/// Makes `a` and `b` (online with roster) subscribed both ways, consuming everything each
+/// receives on the way, and leaves both quiet.
+pub async fn befriend(
+    a: &mut TestClient,
+    a_user: &str,
+    b: &mut TestClient,
+    b_user: &str,
+) -> anyhow::Result<()> {
+    let (a_bare, b_bare) = (format!("{a_user}@localhost"), format!("{b_user}@localhost"));
+    subscribe_and_approve(a, &a_bare, b, &b_bare).await?;
+    subscribe_and_approve(b, &b_bare, a, &a_bare).await?;
+    a.expect_silence(SILENCE).await?;
+    b.expect_silence(SILENCE).await?;
+    Ok(())
+}
+
+/// `x` asks `y` for its presence and `y` approves; everything both receive is consumed.
+async fn subscribe_and_approve(
+    x: &mut TestClient,
+    xb: &str,
+    y: &mut TestClient,
+    yb: &str,
+) -> anyhow::Result<()> {
+    x.send(&format!("<presence to='{yb}' type='subscribe'/>"))
+        .await?;
+    let ask = x.expect("push", |e| e.name() == "iq").await?;
+    reply(x, &ask).await?;
+    y.expect("subscribe", |e| e.attr("type") == Some("subscribe"))
+        .await?;
+    y.send(&format!("<presence to='{xb}' type='subscribed'/>"))
+        .await?;
+    let push = y.expect("push", |e| e.name() == "iq").await?;
+    reply(y, &push).await?;
+    let push = x.expect("push", |e| e.name() == "iq").await?;
+    reply(x, &push).await?;
+    x.expect("subscribed", |e| e.attr("type") == Some("subscribed"))
+        .await?;
+    x.expect("presence", |e| {
+        e.name() == "presence" && e.attr("type").is_none()
+    })
+    .await?;
+    Ok(())
+}
+
+async fn reply(client: &mut TestClient, iq: &Element) -> anyhow::Result<()> {
+    if let Some(id) = iq.attr("id") {
+        client
+            .send(&format!("<iq type='result' id='{id}'/>"))
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! RFC 6121: XMPP Instant Messaging and Presence — rosters, the subscription state machine,
+//! presence broadcast and probes, and offline messages (XEP-0160, stamped per XEP-0203).
+//!
+//! The module plugs into routing only through the typed hooks of `xmppd_core::hooks` and the
+//! roster iq handlers; all state is in storage (shapes Map, KeyVal, Archive) or in the session
+//! registry, so a restart loses nothing but who is online.
+//!
+//! Concurrency: a user's roster is read, changed and written under a per-user lock (striped,
+//! so memory stays bounded), which keeps the subscription state of a contact consistent when
+//! the user's sessions and the contact act at the same time. The lock is never held while
+//! routing: routing a subscription to a local contact takes the contact's lock, which may be
+//! the same stripe.
+
+mod offline;
+mod presence;
+pub mod roster;
+mod roster_iq;
+pub mod state;
+mod store;
+mod subscription;
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use jid::{BareJid, FullJid, Jid};
+use tokio::sync::{Mutex, MutexGuard};
+use xmppd_core::storage::Storage;
+use xmppd_core::{IqTarget, IqType, Module, Registry, Router};
+use xmppd_proto::{Stanza, StanzaKind, ns};
+use xmppd_xml::Element;
+
+pub use offline::{OfflineMessages, delay_stamp};
+pub use store::RosterStore;
+
+/// `urn:xmpp:features:pre-approval` (RFC 6121 §3.4).
+pub const NS_PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
+/// `urn:xmpp:features:rosterver` (XEP-0237).
+pub const NS_ROSTER_VER: &str = "urn:xmpp:features:rosterver";
+
+/// Limits of the IM module (documented defaults in the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImLimits {
+    /// Items per roster.
+    pub max_roster_items: u64,
+    /// Offline messages kept per user.
+    pub max_offline_messages: u64,
+}
+
+impl Default for ImLimits {
+    fn default() -> Self {
+        ImLimits {
+            max_roster_items: 1000,
+            max_offline_messages: 1000,
+        }
+    }
+}
+
+const LOCK_STRIPES: usize = 64;
+
+/// The IM module.
+pub struct Im {
+    limits: ImLimits,
+    roster: RosterStore,
+    offline: Arc<OfflineMessages>,
+    locks: Vec<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Im {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Im")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Im {
+    /// The module over the server's storage.
+    pub fn new(storage: &Storage, limits: ImLimits) -> Self {
+        Im {
+            limits,
+            roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
+            offline: Arc::new(OfflineMessages::new(
+                storage.archive.clone(),
+                limits.max_offline_messages,
+            )),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    /// Serialises changes to `user`'s roster.
+    async fn lock(&self, user: &BareJid) -> MutexGuard<'_, ()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        user.hash(&mut h);
+        let i = (h.finish() as usize) % self.locks.len();
+        self.locks[i].lock().await
+    }
+}
+
+impl Module for Im {
+    fn name(&self) -> &'static str {
+        "im"
+    }
+
+    fn register(self: Arc<Self>, registry: &mut Registry) {
+        let roster = Arc::new(roster_iq::RosterIq(self.clone()));
+        registry.iq(
+            IqTarget::Account,
+            IqType::Get,
+            roster::NS_ROSTER,
+            "query",
+            roster.clone(),
+        );
+        registry.iq(
+            IqTarget::Account,
+            IqType::Set,
+            roster::NS_ROSTER,
+            "query",
+            roster,
+        );
+        registry.inbound_presence(self.clone());
+        registry.outbound_subscription(self.clone());
+        registry.session_presence(self.clone());
+        registry.offline_store(self.offline.clone());
+        registry.stream_feature(Element::new("ver", NS_ROSTER_VER));
+        registry.stream_feature(Element::new("sub", NS_PRE_APPROVAL));
+        registry.server_feature(offline::NS_OFFLINE);
+    }
+}
+
+/// A presence the server makes: `<presence type? from to/>`.
+pub(crate) fn presence(kind: Option<&str>, from: Jid, to: Jid) -> Stanza {
+    let mut el = Element::new("presence", ns::CLIENT)
+        .with_attr("from", from.as_str())
+        .with_attr("to", to.as_str());
+    if let Some(kind) = kind {
+        el.set_attr("type", kind);
+    }
+    Stanza::new_unchecked(StanzaKind::Presence, Some(from), Some(to), el)
+}
+
+/// A stanza re-addressed `from` → `to`, children kept (a client's subscription stanza stamped
+/// with the user's bare JID, RFC 6121 §3.1.2).
+pub(crate) fn restamp(stanza: &Stanza, from: Jid, to: Jid) -> Stanza {
+    let mut el = stanza.element().clone();
+    el.set_attr("from", from.as_str());
+    el.set_attr("to", to.as_str());
+    Stanza::new_unchecked(stanza.kind(), Some(from), Some(to), el)
+}
+
+/// Sends the current presence of each of `user`'s available resources to `contact`
+/// (RFC 6121 §3.1.5, §4.3.2).
+pub(crate) async fn send_presence_of(router: &Router, user: &BareJid, to: &Jid) {
+    for r in router.sessions().resources(user) {
+        if let Some(p) = &r.last_presence {
+            router.route(xmppd_core::router::readdress(p, to)).await;
+        }
+    }
+}
+
+/// Sends unavailable presence from each of `user`'s available resources to `contact`
+/// (RFC 6121 §3.2.2, §3.3.3).
+pub(crate) async fn send_unavailable_of(router: &Router, user: &BareJid, to: &Jid) {
+    for r in router.sessions().resources(user) {
+        if r.priority.is_some() {
+            let from: FullJid = r.jid.clone();
+            router
+                .route(presence(Some("unavailable"), Jid::from(from), to.clone()))
+                .await;
+        }
+    }
+}

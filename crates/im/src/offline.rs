@@ -1,0 +1,265 @@
+//! XEP-0160: Best Practices for Handling Offline Messages, with XEP-0203 delay stamps.
+//!
+//! A `normal` or `chat` message for an account with no available resource of non-negative
+//! priority is appended to the `offline` archive of the recipient, stamped with
+//! `<delay xmlns='urn:xmpp:delay' from='DOMAIN' stamp='…Z'/>` (UTC, XEP-0082). The append is
+//! committed before the router counts the message as handled; when it fails or the quota
+//! (`max_records`) is reached the sender gets `service-unavailable`, so nothing is dropped
+//! silently. A message that carries only a chat state (XEP-0085) is not worth keeping and is
+//! discarded, as XEP-0160 §3 and XEP-0085 §5.5 advise.
+//!
+//! At the next initial presence with priority ≥ 0 the records are read in append order,
+//! queued to that session, and only then deleted. A queued message whose session dies before
+//! writing it is routed again, and so comes back here. Only as many as the session's queue has
+//! room for are queued at once (a full queue would end the session as a slow consumer); the
+//! rest follow at the session's next available presence with priority ≥ 0.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use jid::{BareJid, FullJid};
+use tracing::warn;
+use xmppd_core::router::client_bytes;
+use xmppd_core::storage::{ArchiveQuery, ArchiveStore, NewArchiveRecord, StorageError};
+use xmppd_core::{OfflineOutcome, OfflineStore, Outbound, Router};
+use xmppd_proto::{DefinedCondition, Stanza, StanzaError, ns};
+use xmppd_xml::{Element, Limits, Reader, StreamEvent};
+
+/// `msgoffline`, the disco feature of XEP-0160.
+pub const NS_OFFLINE: &str = "msgoffline";
+/// `urn:xmpp:delay` (XEP-0203).
+pub const NS_DELAY: &str = "urn:xmpp:delay";
+/// `http://jabber.org/protocol/chatstates` (XEP-0085).
+pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+const STORE: &str = "offline";
+
+/// The offline message store.
+pub struct OfflineMessages {
+    archive: Arc<dyn ArchiveStore>,
+    quota: u64,
+}
+
+impl std::fmt::Debug for OfflineMessages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfflineMessages")
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+fn owner(user: &BareJid) -> (&str, &str) {
+    (
+        user.domain().as_str(),
+        user.node().map_or("", |n| n.as_str()),
+    )
+}
+
+/// Whether the message is nothing but a chat state notification.
+fn chat_state_only(el: &Element) -> bool {
+    let mut has_state = false;
+    for child in el.children() {
+        if child.ns() == NS_CHATSTATES {
+            has_state = true;
+        } else if matches!(child.name(), "body" | "subject") && child.ns() == ns::CLIENT {
+            return false;
+        }
+    }
+    has_state
+}
+
+/// XEP-0082 DateTime in UTC with milliseconds, e.g. `2002-09-10T23:08:25.000Z`.
+pub fn delay_stamp(time: SystemTime) -> String {
+    let ms = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let secs = (ms / 1000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// Parses a stanza stored in its `jabber:client` serialisation.
+pub(crate) fn parse_stored(bytes: &[u8]) -> Option<Element> {
+    let mut reader = Reader::new(Limits {
+        max_stanza_bytes: bytes.len() + 1024,
+        max_depth: 128,
+        max_attrs: 1024,
+    });
+    reader.feed(
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+    );
+    reader.feed(bytes);
+    match reader.next_event() {
+        Ok(Some(StreamEvent::Open(_))) => {}
+        _ => return None,
+    }
+    match reader.next_event() {
+        Ok(Some(StreamEvent::Stanza(el))) => Some(el),
+        _ => None,
+    }
+}
+
+impl OfflineMessages {
+    /// Over the archive shape, keeping at most `quota` messages per user.
+    pub fn new(archive: Arc<dyn ArchiveStore>, quota: u64) -> Self {
+        OfflineMessages { archive, quota }
+    }
+
+    /// Queues the stored messages of `jid`'s account to that session, in order, and deletes
+    /// those that were queued. Called with the user's roster lock held, so two sessions
+    /// coming online at once do not both get them.
+    pub(crate) async fn deliver(&self, router: &Router, jid: &FullJid) {
+        let user = jid.to_bare();
+        let (host, node) = owner(&user);
+        let records = match self
+            .archive
+            .query(host, node, STORE, &ArchiveQuery::default())
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(%user, error = %e, "offline messages could not be read; kept for later");
+                return;
+            }
+        };
+        let Some(session) = router.sessions().get(jid) else {
+            return;
+        };
+        // Leave room for the live traffic that arrives meanwhile.
+        let room = session
+            .free_slots()
+            .saturating_sub(session.free_slots() / 8 + 1);
+        let mut delivered = Vec::new();
+        for record in records.into_iter().take(room) {
+            let stanza =
+                parse_stored(&record.payload).and_then(|el| Stanza::parse(el, ns::CLIENT).ok());
+            let Some(stanza) = stanza else {
+                warn!(%user, id = record.id, "a stored offline message is corrupt; removed");
+                delivered.push(record.id);
+                continue;
+            };
+            let outbound = Outbound {
+                bytes: record.payload.into(),
+                reroute: Some(Arc::new(stanza)),
+            };
+            if session.deliver(outbound).is_err() {
+                break;
+            }
+            delivered.push(record.id);
+        }
+        if !delivered.is_empty() {
+            if let Err(e) = self.archive.delete(host, node, STORE, &delivered).await {
+                warn!(%user, error = %e, "delivered offline messages could not be deleted");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl OfflineStore for OfflineMessages {
+    async fn store(&self, stanza: &Stanza, to: &BareJid) -> Result<OfflineOutcome, StanzaError> {
+        if chat_state_only(stanza.element()) {
+            return Ok(OfflineOutcome::Discarded);
+        }
+        let now = SystemTime::now();
+        let domain = to.domain().as_str();
+        let mut el = stanza.element().clone();
+        let stamped = el
+            .children()
+            .any(|c| c.is("delay", NS_DELAY) && c.attr("from") == Some(domain));
+        if !stamped {
+            el.push_child(
+                Element::new("delay", NS_DELAY)
+                    .with_attr("from", domain)
+                    .with_attr("stamp", delay_stamp(now))
+                    .with_text("Offline Storage"),
+            );
+        }
+        let stored = Stanza::new_unchecked(
+            stanza.kind(),
+            stanza.from().cloned(),
+            stanza.to().cloned(),
+            el,
+        );
+        let record = NewArchiveRecord {
+            with: stanza
+                .from()
+                .map(|f| f.to_bare().to_string())
+                .unwrap_or_default(),
+            timestamp_us: now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            payload: client_bytes(&stored).to_vec(),
+        };
+        let (host, node) = owner(to);
+        match self
+            .archive
+            .append(host, node, STORE, record, Some(self.quota))
+            .await
+        {
+            Ok(_) => Ok(OfflineOutcome::Stored),
+            Err(StorageError::QuotaExceeded(_)) => Err(StanzaError::service_unavailable()
+                .with_text("the recipient is offline and its offline storage is full")),
+            Err(e) => {
+                warn!(%to, error = %e, "offline message could not be stored");
+                Err(StanzaError::new(DefinedCondition::ServiceUnavailable)
+                    .with_text("the recipient is offline and the message could not be stored"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stamps_are_xep_0082_utc() {
+        assert_eq!(delay_stamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_031_699_305_123);
+        assert_eq!(delay_stamp(t), "2002-09-10T23:08:25.123Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(delay_stamp(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn chat_states_alone_are_not_kept() {
+        let state = Element::new("composing", NS_CHATSTATES);
+        let msg = Element::new("message", ns::CLIENT).with_child(state.clone());
+        assert!(chat_state_only(&msg));
+        let with_body = msg
+            .clone()
+            .with_child(Element::new("body", ns::CLIENT).with_text("hi"));
+        assert!(!chat_state_only(&with_body));
+        assert!(!chat_state_only(&Element::new("message", ns::CLIENT)));
+    }
+
+    #[test]
+    fn stored_stanzas_parse_back() {
+        let el = Element::new("message", ns::CLIENT)
+            .with_attr("to", "a@b")
+            .with_child(Element::new("body", ns::CLIENT).with_text("x <&> y"))
+            .with_child(Element::new("delay", NS_DELAY).with_attr("stamp", "s"));
+        let mut bytes = Vec::new();
+        el.write_to(&mut bytes, ns::CLIENT);
+        assert_eq!(parse_stored(&bytes), Some(el));
+    }
+}

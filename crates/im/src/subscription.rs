@@ -1,0 +1,236 @@
+//! RFC 6121 §3: presence subscriptions, applying the tables of `state.rs`.
+//!
+//! Outbound (the user's session sent it): the user's roster changes first, then the stanza is
+//! stamped with the user's bare JID and routed to the contact if table A.2 says so.
+//! Inbound (a contact sent it to a local user): the user's roster changes, then the stanza
+//! is delivered to the user's available resources if table A.3 says so — a `subscribe` is
+//! also kept until the user answers, and delivered again at each login — or the server
+//! answers for the user (already subscribed, or pre-approved).
+//!
+//! A contact that is not in the roster is in state "None"; the item is created only when
+//! something visible changes (a request sent, an approval, a pre-approval), never for a
+//! request received (§3.1.3).
+
+use async_trait::async_trait;
+use jid::{BareJid, FullJid, Jid};
+use tracing::warn;
+use xmppd_core::router::client_bytes;
+use xmppd_core::storage::StorageResult;
+use xmppd_core::{
+    InboundPresenceHandler, InboundPresenceKind, OutboundSubscriptionHandler, Router,
+    SubscriptionKind,
+};
+use xmppd_proto::{DefinedCondition, Stanza, StanzaError};
+
+use crate::roster::RosterItem;
+use crate::roster_iq::{apply_effect, push};
+use crate::state::{self, SubState, Transition};
+use crate::{Im, presence, restamp};
+
+/// Why a transition was not applied.
+enum Refused {
+    /// A new item would exceed the roster size limit.
+    RosterFull,
+    /// Storage failed (already logged).
+    Storage,
+}
+
+/// The outcome of applying a transition to storage.
+struct Applied {
+    t: Transition,
+    /// The new roster version and item, when the change is pushed.
+    push: Option<(u64, RosterItem)>,
+}
+
+impl Im {
+    /// Reads the state of `contact` in `user`'s roster, runs `machine`, writes the result.
+    async fn transition(
+        &self,
+        user: &BareJid,
+        contact: &BareJid,
+        kind: SubscriptionKind,
+        machine: fn(SubState, SubscriptionKind) -> Transition,
+        request: Option<&Stanza>,
+    ) -> Result<Applied, Refused> {
+        let _guard = self.lock(user).await;
+        self.transition_locked(user, contact, kind, machine, request)
+            .await
+            .map_err(|e| {
+                warn!(%user, %contact, error = %e, "subscription storage failed");
+                Refused::Storage
+            })?
+    }
+
+    async fn transition_locked(
+        &self,
+        user: &BareJid,
+        contact: &BareJid,
+        kind: SubscriptionKind,
+        machine: fn(SubState, SubscriptionKind) -> Transition,
+        request: Option<&Stanza>,
+    ) -> StorageResult<Result<Applied, Refused>> {
+        let item = self.roster.item(user, contact).await?;
+        let pending_in = self.roster.has_pending(user, contact).await?;
+        let old = item.as_ref().map_or(
+            SubState {
+                pending_in,
+                ..SubState::NONE
+            },
+            |i| i.state(pending_in),
+        );
+        let t = machine(old, kind);
+        let mut pushed = None;
+        if t.pushes(&old) {
+            if item.is_none() && self.roster.count(user).await? >= self.limits.max_roster_items {
+                return Ok(Err(Refused::RosterFull));
+            }
+            let mut item = item.unwrap_or_else(|| RosterItem::new(contact));
+            item.set_state(&t.new);
+            self.roster.put(user, &item).await?;
+            let ver = self.roster.bump_version(user).await?;
+            pushed = Some((ver, item));
+        }
+        match (old.pending_in, t.new.pending_in, request) {
+            (false, true, Some(stanza)) => {
+                self.roster
+                    .set_pending(user, contact, &client_bytes(stanza))
+                    .await?;
+            }
+            (true, false, _) => self.roster.clear_pending(user, contact).await?,
+            _ => {}
+        }
+        Ok(Ok(Applied { t, push: pushed }))
+    }
+}
+
+#[async_trait]
+impl OutboundSubscriptionHandler for Im {
+    async fn outbound_subscription(
+        &self,
+        router: &Router,
+        kind: SubscriptionKind,
+        stanza: Stanza,
+        user: &FullJid,
+    ) {
+        let Some(contact) = stanza.to().map(Jid::to_bare) else {
+            return;
+        };
+        let user = user.to_bare();
+        let applied = match self
+            .transition(&user, &contact, kind, state::outbound, None)
+            .await
+        {
+            Ok(a) => a,
+            Err(refused) => {
+                let err = match refused {
+                    Refused::RosterFull => StanzaError::new(DefinedCondition::NotAllowed)
+                        .with_text("the roster is full"),
+                    Refused::Storage => StanzaError::new(DefinedCondition::InternalServerError),
+                };
+                if let Some(bounce) = stanza.error_reply(&err) {
+                    router.route(bounce).await;
+                }
+                return;
+            }
+        };
+        if let Some((ver, item)) = applied.push {
+            push(router, &user, ver, item.to_element()).await;
+        }
+        let (from, to) = (Jid::from(user.clone()), Jid::from(contact));
+        if applied.t.forward {
+            // §3.1.2: stamped with the user's bare JID, addressed to the contact's.
+            router.route(restamp(&stanza, from, to.clone())).await;
+        }
+        apply_effect(router, applied.t.effect, &user, &to).await;
+    }
+}
+
+#[async_trait]
+impl InboundPresenceHandler for Im {
+    async fn inbound_presence(
+        &self,
+        router: &Router,
+        kind: InboundPresenceKind,
+        stanza: Stanza,
+        to: &BareJid,
+    ) {
+        let Some(from) = stanza.from().cloned() else {
+            return;
+        };
+        match kind {
+            InboundPresenceKind::Probe => self.probe(router, &from, to).await,
+            InboundPresenceKind::Subscription(kind) => {
+                self.inbound_subscription(router, kind, stanza, &from.to_bare(), to)
+                    .await
+            }
+        }
+    }
+}
+
+impl Im {
+    async fn inbound_subscription(
+        &self,
+        router: &Router,
+        kind: SubscriptionKind,
+        stanza: Stanza,
+        contact: &BareJid,
+        user: &BareJid,
+    ) {
+        let (cj, uj) = (Jid::from(contact.clone()), Jid::from(user.clone()));
+        // Delivered as coming from the contact's bare JID, to the user's (§3.1.3).
+        let stanza = restamp(&stanza, cj.clone(), uj.clone());
+        let applied = match self
+            .transition(user, contact, kind, state::inbound, Some(&stanza))
+            .await
+        {
+            Ok(a) => a,
+            // Nothing changed; the contact's server will ask again.
+            Err(_) => return,
+        };
+        if let Some((ver, item)) = applied.push {
+            push(router, user, ver, item.to_element()).await;
+        }
+        if applied.t.forward {
+            router.deliver_to_available(&stanza, user);
+        }
+        if let Some(reply) = applied.t.reply {
+            router
+                .route(presence(Some(reply.as_str()), uj, cj.clone()))
+                .await;
+        }
+        apply_effect(router, applied.t.effect, user, &cj).await;
+    }
+
+    /// §4.3.2: a probe from `from` about `user`.
+    async fn probe(&self, router: &Router, from: &Jid, user: &BareJid) {
+        let prober = from.to_bare();
+        let uj = Jid::from(user.clone());
+        let subscribed = prober == *user
+            || match self.roster.item(user, &prober).await {
+                Ok(item) => item.is_some_and(|i| i.subscription.from()),
+                Err(e) => {
+                    warn!(%user, error = %e, "roster read failed while answering a probe");
+                    return;
+                }
+            };
+        if !subscribed {
+            // Presence is not revealed; the prober's server learns its state is stale.
+            router
+                .route(presence(Some("unsubscribed"), uj, from.clone()))
+                .await;
+            return;
+        }
+        let available = router
+            .sessions()
+            .resources(user)
+            .iter()
+            .any(|r| r.last_presence.is_some());
+        if available {
+            crate::send_presence_of(router, user, from).await;
+        } else {
+            router
+                .route(presence(Some("unavailable"), uj, from.clone()))
+                .await;
+        }
+    }
+}
