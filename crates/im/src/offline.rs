@@ -164,10 +164,10 @@ impl OfflineMessages {
             }
             delivered.push(record.id);
         }
-        if !delivered.is_empty() {
-            if let Err(e) = self.archive.delete(host, node, STORE, &delivered).await {
-                warn!(%user, error = %e, "delivered offline messages could not be deleted");
-            }
+        if !delivered.is_empty()
+            && let Err(e) = self.archive.delete(host, node, STORE, &delivered).await
+        {
+            warn!(%user, error = %e, "delivered offline messages could not be deleted");
         }
     }
 }
