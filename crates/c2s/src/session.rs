@@ -127,10 +127,8 @@ pub(crate) async fn handle_stanza(
 /// the session is available), unavailable presence removes it.
 fn track_directed(session: &mut BoundSession, stanza: &Stanza, to: Jid) {
     match stanza.type_attr() {
-        None if session.available => {
-            if !session.directed.contains(&to) {
-                session.directed.push(to);
-            }
+        None if session.available && !session.directed.contains(&to) => {
+            session.directed.push(to);
         }
         Some("unavailable") => session.directed.retain(|j| j != &to),
         _ => {}
