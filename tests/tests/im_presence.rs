@@ -137,3 +137,26 @@ async fn nonexistent_users_do_not_leak_through_presence() -> anyhow::Result<()> 
     server.stop().await;
     Ok(())
 }
+
+/// RFC 6121 §4.6: every directed-presence target must later hear the unavailable, so a session
+/// may track only a bounded number of them; past the bound the presence is refused, not sent
+/// untracked.
+#[tokio::test]
+async fn directed_presence_targets_are_bounded() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    add_users(&server, &["alice"]).await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    let mut burst = String::new();
+    for i in 0..1000 {
+        // Nonexistent accounts: the presence is dropped silently (§8.5.1), but still tracked.
+        burst.push_str(&format!("<presence to='ghost{i}@localhost'/>"));
+    }
+    alice.send(&burst).await?;
+    alice.send("<presence to='one-too-many@localhost' id='p1001'/>").await?;
+    expect_error(&mut alice, "presence", "p1001", "one-too-many@localhost", "policy-violation").await?;
+    // Taking one back makes room again.
+    alice.send("<presence to='ghost0@localhost' type='unavailable'/>").await?;
+    alice.send("<presence to='one-too-many@localhost' id='p1002'/>").await?;
+    alice.expect_silence(SILENCE).await?;
+    Ok(())
+}

@@ -5,14 +5,15 @@
 //! went away even when they are not subscribers. Everything about contacts is left to the
 //! router's hooks (the IM module).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use jid::{FullJid, Jid};
 use tokio::sync::mpsc;
 use xmppd_core::{Outbound, Router, SessionControl, SessionPresence, SubscriptionKind};
 use xmppd_proto::{
-    Stanza, StanzaError, StanzaKind, StanzaParseError, StreamError, StreamErrorCondition as Cond,
-    ns,
+    DefinedCondition, Stanza, StanzaError, StanzaKind, StanzaParseError, StreamError,
+    StreamErrorCondition as Cond, ns,
 };
 use xmppd_xml::Element;
 
@@ -26,7 +27,7 @@ pub(crate) struct BoundSession {
     available: bool,
     /// Where it sent directed available presence while available (§4.6.2); cleared when it
     /// becomes unavailable, after telling them.
-    directed: Vec<Jid>,
+    directed: HashSet<Jid>,
     /// Stanzas taken from the queue whose write failed.
     pub(crate) unwritten: Vec<Arc<Stanza>>,
 }
@@ -44,7 +45,7 @@ impl BoundSession {
             rx,
             control,
             available: false,
-            directed: Vec::new(),
+            directed: HashSet::new(),
             unwritten: Vec::new(),
         }
     }
@@ -117,22 +118,44 @@ pub(crate) async fn handle_stanza(
                 .await;
             return Ok(None);
         }
-        track_directed(session, &stanza, to);
+        if !track_directed(session, &stanza, to) {
+            let error = StanzaError::new(DefinedCondition::PolicyViolation).with_text(format!(
+                "at most {MAX_DIRECTED_PRESENCE} entities can receive directed presence at once"
+            ));
+            if let Some(bounce) = stanza.error_reply(&error) {
+                let mut out = Vec::new();
+                bounce.element().write_to(&mut out, ns::CLIENT);
+                return Ok(Some(out));
+            }
+            return Ok(None);
+        }
     }
     router.route(stanza).await;
     Ok(None)
 }
 
+/// Directed-presence targets one session may have at once: each must later get its
+/// unavailable, so the set cannot be allowed to grow without bound.
+pub(crate) const MAX_DIRECTED_PRESENCE: usize = 1000;
+
 /// Remembers directed presence (RFC 6121 §4.6): available presence adds the target (while
-/// the session is available), unavailable presence removes it.
-fn track_directed(session: &mut BoundSession, stanza: &Stanza, to: Jid) {
+/// the session is available), unavailable presence removes it. Returns `false` when the
+/// target would exceed [`MAX_DIRECTED_PRESENCE`]; the presence is then refused rather than
+/// sent untracked, so no entity is left believing the session is online.
+fn track_directed(session: &mut BoundSession, stanza: &Stanza, to: Jid) -> bool {
     match stanza.type_attr() {
         None if session.available && !session.directed.contains(&to) => {
-            session.directed.push(to);
+            if session.directed.len() >= MAX_DIRECTED_PRESENCE {
+                return false;
+            }
+            session.directed.insert(to);
         }
-        Some("unavailable") => session.directed.retain(|j| j != &to),
+        Some("unavailable") => {
+            session.directed.remove(&to);
+        }
         _ => {}
     }
+    true
 }
 
 /// Presence without `to` is the session's broadcast presence.
@@ -162,7 +185,8 @@ async fn broadcast_presence(router: &Router, session: &mut BoundSession, stanza:
             if session.available {
                 session.available = false;
                 sessions.set_presence(&session.jid, session.conn_id, None);
-                let directed = std::mem::take(&mut session.directed);
+                let directed: Vec<Jid> =
+                    std::mem::take(&mut session.directed).into_iter().collect();
                 router
                     .session_presence(SessionPresence::Unavailable {
                         jid: &session.jid,
@@ -188,7 +212,7 @@ async fn broadcast_presence(router: &Router, session: &mut BoundSession, stanza:
 pub(crate) async fn end(router: &Router, mut session: BoundSession) {
     let still_bound = router.sessions().unbind(&session.jid, session.conn_id);
     if still_bound && session.available {
-        let directed = std::mem::take(&mut session.directed);
+        let directed: Vec<Jid> = std::mem::take(&mut session.directed).into_iter().collect();
         announce_unavailable(router, &session.jid, &directed).await;
     }
     session.rx.close();
