@@ -13,6 +13,11 @@ use xmppd_proto::{
 };
 use xmppd_xml::Element;
 
+/// At most this many entities are remembered per session as having received directed
+/// presence; presence to further ones is still routed, but not followed by unavailable presence
+/// when the session ends.
+const MAX_DIRECTED: usize = 1024;
+
 /// A session after resource binding.
 pub(crate) struct BoundSession {
     pub(crate) jid: FullJid,
@@ -23,6 +28,9 @@ pub(crate) struct BoundSession {
     available: bool,
     /// Stanzas taken from the queue whose write failed.
     pub(crate) unwritten: Vec<Arc<Stanza>>,
+    /// Entities outside the account that this session sent directed available presence to
+    /// and no unavailable since (RFC 6121 §4.6.3): a MUC room, a gateway's channel…
+    directed: Vec<Jid>,
 }
 
 impl BoundSession {
@@ -39,6 +47,7 @@ impl BoundSession {
             control,
             available: false,
             unwritten: Vec::new(),
+            directed: Vec::new(),
         }
     }
 }
@@ -99,12 +108,51 @@ pub(crate) async fn handle_stanza(
         }
     }
     let stanza = stanza.with_from(Jid::from(session.jid.clone()));
-    if stanza.kind() == StanzaKind::Presence && stanza.to().is_none() {
-        broadcast_presence(router, session, &stanza);
-        return Ok(None);
+    if stanza.kind() == StanzaKind::Presence {
+        match stanza.to() {
+            None => {
+                broadcast_presence(router, session, &stanza);
+                if stanza.type_attr() == Some("unavailable") {
+                    end_directed_presence(router, session, &stanza).await;
+                }
+                return Ok(None);
+            }
+            Some(to) => track_directed_presence(session, to, stanza.type_attr()),
+        }
     }
     router.route(stanza).await;
     Ok(None)
+}
+
+/// RFC 6121 §4.6.3: remembers who received directed available presence from this session, and
+/// forgets an entity once it is sent directed unavailable presence. The account's own JIDs are
+/// not tracked: its resources learn of unavailability from the broadcast.
+fn track_directed_presence(session: &mut BoundSession, to: &Jid, type_attr: Option<&str>) {
+    if to.to_bare() == session.jid.to_bare() {
+        return;
+    }
+    match type_attr {
+        None => {
+            if !session.directed.contains(to) && session.directed.len() < MAX_DIRECTED {
+                session.directed.push(to.clone());
+            }
+        }
+        Some("unavailable") => session.directed.retain(|j| j != to),
+        Some(_) => {}
+    }
+}
+
+/// RFC 6121 §4.6.3: when the session becomes unavailable, every entity it sent directed
+/// presence to (and no unavailable since) receives `unavailable`, addressed to it: this is how
+/// a MUC service or a gateway (biboumi) learns that the user left its rooms.
+async fn end_directed_presence(router: &Router, session: &mut BoundSession, unavailable: &Stanza) {
+    let from = Jid::from(session.jid.clone());
+    for to in std::mem::take(&mut session.directed) {
+        let mut el = unavailable.element().clone();
+        el.set_attr("to", to.as_str());
+        let stanza = Stanza::new_unchecked(StanzaKind::Presence, Some(from.clone()), Some(to), el);
+        router.route(stanza).await;
+    }
 }
 
 /// Presence without `to` is the session's broadcast presence.
@@ -147,6 +195,12 @@ pub(crate) async fn end(router: &Router, mut session: BoundSession) {
     if still_bound && session.available {
         announce_unavailable(router, &session.jid);
     }
+    if still_bound {
+        // A replaced session stays silent here too: its full JID already belongs to the new
+        // session, which may have sent its own directed presence to the same entities.
+        let unavailable = unavailable_from(&session.jid);
+        end_directed_presence(router, &mut session, &unavailable).await;
+    }
     session.rx.close();
     let mut pending = std::mem::take(&mut session.unwritten);
     while let Ok(outbound) = session.rx.try_recv() {
@@ -161,10 +215,13 @@ pub(crate) async fn end(router: &Router, mut session: BoundSession) {
 /// §4.5.2), on behalf of a session that ended or was replaced. The registry must no longer
 /// hold that session's presence.
 pub(crate) fn announce_unavailable(router: &Router, jid: &FullJid) {
+    router.broadcast_own_presence(jid, &unavailable_from(jid), false);
+}
+
+/// The unavailable presence the server sends on behalf of a session that ended.
+fn unavailable_from(jid: &FullJid) -> Stanza {
     let el = Element::new("presence", ns::CLIENT)
         .with_attr("type", "unavailable")
         .with_attr("from", jid.as_str());
-    let stanza =
-        Stanza::new_unchecked(StanzaKind::Presence, Some(Jid::from(jid.clone())), None, el);
-    router.broadcast_own_presence(jid, &stanza, false);
+    Stanza::new_unchecked(StanzaKind::Presence, Some(Jid::from(jid.clone())), None, el)
 }
