@@ -202,3 +202,85 @@ async fn stanzas_to_a_disconnected_component_bounce() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// The next presence the gateway receives: (type, from, to).
+async fn gateway_presence(
+    gateway: &mut TestClient,
+) -> anyhow::Result<(Option<String>, Option<String>, Option<String>)> {
+    let p = gateway
+        .expect("a presence", |e| e.is("presence", COMPONENT_NS))
+        .await?;
+    let attr = |name| p.attr(name).map(str::to_owned);
+    Ok((attr("type"), attr("from"), attr("to")))
+}
+
+// RFC 6121 §4.6.3: a gateway (biboumi) learns that a user left its rooms only from the
+// unavailable presence the server sends on the user's behalf when the session ends.
+#[tokio::test]
+async fn a_session_that_ends_sends_unavailable_to_the_rooms_it_joined() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut gateway = connect(&server).await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    let me = Some("alice@localhost/pc".to_owned());
+    let room_a = "#a%irc.net@irc.localhost/alice";
+    let room_b = "#b%irc.net@irc.localhost/alice";
+    for room in [room_a, room_b] {
+        alice
+            .send(&format!(
+                "<presence to='{room}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+            ))
+            .await?;
+        let joined = gateway_presence(&mut gateway).await?;
+        assert_eq!(joined, (None, me.clone(), Some(room.to_owned())));
+    }
+    // Leaving one room explicitly: it is not told again when the session ends.
+    alice
+        .send(&format!("<presence to='{room_b}' type='unavailable'/>"))
+        .await?;
+    let left = gateway_presence(&mut gateway).await?;
+    assert_eq!(left.0.as_deref(), Some("unavailable"));
+
+    alice.close().await?;
+    let unavailable = gateway_presence(&mut gateway).await?;
+    assert_eq!(
+        unavailable,
+        (Some("unavailable".into()), me, Some(room_a.to_owned()))
+    );
+    gateway.expect_silence(SILENCE).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn broadcast_unavailable_goes_to_the_rooms_once_with_its_status() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut gateway = connect(&server).await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    let room = "#a%irc.net@irc.localhost/alice";
+    alice
+        .send(&format!(
+            "<presence to='{room}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ))
+        .await?;
+    gateway_presence(&mut gateway).await?;
+
+    alice
+        .send("<presence type='unavailable'><status>gone fishing</status></presence>")
+        .await?;
+    let p = gateway
+        .expect("the unavailable presence", |e| {
+            e.is("presence", COMPONENT_NS)
+        })
+        .await?;
+    assert_eq!(
+        (p.attr("type"), p.attr("from"), p.attr("to")),
+        (Some("unavailable"), Some("alice@localhost/pc"), Some(room))
+    );
+    assert_eq!(
+        p.child("status", COMPONENT_NS).map(|s| s.text()).as_deref(),
+        Some("gone fishing")
+    );
+    // Already told: ending the session sends nothing more.
+    alice.close().await?;
+    gateway.expect_silence(SILENCE).await?;
+    Ok(())
+}

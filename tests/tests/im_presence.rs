@@ -152,11 +152,24 @@ async fn directed_presence_targets_are_bounded() -> anyhow::Result<()> {
         burst.push_str(&format!("<presence to='ghost{i}@localhost'/>"));
     }
     alice.send(&burst).await?;
-    alice.send("<presence to='one-too-many@localhost' id='p1001'/>").await?;
-    expect_error(&mut alice, "presence", "p1001", "one-too-many@localhost", "policy-violation").await?;
+    alice
+        .send("<presence to='one-too-many@localhost' id='p1001'/>")
+        .await?;
+    expect_error(
+        &mut alice,
+        "presence",
+        "p1001",
+        "one-too-many@localhost",
+        "policy-violation",
+    )
+    .await?;
     // Taking one back makes room again.
-    alice.send("<presence to='ghost0@localhost' type='unavailable'/>").await?;
-    alice.send("<presence to='one-too-many@localhost' id='p1002'/>").await?;
+    alice
+        .send("<presence to='ghost0@localhost' type='unavailable'/>")
+        .await?;
+    alice
+        .send("<presence to='one-too-many@localhost' id='p1002'/>")
+        .await?;
     alice.expect_silence(SILENCE).await?;
     Ok(())
 }
