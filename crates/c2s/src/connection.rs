@@ -14,6 +14,8 @@
 //! (not for a read into a buffer of its own), then reads without blocking into a buffer that
 //! belongs to the worker thread and feeds the XML reader from it. Only bytes of an incomplete
 //! stanza stay with the connection (in the reader, which frees its buffer once drained).
+//! What runs on input (negotiation, credential lookup, routing) is a boxed future that lives
+//! only while it runs, so the task of an idle connection is no larger than its wait.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -238,7 +240,9 @@ impl Conn {
                         debug!("peer closed the connection");
                         Some(Flow::Closed)
                     }
-                    Poll::Ready(Ok(_)) => self.process_input(io).await,
+                    // Boxed: negotiation, credential lookups and routing are deep futures, and
+                    // inline they would size every idle connection's task for the largest.
+                    Poll::Ready(Ok(_)) => Box::pin(self.process_input(io)).await,
                     Poll::Ready(Err(e)) => {
                         debug!(error = %e, "read failed");
                         Some(Flow::Closed)
@@ -264,22 +268,22 @@ impl Conn {
                 Input::Shutdown => {
                     let e =
                         StreamError::with_text(Cond::SystemShutdown, "the server is shutting down");
-                    Some(self.close_with(io, e).await)
+                    Some(Box::pin(self.close_with(io, e)).await)
                 }
                 Input::Kicked => {
                     let reason = self.session.as_ref().map(|s| s.control.reason());
                     let e = reason.unwrap_or_else(|| StreamError::new(Cond::UndefinedCondition));
-                    Some(self.close_with(io, e).await)
+                    Some(Box::pin(self.close_with(io, e)).await)
                 }
                 Input::Deadline => {
                     let e = StreamError::with_text(
                         Cond::ConnectionTimeout,
                         "TLS, authentication and resource binding took too long",
                     );
-                    Some(self.close_with(io, e).await)
+                    Some(Box::pin(self.close_with(io, e)).await)
                 }
                 Input::Outbound(None) => Some(Flow::Closed),
-                Input::Outbound(Some(first)) => self.write_outbound(io, first).await,
+                Input::Outbound(Some(first)) => Box::pin(self.write_outbound(io, first)).await,
                 Input::Readable(Ok(())) => {
                     try_read = true;
                     None
