@@ -77,14 +77,27 @@ pub(crate) async fn handle_stanza(
     session: &mut BoundSession,
     el: Element,
 ) -> Result<Option<Vec<u8>>, StreamError> {
-    let stanza = match Stanza::parse(el.clone(), ns::CLIENT) {
+    // What a bounce needs, kept aside so the element itself is moved, not copied.
+    let (name, id, is_error) = (
+        el.name().to_owned(),
+        el.attr("id").map(str::to_owned),
+        el.attr("type") == Some("error"),
+    );
+    let stanza = match Stanza::parse(el, ns::CLIENT) {
         Ok(s) => s,
         Err(StanzaParseError::NotAStanza(name)) => {
             let text = format!("<{name}/> is not a stanza this server understands");
             return Err(StreamError::with_text(Cond::UnsupportedStanzaType, text));
         }
         Err(StanzaParseError::Invalid(error)) => {
-            return Ok(bounce_unparsed(&el, &session.jid, &error));
+            let mut head = Element::new(name, ns::CLIENT);
+            if let Some(id) = id {
+                head.set_attr("id", id);
+            }
+            if is_error {
+                head.set_attr("type", "error");
+            }
+            return Ok(bounce_unparsed(&head, &session.jid, &error));
         }
     };
     // RFC 6120 §8.1.2.1: a client may only name itself (full or bare JID) as the sender.
@@ -98,7 +111,7 @@ pub(crate) async fn handle_stanza(
             return Err(StreamError::with_text(Cond::InvalidFrom, text));
         }
     }
-    let stanza = stanza.with_from(Jid::from(session.jid.clone()));
+    let stanza = stanza.into_with_from(Jid::from(session.jid.clone()));
     if stanza.kind() == StanzaKind::Presence && stanza.to().is_none() {
         broadcast_presence(router, session, &stanza);
         return Ok(None);

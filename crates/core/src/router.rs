@@ -240,8 +240,10 @@ impl Router {
 
     async fn to_full(&self, stanza: Stanza, full: &FullJid) -> Option<Stanza> {
         if let Some(session) = self.sessions.get(full) {
-            // §8.5.3.1: a connected resource gets it, whatever its presence.
-            return match self.deliver(&stanza, &session) {
+            // §8.5.3.1: a connected resource gets it, whatever its presence. The queued copy
+            // for rerouting is the stanza itself, shared, not a deep copy.
+            let stanza = Arc::new(stanza);
+            return match self.deliver(stanza.clone(), &session) {
                 Ok(()) => None,
                 Err(DeliveryError::NoSession | DeliveryError::QueueFull) => {
                     stanza.error_reply(&StanzaError::new(DefinedCondition::RecipientUnavailable))
@@ -272,10 +274,10 @@ impl Router {
         }
     }
 
-    fn deliver(&self, stanza: &Stanza, session: &ResourceInfo) -> Result<(), DeliveryError> {
+    fn deliver(&self, stanza: Arc<Stanza>, session: &ResourceInfo) -> Result<(), DeliveryError> {
         session.deliver(Outbound {
-            bytes: client_bytes(stanza),
-            reroute: Some(Arc::new(stanza.clone())),
+            bytes: client_bytes(&stanza),
+            reroute: Some(stanza),
         })
     }
 
