@@ -9,12 +9,22 @@
 //! it buffered are dropped before the handshake, so bytes a client pipelined behind
 //! `<starttls/>` can never be read as if they had come through TLS (the attack behind
 //! CVE-2011-0411). If such bytes were already received, the connection is refused instead.
+//!
+//! An idle connection holds no read buffer: the loop waits for the socket to become readable
+//! (not for a read into a buffer of its own), then reads without blocking into a buffer that
+//! belongs to the worker thread and feeds the XML reader from it. Only bytes of an incomplete
+//! stanza stay with the connection (in the reader, which frees its buffer once drained).
+//! What runs on input (negotiation, credential lookup, routing) is a boxed future that lives
+//! only while it runs, so the task of an idle connection is no larger than its wait.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -39,7 +49,7 @@ enum Flow {
 
 /// What a wait produced.
 enum Input {
-    Read(std::io::Result<usize>),
+    Readable(std::io::Result<()>),
     Outbound(Option<Outbound>),
     Kicked,
     Shutdown,
@@ -47,7 +57,53 @@ enum Input {
 }
 
 /// Bytes read from the socket at once.
-const READ_CHUNK: usize = 4096;
+const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// The read buffer of every connection running on this worker thread: a read fills it
+    /// and hands the bytes to the connection's XML reader before anything else runs.
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// A connection's byte stream whose readiness can be awaited without lending it a buffer.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Resolves when the underlying socket may have bytes (or EOF, or an error) to read.
+    fn readable(&self) -> impl Future<Output = std::io::Result<()>>;
+}
+
+impl Transport for TcpStream {
+    fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
+        TcpStream::readable(self)
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
+        self.get_ref().0.readable()
+    }
+}
+
+/// Reads what is available now, without waiting, into the thread's buffer and feeds it to
+/// `reader`. `Pending` means nothing was available (the socket's readiness is cleared, so
+/// [`Transport::readable`] waits for new bytes); `Ready(Ok(0))` is the end of the stream.
+///
+/// TLS may hold decrypted bytes the socket no longer shows as readable, which is why a read
+/// is always tried before waiting for readiness.
+fn read_now<S: AsyncRead + Unpin>(io: &mut S, reader: &mut Reader) -> Poll<std::io::Result<usize>> {
+    READ_BUF.with_borrow_mut(|buf| {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut read = ReadBuf::new(buf);
+        match Pin::new(io).poll_read(&mut cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                let filled = read.filled();
+                reader.feed(filled);
+                Poll::Ready(Ok(filled.len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+}
 /// Stanzas written in one batch before flushing.
 const WRITE_BATCH: usize = 64;
 
@@ -119,6 +175,10 @@ fn post_auth_limits(ctx: &C2sContext) -> Limits {
     }
 }
 
+async fn readable_or_now<S: Transport>(io: &S, now: bool) -> std::io::Result<()> {
+    if now { Ok(()) } else { io.readable().await }
+}
+
 async fn recv_opt(rx: Option<&mut mpsc::Receiver<Outbound>>) -> Option<Outbound> {
     match rx {
         Some(rx) => rx.recv().await,
@@ -166,12 +226,32 @@ impl Conn {
         Flow::Closed
     }
 
-    async fn drive<S>(&mut self, io: &mut S, shutdown: &CancellationToken) -> Flow
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let mut buf = vec![0u8; READ_CHUNK];
+    async fn drive<S: Transport>(&mut self, io: &mut S, shutdown: &CancellationToken) -> Flow {
+        // Whether the socket may have bytes: true at the start and after readiness or a read.
+        let mut try_read = true;
         loop {
+            if try_read {
+                let flow = match read_now(io, &mut self.reader) {
+                    Poll::Pending => {
+                        try_read = false;
+                        None
+                    }
+                    Poll::Ready(Ok(0)) => {
+                        debug!("peer closed the connection");
+                        Some(Flow::Closed)
+                    }
+                    // Boxed: negotiation, credential lookups and routing are deep futures, and
+                    // inline they would size every idle connection's task for the largest.
+                    Poll::Ready(Ok(_)) => Box::pin(self.process_input(io)).await,
+                    Poll::Ready(Err(e)) => {
+                        debug!(error = %e, "read failed");
+                        Some(Flow::Closed)
+                    }
+                };
+                if let Some(flow) = flow {
+                    return flow;
+                }
+            }
             let deadline = self.session.is_none().then_some(self.deadline);
             let control = self.session.as_ref().map(|s| s.control.clone());
             let input = tokio::select! {
@@ -180,37 +260,35 @@ impl Conn {
                 _ = kicked_opt(control) => Input::Kicked,
                 _ = deadline_opt(deadline) => Input::Deadline,
                 out = recv_opt(self.session.as_mut().map(|s| &mut s.rx)) => Input::Outbound(out),
-                read = io.read(&mut buf) => Input::Read(read),
+                // After a read, read again at once (TLS may hold more decrypted bytes than the
+                // socket shows), but only once the queue, kicks and shutdown had their turn.
+                ready = readable_or_now(io, try_read) => Input::Readable(ready),
             };
             let flow = match input {
                 Input::Shutdown => {
                     let e =
                         StreamError::with_text(Cond::SystemShutdown, "the server is shutting down");
-                    Some(self.close_with(io, e).await)
+                    Some(Box::pin(self.close_with(io, e)).await)
                 }
                 Input::Kicked => {
                     let reason = self.session.as_ref().map(|s| s.control.reason());
                     let e = reason.unwrap_or_else(|| StreamError::new(Cond::UndefinedCondition));
-                    Some(self.close_with(io, e).await)
+                    Some(Box::pin(self.close_with(io, e)).await)
                 }
                 Input::Deadline => {
                     let e = StreamError::with_text(
                         Cond::ConnectionTimeout,
                         "TLS, authentication and resource binding took too long",
                     );
-                    Some(self.close_with(io, e).await)
+                    Some(Box::pin(self.close_with(io, e)).await)
                 }
                 Input::Outbound(None) => Some(Flow::Closed),
-                Input::Outbound(Some(first)) => self.write_outbound(io, first).await,
-                Input::Read(Ok(0)) => {
-                    debug!("peer closed the connection");
-                    Some(Flow::Closed)
+                Input::Outbound(Some(first)) => Box::pin(self.write_outbound(io, first)).await,
+                Input::Readable(Ok(())) => {
+                    try_read = true;
+                    None
                 }
-                Input::Read(Ok(n)) => {
-                    self.reader.feed(&buf[..n]);
-                    self.process_input(io).await
-                }
-                Input::Read(Err(e)) => {
+                Input::Readable(Err(e)) => {
                     debug!(error = %e, "read failed");
                     Some(Flow::Closed)
                 }

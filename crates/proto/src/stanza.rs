@@ -157,6 +157,14 @@ impl Stanza {
         }
     }
 
+    /// Like [`Stanza::with_from`] for a stanza the caller owns and shares with no one: the
+    /// element is reused instead of copied (the c2s hot path stamps every client stanza).
+    pub fn into_with_from(mut self, from: Jid) -> Stanza {
+        self.element.set_attr("from", from.as_str());
+        self.from = Some(from);
+        self
+    }
+
     /// Builds a stanza from a freshly made element whose addresses the caller vouches for.
     pub fn new_unchecked(
         kind: StanzaKind,

@@ -1,0 +1,142 @@
+//! Micro-benchmarks of the pieces on xmppd's hot paths: the XML stream reader (against a bare
+//! quick-xml event loop over the same bytes), the serializer and SCRAM-SHA-1 verification.
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use xmppd_stream::sasl::{
+    ChannelBindingData, ClientChannelBinding, Mechanism, ScramClient, ScramHash, ServerSession,
+    Step, StoredCredentials,
+};
+use xmppd_xml::{Limits, Reader, StreamEvent};
+
+/// A stream header followed by `n` chat messages with 100-byte bodies.
+fn chat_stream(n: usize) -> Vec<u8> {
+    let mut out = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>"
+        .to_vec();
+    for i in 0..n {
+        xmppd_bench::scan::write_message(&mut out, "bob@localhost/b", i as u64, 1_234_567);
+    }
+    out
+}
+
+fn reader(c: &mut Criterion) {
+    let input = chat_stream(1000);
+    let mut g = c.benchmark_group("xml_reader");
+    g.throughput(Throughput::Bytes(input.len() as u64));
+    g.bench_function("xmppd_reader_4k_chunks", |b| {
+        b.iter(|| {
+            let mut r = Reader::new(Limits::default());
+            let mut stanzas = 0;
+            for chunk in input.chunks(4096) {
+                r.feed(chunk);
+                while let Ok(Some(ev)) = r.next_event() {
+                    if matches!(ev, StreamEvent::Stanza(_)) {
+                        stanzas += 1;
+                    }
+                }
+            }
+            black_box(stanzas)
+        });
+    });
+    g.bench_function("bare_quick_xml_events", |b| {
+        b.iter(|| {
+            let mut r = quick_xml::Reader::from_reader(input.as_slice());
+            let mut buf = Vec::new();
+            let mut events = 0usize;
+            loop {
+                match r.read_event_into(&mut buf) {
+                    Ok(quick_xml::events::Event::Eof) | Err(_) => break,
+                    Ok(_) => events += 1,
+                }
+                buf.clear();
+            }
+            black_box(events)
+        });
+    });
+    g.finish();
+}
+
+fn serializer(c: &mut Criterion) {
+    let input = chat_stream(1);
+    let mut r = Reader::new(Limits::default());
+    r.feed(&input);
+    let mut element = None;
+    while let Ok(Some(ev)) = r.next_event() {
+        if let StreamEvent::Stanza(el) = ev {
+            element = Some(el);
+        }
+    }
+    let Some(el) = element else { return };
+    let mut g = c.benchmark_group("serializer");
+    g.bench_function("chat_message", |b| {
+        let mut out = Vec::with_capacity(512);
+        b.iter(|| {
+            out.clear();
+            el.write_to(&mut out, "jabber:client");
+            black_box(out.len())
+        });
+    });
+    g.finish();
+}
+
+fn scram(c: &mut Criterion) {
+    let Ok(creds) = StoredCredentials::derive("benchpass", 4096) else {
+        return;
+    };
+    // One client derivation, then cached keys: what is measured is the server's work.
+    let Ok(mut first) = ScramClient::new(
+        ScramHash::Sha1,
+        "u1",
+        "benchpass",
+        ClientChannelBinding::None,
+        None,
+    ) else {
+        return;
+    };
+    let exchange = |client: &mut ScramClient| -> bool {
+        let mut server = ServerSession::new(
+            Mechanism::ScramSha1,
+            ChannelBindingData::none(),
+            [7; 32],
+            true,
+        );
+        let Step::NeedCredentials { .. } = server.start(Some(&client.first_message())) else {
+            return false;
+        };
+        let Step::Challenge(server_first) = server.provide_credentials(Some(&creds)) else {
+            return false;
+        };
+        let Ok(client_final) = client.handle_challenge(&server_first) else {
+            return false;
+        };
+        matches!(server.step(&client_final), Step::Success { .. })
+    };
+    if !exchange(&mut first) {
+        return;
+    }
+    let Some(keys) = first.keys().cloned() else {
+        return;
+    };
+    c.bench_function("scram_sha1_exchange_cached_client_keys", |b| {
+        b.iter(|| {
+            let Ok(client) = ScramClient::new(
+                ScramHash::Sha1,
+                "u1",
+                "benchpass",
+                ClientChannelBinding::None,
+                None,
+            ) else {
+                return false;
+            };
+            let mut client = client.with_keys(keys.clone());
+            black_box(exchange(&mut client))
+        });
+    });
+}
+
+criterion_group!(benches, reader, serializer, scram);
+criterion_main!(benches);

@@ -1,0 +1,321 @@
+//! A minimal, fast XMPP client: TCP, STARTTLS, SCRAM-SHA-1, bind, initial presence — and the
+//! raw relay's equivalent (TLS and a pairing line).
+//!
+//! Negotiation goes through our own XML reader; once a session is bound the reader is dropped
+//! and incoming bytes are only scanned for message bodies ([`crate::scan`]), so the generator
+//! spends as little as possible per delivered message.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use xmppd_stream::sasl::{ClientChannelBinding, ClientKeys, ScramClient, ScramHash};
+use xmppd_xml::{Element, Limits, Reader, StreamEvent};
+
+/// The TLS stream every session ends up on.
+pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// What the generator talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// An XMPP server with STARTTLS on the port.
+    Xmpp,
+    /// The raw TLS relay: TLS from the first byte, then `PAIR <id>\n`.
+    Relay,
+}
+
+/// One server under test.
+#[derive(Clone)]
+pub struct Target {
+    /// Its listener.
+    pub addr: SocketAddr,
+    /// The XMPP domain (also the TLS server name).
+    pub domain: String,
+    /// XMPP or relay.
+    pub protocol: Protocol,
+    /// Client TLS configuration trusting the benchmark CA, without resumption.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Password of every benchmark account.
+    pub password: String,
+    /// SCRAM keys from earlier logins, by username (RFC 5802 §5.1 client caching).
+    pub keys: Arc<Mutex<HashMap<String, ClientKeys>>>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("addr", &self.addr)
+            .field("domain", &self.domain)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client TLS configuration trusting only the certificates in `ca_pem`; session resumption
+/// is off so that every login pays a full handshake, as a fresh client does.
+pub fn tls_config(ca_pem: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let pem = std::fs::read(ca_pem).with_context(|| format!("reading {}", ca_pem.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// A logged-in session: the TLS stream and the JID it is bound to.
+pub struct Session {
+    /// The stream.
+    pub io: Tls,
+    /// Full JID (XMPP) or `pair-<id>` (relay).
+    pub jid: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("jid", &self.jid).finish()
+    }
+}
+
+impl Session {
+    /// Closes the stream politely and drops the connection.
+    pub async fn close(mut self, protocol: Protocol) {
+        if protocol == Protocol::Xmpp {
+            let _ = self.io.write_all(b"</stream:stream>").await;
+        }
+        let _ = self.io.shutdown().await;
+    }
+}
+
+/// Negotiation I/O: a stream with our XML reader on top.
+struct Negotiation<S> {
+    io: S,
+    reader: Reader,
+    buf: Vec<u8>,
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Negotiation<S> {
+    fn new(io: S) -> Self {
+        Negotiation {
+            io,
+            reader: Reader::new(Limits::default()),
+            buf: vec![0; 4096],
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.io.write_all(bytes).await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    async fn event(&mut self) -> anyhow::Result<StreamEvent> {
+        loop {
+            if let Some(ev) = self.reader.next_event()? {
+                return Ok(ev);
+            }
+            let n = self.io.read(&mut self.buf).await?;
+            if n == 0 {
+                bail!("server closed the connection during negotiation");
+            }
+            self.reader.feed(&self.buf[..n]);
+        }
+    }
+
+    async fn stanza(&mut self) -> anyhow::Result<Element> {
+        loop {
+            match self.event().await? {
+                StreamEvent::Stanza(el) => {
+                    if el.name() == "error" {
+                        bail!(
+                            "stream error: {:?}",
+                            el.children().next().map(Element::name)
+                        );
+                    }
+                    return Ok(el);
+                }
+                StreamEvent::Open(_) => {}
+                StreamEvent::Close => bail!("server closed the stream during negotiation"),
+            }
+        }
+    }
+
+    /// Opens a stream and returns `<stream:features/>`.
+    async fn open(&mut self, domain: &str) -> anyhow::Result<Element> {
+        self.reader.reset();
+        let header = format!(
+            "<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' \
+             xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+        );
+        self.send(header.as_bytes()).await?;
+        let features = self.stanza().await?;
+        if features.name() != "features" {
+            bail!("expected stream features, got <{}>", features.name());
+        }
+        Ok(features)
+    }
+}
+
+const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+
+async fn tcp(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.context("connect")?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+async fn tls_handshake(target: &Target, tcp: TcpStream) -> anyhow::Result<Tls> {
+    let name = ServerName::try_from(target.domain.clone())?;
+    let tls = TlsConnector::from(target.tls.clone())
+        .connect(name, tcp)
+        .await
+        .context("TLS handshake")?;
+    Ok(tls)
+}
+
+/// Connects over TCP, upgrades with STARTTLS and returns the features of the TLS stream.
+async fn connect_starttls(target: &Target) -> anyhow::Result<(Negotiation<Tls>, Element)> {
+    let mut plain = Negotiation::new(tcp(target.addr).await?);
+    let features = plain.open(&target.domain).await?;
+    if !features.has_child("starttls", NS_TLS) {
+        bail!("server does not offer STARTTLS");
+    }
+    plain
+        .send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .await?;
+    let proceed = plain.stanza().await?;
+    if proceed.name() != "proceed" {
+        bail!("STARTTLS refused: <{}>", proceed.name());
+    }
+    let tls = tls_handshake(target, plain.io).await?;
+    let mut neg = Negotiation::new(tls);
+    let features = neg.open(&target.domain).await?;
+    Ok((neg, features))
+}
+
+/// Logs `user` in: TCP, STARTTLS, SCRAM-SHA-1, bind and initial presence (XMPP), or TLS and
+/// the pairing line (relay, where `user` is the pair id).
+pub async fn login(target: &Target, user: &str) -> anyhow::Result<Session> {
+    match target.protocol {
+        Protocol::Relay => {
+            let mut io = tls_handshake(target, tcp(target.addr).await?).await?;
+            io.write_all(format!("PAIR {user}\n").as_bytes()).await?;
+            io.flush().await?;
+            Ok(Session {
+                io,
+                jid: user.to_owned(),
+            })
+        }
+        Protocol::Xmpp => login_xmpp(target, user).await,
+    }
+}
+
+async fn login_xmpp(target: &Target, user: &str) -> anyhow::Result<Session> {
+    let (mut neg, features) = connect_starttls(target).await?;
+    let offers_sha1 = features
+        .child("mechanisms", NS_SASL)
+        .is_some_and(|m| m.children().any(|c| c.text() == "SCRAM-SHA-1"));
+    if !offers_sha1 {
+        bail!("server does not offer SCRAM-SHA-1");
+    }
+    let cached = target.keys.lock().ok().and_then(|k| k.get(user).cloned());
+    let mut scram = ScramClient::new(
+        ScramHash::Sha1,
+        user,
+        &target.password,
+        ClientChannelBinding::None,
+        None,
+    )?;
+    if let Some(keys) = cached {
+        scram = scram.with_keys(keys);
+    }
+    let auth = format!(
+        "<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-1'>{}</auth>",
+        STANDARD.encode(scram.first_message())
+    );
+    neg.send(auth.as_bytes()).await?;
+    let challenge = neg.stanza().await?;
+    if challenge.name() != "challenge" {
+        bail!("authentication of {user} failed: <{}>", challenge.name());
+    }
+    let server_first = STANDARD.decode(challenge.text().trim())?;
+    let client_final = scram.handle_challenge(&server_first)?;
+    let response = format!(
+        "<response xmlns='{NS_SASL}'>{}</response>",
+        STANDARD.encode(client_final)
+    );
+    neg.send(response.as_bytes()).await?;
+    let success = neg.stanza().await?;
+    if success.name() != "success" {
+        bail!("authentication of {user} failed: <{}>", success.name());
+    }
+    scram.verify_success(&STANDARD.decode(success.text().trim())?)?;
+    if let (Some(keys), Ok(mut cache)) = (scram.keys(), target.keys.lock()) {
+        cache.entry(user.to_owned()).or_insert_with(|| keys.clone());
+    }
+
+    let features = neg.open(&target.domain).await?;
+    if !features.has_child("bind", NS_BIND) {
+        bail!("server does not offer resource binding");
+    }
+    neg.send(
+        format!("<iq type='set' id='b'><bind xmlns='{NS_BIND}'><resource>b</resource></bind></iq>")
+            .as_bytes(),
+    )
+    .await?;
+    let bound = neg.stanza().await?;
+    let jid = bound
+        .child("bind", NS_BIND)
+        .and_then(|b| b.children().find(|c| c.name() == "jid"))
+        .map(Element::text)
+        .filter(|_| bound.attr("type") == Some("result"))
+        .with_context(|| format!("binding a resource for {user} failed"))?;
+    // RFC 3921 session establishment, only where a server still requires it.
+    if features
+        .child("session", NS_SESSION)
+        .is_some_and(|s| !s.children().any(|c| c.name() == "optional"))
+    {
+        neg.send(format!("<iq type='set' id='s'><session xmlns='{NS_SESSION}'/></iq>").as_bytes())
+            .await?;
+        neg.stanza().await?;
+    }
+    neg.send(b"<presence/>").await?;
+    Ok(Session { io: neg.io, jid })
+}
+
+/// Creates `user` by in-band registration (XEP-0077) after STARTTLS. An account that already
+/// exists counts as success.
+pub async fn register(target: &Target, user: &str) -> anyhow::Result<()> {
+    let (mut neg, _) = connect_starttls(target).await?;
+    let iq = format!(
+        "<iq type='set' id='r'><query xmlns='jabber:iq:register'><username>{user}</username>\
+         <password>{}</password></query></iq>",
+        target.password
+    );
+    neg.send(iq.as_bytes()).await?;
+    let reply = neg.stanza().await?;
+    let conflict = reply
+        .child("error", "jabber:client")
+        .is_some_and(|e| e.children().any(|c| c.name() == "conflict"));
+    if reply.attr("type") != Some("result") && !conflict {
+        bail!("registering {user} failed");
+    }
+    let _ = neg.send(b"</stream:stream>").await;
+    Ok(())
+}

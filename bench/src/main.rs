@@ -1,0 +1,259 @@
+//! `xmppd-bench`: the load generator's command line.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use xmppd_bench::client::{self, Protocol, Target};
+use xmppd_bench::scenarios::{self, Ctx};
+
+#[derive(Parser)]
+#[command(about = "XMPP load generator")]
+struct Cli {
+    /// Worker threads of the generator's runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Proto {
+    Xmpp,
+    Relay,
+}
+
+#[derive(clap::Args, Clone)]
+struct TargetArgs {
+    /// Server address.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// XMPP domain and TLS server name.
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+    /// PEM file of the CA that signed the server's certificate.
+    #[arg(long)]
+    ca: PathBuf,
+    #[arg(long, value_enum, default_value = "xmpp")]
+    protocol: Proto,
+    /// Accounts are PREFIX0, PREFIX1, …
+    #[arg(long, default_value = "u")]
+    prefix: String,
+    #[arg(long, default_value = "benchpass")]
+    password: String,
+    /// Logins in flight at once.
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates accounts by in-band registration (XEP-0077).
+    Register {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Number of accounts.
+        #[arg(long)]
+        users: usize,
+    },
+    /// Creates accounts straight in an xmppd data store (the server must be stopped).
+    XmppdUsers {
+        /// The xmppd configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "u")]
+        prefix: String,
+        #[arg(long, default_value = "benchpass")]
+        password: String,
+        #[arg(long)]
+        users: usize,
+    },
+    /// Runs scenarios and prints one JSON object per line.
+    Run {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The server's PID, for its CPU time and RSS.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Label of the server in the output.
+        #[arg(long)]
+        label: String,
+        /// Comma-separated: warm, idle, login, throughput, latency.
+        #[arg(long, default_value = "warm,idle,login,throughput,latency")]
+        scenarios: String,
+        /// Accounts logged in by `warm` (at least the largest of the others).
+        #[arg(long, default_value_t = 10_000)]
+        warm: usize,
+        /// Idle sessions.
+        #[arg(long, default_value_t = 10_000)]
+        idle: usize,
+        /// Login sizes.
+        #[arg(long, default_value = "1000,5000,10000", value_delimiter = ',')]
+        login: Vec<usize>,
+        #[arg(long, default_value_t = 250)]
+        pairs: usize,
+        /// Messages in flight per direction and pair.
+        #[arg(long, default_value_t = 8)]
+        window: u64,
+        /// Measured seconds of throughput and latency.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Total messages per second of the latency scenario.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        #[arg(long, default_value_t = 50)]
+        latency_pairs: usize,
+    },
+}
+
+fn target(args: &TargetArgs) -> anyhow::Result<Target> {
+    Ok(Target {
+        addr: args.addr,
+        domain: args.domain.clone(),
+        protocol: match args.protocol {
+            Proto::Xmpp => Protocol::Xmpp,
+            Proto::Relay => Protocol::Relay,
+        },
+        tls: client::tls_config(&args.ca)?,
+        password: args.password.clone(),
+        keys: Arc::new(Mutex::new(HashMap::new())),
+    })
+}
+
+fn emit(label: &str, mut v: serde_json::Value) {
+    v["server"] = serde_json::json!(label);
+    println!("{v}");
+    eprintln!("{label}: {v}");
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Register { target: t, users } => {
+            let target = target(&t)?;
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..t.concurrency.clamp(1, 32) {
+                let (target, next, prefix) = (target.clone(), next.clone(), t.prefix.clone());
+                tasks.spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= users {
+                            return Ok::<(), anyhow::Error>(());
+                        }
+                        let user = format!("{prefix}{i}");
+                        tokio::time::timeout(
+                            Duration::from_secs(60),
+                            client::register(&target, &user),
+                        )
+                        .await
+                        .with_context(|| format!("registering {user} timed out"))??;
+                    }
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                r??;
+            }
+            eprintln!("registered {users} accounts");
+        }
+        Command::XmppdUsers {
+            config,
+            prefix,
+            password,
+            users,
+        } => {
+            let config = xmppd::config::Config::load(&config)?;
+            let storage = xmppd::open_storage(&config).await?;
+            let accounts = xmppd::accounts(&storage);
+            let domain = config.hosts[0].name.clone();
+            for i in 0..users {
+                let jid = jid::BareJid::new(&format!("{prefix}{i}@{domain}"))?;
+                if accounts
+                    .credentials(&domain, &format!("{prefix}{i}"))
+                    .await?
+                    .is_none()
+                {
+                    accounts.create(&jid, &password).await?;
+                }
+            }
+            eprintln!("{users} accounts present");
+        }
+        Command::Run {
+            target: t,
+            server_pid,
+            label,
+            scenarios: which,
+            warm,
+            idle,
+            login,
+            pairs,
+            window,
+            secs,
+            rate,
+            latency_pairs,
+        } => {
+            let ctx = Ctx {
+                target: target(&t)?,
+                server_pid,
+                prefix: t.prefix.clone(),
+                concurrency: t.concurrency,
+                epoch: Instant::now(),
+            };
+            let secs = Duration::from_secs_f64(secs);
+            let mut rss_empty = ctx.rss();
+            for s in which.split(',') {
+                match s.trim() {
+                    "warm" => {
+                        let v = scenarios::warm(&ctx, warm).await;
+                        rss_empty = v["rss_empty_kib"].as_u64().or(rss_empty);
+                        emit(&label, v);
+                    }
+                    "idle" => emit(&label, scenarios::idle(&ctx, idle, rss_empty).await),
+                    "login" => {
+                        for &n in &login {
+                            let mut v = scenarios::login(&ctx, n).await;
+                            v["rss_empty_kib"] = serde_json::json!(rss_empty);
+                            emit(&label, v);
+                        }
+                    }
+                    "throughput" => {
+                        emit(
+                            &label,
+                            scenarios::throughput(&ctx, pairs, window, secs).await,
+                        );
+                    }
+                    "latency" => {
+                        emit(
+                            &label,
+                            scenarios::latency(&ctx, pairs * 2, rate, latency_pairs, secs).await,
+                        );
+                    }
+                    other => anyhow::bail!("unknown scenario {other}"),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.max(1))
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xmppd-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The scenarios. Each returns one JSON object with its figures, the server's CPU seconds and
+//! RSS (read from `/proc/<server-pid>`) and the generator's own CPU seconds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::client::{self, Protocol, Session, Target};
+use crate::procstat;
+use crate::scan::{self, Flow, Scanner};
+
+/// Everything the scenarios share.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The server under test.
+    pub target: Target,
+    /// Its process, for CPU and RSS.
+    pub server_pid: Option<u32>,
+    /// Accounts are `<prefix><i>`.
+    pub prefix: String,
+    /// Logins in progress at once.
+    pub concurrency: usize,
+    /// Time origin of message timestamps.
+    pub epoch: Instant,
+}
+
+/// CPU of the server and of the generator at one moment.
+#[derive(Clone, Copy, Debug)]
+struct Cpu {
+    at: Instant,
+    server: Option<f64>,
+    generator: Option<f64>,
+}
+
+impl Ctx {
+    /// The name of account `i`.
+    pub fn user(&self, i: usize) -> String {
+        match self.target.protocol {
+            Protocol::Xmpp => format!("{}{i}", self.prefix),
+            // On the relay both ends of pair k name the pair.
+            Protocol::Relay => format!("pair-{}", i / 2),
+        }
+    }
+
+    fn cpu(&self) -> Cpu {
+        Cpu {
+            at: Instant::now(),
+            server: self.server_pid.and_then(|p| procstat::cpu_seconds(Some(p))),
+            generator: procstat::cpu_seconds(None),
+        }
+    }
+
+    /// Server RSS in KiB.
+    pub fn rss(&self) -> Option<u64> {
+        self.server_pid.and_then(procstat::rss_kib)
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Logs in accounts `range` with `self.concurrency` logins in flight; returns the sessions
+    /// (in account order) and the number of failed logins.
+    pub async fn login_many(&self, range: std::ops::Range<usize>) -> (Vec<Session>, usize) {
+        let next = Arc::new(AtomicUsize::new(range.start));
+        let end = range.end;
+        let mut workers = Vec::new();
+        for _ in 0..self.concurrency.max(1) {
+            let next = next.clone();
+            let ctx = self.clone();
+            workers.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut failed = 0usize;
+                let mut first_error = None;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= end {
+                        break;
+                    }
+                    let user = ctx.user(i);
+                    let login = client::login(&ctx.target, &user);
+                    match tokio::time::timeout(Duration::from_secs(60), login).await {
+                        Ok(Ok(s)) => got.push((i, s)),
+                        Ok(Err(e)) => {
+                            failed += 1;
+                            first_error.get_or_insert_with(|| format!("{e:#}"));
+                        }
+                        Err(_) => {
+                            failed += 1;
+                            first_error.get_or_insert_with(|| "login timed out".to_owned());
+                        }
+                    }
+                }
+                (got, failed, first_error)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut failed = 0;
+        for w in workers {
+            if let Ok((got, f, err)) = w.await {
+                all.extend(got);
+                failed += f;
+                if let Some(e) = err {
+                    eprintln!("login error (first of its worker): {e}");
+                }
+            }
+        }
+        all.sort_by_key(|(i, _)| *i);
+        (all.into_iter().map(|(_, s)| s).collect(), failed)
+    }
+
+    /// Closes sessions, several at a time.
+    pub async fn close_all(&self, sessions: Vec<Session>) {
+        let protocol = self.target.protocol;
+        let mut set = tokio::task::JoinSet::new();
+        for s in sessions {
+            set.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), s.close(protocol)).await;
+            });
+        }
+        while set.join_next().await.is_some() {}
+    }
+
+    /// Waits until the server's RSS stops changing (at most `max`), then returns it.
+    async fn settled_rss(&self, max: Duration) -> Option<u64> {
+        let until = Instant::now() + max;
+        let mut last = self.rss();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = self.rss();
+            if now == last || Instant::now() >= until {
+                return now;
+            }
+            last = now;
+        }
+    }
+}
+
+fn per(total: Option<f64>, count: f64, unit: f64) -> Option<f64> {
+    total.filter(|_| count > 0.0).map(|t| t / count * unit)
+}
+
+fn usage(before: Cpu, after: Cpu) -> (f64, Option<f64>, Option<f64>) {
+    let wall = after.at.duration_since(before.at).as_secs_f64();
+    let server = after.server.zip(before.server).map(|(a, b)| a - b);
+    let generator = after.generator.zip(before.generator).map(|(a, b)| a - b);
+    (wall, server, generator)
+}
+
+/// Logs in `n` accounts once and out again (fills the client key cache, so later logins skip
+/// PBKDF2 on the generator side); reports the server's RSS before and after.
+pub async fn warm(ctx: &Ctx, n: usize) -> Value {
+    let rss_empty = ctx.rss();
+    let before = ctx.cpu();
+    let (sessions, failed) = ctx.login_many(0..n).await;
+    let after = ctx.cpu();
+    ctx.close_all(sessions).await;
+    let rss_after = ctx.settled_rss(Duration::from_secs(10)).await;
+    let (wall, server, generator) = usage(before, after);
+    json!({
+        "scenario": "warm", "n": n, "failed": failed, "secs": wall,
+        "server_cpu_s": server, "gen_cpu_s": generator,
+        "rss_empty_kib": rss_empty, "rss_after_logout_kib": rss_after,
+    })
+}
+
+/// Logs in `n` clients with fixed concurrency and keeps them until all are in.
+pub async fn login(ctx: &Ctx, n: usize) -> Value {
+    let rss_before = ctx.rss();
+    let before = ctx.cpu();
+    let (sessions, failed) = ctx.login_many(0..n).await;
+    let after = ctx.cpu();
+    let ok = sessions.len();
+    ctx.close_all(sessions).await;
+    let rss_after = ctx.settled_rss(Duration::from_secs(10)).await;
+    let (wall, server, generator) = usage(before, after);
+    json!({
+        "scenario": "login", "n": n, "ok": ok, "failed": failed,
+        "concurrency": ctx.concurrency, "secs_all_in": wall,
+        "logins_per_s": ok as f64 / wall,
+        "server_cpu_s": server, "server_us_per_login": per(server, ok as f64, 1e6),
+        "gen_cpu_s": generator,
+        "rss_before_kib": rss_before, "rss_after_logout_kib": rss_after,
+    })
+}
+
+/// Holds `n` authenticated idle TLS sessions and reports the server's RSS per session.
+pub async fn idle(ctx: &Ctx, n: usize, rss_empty: Option<u64>) -> Value {
+    let (sessions, failed) = ctx.login_many(0..n).await;
+    let ok = sessions.len();
+    let rss_loaded = ctx.settled_rss(Duration::from_secs(10)).await;
+    ctx.close_all(sessions).await;
+    let rss_after = ctx.settled_rss(Duration::from_secs(10)).await;
+    let per_session = rss_loaded
+        .zip(rss_empty)
+        .filter(|_| ok > 0)
+        .map(|(l, e)| (l as f64 - e as f64) / ok as f64);
+    json!({
+        "scenario": "idle", "n": n, "ok": ok, "failed": failed,
+        "rss_empty_kib": rss_empty, "rss_loaded_kib": rss_loaded,
+        "kib_per_session": per_session, "rss_after_logout_kib": rss_after,
+    })
+}
+
+/// How a pair sends.
+#[derive(Clone, Copy, Debug)]
+enum Plan {
+    /// Keep `window` messages in flight in each direction.
+    Window(u64),
+    /// One message each way every `interval`.
+    Rate(Duration),
+}
+
+#[derive(Debug, Default)]
+struct PairResult {
+    delivered: u64,
+    latencies_us: Vec<u32>,
+    out_of_order: u64,
+    errors: u64,
+}
+
+/// One end's receive side: scanner, read buffer and the flow of messages coming in.
+struct End {
+    session: Session,
+    scanner: Scanner,
+    buf: Vec<u8>,
+    incoming: Flow,
+    out: Vec<u8>,
+}
+
+impl End {
+    fn new(session: Session) -> Self {
+        End {
+            session,
+            scanner: Scanner::new(),
+            buf: vec![0; 16 * 1024],
+            incoming: Flow::default(),
+            out: Vec::with_capacity(4096),
+        }
+    }
+}
+
+/// Records what arrived in `n` bytes at `end`.
+fn receive(ctx: &Ctx, end: &mut End, n: usize, window: (u64, u64), result: &mut PairResult) {
+    let now = ctx.now_ns();
+    let in_window = now >= window.0 && now < window.1;
+    let End {
+        scanner,
+        buf,
+        incoming,
+        ..
+    } = end;
+    scanner.feed(&buf[..n], |d| {
+        incoming.arrived(d);
+        if in_window {
+            result.delivered += 1;
+            let us = now.saturating_sub(d.sent_ns) / 1000;
+            result
+                .latencies_us
+                .push(u32::try_from(us).unwrap_or(u32::MAX));
+        }
+    });
+}
+
+/// Sends from `from` to `to` until `to.incoming` has `window` in flight (or one message).
+async fn send(ctx: &Ctx, from: &mut End, to: &mut End, count: u64) -> bool {
+    from.out.clear();
+    let now = ctx.now_ns();
+    for _ in 0..count {
+        let seq = to.incoming.next_seq();
+        scan::write_message(&mut from.out, &to.session.jid, seq, now);
+    }
+    if from.out.is_empty() {
+        return true;
+    }
+    let io = &mut from.session.io;
+    io.write_all(&from.out).await.is_ok() && io.flush().await.is_ok()
+}
+
+async fn run_pair(ctx: Ctx, a: Session, b: Session, plan: Plan, window: (u64, u64)) -> PairResult {
+    let mut a = End::new(a);
+    let mut b = End::new(b);
+    let mut result = PairResult::default();
+    let end_at = ctx.epoch + Duration::from_nanos(window.1);
+    let mut tick = match plan {
+        Plan::Rate(interval) => {
+            // Spread the pairs' ticks over the interval.
+            let offset = interval.mul_f64(rand_fraction(&a.session.jid));
+            Some(tokio::time::interval_at(
+                tokio::time::Instant::now() + offset,
+                interval,
+            ))
+        }
+        Plan::Window(_) => None,
+    };
+    if let Some(t) = tick.as_mut() {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    }
+    loop {
+        if let Plan::Window(w) = plan {
+            let ab = w.saturating_sub(b.incoming.in_flight());
+            let ba = w.saturating_sub(a.incoming.in_flight());
+            if !send(&ctx, &mut a, &mut b, ab).await || !send(&ctx, &mut b, &mut a, ba).await {
+                result.errors += 1;
+                break;
+            }
+        }
+        tokio::select! {
+            r = a.session.io.read(&mut a.buf) => match r {
+                Ok(n) if n > 0 => receive(&ctx, &mut a, n, window, &mut result),
+                _ => { result.errors += 1; break; }
+            },
+            r = b.session.io.read(&mut b.buf) => match r {
+                Ok(n) if n > 0 => receive(&ctx, &mut b, n, window, &mut result),
+                _ => { result.errors += 1; break; }
+            },
+            _ = async { match tick.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
+                if !send(&ctx, &mut a, &mut b, 1).await || !send(&ctx, &mut b, &mut a, 1).await {
+                    result.errors += 1;
+                    break;
+                }
+            },
+            _ = tokio::time::sleep_until(end_at.into()) => break,
+        }
+        if a.scanner.closed() || b.scanner.closed() {
+            result.errors += 1;
+            break;
+        }
+    }
+    result.out_of_order = a.incoming.out_of_order + b.incoming.out_of_order;
+    let protocol = ctx.target.protocol;
+    a.session.close(protocol).await;
+    b.session.close(protocol).await;
+    result
+}
+
+/// A stable fraction in [0, 1) from a name, to stagger the pairs.
+fn rand_fraction(name: &str) -> f64 {
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h % 10_000) as f64 / 10_000.0
+}
+
+async fn run_pairs(
+    ctx: &Ctx,
+    first: usize,
+    pairs: usize,
+    plan: Plan,
+    warmup: Duration,
+    secs: Duration,
+) -> (Value, PairResult) {
+    let (sessions, failed) = ctx.login_many(first..first + pairs * 2).await;
+    if failed > 0 || sessions.len() != pairs * 2 {
+        return (json!({"failed_logins": failed}), PairResult::default());
+    }
+    let start = ctx.now_ns();
+    let window = (
+        start + u64::try_from(warmup.as_nanos()).unwrap_or(0),
+        start + u64::try_from((warmup + secs).as_nanos()).unwrap_or(0),
+    );
+    let mut set = tokio::task::JoinSet::new();
+    let mut it = sessions.into_iter();
+    while let (Some(a), Some(b)) = (it.next(), it.next()) {
+        set.spawn(run_pair(ctx.clone(), a, b, plan, window));
+    }
+    tokio::time::sleep(warmup).await;
+    let before = ctx.cpu();
+    tokio::time::sleep(secs).await;
+    let after = ctx.cpu();
+    let mut total = PairResult::default();
+    while let Some(r) = set.join_next().await {
+        if let Ok(r) = r {
+            total.delivered += r.delivered;
+            total.latencies_us.extend(r.latencies_us);
+            total.out_of_order += r.out_of_order;
+            total.errors += r.errors;
+        }
+    }
+    let (wall, server, generator) = usage(before, after);
+    let rate = total.delivered as f64 / wall;
+    (
+        json!({
+            "pairs": pairs, "secs": wall, "delivered": total.delivered,
+            "msgs_per_s": rate, "out_of_order": total.out_of_order, "errors": total.errors,
+            "server_cpu_s": server,
+            "server_us_per_msg": per(server, total.delivered as f64, 1e6),
+            "server_cpu_s_per_1k_msgs": per(server, total.delivered as f64, 1e3),
+            "gen_cpu_s": generator,
+        }),
+        total,
+    )
+}
+
+/// `pairs` pairs exchange 100-byte chat messages both ways with `window` in flight each way.
+pub async fn throughput(ctx: &Ctx, pairs: usize, window: u64, secs: Duration) -> Value {
+    let (mut v, _) = run_pairs(
+        ctx,
+        0,
+        pairs,
+        Plan::Window(window),
+        Duration::from_secs(2),
+        secs,
+    )
+    .await;
+    v["scenario"] = json!("throughput");
+    v["window"] = json!(window);
+    v
+}
+
+/// A fixed total `rate` (msg/s) over `pairs` pairs, both ways; end-to-end latency percentiles.
+/// The pairs use accounts from `first` on, so that messages still in flight when an earlier
+/// scenario ended (which a server with offline storage delivers at the next login) do not
+/// count here.
+pub async fn latency(ctx: &Ctx, first: usize, rate: u64, pairs: usize, secs: Duration) -> Value {
+    let per_direction = rate as f64 / (pairs as f64 * 2.0);
+    let interval = Duration::from_secs_f64(1.0 / per_direction.max(0.001));
+    let (mut v, mut total) = run_pairs(
+        ctx,
+        first,
+        pairs,
+        Plan::Rate(interval),
+        Duration::from_secs(2),
+        secs,
+    )
+    .await;
+    total.latencies_us.sort_unstable();
+    let pct = |p: f64| -> Option<f64> {
+        let n = total.latencies_us.len();
+        (n > 0).then(|| {
+            let i = ((n as f64 * p).ceil() as usize).clamp(1, n) - 1;
+            f64::from(total.latencies_us[i]) / 1000.0
+        })
+    };
+    v["scenario"] = json!("latency");
+    v["target_rate"] = json!(rate);
+    v["p50_ms"] = json!(pct(0.50));
+    v["p99_ms"] = json!(pct(0.99));
+    v["p999_ms"] = json!(pct(0.999));
+    v["max_ms"] = json!(pct(1.0));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fractions_are_in_range() {
+        for n in ["a", "b@localhost/x", ""] {
+            let f = super::rand_fraction(n);
+            assert!((0.0..1.0).contains(&f));
+        }
+    }
+}

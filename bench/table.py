@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Turns the generator's JSON lines into one markdown table with ratios.
+
+Usage: bench/table.py results.jsonl
+"""
+import json
+import sys
+
+SERVERS = ["xmppd", "ejabberd", "prosody", "relay"]
+
+
+def load(path):
+    rows = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            r = json.loads(line)
+            key = r["scenario"] + (f" {r['n']}" if r["scenario"] == "login" else "")
+            rows.setdefault(key, {})[r["server"]] = r
+    return rows
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+# (row label, scenario key, field, digits, higher is better)
+METRICS = [
+    ("logins/s, {n} clients", "login", "logins_per_s", 0, True),
+    ("server CPU us/login, {n} clients", "login", "server_us_per_login", 0, False),
+    ("time to all-in s, {n} clients", "login", "secs_all_in", 2, False),
+    ("idle KiB/session ({n})", "idle", "kib_per_session", 1, False),
+    ("RSS MiB empty -> after {n} login/out", "warm", None, 1, False),
+    ("msg/s (throughput)", "throughput", "msgs_per_s", 0, True),
+    ("server CPU us/msg", "throughput", "server_us_per_msg", 2, False),
+    ("server CPU s per 1k msgs", "throughput", "server_cpu_s_per_1k_msgs", 3, False),
+    ("latency p50 ms @ rate", "latency", "p50_ms", 3, False),
+    ("latency p99 ms @ rate", "latency", "p99_ms", 3, False),
+    ("latency p99.9 ms @ rate", "latency", "p999_ms", 3, False),
+    ("generator CPU s (throughput)", "throughput", "gen_cpu_s", 2, False),
+]
+
+
+def main():
+    rows = load(sys.argv[1])
+    present = [s for s in SERVERS if any(s in r for r in rows.values())]
+    head = ["metric"] + present + ["xmppd/ejabberd", "xmppd/Prosody", "xmppd/relay"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for label, scen, field, digits, _ in METRICS:
+        keys = sorted((k for k in rows if k.split(" ")[0] == scen), key=lambda k: int(k.split(" ")[1]) if " " in k else 0)
+        for key in keys:
+            by = rows[key]
+            n = next(iter(by.values())).get("n", "")
+            if field is None:
+                vals = {}
+                for s, r in by.items():
+                    e, a = r.get("rss_empty_kib"), r.get("rss_after_logout_kib")
+                    vals[s] = None if e is None or a is None else (e / 1024, a / 1024)
+                cells = [("n/a" if vals.get(s) is None else f"{vals[s][0]:.1f} -> {vals[s][1]:.1f}") for s in present]
+                rat = ["", "", ""]
+            else:
+                vals = {s: by.get(s, {}).get(field) for s in present}
+                cells = [fmt(vals[s], digits) for s in present]
+                x = vals.get("xmppd")
+                rat = [ratio(x, vals.get("ejabberd")), ratio(x, vals.get("prosody")), ratio(x, vals.get("relay"))]
+            print("| " + " | ".join([label.format(n=n)] + cells + rat) + " |")
+    for label in ["presence fan-out (stanzas/s, 100-contact rosters)", "throughput with MAM archiving on (msg/s)"]:
+        print("| " + " | ".join([label] + ["n/a (not run)" for _ in present] + ["", "", ""]) + " |")
+    print()
+    print("Ratios are xmppd's figure divided by the other's (for costs and latency, lower is better).")
+    errs = [(k, s, r.get("failed") or r.get("errors") or r.get("out_of_order")) for k, by in rows.items() for s, r in by.items()]
+    errs = [e for e in errs if e[2]]
+    if errs:
+        print()
+        print("Failures/errors/out-of-order counts: " + ", ".join(f"{s} {k}: {v}" for k, s, v in errs))
+
+
+if __name__ == "__main__":
+    main()

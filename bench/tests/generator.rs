@@ -1,0 +1,71 @@
+//! The generator against the server's own SCRAM and routing, in process (testkit).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use xmppd_bench::client::{self, Protocol, Target};
+use xmppd_bench::scenarios::{self, Ctx};
+use xmppd_testkit::TestServer;
+
+async fn setup(users: usize) -> (TestServer, Ctx) {
+    let server = TestServer::start()
+        .await
+        .unwrap_or_else(|e| panic!("server: {e:#}"));
+    for i in 0..users {
+        server
+            .add_user(&format!("u{i}"), "benchpass")
+            .await
+            .unwrap_or_else(|e| panic!("user: {e:#}"));
+    }
+    let target = Target {
+        addr: server.starttls_addr(),
+        domain: server.domain().to_owned(),
+        protocol: Protocol::Xmpp,
+        tls: server.tls_client_config(),
+        password: "benchpass".into(),
+        keys: Arc::new(Mutex::new(HashMap::new())),
+    };
+    let ctx = Ctx {
+        target,
+        server_pid: Some(std::process::id()),
+        prefix: "u".into(),
+        concurrency: 4,
+        epoch: Instant::now(),
+    };
+    (server, ctx)
+}
+
+#[tokio::test]
+async fn scram_sha1_login_against_the_server_and_cached_keys() {
+    let (server, ctx) = setup(1).await;
+    let s = client::login(&ctx.target, "u0")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(s.jid.starts_with("u0@localhost/"), "{}", s.jid);
+    s.close(Protocol::Xmpp).await;
+    assert!(ctx.target.keys.lock().is_ok_and(|k| k.contains_key("u0")));
+    // Second login uses the cached ClientKeys; the server must still accept the proof.
+    let s = client::login(&ctx.target, "u0")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    s.close(Protocol::Xmpp).await;
+    // A wrong password is refused, not hung.
+    let mut bad = ctx.target.clone();
+    bad.password = "wrong".into();
+    bad.keys = Arc::default();
+    assert!(client::login(&bad, "u0").await.is_err());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn throughput_accounts_every_message_in_order() {
+    let (server, ctx) = setup(4).await;
+    let v = scenarios::throughput(&ctx, 2, 4, Duration::from_millis(500)).await;
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["out_of_order"], 0, "{v}");
+    assert!(v["delivered"].as_u64().is_some_and(|d| d > 0), "{v}");
+    let v = scenarios::login(&ctx, 4).await;
+    assert_eq!(v["ok"], 4, "{v}");
+    server.stop().await;
+}
