@@ -54,16 +54,9 @@ impl BoundSession {
 /// An error answer for an element that failed envelope checks, addressed back to the session
 /// (we cannot trust its addresses, so it carries none but ours). `None` for error stanzas.
 fn bounce_unparsed(el: &Element, me: &FullJid, error: &StanzaError) -> Option<Vec<u8>> {
-    if el.attr("type") == Some("error") {
-        return None;
-    }
-    let mut reply = Element::new(el.name(), ns::CLIENT)
-        .with_attr("type", "error")
-        .with_attr("to", me.as_str());
-    if let Some(id) = el.attr("id") {
-        reply.set_attr("id", id);
-    }
-    reply.push_child(error.to_element(ns::CLIENT));
+    let mut reply = xmppd_proto::bounce_unparsed(el, error)?;
+    reply.remove_attr("from");
+    reply.set_attr("to", me.as_str());
     let mut out = Vec::new();
     reply.write_to(&mut out, ns::CLIENT);
     Some(out)
