@@ -128,26 +128,9 @@ fn sasl_el(name: &str) -> Element {
     Element::new(name, ns::SASL)
 }
 
-/// Serialises an element for the client stream. Elements of the streams namespace use the
-/// `stream:` prefix bound by our header (`<stream:features>`), as every XMPP server writes
-/// them; everything else is written with the stream's default namespace.
+/// Serialises an element for the client stream.
 fn bytes_of(el: &Element) -> Vec<u8> {
-    let mut out = Vec::new();
-    if el.ns() == ns::STREAM && el.attr_count() == 0 {
-        let name = el.name();
-        out.extend_from_slice(b"<stream:");
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'>');
-        for child in el.children() {
-            child.write_to(&mut out, ns::CLIENT);
-        }
-        out.extend_from_slice(b"</stream:");
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'>');
-    } else {
-        el.write_to(&mut out, ns::CLIENT);
-    }
-    out
+    crate::header::element_bytes(el, ns::CLIENT)
 }
 
 impl C2sResponder {

@@ -1,5 +1,7 @@
 //! Stream headers (RFC 6120 §4.7).
 
+use xmppd_proto::ns;
+use xmppd_xml::Element;
 use xmppd_xml::writer::escape_attr;
 
 /// A fresh random stream id (128 bits, hex), unpredictable as RFC 6120 §4.7.3 requires.
@@ -46,6 +48,29 @@ pub fn initial_header(content_ns: &str, to: &str, from: Option<&str>) -> Vec<u8>
         escape_attr(from, &mut out);
     }
     out.extend_from_slice(b"\" version=\"1.0\" xml:lang=\"en\">");
+    out
+}
+
+/// Serialises a top-level element for a stream whose content namespace is `content_ns`.
+/// Elements of the streams namespace use the `stream:` prefix bound by the header
+/// (`<stream:features>`), as every XMPP server writes them; everything else is written with
+/// the stream's default namespace.
+pub fn element_bytes(el: &Element, content_ns: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    if el.ns() == ns::STREAM && el.attr_count() == 0 {
+        let name = el.name();
+        out.extend_from_slice(b"<stream:");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'>');
+        for child in el.children() {
+            child.write_to(&mut out, content_ns);
+        }
+        out.extend_from_slice(b"</stream:");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'>');
+    } else {
+        el.write_to(&mut out, content_ns);
+    }
     out
 }
 

@@ -6,7 +6,9 @@
 
 pub mod c2s;
 pub mod component;
+pub mod dialback;
 pub mod header;
+pub mod s2s;
 pub mod sasl;
 
 pub use c2s::{C2sOutput, C2sPolicy, C2sResponder, Phase};
