@@ -18,5 +18,5 @@ pub use hooks::{
     OutboundSubscriptionHandler, SessionPresence, SessionPresenceHook, SubscriptionKind,
 };
 pub use module::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
-pub use router::Router;
+pub use router::{RemoteRoute, Router};
 pub use session::{Outbound, SessionControl, SessionRegistry};

@@ -6,7 +6,7 @@
 //! in reply to an `error` (or an iq `result`), so bounces cannot loop.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use jid::{BareJid, FullJid, Jid};
@@ -19,11 +19,26 @@ use crate::hooks::{InboundPresenceKind, OfflineOutcome, SessionPresence, Subscri
 use crate::module::{IqRequest, IqTarget, IqType, Registry};
 use crate::session::{DeliveryError, Outbound, ResourceInfo, SessionRegistry};
 
-/// Routes stanzas between local sessions, the server's own handlers and (later) remote
-/// domains.
+/// The way out to other servers (federation). The router knows it only through this trait,
+/// so core names no transport.
+pub trait RemoteRoute: Send + Sync {
+    /// Queues `stanza` (whose `from` is at a local domain or component) for the remote domain
+    /// of its `to`. An error is the stanza error to bounce to the sender now; failures found
+    /// later (the domain cannot be reached) are bounced by the implementation through the
+    /// router. The refused stanza comes back with the error.
+    fn send_remote(
+        &self,
+        stanza: Stanza,
+        from_domain: &str,
+        to_domain: &str,
+    ) -> Result<(), (Stanza, StanzaError)>;
+}
+
+/// Routes stanzas between local sessions, the server's own handlers and remote domains.
 pub struct Router {
     hosts: HashSet<String>,
     components: Arc<ComponentRegistry>,
+    remote: OnceLock<Arc<dyn RemoteRoute>>,
     sessions: Arc<SessionRegistry>,
     accounts: Accounts,
     registry: Registry,
@@ -67,6 +82,7 @@ impl Router {
         Router {
             hosts,
             components: Arc::new(ComponentRegistry::default()),
+            remote: OnceLock::new(),
             sessions,
             accounts,
             registry,
@@ -77,6 +93,17 @@ impl Router {
     pub fn with_components(mut self, components: Arc<ComponentRegistry>) -> Self {
         self.components = components;
         self
+    }
+
+    /// Connects the router to federation; stanzas to other domains go there from now on.
+    /// Only the first call counts (the route out is fixed for the router's life).
+    pub fn set_remote(&self, remote: Arc<dyn RemoteRoute>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// Whether `domain` is served here: a host or a component.
+    pub fn is_served_domain(&self, domain: &str) -> bool {
+        self.is_local_domain(domain) || self.components.is_component(domain)
     }
 
     /// The external components.
@@ -129,10 +156,7 @@ impl Router {
             return self.to_component(stanza, to.domain().as_str());
         }
         if !self.is_local_domain(to.domain().as_str()) {
-            // Federation is not wired in yet: every remote domain is unreachable.
-            let err = StanzaError::new(DefinedCondition::RemoteServerNotFound)
-                .with_text(format!("{} is not reachable from this server", to.domain()));
-            return stanza.error_reply(&err);
+            return self.to_remote(stanza, to.domain().as_str());
         }
         if to.node().is_none() {
             return self.to_server(&stanza, &to.to_bare()).await;
@@ -140,6 +164,29 @@ impl Router {
         match to.try_as_full() {
             Ok(full) => self.to_full(stanza, full).await,
             Err(bare) => self.to_bare(stanza, bare).await,
+        }
+    }
+
+    /// A remote domain: through federation, for stanzas from our own domains only (the server
+    /// relays for no one else).
+    fn to_remote(&self, stanza: Stanza, to_domain: &str) -> Option<Stanza> {
+        let from_domain = match stanza.from() {
+            Some(from) if self.is_served_domain(from.domain().as_str()) => {
+                from.domain().as_str().to_owned()
+            }
+            _ => {
+                debug!(to = to_domain, "not relaying a stanza from a foreign domain");
+                return None;
+            }
+        };
+        let Some(remote) = self.remote.get() else {
+            let err = StanzaError::new(DefinedCondition::RemoteServerNotFound)
+                .with_text(format!("{to_domain} is not reachable: federation is off"));
+            return stanza.error_reply(&err);
+        };
+        match remote.send_remote(stanza, &from_domain, to_domain) {
+            Ok(()) => None,
+            Err((stanza, err)) => stanza.error_reply(&err),
         }
     }
 
