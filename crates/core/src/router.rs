@@ -175,7 +175,10 @@ impl Router {
                 from.domain().as_str().to_owned()
             }
             _ => {
-                debug!(to = to_domain, "not relaying a stanza from a foreign domain");
+                debug!(
+                    to = to_domain,
+                    "not relaying a stanza from a foreign domain"
+                );
                 return None;
             }
         };

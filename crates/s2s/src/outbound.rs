@@ -162,7 +162,8 @@ impl S2sPool {
                     waiting: Vec::new(),
                     sent: HashMap::new(),
                 };
-                let span = info_span!("s2s_out", link = id, local = %key.0, remote = %key.1);
+                let span =
+                    info_span!(parent: None, "s2s_out", link = id, local = %key.0, remote = %key.1);
                 self.tracker.spawn(link.run().instrument(span));
                 LinkHandle {
                     id,

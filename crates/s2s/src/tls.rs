@@ -220,7 +220,8 @@ impl rustls::client::ResolvesClientCert for ClientCert {
 pub struct S2sTls {
     certs: Arc<DomainCerts>,
     acceptor: TlsAcceptor,
-    verifier: Arc<WebPkiServerVerifier>,
+    /// `None` without any trust anchor: then no certificate is valid.
+    verifier: Option<Arc<WebPkiServerVerifier>>,
 }
 
 impl std::fmt::Debug for S2sTls {
@@ -285,9 +286,14 @@ impl S2sTls {
             .map_err(|e| S2sTlsError::Rustls(e.to_string()))?
             .with_client_cert_verifier(Arc::new(AcceptAnyCertificate::new()))
             .with_cert_resolver(certs.clone());
-        let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
-            .build()
-            .map_err(|e| S2sTlsError::Rustls(format!("no usable trust anchors: {e}")))?;
+        let verifier = if roots.is_empty() {
+            None
+        } else {
+            let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                .build()
+                .map_err(|e| S2sTlsError::Rustls(format!("no usable trust anchors: {e}")))?;
+            Some(verifier)
+        };
         Ok(S2sTls {
             certs,
             acceptor: TlsAcceptor::from(Arc::new(config)),
@@ -319,10 +325,14 @@ impl S2sTls {
 
     /// Whether `chain` (end entity first) is trusted and names `domain`.
     pub fn judge(&self, chain: &[CertificateDer<'_>], domain: &str) -> Result<(), String> {
+        let verifier = self
+            .verifier
+            .as_ref()
+            .ok_or("no trust anchors are configured")?;
         let (end_entity, intermediates) = chain.split_first().ok_or("no certificate")?;
         let name = ServerName::try_from(domain.to_owned())
             .map_err(|_| format!("{domain} is not a DNS name"))?;
-        self.verifier
+        verifier
             .verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::now())
             .map(|_| ())
             .map_err(|e| e.to_string())

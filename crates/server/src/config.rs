@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 use xmppd_c2s::{C2sLimits, ListenerKind};
+use xmppd_s2s::S2sListenerKind;
 
 /// A configuration problem, with where it is.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,35 @@ struct RawConfig {
     component: Vec<RawComponent>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    s2s: RawS2s,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawS2s {
+    enabled: Option<bool>,
+    require_tls: Option<bool>,
+    secure_auth: Option<bool>,
+    #[serde(default)]
+    ca_file: Vec<Spanned<PathBuf>>,
+    use_system_roots: Option<bool>,
+    connect_timeout_secs: Option<Spanned<u64>>,
+    negotiation_timeout_secs: Option<Spanned<u64>>,
+    idle_timeout_secs: Option<Spanned<u64>>,
+    queue: Option<Spanned<usize>>,
+    max_stanza_bytes: Option<Spanned<usize>>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    domain: Spanned<String>,
+    host: Spanned<String>,
+    port: Option<u16>,
+    tls: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -139,6 +169,45 @@ pub struct ListenConfig {
     pub addr: SocketAddr,
 }
 
+/// A federation listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct S2sListenConfig {
+    /// STARTTLS (5269) or direct TLS.
+    pub kind: S2sListenerKind,
+    /// Where to listen.
+    pub addr: SocketAddr,
+}
+
+/// Federation.
+#[derive(Clone, Debug)]
+pub struct S2sConfig {
+    /// Whether stanzas to other domains go out at all (inbound needs an s2s listener).
+    pub enabled: bool,
+    /// Whether TLS is required on every server stream.
+    pub require_tls: bool,
+    /// Certificates only: no dialback for peers whose certificate is not valid.
+    pub secure_auth: bool,
+    /// Extra trust anchors (PEM).
+    pub ca_files: Vec<PathBuf>,
+    /// Whether the system's roots are trusted too.
+    pub use_system_roots: bool,
+    /// Timeouts, queue, limits and static routes.
+    pub settings: xmppd_s2s::S2sSettings,
+}
+
+impl Default for S2sConfig {
+    fn default() -> Self {
+        S2sConfig {
+            enabled: true,
+            require_tls: true,
+            secure_auth: false,
+            ca_files: Vec::new(),
+            use_system_roots: true,
+            settings: xmppd_s2s::S2sSettings::default(),
+        }
+    }
+}
+
 /// An external component (XEP-0114).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ComponentConfig {
@@ -173,8 +242,12 @@ pub struct Config {
     pub log: String,
     /// Virtual hosts, the first being the default for clients without SNI.
     pub hosts: Vec<HostConfig>,
-    /// Listeners.
+    /// Client listeners.
     pub listen: Vec<ListenConfig>,
+    /// Federation listeners.
+    pub s2s_listen: Vec<S2sListenConfig>,
+    /// Federation.
+    pub s2s: S2sConfig,
     /// Storage backend.
     pub storage: StorageChoice,
     /// External components.
@@ -211,6 +284,8 @@ impl Config {
                     addr: SocketAddr::new(loopback, 5223),
                 },
             ],
+            s2s_listen: Vec::new(),
+            s2s: S2sConfig::default(),
             storage: StorageChoice::Sqlite(PathBuf::from("xmppd.db")),
             components: Vec::new(),
             limits: C2sLimits::default(),
@@ -256,13 +331,14 @@ impl Config {
             config.hosts = v.hosts(&raw.host, &base)?;
         }
         if !raw.listen.is_empty() {
-            config.listen = v.listeners(&raw.listen)?;
+            (config.listen, config.s2s_listen) = v.listeners(&raw.listen)?;
         }
         if let Some(storage) = raw.storage {
             config.storage = v.storage(storage)?;
         }
         config.components = v.components(&raw.component, &config.hosts)?;
         v.limits(raw.limits, &mut config)?;
+        config.s2s = v.s2s(raw.s2s, &base)?;
         Ok(config)
     }
 }
@@ -324,16 +400,23 @@ impl Validator<'_> {
         Ok(hosts)
     }
 
-    fn listeners(&self, raw: &[RawListen]) -> Result<Vec<ListenConfig>, ConfigError> {
+    fn listeners(
+        &self,
+        raw: &[RawListen],
+    ) -> Result<(Vec<ListenConfig>, Vec<S2sListenConfig>), ConfigError> {
         let mut out: Vec<ListenConfig> = Vec::new();
+        let mut s2s: Vec<S2sListenConfig> = Vec::new();
         for (i, l) in raw.iter().enumerate() {
             let key = |k: &str| format!("listen[{i}].{k}");
             let kind = match l.kind.get_ref().as_str() {
-                "c2s" => ListenerKind::StartTls,
-                "c2s_tls" => ListenerKind::DirectTls,
+                "c2s" => Ok(ListenerKind::StartTls),
+                "c2s_tls" => Ok(ListenerKind::DirectTls),
+                "s2s" => Err(S2sListenerKind::StartTls),
+                "s2s_tls" => Err(S2sListenerKind::DirectTls),
                 other => {
-                    let msg =
-                        format!("unknown listener kind '{other}'; use \"c2s\" or \"c2s_tls\"");
+                    let msg = format!(
+                        "unknown listener kind '{other}'; use \"c2s\", \"c2s_tls\", \"s2s\" or \"s2s_tls\""
+                    );
                     return Err(self.invalid(l.kind.span(), &key("kind"), msg));
                 }
             };
@@ -352,13 +435,100 @@ impl Validator<'_> {
                     })?,
             };
             let addr = SocketAddr::new(ip, *l.port.get_ref());
-            if addr.port() != 0 && out.iter().any(|o| o.addr == addr) {
+            let taken = out.iter().any(|o| o.addr == addr) || s2s.iter().any(|o| o.addr == addr);
+            if addr.port() != 0 && taken {
                 let msg = format!("{addr} is used by two listeners");
                 return Err(self.invalid(l.port.span(), &key("port"), msg));
             }
-            out.push(ListenConfig { kind, addr });
+            match kind {
+                Ok(kind) => out.push(ListenConfig { kind, addr }),
+                Err(kind) => s2s.push(S2sListenConfig { kind, addr }),
+            }
         }
-        Ok(out)
+        Ok((out, s2s))
+    }
+
+    fn s2s(&self, raw: RawS2s, base: &Path) -> Result<S2sConfig, ConfigError> {
+        let mut c = S2sConfig::default();
+        c.enabled = raw.enabled.unwrap_or(true);
+        c.require_tls = raw.require_tls.unwrap_or(true);
+        c.secure_auth = raw.secure_auth.unwrap_or(false);
+        c.use_system_roots = raw.use_system_roots.unwrap_or(true);
+        for (i, file) in raw.ca_file.iter().enumerate() {
+            let path = base.join(file.get_ref());
+            if let Err(e) = xmppd_s2s::tls::read_ca_file(&path) {
+                let msg = format!("{e}; give a PEM file of CA certificates");
+                return Err(self.invalid(file.span(), &format!("s2s.ca_file[{i}]"), msg));
+            }
+            c.ca_files.push(path);
+        }
+        let secs = |v: Option<Spanned<u64>>, key: &str, default: Duration| match v {
+            None => Ok(default),
+            Some(v) if *v.get_ref() == 0 => {
+                Err(self.invalid(v.span(), &format!("s2s.{key}"), "must be at least 1"))
+            }
+            Some(v) => Ok(Duration::from_secs(v.into_inner())),
+        };
+        let st = &mut c.settings;
+        st.connect_timeout = secs(
+            raw.connect_timeout_secs,
+            "connect_timeout_secs",
+            st.connect_timeout,
+        )?;
+        st.negotiation_timeout = secs(
+            raw.negotiation_timeout_secs,
+            "negotiation_timeout_secs",
+            st.negotiation_timeout,
+        )?;
+        st.idle_timeout = secs(raw.idle_timeout_secs, "idle_timeout_secs", st.idle_timeout)?;
+        if let Some(q) = raw.queue {
+            if *q.get_ref() == 0 {
+                return Err(self.invalid(q.span(), "s2s.queue", "must be at least 1"));
+            }
+            st.queue = q.into_inner();
+        }
+        if let Some(v) = raw.max_stanza_bytes {
+            if *v.get_ref() < 10_000 {
+                return Err(self.invalid(
+                    v.span(),
+                    "s2s.max_stanza_bytes",
+                    "must be at least 10000 (RFC 6120 §13.12)",
+                ));
+            }
+            st.max_stanza_bytes = v.into_inner();
+        }
+        for (i, r) in raw.route.iter().enumerate() {
+            let key = |k: &str| format!("s2s.route[{i}].{k}");
+            let domain = match jid::BareJid::new(r.domain.get_ref()) {
+                Ok(j) if j.node().is_none() => j.domain().as_str().to_owned(),
+                _ => {
+                    let msg = format!("'{}' is not a valid domain name", r.domain.get_ref());
+                    return Err(self.invalid(r.domain.span(), &key("domain"), msg));
+                }
+            };
+            let host = r.host.get_ref().trim_matches(|ch| ch == '[' || ch == ']');
+            if host.is_empty() {
+                return Err(self.invalid(r.host.span(), &key("host"), "must not be empty"));
+            }
+            let transport = match r.tls.as_ref().map(|t| t.get_ref().as_str()) {
+                None | Some("starttls") => xmppd_s2s::Transport::StartTls,
+                Some("direct") => xmppd_s2s::Transport::DirectTls,
+                Some(other) => {
+                    let msg = format!("unknown tls '{other}'; use \"starttls\" or \"direct\"");
+                    let span = r.tls.as_ref().map_or(r.host.span(), |t| t.span());
+                    return Err(self.invalid(span, &key("tls"), msg));
+                }
+            };
+            st.routes
+                .entry(domain)
+                .or_default()
+                .push(xmppd_s2s::StaticRoute {
+                    host: host.to_owned(),
+                    port: r.port.unwrap_or(xmppd_s2s::resolve::DEFAULT_PORT),
+                    transport,
+                });
+        }
+        Ok(c)
     }
 
     fn components(
@@ -546,6 +716,21 @@ kind = "c2s_tls"
 address = "0.0.0.0"
 port = 5223
 
+[[listen]]
+kind = "s2s"
+address = "::"
+port = 5269
+
+[s2s]
+secure_auth = true
+queue = 200
+
+[[s2s.route]]
+domain = "partner.example"
+host = "10.0.0.7"
+port = 5270
+tls = "direct"
+
 [storage]
 backend = "postgres"
 url = "postgres://xmppd@localhost/xmppd"
@@ -585,6 +770,18 @@ max_offline_messages = 20
         assert_eq!(c.max_auth_failures, 2);
         assert_eq!(c.im.max_roster_items, 50);
         assert_eq!(c.im.max_offline_messages, 20);
+        assert_eq!(c.s2s_listen.len(), 1);
+        assert_eq!(c.s2s_listen[0].kind, S2sListenerKind::StartTls);
+        assert!(c.s2s.secure_auth && c.s2s.require_tls);
+        assert_eq!(
+            c.s2s.settings.routes["partner.example"],
+            vec![xmppd_s2s::StaticRoute {
+                host: "10.0.0.7".into(),
+                port: 5270,
+                transport: xmppd_s2s::Transport::DirectTls
+            }]
+        );
+        assert_eq!(c.s2s.settings.queue, 200);
     }
 
     #[test]
@@ -606,7 +803,7 @@ max_offline_messages = 20
         .to_string();
         assert_eq!(
             e,
-            "/etc/xmppd/xmppd.toml:6: `listen[1].kind`: unknown listener kind 's2c'; use \"c2s\" or \"c2s_tls\""
+            "/etc/xmppd/xmppd.toml:6: `listen[1].kind`: unknown listener kind 's2c'; use \"c2s\", \"c2s_tls\", \"s2s\" or \"s2s_tls\""
         );
         let e = parse("[limits]\nmax_stanza_bytes = 100\n")
             .unwrap_err()
@@ -623,6 +820,16 @@ max_offline_messages = 20
             .unwrap_err()
             .to_string();
         assert!(e.contains(":3: `limits.max_roster_items`"), "{e}");
+        let e = parse("[s2s]\nqueue = 5\n\n[[s2s.route]]\ndomain = \"b.test\"\nhost = \"127.0.0.2\"\ntls = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":7: `s2s.route[0].tls`"), "{e}");
+        let e = parse("[s2s]\nca_file = [\"/nonexistent/ca.pem\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":2: `s2s.ca_file[0]`") && e.contains("/nonexistent/ca.pem"), "{e}");
+        let e = parse("[s2s]\nidle_timeout_secs = 0\n").unwrap_err().to_string();
+        assert!(e.contains("`s2s.idle_timeout_secs`"), "{e}");
         let e = parse("[[host]]\nname = \"a@b\"\n").unwrap_err().to_string();
         assert!(e.contains(":2: `host[0].name`"), "{e}");
         let e = parse("[[host]]\nname = \"x.org\"\ncert = \"c.pem\"\n")

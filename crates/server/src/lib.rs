@@ -23,7 +23,9 @@ use xmppd_component::{ComponentContext, ComponentLimits};
 use xmppd_core::storage::Storage;
 use xmppd_core::{Accounts, ComponentRegistry, Router, SessionRegistry};
 use xmppd_proto::{StreamError, StreamErrorCondition};
+use xmppd_s2s::{InboundContext, S2sListenerKind, S2sPool, S2sResolver, S2sTls};
 use xmppd_stream::C2sPolicy;
+use xmppd_stream::s2s::S2sPolicy;
 use xmppd_stream::sasl::DEFAULT_ITERATIONS;
 
 pub use config::Config;
@@ -79,6 +81,8 @@ fn server_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
 pub struct RunningServer {
     /// The bound listeners (with the real port when 0 was configured).
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
+    /// The bound federation listeners.
+    pub s2s_listeners: Vec<(S2sListenerKind, SocketAddr)>,
     /// The bound component listeners, in configuration order of their first component.
     pub component_listeners: Vec<SocketAddr>,
     /// The router (for tests and admin introspection).
@@ -96,6 +100,14 @@ impl std::fmt::Debug for RunningServer {
 }
 
 impl RunningServer {
+    /// The first federation listener of a kind.
+    pub fn s2s_addr(&self, kind: S2sListenerKind) -> Option<SocketAddr> {
+        self.s2s_listeners
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, a)| *a)
+    }
+
     /// The first listener of a kind.
     pub fn addr(&self, kind: ListenerKind) -> Option<SocketAddr> {
         self.listeners
@@ -123,6 +135,83 @@ impl RunningServer {
     }
 }
 
+/// Federation: the outbound pool (the router's remote path) and the s2s listeners.
+async fn start_federation(
+    config: &Config,
+    router: &Arc<Router>,
+    keys: Vec<(String, Arc<rustls::sign::CertifiedKey>)>,
+    secret: [u8; 32],
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Vec<(S2sListenerKind, SocketAddr)>> {
+    let s2s = &config.s2s;
+    let mut anchors = Vec::new();
+    for file in &s2s.ca_files {
+        anchors.extend(xmppd_s2s::tls::read_ca_file(file)?);
+    }
+    let roots = xmppd_s2s::tls::trust_roots(s2s.use_system_roots, anchors);
+    let tls = Arc::new(S2sTls::new(keys, roots)?);
+    let mut local_domains: HashSet<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
+    local_domains.extend(config.components.iter().map(|c| c.name.clone()));
+    let policy = S2sPolicy {
+        local_domains: Arc::new(local_domains),
+        require_tls: s2s.require_tls,
+        allow_dialback: !s2s.secure_auth,
+        // Dialback keys come from their own secret, derived so that the one on disk serves
+        // both purposes without either revealing the other.
+        dialback_secret: Arc::new(derive_secret(&secret, b"xmppd dialback")),
+    };
+    let resolver = match S2sResolver::from_system() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "no DNS for federation; only static routes work");
+            None
+        }
+    };
+    let pool = S2sPool::new(
+        s2s.settings.clone(),
+        policy.clone(),
+        tls.clone(),
+        resolver,
+        shutdown.clone(),
+        tracker.clone(),
+    );
+    pool.attach(router);
+    let ctx = Arc::new(InboundContext::new(
+        router.clone(),
+        pool,
+        tls,
+        policy,
+        s2s.settings.clone(),
+    ));
+    let mut bound = Vec::new();
+    for listen in &config.s2s_listen {
+        let listener = TcpListener::bind(listen.addr)
+            .await
+            .with_context(|| format!("cannot listen for servers on {}", listen.addr))?;
+        let addr = listener.local_addr()?;
+        info!(%addr, kind = ?listen.kind, "listening for servers");
+        bound.push((listen.kind, addr));
+        tracker.spawn(xmppd_s2s::inbound::serve(
+            listener,
+            listen.kind,
+            ctx.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
+    Ok(bound)
+}
+
+/// A purpose-specific secret derived from the server secret.
+fn derive_secret(secret: &[u8; 32], purpose: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(purpose);
+    hasher.update(secret);
+    hasher.finalize().into()
+}
+
 /// Starts every listener of `config`.
 pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let storage = open_storage(config).await?;
@@ -136,8 +225,16 @@ pub async fn start_with_storage(
 ) -> anyhow::Result<RunningServer> {
     let secret = server_secret(&config.data_dir)?;
     let mut host_certs = Vec::new();
+    let mut s2s_keys = Vec::new();
     for host in &config.hosts {
-        host_certs.push(certs::host_certificate(host, &config.data_dir)?);
+        let cert = certs::host_certificate(host, &config.data_dir)?;
+        let signing = rustls::crypto::ring::sign::any_supported_type(&cert.key)
+            .map_err(|e| anyhow::anyhow!("unsupported private key for {}: {e}", host.name))?;
+        s2s_keys.push((
+            host.name.clone(),
+            Arc::new(rustls::sign::CertifiedKey::new(cert.chain.clone(), signing)),
+        ));
+        host_certs.push(cert);
     }
     let tls = TlsSetup::new(host_certs)?;
     let hosts: HashSet<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
@@ -161,6 +258,11 @@ pub async fn start_with_storage(
     let ctx = Arc::new(C2sContext::new(router.clone(), tls, policy, config.limits));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let s2s_listeners = if config.s2s.enabled {
+        start_federation(config, &router, s2s_keys, secret, &shutdown, &tracker).await?
+    } else {
+        Vec::new()
+    };
     let mut listeners = Vec::new();
     for listen in &config.listen {
         let listener = TcpListener::bind(listen.addr)
@@ -206,6 +308,7 @@ pub async fn start_with_storage(
     }
     Ok(RunningServer {
         listeners,
+        s2s_listeners,
         component_listeners,
         router,
         shutdown,

@@ -142,6 +142,11 @@ impl TestClient {
         Ok(())
     }
 
+    /// Parses what follows as a new stream (after SASL success, RFC 6120 §6.4.6).
+    pub fn restart_stream(&mut self) {
+        self.reader.reset();
+    }
+
     /// The raw transport (for tests that misbehave on purpose).
     pub fn conn(&mut self) -> &mut Conn {
         &mut self.conn

@@ -9,8 +9,9 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::CertificateDer;
 use tempfile::TempDir;
 use xmppd::RunningServer;
-use xmppd::config::{Config, HostConfig, ListenConfig};
+use xmppd::config::{Config, HostConfig, ListenConfig, S2sListenConfig};
 use xmppd_c2s::ListenerKind;
+use xmppd_s2s::S2sListenerKind;
 
 /// A running server with a temp dir, test CA and its accounts.
 pub struct TestServer {
@@ -60,7 +61,99 @@ fn make_pki(
     Ok((ca_cert.der().clone(), paths))
 }
 
+/// A throw-away CA with a certificate per domain, for servers that must trust each other
+/// (federation tests).
+pub struct TestPki {
+    dir: TempDir,
+    ca_der: CertificateDer<'static>,
+    certs: Vec<(String, (PathBuf, PathBuf))>,
+}
+
+impl std::fmt::Debug for TestPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPki")
+            .field("dir", &self.dir.path())
+            .finish()
+    }
+}
+
+impl TestPki {
+    /// A CA and one certificate for each domain.
+    pub fn new(domains: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (ca_der, paths) = make_pki(dir.path(), domains)?;
+        let certs = domains.iter().map(|d| (*d).to_owned()).zip(paths).collect();
+        Ok(TestPki { dir, ca_der, certs })
+    }
+
+    /// The CA certificate (PEM file).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The certificate and key files of a domain.
+    pub fn cert_paths(&self, domain: &str) -> Option<(PathBuf, PathBuf)> {
+        self.certs
+            .iter()
+            .find(|(d, _)| d == domain)
+            .map(|(_, p)| p.clone())
+    }
+}
+
 impl TestServer {
+    /// Serves `domain` with its certificate from `pki`: client listeners on 127.0.0.1, a
+    /// STARTTLS federation listener on `s2s_addr` (port 0 for any), trusting only `pki`'s CA
+    /// for federation when `trust_pki`, nothing otherwise (so peers must use dialback).
+    pub async fn start_federated(
+        domain: &str,
+        pki: &TestPki,
+        s2s_addr: SocketAddr,
+        trust_pki: bool,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
+        crate::init_test_logging();
+        let dir = tempfile::tempdir()?;
+        std::fs::copy(pki.ca_path(), dir.path().join("ca.pem"))?;
+        let mut config = Config::default_localhost();
+        config.data_dir = dir.path().join("data");
+        config.hosts = vec![HostConfig {
+            name: domain.to_owned(),
+            tls: pki.cert_paths(domain),
+        }];
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.listen = vec![ListenConfig {
+            kind: ListenerKind::StartTls,
+            addr: loopback,
+        }];
+        config.s2s_listen = vec![S2sListenConfig {
+            kind: S2sListenerKind::StartTls,
+            addr: s2s_addr,
+        }];
+        config.s2s.use_system_roots = false;
+        config.s2s.ca_files = if trust_pki {
+            vec![pki.ca_path()]
+        } else {
+            Vec::new()
+        };
+        adjust(&mut config);
+        let server = xmppd::start(&config)
+            .await
+            .with_context(|| format!("starting the test server for {domain}"))?;
+        Ok(TestServer {
+            server,
+            config,
+            dir,
+            ca_der: pki.ca_der.clone(),
+        })
+    }
+
+    /// The federation listener (STARTTLS).
+    pub fn s2s_addr(&self) -> SocketAddr {
+        self.server
+            .s2s_addr(S2sListenerKind::StartTls)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
     /// `localhost` with STARTTLS and direct-TLS listeners on ephemeral loopback ports.
     pub async fn start() -> anyhow::Result<Self> {
         Self::start_with(|_| {}).await
@@ -68,6 +161,7 @@ impl TestServer {
 
     /// Like [`TestServer::start`], letting the test adjust the configuration first.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        crate::init_test_logging();
         let dir = tempfile::tempdir()?;
         let (ca_der, paths) = make_pki(dir.path(), &["localhost"])?;
         let mut config = Config::default_localhost();

@@ -1,0 +1,449 @@
+//! Federation between two xmppd instances on two loopback addresses with static routes
+//! (RFC 6120 §13.7, XEP-0178, XEP-0220): certificate authentication, dialback, a forged
+//! sender, a wrong dialback key, and stanzas bounced when the peer cannot be reached.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{CLIENT, password};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use xmppd::config::Config;
+use xmppd_s2s::{StaticRoute, Transport};
+use xmppd_testkit::{EXPECT_TIMEOUT, TestClient, TestPki, TestServer, stanza_error_condition};
+use xmppd_xml::{Element, StreamEvent};
+
+const A: &str = "a.test";
+const B: &str = "b.test";
+const PING: &str = "urn:xmpp:ping";
+
+/// A port free on `ip` right now (the servers bind it a moment later).
+fn free_port(ip: [u8; 4]) -> anyhow::Result<SocketAddr> {
+    let probe = std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?;
+    Ok(probe.local_addr()?)
+}
+
+fn route_to(config: &mut Config, domain: &str, addr: SocketAddr) {
+    config.s2s.settings.routes.insert(
+        domain.to_owned(),
+        vec![StaticRoute {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            transport: Transport::StartTls,
+        }],
+    );
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Auth {
+    /// Both trust the test CA and allow only certificates: SASL EXTERNAL or nothing.
+    Certificates,
+    /// Neither trusts the other's certificate; dialback is allowed.
+    Dialback,
+}
+
+/// a.test on 127.0.0.1 and b.test on 127.0.0.2, each with a static route to the other.
+async fn two_servers(auth: Auth) -> anyhow::Result<(TestPki, TestServer, TestServer)> {
+    let pki = TestPki::new(&[A, B])?;
+    let a_addr = free_port([127, 0, 0, 1])?;
+    let b_addr = free_port([127, 0, 0, 2])?;
+    let trust = auth == Auth::Certificates;
+    let configure = |c: &mut Config, other: &str, other_addr: SocketAddr| {
+        route_to(c, other, other_addr);
+        c.s2s.secure_auth = auth == Auth::Certificates;
+    };
+    let a =
+        TestServer::start_federated(A, &pki, a_addr, trust, |c| configure(c, B, b_addr)).await?;
+    let b =
+        TestServer::start_federated(B, &pki, b_addr, trust, |c| configure(c, A, a_addr)).await?;
+    for (server, user) in [(&a, "alice"), (&b, "bob")] {
+        server.add_user(user, &password(user)).await?;
+    }
+    Ok((pki, a, b))
+}
+
+/// Logs in, sends initial presence and takes its echo.
+async fn online(server: &TestServer, user: &str) -> anyhow::Result<TestClient> {
+    let mut client = server.login(user, &password(user), "res").await?;
+    client.available(0).await?;
+    let me = format!("{user}@{}/res", server.domain());
+    next_matching(&mut client, "own presence", |e| {
+        e.is("presence", CLIENT) && e.attr("from") == Some(me.as_str())
+    })
+    .await?;
+    Ok(client)
+}
+
+/// The next element satisfying `check`, skipping others (roster pushes, presence echoes),
+/// within the test timeout.
+async fn next_matching(
+    client: &mut TestClient,
+    what: &str,
+    check: impl Fn(&Element) -> bool,
+) -> anyhow::Result<Element> {
+    let deadline = tokio::time::Instant::now() + EXPECT_TIMEOUT;
+    let mut skipped = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match client.next_event_within(left).await? {
+            Some(StreamEvent::Stanza(el)) if check(&el) => return Ok(el),
+            Some(StreamEvent::Stanza(el)) => skipped.push(el.to_string()),
+            Some(other) => anyhow::bail!("waiting for {what}: got {other:?}"),
+            None => anyhow::bail!("waiting for {what}: nothing came; skipped {skipped:#?}"),
+        }
+    }
+}
+
+async fn expect_body(client: &mut TestClient, from: &str, text: &str) -> anyhow::Result<()> {
+    next_matching(client, &format!("{text:?} from {from}"), |e| {
+        e.is("message", CLIENT)
+            && e.attr("from") == Some(from)
+            && e.attr("type") != Some("error")
+            && e.child("body", CLIENT).map(Element::text).as_deref() == Some(text)
+    })
+    .await?;
+    Ok(())
+}
+
+async fn chat_both_ways(alice: &mut TestClient, bob: &mut TestClient) -> anyhow::Result<()> {
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>hello from a</body></message>")
+        .await?;
+    expect_body(bob, "alice@a.test/res", "hello from a").await?;
+    bob.send("<message to='alice@a.test/res' type='chat'><body>hello from b</body></message>")
+        .await?;
+    expect_body(alice, "bob@b.test/res", "hello from b").await?;
+    Ok(())
+}
+
+async fn ping_remote_server(client: &mut TestClient, domain: &str) -> anyhow::Result<()> {
+    client
+        .send(&format!(
+            "<iq to='{domain}' type='get' id='p1'><ping xmlns='{PING}'/></iq>"
+        ))
+        .await?;
+    next_matching(client, &format!("ping result from {domain}"), |e| {
+        e.is("iq", CLIENT) && e.attr("id") == Some("p1") && e.attr("from") == Some(domain)
+    })
+    .await
+    .and_then(|e| match e.attr("type") {
+        Some("result") => Ok(()),
+        _ => anyhow::bail!("ping answered with {e}"),
+    })
+}
+
+#[tokio::test]
+async fn certificates_carry_messages_pings_and_subscriptions_both_ways() -> anyhow::Result<()> {
+    // secure_auth on both sides: only SASL EXTERNAL with the test CA's certificates can
+    // authenticate these streams.
+    let (_pki, a, b) = two_servers(Auth::Certificates).await?;
+    let mut alice = online(&a, "alice").await?;
+    let mut bob = online(&b, "bob").await?;
+    chat_both_ways(&mut alice, &mut bob).await?;
+    ping_remote_server(&mut alice, B).await?;
+    ping_remote_server(&mut bob, A).await?;
+
+    // RFC 6121 §3: alice subscribes to bob across the federation; bob approves.
+    alice
+        .send("<presence to='bob@b.test' type='subscribe'/>")
+        .await?;
+    next_matching(&mut bob, "subscription request", |e| {
+        e.is("presence", CLIENT)
+            && e.attr("type") == Some("subscribe")
+            && e.attr("from") == Some("alice@a.test")
+    })
+    .await?;
+    bob.send("<presence to='alice@a.test' type='subscribed'/>")
+        .await?;
+    // The approval reaches alice, then bob's current presence (RFC 6121 §3.1.5, §3.1.6).
+    next_matching(&mut alice, "the approval", |e| {
+        e.is("presence", CLIENT)
+            && e.attr("type") == Some("subscribed")
+            && e.attr("from") == Some("bob@b.test")
+    })
+    .await?;
+    next_matching(&mut alice, "bob's presence", |e| {
+        e.is("presence", CLIENT)
+            && e.attr("from") == Some("bob@b.test/res")
+            && e.attr("type").is_none()
+    })
+    .await?;
+    // A presence update from bob reaches his subscriber on the other server.
+    bob.send("<presence><status>on the other server</status></presence>")
+        .await?;
+    next_matching(&mut alice, "bob's presence update", |e| {
+        e.is("presence", CLIENT)
+            && e.attr("from") == Some("bob@b.test/res")
+            && e.child("status", CLIENT).map(Element::text).as_deref()
+                == Some("on the other server")
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn dialback_authenticates_when_certificates_are_not_trusted() -> anyhow::Result<()> {
+    let (_pki, a, b) = two_servers(Auth::Dialback).await?;
+    let mut alice = online(&a, "alice").await?;
+    let mut bob = online(&b, "bob").await?;
+    chat_both_ways(&mut alice, &mut bob).await?;
+    ping_remote_server(&mut bob, A).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn secure_auth_refuses_a_peer_without_a_trusted_certificate() -> anyhow::Result<()> {
+    // b.test trusts nothing and allows no dialback: a.test cannot authenticate to it.
+    let pki = TestPki::new(&[A, B])?;
+    let a_addr = free_port([127, 0, 0, 1])?;
+    let b_addr = free_port([127, 0, 0, 2])?;
+    let a = TestServer::start_federated(A, &pki, a_addr, true, |c| route_to(c, B, b_addr)).await?;
+    let b = TestServer::start_federated(B, &pki, b_addr, false, |c| {
+        route_to(c, A, a_addr);
+        c.s2s.secure_auth = true;
+    })
+    .await?;
+    a.add_user("alice", &password("alice")).await?;
+    b.add_user("bob", &password("bob")).await?;
+    let mut alice = online(&a, "alice").await?;
+    alice
+        .send("<message to='bob@b.test' id='m1'><body>hi</body></message>")
+        .await?;
+    let bounce = next_matching(&mut alice, "bounce", |e| e.attr("id") == Some("m1")).await?;
+    assert_eq!(
+        stanza_error_condition(&bounce).as_deref(),
+        Some("remote-server-not-found"),
+        "{bounce}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn queued_stanzas_bounce_when_the_peer_is_down() -> anyhow::Result<()> {
+    let pki = TestPki::new(&[A])?;
+    // Nothing listens on this port.
+    let nowhere = free_port([127, 0, 0, 2])?;
+    let a = TestServer::start_federated(A, &pki, free_port([127, 0, 0, 1])?, true, |c| {
+        route_to(c, B, nowhere)
+    })
+    .await?;
+    a.add_user("alice", &password("alice")).await?;
+    let mut alice = online(&a, "alice").await?;
+    for i in 0..3 {
+        alice
+            .send(&format!(
+                "<message to='bob@b.test' id='q{i}'><body>{i}</body></message>"
+            ))
+            .await?;
+    }
+    for i in 0..3 {
+        let id = format!("q{i}");
+        let bounce = next_matching(&mut alice, &id, |e| e.attr("id") == Some(id.as_str())).await?;
+        assert_eq!(bounce.attr("type"), Some("error"));
+        assert_eq!(bounce.attr("from"), Some("bob@b.test"));
+        assert_eq!(
+            stanza_error_condition(&bounce).as_deref(),
+            Some("remote-server-not-found")
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_times_out() -> anyhow::Result<()> {
+    let pki = TestPki::new(&[A])?;
+    // Accepts connections and says nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.2:0").await?;
+    let silent_addr = silent.local_addr()?;
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let a = TestServer::start_federated(A, &pki, free_port([127, 0, 0, 1])?, true, |c| {
+        route_to(c, B, silent_addr);
+        c.s2s.settings.negotiation_timeout = Duration::from_secs(1);
+    })
+    .await?;
+    a.add_user("alice", &password("alice")).await?;
+    let mut alice = online(&a, "alice").await?;
+    alice
+        .send("<iq to='b.test' type='get' id='t1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await?;
+    let bounce = next_matching(&mut alice, "timeout", |e| e.attr("id") == Some("t1")).await?;
+    assert_eq!(
+        stanza_error_condition(&bounce).as_deref(),
+        Some("remote-server-timeout")
+    );
+    held.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idle_link_closes_and_a_new_one_opens_for_the_next_stanza() -> anyhow::Result<()> {
+    let pki = TestPki::new(&[A, B])?;
+    let a_addr = free_port([127, 0, 0, 1])?;
+    let b_addr = free_port([127, 0, 0, 2])?;
+    let a = TestServer::start_federated(A, &pki, a_addr, true, |c| {
+        route_to(c, B, b_addr);
+        c.s2s.settings.idle_timeout = Duration::from_millis(300);
+    })
+    .await?;
+    let b = TestServer::start_federated(B, &pki, b_addr, true, |c| route_to(c, A, a_addr)).await?;
+    a.add_user("alice", &password("alice")).await?;
+    b.add_user("bob", &password("bob")).await?;
+    let mut alice = online(&a, "alice").await?;
+    let mut bob = online(&b, "bob").await?;
+    alice
+        .send("<message to='bob@b.test/res'><body>one</body></message>")
+        .await?;
+    expect_body(&mut bob, "alice@a.test/res", "one").await?;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    alice
+        .send("<message to='bob@b.test/res'><body>two</body></message>")
+        .await?;
+    expect_body(&mut bob, "alice@a.test/res", "two").await?;
+    Ok(())
+}
+
+// --- A hand-driven peer ------------------------------------------------------------------
+
+fn client_config(
+    pki: &TestPki,
+    cert_of: Option<&str>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(pki.ca_path())?;
+    for cert in rustls_pemfile_certs(&ca)? {
+        roots.add(cert)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let config = match cert_of.and_then(|d| pki.cert_paths(d)) {
+        Some((cert, key)) => {
+            let chain = rustls_pemfile_certs(&std::fs::read(cert)?)?;
+            use rustls::pki_types::pem::PemObject as _;
+            let key = PrivateKeyDer::from_pem_slice(&std::fs::read(key)?)?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+fn rustls_pemfile_certs(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject as _;
+    Ok(CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Opens a server stream from `from` to `to` and returns the header's stream id.
+async fn open_server_stream(peer: &mut TestClient, from: &str, to: &str) -> anyhow::Result<String> {
+    peer.send(&format!(
+        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+         xmlns:db='jabber:server:dialback' from='{from}' to='{to}' version='1.0'>"
+    ))
+    .await?;
+    let StreamEvent::Open(header) = peer.next_event().await? else {
+        anyhow::bail!("no stream header");
+    };
+    let id = header.attr("id").unwrap_or_default().to_owned();
+    peer.expect("features", |e| e.name() == "features").await?;
+    Ok(id)
+}
+
+/// Connects to `server`'s s2s listener as `from` and negotiates STARTTLS (presenting
+/// `cert_of`'s certificate, if any); returns the new stream id.
+async fn peer_over_tls(
+    server: &TestServer,
+    pki: &TestPki,
+    from: &str,
+    cert_of: Option<&str>,
+) -> anyhow::Result<(TestClient, String)> {
+    let mut peer = TestClient::connect(server.s2s_addr()).await?;
+    open_server_stream(&mut peer, from, server.domain()).await?;
+    peer.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .await?;
+    peer.expect("proceed", |e| e.name() == "proceed").await?;
+    peer.upgrade(client_config(pki, cert_of)?, server.domain())
+        .await?;
+    let id = open_server_stream(&mut peer, from, server.domain()).await?;
+    Ok((peer, id))
+}
+
+#[tokio::test]
+async fn a_sender_domain_not_authenticated_on_the_stream_is_invalid_from() -> anyhow::Result<()> {
+    let pki = TestPki::new(&[A, B])?;
+    let b = TestServer::start_federated(B, &pki, free_port([127, 0, 0, 2])?, true, |_| {}).await?;
+    b.add_user("bob", &password("bob")).await?;
+    // Authenticated as a.test with its certificate (SASL EXTERNAL, XEP-0178)...
+    let (mut peer, _) = peer_over_tls(&b, &pki, A, Some(A)).await?;
+    peer.send(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>YS50ZXN0</auth>",
+    )
+    .await?;
+    peer.expect("success", |e| e.name() == "success").await?;
+    peer.restart_stream();
+    open_server_stream(&mut peer, A, B).await?;
+    peer.send("<message from='alice@a.test/x' to='bob@b.test'><body>legit</body></message>")
+        .await?;
+    // ...but then claiming to speak for another domain.
+    peer.send("<message from='mallory@c.test' to='bob@b.test'><body>forged</body></message>")
+        .await?;
+    assert_eq!(peer.expect_stream_error().await?, "invalid-from");
+    Ok(())
+}
+
+#[tokio::test]
+async fn stanzas_before_authentication_and_after_a_wrong_dialback_key_are_refused()
+-> anyhow::Result<()> {
+    let pki = TestPki::new(&[A, B])?;
+    let a_addr = free_port([127, 0, 0, 1])?;
+    let b_addr = free_port([127, 0, 0, 2])?;
+    // The real a.test is up (it is the authoritative server b.test asks).
+    let _a =
+        TestServer::start_federated(A, &pki, a_addr, false, |c| route_to(c, B, b_addr)).await?;
+    let b = TestServer::start_federated(B, &pki, b_addr, false, |c| route_to(c, A, a_addr)).await?;
+    // An impostor claims a.test with a made-up key.
+    let (mut peer, _) = peer_over_tls(&b, &pki, A, None).await?;
+    // An unsolicited "valid" result authorises nothing (XEP-0220 §3).
+    peer.send("<db:result from='a.test' to='b.test' type='valid'/>")
+        .await?;
+    peer.send("<db:result from='a.test' to='b.test'>0123456789abcdef</db:result>")
+        .await?;
+    let answer = peer
+        .expect("dialback result", |e| {
+            e.name() == "result" && e.ns() == "jabber:server:dialback"
+        })
+        .await?;
+    assert_eq!(answer.attr("type"), Some("invalid"), "{answer}");
+    assert_eq!(answer.attr("from"), Some(B));
+    peer.send("<message from='alice@a.test' to='bob@b.test'><body>forged</body></message>")
+        .await?;
+    assert_eq!(peer.expect_stream_error().await?, "invalid-from");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_authoritative_server_confirms_only_its_own_keys() -> anyhow::Result<()> {
+    // b.test's stream ids and a.test's secret make the key; a.test must say "valid" for the
+    // key it issued and "invalid" for anything else (XEP-0220 §2.3, XEP-0185).
+    let (pki, a, b) = two_servers(Auth::Dialback).await?;
+    let mut alice = online(&a, "alice").await?;
+    let mut bob = online(&b, "bob").await?;
+    chat_both_ways(&mut alice, &mut bob).await?;
+    let (mut verifier, _) = peer_over_tls(&a, &pki, B, None).await?;
+    verifier
+        .send("<db:verify from='b.test' to='a.test' id='made-up'>00ff</db:verify>")
+        .await?;
+    let answer = verifier
+        .expect("verify answer", |e| e.name() == "verify")
+        .await?;
+    assert_eq!(answer.attr("type"), Some("invalid"), "{answer}");
+    assert_eq!(answer.attr("id"), Some("made-up"));
+    Ok(())
+}
