@@ -23,15 +23,10 @@ use crate::session::{DeliveryError, Outbound, ResourceInfo, SessionRegistry};
 /// so core names no transport.
 pub trait RemoteRoute: Send + Sync {
     /// Queues `stanza` (whose `from` is at a local domain or component) for the remote domain
-    /// of its `to`. An error is the stanza error to bounce to the sender now; failures found
-    /// later (the domain cannot be reached) are bounced by the implementation through the
-    /// router. The refused stanza comes back with the error.
-    fn send_remote(
-        &self,
-        stanza: Stanza,
-        from_domain: &str,
-        to_domain: &str,
-    ) -> Result<(), (Stanza, StanzaError)>;
+    /// of its `to`. When it is refused at once, the error bounce for the sender comes back to
+    /// be routed (as [`Stanza::error_reply`] makes it); failures found later (the domain
+    /// cannot be reached) are bounced by the implementation through the router.
+    fn send_remote(&self, stanza: Stanza, from_domain: &str, to_domain: &str) -> Option<Stanza>;
 }
 
 /// Routes stanzas between local sessions, the server's own handlers and remote domains.
@@ -187,10 +182,7 @@ impl Router {
                 .with_text(format!("{to_domain} is not reachable: federation is off"));
             return stanza.error_reply(&err);
         };
-        match remote.send_remote(stanza, &from_domain, to_domain) {
-            Ok(()) => None,
-            Err((stanza, err)) => stanza.error_reply(&err),
-        }
+        remote.send_remote(stanza, &from_domain, to_domain)
     }
 
     /// XEP-0114 §3: everything addressed to a component's domain (any JID at it) goes to the

@@ -211,25 +211,20 @@ impl S2sPool {
 }
 
 impl RemoteRoute for S2sPool {
-    fn send_remote(
-        &self,
-        stanza: Stanza,
-        from_domain: &str,
-        to_domain: &str,
-    ) -> Result<(), (Stanza, StanzaError)> {
+    fn send_remote(&self, stanza: Stanza, from_domain: &str, to_domain: &str) -> Option<Stanza> {
         let mut stanza = stanza;
         for _ in 0..2 {
             let Some(link) = self.link(from_domain, to_domain) else {
                 let err = StanzaError::new(DefinedCondition::RemoteServerNotFound)
                     .with_text("the server is shutting down");
-                return Err((stanza, err));
+                return stanza.error_reply(&err);
             };
             match link.stanzas.try_send(stanza) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return None,
                 Err(mpsc::error::TrySendError::Full(s)) => {
                     let err = StanzaError::new(DefinedCondition::RemoteServerTimeout)
                         .with_text(format!("too many stanzas are waiting for {to_domain}"));
-                    return Err((s, err));
+                    return s.error_reply(&err);
                 }
                 // The link just ended: forget it and open a new one.
                 Err(mpsc::error::TrySendError::Closed(s)) => {
@@ -240,7 +235,7 @@ impl RemoteRoute for S2sPool {
         }
         let err = StanzaError::new(DefinedCondition::RemoteServerNotFound)
             .with_text(format!("{to_domain} cannot be reached"));
-        Err((stanza, err))
+        stanza.error_reply(&err)
     }
 }
 

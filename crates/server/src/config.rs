@@ -449,11 +449,13 @@ impl Validator<'_> {
     }
 
     fn s2s(&self, raw: RawS2s, base: &Path) -> Result<S2sConfig, ConfigError> {
-        let mut c = S2sConfig::default();
-        c.enabled = raw.enabled.unwrap_or(true);
-        c.require_tls = raw.require_tls.unwrap_or(true);
-        c.secure_auth = raw.secure_auth.unwrap_or(false);
-        c.use_system_roots = raw.use_system_roots.unwrap_or(true);
+        let mut c = S2sConfig {
+            enabled: raw.enabled.unwrap_or(true),
+            require_tls: raw.require_tls.unwrap_or(true),
+            secure_auth: raw.secure_auth.unwrap_or(false),
+            use_system_roots: raw.use_system_roots.unwrap_or(true),
+            ..S2sConfig::default()
+        };
         for (i, file) in raw.ca_file.iter().enumerate() {
             let path = base.join(file.get_ref());
             if let Err(e) = xmppd_s2s::tls::read_ca_file(&path) {
@@ -827,8 +829,13 @@ max_offline_messages = 20
         let e = parse("[s2s]\nca_file = [\"/nonexistent/ca.pem\"]\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains(":2: `s2s.ca_file[0]`") && e.contains("/nonexistent/ca.pem"), "{e}");
-        let e = parse("[s2s]\nidle_timeout_secs = 0\n").unwrap_err().to_string();
+        assert!(
+            e.contains(":2: `s2s.ca_file[0]`") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
+        let e = parse("[s2s]\nidle_timeout_secs = 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`s2s.idle_timeout_secs`"), "{e}");
         let e = parse("[[host]]\nname = \"a@b\"\n").unwrap_err().to_string();
         assert!(e.contains(":2: `host[0].name`"), "{e}");

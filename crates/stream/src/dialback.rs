@@ -201,10 +201,29 @@ impl Dialback {
         }
     }
 
-    /// Serialised for a `jabber:server` stream.
+    /// Serialised for a `jabber:server` stream whose header binds the `db` prefix, as
+    /// `<db:result/>` / `<db:verify/>`: some servers (ejabberd) match these names literally
+    /// instead of resolving namespaces, so the prefixed form is the one every peer reads.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.to_element().write_to(&mut out, ns::SERVER);
+        let el = self.to_element();
+        let mut out = Vec::with_capacity(200);
+        out.extend_from_slice(b"<db:");
+        out.extend_from_slice(el.name().as_bytes());
+        for (name, value) in el.attrs() {
+            out.push(b' ');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"=\"");
+            xmppd_xml::writer::escape_attr(value, &mut out);
+            out.push(b'"');
+        }
+        out.push(b'>');
+        for child in el.children() {
+            child.write_to(&mut out, ns::SERVER);
+        }
+        xmppd_xml::writer::escape_text(&el.text(), &mut out);
+        out.extend_from_slice(b"</db:");
+        out.extend_from_slice(el.name().as_bytes());
+        out.push(b'>');
         out
     }
 }
@@ -290,6 +309,27 @@ mod tests {
         for db in all {
             assert_eq!(Dialback::parse(&db.to_element()), Ok(Some(db.clone())));
         }
+    }
+
+    #[test]
+    fn written_with_the_db_prefix() {
+        let db = Dialback::ResultAnswer {
+            from: "b.example".into(),
+            to: "a&b".into(),
+            verdict: Verdict::Error,
+        };
+        let text = String::from_utf8(db.to_bytes()).unwrap();
+        assert!(text.starts_with("<db:result "), "{text}");
+        assert!(text.contains("to=\"a&amp;b\""), "{text}");
+        assert!(text.ends_with("</error></db:result>"), "{text}");
+        let request = Dialback::VerifyRequest {
+            from: "b".into(),
+            to: "a".into(),
+            id: "i".into(),
+            key: "k<".into(),
+        };
+        let text = String::from_utf8(request.to_bytes()).unwrap();
+        assert!(text.starts_with("<db:verify ") && text.ends_with(">k&lt;</db:verify>"));
     }
 
     #[test]

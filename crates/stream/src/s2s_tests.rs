@@ -212,7 +212,8 @@ fn authoritative_verdict(req: &InboundOutput) -> Verdict {
     };
     let mut reader = Reader::new(Limits::default());
     reader.feed(
-        b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>",
+        b"<stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' \
+          xmlns:stream='http://etherx.jabber.org/streams'>",
     );
     reader.feed(bytes);
     let _ = reader.next_event();
