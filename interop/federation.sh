@@ -12,7 +12,8 @@
 #   c.test  127.0.0.13  ejabberd  carol@c.test
 # Lines for the three names are added to /etc/hosts if missing (and left there). A private
 # test CA ("fed CA") signs one certificate per domain (SAN DNS:<domain>, EKU serverAuth and
-# clientAuth, EC P-256); an unrelated CA signs nothing that is used.
+# clientAuth, EC P-256); an unrelated CA, which signs none of them, is what the servers trust
+# in the dialback variant. The clients (slixmpp) always trust the fed CA.
 #
 # For each pair (FED_PAIRS, default "xmppd-prosody xmppd-ejabberd"; "prosody-ejabberd" runs
 # the same checks between the two peers, to validate the harness without xmppd) and each
@@ -42,7 +43,8 @@
 # it is told to read it), ejabberd, setpriv, and python3 with slixmpp (PYTHON names another
 # interpreter, e.g. a venv's). The system services of Prosody and ejabberd, /etc/prosody and
 # /etc/ejabberd are never used. Environment:
-#   XMPPD            the xmppd binary (standalone; default <repo>/target/release/xmppd)
+#   XMPPD            the xmppd binary (standalone; default $CARGO_TARGET_DIR/release/xmppd,
+#                    CARGO_TARGET_DIR defaulting to <repo>/target); not built here
 #   PYTHON           interpreter with slixmpp (default: python3)
 #   FED_PAIRS        pairs to check (see above)
 #   FED_VARIANTS     variants to check (see above)
@@ -91,8 +93,9 @@ federation_prerequisites() {
     command -v openssl >/dev/null || die "openssl is missing (apt-get install openssl)"
     command -v setpriv >/dev/null || die "setpriv is missing (apt-get install util-linux)"
     if [[ " $(federation_pairs) " == *prosody* ]]; then
-        command -v prosody >/dev/null && command -v prosodyctl >/dev/null ||
+        if ! command -v prosody >/dev/null || ! command -v prosodyctl >/dev/null; then
             die "prosody is missing (apt-get install prosody)"
+        fi
         [[ "$(dpkg-query -W -f='${Status}' lua-unbound 2>/dev/null)" == *"ok installed"* ]] ||
             die "lua-unbound is missing (apt-get install lua-unbound): without it Prosody cannot" \
                 "resolve the test domains from /etc/hosts"
@@ -103,9 +106,7 @@ federation_prerequisites() {
     fi
     "$PYTHON" -c 'import slixmpp' 2>/dev/null ||
         die "$PYTHON cannot import slixmpp (pip install -r interop/requirements.txt, or set PYTHON)"
-    if fed_pairs_use_xmppd; then
-        [[ -x "${xmppd:-}" ]] || die "federation: no xmppd binary at '${xmppd:-}' (set XMPPD)"
-    fi
+    # The xmppd binary is checked by federation_checks (interop/run builds it after this).
 }
 
 fed_versions() {
@@ -115,8 +116,9 @@ fed_versions() {
         v+=("prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '?')")
     [[ " $(federation_pairs) " == *ejabberd* ]] &&
         v+=("ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo '?')")
-    local IFS=,
-    echo "${v[*]}"
+    local joined
+    printf -v joined '%s; ' "${v[@]}"
+    echo "${joined%; }"
 }
 
 # --- /etc/hosts -------------------------------------------------------------------------------
@@ -261,13 +263,15 @@ fed_stop_xmppd() {
 # --- Prosody (b.test) -------------------------------------------------------------------------
 fed_start_prosody() { # variant dir
     local variant="$1" d="$2" domain=b.test addr=127.0.0.12
-    local secure_auth=false modules_disabled="" dialback='"dialback";' stanza_debug=""
+    local secure_auth=false modules='"roster"; "saslauth"; "tls"; "disco"; "ping";' disabled=""
     if [[ "$variant" == cert ]]; then
         secure_auth=true
-        modules_disabled='"dialback"'
-        dialback=""
+        disabled='"dialback";'
+    else
+        modules+=' "dialback";'
     fi
-    fed_debug && stanza_debug='"stanza_debug";'
+    # Every s2s stanza and nonza (features, SASL, dialback) in the log, both ways.
+    fed_debug && modules+=' "stanza_debug";'
     mkdir -p "$d/data" "$d/certs"
     cp "$fed_dir/certs/$domain.crt" "$fed_dir/certs/$domain.key" "$d/"
     cp "$(fed_trust "$variant")" "$d/ca.pem"
@@ -296,8 +300,8 @@ authentication = "internal_hashed"
 storage = "internal"
 certificates = "$d/certs"
 ssl = { certificate = "$d/$domain.crt", key = "$d/$domain.key", cafile = "$d/ca.pem" }
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; $dialback $stanza_debug }
-modules_disabled = { $modules_disabled }
+modules_enabled = { $modules }
+modules_disabled = { $disabled }
 VirtualHost "$domain"
 LUA
     FED_PASSWORD[prosody]="$(fed_new_password bob)"
@@ -451,9 +455,9 @@ fed_log_of() { # kind dir
 # that logged COMPLETE_LINE (info) also logged LINE (an extended regex).
 fed_prosody_session_logged() {
     local log="$1" complete="$2" line="$3" sid
-    for sid in $(grep -F "$complete" "$log" | awk '$5 == "info" { print $4 }'); do
-        grep -Eq "^.{15} $sid[[:space:]]+debug[[:space:]]+$line" "$log" && return 0
-    done
+    while read -r sid; do
+        grep -Eq "^.{15} ${sid}[[:space:]]+debug[[:space:]]+${line}" "$log" && return 0
+    done < <(grep -F "$complete" "$log" | awk '$5 == "info" { print $4 }')
     return 1
 }
 
@@ -516,20 +520,37 @@ fed_start_pair() { # first second variant dir
     done
 }
 
+# After a failure: the s2s-related and warning lines of the peers' logs, all of xmppd's tail.
 fed_show_logs() { # first second dir
     local kind log
     for kind in "$1" "$2"; do
         log="$(fed_log_of "$kind" "$3/$kind")"
         [[ -f "$log" ]] || continue
-        fed_say "last lines of the $kind log ($log):"
-        tail -n 40 "$log" | sed 's/^/    /'
+        case "$kind" in
+            prosody)
+                fed_say "s2s, warning and error lines of the Prosody log ($log), last 40:"
+                grep -E $'\t(warn|error)\t|^.{15} s2s' "$log" | grep -v 'debug.*\(SEND\|RECV\): <\(message\|presence\|iq\)' |
+                    tail -n 40 | sed 's/^/    /' || true
+                ;;
+            ejabberd)
+                fed_say "s2s, warning and error lines of the ejabberd log ($log), last 40:"
+                grep -E '\[(warning|error)\]|s2s (authentication|connection)|Retrying|dialback' "$log" |
+                    tail -n 40 | sed 's/^/    /' || true
+                ;;
+            *)
+                fed_say "last lines of the $kind log ($log):"
+                tail -n 60 "$log" | sed 's/^/    /'
+                ;;
+        esac
     done
 }
 
 fed_run_pair() { # pair variant
-    local pair="$1" variant="$2" first second d label before
+    local pair="$1" variant="$2" first second d label before u1 u2
     first="${pair%-*}"
     second="${pair#*-}"
+    u1="${FED_USER[$first]}@${FED_DOMAIN[$first]}"
+    u2="${FED_USER[$second]}@${FED_DOMAIN[$second]}"
     d="$fed_dir/$pair-$variant"
     label="$pair/$variant"
     mkdir -p "$d"
@@ -539,16 +560,14 @@ fed_run_pair() { # pair variant
         "$( [[ "$variant" == cert ]] && echo "certificates only (SASL EXTERNAL)" || echo "untrusted certificates (dialback)")"
     check "$label: both servers start" fed_start_pair "$first" "$second" "$variant" "$d"
     if [[ "$failed" -eq "$before" ]]; then
-        check "$label: a message reaches ${FED_DOMAIN[$second]} with its exact body, and the reply comes back" \
+        check "$label: $u1 -> $u2 message arrives with its exact body, the reply comes back" \
             fed_slixmpp "$first" "$second" message
-        check "$label: subscriptions both ways, each sees the other's presence and status changes" \
+        check "$label: $u1 <-> $u2 subscribe both ways, see each other's presence and status changes" \
             fed_slixmpp "$first" "$second" presence
-        check "$label: pings to the other server's domain (XEP-0199) get results, both ways" \
+        check "$label: $u1 pings ${FED_DOMAIN[$second]}, $u2 pings ${FED_DOMAIN[$first]} (XEP-0199): results" \
             fed_slixmpp "$first" "$second" ping
-        if [[ "$first" != xmppd || "$second" != xmppd ]]; then
-            check "$label: the peers' logs show $( [[ "$variant" == cert ]] && echo "SASL EXTERNAL" || echo "dialback") authentication both ways" \
-                fed_auth_check "$first" "$second" "$variant" "$d"
-        fi
+        check "$label: the peers' logs show $( [[ "$variant" == cert ]] && echo "SASL EXTERNAL" || echo "dialback") authentication both ways" \
+            fed_auth_check "$first" "$second" "$variant" "$d"
     fi
     "fed_stop_$second"
     "fed_stop_$first"
@@ -561,6 +580,10 @@ fed_run_pair() { # pair variant
 # failed, scratch, xmppd, PYTHON, stop_pid, say, die, helper_pids of the caller.
 federation_checks() {
     local pair variant addr port
+    if fed_pairs_use_xmppd; then
+        [[ -x "${xmppd:-}" ]] || die "federation: no xmppd binary at '${xmppd:-}' (set XMPPD;" \
+            "FED_PAIRS=prosody-ejabberd checks the harness without xmppd)"
+    fi
     fed_dir="$scratch/federation"
     mkdir -p "$fed_dir"
     # ejabberd runs as its own user: it must be able to traverse down to its run directory
@@ -588,7 +611,7 @@ fed_main() {
     local root
     root="$(cd "$fed_here/.." && pwd)"
     PYTHON="${PYTHON:-python3}"
-    xmppd="${XMPPD:-$root/target/release/xmppd}"
+    xmppd="${XMPPD:-${CARGO_TARGET_DIR:-$root/target}/release/xmppd}"
     FED_KEEP="${FED_KEEP:-${INTEROP_KEEP:-}}"
     failed=0
     helper_pids=()

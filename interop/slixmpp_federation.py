@@ -83,11 +83,19 @@ def make_clients(args, resource):
     return local, remote
 
 
-async def login(*clients):
+async def login(args, *clients):
+    """Both users log in (to their own servers) at once; each must be ready, that is logged
+    in, available and answered by its own server, within --login-timeout seconds."""
     for c in clients:
         c.start()
     for c in clients:
-        await c.ready
+        try:
+            await asyncio.wait_for(asyncio.shield(c.ready), args.login_timeout)
+        except asyncio.TimeoutError:
+            raise Failure(
+                f"{c.boundjid.bare}: not logged in to {c.args.host}:{c.args.port} "
+                f"within {args.login_timeout} s"
+            ) from None
 
 
 async def close(*clients):
@@ -98,8 +106,8 @@ async def close(*clients):
 async def message(args):
     local, remote = make_clients(args, "fed-msg")
     try:
-        await login(local, remote)
-        step = args.timeout / 2.5
+        await login(args, local, remote)
+        step = args.step_timeout
         body = f"across the federation <&> ünïcødé {time.time_ns()}"
         local.send_message(mto=args.remote, mbody=body, mtype="chat")
         log(f"{args.local}: sent {body!r} to {args.remote}")
@@ -115,10 +123,10 @@ async def message(args):
 async def presence(args):
     local, remote = make_clients(args, "fed-presence")
     try:
-        await login(local, remote)
+        await login(args, local, remote)
         for c in (local, remote):
             await c.get_roster()
-        step = args.timeout / 10
+        step = args.step_timeout
         local.send_presence(pto=args.remote, ptype="subscribe")
         await remote.expect_request_from(args.local, step)
         remote.send_presence(pto=args.local, ptype="subscribed")
@@ -141,8 +149,8 @@ async def presence(args):
 async def ping(args):
     local, remote = make_clients(args, "fed-ping")
     try:
-        await login(local, remote)
-        step = args.timeout / 2.5
+        await login(args, local, remote)
+        step = args.step_timeout
         for client, target in ((local, remote.boundjid.domain), (remote, local.boundjid.domain)):
             try:
                 rtt = await client.plugin["xep_0199"].ping(jid=target, timeout=step)
@@ -167,6 +175,10 @@ def main():
     p.add_argument("--local-host", required=True, help="address of the first server")
     p.add_argument("--remote", required=True, help="bare JID of the user on the second server")
     p.add_argument("--remote-host", required=True, help="address of the second server")
+    p.add_argument("--login-timeout", type=float, default=10.0, help="bound on each login, seconds")
+    p.add_argument(
+        "--step-timeout", type=float, default=10.0, help="bound on each awaited stanza, seconds"
+    )
     args = p.parse_args()
     setup_logging(args.debug)
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{CLIENT, password};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use xmppd::config::Config;
-use xmppd_s2s::{StaticRoute, Transport};
+use xmppd::config::{Config, S2sListenConfig};
+use xmppd_s2s::{S2sListenerKind, StaticRoute, Transport};
 use xmppd_testkit::{EXPECT_TIMEOUT, TestClient, TestPki, TestServer, stanza_error_condition};
 use xmppd_xml::{Element, StreamEvent};
 
@@ -190,6 +190,42 @@ async fn dialback_authenticates_when_certificates_are_not_trusted() -> anyhow::R
     let mut bob = online(&b, "bob").await?;
     chat_both_ways(&mut alice, &mut bob).await?;
     ping_remote_server(&mut bob, A).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn direct_tls_federation_with_xep_0368() -> anyhow::Result<()> {
+    // b.test also listens for TLS from the first byte; a.test's route says so.
+    let pki = TestPki::new(&[A, B])?;
+    let a_addr = free_port([127, 0, 0, 1])?;
+    let b_addr = free_port([127, 0, 0, 2])?;
+    let b_direct = free_port([127, 0, 0, 2])?;
+    let a = TestServer::start_federated(A, &pki, a_addr, true, |c| {
+        c.s2s.settings.routes.insert(
+            B.to_owned(),
+            vec![StaticRoute {
+                host: b_direct.ip().to_string(),
+                port: b_direct.port(),
+                transport: Transport::DirectTls,
+            }],
+        );
+        c.s2s.secure_auth = true;
+    })
+    .await?;
+    let b = TestServer::start_federated(B, &pki, b_addr, true, |c| {
+        route_to(c, A, a_addr);
+        c.s2s.secure_auth = true;
+        c.s2s_listen.push(S2sListenConfig {
+            kind: S2sListenerKind::DirectTls,
+            addr: b_direct,
+        });
+    })
+    .await?;
+    a.add_user("alice", &password("alice")).await?;
+    b.add_user("bob", &password("bob")).await?;
+    let mut alice = online(&a, "alice").await?;
+    let mut bob = online(&b, "bob").await?;
+    chat_both_ways(&mut alice, &mut bob).await?;
     Ok(())
 }
 

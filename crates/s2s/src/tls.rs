@@ -216,12 +216,48 @@ impl rustls::client::ResolvesClientCert for ClientCert {
     }
 }
 
+/// Judges certificate chains against trust anchors (PKIX, RFC 5280) for a DNS name.
+pub struct CertificateJudge {
+    /// `None` without any trust anchor: then no certificate is valid.
+    verifier: Option<Arc<WebPkiServerVerifier>>,
+}
+
+impl CertificateJudge {
+    /// A judge trusting `roots`.
+    pub fn new(roots: Arc<RootCertStore>) -> Result<Self, S2sTlsError> {
+        if roots.is_empty() {
+            return Ok(CertificateJudge { verifier: None });
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| S2sTlsError::Rustls(format!("no usable trust anchors: {e}")))?;
+        Ok(CertificateJudge {
+            verifier: Some(verifier),
+        })
+    }
+
+    /// Whether `chain` (end entity first) is trusted, in date and names `domain`.
+    pub fn judge(&self, chain: &[CertificateDer<'_>], domain: &str) -> Result<(), String> {
+        let verifier = self
+            .verifier
+            .as_ref()
+            .ok_or("no trust anchors are configured")?;
+        let (end_entity, intermediates) = chain.split_first().ok_or("no certificate")?;
+        let name = ServerName::try_from(domain.to_owned())
+            .map_err(|_| format!("{domain} is not a DNS name"))?;
+        verifier
+            .verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Federation TLS: acceptor, connectors and the judge of peer certificates.
 pub struct S2sTls {
     certs: Arc<DomainCerts>,
     acceptor: TlsAcceptor,
-    /// `None` without any trust anchor: then no certificate is valid.
-    verifier: Option<Arc<WebPkiServerVerifier>>,
+    judge: CertificateJudge,
 }
 
 impl std::fmt::Debug for S2sTls {
@@ -281,23 +317,15 @@ impl S2sTls {
             default_domain,
         });
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider.clone())
+        let config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| S2sTlsError::Rustls(e.to_string()))?
             .with_client_cert_verifier(Arc::new(AcceptAnyCertificate::new()))
             .with_cert_resolver(certs.clone());
-        let verifier = if roots.is_empty() {
-            None
-        } else {
-            let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
-                .build()
-                .map_err(|e| S2sTlsError::Rustls(format!("no usable trust anchors: {e}")))?;
-            Some(verifier)
-        };
         Ok(S2sTls {
             certs,
             acceptor: TlsAcceptor::from(Arc::new(config)),
-            verifier,
+            judge: CertificateJudge::new(roots)?,
         })
     }
 
@@ -325,17 +353,7 @@ impl S2sTls {
 
     /// Whether `chain` (end entity first) is trusted and names `domain`.
     pub fn judge(&self, chain: &[CertificateDer<'_>], domain: &str) -> Result<(), String> {
-        let verifier = self
-            .verifier
-            .as_ref()
-            .ok_or("no trust anchors are configured")?;
-        let (end_entity, intermediates) = chain.split_first().ok_or("no certificate")?;
-        let name = ServerName::try_from(domain.to_owned())
-            .map_err(|_| format!("{domain} is not a DNS name"))?;
-        verifier
-            .verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::now())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.judge.judge(chain, domain)
     }
 }
 

@@ -7,78 +7,20 @@
 //! then checked separately and reported.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use rustls::DigitallySignedStruct;
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use xmppd_s2s::tls::{AcceptAnyCertificate, CertificateJudge, trust_roots};
 use xmppd_s2s::{S2sResolver, SrvTarget, Transport};
 use xmppd_xml::{Limits, Reader, StreamEvent};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-
-/// Records the presented chain and accepts it, so it can be judged after the handshake.
-#[derive(Debug)]
-struct Recorder {
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut chain) = self.chain.lock() {
-            chain.push(end_entity.clone().into_owned());
-            chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
 
 /// Reads one stream event from a plain socket (bounded by [`TIMEOUT`]).
 async fn next_event(socket: &mut TcpStream, reader: &mut Reader) -> anyhow::Result<StreamEvent> {
@@ -141,26 +83,27 @@ async fn fetch_chain(
         starttls(&mut socket, domain, from).await?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let recorder = Arc::new(Recorder {
-        chain: Mutex::new(Vec::new()),
-        provider: provider.clone(),
-    });
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(recorder.clone())
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new()))
         .with_no_client_auth();
     if target.transport == Transport::DirectTls {
         config.alpn_protocols = vec![b"xmpp-server".to_vec()];
     }
     let name = ServerName::try_from(domain.to_owned())?;
-    tokio::time::timeout(
+    let tls = tokio::time::timeout(
         TIMEOUT,
         TlsConnector::from(Arc::new(config)).connect(name, socket),
     )
     .await
     .context("TLS handshake timed out")??;
-    let chain = recorder.chain.lock().map(|c| c.clone()).unwrap_or_default();
+    let chain: Vec<CertificateDer<'static>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
     if chain.is_empty() {
         bail!("no certificate presented");
     }
@@ -169,20 +112,9 @@ async fn fetch_chain(
 
 /// Whether `chain` is valid for `domain` against the system's trusted roots.
 fn judge(chain: &[CertificateDer<'static>], domain: &str) -> Result<(), String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| format!("no usable trust roots: {e}"))?;
-    let name = ServerName::try_from(domain.to_owned()).map_err(|e| e.to_string())?;
-    let (end_entity, intermediates) = chain.split_first().ok_or("no certificate")?;
-    verifier
-        .verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::now())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    CertificateJudge::new(trust_roots(true, Vec::new()))
+        .map_err(|e| e.to_string())?
+        .judge(chain, domain)
 }
 
 fn describe(t: &SrvTarget) -> String {

@@ -864,5 +864,6 @@ mod deploy_example {
         let config = super::Config::parse(&text, &path).unwrap();
         assert_eq!(config.hosts.len(), 2);
         assert_eq!(config.listen.len(), 2);
+        assert_eq!(config.s2s_listen.len(), 1);
     }
 }
