@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::{CLIENT, password};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use xmppd::config::{Config, S2sListenConfig};
+use xmppd::config::{ComponentConfig, Config, S2sListenConfig};
 use xmppd_s2s::{S2sListenerKind, StaticRoute, Transport};
+use xmppd_stream::component::{COMPONENT_NS, handshake_digest};
 use xmppd_testkit::{EXPECT_TIMEOUT, TestClient, TestPki, TestServer, stanza_error_condition};
 use xmppd_xml::{Element, StreamEvent};
 
@@ -226,6 +227,66 @@ async fn direct_tls_federation_with_xep_0368() -> anyhow::Result<()> {
     let mut alice = online(&a, "alice").await?;
     let mut bob = online(&b, "bob").await?;
     chat_both_ways(&mut alice, &mut bob).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_component_talks_to_a_remote_user() -> anyhow::Result<()> {
+    // XEP-0114: irc.a.test is a component of a.test; its stanzas to b.test go through
+    // federation as the component's own domain (authenticated by dialback, since a.test's
+    // certificate does not name it), and b.test's replies come back to it.
+    const IRC: &str = "irc.a.test";
+    const SECRET: &str = "gateway-secret";
+    let pki = TestPki::new(&[A, B])?;
+    let a_addr = free_port([127, 0, 0, 1])?;
+    let b_addr = free_port([127, 0, 0, 2])?;
+    let a = TestServer::start_federated(A, &pki, a_addr, true, |c| {
+        route_to(c, B, b_addr);
+        c.components = vec![ComponentConfig {
+            name: IRC.into(),
+            secret: SECRET.into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }];
+    })
+    .await?;
+    let b = TestServer::start_federated(B, &pki, b_addr, true, |c| {
+        route_to(c, A, a_addr);
+        route_to(c, IRC, a_addr);
+    })
+    .await?;
+    b.add_user("bob", &password("bob")).await?;
+    let mut bob = online(&b, "bob").await?;
+    let mut component = TestClient::connect(a.server.component_listeners[0]).await?;
+    component
+        .send(&format!(
+            "<stream:stream xmlns='{COMPONENT_NS}' xmlns:stream='http://etherx.jabber.org/streams' to='{IRC}'>"
+        ))
+        .await?;
+    let StreamEvent::Open(header) = component.next_event().await? else {
+        anyhow::bail!("expected the server's stream header");
+    };
+    let id = header.attr("id").unwrap_or_default().to_owned();
+    component
+        .send(&format!(
+            "<handshake>{}</handshake>",
+            handshake_digest(&id, SECRET)
+        ))
+        .await?;
+    component
+        .expect("handshake", |e| e.name() == "handshake")
+        .await?;
+    component
+        .send("<message from='#chan%irc@irc.a.test/nick' to='bob@b.test/res'><body>from irc</body></message>")
+        .await?;
+    expect_body(&mut bob, "#chan%irc@irc.a.test/nick", "from irc").await?;
+    bob.send("<message to='#chan%irc@irc.a.test/nick'><body>to irc</body></message>")
+        .await?;
+    next_matching(&mut component, "bob's reply", |e| {
+        e.name() == "message"
+            && e.attr("from") == Some("bob@b.test/res")
+            && e.child("body", COMPONENT_NS).map(Element::text).as_deref() == Some("to irc")
+    })
+    .await?;
     Ok(())
 }
 

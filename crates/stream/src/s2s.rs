@@ -692,10 +692,16 @@ impl S2sInitiator {
 
     /// A `<db:verify/>` for a key another server presented to us as `receiving` (one of our
     /// domains), claiming to be the peer's domain. `None` while the stream cannot carry it
-    /// yet: before the peer's header, or before TLS when TLS is required.
+    /// yet: before the peer's header, before TLS when TLS is required, or while STARTTLS or
+    /// SASL is under way.
     pub fn verify_request(&self, receiving: &str, id: &str, key: &str) -> Option<Vec<u8>> {
+        // Not while a STARTTLS or SASL outcome is pending: the stream restarts after either,
+        // and the peer would read what we sent meanwhile as part of the new stream.
         let open = self.stream_id.is_some()
-            && !matches!(self.phase, OutPhase::AwaitHeader | OutPhase::Closed)
+            && matches!(
+                self.phase,
+                OutPhase::AwaitFeatures | OutPhase::AwaitDialback | OutPhase::Ready
+            )
             && (self.tls || !self.require_tls);
         open.then(|| {
             Dialback::VerifyRequest {

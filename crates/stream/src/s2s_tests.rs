@@ -399,4 +399,11 @@ fn verify_requests_wait_for_an_open_stream() {
         &mut out,
     );
     assert!(init.verify_request("a.example", "id", "k").is_some());
+    // Once EXTERNAL is sent, the stream restarts on success: nothing may go out meanwhile.
+    let mechanisms = Element::new("mechanisms", ns::SASL)
+        .with_child(Element::new("mechanism", ns::SASL).with_text("EXTERNAL"));
+    let features = Element::new("features", ns::STREAM).with_child(mechanisms);
+    init.handle(StreamEvent::Stanza(features), &mut out);
+    assert!(matches!(out.last(), Some(OutboundOutput::Send(_))));
+    assert_eq!(init.verify_request("a.example", "id", "k"), None);
 }
