@@ -86,28 +86,52 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "starting with the built-in configuration: serving localhost"
         ),
     }
+    // The handlers exist before the first listener does: a SIGTERM that arrives as soon as
+    // clients can connect is a graceful shutdown, not the default action (instant death).
+    let signals = Signals::install()?;
     let server = xmppd::start(&config).await?;
-    wait_for_signal().await?;
+    signals.wait().await;
     server.shutdown().await;
     Ok(())
 }
 
+/// SIGTERM and SIGINT (Ctrl-C), registered when created.
 #[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        _ = term.recv() => {},
-        r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+    }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Signals)
+    }
+
+    async fn wait(self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Checks every host's certificate; returns whether all are usable.
