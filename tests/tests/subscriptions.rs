@@ -176,3 +176,37 @@ async fn pending_request_survives_a_restart_and_is_delivered_at_login() -> anyho
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn pending_requests_are_capped_per_user() -> anyhow::Result<()> {
+    // Requests awaiting alice's answer are stored; beyond the limit the sender is told
+    // `resource-constraint` instead of growing the store without bound.
+    let server = TestServer::start_with(|c| c.im.max_pending_subscriptions = 2).await?;
+    add_users(&server, &["alice", "bob", "carol", "dave"]).await?;
+    for (i, user) in ["bob", "carol", "dave"].into_iter().enumerate() {
+        let mut contact = online(&server, user, "r", 0).await?;
+        contact
+            .send(&format!(
+                "<presence to='alice@localhost' type='subscribe' id='s{i}'/>"
+            ))
+            .await?;
+        if user == "dave" {
+            let bounce = contact
+                .expect("the refusal", |e| e.attr("id") == Some("s2"))
+                .await?;
+            assert_eq!(bounce.attr("type"), Some("error"), "{bounce}");
+            assert_eq!(
+                xmppd_testkit::stanza_error_condition(&bounce).as_deref(),
+                Some("resource-constraint")
+            );
+        } else {
+            contact.expect_silence(SILENCE).await?;
+        }
+    }
+    // The two stored requests reach alice at login; the refused one does not.
+    let mut alice = online(&server, "alice", "laptop", 1).await?;
+    expect_subscription(&mut alice, "bob@localhost", "subscribe").await?;
+    expect_subscription(&mut alice, "carol@localhost", "subscribe").await?;
+    alice.expect_silence(SILENCE).await?;
+    Ok(())
+}

@@ -44,6 +44,9 @@ pub struct ImLimits {
     pub max_roster_items: u64,
     /// Offline messages kept per user.
     pub max_offline_messages: u64,
+    /// Subscription requests awaiting a user's answer; beyond it new ones are refused, so
+    /// contacts on other servers cannot fill the store with requests.
+    pub max_pending_subscriptions: u64,
 }
 
 impl Default for ImLimits {
@@ -51,6 +54,7 @@ impl Default for ImLimits {
         ImLimits {
             max_roster_items: 1000,
             max_offline_messages: 1000,
+            max_pending_subscriptions: 1000,
         }
     }
 }

@@ -122,6 +122,12 @@ impl RosterStore {
             .map(|_| ())
     }
 
+    /// Number of pending requests.
+    pub async fn count_pending(&self, user: &BareJid) -> StorageResult<u64> {
+        let (host, node) = owner(user);
+        self.map.count(host, node, PENDING).await
+    }
+
     /// Every pending request, as stored.
     pub async fn pending(&self, user: &BareJid) -> StorageResult<Vec<Vec<u8>>> {
         let (host, node) = owner(user);

@@ -27,10 +27,15 @@ use crate::roster_iq::{apply_effect, push};
 use crate::state::{self, SubState, Transition};
 use crate::{Im, presence, restamp};
 
+/// Largest subscription request stored whole.
+const MAX_STORED_REQUEST_BYTES: usize = 4096;
+
 /// Why a transition was not applied.
 enum Refused {
     /// A new item would exceed the roster size limit.
     RosterFull,
+    /// A new request would exceed the pending-request limit.
+    TooManyPending,
     /// Storage failed (already logged).
     Storage,
 }
@@ -79,6 +84,12 @@ impl Im {
             |i| i.state(pending_in),
         );
         let t = machine(old, kind);
+        let stores_request = !old.pending_in && t.new.pending_in && request.is_some();
+        if stores_request
+            && self.roster.count_pending(user).await? >= self.limits.max_pending_subscriptions
+        {
+            return Ok(Err(Refused::TooManyPending));
+        }
         let mut pushed = None;
         if t.pushes(&old) {
             if item.is_none() && self.roster.count(user).await? >= self.limits.max_roster_items {
@@ -92,9 +103,15 @@ impl Im {
         }
         match (old.pending_in, t.new.pending_in, request) {
             (false, true, Some(stanza)) => {
-                self.roster
-                    .set_pending(user, contact, &client_bytes(stanza))
-                    .await?;
+                // Kept whole (a status or nick the user will see at login) unless large:
+                // then only the request itself, so a stored request stays small.
+                let mut bytes = client_bytes(stanza);
+                if bytes.len() > MAX_STORED_REQUEST_BYTES
+                    && let (Some(from), Some(to)) = (stanza.from(), stanza.to())
+                {
+                    bytes = client_bytes(&presence(Some("subscribe"), from.clone(), to.clone()));
+                }
+                self.roster.set_pending(user, contact, &bytes).await?;
             }
             (true, false, _) => self.roster.clear_pending(user, contact).await?,
             _ => {}
@@ -125,6 +142,9 @@ impl OutboundSubscriptionHandler for Im {
                 let err = match refused {
                     Refused::RosterFull => StanzaError::new(DefinedCondition::NotAllowed)
                         .with_text("the roster is full"),
+                    Refused::TooManyPending => {
+                        StanzaError::new(DefinedCondition::ResourceConstraint)
+                    }
                     Refused::Storage => StanzaError::new(DefinedCondition::InternalServerError),
                 };
                 if let Some(bounce) = stanza.error_reply(&err) {
@@ -184,6 +204,15 @@ impl Im {
             .await
         {
             Ok(a) => a,
+            Err(Refused::TooManyPending) => {
+                // The contact learns the request was not recorded.
+                let err = StanzaError::new(DefinedCondition::ResourceConstraint)
+                    .with_text("too many subscription requests are awaiting an answer");
+                if let Some(bounce) = stanza.error_reply(&err) {
+                    router.route(bounce).await;
+                }
+                return;
+            }
             // Nothing changed; the contact's server will ask again.
             Err(_) => return,
         };

@@ -149,6 +149,7 @@ struct RawLimits {
     max_auth_failures: Option<Spanned<u32>>,
     max_roster_items: Option<Spanned<u64>>,
     max_offline_messages: Option<Spanned<u64>>,
+    max_pending_subscriptions: Option<Spanned<u64>>,
 }
 
 /// One virtual host.
@@ -680,6 +681,16 @@ impl Validator<'_> {
             }
             config.im.max_offline_messages = v.into_inner();
         }
+        if let Some(v) = raw.max_pending_subscriptions {
+            if *v.get_ref() == 0 {
+                return Err(self.invalid(
+                    v.span(),
+                    "limits.max_pending_subscriptions",
+                    "must be at least 1",
+                ));
+            }
+            config.im.max_pending_subscriptions = v.into_inner();
+        }
         Ok(())
     }
 }
@@ -746,6 +757,7 @@ max_stanza_bytes = 65536
 max_auth_failures = 2
 max_roster_items = 50
 max_offline_messages = 20
+max_pending_subscriptions = 30
 "#,
         )
         .unwrap();
@@ -772,6 +784,7 @@ max_offline_messages = 20
         assert_eq!(c.max_auth_failures, 2);
         assert_eq!(c.im.max_roster_items, 50);
         assert_eq!(c.im.max_offline_messages, 20);
+        assert_eq!(c.im.max_pending_subscriptions, 30);
         assert_eq!(c.s2s_listen.len(), 1);
         assert_eq!(c.s2s_listen[0].kind, S2sListenerKind::StartTls);
         assert!(c.s2s.secure_auth && c.s2s.require_tls);
