@@ -380,6 +380,42 @@ async fn a_peer_that_never_answers_times_out() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn outbound_streams_are_bounded() -> anyhow::Result<()> {
+    // One outbound stream at most: while the one to b.test hangs in negotiation, a stanza for
+    // c.test is refused at once instead of opening another.
+    let pki = TestPki::new(&[A])?;
+    let silent = tokio::net::TcpListener::bind("127.0.0.2:0").await?;
+    let silent_addr = silent.local_addr()?;
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let a = TestServer::start_federated(A, &pki, free_port([127, 0, 0, 1])?, true, |c| {
+        route_to(c, B, silent_addr);
+        route_to(c, "c.test", silent_addr);
+        c.s2s.settings.max_outbound_links = 1;
+    })
+    .await?;
+    a.add_user("alice", &password("alice")).await?;
+    let mut alice = online(&a, "alice").await?;
+    alice
+        .send("<message to='bob@b.test' id='m1'><body>1</body></message>")
+        .await?;
+    alice
+        .send("<message to='carol@c.test' id='m2'><body>2</body></message>")
+        .await?;
+    let bounce = next_matching(&mut alice, "refusal", |e| e.attr("id") == Some("m2")).await?;
+    assert_eq!(
+        stanza_error_condition(&bounce).as_deref(),
+        Some("remote-server-not-found")
+    );
+    held.abort();
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_idle_link_closes_and_a_new_one_opens_for_the_next_stanza() -> anyhow::Result<()> {
     let pki = TestPki::new(&[A, B])?;
     let a_addr = free_port([127, 0, 0, 1])?;

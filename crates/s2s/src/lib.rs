@@ -58,6 +58,9 @@ pub struct S2sSettings {
     pub write_timeout: Duration,
     /// Inbound connections at once, per listener.
     pub max_connections: usize,
+    /// Outbound streams at once (a peer's dialback requests make us open some, so this too
+    /// must have a bound).
+    pub max_outbound_links: usize,
 }
 
 impl Default for S2sSettings {
@@ -72,6 +75,7 @@ impl Default for S2sSettings {
             max_stanza_bytes_unauthenticated: 16 * 1024,
             write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            max_outbound_links: 10_000,
         }
     }
 }

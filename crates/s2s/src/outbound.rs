@@ -138,13 +138,18 @@ impl S2sPool {
         self.router.get().and_then(Weak::upgrade)
     }
 
-    /// The link for a pair, started if there is none; `None` once the pool is shutting down.
+    /// The link for a pair, started if there is none; `None` once the pool is shutting down
+    /// or holds as many links as it may.
     fn link(&self, local: &str, remote: &str) -> Option<LinkHandle> {
         if self.shutdown.is_cancelled() {
             return None;
         }
         let pool = self.me.upgrade()?;
         let key = (local.to_owned(), remote.to_owned());
+        if self.links.len() >= self.settings.max_outbound_links && !self.links.contains_key(&key) {
+            warn!(remote, "too many outbound streams; refusing a new one");
+            return None;
+        }
         let handle = self
             .links
             .entry(key.clone())
@@ -216,7 +221,7 @@ impl RemoteRoute for S2sPool {
         for _ in 0..2 {
             let Some(link) = self.link(from_domain, to_domain) else {
                 let err = StanzaError::new(DefinedCondition::RemoteServerNotFound)
-                    .with_text("the server is shutting down");
+                    .with_text("no new server-to-server stream can be opened now");
                 return stanza.error_reply(&err);
             };
             match link.stanzas.try_send(stanza) {

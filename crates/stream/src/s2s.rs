@@ -32,6 +32,10 @@ use crate::dialback::{
 use crate::header::{element_bytes, new_stream_id};
 use crate::sasl::{decode_b64, encode_b64};
 
+/// Dialback verifications one inbound stream may have under way at once: each makes us
+/// contact the claimed domain, so a peer must not be able to make us contact any number.
+pub const MAX_PENDING_DIALBACK: usize = 16;
+
 /// Whether a peer's certificate is valid for a domain: a chain to a trusted root, in date,
 /// naming the domain. Computed by the caller, which holds the TLS connection.
 pub trait CertificateCheck: Send + Sync {
@@ -416,7 +420,7 @@ impl S2sResponder {
             out.push(InboundOutput::Send(sasl_failure("invalid-authzid")));
             return;
         }
-        if !self.cert_valid_for(&domain) {
+        if !self.cert_valid_for(&domain) || self.policy.local_domains.contains(&domain) {
             out.push(InboundOutput::Send(sasl_failure("not-authorized")));
             return;
         }
@@ -449,7 +453,11 @@ impl S2sResponder {
                     )
                 };
                 // XEP-0220 §2.4.2: an unknown target is an error, not the end of the stream.
-                if !self.policy.local_domains.contains(&to) || Jid::new(&from).is_err() {
+                // Nobody else speaks for our own domains.
+                if !self.policy.local_domains.contains(&to)
+                    || self.policy.local_domains.contains(&from)
+                    || Jid::new(&from).is_err()
+                {
                     out.push(answer(Verdict::Error));
                     return;
                 }
@@ -469,7 +477,7 @@ impl S2sResponder {
                     });
                     return;
                 }
-                if !self.policy.allow_dialback {
+                if !self.policy.allow_dialback || self.pending.len() >= MAX_PENDING_DIALBACK {
                     out.push(answer(Verdict::Error));
                     return;
                 }

@@ -407,3 +407,37 @@ fn verify_requests_wait_for_an_open_stream() {
     assert!(matches!(out.last(), Some(OutboundOutput::Send(_))));
     assert_eq!(init.verify_request("a.example", "id", "k"), None);
 }
+
+#[test]
+fn dialback_requests_are_bounded_and_never_for_our_own_domains() {
+    let mut resp = S2sResponder::new(policy(&["b.example"], 2, true), true, None);
+    let mut reader = Reader::new(Limits::default());
+    reader.feed(
+        b"<stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' \
+          xmlns:stream='http://etherx.jabber.org/streams' to='b.example' version='1.0'>\
+          <db:result from='b.example' to='b.example'>k</db:result>",
+    );
+    for i in 0..(MAX_PENDING_DIALBACK + 4) {
+        reader.feed(
+            format!("<db:result from='d{i}.example' to='b.example'>k</db:result>").as_bytes(),
+        );
+    }
+    let mut out = Vec::new();
+    while let Ok(Some(event)) = reader.next_event() {
+        resp.handle(event, &mut out);
+    }
+    let requests = out
+        .iter()
+        .filter(|o| matches!(o, InboundOutput::VerifyDialback { .. }))
+        .count();
+    assert_eq!(requests, MAX_PENDING_DIALBACK);
+    assert!(
+        !out.iter().any(|o| matches!(o, InboundOutput::VerifyDialback { originating, .. } if originating == "b.example")),
+        "our own domain is never verified through a peer"
+    );
+    let errors = out
+        .iter()
+        .filter(|o| matches!(o, InboundOutput::Send(b) if String::from_utf8_lossy(b).contains("type=\"error\"")))
+        .count();
+    assert_eq!(errors, 5);
+}
