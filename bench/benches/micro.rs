@@ -1,11 +1,13 @@
 //! Micro-benchmarks of the pieces on xmppd's hot paths: the XML stream reader (against a bare
-//! quick-xml event loop over the same bytes), the serializer and SCRAM-SHA-1 verification.
+//! quick-xml event loop over the same bytes), the serializer, SCRAM-SHA-1 verification, and
+//! routing a message between two local sessions.
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use xmppd_proto::Stanza;
 use xmppd_stream::sasl::{
     ChannelBindingData, ClientChannelBinding, Mechanism, ScramClient, ScramHash, ServerSession,
     Step, StoredCredentials,
@@ -138,5 +140,75 @@ fn scram(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, reader, serializer, scram);
+/// The router of a real in-process server (test store, every module), delivering a chat
+/// message from one local user to another's session queue: envelope dispatch, session
+/// lookup, serialisation, queueing. The queue is drained after each message.
+fn routing(c: &mut Criterion) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let Ok(server) = rt.block_on(xmppd_testkit::TestServer::start()) else {
+        return;
+    };
+    if rt.block_on(server.add_user("bob", "benchpass")).is_err() {
+        return;
+    }
+    let router = server.server.router.clone();
+    let Ok(bob) = jid::FullJid::new("bob@localhost/b") else {
+        return;
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    router
+        .sessions()
+        .bind(&bob, u64::MAX, tx, std::sync::Arc::default());
+    let Ok(presence) = Stanza::parse(
+        xmppd_xml::Element::new("presence", "jabber:client"),
+        "jabber:client",
+    ) else {
+        return;
+    };
+    router
+        .sessions()
+        .set_presence(&bob, u64::MAX, Some((0, std::sync::Arc::new(presence))));
+    let message = |to: &str| {
+        let mut r = Reader::new(Limits::default());
+        r.feed(&chat_stream(1));
+        let mut found = None;
+        while let Ok(Some(ev)) = r.next_event() {
+            if let StreamEvent::Stanza(mut el) = ev {
+                el.set_attr("to", to);
+                el.set_attr("from", "alice@localhost/a");
+                found = Stanza::parse(el, "jabber:client").ok();
+            }
+        }
+        found
+    };
+    let (Some(to_full), Some(to_bare)) = (message("bob@localhost/b"), message("bob@localhost"))
+    else {
+        return;
+    };
+    let mut g = c.benchmark_group("routing");
+    for (name, stanza) in [
+        ("message_to_full_jid", to_full),
+        ("message_to_bare_jid", to_bare),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || stanza.clone(),
+                |s| {
+                    rt.block_on(router.route(s));
+                    black_box(rx.try_recv().is_ok())
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    g.finish();
+    rt.block_on(server.stop());
+}
+
+criterion_group!(benches, reader, serializer, scram, routing);
 criterion_main!(benches);

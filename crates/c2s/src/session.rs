@@ -12,7 +12,7 @@ use jid::{FullJid, Jid};
 use tokio::sync::mpsc;
 use xmppd_core::{Outbound, Router, SessionControl, SessionPresence, SubscriptionKind};
 use xmppd_proto::{
-    DefinedCondition, Stanza, StanzaError, StanzaKind, StanzaParseError, StreamError,
+    DefinedCondition, Rejected, Stanza, StanzaError, StanzaKind, StanzaParseError, StreamError,
     StreamErrorCondition as Cond, ns,
 };
 use xmppd_xml::Element;
@@ -78,13 +78,15 @@ pub(crate) async fn handle_stanza(
     session: &mut BoundSession,
     el: Element,
 ) -> Result<Option<Vec<u8>>, StreamError> {
-    let stanza = match Stanza::parse(el.clone(), ns::CLIENT) {
+    // The element is moved through parsing and from-stamping, never copied: a refused one
+    // comes back with the error for the bounce.
+    let stanza = match Stanza::parse_keeping(el, ns::CLIENT).map_err(Rejected::into_parts) {
         Ok(s) => s,
-        Err(StanzaParseError::NotAStanza(name)) => {
+        Err((StanzaParseError::NotAStanza(name), _)) => {
             let text = format!("<{name}/> is not a stanza this server understands");
             return Err(StreamError::with_text(Cond::UnsupportedStanzaType, text));
         }
-        Err(StanzaParseError::Invalid(error)) => {
+        Err((StanzaParseError::Invalid(error), el)) => {
             return Ok(bounce_unparsed(&el, &session.jid, &error));
         }
     };
@@ -99,7 +101,7 @@ pub(crate) async fn handle_stanza(
             return Err(StreamError::with_text(Cond::InvalidFrom, text));
         }
     }
-    let stanza = stanza.with_from(Jid::from(session.jid.clone()));
+    let stanza = stanza.into_with_from(Jid::from(session.jid.clone()));
     if stanza.kind() == StanzaKind::Presence {
         let Some(to) = stanza.to().cloned() else {
             broadcast_presence(router, session, stanza).await;

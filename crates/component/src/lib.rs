@@ -23,7 +23,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 use xmppd_core::{Outbound, Router, SessionControl};
 use xmppd_proto::{
-    Stanza, StanzaParseError, StreamError, StreamErrorCondition as Cond, bounce_unparsed, ns,
+    Rejected, Stanza, StanzaParseError, StreamError, StreamErrorCondition as Cond, bounce_unparsed,
+    ns,
 };
 use xmppd_stream::component::{ComponentOutput, ComponentResponder};
 use xmppd_xml::{Limits, Reader};
@@ -278,9 +279,11 @@ impl Conn {
                         }
                     }
                     ComponentOutput::Stanza(el) => {
-                        match Stanza::parse(el.clone(), ns::COMPONENT_ACCEPT) {
+                        match Stanza::parse_keeping(el, ns::COMPONENT_ACCEPT)
+                            .map_err(Rejected::into_parts)
+                        {
                             Ok(stanza) => self.ctx.router.route(stanza).await,
-                            Err(StanzaParseError::NotAStanza(name)) => {
+                            Err((StanzaParseError::NotAStanza(name), _)) => {
                                 let text = format!("<{name}/> is not a stanza");
                                 return self
                                     .close(
@@ -289,7 +292,7 @@ impl Conn {
                                     )
                                     .await;
                             }
-                            Err(StanzaParseError::Invalid(error)) => {
+                            Err((StanzaParseError::Invalid(error), el)) => {
                                 debug!(%error, "invalid stanza from the component");
                                 if let Some(mut reply) = bounce_unparsed(&el, &error) {
                                     reply.rename_ns(ns::CLIENT, ns::COMPONENT_ACCEPT);

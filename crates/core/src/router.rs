@@ -333,7 +333,8 @@ impl Router {
                         Err(err) => stanza.error_reply(&err),
                     };
                 }
-                let delivered = self.deliver_all(&stanza, &targets);
+                let stanza = Arc::new(stanza);
+                let delivered = self.deliver_shared(stanza.clone(), &targets);
                 if delivered == 0 {
                     return stanza
                         .error_reply(&StanzaError::new(DefinedCondition::RecipientUnavailable));
@@ -352,8 +353,10 @@ impl Router {
             return Box::pin(self.to_bare(stanza, &full.to_bare())).await;
         }
         if let Some(session) = self.sessions.get(full) {
-            // §8.5.3.1: a connected resource gets it, whatever its presence.
-            return match self.deliver(&stanza, &session) {
+            // §8.5.3.1: a connected resource gets it, whatever its presence. The copy kept
+            // for rerouting is the stanza itself, shared, not a deep copy.
+            let stanza = Arc::new(stanza);
+            return match self.deliver(stanza.clone(), &session) {
                 Ok(()) => None,
                 Err(DeliveryError::NoSession | DeliveryError::QueueFull) => {
                     stanza.error_reply(&StanzaError::new(DefinedCondition::RecipientUnavailable))
@@ -401,13 +404,13 @@ impl Router {
     pub fn deliver_to_session(&self, stanza: &Stanza, full: &FullJid) -> bool {
         self.sessions
             .get(full)
-            .is_some_and(|session| self.deliver(stanza, &session).is_ok())
+            .is_some_and(|session| self.deliver(Arc::new(stanza.clone()), &session).is_ok())
     }
 
-    fn deliver(&self, stanza: &Stanza, session: &ResourceInfo) -> Result<(), DeliveryError> {
+    fn deliver(&self, stanza: Arc<Stanza>, session: &ResourceInfo) -> Result<(), DeliveryError> {
         session.deliver(Outbound {
-            bytes: client_bytes(stanza),
-            reroute: Some(Arc::new(stanza.clone())),
+            bytes: client_bytes(&stanza),
+            reroute: Some(stanza),
         })
     }
 
@@ -416,9 +419,17 @@ impl Router {
         if sessions.is_empty() {
             return 0;
         }
+        self.deliver_shared(Arc::new(stanza.clone()), sessions)
+    }
+
+    /// [`Router::deliver_all`] for a stanza the router owns: shared, not copied.
+    fn deliver_shared(&self, stanza: Arc<Stanza>, sessions: &[ResourceInfo]) -> usize {
+        if sessions.is_empty() {
+            return 0;
+        }
         let outbound = Outbound {
-            bytes: client_bytes(stanza),
-            reroute: Some(Arc::new(stanza.clone())),
+            bytes: client_bytes(&stanza),
+            reroute: Some(stanza),
         };
         let mut delivered = 0;
         for session in sessions {

@@ -9,5 +9,5 @@ pub mod stanza;
 pub mod stream_error;
 
 pub use error::{DefinedCondition, ErrorType, StanzaError};
-pub use stanza::{Stanza, StanzaKind, StanzaParseError, bounce_unparsed};
+pub use stanza::{Rejected, Stanza, StanzaKind, StanzaParseError, bounce_unparsed};
 pub use stream_error::{StreamError, StreamErrorCondition};

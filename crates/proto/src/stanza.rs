@@ -44,6 +44,25 @@ pub enum StanzaParseError {
     Invalid(StanzaError),
 }
 
+/// An element [`Stanza::parse_keeping`] refused, given back with the reason.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Why.
+    pub error: StanzaParseError,
+    /// The element, for the bounce.
+    pub element: Element,
+}
+
+impl Rejected {
+    /// The reason and the element (taking the box, as `map_err(Rejected::into_parts)` hands
+    /// it over).
+    #[allow(clippy::boxed_local)]
+    pub fn into_parts(self: Box<Self>) -> (StanzaParseError, Element) {
+        let Rejected { error, element } = *self;
+        (error, element)
+    }
+}
+
 /// A parsed stanza envelope over its element.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stanza {
@@ -60,43 +79,22 @@ impl Stanza {
     ///
     /// The returned stanza's element is in `jabber:client`, whatever the stream's namespace,
     /// so routing never has to care which kind of stream a stanza came from.
-    pub fn parse(mut element: Element, content_ns: &str) -> Result<Stanza, StanzaParseError> {
-        let kind = match (element.name(), element.ns() == content_ns) {
-            ("message", true) => StanzaKind::Message,
-            ("presence", true) => StanzaKind::Presence,
-            ("iq", true) => StanzaKind::Iq,
-            _ => return Err(StanzaParseError::NotAStanza(element.name().to_owned())),
-        };
-        if content_ns != ns::CLIENT {
-            element.rename_ns(content_ns, ns::CLIENT);
-        }
-        let to = parse_jid_attr(&element, "to")?;
-        let from = parse_jid_attr(&element, "from")?;
-        let stanza = Stanza {
-            kind,
-            from,
-            to,
-            element,
-        };
-        if kind == StanzaKind::Iq {
-            stanza.check_iq()?;
-        }
-        Ok(stanza)
+    pub fn parse(element: Element, content_ns: &str) -> Result<Stanza, StanzaParseError> {
+        Self::parse_keeping(element, content_ns).map_err(|r| r.error)
     }
 
-    fn check_iq(&self) -> Result<(), StanzaParseError> {
-        let invalid = |t: &str| Err(StanzaParseError::Invalid(StanzaError::bad_request(t)));
-        if self.id().is_none() {
-            return invalid("an iq needs an id attribute");
-        }
-        let payloads = self.element.children().count();
-        match self.type_attr() {
-            Some("get" | "set") if payloads == 1 => Ok(()),
-            Some("get" | "set") => invalid("an iq get/set carries exactly one payload element"),
-            Some("result") if payloads <= 1 => Ok(()),
-            Some("result") => invalid("an iq result carries at most one payload element"),
-            Some("error") => Ok(()),
-            _ => invalid("iq type must be get, set, result or error"),
+    /// Like [`Stanza::parse`], but a refused element comes back with the error, so the
+    /// caller can answer it (with [`bounce_unparsed`]) without having copied it beforehand:
+    /// the hot path moves each element through parsing instead of cloning it.
+    pub fn parse_keeping(mut element: Element, content_ns: &str) -> Result<Stanza, Box<Rejected>> {
+        match envelope(&mut element, content_ns) {
+            Ok((kind, from, to)) => Ok(Stanza {
+                kind,
+                from,
+                to,
+                element,
+            }),
+            Err(error) => Err(Box::new(Rejected { error, element })),
         }
     }
 
@@ -252,6 +250,47 @@ pub fn bounce_unparsed(el: &Element, error: &StanzaError) -> Option<Element> {
     }
     reply.push_child(error.to_element(ns::CLIENT));
     Some(reply)
+}
+
+/// The checks of [`Stanza::parse`]: the kind, the addresses, and the iq rules; returns the
+/// kind, `from` and `to`.
+#[allow(clippy::type_complexity)]
+fn envelope(
+    element: &mut Element,
+    content_ns: &str,
+) -> Result<(StanzaKind, Option<Jid>, Option<Jid>), StanzaParseError> {
+    let kind = match (element.name(), element.ns() == content_ns) {
+        ("message", true) => StanzaKind::Message,
+        ("presence", true) => StanzaKind::Presence,
+        ("iq", true) => StanzaKind::Iq,
+        _ => return Err(StanzaParseError::NotAStanza(element.name().to_owned())),
+    };
+    if content_ns != ns::CLIENT {
+        element.rename_ns(content_ns, ns::CLIENT);
+    }
+    let to = parse_jid_attr(element, "to")?;
+    let from = parse_jid_attr(element, "from")?;
+    if kind == StanzaKind::Iq {
+        check_iq(element)?;
+    }
+    Ok((kind, from, to))
+}
+
+/// RFC 6120 §8.2.3: an id, a known type, exactly one payload for get/set.
+fn check_iq(element: &Element) -> Result<(), StanzaParseError> {
+    let invalid = |t: &str| Err(StanzaParseError::Invalid(StanzaError::bad_request(t)));
+    if element.attr("id").is_none() {
+        return invalid("an iq needs an id attribute");
+    }
+    let payloads = element.children().count();
+    match element.attr("type") {
+        Some("get" | "set") if payloads == 1 => Ok(()),
+        Some("get" | "set") => invalid("an iq get/set carries exactly one payload element"),
+        Some("result") if payloads <= 1 => Ok(()),
+        Some("result") => invalid("an iq result carries at most one payload element"),
+        Some("error") => Ok(()),
+        _ => invalid("iq type must be get, set, result or error"),
+    }
 }
 
 fn parse_jid_attr(el: &Element, name: &str) -> Result<Option<Jid>, StanzaParseError> {

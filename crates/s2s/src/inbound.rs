@@ -23,7 +23,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 use xmppd_core::Router;
 use xmppd_proto::{
-    Stanza, StanzaParseError, StreamError, StreamErrorCondition as Cond, bounce_unparsed, ns,
+    Rejected, Stanza, StanzaParseError, StreamError, StreamErrorCondition as Cond, bounce_unparsed,
+    ns,
 };
 use xmppd_stream::dialback::Verdict;
 use xmppd_stream::s2s::{CertificateCheck, InboundOutput, S2sPolicy, S2sResponder};
@@ -319,9 +320,9 @@ impl Conn {
 /// router (an inbound stream carries nothing back to the peer).
 async fn route(ctx: &InboundContext, el: xmppd_xml::Element) {
     let router = &ctx.router;
-    match Stanza::parse(el.clone(), ns::SERVER) {
+    match Stanza::parse_keeping(el, ns::SERVER).map_err(Rejected::into_parts) {
         Ok(stanza) => router.route(stanza).await,
-        Err(StanzaParseError::Invalid(error)) => {
+        Err((StanzaParseError::Invalid(error), el)) => {
             debug!(%error, "invalid stanza from a remote server");
             let reply = bounce_unparsed(&el, &error).map(|r| Stanza::parse(r, ns::CLIENT));
             if let Some(Ok(reply)) = reply {
@@ -329,7 +330,7 @@ async fn route(ctx: &InboundContext, el: xmppd_xml::Element) {
             }
         }
         // The responder lets only message, presence and iq through.
-        Err(StanzaParseError::NotAStanza(name)) => {
+        Err((StanzaParseError::NotAStanza(name), _)) => {
             debug!(%name, "not a stanza");
         }
     }
