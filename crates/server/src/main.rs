@@ -10,9 +10,11 @@ use xmppd::config::Config;
 use xmppd::{admin, certs};
 
 /// mimalloc instead of glibc malloc: glibc keeps memory freed by ended sessions in its
-/// arenas, so the server's RSS never came back down after a login peak; mimalloc returns
-/// freed pages to the system, and its per-thread free lists also suit the many small,
-/// short-lived allocations of stanza routing.
+/// arenas, so the server's RSS never came back down after a login peak (13 → 195 MiB after
+/// 10k logins and logouts); mimalloc returns freed pages to the system (13 → 27 MiB with
+/// `MIMALLOC_PURGE_DELAY=0`, as deploy/xmppd.service sets it), and its per-thread free lists
+/// suit the many small, short-lived allocations of stanza routing. Built without transparent
+/// huge pages, which would round idle memory up to 2 MiB pages.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
