@@ -309,9 +309,11 @@ async fn secure_auth_refuses_a_peer_without_a_trusted_certificate() -> anyhow::R
         .send("<message to='bob@b.test' id='m1'><body>hi</body></message>")
         .await?;
     let bounce = next_matching(&mut alice, "bounce", |e| e.attr("id") == Some("m1")).await?;
+    // b.test answers a.test's dialback with a policy-violation error; XEP-0220 §2.4 has the
+    // queued stanzas returned as remote-server-timeout.
     assert_eq!(
         stanza_error_condition(&bounce).as_deref(),
-        Some("remote-server-not-found"),
+        Some("remote-server-timeout"),
         "{bounce}"
     );
     Ok(())
@@ -541,11 +543,18 @@ async fn stanzas_before_authentication_and_after_a_wrong_dialback_key_are_refuse
     let _a =
         TestServer::start_federated(A, &pki, a_addr, false, |c| route_to(c, B, b_addr)).await?;
     let b = TestServer::start_federated(B, &pki, b_addr, false, |c| route_to(c, A, a_addr)).await?;
-    // An impostor claims a.test with a made-up key.
+    // An unsolicited "valid" result authorises nothing (XEP-0220 §3): a stanza after it is
+    // still from a domain not authenticated on the stream.
     let (mut peer, _) = peer_over_tls(&b, &pki, A, None).await?;
-    // An unsolicited "valid" result authorises nothing (XEP-0220 §3).
     peer.send("<db:result from='a.test' to='b.test' type='valid'/>")
         .await?;
+    peer.send("<message from='alice@a.test' to='bob@b.test'><body>forged</body></message>")
+        .await?;
+    assert_eq!(peer.expect_stream_error().await?, "invalid-from");
+
+    // An impostor claims a.test with a made-up key: a.test disowns it, b.test answers
+    // "invalid" and, with no other valid domain pair on the stream, closes it (§2.2.1).
+    let (mut peer, _) = peer_over_tls(&b, &pki, A, None).await?;
     peer.send("<db:result from='a.test' to='b.test'>0123456789abcdef</db:result>")
         .await?;
     let answer = peer
@@ -555,9 +564,7 @@ async fn stanzas_before_authentication_and_after_a_wrong_dialback_key_are_refuse
         .await?;
     assert_eq!(answer.attr("type"), Some("invalid"), "{answer}");
     assert_eq!(answer.attr("from"), Some(B));
-    peer.send("<message from='alice@a.test' to='bob@b.test'><body>forged</body></message>")
-        .await?;
-    assert_eq!(peer.expect_stream_error().await?, "invalid-from");
+    assert_eq!(peer.expect_stream_error().await?, "not-authorized");
     Ok(())
 }
 

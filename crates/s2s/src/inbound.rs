@@ -144,10 +144,7 @@ fn peer_certificate(ctx: &InboundContext, io: &Io) -> Option<Arc<dyn Certificate
     if chain.is_empty() {
         return None;
     }
-    Some(Arc::new(PeerCertificate {
-        chain,
-        tls: ctx.tls.clone(),
-    }))
+    Some(Arc::new(PeerCertificate::new(chain, ctx.tls.clone())))
 }
 
 async fn accept_tls(ctx: &InboundContext, tcp: TcpStream, deadline: Instant) -> Option<Io> {

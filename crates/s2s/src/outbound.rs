@@ -30,7 +30,7 @@ use xmppd_core::router::client_bytes;
 use xmppd_core::{RemoteRoute, Router};
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError};
 use xmppd_stream::dialback::Verdict;
-use xmppd_stream::s2s::{OutboundOutput, S2sInitiator, S2sPolicy};
+use xmppd_stream::s2s::{OutboundFailure, OutboundOutput, S2sInitiator, S2sPolicy};
 use xmppd_xml::{Limits, Reader};
 
 use crate::io::Io;
@@ -42,6 +42,9 @@ use crate::{S2sSettings, StaticRoute};
 const WRITE_BATCH: usize = 64;
 /// Dialback verifications waiting per link.
 const VERIFY_QUEUE: usize = 64;
+/// Idle time after which a link that never carried a stanza (only dialback verifications)
+/// closes.
+const VERIFY_ONLY_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 struct VerifyRequest {
     receiving: String,
@@ -166,6 +169,8 @@ impl S2sPool {
                     verifies: verifies_rx,
                     waiting: Vec::new(),
                     sent: HashMap::new(),
+                    written: 0,
+                    deliberate: false,
                 };
                 let span =
                     info_span!(parent: None, "s2s_out", link = id, local = %key.0, remote = %key.1);
@@ -195,22 +200,30 @@ impl S2sPool {
         stream_id: &str,
         key: &str,
     ) -> Verdict {
-        let Some(link) = self.link(receiving, remote) else {
-            return Verdict::Error;
-        };
         let (reply, answer) = oneshot::channel();
-        let request = VerifyRequest {
+        let mut request = VerifyRequest {
             receiving: receiving.to_owned(),
             stream_id: stream_id.to_owned(),
             key: key.to_owned(),
             reply,
         };
-        if link.verifies.try_send(request).is_err() {
-            return Verdict::Error;
+        // Once more with a new link if the one found was just ending.
+        for attempt in 0..2 {
+            let Some(link) = self.link(receiving, remote) else {
+                return Verdict::Error(DefinedCondition::RemoteServerNotFound);
+            };
+            match link.verifies.try_send(request) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Closed(r)) if attempt == 0 => {
+                    self.forget(receiving, remote, link.id);
+                    request = r;
+                }
+                Err(_) => return Verdict::Error(DefinedCondition::RemoteServerNotFound),
+            }
         }
         match tokio::time::timeout(self.settings.negotiation_timeout, answer).await {
             Ok(Ok(verdict)) => verdict,
-            _ => Verdict::Error,
+            _ => Verdict::Error(DefinedCondition::RemoteServerNotFound),
         }
     }
 }
@@ -256,6 +269,10 @@ struct Link {
     waiting: Vec<VerifyRequest>,
     /// Verifications sent, by stream id.
     sent: HashMap<String, Vec<oneshot::Sender<Verdict>>>,
+    /// Stanzas written so far.
+    written: u64,
+    /// Whether we closed the stream on purpose (idle, shutdown).
+    deliberate: bool,
 }
 
 /// What processing the peer's input asks the negotiation to do.
@@ -316,7 +333,7 @@ impl Link {
                 _ = tokio::time::sleep_until(deadline) => {
                     return timed_out(format!("{} did not authenticate in time", self.remote));
                 }
-                Some(request) = self.verifies.recv() => {
+                Some(request) = self.verifies.recv(), if self.waiting.len() < VERIFY_QUEUE => {
                     self.waiting.push(request);
                     None
                 }
@@ -381,15 +398,25 @@ impl Link {
     ) -> LinkEnd {
         let settings = self.pool.settings.clone();
         let shutdown = self.pool.shutdown.clone();
-        let mut idle = Instant::now() + settings.idle_timeout;
+        let mut last_activity = Instant::now();
         loop {
+            // A link that only carried dialback verifications has done its job sooner
+            // (XEP-0220 §2.1.2); none closes while a verification awaits its answer.
+            let idle_for = if self.written == 0 {
+                settings.idle_timeout.min(VERIFY_ONLY_IDLE)
+            } else {
+                settings.idle_timeout
+            };
+            let idle = last_activity + idle_for;
             tokio::select! {
                 _ = shutdown.cancelled() => {
+                    self.deliberate = true;
                     io.write_all_within(b"</stream:stream>", settings.write_timeout).await;
                     return LinkEnd::Closed;
                 }
-                _ = tokio::time::sleep_until(idle) => {
+                _ = tokio::time::sleep_until(idle), if self.sent.is_empty() => {
                     debug!("idle; closing");
+                    self.deliberate = true;
                     io.write_all_within(b"</stream:stream>", settings.write_timeout).await;
                     return LinkEnd::Closed;
                 }
@@ -413,13 +440,15 @@ impl Link {
                         self.bounce(batch, DefinedCondition::RemoteServerTimeout, "the connection broke").await;
                         return timed_out("the connection broke");
                     }
-                    idle = Instant::now() + settings.idle_timeout;
+                    self.written += batch.len() as u64;
+                    last_activity = Instant::now();
                 }
-                Some(request) = self.verifies.recv() => {
+                Some(request) = self.verifies.recv(), if self.waiting.len() < VERIFY_QUEUE => {
                     self.waiting.push(request);
                     if !self.send_waiting_verifies(&initiator, &mut io).await {
                         return not_found("the connection broke");
                     }
+                    last_activity = Instant::now();
                 }
                 read = io.read(&mut buf) => match read {
                     Ok(0) | Err(_) => return LinkEnd::Closed,
@@ -478,7 +507,15 @@ impl Link {
                     }
                     OutboundOutput::Failed(failure) => {
                         io.write_all_within(b"</stream:stream>", timeout).await;
-                        return Err(not_found(failure.to_string()));
+                        // XEP-0220 §2.1.3 and §2.4 say how queued stanzas go back.
+                        let condition = match failure {
+                            OutboundFailure::KeyInvalid(_) => DefinedCondition::InternalServerError,
+                            OutboundFailure::DialbackError(..) => {
+                                DefinedCondition::RemoteServerTimeout
+                            }
+                            _ => DefinedCondition::RemoteServerNotFound,
+                        };
+                        return Err(LinkEnd::Failed(condition, failure.to_string()));
                     }
                     OutboundOutput::PeerClosed => {
                         io.write_all_within(b"</stream:stream>", timeout).await;
@@ -503,9 +540,16 @@ impl Link {
                         .write_all_within(&bytes, self.pool.settings.write_timeout)
                         .await
                     {
-                        let _ = request.reply.send(Verdict::Error);
+                        let _ = request
+                            .reply
+                            .send(Verdict::Error(DefinedCondition::RemoteServerNotFound));
                         return false;
                     }
+                    // Answers nobody waits for any more (the asker timed out) are forgotten.
+                    self.sent.retain(|_, replies| {
+                        replies.retain(|r| !r.is_closed());
+                        !replies.is_empty()
+                    });
                     self.sent
                         .entry(request.stream_id)
                         .or_default()
@@ -655,13 +699,17 @@ impl Link {
         self.stanzas.close();
         self.verifies.close();
         for request in std::mem::take(&mut self.waiting) {
-            let _ = request.reply.send(Verdict::Error);
+            let _ = request
+                .reply
+                .send(Verdict::Error(DefinedCondition::RemoteServerNotFound));
         }
         while let Ok(request) = self.verifies.try_recv() {
-            let _ = request.reply.send(Verdict::Error);
+            let _ = request
+                .reply
+                .send(Verdict::Error(DefinedCondition::RemoteServerNotFound));
         }
         for reply in std::mem::take(&mut self.sent).into_values().flatten() {
-            let _ = reply.send(Verdict::Error);
+            let _ = reply.send(Verdict::Error(DefinedCondition::RemoteServerNotFound));
         }
         let mut queued = Vec::new();
         while let Ok(stanza) = self.stanzas.try_recv() {
@@ -672,6 +720,13 @@ impl Link {
         }
         match end {
             LinkEnd::Failed(condition, text) => self.bounce(queued, condition, &text).await,
+            // The peer accepted the stream and closed it before taking anything: routing
+            // the queue again would only repeat that, so it goes back to the senders.
+            LinkEnd::Closed if !self.deliberate && self.written == 0 => {
+                let text = "the stream was closed before anything could be sent";
+                self.bounce(queued, DefinedCondition::RemoteServerTimeout, text)
+                    .await;
+            }
             LinkEnd::Closed => {
                 let Some(router) = self.pool.router() else {
                     return;

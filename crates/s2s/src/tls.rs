@@ -357,22 +357,48 @@ impl S2sTls {
     }
 }
 
-/// A peer's certificate chain, judged against our trust anchors on demand.
+/// A peer's certificate chain, judged against our trust anchors on demand. Verdicts are
+/// remembered per domain, so a peer repeating requests does not buy a chain check each time.
 pub struct PeerCertificate {
-    /// End entity first.
-    pub chain: Vec<CertificateDer<'static>>,
-    /// Who judges.
-    pub tls: Arc<S2sTls>,
+    chain: Vec<CertificateDer<'static>>,
+    tls: Arc<S2sTls>,
+    verdicts: std::sync::Mutex<Vec<(String, bool)>>,
+}
+
+/// Domains whose verdict a [`PeerCertificate`] remembers.
+const REMEMBERED_VERDICTS: usize = 32;
+
+impl PeerCertificate {
+    /// The chain (end entity first) and who judges it.
+    pub fn new(chain: Vec<CertificateDer<'static>>, tls: Arc<S2sTls>) -> Self {
+        PeerCertificate {
+            chain,
+            tls,
+            verdicts: std::sync::Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl CertificateCheck for PeerCertificate {
     fn is_valid_for(&self, domain: &str) -> bool {
-        match self.tls.judge(&self.chain, domain) {
+        if let Ok(verdicts) = self.verdicts.lock()
+            && let Some((_, valid)) = verdicts.iter().find(|(d, _)| d == domain)
+        {
+            return *valid;
+        }
+        let valid = match self.tls.judge(&self.chain, domain) {
             Ok(()) => true,
             Err(reason) => {
                 tracing::debug!(domain, %reason, "peer certificate not valid");
                 false
             }
+        };
+        if let Ok(mut verdicts) = self.verdicts.lock() {
+            if verdicts.len() >= REMEMBERED_VERDICTS {
+                verdicts.remove(0);
+            }
+            verdicts.push((domain.to_owned(), valid));
         }
+        valid
     }
 }

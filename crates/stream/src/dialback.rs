@@ -53,16 +53,26 @@ pub enum Verdict {
     Valid,
     /// The key was wrong.
     Invalid,
-    /// Something other than the key went wrong (XEP-0220 §2.4), e.g. an unknown domain.
-    Error,
+    /// Something other than the key went wrong (XEP-0220 §2.4), with the stanza error
+    /// condition that says what: `item-not-found` (not a domain served here),
+    /// `remote-server-not-found` (the authoritative server could not be asked),
+    /// `forbidden` (a wrong key on a stream that has other valid domain pairs),
+    /// `policy-violation` (dialback is not accepted here).
+    Error(DefinedCondition),
 }
 
 impl Verdict {
-    fn from_type(ty: Option<&str>) -> Option<Self> {
-        match ty {
+    fn from_element(el: &Element) -> Option<Self> {
+        match el.attr("type") {
             Some("valid") => Some(Verdict::Valid),
             Some("invalid") => Some(Verdict::Invalid),
-            Some("error") => Some(Verdict::Error),
+            Some("error") => {
+                let condition = el
+                    .child("error", ns::SERVER)
+                    .map(|e| StanzaError::from_element(e).condition)
+                    .unwrap_or(DefinedCondition::UndefinedCondition);
+                Some(Verdict::Error(condition))
+            }
             _ => None,
         }
     }
@@ -71,7 +81,7 @@ impl Verdict {
         match self {
             Verdict::Valid => "valid",
             Verdict::Invalid => "invalid",
-            Verdict::Error => "error",
+            Verdict::Error(_) => "error",
         }
     }
 }
@@ -136,7 +146,7 @@ impl Dialback {
         let from = el.attr("from").ok_or(MalformedDialback("no 'from'"))?;
         let to = el.attr("to").ok_or(MalformedDialback("no 'to'"))?;
         let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
-        let verdict = Verdict::from_type(el.attr("type"));
+        let verdict = Verdict::from_element(el);
         if el.attr("type").is_some() && verdict.is_none() {
             return Err(MalformedDialback("unknown 'type'"));
         }
@@ -236,15 +246,14 @@ fn non_empty_key(el: &Element) -> Result<String, MalformedDialback> {
     Ok(key)
 }
 
-/// Sets `type`; an error verdict carries `item-not-found` (XEP-0220 §2.4.2: the target
-/// domain is not served here, or the request could not be checked).
+/// Sets `type`; an error verdict carries its condition (XEP-0220 §2.4).
 fn with_error(el: Element, verdict: Verdict) -> Element {
     let el = el.with_attr("type", verdict.as_str());
-    if verdict == Verdict::Error {
-        let error = StanzaError::new(DefinedCondition::ItemNotFound);
-        el.with_child(error.to_element(ns::SERVER))
-    } else {
-        el
+    match verdict {
+        Verdict::Error(condition) => {
+            el.with_child(StanzaError::new(condition).to_element(ns::SERVER))
+        }
+        Verdict::Valid | Verdict::Invalid => el,
     }
 }
 
@@ -291,7 +300,7 @@ mod tests {
             Dialback::ResultAnswer {
                 from: "b.example".into(),
                 to: "a.example".into(),
-                verdict: Verdict::Error,
+                verdict: Verdict::Error(DefinedCondition::RemoteServerNotFound),
             },
             Dialback::VerifyRequest {
                 from: "b.example".into(),
@@ -316,7 +325,7 @@ mod tests {
         let db = Dialback::ResultAnswer {
             from: "b.example".into(),
             to: "a&b".into(),
-            verdict: Verdict::Error,
+            verdict: Verdict::Error(DefinedCondition::ItemNotFound),
         };
         let text = String::from_utf8(db.to_bytes()).unwrap();
         assert!(text.starts_with("<db:result "), "{text}");

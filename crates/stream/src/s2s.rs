@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use jid::Jid;
-use xmppd_proto::{StreamError, StreamErrorCondition as Cond, ns};
+use xmppd_proto::{DefinedCondition, StreamError, StreamErrorCondition as Cond, ns};
 use xmppd_xml::writer::escape_attr;
 use xmppd_xml::{Element, StreamEvent, StreamHeader};
 
@@ -35,6 +35,12 @@ use crate::sasl::{decode_b64, encode_b64};
 /// Dialback verifications one inbound stream may have under way at once: each makes us
 /// contact the claimed domain, so a peer must not be able to make us contact any number.
 pub const MAX_PENDING_DIALBACK: usize = 16;
+
+/// Domain pairs one inbound stream may carry (authorised or being verified).
+pub const MAX_DOMAIN_PAIRS: usize = 1000;
+
+/// Failed SASL attempts allowed on one inbound stream.
+const MAX_SASL_FAILURES: u32 = 3;
 
 /// Whether a peer's certificate is valid for a domain: a chain to a trusted root, in date,
 /// naming the domain. Computed by the caller, which holds the TLS connection.
@@ -106,10 +112,15 @@ fn is_version_1(header: &StreamHeader) -> bool {
         Some((major, _)) if major.trim_start_matches('0') == "1")
 }
 
-fn domain_of(header: &StreamHeader, attr: &str) -> Option<String> {
-    let value = header.attr(attr)?;
+/// A domain name prepared as JID domains are (RFC 7622), so that names compare the same way
+/// wherever they come from; `None` for anything with a localpart or resource.
+fn domain_name(value: &str) -> Option<String> {
     let jid = Jid::new(value).ok()?;
     (jid.node().is_none() && jid.resource().is_none()).then(|| jid.domain().as_str().to_owned())
+}
+
+fn domain_of(header: &StreamHeader, attr: &str) -> Option<String> {
+    domain_name(header.attr(attr)?)
 }
 
 fn sasl_failure(condition: &str) -> Vec<u8> {
@@ -174,6 +185,7 @@ pub struct S2sResponder {
     /// The peer's domain, from its header `from` (optional before RFC 6120).
     peer: Option<String>,
     sasl_done: bool,
+    sasl_failures: u32,
     authorized: HashSet<(String, String)>,
     pending: HashSet<(String, String)>,
 }
@@ -203,6 +215,7 @@ impl S2sResponder {
             local: None,
             peer: None,
             sasl_done: false,
+            sasl_failures: 0,
             authorized: HashSet::new(),
             pending: HashSet::new(),
         }
@@ -230,6 +243,10 @@ impl S2sResponder {
         self.cert = cert;
         self.awaiting_header = true;
         self.header_sent = false;
+        // RFC 6120 §5.4.3.3: nothing learned before TLS counts after it.
+        self.authorized.clear();
+        self.pending.clear();
+        self.peer = None;
     }
 
     /// The bytes that end the stream with `error`, preceded by our header if the peer never
@@ -388,46 +405,27 @@ impl S2sResponder {
         if !el.is("auth", ns::SASL) || self.sasl_done {
             return self.close(Cond::PolicyViolation, "unexpected SASL element", out);
         }
-        if el.attr("mechanism") != Some("EXTERNAL") {
-            out.push(InboundOutput::Send(sasl_failure("invalid-mechanism")));
-            return;
-        }
-        // XEP-0178 §3: the authorization identity is the peer's domain; "=" or nothing
-        // means "the one in my stream header".
-        let authzid = match decode_b64(&el.text()) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(s) => s.to_ascii_lowercase(),
-                Err(_) => {
-                    out.push(InboundOutput::Send(sasl_failure("incorrect-encoding")));
-                    return;
+        let (domain, local) = match self.external_identity(el) {
+            Ok(identity) => identity,
+            Err(condition) => {
+                // RFC 6120 §6.4.5: a bounded number of attempts, each a fresh certificate
+                // check, then the stream ends.
+                self.sasl_failures += 1;
+                if self.sasl_failures >= MAX_SASL_FAILURES {
+                    return self.close(Cond::PolicyViolation, "too many failed attempts", out);
                 }
-            },
-            Err(_) => {
-                out.push(InboundOutput::Send(sasl_failure("incorrect-encoding")));
+                out.push(InboundOutput::Send(sasl_failure(condition)));
                 return;
             }
         };
-        let domain = if authzid.is_empty() {
-            self.peer.clone()
-        } else {
-            Some(authzid)
-        };
-        let (Some(domain), Some(local)) = (domain, self.local.clone()) else {
-            out.push(InboundOutput::Send(sasl_failure("invalid-authzid")));
-            return;
-        };
-        if self.peer.as_ref().is_some_and(|p| *p != domain) {
-            out.push(InboundOutput::Send(sasl_failure("invalid-authzid")));
-            return;
-        }
-        if !self.cert_valid_for(&domain) || self.policy.local_domains.contains(&domain) {
-            out.push(InboundOutput::Send(sasl_failure("not-authorized")));
-            return;
-        }
         self.sasl_done = true;
         self.peer = Some(domain.clone());
         self.authorized.insert((domain.clone(), local.clone()));
+        // The stream restarts: our next header goes out afresh, and dialback answers that
+        // were pending on the old stream are dropped rather than sent before it.
         self.awaiting_header = true;
+        self.header_sent = false;
+        self.pending.clear();
         out.push(InboundOutput::Send(
             b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>".to_vec(),
         ));
@@ -439,9 +437,45 @@ impl S2sResponder {
         });
     }
 
+    /// The (peer, our) domains an EXTERNAL `<auth/>` would authorise, or the SASL failure
+    /// condition.
+    fn external_identity(&self, el: &Element) -> Result<(String, String), &'static str> {
+        if el.attr("mechanism") != Some("EXTERNAL") {
+            return Err("invalid-mechanism");
+        }
+        // XEP-0178 §3: the authorization identity is the peer's domain; "=" or nothing
+        // means "the one in my stream header".
+        let authzid = decode_b64(&el.text()).map_err(|_| "incorrect-encoding")?;
+        let authzid = String::from_utf8(authzid).map_err(|_| "incorrect-encoding")?;
+        let domain = if authzid.is_empty() {
+            self.peer.clone()
+        } else {
+            Some(domain_name(&authzid).ok_or("invalid-authzid")?)
+        };
+        let (Some(domain), Some(local)) = (domain, self.local.clone()) else {
+            return Err("invalid-authzid");
+        };
+        if self.peer.as_ref().is_some_and(|p| *p != domain) {
+            return Err("invalid-authzid");
+        }
+        if !self.cert_valid_for(&domain) || self.policy.local_domains.contains(&domain) {
+            return Err("not-authorized");
+        }
+        Ok((domain, local))
+    }
+
     fn on_dialback(&mut self, db: Dialback, out: &mut Vec<InboundOutput>) {
         match db {
             Dialback::ResultRequest { from, to, key } => {
+                let (Some(from), Some(to)) = (domain_name(&from), domain_name(&to)) else {
+                    let answer = Dialback::ResultAnswer {
+                        from: to,
+                        to: from,
+                        verdict: Verdict::Error(DefinedCondition::ItemNotFound),
+                    };
+                    out.push(InboundOutput::Send(answer.to_bytes()));
+                    return;
+                };
                 let answer = |verdict| {
                     InboundOutput::Send(
                         Dialback::ResultAnswer {
@@ -456,14 +490,17 @@ impl S2sResponder {
                 // Nobody else speaks for our own domains.
                 if !self.policy.local_domains.contains(&to)
                     || self.policy.local_domains.contains(&from)
-                    || Jid::new(&from).is_err()
                 {
-                    out.push(answer(Verdict::Error));
+                    out.push(answer(Verdict::Error(DefinedCondition::ItemNotFound)));
                     return;
                 }
                 let pair = (from.clone(), to.clone());
                 if self.authorized.contains(&pair) {
                     out.push(answer(Verdict::Valid));
+                    return;
+                }
+                if self.authorized.len() + self.pending.len() >= MAX_DOMAIN_PAIRS {
+                    out.push(answer(Verdict::Error(DefinedCondition::ResourceConstraint)));
                     return;
                 }
                 if self.cert_valid_for(&from) {
@@ -477,8 +514,12 @@ impl S2sResponder {
                     });
                     return;
                 }
-                if !self.policy.allow_dialback || self.pending.len() >= MAX_PENDING_DIALBACK {
-                    out.push(answer(Verdict::Error));
+                if !self.policy.allow_dialback {
+                    out.push(answer(Verdict::Error(DefinedCondition::PolicyViolation)));
+                    return;
+                }
+                if self.pending.len() >= MAX_PENDING_DIALBACK {
+                    out.push(answer(Verdict::Error(DefinedCondition::ResourceConstraint)));
                     return;
                 }
                 if self.pending.insert(pair) {
@@ -494,7 +535,7 @@ impl S2sResponder {
                 // We are the authoritative server for `to`: recompute the key we would have
                 // sent to `from` on its stream `id`.
                 let verdict = if !self.policy.local_domains.contains(&to) {
-                    Verdict::Error
+                    Verdict::Error(DefinedCondition::ItemNotFound)
                 } else if key_is_valid(&self.policy.dialback_secret[..], &from, &to, &id, &key) {
                     Verdict::Valid
                 } else {
@@ -513,7 +554,8 @@ impl S2sResponder {
         }
     }
 
-    /// The authoritative server's answer for a [`InboundOutput::VerifyDialback`] request.
+    /// The authoritative server's answer for a [`InboundOutput::VerifyDialback`] request
+    /// (`Error(remote-server-not-found)` when it could not be asked).
     pub fn dialback_verified(
         &mut self,
         originating: &str,
@@ -525,19 +567,32 @@ impl S2sResponder {
         if self.closed || !self.pending.remove(&pair) {
             return;
         }
+        // XEP-0220 §2.2.1: a wrong key on a stream with no other valid pair ends it; with
+        // other pairs, only this one is refused (`forbidden`).
+        let verdict = match verdict {
+            Verdict::Invalid if self.is_authorized() => Verdict::Error(DefinedCondition::Forbidden),
+            other => other,
+        };
         let answer = Dialback::ResultAnswer {
             from: receiving.to_owned(),
             to: originating.to_owned(),
             verdict,
         };
         out.push(InboundOutput::Send(answer.to_bytes()));
-        if verdict == Verdict::Valid {
-            self.authorized.insert(pair.clone());
-            out.push(InboundOutput::Authorized {
-                from: pair.0,
-                to: pair.1,
-                method: AuthMethod::Dialback,
-            });
+        match verdict {
+            Verdict::Valid => {
+                self.authorized.insert(pair.clone());
+                out.push(InboundOutput::Authorized {
+                    from: pair.0,
+                    to: pair.1,
+                    method: AuthMethod::Dialback,
+                });
+            }
+            Verdict::Invalid => {
+                let text = format!("the dialback key for {originating} is not valid");
+                self.close(Cond::NotAuthorized, &text, out);
+            }
+            Verdict::Error(_) => {}
         }
     }
 
@@ -590,6 +645,14 @@ pub enum OutboundFailure {
     /// No authentication method both sides support worked.
     #[error("{0} did not accept our authentication: {1}")]
     NotAccepted(String, String),
+    /// The peer's authoritative server disowned our dialback key (XEP-0220 §2.1.3: queued
+    /// stanzas go back with `internal-server-error`).
+    #[error("{0} judged our dialback key invalid")]
+    KeyInvalid(String),
+    /// Dialback failed for another reason (XEP-0220 §2.4: queued stanzas go back with
+    /// `remote-server-timeout`).
+    #[error("{0} answered dialback with the error {1}")]
+    DialbackError(String, &'static str),
     /// The peer ended the stream with an error.
     #[error("{0} closed the stream: {1}")]
     StreamError(String, String),
@@ -896,18 +959,18 @@ impl S2sInitiator {
                     && from == self.remote
                     && to == self.local =>
             {
-                if verdict == Verdict::Valid {
-                    self.phase = OutPhase::Ready;
-                    out.push(OutboundOutput::Authenticated(AuthMethod::Dialback));
-                } else {
-                    let why = if verdict == Verdict::Invalid {
-                        "our dialback key was judged invalid"
-                    } else {
-                        "dialback error"
-                    };
-                    let failure = OutboundFailure::NotAccepted(self.remote.clone(), why.into());
-                    self.fail(failure, out);
-                }
+                let failure = match verdict {
+                    Verdict::Valid => {
+                        self.phase = OutPhase::Ready;
+                        out.push(OutboundOutput::Authenticated(AuthMethod::Dialback));
+                        return;
+                    }
+                    Verdict::Invalid => OutboundFailure::KeyInvalid(self.remote.clone()),
+                    Verdict::Error(condition) => {
+                        OutboundFailure::DialbackError(self.remote.clone(), condition.as_str())
+                    }
+                };
+                self.fail(failure, out);
             }
             Dialback::VerifyAnswer {
                 from, id, verdict, ..

@@ -279,15 +279,50 @@ fn a_key_made_with_another_secret_is_invalid() {
     let mut out = Vec::new();
     pair.resp
         .dialback_verified("a.example", "b.example", verdict, &mut out);
+    pair.resp_events.clear();
     pair.carry_resp(out);
+    // XEP-0220 §2.2.1: no other valid pair, so the stream ends after the answer.
+    assert_eq!(
+        pair.closed_with(),
+        Some(StreamErrorCondition::NotAuthorized)
+    );
     pair.run_init_only();
     assert!(matches!(
         pair.init_events[..],
-        [OutboundOutput::Failed(OutboundFailure::NotAccepted(..))]
+        [OutboundOutput::Failed(OutboundFailure::KeyInvalid(_))]
     ));
     assert!(!pair.resp.is_authorized());
-    pair.send_stanza("<message from='x@a.example' to='y@b.example'/>");
-    assert_eq!(pair.closed_with(), Some(StreamErrorCondition::InvalidFrom));
+}
+
+#[test]
+fn a_wrong_key_beside_a_valid_pair_is_forbidden_without_closing() {
+    let mut resp = S2sResponder::new(
+        policy(&["b.example", "c.example"], 2, true),
+        true,
+        Some(Arc::new(Cert(vec!["a.example"]))),
+    );
+    let mut reader = Reader::new(Limits::default());
+    reader.feed(
+        b"<stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' \
+          xmlns:stream='http://etherx.jabber.org/streams' from='a.example' to='b.example' \
+          version='1.0'><db:result from='a.example' to='b.example'>k</db:result>\
+          <db:result from='x.example' to='c.example'>k</db:result>",
+    );
+    let mut out = Vec::new();
+    while let Ok(Some(event)) = reader.next_event() {
+        resp.handle(event, &mut out);
+    }
+    assert!(resp.is_authorized());
+    let mut out = Vec::new();
+    resp.dialback_verified("x.example", "c.example", Verdict::Invalid, &mut out);
+    let [InboundOutput::Send(bytes)] = &out[..] else {
+        panic!("expected only the answer: {out:?}");
+    };
+    let text = String::from_utf8_lossy(bytes);
+    assert!(
+        text.contains("type=\"error\"") && text.contains("<forbidden"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -303,7 +338,10 @@ fn secure_auth_refuses_dialback_both_ways() {
     assert!(pair.resp_events.is_empty(), "{:?}", pair.resp_events);
     assert!(matches!(
         pair.init_events[..],
-        [OutboundOutput::Failed(OutboundFailure::NotAccepted(..))]
+        [OutboundOutput::Failed(OutboundFailure::DialbackError(
+            _,
+            "policy-violation"
+        ))]
     ));
 
     let mut pair = Pair::new(
