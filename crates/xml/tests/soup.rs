@@ -121,7 +121,14 @@ proptest! {
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         prop_assert_eq!(&run(&bytes), &whole);
         // Only a decided prefix is compared: an unfinished tag is neither accepted nor rejected.
-        if whole.1.is_none() && decided && !input.starts_with(b"\xEF\xBB\xBF") {
+        // rxml refuses whitespace before the first tag, which XML 1.0 allows (§2.1: the
+        // prolog's Misc) and clients send; such inputs are left out of the comparison.
+        let leading_space = input.first().is_some_and(|b| b" \t\r\n".contains(b));
+        if whole.1.is_none()
+            && decided
+            && !input.starts_with(b"\xEF\xBB\xBF")
+            && !leading_space
+        {
             prop_assert!(rxml_accepts(&input), "accepted by us only: {:?}", String::from_utf8_lossy(&input));
         }
     }

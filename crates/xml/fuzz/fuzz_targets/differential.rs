@@ -43,10 +43,15 @@ fn ours_accepted_prefix(input: &[u8]) -> Option<usize> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if data.starts_with(b"\xEF\xBB\xBF") {
+    // A BOM, and whitespace before the first tag (XML 1.0 §2.1 allows it; rxml does not),
+    // are where the two parsers are known to differ on purpose.
+    if data.starts_with(b"\xEF\xBB\xBF") || data.first().is_some_and(|b| b" \t\r\n".contains(b)) {
         return;
     }
     if let Some(consumed) = ours_accepted_prefix(data) {
-        assert!(rxml_accepts(&data[..consumed]), "accepted by us, rejected by rxml");
+        assert!(
+            rxml_accepts(&data[..consumed]),
+            "accepted by us, rejected by rxml"
+        );
     }
 });
