@@ -1,6 +1,11 @@
 //! The scenarios. Each returns one JSON object with its figures, the server's CPU seconds and
 //! RSS (read from `/proc/<server-pid>`) and the generator's own CPU seconds.
 
+pub mod fanout;
+
+pub use crate::clique::Groups;
+pub use fanout::{FanoutSettings, fanout};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -122,6 +127,22 @@ impl Ctx {
             });
         }
         while set.join_next().await.is_some() {}
+    }
+
+    /// Waits until the server is quiet (at most `max`): its CPU time advanced by at most two
+    /// clock ticks in the last 250 ms. Without a PID there is nothing to wait for.
+    async fn settled_cpu(&self, max: Duration) {
+        let until = Instant::now() + max;
+        let mut last = self.cpu().server;
+        while let Some(before) = last {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self.cpu().server;
+            let quiet = now.is_some_and(|n| n - before <= 0.02);
+            if quiet || Instant::now() >= until {
+                return;
+            }
+            last = now;
+        }
     }
 
     /// Waits until the server's RSS stops changing (at most `max`), then returns it.

@@ -1,0 +1,559 @@
+//! Groups of users who all have each other as contacts (cliques), for the presence fan-out
+//! scenario: which accounts form a group, how many presences a group's logins owe, how the
+//! receive side counts them ([`Tally`]), and a user's side of building the rosters
+//! ([`Handshake`]). No I/O here: stanzas (as [`crate::scan`] finds them) in, counts and bytes
+//! to write out, so all of it is tested without a server.
+
+use std::ops::Range;
+
+use crate::scan::{Seen, roster_items};
+
+/// `count` cliques of `size` consecutive accounts, the first being account `first`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Groups {
+    /// The first account of the first group.
+    pub first: usize,
+    /// Number of groups.
+    pub count: usize,
+    /// Members per group (contacts per roster plus one).
+    pub size: usize,
+}
+
+impl Groups {
+    /// All accounts of all groups.
+    pub fn accounts(&self) -> Range<usize> {
+        self.first..self.first + self.count * self.size
+    }
+
+    /// The group of `account`, if it is in one.
+    pub fn group_of(&self, account: usize) -> Option<Range<usize>> {
+        if self.size == 0 || !self.accounts().contains(&account) {
+            return None;
+        }
+        let start = self.first + (account - self.first) / self.size * self.size;
+        Some(start..start + self.size)
+    }
+
+    /// Presences expected when `online[g]` members of group `g` are online.
+    pub fn expected(&self, online: &[usize]) -> u64 {
+        online.iter().map(|n| ordered_pairs(*n)).sum()
+    }
+}
+
+/// Presences due in a group with `n` members online: each receives the available presence of
+/// each of the `n − 1` others once, by broadcast or as a probe answer.
+pub fn ordered_pairs(n: usize) -> u64 {
+    let n = n as u64;
+    n * n.saturating_sub(1)
+}
+
+/// The account number in `jid` (`<prefix><n>@domain`, with or without a resource).
+pub fn account_of(jid: &[u8], prefix: &[u8]) -> Option<usize> {
+    let rest = jid.strip_prefix(prefix)?;
+    let digits = &rest[..memchr::memchr(b'@', rest)?];
+    let canonical = digits == b"0" || digits.first().is_some_and(|d| (b'1'..=b'9').contains(d));
+    if !canonical || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, d| n * 10 + usize::from(d - b'0')))
+}
+
+fn jid(prefix: &str, account: usize, domain: &str) -> String {
+    format!("{prefix}{account}@{domain}")
+}
+
+/// What one user's session received in the measured phase.
+#[derive(Clone, Debug)]
+pub struct Tally {
+    me: usize,
+    group: Range<usize>,
+    seen: Vec<bool>,
+    /// Contacts whose available presence arrived, each counted once.
+    pub distinct: u64,
+    /// Available presences from a contact already counted.
+    pub repeats: u64,
+    /// Unavailable presences from contacts (probe answers for contacts not online yet).
+    pub unavailable: u64,
+    /// Presences of another type from contacts (errors, subscription states).
+    pub other: u64,
+    /// The user's own presence, reflected to its session.
+    pub own: u64,
+    /// Presences from outside the group (or whose sender was not recognised).
+    pub strangers: u64,
+}
+
+/// How [`Tally::record`] counted a presence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// The first available presence from this contact.
+    New,
+    /// Another available presence from a contact already counted.
+    Repeat,
+    /// Not a contact's available presence.
+    NotCounted,
+}
+
+impl Tally {
+    /// A tally for account `me`, a member of `group`.
+    pub fn new(me: usize, group: Range<usize>) -> Self {
+        Tally {
+            me,
+            seen: vec![false; group.len()],
+            group,
+            distinct: 0,
+            repeats: 0,
+            unavailable: 0,
+            other: 0,
+            own: 0,
+            strangers: 0,
+        }
+    }
+
+    /// Records a presence from account `from` (`None`: not one of ours) of type `kind`.
+    pub fn record(&mut self, from: Option<usize>, kind: Option<&[u8]>) -> Arrival {
+        let Some(from) = from.filter(|f| self.group.contains(f)) else {
+            self.strangers += 1;
+            return Arrival::NotCounted;
+        };
+        if from == self.me {
+            self.own += 1;
+            return Arrival::NotCounted;
+        }
+        match kind {
+            None => {}
+            Some(b"unavailable") => {
+                self.unavailable += 1;
+                return Arrival::NotCounted;
+            }
+            Some(_) => {
+                self.other += 1;
+                return Arrival::NotCounted;
+            }
+        }
+        let seen = &mut self.seen[from - self.group.start];
+        if *seen {
+            self.repeats += 1;
+            Arrival::Repeat
+        } else {
+            *seen = true;
+            self.distinct += 1;
+            Arrival::New
+        }
+    }
+
+    /// Every presence that came from a contact, whatever its type.
+    pub fn from_contacts(&self) -> u64 {
+        self.distinct + self.repeats + self.unavailable + self.other
+    }
+}
+
+/// One user's side of building its group's clique (RFC 6121 §3.1), without I/O: stanzas in,
+/// bytes to write out.
+///
+/// It subscribes to every member with a higher number; answers every request with
+/// `subscribed`, and a request from a lower number also with a request back. So for `a < b`:
+/// `a → b subscribe`, `b → a subscribed`, `b → a subscribe`, `a → b subscribed`. Roster pushes
+/// are acknowledged (RFC 6121 §2.1.6) and tell when a contact has reached `both`.
+#[derive(Clone, Debug)]
+pub struct Handshake {
+    me: usize,
+    group: Range<usize>,
+    prefix: String,
+    domain: String,
+    both: Vec<bool>,
+    done: usize,
+}
+
+impl Handshake {
+    /// Account `me` of `group`; JIDs are `<prefix><n>@<domain>`.
+    pub fn new(me: usize, group: Range<usize>, prefix: &str, domain: &str) -> Self {
+        Handshake {
+            me,
+            both: vec![false; group.len()],
+            group,
+            prefix: prefix.to_owned(),
+            domain: domain.to_owned(),
+            done: 0,
+        }
+    }
+
+    fn presence(&self, out: &mut Vec<u8>, to: usize, kind: &str) {
+        let to = jid(&self.prefix, to, &self.domain);
+        out.extend_from_slice(format!("<presence to='{to}' type='{kind}'/>").as_bytes());
+    }
+
+    /// The opening requests, to every member with a higher number.
+    pub fn start(&self, out: &mut Vec<u8>) {
+        for to in self.me + 1..self.group.end {
+            self.presence(out, to, "subscribe");
+        }
+    }
+
+    /// Reacts to one stanza.
+    pub fn on(&mut self, seen: Seen<'_>, out: &mut Vec<u8>) {
+        match seen {
+            Seen::Presence {
+                from,
+                kind: Some(b"subscribe"),
+            } => {
+                let Some(from) = self.member(from) else {
+                    return;
+                };
+                self.presence(out, from, "subscribed");
+                if from < self.me {
+                    self.presence(out, from, "subscribe");
+                }
+            }
+            Seen::Iq {
+                id,
+                kind: Some(b"set"),
+                inner,
+            } => {
+                let mut roster = false;
+                for item in roster_items(inner) {
+                    roster = true;
+                    if item.subscription != Some(b"both") {
+                        continue;
+                    }
+                    if let Some(i) = self.member(Some(item.jid)) {
+                        let both = &mut self.both[i - self.group.start];
+                        if !*both {
+                            *both = true;
+                            self.done += 1;
+                        }
+                    }
+                }
+                if let (true, Some(id)) = (roster, id) {
+                    out.extend_from_slice(b"<iq type='result' id='");
+                    out.extend_from_slice(id);
+                    out.extend_from_slice(b"'/>");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Another member of the group, from a JID.
+    fn member(&self, jid: Option<&[u8]>) -> Option<usize> {
+        account_of(jid?, self.prefix.as_bytes()).filter(|a| self.group.contains(a) && *a != self.me)
+    }
+
+    /// Members not yet seen with subscription `both`.
+    pub fn missing(&self) -> usize {
+        self.group.len() - 1 - self.done
+    }
+
+    /// Whether every other member has been seen with subscription `both`.
+    pub fn complete(&self) -> bool {
+        self.missing() == 0
+    }
+}
+
+/// What a user's roster held before the setup, counting group members only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Existing {
+    /// Members with subscription `both`.
+    pub both: usize,
+    /// Members present at all.
+    pub any: usize,
+}
+
+/// What the setup has to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// No roster holds a member: run the handshakes.
+    Build,
+    /// Every roster already holds the whole group with `both`.
+    Present,
+}
+
+/// Why the rosters could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Some setup logins failed (the first error is printed by the login loop).
+    #[error("{failed} of {total} setup logins failed")]
+    Logins {
+        /// Failed logins.
+        failed: usize,
+        /// Logins tried.
+        total: usize,
+    },
+    /// Roster requests got no result in time, or the session ended.
+    #[error("{users} users got no roster result")]
+    RosterFetch {
+        /// Users without a result.
+        users: usize,
+    },
+    /// Some rosters hold part of the group already.
+    #[error(
+        "{users} users already have part of their group as contacts (an interrupted earlier \
+         setup?); use fresh accounts (--fanout-first)"
+    )]
+    Partial {
+        /// Users with a partial group.
+        users: usize,
+    },
+    /// Not every user saw every member with subscription `both` in time.
+    #[error(
+        "rosters incomplete after {secs:.1} s: {users} users miss {contacts} contacts with \
+         subscription both ({closed} sessions closed by the server)"
+    )]
+    Incomplete {
+        /// Users not done.
+        users: usize,
+        /// Contacts missing over all of them.
+        contacts: usize,
+        /// Sessions the server ended.
+        closed: usize,
+        /// Time spent.
+        secs: f64,
+    },
+}
+
+/// Decides from the rosters found what the setup does.
+pub fn plan(existing: &[Existing], size: usize) -> Result<Plan, SetupError> {
+    let contacts = size.saturating_sub(1);
+    if existing
+        .iter()
+        .all(|e| e.both == contacts && e.any == contacts)
+    {
+        Ok(Plan::Present)
+    } else if existing.iter().all(|e| e.any == 0) {
+        Ok(Plan::Build)
+    } else {
+        let users = existing
+            .iter()
+            .filter(|e| e.any > 0 && (e.both, e.any) != (contacts, contacts))
+            .count();
+        Err(SetupError::Partial {
+            users: users.max(1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groups() -> Groups {
+        Groups {
+            first: 10,
+            count: 2,
+            size: 101,
+        }
+    }
+
+    #[test]
+    fn expected_totals() {
+        assert_eq!(ordered_pairs(0), 0);
+        assert_eq!(ordered_pairs(1), 0);
+        assert_eq!(ordered_pairs(2), 2);
+        assert_eq!(ordered_pairs(101), 10_100);
+        let g = groups();
+        assert_eq!(g.expected(&[101, 101]), 20_200);
+        // One member of the second group did not log in: 100 online there.
+        assert_eq!(g.expected(&[101, 100]), 10_100 + 9_900);
+        assert_eq!(g.accounts(), 10..212);
+    }
+
+    #[test]
+    fn groups_are_consecutive_cliques() {
+        let g = groups();
+        assert_eq!(g.group_of(9), None);
+        assert_eq!(g.group_of(10), Some(10..111));
+        assert_eq!(g.group_of(110), Some(10..111));
+        assert_eq!(g.group_of(111), Some(111..212));
+        assert_eq!(g.group_of(211), Some(111..212));
+        assert_eq!(g.group_of(212), None);
+    }
+
+    #[test]
+    fn account_numbers_from_jids() {
+        assert_eq!(account_of(b"u17@localhost/b", b"u"), Some(17));
+        assert_eq!(account_of(b"u0@localhost", b"u"), Some(0));
+        assert_eq!(account_of(b"u17", b"u"), None);
+        assert_eq!(account_of(b"user17@localhost", b"u"), None);
+        assert_eq!(account_of(b"u017@localhost", b"u"), None);
+        assert_eq!(account_of(b"u@localhost", b"u"), None);
+        assert_eq!(account_of(b"localhost", b"u"), None);
+        assert_eq!(account_of(b"u99999999999@localhost", b"u"), None);
+    }
+
+    #[test]
+    fn tally_counts_each_contact_once() {
+        let mut t = Tally::new(12, 10..15);
+        assert_eq!(t.record(Some(11), None), Arrival::New);
+        assert_eq!(t.record(Some(11), None), Arrival::Repeat);
+        assert_eq!(t.record(Some(12), None), Arrival::NotCounted);
+        assert_eq!(
+            t.record(Some(13), Some(b"unavailable")),
+            Arrival::NotCounted
+        );
+        assert_eq!(t.record(Some(13), None), Arrival::New);
+        assert_eq!(t.record(Some(14), Some(b"error")), Arrival::NotCounted);
+        assert_eq!(t.record(Some(15), None), Arrival::NotCounted);
+        assert_eq!(t.record(None, None), Arrival::NotCounted);
+        assert_eq!(t.record(Some(10), None), Arrival::New);
+        assert_eq!(t.record(Some(14), None), Arrival::New);
+        assert_eq!(
+            (
+                t.distinct,
+                t.repeats,
+                t.unavailable,
+                t.other,
+                t.own,
+                t.strangers
+            ),
+            (4, 1, 1, 1, 1, 2)
+        );
+        assert_eq!(t.from_contacts(), 7);
+    }
+
+    #[test]
+    fn a_full_group_adds_up_to_the_expected_total() {
+        let g = Groups {
+            first: 0,
+            count: 1,
+            size: 5,
+        };
+        let mut total = 0;
+        for me in g.accounts() {
+            let mut t = Tally::new(me, 0..5);
+            for from in g.accounts() {
+                t.record(Some(from), None);
+            }
+            total += t.distinct;
+        }
+        assert_eq!(total, g.expected(&[5]));
+    }
+
+    fn text(out: &mut Vec<u8>) -> String {
+        String::from_utf8(std::mem::take(out)).unwrap_or_default()
+    }
+
+    #[test]
+    fn handshake_subscribes_upwards_and_answers_requests() {
+        let mut hs = Handshake::new(2, 0..4, "u", "localhost");
+        let mut out = Vec::new();
+        hs.start(&mut out);
+        assert_eq!(
+            text(&mut out),
+            "<presence to='u3@localhost' type='subscribe'/>"
+        );
+        // From a lower number: approve and ask back.
+        hs.on(
+            Seen::Presence {
+                from: Some(b"u0@localhost"),
+                kind: Some(b"subscribe"),
+            },
+            &mut out,
+        );
+        assert_eq!(
+            text(&mut out),
+            "<presence to='u0@localhost' type='subscribed'/>\
+             <presence to='u0@localhost' type='subscribe'/>"
+        );
+        // From a higher number (answering our request): approve only.
+        hs.on(
+            Seen::Presence {
+                from: Some(b"u3@localhost/b"),
+                kind: Some(b"subscribe"),
+            },
+            &mut out,
+        );
+        assert_eq!(
+            text(&mut out),
+            "<presence to='u3@localhost' type='subscribed'/>"
+        );
+        // Strangers, ourselves and other presence types are ignored.
+        for (from, kind) in [
+            (&b"u9@localhost"[..], Some(&b"subscribe"[..])),
+            (b"u2@localhost", Some(b"subscribe")),
+            (b"u1@localhost", Some(b"subscribed")),
+            (b"u1@localhost", None),
+        ] {
+            hs.on(
+                Seen::Presence {
+                    from: Some(from),
+                    kind,
+                },
+                &mut out,
+            );
+        }
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn handshake_completes_on_pushes_with_both() {
+        let mut hs = Handshake::new(0, 0..3, "u", "localhost");
+        let mut out = Vec::new();
+        let push = |jid: &str, sub: &str| {
+            format!(
+                "<query xmlns='jabber:iq:roster' ver='1'><item jid='{jid}' \
+                 subscription='{sub}'/></query>"
+            )
+        };
+        let to = push("u1@localhost", "to");
+        hs.on(
+            Seen::Iq {
+                id: Some(b"p1"),
+                kind: Some(b"set"),
+                inner: to.as_bytes(),
+            },
+            &mut out,
+        );
+        assert_eq!(text(&mut out), "<iq type='result' id='p1'/>");
+        assert_eq!(hs.missing(), 2);
+        let both = push("u1@localhost", "both");
+        for _ in 0..2 {
+            hs.on(
+                Seen::Iq {
+                    id: Some(b"p2"),
+                    kind: Some(b"set"),
+                    inner: both.as_bytes(),
+                },
+                &mut out,
+            );
+        }
+        assert_eq!(hs.missing(), 1);
+        assert!(!hs.complete());
+        let both = push("u2@localhost", "both");
+        hs.on(
+            Seen::Iq {
+                id: Some(b"p3"),
+                kind: Some(b"set"),
+                inner: both.as_bytes(),
+            },
+            &mut out,
+        );
+        assert!(hs.complete());
+        // An iq that is not a roster push is not acknowledged here.
+        text(&mut out);
+        hs.on(
+            Seen::Iq {
+                id: Some(b"x"),
+                kind: Some(b"set"),
+                inner: b"<ping xmlns='urn:xmpp:ping'/>",
+            },
+            &mut out,
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn plan_builds_skips_or_refuses() {
+        let full = Existing { both: 4, any: 4 };
+        let empty = Existing::default();
+        assert_eq!(plan(&[empty, empty], 5).ok(), Some(Plan::Build));
+        assert_eq!(plan(&[full, full], 5).ok(), Some(Plan::Present));
+        let half = Existing { both: 2, any: 3 };
+        assert!(matches!(
+            plan(&[full, half, empty], 5),
+            Err(SetupError::Partial { users: 1 })
+        ));
+        assert!(matches!(
+            plan(&[full, empty], 5),
+            Err(SetupError::Partial { .. })
+        ));
+    }
+}
