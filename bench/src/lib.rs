@@ -1,6 +1,7 @@
 //! xmppd-bench: an XMPP load generator (logins, idle sessions, message throughput and
 //! latency, presence fan-out) that drives xmppd, Prosody, ejabberd and a raw TLS relay the
-//! same way, so that one run compares them. See `bench/README.md` for the scenarios and how `bench/compare` uses it.
+//! same way, so that one run compares them. See `bench/README.md` for the scenarios and how
+//! `bench/compare` uses it.
 
 pub mod client;
 pub mod clique;

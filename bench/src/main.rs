@@ -125,8 +125,9 @@ struct FanoutArgs {
     /// which the other scenarios touch only before fanout runs].
     #[arg(long)]
     fanout_first: Option<usize>,
-    /// Seconds allowed for building the rosters.
-    #[arg(long, default_value_t = 300.0)]
+    /// Seconds allowed for building the rosters (Prosody needs about 4 minutes of CPU for
+    /// 2 × 101 users).
+    #[arg(long, default_value_t = 900.0)]
     fanout_setup_timeout: f64,
     /// Seconds allowed for the measured logins and presences.
     #[arg(long, default_value_t = 60.0)]

@@ -5,29 +5,29 @@
 //! members each roster holds 100 contacts. Groups keep the rosters realistic (everyone's
 //! contacts come online around them) while the number of accounts stays small.
 //!
-//! **Setup (untimed).** The rosters are built over the protocol, so that the same bytes build
-//! them on xmppd, Prosody and ejabberd: all members log in and ask for their roster; if every
-//! roster already holds the whole group with `both` (an earlier run), nothing is done. If no
-//! roster holds any member, every pair `(a, b)` with `a < b` goes through RFC 6121 §3.1 both
-//! ways: `a` sends `subscribe`, `b` answers `subscribed` and sends `subscribe` back, `a`
-//! answers `subscribed` ([`Handshake`](crate::clique::Handshake)). Requests never cross, so the state machines of the
+//! **Setup (untimed).** The rosters are built over the protocol, so that the same bytes build them
+//! on xmppd, Prosody and ejabberd: all members log in and ask for their roster; if every roster
+//! already holds the whole group with `both` (an earlier run), nothing is done. If no roster holds
+//! any member, every pair `(a, b)` with `a < b` goes through RFC 6121 §3.1 both ways: `a` sends
+//! `subscribe`, `b` answers `subscribed` and sends `subscribe` back, `a` answers `subscribed`
+//! ([`Handshake`](crate::clique::Handshake)). Requests never cross, so the state machines of the
 //! three servers walk the same path. A user is done when roster pushes have shown every other
-//! member with `both`; the wait is bounded, then everyone logs out and the server is given
-//! time to go quiet. A partial clique (an interrupted setup) is an error: rebuilding it would
-//! need unsubscriptions first, and fresh accounts are simpler (`--fanout-first`).
+//! member with `both`; the wait is bounded, then everyone logs out and the server is given time to
+//! go quiet. A partial clique (an interrupted setup) is an error: rebuilding it would need
+//! unsubscriptions first, and fresh accounts are simpler (`--fanout-first`).
 //!
-//! **Measured.** All members of all groups log in at the generator's fixed login concurrency
-//! and send initial presence with priority 0. The server then sends each user's presence to
-//! its online contacts (broadcast) and answers the user's probes with the presence of the
-//! contacts already online (RFC 6121 §4.2). Whichever way it comes, each user should get the
-//! available presence of every other online member: `n × (n − 1)` per group with `n` members
-//! online ([`ordered_pairs`](crate::clique::ordered_pairs)). The receive side
-//! ([`Tally`](crate::clique::Tally)) counts, per user, the first
-//! available presence from each contact; the clock runs from the first login to the last of
-//! those (or a bounded timeout), and the figures are the distinct arrivals per second and the
-//! server's CPU per arrival. What else arrives is reported, not counted: a second available
-//! presence from the same contact (when a broadcast and a probe answer cross, both carry it),
-//! `unavailable` answers to probes of contacts not online yet, and the user's own presence.
+//! **Measured.** All members of all groups log in at the generator's fixed login concurrency and
+//! send initial presence with priority 0. The server then sends each user's presence to its online
+//! contacts (broadcast) and answers the user's probes with the presence of the contacts already
+//! online (RFC 6121 §4.2). Whichever way it comes, each user should get the available presence of
+//! every other online member: `n × (n − 1)` per group with `n` members online
+//! ([`ordered_pairs`](crate::clique::ordered_pairs)). The receive side
+//! ([`Tally`](crate::clique::Tally)) counts, per user, the first available presence from each
+//! contact; the clock runs from the first login to the last of those (or a bounded timeout), and
+//! the figures are the distinct arrivals per second and the server's CPU per arrival. What else
+//! arrives is reported, not counted: a second available presence from the same contact (when a
+//! broadcast and a probe answer cross, both carry it), `unavailable` answers to probes of contacts
+//! not online yet, and the user's own presence.
 //!
 //! The server's CPU in this window includes the logins themselves (TLS, SCRAM, bind): one
 //! login per 100 presences at 101 members. Compare with the login scenario's CPU per login
@@ -252,8 +252,23 @@ async fn setup(ctx: &Ctx, groups: Groups, timeout: Duration) -> Result<Plan, Set
         let hs = Handshake::new(account, group, &ctx.prefix, &ctx.target.domain);
         drivers.spawn(drive(conn, hs, remaining.clone(), stop.clone(), deadline));
     }
+    // A server that rewrites a whole roster per change (Prosody's file storage) takes minutes
+    // here: say how far it got every 30 s, so a long setup is not mistaken for a hang.
     let mut all_done = stop.subscribe();
-    let _ = tokio::time::timeout_at(deadline.into(), all_done.wait_for(|s| *s)).await;
+    let total = remaining.load(Ordering::Acquire);
+    loop {
+        let until = deadline.min(Instant::now() + Duration::from_secs(30));
+        let waited = tokio::time::timeout_at(until.into(), all_done.wait_for(|s| *s)).await;
+        if waited.is_ok() || Instant::now() >= deadline {
+            break;
+        }
+        let done = total - remaining.load(Ordering::Acquire);
+        eprintln!(
+            "fanout setup: {done} of {total} users have every contact with subscription both \
+             after {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     stop.send_replace(true);
     let (mut users, mut contacts, mut closed) = (0, 0, 0);
     let mut conns = Vec::new();
