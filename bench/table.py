@@ -52,6 +52,7 @@ METRICS = [
     ("generator CPU s (throughput)", "throughput", "gen_cpu_s", 2, False),
     ("presence fan-out: presences/s ({n} users)", "fanout", "presences_per_s", 0, True),
     ("server CPU us/presence (fan-out, logins included)", "fanout", "server_us_per_presence", 2, False),
+    ("server CPU us/presence (fan-out, logins' CPU taken out)", "fanout", "server_us_per_presence_excl_logins", 2, False),
     ("fan-out presences delivered/expected", "fanout", "fraction", 3, True),
 ]
 

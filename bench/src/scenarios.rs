@@ -70,6 +70,15 @@ impl Ctx {
     /// Logs in accounts `range` with `self.concurrency` logins in flight; returns the sessions
     /// (in account order) and the number of failed logins.
     pub async fn login_many(&self, range: std::ops::Range<usize>) -> (Vec<Session>, usize) {
+        self.login_many_with(range, b"<presence/>").await
+    }
+
+    /// [`Ctx::login_many`] with `presence` as every session's initial presence (empty: none).
+    pub async fn login_many_with(
+        &self,
+        range: std::ops::Range<usize>,
+        presence: &'static [u8],
+    ) -> (Vec<Session>, usize) {
         let next = Arc::new(AtomicUsize::new(range.start));
         let end = range.end;
         let mut workers = Vec::new();
@@ -86,7 +95,7 @@ impl Ctx {
                         break;
                     }
                     let user = ctx.user(i);
-                    let login = client::login(&ctx.target, &user);
+                    let login = client::login_with(&ctx.target, &user, presence);
                     match tokio::time::timeout(Duration::from_secs(60), login).await {
                         Ok(Ok(s)) => got.push((i, s)),
                         Ok(Err(e)) => {

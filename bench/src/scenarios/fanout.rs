@@ -510,7 +510,22 @@ async fn measure(ctx: &Ctx, groups: Groups, timeout: Duration) -> Value {
     })
 }
 
-/// Builds the rosters (unless present), lets the server go quiet, then measures.
+/// The server CPU of the measured phase's logins alone: the same users log in the same way
+/// but send no presence (so nothing is broadcast or probed), then out again.
+///
+/// The measured window includes the logins, and a login costs a server as much as tens of
+/// presences (Prosody about 5 ms of CPU); subtracting this shows the presence work itself.
+async fn login_cost(ctx: &Ctx, groups: Groups) -> Option<f64> {
+    let before = ctx.cpu();
+    let (sessions, failed) = ctx.login_many_with(groups.accounts(), b"").await;
+    let after = ctx.cpu();
+    ctx.close_all(sessions).await;
+    let (_, server, _) = usage(before, after);
+    server.filter(|_| failed == 0)
+}
+
+/// Builds the rosters (unless present), lets the server go quiet, measures the logins alone,
+/// then the logins with presence.
 pub async fn fanout(ctx: &Ctx, settings: &FanoutSettings) -> Value {
     let groups = settings.groups;
     if ctx.target.protocol == Protocol::Relay {
@@ -532,7 +547,17 @@ pub async fn fanout(ctx: &Ctx, settings: &FanoutSettings) -> Value {
         }
     };
     ctx.settled_cpu(Duration::from_secs(15)).await;
+    let logins_cpu = login_cost(ctx, groups).await;
+    ctx.settled_cpu(Duration::from_secs(15)).await;
     let mut v = measure(ctx, groups, settings.timeout).await;
+    let presence_cpu = v["server_cpu_s"]
+        .as_f64()
+        .zip(logins_cpu)
+        .map(|(s, l)| s - l);
+    let delivered = v["delivered"].as_u64().unwrap_or(0) as f64;
+    v["logins_cpu_s"] = json!(logins_cpu);
+    v["server_us_per_presence_excl_logins"] =
+        json!(per(presence_cpu.filter(|c| *c > 0.0), delivered, 1e6));
     v["setup"] = json!(match plan {
         Plan::Build => "built",
         Plan::Present => "present",
