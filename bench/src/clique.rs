@@ -152,7 +152,7 @@ impl Tally {
 /// Sending all of them at once works, but then the backlog waits in the server's queues while
 /// each unanswered request is kept in the contact's roster, and Prosody rewrites the whole
 /// roster file, kept requests included, on every change: with everything sent at once its
-/// setup of 2 × 101 users took 494 s.
+/// setup of 2 × 101 users took 494 s, with 8 at a time 105–311 s (1 × 101: 133 s → 38 s).
 pub const REQUEST_WINDOW: usize = 8;
 
 /// One user's side of building its group's clique (RFC 6121 §3.1), without I/O: stanzas in,

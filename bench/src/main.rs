@@ -125,8 +125,7 @@ struct FanoutArgs {
     /// which the other scenarios touch only before fanout runs].
     #[arg(long)]
     fanout_first: Option<usize>,
-    /// Seconds allowed for building the rosters (Prosody needs about 4 minutes of CPU for
-    /// 2 × 101 users).
+    /// Seconds allowed for building the rosters (Prosody took 105–311 s for 2 × 101 users).
     #[arg(long, default_value_t = 900.0)]
     fanout_setup_timeout: f64,
     /// Seconds allowed for the measured logins and presences.
