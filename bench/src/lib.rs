@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod clique;
+pub mod handshake;
 pub mod procstat;
 pub mod scan;
 pub mod scenarios;

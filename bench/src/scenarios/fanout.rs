@@ -10,28 +10,28 @@
 //! already holds the whole group with `both` (an earlier run), nothing is done. If no roster holds
 //! any member, every pair `(a, b)` with `a < b` goes through RFC 6121 §3.1 both ways: `a` sends
 //! `subscribe`, `b` answers `subscribed` and sends `subscribe` back, `a` answers `subscribed`
-//! ([`Handshake`](crate::clique::Handshake)). Requests never cross, so the state machines of the
-//! three servers walk the same path. A user is done when roster pushes have shown every other
-//! member with `both`; the wait is bounded, then everyone logs out and the server is given time to
-//! go quiet. A partial clique (an interrupted setup) is an error: rebuilding it would need
-//! unsubscriptions first, and fresh accounts are simpler (`--fanout-first`).
+//! ([`Handshake`], a few of its own requests unanswered at a time). Requests never cross, so the
+//! state machines of the three servers walk the same path. A user is done when roster pushes have
+//! shown every other member with `both`; the wait is bounded, then everyone logs out and the server
+//! is given time to go quiet. A partial clique (an interrupted setup) is an error: rebuilding it
+//! would need unsubscriptions first, and fresh accounts are simpler (`--fanout-first`).
 //!
 //! **Measured.** All members of all groups log in at the generator's fixed login concurrency and
 //! send initial presence with priority 0. The server then sends each user's presence to its online
 //! contacts (broadcast) and answers the user's probes with the presence of the contacts already
 //! online (RFC 6121 §4.2). Whichever way it comes, each user should get the available presence of
 //! every other online member: `n × (n − 1)` per group with `n` members online
-//! ([`ordered_pairs`](crate::clique::ordered_pairs)). The receive side
-//! ([`Tally`](crate::clique::Tally)) counts, per user, the first available presence from each
-//! contact; the clock runs from the first login to the last of those (or a bounded timeout), and
-//! the figures are the distinct arrivals per second and the server's CPU per arrival. What else
-//! arrives is reported, not counted: a second available presence from the same contact (when a
-//! broadcast and a probe answer cross, both carry it), `unavailable` answers to probes of contacts
-//! not online yet, and the user's own presence.
+//! ([`ordered_pairs`](crate::clique::ordered_pairs)). The receive side ([`Tally`]) counts, per
+//! user, the first available presence from each contact; the clock runs from the first login to the
+//! last of those (or a bounded timeout), and the figures are the distinct arrivals per second and
+//! the server's CPU per arrival. What else arrives is reported, not counted: a second available
+//! presence from the same contact (when a broadcast and a probe answer cross, both carry it),
+//! `unavailable` answers to probes of contacts not online yet, and the user's own presence.
 //!
 //! The server's CPU in this window includes the logins themselves (TLS, SCRAM, bind): one
-//! login per 100 presences at 101 members. Compare with the login scenario's CPU per login
-//! to see how much of the figure is presence work.
+//! login per 100 presences at 101 members, and a login costs a server as much as tens of
+//! presences. So before the measured phase the same users log in without presence and out
+//! again (`login_cost`); the result is also reported with that CPU taken out.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -45,9 +45,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::{Ctx, per, usage};
 use crate::client::{self, Protocol, Session};
-use crate::clique::{
-    Arrival, Existing, Groups, Handshake, Plan, SetupError, Tally, account_of, plan,
-};
+use crate::clique::{Arrival, Groups, Tally, account_of};
+use crate::handshake::{Existing, Handshake, Plan, SetupError, plan};
 use crate::scan::{Seen, StanzaScanner, roster_items};
 
 /// The scenario's settings.
