@@ -50,6 +50,10 @@ METRICS = [
     ("latency p99 ms @ rate", "latency", "p99_ms", 3, False),
     ("latency p99.9 ms @ rate", "latency", "p999_ms", 3, False),
     ("generator CPU s (throughput)", "throughput", "gen_cpu_s", 2, False),
+    ("presence fan-out: presences/s ({n} users)", "fanout", "presences_per_s", 0, True),
+    ("server CPU us/presence (fan-out, logins included)", "fanout", "server_us_per_presence", 2, False),
+    ("server CPU us/presence (fan-out, logins' CPU taken out)", "fanout", "server_us_per_presence_excl_logins", 2, False),
+    ("fan-out presences delivered/expected", "fanout", "fraction", 3, True),
 ]
 
 
@@ -63,7 +67,7 @@ def main():
         keys = sorted((k for k in rows if k.split(" ")[0] == scen), key=lambda k: int(k.split(" ")[1]) if " " in k else 0)
         for key in keys:
             by = rows[key]
-            n = next(iter(by.values())).get("n", "")
+            n = next((r["n"] for r in by.values() if "n" in r), "")
             if field is None:
                 vals = {}
                 for s, r in by.items():
@@ -77,11 +81,11 @@ def main():
                 x = vals.get("xmppd")
                 rat = [ratio(x, vals.get("ejabberd")), ratio(x, vals.get("prosody")), ratio(x, vals.get("relay"))]
             print("| " + " | ".join([label.format(n=n)] + cells + rat) + " |")
-    for label in ["presence fan-out (stanzas/s, 100-contact rosters)", "throughput with MAM archiving on (msg/s)"]:
+    for label in ["throughput with MAM archiving on (msg/s)"]:
         print("| " + " | ".join([label] + ["n/a (not run)" for _ in present] + ["", "", ""]) + " |")
     print()
     print("Ratios are xmppd's figure divided by the other's (for costs and latency, lower is better).")
-    errs = [(k, s, r.get("failed") or r.get("errors") or r.get("out_of_order")) for k, by in rows.items() for s, r in by.items()]
+    errs = [(k, s, r.get("error") or r.get("failed") or r.get("errors") or r.get("out_of_order")) for k, by in rows.items() for s, r in by.items()]
     errs = [e for e in errs if e[2]]
     if errs:
         print()

@@ -212,6 +212,13 @@ async fn connect_starttls(target: &Target) -> anyhow::Result<(Negotiation<Tls>, 
 /// Logs `user` in: TCP, STARTTLS, SCRAM-SHA-1, bind and initial presence (XMPP), or TLS and
 /// the pairing line (relay, where `user` is the pair id).
 pub async fn login(target: &Target, user: &str) -> anyhow::Result<Session> {
+    login_with(target, user, b"<presence/>").await
+}
+
+/// [`login`] with `presence` as the initial presence (XMPP; the relay has none). The presence
+/// is the last thing written, so the server sends nothing in answer before this returns: the
+/// caller's byte scanner sees every stanza the presence causes.
+pub async fn login_with(target: &Target, user: &str, presence: &[u8]) -> anyhow::Result<Session> {
     match target.protocol {
         Protocol::Relay => {
             let mut io = tls_handshake(target, tcp(target.addr).await?).await?;
@@ -222,11 +229,11 @@ pub async fn login(target: &Target, user: &str) -> anyhow::Result<Session> {
                 jid: user.to_owned(),
             })
         }
-        Protocol::Xmpp => login_xmpp(target, user).await,
+        Protocol::Xmpp => login_xmpp(target, user, presence).await,
     }
 }
 
-async fn login_xmpp(target: &Target, user: &str) -> anyhow::Result<Session> {
+async fn login_xmpp(target: &Target, user: &str, presence: &[u8]) -> anyhow::Result<Session> {
     let (mut neg, features) = connect_starttls(target).await?;
     let offers_sha1 = features
         .child("mechanisms", NS_SASL)
@@ -295,7 +302,7 @@ async fn login_xmpp(target: &Target, user: &str) -> anyhow::Result<Session> {
             .await?;
         neg.stanza().await?;
     }
-    neg.send(b"<presence/>").await?;
+    neg.send(presence).await?;
     Ok(Session { io: neg.io, jid })
 }
 

@@ -1,8 +1,11 @@
 //! xmppd-bench: an XMPP load generator (logins, idle sessions, message throughput and
-//! latency) that drives xmppd, Prosody, ejabberd and a raw TLS relay the same way, so that one
-//! run compares them. See `bench/README.md` for the scenarios and how `bench/compare` uses it.
+//! latency, presence fan-out) that drives xmppd, Prosody, ejabberd and a raw TLS relay the
+//! same way, so that one run compares them. See `bench/README.md` for the scenarios and how
+//! `bench/compare` uses it.
 
 pub mod client;
+pub mod clique;
+pub mod handshake;
 pub mod procstat;
 pub mod scan;
 pub mod scenarios;

@@ -82,8 +82,8 @@ enum Command {
         /// Label of the server in the output.
         #[arg(long)]
         label: String,
-        /// Comma-separated: warm, idle, login, throughput, latency.
-        #[arg(long, default_value = "warm,idle,login,throughput,latency")]
+        /// Comma-separated: warm, idle, login, throughput, latency, fanout.
+        #[arg(long, default_value = "warm,idle,login,throughput,latency,fanout")]
         scenarios: String,
         /// Accounts logged in by `warm` (at least the largest of the others).
         #[arg(long, default_value_t = 10_000)]
@@ -107,7 +107,51 @@ enum Command {
         rate: u64,
         #[arg(long, default_value_t = 50)]
         latency_pairs: usize,
+        #[command(flatten)]
+        fanout: FanoutArgs,
     },
+}
+
+/// The presence fan-out scenario's settings.
+#[derive(clap::Args, Clone)]
+struct FanoutArgs {
+    /// Groups of users who all have each other as contacts.
+    #[arg(long, default_value_t = 2)]
+    fanout_groups: usize,
+    /// Members per group (a roster holds the other SIZE − 1).
+    #[arg(long, default_value_t = 101)]
+    fanout_size: usize,
+    /// First account of the first group [default: the last GROUPS × SIZE accounts of --warm,
+    /// which the other scenarios touch only before fanout runs].
+    #[arg(long)]
+    fanout_first: Option<usize>,
+    /// Seconds allowed for building the rosters (Prosody took 105–311 s for 2 × 101 users).
+    #[arg(long, default_value_t = 900.0)]
+    fanout_setup_timeout: f64,
+    /// Seconds allowed for the measured logins and presences.
+    #[arg(long, default_value_t = 60.0)]
+    fanout_timeout: f64,
+}
+
+impl FanoutArgs {
+    fn settings(&self, warm: usize) -> anyhow::Result<scenarios::FanoutSettings> {
+        let users = self.fanout_groups * self.fanout_size;
+        let first = match self.fanout_first {
+            Some(first) => first,
+            None => warm.checked_sub(users).with_context(|| {
+                format!("fanout needs {users} accounts but --warm is {warm}; set --fanout-first")
+            })?,
+        };
+        Ok(scenarios::FanoutSettings {
+            groups: scenarios::Groups {
+                first,
+                count: self.fanout_groups,
+                size: self.fanout_size,
+            },
+            setup_timeout: Duration::try_from_secs_f64(self.fanout_setup_timeout)?,
+            timeout: Duration::try_from_secs_f64(self.fanout_timeout)?,
+        })
+    }
 }
 
 fn target(args: &TargetArgs) -> anyhow::Result<Target> {
@@ -194,7 +238,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             secs,
             rate,
             latency_pairs,
+            fanout,
         } => {
+            let fanout = fanout.settings(warm)?;
             let ctx = Ctx {
                 target: target(&t)?,
                 server_pid,
@@ -231,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             scenarios::latency(&ctx, pairs * 2, rate, latency_pairs, secs).await,
                         );
                     }
+                    "fanout" => emit(&label, scenarios::fanout(&ctx, &fanout).await),
                     other => anyhow::bail!("unknown scenario {other}"),
                 }
             }

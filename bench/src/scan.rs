@@ -5,6 +5,13 @@
 //! `<body>…</body>` (possibly with attributes), and the body holds only digits, spaces and
 //! `x`, so finding the body element in the byte stream is enough to count a delivery, check
 //! its order and measure its latency. Everything else (presence echoes, whitespace) is skipped.
+//!
+//! The presence fan-out scenario needs a little more: which contact a `<presence>` came from
+//! and its type, and, while rosters are built, the roster pushes and subscription requests.
+//! [`StanzaScanner`] finds `<presence>` and `<iq>` elements in the byte stream and hands out
+//! their start-tag attributes (and an iq's inner bytes) as slices, still without building
+//! element trees: the generator must not become the bottleneck when a server delivers tens of
+//! thousands of presences in a second.
 
 use memchr::memmem;
 
@@ -140,6 +147,214 @@ impl Flow {
     }
 }
 
+/// One `<presence>` or `<iq>` found by [`StanzaScanner`], as raw slices of the stream.
+///
+/// Attribute values are as written (entities are not decoded): the JIDs, ids and types the
+/// scenarios look at contain no characters that a server would escape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen<'a> {
+    /// A presence stanza.
+    Presence {
+        /// Its `from` attribute.
+        from: Option<&'a [u8]>,
+        /// Its `type` attribute (absent for available presence).
+        kind: Option<&'a [u8]>,
+    },
+    /// An iq stanza.
+    Iq {
+        /// Its `id` attribute.
+        id: Option<&'a [u8]>,
+        /// Its `type` attribute.
+        kind: Option<&'a [u8]>,
+        /// The bytes between its start and end tags (empty when self-closing).
+        inner: &'a [u8],
+    },
+}
+
+/// Finds the `<presence>` and `<iq>` stanzas in a byte stream that arrives in arbitrary
+/// pieces, and notices the end of the stream.
+///
+/// It looks at every `<` and reads the element name after it. A presence or iq is handed out
+/// once its start tag and end tag (`</presence>`, `</iq>`) are both in; neither element
+/// nests in itself in a client stream, so the first end tag is its own. Other elements
+/// (messages, their children, stream-management acks) are stepped over, so their children are
+/// looked at too, which is harmless: a `<presence` inside character data would be written
+/// `&lt;presence`. Attribute values must not contain a raw `>`; servers escape it, and the
+/// JIDs used here have none.
+#[derive(Debug, Default)]
+pub struct StanzaScanner {
+    pending: Vec<u8>,
+    closed: bool,
+}
+
+/// An element name longer than this is not one the scanner looks for.
+const MAX_NAME: usize = 32;
+
+impl StanzaScanner {
+    /// A scanner with nothing buffered.
+    pub fn new() -> Self {
+        StanzaScanner::default()
+    }
+
+    /// Whether the peer closed the stream (or sent a stream error) in what was fed so far.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Feeds bytes and calls `on` for every complete presence and iq stanza in them.
+    pub fn feed(&mut self, bytes: &[u8], mut on: impl FnMut(Seen<'_>)) {
+        let owned;
+        let data: &[u8] = if self.pending.is_empty() {
+            bytes
+        } else {
+            self.pending.extend_from_slice(bytes);
+            owned = std::mem::take(&mut self.pending);
+            &owned
+        };
+        let mut pos = 0;
+        let keep_from = loop {
+            let Some(lt) = memchr::memchr(b'<', &data[pos..]).map(|i| pos + i) else {
+                break data.len();
+            };
+            let name_start = lt + 1;
+            // An end tag's name comes after its `/`.
+            let name_from = name_start + usize::from(data.get(name_start) == Some(&b'/'));
+            let window = &data[name_from..data.len().min(name_from + MAX_NAME + 1)];
+            let Some(name_len) = window.iter().position(|b| is_name_end(*b)) else {
+                if window.len() > MAX_NAME {
+                    // Too long to be a name we look for.
+                    pos = name_from;
+                    continue;
+                }
+                // The name may still be arriving.
+                break lt;
+            };
+            let name_end = name_from + name_len;
+            let end_tag: &[u8] = match &data[name_start..name_end] {
+                b"presence" => b"</presence>",
+                b"iq" => b"</iq>",
+                b"stream:error" | b"/stream:stream" => {
+                    self.closed = true;
+                    pos = name_end;
+                    continue;
+                }
+                _ => {
+                    pos = name_end;
+                    continue;
+                }
+            };
+            let Some(gt) = memchr::memchr(b'>', &data[name_end..]).map(|i| name_end + i) else {
+                break lt;
+            };
+            let (attrs, inner, end) = match data[name_end..gt].strip_suffix(b"/") {
+                Some(attrs) => (attrs, &data[gt + 1..gt + 1], gt + 1),
+                None => {
+                    let body = gt + 1;
+                    let Some(close) = memmem::find(&data[body..], end_tag).map(|i| body + i) else {
+                        break lt;
+                    };
+                    (
+                        &data[name_end..gt],
+                        &data[body..close],
+                        close + end_tag.len(),
+                    )
+                }
+            };
+            on(if end_tag == b"</iq>" {
+                Seen::Iq {
+                    id: attr(attrs, b"id"),
+                    kind: attr(attrs, b"type"),
+                    inner,
+                }
+            } else {
+                Seen::Presence {
+                    from: attr(attrs, b"from"),
+                    kind: attr(attrs, b"type"),
+                }
+            });
+            pos = end;
+        };
+        self.pending.clear();
+        self.pending.extend_from_slice(&data[keep_from..]);
+    }
+}
+
+fn is_name_end(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>')
+}
+
+/// The raw value of attribute `name` in `attrs`, the part of a start tag after the element
+/// name (`name='v'` or `name="v"`, whitespace allowed around `=`). A malformed attribute list
+/// ends the search.
+pub fn attr<'a>(attrs: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let skip_ws = |mut i: usize| {
+        while attrs.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = 0;
+    loop {
+        i = skip_ws(i);
+        let key_start = i;
+        while attrs
+            .get(i)
+            .is_some_and(|b| *b != b'=' && !b.is_ascii_whitespace())
+        {
+            i += 1;
+        }
+        let key = &attrs[key_start..i];
+        i = skip_ws(i);
+        if key.is_empty() || attrs.get(i) != Some(&b'=') {
+            return None;
+        }
+        i = skip_ws(i + 1);
+        let quote = *attrs.get(i).filter(|q| matches!(q, b'\'' | b'"'))?;
+        let value_start = i + 1;
+        let value_len = memchr::memchr(quote, attrs.get(value_start..)?)?;
+        if key == name {
+            return Some(&attrs[value_start..value_start + value_len]);
+        }
+        i = value_start + value_len + 1;
+    }
+}
+
+/// One `<item/>` of a roster query (RFC 6121 §2.1.2), as raw attribute values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RosterItem<'a> {
+    /// The contact's bare JID.
+    pub jid: &'a [u8],
+    /// `none`, `to`, `from`, `both` or `remove`; absent means `none`.
+    pub subscription: Option<&'a [u8]>,
+}
+
+/// The items of the roster query in an iq's inner bytes (a roster result or push); nothing
+/// when the iq carries no `jabber:iq:roster` query.
+pub fn roster_items(inner: &[u8]) -> impl Iterator<Item = RosterItem<'_>> {
+    let roster = memmem::find(inner, b"jabber:iq:roster").is_some();
+    let mut pos = if roster { 0 } else { inner.len() };
+    std::iter::from_fn(move || {
+        loop {
+            let at = memmem::find(&inner[pos..], b"<item").map(|i| pos + i)?;
+            let name_end = at + b"<item".len();
+            let gt = memchr::memchr(b'>', &inner[name_end..]).map(|i| name_end + i)?;
+            pos = gt + 1;
+            if !inner.get(name_end).copied().is_some_and(is_name_end) {
+                // `<items` or another name that starts the same way.
+                continue;
+            }
+            let tag = &inner[name_end..gt];
+            let attrs = tag.strip_suffix(b"/").unwrap_or(tag);
+            if let Some(jid) = attr(attrs, b"jid") {
+                return Some(RosterItem {
+                    jid,
+                    subscription: attr(attrs, b"subscription"),
+                });
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +426,142 @@ mod tests {
         f.arrived(Delivery { seq: 2, sent_ns: 0 });
         assert_eq!(f.in_flight(), 3);
         assert_eq!(f.out_of_order, 1);
+    }
+
+    /// What the stanza scanner saw, owned, for comparisons.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Got {
+        Presence(Option<String>, Option<String>),
+        Iq(Option<String>, Option<String>, String),
+    }
+
+    fn text(b: Option<&[u8]>) -> Option<String> {
+        b.map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    fn stanzas(chunks: &[&[u8]]) -> (Vec<Got>, bool) {
+        let mut s = StanzaScanner::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            s.feed(c, |seen| {
+                out.push(match seen {
+                    Seen::Presence { from, kind } => Got::Presence(text(from), text(kind)),
+                    Seen::Iq { id, kind, inner } => Got::Iq(
+                        text(id),
+                        text(kind),
+                        String::from_utf8_lossy(inner).into_owned(),
+                    ),
+                })
+            });
+        }
+        (out, s.closed())
+    }
+
+    /// A stream as the three servers write it: self-closing and full presences with
+    /// children, both quote styles, a message with a body, a roster push, whitespace.
+    const STREAM: &str = "<presence from='u1@localhost/b' to='u0@localhost/b'>\
+        <priority>0</priority><c xmlns='http://jabber.org/protocol/caps' hash='sha-1'/>\
+        </presence> <message from='u2@localhost/b' type='chat'><body>hi</body></message>\
+        <presence type=\"unavailable\" from=\"u3@localhost\"/>\n\
+        <iq type='set' id='push1' to='u0@localhost/b'><query xmlns='jabber:iq:roster' \
+        ver='3'><item subscription='both' jid='u4@localhost'><group>g</group></item></query>\
+        </iq><presence from='u5@localhost' type='subscribe' to='u0@localhost'/>\
+        <iq id='r' type='result'/>";
+
+    fn expected() -> Vec<Got> {
+        let s = |v: &str| Some(v.to_owned());
+        vec![
+            Got::Presence(s("u1@localhost/b"), None),
+            Got::Presence(s("u3@localhost"), s("unavailable")),
+            Got::Iq(
+                s("push1"),
+                s("set"),
+                "<query xmlns='jabber:iq:roster' ver='3'><item subscription='both' \
+                 jid='u4@localhost'><group>g</group></item></query>"
+                    .to_owned(),
+            ),
+            Got::Presence(s("u5@localhost"), s("subscribe")),
+            Got::Iq(s("r"), s("result"), String::new()),
+        ]
+    }
+
+    #[test]
+    fn finds_presences_and_iqs_split_anywhere() {
+        let stream = STREAM.as_bytes();
+        assert_eq!(stanzas(&[stream]), (expected(), false));
+        for split in 1..stream.len() {
+            for second in [split, (split + 5).min(stream.len())] {
+                let got = stanzas(&[&stream[..split], &stream[split..second], &stream[second..]]);
+                assert_eq!(got, (expected(), false), "split at {split}/{second}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time_keeps_little_buffered() {
+        let mut s = StanzaScanner::new();
+        let mut n = 0;
+        for b in STREAM.as_bytes() {
+            s.feed(std::slice::from_ref(b), |_| n += 1);
+            // Only an unfinished presence or iq (the push is the longest) is held back.
+            assert!(s.pending.len() < 200, "{}", s.pending.len());
+        }
+        assert_eq!(n, expected().len());
+        assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn stanza_scanner_notices_the_end_of_the_stream() {
+        assert!(stanzas(&[b"<presence from='a'/></stream:stream>"]).1);
+        let (got, closed) = stanzas(&[b"<stream:error><conflict xmlns='x'/></stream:error>"]);
+        assert!(closed && got.is_empty());
+        assert!(!stanzas(&[b"<presence from='a'/><presence"]).1);
+    }
+
+    #[test]
+    fn names_that_only_start_like_ours_are_skipped() {
+        let (got, _) = stanzas(&[b"<presences from='x'/><iqx id='y'/><iq id='z'/>"]);
+        assert_eq!(got, vec![Got::Iq(Some("z".into()), None, String::new())]);
+    }
+
+    #[test]
+    fn attributes_in_both_quote_styles_and_with_spaces() {
+        let attrs = b" id='a' from = \"u1@localhost/b\"\ttype='x'";
+        assert_eq!(attr(attrs, b"from"), Some(&b"u1@localhost/b"[..]));
+        assert_eq!(attr(attrs, b"type"), Some(&b"x"[..]));
+        assert_eq!(attr(attrs, b"id"), Some(&b"a"[..]));
+        assert_eq!(attr(attrs, b"to"), None);
+        // A name that ends like the one asked for is another attribute.
+        assert_eq!(attr(b" xfrom='a'", b"from"), None);
+        // Malformed lists end the search instead of panicking.
+        for bad in [&b" from"[..], b" from=", b" from='x", b" from=x", b"="] {
+            assert_eq!(attr(bad, b"from"), None);
+        }
+    }
+
+    #[test]
+    fn roster_items_of_results_and_pushes() {
+        let inner = b"<query xmlns='jabber:iq:roster'><item jid='u1@localhost' \
+            subscription='both'/><item jid='u2@localhost' ask='subscribe'><group>x</group>\
+            </item><items/></query>";
+        let items: Vec<_> = roster_items(inner).collect();
+        assert_eq!(
+            items,
+            vec![
+                RosterItem {
+                    jid: b"u1@localhost",
+                    subscription: Some(b"both"),
+                },
+                RosterItem {
+                    jid: b"u2@localhost",
+                    subscription: None,
+                },
+            ]
+        );
+        assert_eq!(roster_items(b"<ping xmlns='urn:xmpp:ping'/>").count(), 0);
+        assert_eq!(
+            roster_items(b"<query xmlns='jabber:iq:roster'/>").count(),
+            0
+        );
     }
 }

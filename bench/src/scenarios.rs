@@ -1,6 +1,11 @@
 //! The scenarios. Each returns one JSON object with its figures, the server's CPU seconds and
 //! RSS (read from `/proc/<server-pid>`) and the generator's own CPU seconds.
 
+pub mod fanout;
+
+pub use crate::clique::Groups;
+pub use fanout::{FanoutSettings, fanout};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -65,6 +70,15 @@ impl Ctx {
     /// Logs in accounts `range` with `self.concurrency` logins in flight; returns the sessions
     /// (in account order) and the number of failed logins.
     pub async fn login_many(&self, range: std::ops::Range<usize>) -> (Vec<Session>, usize) {
+        self.login_many_with(range, b"<presence/>").await
+    }
+
+    /// [`Ctx::login_many`] with `presence` as every session's initial presence (empty: none).
+    pub async fn login_many_with(
+        &self,
+        range: std::ops::Range<usize>,
+        presence: &'static [u8],
+    ) -> (Vec<Session>, usize) {
         let next = Arc::new(AtomicUsize::new(range.start));
         let end = range.end;
         let mut workers = Vec::new();
@@ -81,7 +95,7 @@ impl Ctx {
                         break;
                     }
                     let user = ctx.user(i);
-                    let login = client::login(&ctx.target, &user);
+                    let login = client::login_with(&ctx.target, &user, presence);
                     match tokio::time::timeout(Duration::from_secs(60), login).await {
                         Ok(Ok(s)) => got.push((i, s)),
                         Ok(Err(e)) => {
@@ -122,6 +136,22 @@ impl Ctx {
             });
         }
         while set.join_next().await.is_some() {}
+    }
+
+    /// Waits until the server is quiet (at most `max`): its CPU time advanced by at most two
+    /// clock ticks in the last 250 ms. Without a PID there is nothing to wait for.
+    async fn settled_cpu(&self, max: Duration) {
+        let until = Instant::now() + max;
+        let mut last = self.cpu().server;
+        while let Some(before) = last {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self.cpu().server;
+            let quiet = now.is_some_and(|n| n - before <= 0.02);
+            if quiet || Instant::now() >= until {
+                return;
+            }
+            last = now;
+        }
     }
 
     /// Waits until the server's RSS stops changing (at most `max`), then returns it.

@@ -69,3 +69,52 @@ async fn throughput_accounts_every_message_in_order() {
     assert_eq!(v["ok"], 4, "{v}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn fanout_builds_rosters_then_counts_every_contacts_presence() {
+    let (server, ctx) = setup(22).await;
+    // Nine contacts each: more than the setup's window of own requests.
+    let settings = scenarios::FanoutSettings {
+        groups: scenarios::Groups {
+            first: 2,
+            count: 2,
+            size: 10,
+        },
+        setup_timeout: Duration::from_secs(30),
+        timeout: Duration::from_secs(30),
+    };
+    let v = scenarios::fanout(&ctx, &settings).await;
+    assert_eq!(v["setup"], "built", "{v}");
+    // 2 groups × 10 × 9.
+    assert_eq!(v["expected"], 180, "{v}");
+    assert_eq!(v["delivered"], 180, "{v}");
+    assert_eq!(v["fraction"], 1.0, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["strangers"], 0, "{v}");
+    assert!(
+        v["presences_per_s"].as_f64().is_some_and(|r| r > 0.0),
+        "{v}"
+    );
+    // The rosters are kept: a second run finds them and measures again.
+    let v = scenarios::fanout(&ctx, &settings).await;
+    assert_eq!(v["setup"], "present", "{v}");
+    assert_eq!(v["delivered"], 180, "{v}");
+    // Accounts 0 and 1 hold no group member: a group over them and part of the first group
+    // is a partial clique, which the setup refuses instead of guessing.
+    let partial = scenarios::FanoutSettings {
+        groups: scenarios::Groups {
+            first: 0,
+            count: 1,
+            size: 4,
+        },
+        ..settings
+    };
+    let v = scenarios::fanout(&ctx, &partial).await;
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("part of their group")),
+        "{v}"
+    );
+    server.stop().await;
+}
