@@ -350,18 +350,24 @@ async fn queued_stanzas_bounce_when_the_peer_is_down() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_peer_that_never_answers_times_out() -> anyhow::Result<()> {
-    let pki = TestPki::new(&[A])?;
-    // Accepts connections and says nothing.
+/// A "server" on 127.0.0.2 that accepts connections and never says anything; abort the task
+/// to close them.
+async fn silent_peer() -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let silent = tokio::net::TcpListener::bind("127.0.0.2:0").await?;
-    let silent_addr = silent.local_addr()?;
+    let addr = silent.local_addr()?;
     let held = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((socket, _)) = silent.accept().await {
             held.push(socket);
         }
     });
+    Ok((addr, held))
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_times_out() -> anyhow::Result<()> {
+    let pki = TestPki::new(&[A])?;
+    let (silent_addr, held) = silent_peer().await?;
     let a = TestServer::start_federated(A, &pki, free_port([127, 0, 0, 1])?, true, |c| {
         route_to(c, B, silent_addr);
         c.s2s.settings.negotiation_timeout = Duration::from_secs(1);
@@ -386,14 +392,7 @@ async fn outbound_streams_are_bounded() -> anyhow::Result<()> {
     // One outbound stream at most: while the one to b.test hangs in negotiation, a stanza for
     // c.test is refused at once instead of opening another.
     let pki = TestPki::new(&[A])?;
-    let silent = tokio::net::TcpListener::bind("127.0.0.2:0").await?;
-    let silent_addr = silent.local_addr()?;
-    let held = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            held.push(socket);
-        }
-    });
+    let (silent_addr, held) = silent_peer().await?;
     let a = TestServer::start_federated(A, &pki, free_port([127, 0, 0, 1])?, true, |c| {
         route_to(c, B, silent_addr);
         route_to(c, "c.test", silent_addr);
