@@ -18,10 +18,10 @@ import sys
 
 from xmpp_common import (
     Client,
-    Failure,
     base_parser,
     log,
     password_from_env,
+    run_scenario,
     setup_logging,
 )
 
@@ -55,19 +55,10 @@ def main():
     args = p.parse_args()
     setup_logging(args.debug)
 
-    async def bounded():
-        await asyncio.wait_for(scenario(args), args.timeout)
-
-    try:
-        asyncio.run(bounded())
-    except Failure as e:
-        log(f"failed: {e}")
-        return 1
-    except asyncio.TimeoutError:
-        log(f"failed: not done within {args.timeout} s")
-        return 1
-    log("chat: both directions delivered")
-    return 0
+    status = run_scenario(scenario, args)
+    if status == 0:
+        log("chat: both directions delivered")
+    return status
 
 
 if __name__ == "__main__":

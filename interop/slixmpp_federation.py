@@ -28,7 +28,7 @@ import sys
 import time
 
 from slixmpp_im import ImClient
-from xmpp_common import Failure, base_parser, log, password_from_env, setup_logging
+from xmpp_common import Failure, base_parser, log, password_from_env, run_scenario, setup_logging
 
 
 class FedClient(ImClient):
@@ -182,18 +182,7 @@ def main():
     args = p.parse_args()
     setup_logging(args.debug)
 
-    async def bounded():
-        await asyncio.wait_for(SCENARIOS[args.scenario](args), args.timeout)
-
-    try:
-        asyncio.run(bounded())
-    except Failure as e:
-        log(f"failed: {e}")
-        return 1
-    except asyncio.TimeoutError:
-        log(f"failed: not done within {args.timeout} s")
-        return 1
-    return 0
+    return run_scenario(SCENARIOS[args.scenario], args)
 
 
 if __name__ == "__main__":

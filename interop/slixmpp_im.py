@@ -21,7 +21,15 @@ import asyncio
 import sys
 import time
 
-from xmpp_common import Client, Failure, base_parser, log, password_from_env, setup_logging
+from xmpp_common import (
+    Client,
+    Failure,
+    base_parser,
+    log,
+    password_from_env,
+    run_scenario,
+    setup_logging,
+)
 
 
 class ImClient(Client):
@@ -149,18 +157,7 @@ def main():
     setup_logging(args.debug)
     scenario = subscribe if args.scenario == "subscribe" else offline
 
-    async def bounded():
-        await asyncio.wait_for(scenario(args), args.timeout)
-
-    try:
-        asyncio.run(bounded())
-    except Failure as e:
-        log(f"failed: {e}")
-        return 1
-    except asyncio.TimeoutError:
-        log(f"failed: not done within {args.timeout} s")
-        return 1
-    return 0
+    return run_scenario(scenario, args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,15 @@ import asyncio
 import pathlib
 import sys
 
-from xmpp_common import Client, Failure, base_parser, log, password_from_env, setup_logging
+from xmpp_common import (
+    Client,
+    Failure,
+    base_parser,
+    log,
+    password_from_env,
+    run_scenario,
+    setup_logging,
+)
 
 
 async def scenario(args):
@@ -53,18 +61,7 @@ def main():
     args = p.parse_args()
     setup_logging(args.debug)
 
-    async def bounded():
-        await asyncio.wait_for(scenario(args), args.timeout)
-
-    try:
-        asyncio.run(bounded())
-    except Failure as e:
-        log(f"failed: {e}")
-        return 1
-    except asyncio.TimeoutError:
-        log(f"failed: not done within {args.timeout} s")
-        return 1
-    return 0
+    return run_scenario(scenario, args)
 
 
 if __name__ == "__main__":

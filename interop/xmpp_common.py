@@ -56,6 +56,24 @@ def log(msg):
     print(msg, flush=True)
 
 
+def run_scenario(scenario, args):
+    """Runs `scenario(args)` within `args.timeout` seconds; the process exit status (0 on
+    success, 1 with the reason logged on a Failure or when time ran out)."""
+
+    async def bounded():
+        await asyncio.wait_for(scenario(args), args.timeout)
+
+    try:
+        asyncio.run(bounded())
+    except Failure as e:
+        log(f"failed: {e}")
+        return 1
+    except asyncio.TimeoutError:
+        log(f"failed: not done within {args.timeout} s")
+        return 1
+    return 0
+
+
 class Client(slixmpp.ClientXMPP):
     """A client that logs in, checks how it logged in, becomes available, and queues every
     message it receives."""

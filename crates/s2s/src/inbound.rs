@@ -301,7 +301,7 @@ impl Conn {
                         (originating, receiving, verdict)
                     }));
                 }
-                InboundOutput::Stanza(el) => route(&self.ctx.clone(), el).await,
+                InboundOutput::Stanza(el) => route(&self.ctx, el).await,
                 InboundOutput::Close(e) => return self.close(io, e).await,
                 InboundOutput::PeerClosed => {
                     io.write_all_within(b"</stream:stream>", timeout).await;

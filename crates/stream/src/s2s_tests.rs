@@ -31,6 +31,17 @@ fn policy(domains: &[&str], secret: u8, allow_dialback: bool) -> S2sPolicy {
     }
 }
 
+/// Feeds `input` to a responder through the XML reader; what it asked for.
+fn drive(resp: &mut S2sResponder, input: &[u8]) -> Vec<InboundOutput> {
+    let mut reader = Reader::new(Limits::default());
+    reader.feed(input);
+    let mut out = Vec::new();
+    while let Ok(Some(event)) = reader.next_event() {
+        resp.handle(event, &mut out);
+    }
+    out
+}
+
 /// One connection: a.example (initiator) to b.example (responder).
 struct Pair {
     init: S2sInitiator,
@@ -301,17 +312,16 @@ fn a_wrong_key_beside_a_valid_pair_is_forbidden_without_closing() {
         true,
         Some(Arc::new(Cert(vec!["a.example"]))),
     );
-    let mut reader = Reader::new(Limits::default());
-    reader.feed(
+    let out = drive(
+        &mut resp,
         b"<stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' \
           xmlns:stream='http://etherx.jabber.org/streams' from='a.example' to='b.example' \
           version='1.0'><db:result from='a.example' to='b.example'>k</db:result>\
           <db:result from='x.example' to='c.example'>k</db:result>",
     );
-    let mut out = Vec::new();
-    while let Ok(Some(event)) = reader.next_event() {
-        resp.handle(event, &mut out);
-    }
+    assert!(out.iter().any(
+        |o| matches!(o, InboundOutput::VerifyDialback { originating, .. } if originating == "x.example")
+    ));
     assert!(resp.is_authorized());
     let mut out = Vec::new();
     resp.dialback_verified("x.example", "c.example", Verdict::Invalid, &mut out);
@@ -364,16 +374,12 @@ fn dialback_is_accepted_at_once_with_a_valid_certificate() {
         true,
         Some(Arc::new(Cert(vec!["a.example"]))),
     );
-    let mut reader = Reader::new(Limits::default());
-    reader.feed(
+    let out = drive(
+        &mut resp,
         b"<stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' \
           xmlns:stream='http://etherx.jabber.org/streams' from='a.example' to='b.example' \
           version='1.0'><db:result from='a.example' to='b.example'>key</db:result>",
     );
-    let mut out = Vec::new();
-    while let Ok(Some(event)) = reader.next_event() {
-        resp.handle(event, &mut out);
-    }
     assert!(out.contains(&InboundOutput::Authorized {
         from: "a.example".into(),
         to: "b.example".into(),
@@ -384,28 +390,20 @@ fn dialback_is_accepted_at_once_with_a_valid_certificate() {
 #[test]
 fn tls_is_required_and_unknown_hosts_are_refused() {
     let mut resp = S2sResponder::new(policy(&["b.example"], 2, true), false, None);
-    let mut reader = Reader::new(Limits::default());
-    reader.feed(
+    let out = drive(
+        &mut resp,
         b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
           from='a.example' to='b.example' version='1.0'>\
           <db:result xmlns:db='jabber:server:dialback' from='a.example' to='b.example'>k</db:result>",
     );
-    let mut out = Vec::new();
-    while let Ok(Some(event)) = reader.next_event() {
-        resp.handle(event, &mut out);
-    }
     assert!(out.iter().any(|o| matches!(o, InboundOutput::Close(e) if e.condition == StreamErrorCondition::PolicyViolation)));
 
     let mut resp = S2sResponder::new(policy(&["b.example"], 2, true), false, None);
-    let mut reader = Reader::new(Limits::default());
-    reader.feed(
+    let out = drive(
+        &mut resp,
         b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
           from='a.example' to='c.example' version='1.0'>",
     );
-    let mut out = Vec::new();
-    while let Ok(Some(event)) = reader.next_event() {
-        resp.handle(event, &mut out);
-    }
     assert!(
         matches!(&out[..], [InboundOutput::Send(_), InboundOutput::Close(e)] if e.condition == StreamErrorCondition::HostUnknown)
     );
@@ -478,4 +476,63 @@ fn dialback_requests_are_bounded_and_never_for_our_own_domains() {
         .filter(|o| matches!(o, InboundOutput::Send(b) if String::from_utf8_lossy(b).contains("type=\"error\"")))
         .count();
     assert_eq!(errors, 5);
+}
+
+#[test]
+fn failed_external_attempts_are_limited() {
+    // RFC 6120 §6.4.5: a peer without a valid certificate may not retry forever.
+    let mut resp = S2sResponder::new(
+        policy(&["b.example"], 2, true),
+        true,
+        Some(Arc::new(Cert(vec![]))),
+    );
+    let mut reader = Reader::new(Limits::default());
+    reader.feed(
+        b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+          from='a.example' to='b.example' version='1.0'>",
+    );
+    let auth = b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>";
+    for _ in 0..3 {
+        reader.feed(auth);
+    }
+    let mut out = Vec::new();
+    while let Ok(Some(event)) = reader.next_event() {
+        resp.handle(event, &mut out);
+    }
+    let failures = out
+        .iter()
+        .filter(|o| matches!(o, InboundOutput::Send(b) if String::from_utf8_lossy(b).contains("<not-authorized")))
+        .count();
+    assert_eq!(failures, 2, "{out:?}");
+    assert!(
+        matches!(out.last(), Some(InboundOutput::Close(e)) if e.condition == StreamErrorCondition::PolicyViolation)
+    );
+    assert!(!resp.is_authorized());
+}
+
+#[test]
+fn nothing_authorised_in_the_clear_survives_tls() {
+    // RFC 6120 §5.4.3.3, with TLS optional: a pair accepted before STARTTLS is forgotten.
+    let mut p = policy(&["b.example"], 2, true);
+    p.require_tls = false;
+    let mut resp = S2sResponder::new(p, false, None);
+    let out = drive(
+        &mut resp,
+        b"<stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' \
+          xmlns:stream='http://etherx.jabber.org/streams' from='a.example' to='b.example' \
+          version='1.0'><db:result from='a.example' to='b.example'>k</db:result>",
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, InboundOutput::VerifyDialback { .. }))
+    );
+    let mut out = Vec::new();
+    resp.dialback_verified("a.example", "b.example", Verdict::Valid, &mut out);
+    assert!(resp.is_authorized());
+    resp.tls_established(None);
+    assert!(!resp.is_authorized());
+    // A verification still under way from before TLS is not answered on the new stream.
+    let mut out = Vec::new();
+    resp.dialback_verified("a.example", "b.example", Verdict::Valid, &mut out);
+    assert!(out.is_empty() && !resp.is_authorized());
 }
