@@ -42,7 +42,8 @@ METRICS = [
     ("server CPU us/login, {n} clients", "login", "server_us_per_login", 0, False),
     ("time to all-in s, {n} clients", "login", "secs_all_in", 2, False),
     ("idle KiB/session ({n})", "idle", "kib_per_session", 1, False),
-    ("RSS MiB empty -> after {n} login/out", "warm", None, 1, False),
+    ("RSS MiB empty -> after {n} login/out (first peak)", "warm", ("rss_empty_kib", "rss_after_logout_kib"), 1, False),
+    ("RSS MiB before -> after {n} login/out (a later cycle)", "login", ("rss_before_kib", "rss_after_logout_kib"), 1, False),
     ("msg/s (throughput)", "throughput", "msgs_per_s", 0, True),
     ("server CPU us/msg", "throughput", "server_us_per_msg", 2, False),
     ("server CPU s per 1k msgs", "throughput", "server_cpu_s_per_1k_msgs", 3, False),
@@ -68,10 +69,10 @@ def main():
         for key in keys:
             by = rows[key]
             n = next((r["n"] for r in by.values() if "n" in r), "")
-            if field is None:
+            if isinstance(field, tuple):
                 vals = {}
                 for s, r in by.items():
-                    e, a = r.get("rss_empty_kib"), r.get("rss_after_logout_kib")
+                    e, a = r.get(field[0]), r.get(field[1])
                     vals[s] = None if e is None or a is None else (e / 1024, a / 1024)
                 cells = [("n/a" if vals.get(s) is None else f"{vals[s][0]:.1f} -> {vals[s][1]:.1f}") for s in present]
                 rat = ["", "", ""]
