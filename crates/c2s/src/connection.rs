@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use xmppd_core::{Outbound, SessionControl};
@@ -77,7 +78,7 @@ impl Transport for TcpStream {
     }
 }
 
-impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+impl Transport for TlsStream<TcpStream> {
     fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
         self.get_ref().0.readable()
     }
@@ -140,23 +141,35 @@ pub(crate) async fn run(
             matches!(conn.drive(&mut socket, &shutdown).await, Flow::UpgradeTls)
         }
     };
-    if upgrade {
-        let acceptor = conn.ctx.tls.acceptor().clone();
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, acceptor.accept(socket)).await {
-            Ok(Ok(mut tls)) => {
-                let cb = conn.ctx.tls.channel_binding(tls.get_ref().1);
-                conn.responder.tls_established(cb);
-                conn.reader = Reader::new(pre_auth_limits(&conn.ctx));
-                // A second STARTTLS is refused by the responder, so this run ends the stream.
-                let _ = conn.drive(&mut tls, &shutdown).await;
-                let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
-            }
-            Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
-            Err(_) => debug!("TLS handshake timed out"),
+    // The handshake and the session's end are boxed and the TLS stream lives in a box of its
+    // own: inline, the compiler lays each out beside the others in the task, and every idle
+    // connection's task was 5.8 KiB instead of 2.4 KiB.
+    if upgrade && let Some(mut tls) = Box::pin(handshake(&conn, socket)).await {
+        let cb = conn.ctx.tls.channel_binding(tls.get_ref().1);
+        conn.responder.tls_established(cb);
+        conn.reader = Reader::new(pre_auth_limits(&conn.ctx));
+        // A second STARTTLS is refused by the responder, so this run ends the stream.
+        let _ = conn.drive(&mut *tls, &shutdown).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
+    }
+    Box::pin(conn.end_session()).await;
+}
+
+/// The TLS handshake, within what is left of the authentication deadline.
+async fn handshake(conn: &Conn, socket: TcpStream) -> Option<Box<TlsStream<TcpStream>>> {
+    let acceptor = conn.ctx.tls.acceptor().clone();
+    let remaining = conn.deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(remaining, acceptor.accept(socket)).await {
+        Ok(Ok(tls)) => Some(Box::new(tls)),
+        Ok(Err(e)) => {
+            debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            debug!("TLS handshake timed out");
+            None
         }
     }
-    conn.end_session().await;
 }
 
 fn pre_auth_limits(ctx: &C2sContext) -> Limits {
