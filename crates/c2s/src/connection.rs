@@ -159,14 +159,25 @@ pub(crate) async fn run(
 async fn handshake(conn: &Conn, socket: TcpStream) -> Option<Box<TlsStream<TcpStream>>> {
     let acceptor = conn.ctx.tls.acceptor().clone();
     let remaining = conn.deadline.saturating_duration_since(Instant::now());
-    match tokio::time::timeout(remaining, acceptor.accept(socket)).await {
-        Ok(Ok(tls)) => Some(Box::new(tls)),
+    within(remaining, "TLS handshake", acceptor.accept(socket))
+        .await
+        .map(Box::new)
+}
+
+/// Runs `op` for at most `limit`; its failure or timeout is logged as `what`'s and gives `None`.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    op: impl Future<Output = std::io::Result<T>>,
+) -> Option<T> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(Ok(value)) => Some(value),
         Ok(Err(e)) => {
-            debug!(error = %e, "TLS handshake failed");
+            debug!(error = %e, "{what} failed");
             None
         }
         Err(_) => {
-            debug!("TLS handshake timed out");
+            debug!("{what} timed out");
             None
         }
     }
@@ -219,17 +230,9 @@ impl Conn {
             io.write_all(bytes).await?;
             io.flush().await
         };
-        match tokio::time::timeout(self.ctx.limits.write_timeout, write).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                debug!(error = %e, "write failed");
-                false
-            }
-            Err(_) => {
-                debug!("write timed out");
-                false
-            }
-        }
+        within(self.ctx.limits.write_timeout, "write", write)
+            .await
+            .is_some()
     }
 
     async fn close_with<S: AsyncWrite + Unpin>(&mut self, io: &mut S, error: StreamError) -> Flow {
