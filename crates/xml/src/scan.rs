@@ -28,6 +28,29 @@ fn has_byte(x: u64, b: u8) -> bool {
     has_less(x ^ (LO * u64::from(b)), 1)
 }
 
+/// The 8 bytes of `bytes` from `at` as one word, if there are that many.
+pub(crate) fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let word = bytes.get(at..at.checked_add(8)?)?;
+    <[u8; 8]>::try_from(word).ok().map(u64::from_le_bytes)
+}
+
+/// Whether the word `x` has a byte the writer escapes in character data (`&`, `<`, `>`, CR).
+pub(crate) fn needs_text_escape(x: u64) -> bool {
+    has_byte(x, b'&') || has_byte(x, b'<') || has_byte(x, b'>') || has_byte(x, b'\r')
+}
+
+/// Whether the word `x` has a byte the writer escapes in an attribute value: those of
+/// [`needs_text_escape`], both quotes, tab and LF.
+pub(crate) fn needs_attr_escape(x: u64) -> bool {
+    // Tab, LF and CR are all below 0x20; the other printable-range bytes one by one.
+    has_less(x, 0x20)
+        || has_byte(x, b'&')
+        || has_byte(x, b'<')
+        || has_byte(x, b'>')
+        || has_byte(x, b'"')
+        || has_byte(x, b'\'')
+}
+
 /// Whether `hit` is true for any 8-byte word of `bytes`; the last partial word is padded with
 /// spaces, which no predicate here flags.
 fn any_word(bytes: &[u8], hit: impl Fn(u64) -> bool) -> bool {
@@ -113,6 +136,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn escape_words() {
+        for at in 0..8 {
+            for b in 0..=255u8 {
+                let mut bytes = [b'a'; 8];
+                bytes[at] = b;
+                let x = u64::from_le_bytes(bytes);
+                assert_eq!(
+                    needs_text_escape(x),
+                    b"&<>\r".contains(&b),
+                    "{b:#x} at {at}"
+                );
+                // A false positive only costs time (other control characters), never a miss.
+                if b"&<>\"'\t\n\r".contains(&b) {
+                    assert!(needs_attr_escape(x), "{b:#x} at {at}");
+                } else {
+                    assert_eq!(needs_attr_escape(x), b < 0x20, "{b:#x} at {at}");
+                }
+            }
+        }
+        assert_eq!(
+            word_at(b"0123456789", 2),
+            Some(u64::from_le_bytes(*b"23456789"))
+        );
+        assert_eq!(word_at(b"0123456789", 3), None);
+        assert_eq!(word_at(b"", usize::MAX), None);
     }
 
     #[test]
