@@ -9,6 +9,7 @@
 //! and `xml:lang`. Attributes in any other namespace are kept as `{namespace}local` so that no
 //! prefix leaks into the tree; the serialiser declares a prefix for them.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// The namespace of the `xml:` prefix, which is bound by definition (XML Namespaces §3).
@@ -23,12 +24,92 @@ pub enum Node {
     Text(String),
 }
 
+/// The names, namespaces and attribute names of everyday stanzas, which the reader stores as
+/// `&'static str` instead of allocating a `String` per element for them.
+///
+/// A chat message otherwise costs seven small allocations (and frees) for `message`, `body`,
+/// `jabber:client` twice, `to`, `type` and `id`. A miss costs one `match` on the string.
+fn interned(s: &str) -> Option<&'static str> {
+    macro_rules! table {
+        ($($word:literal),* $(,)?) => {
+            match s {
+                $($word => Some($word),)*
+                _ => None,
+            }
+        };
+    }
+    table!(
+        // Namespaces.
+        "jabber:client",
+        "jabber:server",
+        "jabber:component:accept",
+        "http://jabber.org/protocol/chatstates",
+        "http://jabber.org/protocol/disco#info",
+        "http://jabber.org/protocol/disco#items",
+        "jabber:iq:roster",
+        "urn:ietf:params:xml:ns:xmpp-stanzas",
+        "urn:xmpp:delay",
+        "urn:xmpp:ping",
+        "urn:xmpp:receipts",
+        "urn:xmpp:sm:3",
+        // Element names.
+        "message",
+        "presence",
+        "iq",
+        "body",
+        "subject",
+        "thread",
+        "show",
+        "status",
+        "priority",
+        "query",
+        "item",
+        "error",
+        "text",
+        "active",
+        "composing",
+        "paused",
+        "inactive",
+        "gone",
+        "request",
+        "received",
+        "delay",
+        "ping",
+        "r",
+        "a",
+        // Attribute names.
+        "to",
+        "from",
+        "type",
+        "id",
+        "xml:lang",
+        "jid",
+        "name",
+        "node",
+        "subscription",
+        "ask",
+        "ver",
+        "stamp",
+        "h",
+    )
+}
+
+/// `s` as a static string when it is one of the [`interned`] words, else as an owned copy.
+fn intern(s: &str) -> Cow<'static, str> {
+    match interned(s) {
+        Some(word) => Cow::Borrowed(word),
+        None => Cow::Owned(s.to_owned()),
+    }
+}
+
 /// A namespace-resolved XML element.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {
-    name: String,
-    ns: String,
-    attrs: Vec<(String, String)>,
+    // `Cow` so that common names need no allocation (see `interned`); the API deals in `&str`
+    // and `String` only.
+    name: Cow<'static, str>,
+    ns: Cow<'static, str>,
+    attrs: Vec<(Cow<'static, str>, String)>,
     children: Vec<Node>,
 }
 
@@ -36,11 +117,31 @@ impl Element {
     /// A new element with a local name and namespace, no attributes and no children.
     pub fn new(name: impl Into<String>, ns: impl Into<String>) -> Self {
         Element {
-            name: name.into(),
-            ns: ns.into(),
+            name: Cow::Owned(name.into()),
+            ns: Cow::Owned(ns.into()),
             attrs: Vec::new(),
             children: Vec::new(),
         }
+    }
+
+    /// An element being read from the wire, with room for `attrs` attributes; common names and
+    /// namespaces are not copied.
+    pub(crate) fn parsed(name: &str, ns: &str, attrs: usize) -> Self {
+        Element {
+            name: intern(name),
+            ns: intern(ns),
+            attrs: Vec::with_capacity(attrs),
+            children: Vec::new(),
+        }
+    }
+
+    /// Appends an attribute read from the wire; the reader has checked it is not a duplicate.
+    pub(crate) fn push_parsed_attr(&mut self, key: Cow<'_, str>, value: String) {
+        let key = match key {
+            Cow::Borrowed(key) => intern(key),
+            Cow::Owned(key) => interned(&key).map_or(Cow::Owned(key), Cow::Borrowed),
+        };
+        self.attrs.push((key, value));
     }
 
     /// The local name (never prefixed).
@@ -65,7 +166,7 @@ impl Element {
     /// their own.
     pub fn rename_ns(&mut self, from: &str, to: &str) {
         if self.ns == from {
-            self.ns = to.to_owned();
+            self.ns = intern(to);
         }
         for child in &mut self.children {
             if let Node::Element(e) = child {
@@ -78,13 +179,13 @@ impl Element {
     pub fn attr(&self, name: &str) -> Option<&str> {
         self.attrs
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| k.as_ref() == name)
             .map(|(_, v)| v.as_str())
     }
 
     /// All attributes in document order.
     pub fn attrs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.attrs.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
     }
 
     /// Number of attributes.
@@ -99,13 +200,13 @@ impl Element {
         if let Some(slot) = self.attrs.iter_mut().find(|(k, _)| *k == name) {
             slot.1 = value;
         } else {
-            self.attrs.push((name, value));
+            self.attrs.push((Cow::Owned(name), value));
         }
     }
 
     /// Removes an attribute, returning its value.
     pub fn remove_attr(&mut self, name: &str) -> Option<String> {
-        let pos = self.attrs.iter().position(|(k, _)| k == name)?;
+        let pos = self.attrs.iter().position(|(k, _)| k.as_ref() == name)?;
         Some(self.attrs.remove(pos).1)
     }
 

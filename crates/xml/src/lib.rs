@@ -6,6 +6,7 @@
 
 pub mod element;
 pub mod reader;
+mod scan;
 mod tree;
 mod validate;
 pub mod writer;

@@ -62,6 +62,7 @@ use memchr::memchr;
 use quick_xml::parser::{ElementParser, Parser as _, PiParser};
 
 use crate::element::Element;
+use crate::scan::{is_plain_text, is_printable_ascii};
 use crate::tree::{Closed, Tree, check_decl};
 use crate::validate::{
     check_chars, check_text, is_ws, normalize_newlines, safe_text_prefix, unescape, utf8,
@@ -511,7 +512,9 @@ impl Reader {
                     None => (inner, false),
                 };
                 let content = utf8(inner)?;
-                check_chars(inner)?;
+                if !is_printable_ascii(inner) {
+                    check_chars(inner)?;
+                }
                 if self.phase == Phase::Prolog {
                     let header = self.tree.open_stream(content, &self.limits)?;
                     self.phase = Phase::Stream;
@@ -598,6 +601,14 @@ impl Reader {
                 self.doc_start = false;
                 self.counted = 0;
             }
+            return Ok(Step::Continue);
+        }
+        if is_plain_text(raw) {
+            // Printable ASCII without `&` or `]`: valid, final even at the end of the buffer,
+            // and unchanged by unescaping, so it is copied as it is.
+            let n = raw.len();
+            self.tree.text(utf8(raw)?.to_owned());
+            self.consume(n)?;
             return Ok(Step::Continue);
         }
         let text = if complete {

@@ -11,6 +11,7 @@
 //! iterator is deliberately lenient (no whitespace required between attributes, any bytes in a
 //! key) and a differential between our parser and a peer's is exactly what we must avoid.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::STREAM_NS;
@@ -214,6 +215,7 @@ impl Tree {
         let (prefix, local) =
             split_qname(raw_name).ok_or_else(|| nwf(format!("bad element name {raw_name:?}")))?;
         let decl_start = self.bindings.len();
+        let mut declarations = 0;
         // Declarations first: they apply to the element's own name and attributes.
         for (key, value) in attrs.iter() {
             let key = content.get(key.clone()).unwrap_or_default();
@@ -228,6 +230,7 @@ impl Tree {
                 continue;
             };
             self.declare(declared, value, decl_start)?;
+            declarations += 1;
         }
         let ns = match prefix {
             Some("xmlns") => return Err(nwf("element with the xmlns prefix")),
@@ -236,7 +239,7 @@ impl Tree {
                 .ok_or_else(|| XmlError::BadNamespacePrefix(p.to_owned()))?,
             None => self.lookup("").unwrap_or_default(),
         };
-        let mut element = Element::new(local, ns);
+        let mut element = Element::parsed(local, ns, attrs.len().saturating_sub(declarations));
         for (key, value) in attrs.drain(..) {
             let key = content.get(key).unwrap_or_default();
             if key == "xmlns" || key.starts_with("xmlns:") {
@@ -245,20 +248,20 @@ impl Tree {
             let (prefix, local) =
                 split_qname(key).ok_or_else(|| nwf(format!("bad attribute name {key:?}")))?;
             let stored = match prefix {
-                None => local.to_owned(),
-                Some("xml") => format!("xml:{local}"),
+                None => Cow::Borrowed(local),
+                Some("xml") => Cow::Owned(format!("xml:{local}")),
                 Some("xmlns") => unreachable_prefix()?,
                 Some(p) => {
                     let ns = self
                         .lookup(p)
                         .ok_or_else(|| XmlError::BadNamespacePrefix(p.to_owned()))?;
-                    format!("{{{ns}}}{local}")
+                    Cow::Owned(format!("{{{ns}}}{local}"))
                 }
             };
             if element.attr(&stored).is_some() {
                 return Err(nwf(format!("duplicate attribute {stored}")));
             }
-            element.set_attr(stored, value);
+            element.push_parsed_attr(stored, value);
         }
         Ok((element, name_len))
     }
@@ -400,7 +403,7 @@ impl Tree {
 
 /// The `xmlns:` prefix on a non-declaration cannot happen (declarations are filtered first);
 /// kept as an error rather than a panic.
-fn unreachable_prefix() -> Result<String, XmlError> {
+fn unreachable_prefix<T>() -> Result<T, XmlError> {
     Err(nwf("attribute with the xmlns prefix"))
 }
 

@@ -38,7 +38,7 @@ pub(crate) fn is_xml_char(c: char) -> bool {
 /// bytes suffices, and the common case (no byte below 0x20 except whitespace, no 0xEF) is a
 /// branch-light scan.
 pub(crate) fn check_chars(bytes: &[u8]) -> Result<(), XmlError> {
-    if !bytes.iter().any(|&b| b < 0x20 || b == 0xEF) {
+    if !crate::scan::maybe_bad_chars(bytes) {
         return Ok(());
     }
     for (i, &b) in bytes.iter().enumerate() {
@@ -80,6 +80,19 @@ fn is_name_char(c: char) -> bool {
 
 /// XML Namespaces `NCName`: a `Name` without colons.
 pub(crate) fn is_ncname(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    if bytes.is_ascii() {
+        // The ASCII part of the productions, without decoding chars.
+        return match bytes.split_first() {
+            Some((&first, rest)) => {
+                (first.is_ascii_alphabetic() || first == b'_')
+                    && rest
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            }
+            None => false,
+        };
+    }
     let mut chars = s.chars();
     match chars.next() {
         Some(c) if is_name_start(c) => chars.all(is_name_char),
@@ -89,7 +102,9 @@ pub(crate) fn is_ncname(s: &str) -> bool {
 
 /// Splits a `QName` into optional prefix and local part; `None` if it is not a `QName`.
 pub(crate) fn split_qname(s: &str) -> Option<(Option<&str>, &str)> {
-    match s.split_once(':') {
+    // A byte search: names are short, and ':' cannot occur inside a multi-byte sequence.
+    let colon = s.as_bytes().iter().position(|&b| b == b':');
+    match colon.and_then(|i| Some((s.get(..i)?, s.get(i + 1..)?))) {
         Some((prefix, local)) if is_ncname(prefix) && is_ncname(local) => {
             Some((Some(prefix), local))
         }
@@ -182,6 +197,23 @@ pub(crate) fn check_partial_ref(tail: &str) -> Result<(), XmlError> {
     Ok(())
 }
 
+/// [`SPECIAL`] flag: the byte needs work in character data (`&`, CR).
+const SPECIAL_IN_TEXT: u8 = 1;
+/// [`SPECIAL`] flag: the byte needs work (or is an error) in an attribute value (`&`, CR, `<`,
+/// tab, LF).
+const SPECIAL_IN_ATTR: u8 = 2;
+
+/// The bytes [`unescape`] acts on, as one table lookup per byte.
+static SPECIAL: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'&' as usize] = SPECIAL_IN_TEXT | SPECIAL_IN_ATTR;
+    table[b'\r' as usize] = SPECIAL_IN_TEXT | SPECIAL_IN_ATTR;
+    table[b'<' as usize] = SPECIAL_IN_ATTR;
+    table[b'\t' as usize] = SPECIAL_IN_ATTR;
+    table[b'\n' as usize] = SPECIAL_IN_ATTR;
+    table
+};
+
 /// Unescapes character data or an attribute value and normalises line ends.
 ///
 /// `raw` must already have passed [`check_chars`] and contain only complete references. In
@@ -190,7 +222,12 @@ pub(crate) fn check_partial_ref(tail: &str) -> Result<(), XmlError> {
 /// nothing changes, which is the common case for XMPP traffic.
 pub(crate) fn unescape(raw: &str, attr: bool) -> Result<Cow<'_, str>, XmlError> {
     let bytes = raw.as_bytes();
-    let special = |b: u8| b == b'&' || b == b'\r' || (attr && matches!(b, b'<' | b'\t' | b'\n'));
+    let mask = if attr {
+        SPECIAL_IN_ATTR
+    } else {
+        SPECIAL_IN_TEXT
+    };
+    let special = |b: u8| SPECIAL[usize::from(b)] & mask != 0;
     let Some(first) = bytes.iter().position(|&b| special(b)) else {
         return Ok(Cow::Borrowed(raw));
     };

@@ -6,47 +6,59 @@
 //! otherwise fold (`\t`, `\n`, `\r`).
 
 use crate::element::{Element, Node, XML_NS};
+use crate::scan::{needs_attr_escape, needs_text_escape, word_at};
 
 /// Appends `text` escaped for character data.
 pub fn escape_text(text: &str, out: &mut Vec<u8>) {
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        let rep: &[u8] = match b {
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'\r' => b"&#xD;",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(rep);
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
+    escape(text.as_bytes(), out, needs_text_escape, |b| match b {
+        b'&' => Some(b"&amp;"),
+        b'<' => Some(b"&lt;"),
+        b'>' => Some(b"&gt;"),
+        b'\r' => Some(b"&#xD;"),
+        _ => None,
+    });
 }
 
 /// Appends `value` escaped for a single-quoted or double-quoted attribute value.
 pub fn escape_attr(value: &str, out: &mut Vec<u8>) {
-    let bytes = value.as_bytes();
+    escape(value.as_bytes(), out, needs_attr_escape, |b| match b {
+        b'&' => Some(b"&amp;"),
+        b'<' => Some(b"&lt;"),
+        b'>' => Some(b"&gt;"),
+        b'"' => Some(b"&quot;"),
+        b'\'' => Some(b"&apos;"),
+        b'\t' => Some(b"&#x9;"),
+        b'\n' => Some(b"&#xA;"),
+        b'\r' => Some(b"&#xD;"),
+        _ => None,
+    });
+}
+
+/// Copies `bytes` to `out`, replacing each byte `replacement` names. Runs of eight bytes in
+/// which `word_hit` finds nothing to replace are skipped as a whole.
+fn escape(
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+    word_hit: impl Fn(u64) -> bool,
+    replacement: impl Fn(u8) -> Option<&'static [u8]>,
+) {
     let mut start = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        let rep: &[u8] = match b {
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'"' => b"&quot;",
-            b'\'' => b"&apos;",
-            b'\t' => b"&#x9;",
-            b'\n' => b"&#xA;",
-            b'\r' => b"&#xD;",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(rep);
-        start = i + 1;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if let Some(word) = word_at(bytes, i)
+            && !word_hit(word)
+        {
+            i += 8;
+            continue;
+        }
+        if let Some(rep) = replacement(b) {
+            out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+            out.extend_from_slice(rep);
+            start = i + 1;
+        }
+        i += 1;
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
 }
 
 pub(crate) fn write_element(el: &Element, out: &mut Vec<u8>, parent_ns: &str) {
@@ -116,6 +128,40 @@ mod tests {
             "<body xmlns=\"jabber:client\" id=\"a&quot;b&apos;c&lt;&amp;&gt;&#xA;\">\
              1 &lt; 2 &amp; 3 &gt; 2</body>"
         );
+    }
+
+    #[test]
+    fn escapes_at_every_position() {
+        let specials = "&<>\"'\t\n\r";
+        for len in 1..20 {
+            for at in 0..len {
+                for c in specials.chars().chain(['a', 'é', '\u{1}']) {
+                    let mut s: String = "x".repeat(len);
+                    s.replace_range(at..at + 1, &c.to_string());
+                    let by_char = |attr: bool| -> String {
+                        s.chars()
+                            .map(|c| match c {
+                                '&' => "&amp;".to_owned(),
+                                '<' => "&lt;".to_owned(),
+                                '>' => "&gt;".to_owned(),
+                                '\r' => "&#xD;".to_owned(),
+                                '"' if attr => "&quot;".to_owned(),
+                                '\'' if attr => "&apos;".to_owned(),
+                                '\t' if attr => "&#x9;".to_owned(),
+                                '\n' if attr => "&#xA;".to_owned(),
+                                c => c.to_string(),
+                            })
+                            .collect()
+                    };
+                    let mut out = Vec::new();
+                    escape_text(&s, &mut out);
+                    assert_eq!(String::from_utf8(out).unwrap(), by_char(false), "{s:?}");
+                    let mut out = Vec::new();
+                    escape_attr(&s, &mut out);
+                    assert_eq!(String::from_utf8(out).unwrap(), by_char(true), "{s:?}");
+                }
+            }
+        }
     }
 
     #[test]
