@@ -16,8 +16,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument as _, info, info_span, warn};
+use tracing::{Instrument as _, info, info_span};
 use xmppd_core::Router;
+use xmppd_core::listener::accept_next;
 use xmppd_stream::C2sPolicy;
 
 pub use tls::{HostCertificate, TlsSetup, TlsSetupError};
@@ -115,18 +116,8 @@ pub async fn serve(
                 Err(_) => return,
             },
         };
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Typically EMFILE: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some((socket, peer)) = accept_next(&listener, &shutdown).await else {
+            return;
         };
         let _ = socket.set_nodelay(true);
         let conn_id = ctx.conn_id();

@@ -20,7 +20,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument as _, debug, info, info_span, warn};
+use tracing::{Instrument as _, debug, info, info_span};
+use xmppd_core::listener::accept_next;
 use xmppd_core::{Outbound, Router, SessionControl};
 use xmppd_proto::{
     Rejected, Stanza, StanzaParseError, StreamError, StreamErrorCondition as Cond, bounce_unparsed,
@@ -86,17 +87,8 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some((socket, peer)) = accept_next(&listener, &shutdown).await else {
+            return;
         };
         let _ = socket.set_nodelay(true);
         let conn_id = ctx.next_id.fetch_add(1, Ordering::Relaxed);

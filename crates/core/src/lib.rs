@@ -1,11 +1,13 @@
 //! The heart of xmppd: routing, the session registry, modules and the storage shapes.
 //!
 //! Nothing here opens a socket; listeners (c2s, s2s, http) hand stanzas to the router and
-//! receive stanzas for their sessions through bounded channels.
+//! receive stanzas for their sessions through bounded channels. They share one accept step
+//! ([`listener::accept_next`]) on sockets they bound themselves.
 
 pub mod accounts;
 pub mod component;
 pub mod hooks;
+pub mod listener;
 pub mod module;
 pub mod router;
 pub mod session;

@@ -10,7 +10,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
@@ -20,8 +19,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument as _, debug, info, info_span, warn};
+use tracing::{Instrument as _, debug, info, info_span};
 use xmppd_core::Router;
+use xmppd_core::listener::accept_next;
 use xmppd_proto::{
     Rejected, Stanza, StanzaParseError, StreamError, StreamErrorCondition as Cond, bounce_unparsed,
     ns,
@@ -92,17 +92,8 @@ pub async fn serve(
 ) {
     let permits = Arc::new(Semaphore::new(ctx.settings.max_connections.max(1)));
     loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some((socket, peer)) = accept_next(&listener, &shutdown).await else {
+            return;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             debug!(%peer, "too many server connections; refusing");

@@ -33,7 +33,7 @@ const READERS: u32 = 4;
 /// back, a third of the server's resident memory when idle. Readers do point lookups by
 /// primary key; a miss is a read from the operating system's page cache, which the kernel can
 /// reclaim, instead of a copy in ours, which it cannot.
-const READER_CACHE_KIB: u32 = 512;
+pub(crate) const READER_CACHE_KIB: u32 = 512;
 
 /// The SQLite backend of all four storage shapes.
 ///
@@ -141,6 +141,12 @@ impl SqliteStore {
     #[cfg(test)]
     pub(crate) async fn writer_for_tests(&self) -> sqlx::pool::PoolConnection<Sqlite> {
         self.writer.acquire().await.expect("writer connection")
+    }
+
+    /// A read connection, for tests that inspect its settings.
+    #[cfg(test)]
+    pub(crate) async fn reader_for_tests(&self) -> sqlx::pool::PoolConnection<Sqlite> {
+        self.reader.acquire().await.expect("reader connection")
     }
 
     /// Starts a write transaction that holds SQLite's write lock from its first statement.

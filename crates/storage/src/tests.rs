@@ -168,6 +168,31 @@ async fn sqlite_runs_wal_with_full_sync() {
     store.close().await;
 }
 
+/// Read connections are read-only and keep a small page cache, so a login peak does not leave
+/// megabytes of cached account rows behind.
+#[tokio::test]
+async fn sqlite_readers_are_read_only_with_a_small_cache() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = crate::SqliteStore::open(dir.path().join("x.db"))
+        .await
+        .expect("open");
+    let mut conn = store.reader_for_tests().await;
+    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("cache_size");
+    let query_only: i64 = sqlx::query_scalar("PRAGMA query_only")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("query_only");
+    assert_eq!(
+        (cache, query_only),
+        (-i64::from(crate::sqlite::READER_CACHE_KIB), 1)
+    );
+    drop(conn);
+    store.close().await;
+}
+
 /// A path whose parent is a regular file cannot hold a database, and the error says where.
 #[tokio::test]
 async fn sqlite_open_error_names_the_path() {

@@ -274,13 +274,10 @@ impl C2sResponder {
             return features;
         }
         if !self.tls {
-            let mut starttls = Element::new("starttls", ns::TLS);
+            crate::header::push_starttls(&mut features, self.policy.require_tls);
             if self.policy.require_tls {
-                starttls.push_child(Element::new("required", ns::TLS));
-                features.push_child(starttls);
                 return features;
             }
-            features.push_child(starttls);
         }
         let mut mechanisms = Element::new("mechanisms", ns::SASL);
         for mech in self.offered_mechanisms() {

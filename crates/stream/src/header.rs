@@ -74,6 +74,16 @@ pub fn element_bytes(el: &Element, content_ns: &str) -> Vec<u8> {
     out
 }
 
+/// Adds the STARTTLS feature (RFC 6120 §5.3.1), marked `<required/>` when TLS is mandatory;
+/// a caller that requires it then offers nothing else before TLS.
+pub(crate) fn push_starttls(features: &mut Element, required: bool) {
+    let mut starttls = Element::new("starttls", ns::TLS);
+    if required {
+        starttls.push_child(Element::new("required", ns::TLS));
+    }
+    features.push_child(starttls);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -348,13 +348,10 @@ impl S2sResponder {
             return features;
         }
         if !self.tls {
-            let mut starttls = Element::new("starttls", ns::TLS);
+            crate::header::push_starttls(&mut features, self.policy.require_tls);
             if self.policy.require_tls {
-                starttls.push_child(Element::new("required", ns::TLS));
-                features.push_child(starttls);
                 return features;
             }
-            features.push_child(starttls);
         }
         // RFC 6120 §6.3.4 / XEP-0178 §3: EXTERNAL only when the certificate will do.
         let external = match &self.peer {
