@@ -28,7 +28,6 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use xmppd_core::{Outbound, SessionControl};
@@ -38,6 +37,7 @@ use xmppd_stream::{C2sOutput, C2sResponder};
 use xmppd_xml::{Limits, Reader};
 
 use crate::session::{self, BoundSession};
+use crate::tls_stream::ServerTlsStream;
 use crate::{C2sContext, ListenerKind};
 
 /// How a run of the loop ended.
@@ -67,43 +67,52 @@ thread_local! {
 }
 
 /// A connection's byte stream whose readiness can be awaited without lending it a buffer.
-pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
+pub(crate) trait Transport: AsyncWrite + Unpin {
     /// Resolves when the underlying socket may have bytes (or EOF, or an error) to read.
     fn readable(&self) -> impl Future<Output = std::io::Result<()>>;
+
+    /// Reads what is available now, without waiting, and feeds it to `reader`. `Pending`
+    /// means nothing was available (the socket's readiness is cleared, so
+    /// [`Transport::readable`] waits for new bytes); `Ready(Ok(0))` is the end of the stream.
+    ///
+    /// TLS may hold decrypted bytes the socket no longer shows as readable, which is why a
+    /// read is always tried before waiting for readiness.
+    fn read_now(&mut self, reader: &mut Reader) -> Poll<std::io::Result<usize>>;
 }
 
 impl Transport for TcpStream {
     fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
         TcpStream::readable(self)
     }
-}
 
-impl Transport for TlsStream<TcpStream> {
-    fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
-        self.get_ref().0.readable()
+    /// Into the thread's buffer, then into the reader.
+    fn read_now(&mut self, reader: &mut Reader) -> Poll<std::io::Result<usize>> {
+        READ_BUF.with_borrow_mut(|buf| {
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut read = ReadBuf::new(buf);
+            match Pin::new(self).poll_read(&mut cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    let filled = read.filled();
+                    reader.feed(filled);
+                    Poll::Ready(Ok(filled.len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
     }
 }
 
-/// Reads what is available now, without waiting, into the thread's buffer and feeds it to
-/// `reader`. `Pending` means nothing was available (the socket's readiness is cleared, so
-/// [`Transport::readable`] waits for new bytes); `Ready(Ok(0))` is the end of the stream.
-///
-/// TLS may hold decrypted bytes the socket no longer shows as readable, which is why a read
-/// is always tried before waiting for readiness.
-fn read_now<S: AsyncRead + Unpin>(io: &mut S, reader: &mut Reader) -> Poll<std::io::Result<usize>> {
-    READ_BUF.with_borrow_mut(|buf| {
+impl Transport for ServerTlsStream {
+    fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
+        ServerTlsStream::readable(self)
+    }
+
+    /// Decrypted records go to the reader as they are decrypted.
+    fn read_now(&mut self, reader: &mut Reader) -> Poll<std::io::Result<usize>> {
         let mut cx = Context::from_waker(Waker::noop());
-        let mut read = ReadBuf::new(buf);
-        match Pin::new(io).poll_read(&mut cx, &mut read) {
-            Poll::Ready(Ok(())) => {
-                let filled = read.filled();
-                reader.feed(filled);
-                Poll::Ready(Ok(filled.len()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
+        self.poll_read_with(&mut cx, &mut |bytes| reader.feed(bytes))
+    }
 }
 /// Stanzas written in one batch before flushing.
 const WRITE_BATCH: usize = 64;
@@ -145,7 +154,7 @@ pub(crate) async fn run(
     // own: inline, the compiler lays each out beside the others in the task, and every idle
     // connection's task was 5.8 KiB instead of 2.4 KiB.
     if upgrade && let Some(mut tls) = Box::pin(handshake(&conn, socket)).await {
-        let cb = conn.ctx.tls.channel_binding(tls.get_ref().1);
+        let cb = conn.ctx.tls.channel_binding(&mut tls);
         conn.responder.tls_established(cb);
         conn.reader = Reader::new(pre_auth_limits(&conn.ctx));
         // A second STARTTLS is refused by the responder, so this run ends the stream.
@@ -156,10 +165,9 @@ pub(crate) async fn run(
 }
 
 /// The TLS handshake, within what is left of the authentication deadline.
-async fn handshake(conn: &Conn, socket: TcpStream) -> Option<Box<TlsStream<TcpStream>>> {
-    let acceptor = conn.ctx.tls.acceptor().clone();
+async fn handshake(conn: &Conn, socket: TcpStream) -> Option<Box<ServerTlsStream>> {
     let remaining = conn.deadline.saturating_duration_since(Instant::now());
-    within(remaining, "TLS handshake", acceptor.accept(socket))
+    within(remaining, "TLS handshake", conn.ctx.tls.accept(socket))
         .await
         .map(Box::new)
 }
@@ -247,7 +255,7 @@ impl Conn {
         let mut try_read = true;
         loop {
             if try_read {
-                let flow = match read_now(io, &mut self.reader) {
+                let flow = match io.read_now(&mut self.reader) {
                     Poll::Pending => {
                         try_read = false;
                         None

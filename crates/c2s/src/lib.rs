@@ -7,6 +7,7 @@
 pub mod connection;
 mod session;
 pub mod tls;
+pub mod tls_stream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert, ServerConnection};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use sha2::Digest as _;
-use tokio_rustls::TlsAcceptor;
 use xmppd_stream::sasl::ChannelBindingData;
+
+use crate::tls_stream::{ExporterCapture, ServerTlsStream, capture_server_name};
 
 /// A problem with a configured certificate or key.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,7 @@ impl SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        capture_server_name(hello.server_name());
         self.entry(hello.server_name()).map(|e| e.key.clone())
     }
 }
@@ -79,7 +81,7 @@ impl ResolvesServerCert for SniResolver {
 /// The TLS side of the c2s listeners.
 #[derive(Clone)]
 pub struct TlsSetup {
-    acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
     resolver: Arc<SniResolver>,
 }
 
@@ -123,31 +125,34 @@ impl TlsSetup {
             default_host,
         });
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
+        let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsSetupError::Rustls(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
+        // The one way to the exporter secret on the unbuffered API (see tls_stream).
+        config.key_log = Arc::new(ExporterCapture);
         Ok(TlsSetup {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(config),
             resolver,
         })
     }
 
-    /// The acceptor for handshakes.
-    pub fn acceptor(&self) -> &TlsAcceptor {
-        &self.acceptor
+    /// Runs the server side of a TLS handshake on `socket`.
+    pub async fn accept(&self, socket: tokio::net::TcpStream) -> std::io::Result<ServerTlsStream> {
+        ServerTlsStream::accept(socket, self.config.clone()).await
     }
 
-    /// The channel-binding data of an established connection.
-    pub fn channel_binding(&self, conn: &ServerConnection) -> ChannelBindingData {
-        let tls_exporter = if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
-            conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
-                .ok()
-                .map(|k| k.to_vec())
-        } else {
-            None
-        };
+    /// The channel-binding data of an established connection. Takes the connection's
+    /// exporter, which is needed only for this.
+    pub fn channel_binding(&self, conn: &mut ServerTlsStream) -> ChannelBindingData {
+        // RFC 9266 §3: tls-exporter only with TLS 1.3 (take_exporter is None for TLS 1.2).
+        let tls_exporter = conn.take_exporter().and_then(|exporter| {
+            let mut out = [0u8; 32];
+            exporter
+                .export(b"EXPORTER-Channel-Binding", &[], &mut out)
+                .map(|()| out.to_vec())
+        });
         let tls_server_end_point = self
             .resolver
             .entry(conn.server_name())
