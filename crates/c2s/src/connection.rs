@@ -323,31 +323,43 @@ impl Conn {
         }
     }
 
-    /// Writes a queued stanza and whatever else is already queued, then flushes once.
+    /// Writes a queued stanza and whatever else is already queued, then flushes once. A lone
+    /// stanza is written from its own bytes; a batch is joined first, so it goes out as one
+    /// TLS record rather than one per stanza.
     async fn write_outbound<S: AsyncWrite + Unpin>(
         &mut self,
         io: &mut S,
         first: Outbound,
     ) -> Option<Flow> {
-        let mut bytes = first.bytes.to_vec();
-        let mut batch = vec![first.reroute];
+        let mut more = Vec::new();
         if let Some(session) = self.session.as_mut() {
-            while batch.len() < WRITE_BATCH {
+            while more.len() + 1 < WRITE_BATCH {
                 match session.rx.try_recv() {
-                    Ok(more) => {
-                        bytes.extend_from_slice(&more.bytes);
-                        batch.push(more.reroute);
-                    }
+                    Ok(next) => more.push(next),
                     Err(_) => break,
                 }
             }
         }
-        if self.write(io, &bytes).await {
+        let written = if more.is_empty() {
+            self.write(io, &first.bytes).await
+        } else {
+            let len = first.bytes.len() + more.iter().map(|o| o.bytes.len()).sum::<usize>();
+            let mut bytes = Vec::with_capacity(len);
+            bytes.extend_from_slice(&first.bytes);
+            for next in &more {
+                bytes.extend_from_slice(&next.bytes);
+            }
+            self.write(io, &bytes).await
+        };
+        if written {
             None
         } else {
             // Not written: these go back to the router with the rest of the queue.
             if let Some(session) = self.session.as_mut() {
-                session.unwritten.extend(batch.into_iter().flatten());
+                let batch = std::iter::once(first).chain(more);
+                session
+                    .unwritten
+                    .extend(batch.filter_map(|outbound| outbound.reroute));
             }
             Some(Flow::Closed)
         }

@@ -352,17 +352,22 @@ impl Router {
             // Subscriptions and probes are about accounts, not resources (RFC 6121 §3.1.3).
             return Box::pin(self.to_bare(stanza, &full.to_bare())).await;
         }
-        if let Some(session) = self.sessions.get(full) {
-            // §8.5.3.1: a connected resource gets it, whatever its presence. The copy kept
-            // for rerouting is the stanza itself, shared, not a deep copy.
-            let stanza = Arc::new(stanza);
-            return match self.deliver(stanza.clone(), &session) {
-                Ok(()) => None,
-                Err(DeliveryError::NoSession | DeliveryError::QueueFull) => {
-                    stanza.error_reply(&StanzaError::new(DefinedCondition::RecipientUnavailable))
-                }
-            };
+        // §8.5.3.1: a connected resource gets it, whatever its presence. The copy kept for
+        // rerouting is the stanza itself, shared, not a deep copy.
+        let stanza = Arc::new(stanza);
+        let outbound = || Outbound {
+            bytes: client_bytes(&stanza),
+            reroute: Some(stanza.clone()),
+        };
+        match self.sessions.deliver_to(full, outbound) {
+            Some(Ok(())) => return None,
+            Some(Err(DeliveryError::NoSession | DeliveryError::QueueFull)) => {
+                return stanza
+                    .error_reply(&StanzaError::new(DefinedCondition::RecipientUnavailable));
+            }
+            None => {}
         }
+        let stanza = Arc::unwrap_or_clone(stanza);
         let bare = full.to_bare();
         if !self.account_exists(&bare).await {
             return match stanza.kind() {

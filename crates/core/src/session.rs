@@ -119,17 +119,26 @@ impl ResourceInfo {
     /// Queues a stanza for this session. A full queue ends the session (slow consumer) and
     /// reports [`DeliveryError::QueueFull`] so the caller can bounce the stanza.
     pub fn deliver(&self, outbound: Outbound) -> Result<(), DeliveryError> {
-        match self.tx.try_send(outbound) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.control.kick(StreamError::with_text(
-                    StreamErrorCondition::PolicyViolation,
-                    "too many stanzas queued for this session (reading too slowly)",
-                ));
-                Err(DeliveryError::QueueFull)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(DeliveryError::NoSession),
+        queue_for(&self.tx, &self.control, outbound)
+    }
+}
+
+/// [`ResourceInfo::deliver`] for a session's queue and control.
+fn queue_for(
+    tx: &mpsc::Sender<Outbound>,
+    control: &SessionControl,
+    outbound: Outbound,
+) -> Result<(), DeliveryError> {
+    match tx.try_send(outbound) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            control.kick(StreamError::with_text(
+                StreamErrorCondition::PolicyViolation,
+                "too many stanzas queued for this session (reading too slowly)",
+            ));
+            Err(DeliveryError::QueueFull)
         }
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(DeliveryError::NoSession),
     }
 }
 
@@ -238,6 +247,22 @@ impl SessionRegistry {
             .map(|e| info(jid.clone(), e))
     }
 
+    /// Queues `outbound` for the session bound to `full`, as [`ResourceInfo::deliver`] does,
+    /// without copying the session's entry (the one-to-one message path). `None`: no session
+    /// is bound to that JID.
+    pub fn deliver_to(
+        &self,
+        full: &FullJid,
+        outbound: impl FnOnce() -> Outbound,
+    ) -> Option<Result<(), DeliveryError>> {
+        let entries = self.by_bare.get(&full.to_bare())?;
+        let resource = full.resource().as_str();
+        let entry = entries.iter().find(|e| e.resource == resource)?;
+        // Queuing only wakes the session's task; nothing here touches the registry again
+        // while this shard's read lock is held.
+        Some(queue_for(&entry.tx, &entry.control, outbound()))
+    }
+
     /// Every session of an account.
     pub fn resources(&self, bare: &BareJid) -> Vec<ResourceInfo> {
         let Some(entries) = self.by_bare.get(bare) else {
@@ -328,6 +353,37 @@ mod tests {
         assert_eq!(r.deliver(out), Err(DeliveryError::QueueFull));
         c.kicked().await;
         assert_eq!(c.reason().condition, StreamErrorCondition::PolicyViolation);
+    }
+
+    #[tokio::test]
+    async fn deliver_to_queues_for_the_exact_resource_and_kicks_a_slow_one() {
+        let reg = SessionRegistry::new();
+        let (tx, mut rx) = mpsc::channel(1);
+        let c = Arc::new(SessionControl::default());
+        reg.bind(&full("a@x/r"), 1, tx, c.clone());
+        let out = || Outbound {
+            bytes: Bytes::from_static(b"<message/>"),
+            reroute: None,
+        };
+        assert!(reg.deliver_to(&full("a@x/other"), out).is_none());
+        assert!(reg.deliver_to(&full("b@x/r"), out).is_none());
+        assert_eq!(reg.deliver_to(&full("a@x/r"), out), Some(Ok(())));
+        assert_eq!(
+            rx.try_recv().map(|o| o.bytes),
+            Ok(Bytes::from_static(b"<message/>"))
+        );
+        assert_eq!(reg.deliver_to(&full("a@x/r"), out), Some(Ok(())));
+        assert_eq!(
+            reg.deliver_to(&full("a@x/r"), out),
+            Some(Err(DeliveryError::QueueFull))
+        );
+        c.kicked().await;
+        assert_eq!(c.reason().condition, StreamErrorCondition::PolicyViolation);
+        drop(rx);
+        assert_eq!(
+            reg.deliver_to(&full("a@x/r"), out),
+            Some(Err(DeliveryError::NoSession))
+        );
     }
 
     #[test]
