@@ -26,11 +26,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
-use xmppd_core::{Outbound, SessionControl};
+use xmppd_core::{Outbound, QueueReceiver, SessionControl, session_queue};
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
 use xmppd_stream::sasl::ChannelBindingData;
 use xmppd_stream::{C2sOutput, C2sResponder};
@@ -211,7 +210,7 @@ async fn readable_or_now<S: Transport>(io: &S, now: bool) -> std::io::Result<()>
     if now { Ok(()) } else { io.readable().await }
 }
 
-async fn recv_opt(rx: Option<&mut mpsc::Receiver<Outbound>>) -> Option<Outbound> {
+async fn recv_opt(rx: Option<&mut QueueReceiver>) -> Option<Outbound> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -335,8 +334,8 @@ impl Conn {
         if let Some(session) = self.session.as_mut() {
             while more.len() + 1 < WRITE_BATCH {
                 match session.rx.try_recv() {
-                    Ok(next) => more.push(next),
-                    Err(_) => break,
+                    Some(next) => more.push(next),
+                    None => break,
                 }
             }
         }
@@ -437,7 +436,7 @@ impl Conn {
                     info!("authenticated");
                 }
                 C2sOutput::Bind { iq_id, jid } => {
-                    let (tx, rx) = mpsc::channel(self.ctx.limits.session_queue);
+                    let (tx, rx) = session_queue(self.ctx.limits.session_queue);
                     let control = Arc::new(SessionControl::default());
                     let replaced =
                         self.ctx

@@ -9,8 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use jid::{FullJid, Jid};
-use tokio::sync::mpsc;
-use xmppd_core::{Outbound, Router, SessionControl, SessionPresence, SubscriptionKind};
+use xmppd_core::{QueueReceiver, Router, SessionControl, SessionPresence, SubscriptionKind};
 use xmppd_proto::{
     DefinedCondition, Rejected, Stanza, StanzaError, StanzaKind, StanzaParseError, StreamError,
     StreamErrorCondition as Cond, ns,
@@ -21,7 +20,7 @@ use xmppd_xml::Element;
 pub(crate) struct BoundSession {
     pub(crate) jid: FullJid,
     conn_id: u64,
-    pub(crate) rx: mpsc::Receiver<Outbound>,
+    pub(crate) rx: QueueReceiver,
     pub(crate) control: Arc<SessionControl>,
     /// Whether the session has sent available presence (RFC 6121 §4.2).
     available: bool,
@@ -36,7 +35,7 @@ impl BoundSession {
     pub(crate) fn new(
         jid: FullJid,
         conn_id: u64,
-        rx: mpsc::Receiver<Outbound>,
+        rx: QueueReceiver,
         control: Arc<SessionControl>,
     ) -> Self {
         BoundSession {
@@ -212,7 +211,7 @@ pub(crate) async fn end(router: &Router, mut session: BoundSession) {
     }
     session.rx.close();
     let mut pending = std::mem::take(&mut session.unwritten);
-    while let Ok(outbound) = session.rx.try_recv() {
+    while let Some(outbound) = session.rx.try_recv() {
         pending.extend(outbound.reroute);
     }
     for stanza in pending {

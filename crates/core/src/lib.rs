@@ -9,6 +9,7 @@ pub mod component;
 pub mod hooks;
 pub mod listener;
 pub mod module;
+pub mod queue;
 pub mod router;
 pub mod session;
 pub mod storage;
@@ -20,5 +21,6 @@ pub use hooks::{
     OutboundSubscriptionHandler, SessionPresence, SessionPresenceHook, SubscriptionKind,
 };
 pub use module::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
+pub use queue::{QueueReceiver, QueueSender, session_queue};
 pub use router::{RemoteRoute, Router};
 pub use session::{Outbound, SessionControl, SessionRegistry};

@@ -12,10 +12,10 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 
+use crate::queue::{QueueSender, TrySendError};
 use bytes::Bytes;
 use dashmap::DashMap;
 use jid::{BareJid, FullJid};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use xmppd_proto::{Stanza, StreamError, StreamErrorCondition};
 
@@ -68,7 +68,7 @@ impl SessionControl {
 struct Entry {
     resource: String,
     conn_id: u64,
-    tx: mpsc::Sender<Outbound>,
+    tx: QueueSender,
     control: Arc<SessionControl>,
     /// `None` until initial presence; then the advertised priority (RFC 6121 §4.7.2.3).
     priority: Option<i8>,
@@ -94,7 +94,7 @@ pub struct ResourceInfo {
     pub last_presence: Option<Arc<Stanza>>,
     /// Whether it requested the roster (receives roster pushes).
     pub interested: bool,
-    tx: mpsc::Sender<Outbound>,
+    tx: QueueSender,
     control: Arc<SessionControl>,
 }
 
@@ -113,7 +113,7 @@ impl ResourceInfo {
     /// How many more stanzas its queue takes right now without counting it as a slow
     /// consumer (for bulk deliveries such as offline messages).
     pub fn free_slots(&self) -> usize {
-        self.tx.capacity()
+        self.tx.free_slots()
     }
 
     /// Queues a stanza for this session. A full queue ends the session (slow consumer) and
@@ -125,20 +125,20 @@ impl ResourceInfo {
 
 /// [`ResourceInfo::deliver`] for a session's queue and control.
 fn queue_for(
-    tx: &mpsc::Sender<Outbound>,
+    tx: &QueueSender,
     control: &SessionControl,
     outbound: Outbound,
 ) -> Result<(), DeliveryError> {
     match tx.try_send(outbound) {
         Ok(()) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(_)) => {
+        Err(TrySendError::Full(_)) => {
             control.kick(StreamError::with_text(
                 StreamErrorCondition::PolicyViolation,
                 "too many stanzas queued for this session (reading too slowly)",
             ));
             Err(DeliveryError::QueueFull)
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => Err(DeliveryError::NoSession),
+        Err(TrySendError::Closed(_)) => Err(DeliveryError::NoSession),
     }
 }
 
@@ -162,7 +162,7 @@ impl SessionRegistry {
         &self,
         jid: &FullJid,
         conn_id: u64,
-        tx: mpsc::Sender<Outbound>,
+        tx: QueueSender,
         control: Arc<SessionControl>,
     ) -> Option<ResourceInfo> {
         let resource = jid.resource().as_str().to_owned();
@@ -313,6 +313,7 @@ fn info(jid: FullJid, e: &Entry) -> ResourceInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::session_queue;
 
     fn full(s: &str) -> FullJid {
         FullJid::new(s).unwrap()
@@ -321,8 +322,8 @@ mod tests {
     #[tokio::test]
     async fn rebinding_a_resource_kicks_the_old_session_with_conflict() {
         let reg = SessionRegistry::new();
-        let (tx1, _rx1) = mpsc::channel(4);
-        let (tx2, _rx2) = mpsc::channel(4);
+        let (tx1, _rx1) = session_queue(4);
+        let (tx2, _rx2) = session_queue(4);
         let c1 = Arc::new(SessionControl::default());
         let c2 = Arc::new(SessionControl::default());
         assert!(reg.bind(&full("a@x/r"), 1, tx1, c1.clone()).is_none());
@@ -341,7 +342,7 @@ mod tests {
     #[tokio::test]
     async fn full_queue_kicks_the_slow_session() {
         let reg = SessionRegistry::new();
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = session_queue(1);
         let c = Arc::new(SessionControl::default());
         reg.bind(&full("a@x/r"), 1, tx, c.clone());
         let r = reg.get(&full("a@x/r")).unwrap();
@@ -358,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn deliver_to_queues_for_the_exact_resource_and_kicks_a_slow_one() {
         let reg = SessionRegistry::new();
-        let (tx, mut rx) = mpsc::channel(1);
+        let (tx, mut rx) = session_queue(1);
         let c = Arc::new(SessionControl::default());
         reg.bind(&full("a@x/r"), 1, tx, c.clone());
         let out = || Outbound {
@@ -370,7 +371,7 @@ mod tests {
         assert_eq!(reg.deliver_to(&full("a@x/r"), out), Some(Ok(())));
         assert_eq!(
             rx.try_recv().map(|o| o.bytes),
-            Ok(Bytes::from_static(b"<message/>"))
+            Some(Bytes::from_static(b"<message/>"))
         );
         assert_eq!(reg.deliver_to(&full("a@x/r"), out), Some(Ok(())));
         assert_eq!(
@@ -389,7 +390,7 @@ mod tests {
     #[test]
     fn priorities_are_tracked_per_connection() {
         let reg = SessionRegistry::new();
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = session_queue(1);
         reg.bind(&full("a@x/r"), 7, tx, Arc::default());
         let el = xmppd_xml::Element::new("presence", xmppd_proto::ns::CLIENT);
         let p = Arc::new(Stanza::new_unchecked(
