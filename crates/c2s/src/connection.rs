@@ -80,8 +80,10 @@ pub(crate) trait Transport: AsyncWrite + Unpin {
 }
 
 impl Transport for TcpStream {
+    /// Through the socket's own reader slot, not an intrusive waiter (`TcpStream::readable`),
+    /// which would add its size to every idle connection's task.
     fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
-        TcpStream::readable(self)
+        std::future::poll_fn(|cx| self.poll_read_ready(cx))
     }
 
     /// Into the thread's buffer, then into the reader.
@@ -122,6 +124,9 @@ struct Conn {
     responder: C2sResponder,
     reader: Reader,
     deadline: Instant,
+    /// The authentication deadline's timer, boxed so that it takes no room in the task of an
+    /// authenticated connection; dropped once a resource is bound.
+    deadline_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     session: Option<BoundSession>,
 }
 
@@ -140,6 +145,7 @@ pub(crate) async fn run(
         ctx,
         conn_id,
         deadline,
+        deadline_timer: Some(Box::pin(tokio::time::sleep_until(deadline))),
         session: None,
     };
     let mut socket = socket;
@@ -224,9 +230,9 @@ async fn kicked_opt(control: Option<Arc<SessionControl>>) {
     }
 }
 
-async fn deadline_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
+async fn expired(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
         None => std::future::pending().await,
     }
 }
@@ -275,13 +281,15 @@ impl Conn {
                     return flow;
                 }
             }
-            let deadline = self.session.is_none().then_some(self.deadline);
+            if self.session.is_some() {
+                self.deadline_timer = None;
+            }
             let control = self.session.as_ref().map(|s| s.control.clone());
             let input = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Input::Shutdown,
                 _ = kicked_opt(control) => Input::Kicked,
-                _ = deadline_opt(deadline) => Input::Deadline,
+                _ = expired(&mut self.deadline_timer) => Input::Deadline,
                 out = recv_opt(self.session.as_mut().map(|s| &mut s.rx)) => Input::Outbound(out),
                 // After a read, read again at once (TLS may hold more decrypted bytes than the
                 // socket shows), but only once the queue, kicks and shutdown had their turn.

@@ -172,7 +172,9 @@ pub struct ServerTlsStream {
     plaintext: Vec<u8>,
     peer_closed: bool,
     close_notify_queued: bool,
-    exporter_secret: Option<OkmBlock>,
+    /// Boxed: it is needed once, right after the handshake, and inline it would take 72
+    /// bytes of every connection.
+    exporter_secret: Option<Box<OkmBlock>>,
     server_name: Option<Box<str>>,
 }
 
@@ -380,7 +382,7 @@ impl ServerTlsStream {
     /// The TLS 1.3 keying-material exporter; it can be taken once (keeping the secret
     /// for the connection's whole life would serve nothing). `None` for TLS 1.2.
     pub fn take_exporter(&mut self) -> Option<Exporter> {
-        let secret = self.exporter_secret.take()?;
+        let secret = *self.exporter_secret.take()?;
         let suite = self.conn.negotiated_cipher_suite()?;
         (self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
             .then_some(Exporter { secret, suite })
@@ -399,12 +401,14 @@ impl ServerTlsStream {
 
     /// Resolves when there may be something to read: decrypted bytes already here, or the
     /// socket readable.
-    pub async fn readable(&self) -> io::Result<()> {
-        if self.plaintext.is_empty() {
-            self.socket.readable().await
-        } else {
-            Ok(())
-        }
+    pub fn readable(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        std::future::poll_fn(|cx| {
+            if self.plaintext.is_empty() {
+                self.socket.poll_read_ready(cx)
+            } else {
+                Poll::Ready(Ok(()))
+            }
+        })
     }
 
     /// Processes the held ciphertext; records on the way are delivered to `self.plaintext`.
@@ -438,7 +442,7 @@ impl ServerTlsStream {
     fn take_captured(&mut self) {
         CAPTURED.with_borrow_mut(|c| {
             if let Some(secret) = c.exporter_secret.take() {
-                self.exporter_secret = Some(secret);
+                self.exporter_secret = Some(Box::new(secret));
             }
             if let Some(name) = c.server_name.take() {
                 self.server_name = Some(name);

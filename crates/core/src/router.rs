@@ -515,9 +515,9 @@ impl Router {
             && let Some(me) = resources.iter().find(|r| &r.jid == from)
         {
             for other in resources.iter().filter(|r| &r.jid != from) {
-                if let Some(bytes) = &other.presence {
+                if let Some(presence) = &other.last_presence {
                     let _ = me.deliver(Outbound {
-                        bytes: bytes.clone(),
+                        bytes: client_bytes(presence),
                         reroute: None,
                     });
                 }

@@ -72,9 +72,9 @@ struct Entry {
     control: Arc<SessionControl>,
     /// `None` until initial presence; then the advertised priority (RFC 6121 §4.7.2.3).
     priority: Option<i8>,
-    /// The last available presence broadcast, serialised, for resources that come later.
-    presence: Option<Bytes>,
-    /// The same presence as a stanza, to answer probes (RFC 6121 §4.3.2).
+    /// The last available presence broadcast, to answer probes (RFC 6121 §4.3.2) and for
+    /// the account's resources that come later. Kept once, as a stanza: serialising it
+    /// again for those rare uses costs less than keeping every session's presence twice.
     last_presence: Option<Arc<Stanza>>,
     /// Whether the session requested the roster: an "interested resource" that receives
     /// roster pushes (RFC 6121 §2.1.6).
@@ -89,8 +89,6 @@ pub struct ResourceInfo {
     /// `Some(priority)` when the resource is available (sent initial presence).
     pub priority: Option<i8>,
     /// The last available presence it broadcast.
-    pub presence: Option<Bytes>,
-    /// The same presence as a stanza.
     pub last_presence: Option<Arc<Stanza>>,
     /// Whether it requested the roster (receives roster pushes).
     pub interested: bool,
@@ -172,11 +170,14 @@ impl SessionRegistry {
             tx,
             control,
             priority: None,
-            presence: None,
             last_presence: None,
             interested: false,
         };
-        let mut entries = self.by_bare.entry(jid.to_bare()).or_default();
+        // Most accounts have one session: room for one entry, not the default four.
+        let mut entries = self
+            .by_bare
+            .entry(jid.to_bare())
+            .or_insert_with(|| Vec::with_capacity(1));
         let replaced = entries
             .iter()
             .position(|e| e.resource == entry.resource)
@@ -210,9 +211,6 @@ impl SessionRegistry {
     /// Records a session's broadcast presence: `Some((priority, stanza))` when available,
     /// `None` when it became unavailable.
     pub fn set_presence(&self, jid: &FullJid, conn_id: u64, presence: Option<(i8, Arc<Stanza>)>) {
-        let bytes = presence
-            .as_ref()
-            .map(|(_, stanza)| crate::router::client_bytes(stanza));
         if let Some(mut entries) = self.by_bare.get_mut(&jid.to_bare()) {
             let resource = jid.resource().as_str();
             for e in entries
@@ -221,7 +219,6 @@ impl SessionRegistry {
             {
                 e.priority = presence.as_ref().map(|(p, _)| *p);
                 e.last_presence = presence.as_ref().map(|(_, s)| s.clone());
-                e.presence = bytes.clone();
             }
         }
     }
@@ -302,7 +299,6 @@ fn info(jid: FullJid, e: &Entry) -> ResourceInfo {
     ResourceInfo {
         jid,
         priority: e.priority,
-        presence: e.presence.clone(),
         last_presence: e.last_presence.clone(),
         interested: e.interested,
         tx: e.tx.clone(),

@@ -109,7 +109,8 @@ pub struct C2sResponder {
     host: Option<String>,
     stream_id: String,
     user: Option<BareJid>,
-    sasl: Option<ServerSession>,
+    /// Boxed: only during authentication.
+    sasl: Option<Box<ServerSession>>,
     pending_user: Option<String>,
     failures: u32,
 }
@@ -381,7 +382,7 @@ impl C2sResponder {
                     Some(Ok(bytes)) => session.start(Some(&bytes)),
                     Some(Err(failure)) => return self.sasl_failed(failure, out),
                 };
-                self.sasl = Some(session);
+                self.sasl = Some(Box::new(session));
                 self.phase = Phase::Authenticating;
                 self.on_step(step, out);
             }
@@ -476,6 +477,8 @@ impl C2sResponder {
                 out.push(C2sOutput::ResetStream);
                 out.push(C2sOutput::Authenticated(jid.clone()));
                 self.sasl = None;
+                // Channel binding serves authentication only.
+                self.cb = ChannelBindingData::none();
                 self.user = Some(jid);
                 self.phase = Phase::AwaitHeader;
             }

@@ -161,9 +161,6 @@ impl XmlError {
     }
 }
 
-/// Capacity above which an emptied input buffer is released instead of kept for reuse.
-const IDLE_CAPACITY: usize = 16 * 1024;
-
 /// `<![CDATA[`, the only `<![` construct XML has.
 const CDATA_OPEN: &[u8] = b"<![CDATA[";
 
@@ -238,7 +235,8 @@ pub struct Reader {
     counted: usize,
     tree: Tree,
     /// An event produced together with the previous one (`Close` after `<stream:stream/>`).
-    queued: Option<StreamEvent>,
+    /// `</stream:stream>` is due next (the header was an empty element).
+    close_queued: bool,
     /// Set on the first error; the reader is poisoned afterwards.
     error: Option<XmlError>,
 }
@@ -256,7 +254,7 @@ impl Reader {
             pending: None,
             counted: 0,
             tree: Tree::default(),
-            queued: None,
+            close_queued: false,
             error: None,
         }
     }
@@ -284,7 +282,7 @@ impl Reader {
         self.pending = None;
         self.counted = 0;
         self.tree.clear();
-        self.queued = None;
+        self.close_queued = false;
         self.error = None;
     }
 
@@ -310,8 +308,8 @@ impl Reader {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
-        if let Some(event) = self.queued.take() {
-            return Ok(Some(event));
+        if std::mem::take(&mut self.close_queued) {
+            return Ok(Some(StreamEvent::Close));
         }
         loop {
             match self.step() {
@@ -366,13 +364,14 @@ impl Reader {
         e
     }
 
+    /// Once every byte fed is consumed, frees the input buffer and the tree's scratch space:
+    /// an idle stream then holds no buffer at all. A busy one pays one allocation per read,
+    /// which is small beside the read itself.
     fn release_if_idle(&mut self) {
         if self.pos == self.buf.len() {
-            self.buf.clear();
+            self.buf = Vec::new();
             self.pos = 0;
-            if self.buf.capacity() > IDLE_CAPACITY {
-                self.buf = Vec::new();
-            }
+            self.tree.release_scratch();
         }
     }
 
@@ -521,7 +520,7 @@ impl Reader {
                     self.counted = 0;
                     if empty {
                         self.phase = Phase::Closed;
-                        self.queued = Some(StreamEvent::Close);
+                        self.close_queued = true;
                     }
                     return Ok(Step::Event(StreamEvent::Open(header)));
                 }

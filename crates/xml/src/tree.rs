@@ -287,6 +287,15 @@ impl Tree {
         Ok(())
     }
 
+    /// Frees the scratch space of stanza parsing when no stanza is open.
+    pub(crate) fn release_scratch(&mut self) {
+        if self.open.is_empty() {
+            self.open = Vec::new();
+            self.attrs = Vec::new();
+            self.names = String::new();
+        }
+    }
+
     /// Handles the stream header tag; `content` is the inside of `<…>`.
     pub(crate) fn open_stream(
         &mut self,
