@@ -144,7 +144,12 @@ fn queue_for(
 #[derive(Debug, Default)]
 pub struct SessionRegistry {
     by_bare: DashMap<BareJid, Vec<Entry>>,
+    /// Sessions unbound since the map's capacity was last checked.
+    unbinds: std::sync::atomic::AtomicUsize,
 }
+
+/// Unbinds between checks whether the registry's map should give back memory.
+const SHRINK_CHECK_EVERY: usize = 1024;
 
 impl SessionRegistry {
     /// An empty registry.
@@ -205,7 +210,22 @@ impl SessionRegistry {
             removed = entries.len() < before;
             entries.is_empty()
         });
+        if removed {
+            self.shrink_after_peak();
+        }
         removed
+    }
+
+    /// A hash map keeps its capacity when emptied: after a peak of logins the registry would
+    /// hold the table sized for the peak. Checked every [`SHRINK_CHECK_EVERY`] unbinds, so the
+    /// cost is negligible; shrunk when less than a quarter is in use.
+    fn shrink_after_peak(&self) {
+        use std::sync::atomic::Ordering;
+        let n = self.unbinds.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(SHRINK_CHECK_EVERY) && self.by_bare.len() * 4 < self.by_bare.capacity()
+        {
+            self.by_bare.shrink_to_fit();
+        }
     }
 
     /// Records a session's broadcast presence: `Some((priority, stanza))` when available,
@@ -380,6 +400,29 @@ mod tests {
         assert_eq!(
             reg.deliver_to(&full("a@x/r"), out),
             Some(Err(DeliveryError::NoSession))
+        );
+    }
+
+    #[test]
+    fn the_registry_gives_back_its_table_after_a_peak() {
+        let reg = SessionRegistry::new();
+        let jids: Vec<FullJid> = (0..4096).map(|i| full(&format!("u{i}@x/r"))).collect();
+        let mut rxs = Vec::new();
+        for (i, jid) in jids.iter().enumerate() {
+            let (tx, rx) = session_queue(1);
+            rxs.push(rx);
+            reg.bind(jid, i as u64, tx, Arc::default());
+        }
+        let peak = reg.by_bare.capacity();
+        assert!(peak >= 4096);
+        for (i, jid) in jids.iter().enumerate() {
+            assert!(reg.unbind(jid, i as u64));
+        }
+        assert!(reg.is_empty());
+        assert!(
+            reg.by_bare.capacity() < peak / 4,
+            "capacity {} after the peak of {peak}",
+            reg.by_bare.capacity()
         );
     }
 
