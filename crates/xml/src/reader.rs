@@ -610,18 +610,56 @@ impl Reader {
             self.consume(n)?;
             return Ok(Step::Continue);
         }
-        let text = if complete {
-            utf8(raw)?
+        let checked = if complete {
+            utf8(raw)
         } else {
-            safe_text_prefix(raw)?
+            safe_text_prefix(raw)
+        }
+        .and_then(|text| {
+            check_text(text)?;
+            Ok((text.len(), unescape(text, false)?.into_owned()))
+        });
+        let (n, text) = match checked {
+            Ok(checked) => checked,
+            Err(e) => return Err(first_text_error(raw).unwrap_or(e)),
         };
-        if text.is_empty() {
+        if n == 0 {
             return Ok(Step::NeedMore);
         }
-        check_text(text)?;
-        let n = text.len();
-        self.tree.text(unescape(text, false)?.into_owned());
+        self.tree.text(text);
         self.consume(n)?;
         Ok(Step::Continue)
     }
+}
+
+/// The error a reader fed `raw` a byte at a time would report: that of the shortest prefix
+/// that fails when checked as unfinished text. Character data can hold several errors (a
+/// forbidden character, an undefined entity, invalid UTF-8, `]]>`) and checking a whole run
+/// finds them in another order than checking it piece by piece; reporting the first in
+/// document order makes the verdict independent of how the input was cut. Only runs on the
+/// error path; a binary search, since a prefix that fails stays failed when extended.
+/// `None` when every prefix passes (the error is about the run being complete).
+fn first_text_error(raw: &[u8]) -> Option<XmlError> {
+    let fails = |len: usize| -> Option<XmlError> {
+        let prefix = raw.get(..len).unwrap_or_default();
+        safe_text_prefix(prefix)
+            .and_then(|text| {
+                check_text(text)?;
+                unescape(text, false).map(|_| ())
+            })
+            .err()
+    };
+    let mut error = fails(raw.len())?;
+    let (mut ok, mut bad) = (0, raw.len());
+    while bad - ok > 1 {
+        let mid = ok + (bad - ok) / 2;
+        match fails(mid) {
+            Some(e) => {
+                bad = mid;
+                error = e;
+            }
+            None => ok = mid,
+        }
+    }
+    Some(error)
 }
