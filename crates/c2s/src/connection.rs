@@ -258,6 +258,12 @@ impl Conn {
     async fn drive<S: Transport>(&mut self, io: &mut S, shutdown: &CancellationToken) -> Flow {
         // Whether the socket may have bytes: true at the start and after readiness or a read.
         let mut try_read = true;
+        // Created once, not on every wake-up: each creation and drop takes the locks of the
+        // token's and the control's waiter lists.
+        let shutting_down = shutdown.cancelled();
+        tokio::pin!(shutting_down);
+        let kicked = kicked_opt(self.session.as_ref().map(|s| s.control.clone()));
+        tokio::pin!(kicked);
         loop {
             if try_read {
                 let flow = match io.read_now(&mut self.reader) {
@@ -281,14 +287,15 @@ impl Conn {
                     return flow;
                 }
             }
-            if self.session.is_some() {
+            if self.session.is_some() && self.deadline_timer.is_some() {
                 self.deadline_timer = None;
+                let control = self.session.as_ref().map(|s| s.control.clone());
+                kicked.set(kicked_opt(control));
             }
-            let control = self.session.as_ref().map(|s| s.control.clone());
             let input = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => Input::Shutdown,
-                _ = kicked_opt(control) => Input::Kicked,
+                _ = &mut shutting_down => Input::Shutdown,
+                _ = &mut kicked => Input::Kicked,
                 _ = expired(&mut self.deadline_timer) => Input::Deadline,
                 out = recv_opt(self.session.as_mut().map(|s| &mut s.rx)) => Input::Outbound(out),
                 // After a read, read again at once (TLS may hold more decrypted bytes than the

@@ -41,6 +41,10 @@ use tokio::net::TcpStream;
 /// Bytes read from the socket at once.
 const READ_SIZE: usize = 16 * 1024 + 512;
 
+/// Held ciphertext up to this size is read behind in the thread's buffer (the common case:
+/// the tail of one record); more (a long handshake message) grows the connection's own.
+const MAX_HELD_IN_SCRATCH: usize = READ_SIZE / 2;
+
 /// The most ciphertext a connection may hold unprocessed: a 64 KiB handshake message (the
 /// limit rustls' own buffered API applies) spread over records, plus one record.
 const MAX_INCOMING: usize = 64 * 1024 + 17 * 1024;
@@ -494,7 +498,7 @@ impl ServerTlsStream {
                 return Poll::Ready(Ok(0));
             }
             let mut delivered = 0;
-            let read = if self.incoming.is_empty() {
+            let read = if self.incoming.len() <= MAX_HELD_IN_SCRATCH {
                 ready!(self.poll_read_scratch(cx, &mut |bytes| {
                     delivered += bytes.len();
                     sink(bytes);
@@ -525,8 +529,9 @@ impl ServerTlsStream {
         }
     }
 
-    /// The common case of a read: nothing held, so read into the thread's buffer, process the
-    /// records there, and keep only the tail of an incomplete record.
+    /// The common case of a read: at most the tail of one small record held. That tail is put
+    /// at the head of the thread's buffer, the socket read behind it, the records processed
+    /// there, and only the tail of an incomplete record kept.
     fn poll_read_scratch(
         &mut self,
         cx: &mut Context<'_>,
@@ -535,7 +540,11 @@ impl ServerTlsStream {
         READ_SCRATCH.with_borrow_mut(|scratch| {
             loop {
                 ready!(self.socket.poll_read_ready(cx))?;
-                let n = match self.socket.try_read(scratch) {
+                let held = self.incoming.len();
+                let Some((head, tail)) = scratch.split_at_mut_checked(held) else {
+                    return Poll::Ready(Err(io::Error::other("held TLS bytes exceed the buffer")));
+                };
+                let n = match self.socket.try_read(tail) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(e) => return Poll::Ready(Err(e)),
@@ -543,7 +552,8 @@ impl ServerTlsStream {
                 if n == 0 {
                     return Poll::Ready(Ok(0));
                 }
-                let buf = scratch.get_mut(..n).unwrap_or_default();
+                head.copy_from_slice(&self.incoming);
+                let buf = scratch.get_mut(..held + n).unwrap_or_default();
                 let result = process(
                     &mut self.conn,
                     buf,
@@ -554,8 +564,10 @@ impl ServerTlsStream {
                 );
                 self.take_captured();
                 let (done, _) = result?;
-                if let Some(rest) = buf.get(done..) {
-                    self.incoming.extend_from_slice(rest);
+                self.incoming.clear();
+                match buf.get(done..) {
+                    Some(rest) if !rest.is_empty() => self.incoming.extend_from_slice(rest),
+                    _ => self.incoming = Vec::new(),
                 }
                 return Poll::Ready(Ok(n));
             }

@@ -143,7 +143,9 @@ fn queue_for(
 /// All bound client sessions of this node.
 #[derive(Debug, Default)]
 pub struct SessionRegistry {
-    by_bare: DashMap<BareJid, Vec<Entry>>,
+    /// Keyed by the bare JID's normalised text, so that a full JID's lookup borrows its
+    /// prefix instead of building a `BareJid` for every routed stanza.
+    by_bare: DashMap<Box<str>, Vec<Entry>>,
     /// Sessions unbound since the map's capacity was last checked.
     unbinds: std::sync::atomic::AtomicUsize,
 }
@@ -181,7 +183,7 @@ impl SessionRegistry {
         // Most accounts have one session: room for one entry, not the default four.
         let mut entries = self
             .by_bare
-            .entry(jid.to_bare())
+            .entry(Box::from(bare_of(jid)))
             .or_insert_with(|| Vec::with_capacity(1));
         let replaced = entries
             .iter()
@@ -201,10 +203,9 @@ impl SessionRegistry {
     /// Removes a session if it is still the one bound under `jid`; returns whether it was
     /// (false for a session that was replaced).
     pub fn unbind(&self, jid: &FullJid, conn_id: u64) -> bool {
-        let bare = jid.to_bare();
         let resource = jid.resource().as_str();
         let mut removed = false;
-        self.by_bare.remove_if_mut(&bare, |_, entries| {
+        self.by_bare.remove_if_mut(bare_of(jid), |_, entries| {
             let before = entries.len();
             entries.retain(|e| !(e.resource == resource && e.conn_id == conn_id));
             removed = entries.len() < before;
@@ -231,7 +232,7 @@ impl SessionRegistry {
     /// Records a session's broadcast presence: `Some((priority, stanza))` when available,
     /// `None` when it became unavailable.
     pub fn set_presence(&self, jid: &FullJid, conn_id: u64, presence: Option<(i8, Arc<Stanza>)>) {
-        if let Some(mut entries) = self.by_bare.get_mut(&jid.to_bare()) {
+        if let Some(mut entries) = self.by_bare.get_mut(bare_of(jid)) {
             let resource = jid.resource().as_str();
             for e in entries
                 .iter_mut()
@@ -246,7 +247,7 @@ impl SessionRegistry {
     /// Marks the session bound to `jid` as interested in roster pushes (it requested the
     /// roster, RFC 6121 §2.1.6).
     pub fn set_interested(&self, jid: &FullJid) {
-        if let Some(mut entries) = self.by_bare.get_mut(&jid.to_bare()) {
+        if let Some(mut entries) = self.by_bare.get_mut(bare_of(jid)) {
             let resource = jid.resource().as_str();
             for e in entries.iter_mut().filter(|e| e.resource == resource) {
                 e.interested = true;
@@ -256,7 +257,7 @@ impl SessionRegistry {
 
     /// The session bound to this full JID.
     pub fn get(&self, jid: &FullJid) -> Option<ResourceInfo> {
-        let entries = self.by_bare.get(&jid.to_bare())?;
+        let entries = self.by_bare.get(bare_of(jid))?;
         let resource = jid.resource().as_str();
         entries
             .iter()
@@ -272,7 +273,7 @@ impl SessionRegistry {
         full: &FullJid,
         outbound: impl FnOnce() -> Outbound,
     ) -> Option<Result<(), DeliveryError>> {
-        let entries = self.by_bare.get(&full.to_bare())?;
+        let entries = self.by_bare.get(bare_of(full))?;
         let resource = full.resource().as_str();
         let entry = entries.iter().find(|e| e.resource == resource)?;
         // Queuing only wakes the session's task; nothing here touches the registry again
@@ -282,7 +283,7 @@ impl SessionRegistry {
 
     /// Every session of an account.
     pub fn resources(&self, bare: &BareJid) -> Vec<ResourceInfo> {
-        let Some(entries) = self.by_bare.get(bare) else {
+        let Some(entries) = self.by_bare.get(bare.as_str()) else {
             return Vec::new();
         };
         entries
@@ -313,6 +314,13 @@ impl SessionRegistry {
             }
         }
     }
+}
+
+/// The bare part of a full JID's normalised text (a localpart and a domainpart cannot hold a
+/// `/`, RFC 7622 §3.2 and §3.3), equal to its `BareJid`'s text.
+fn bare_of(jid: &FullJid) -> &str {
+    let text = jid.as_str();
+    text.split_once('/').map_or(text, |(bare, _)| bare)
 }
 
 fn info(jid: FullJid, e: &Entry) -> ResourceInfo {
@@ -424,6 +432,20 @@ mod tests {
             "capacity {} after the peak of {peak}",
             reg.by_bare.capacity()
         );
+    }
+
+    #[test]
+    fn a_full_jids_bare_key_is_its_bare_jids_text() {
+        for text in [
+            "a@x/r",
+            "x/r",
+            "a@x/r/with/slashes@and@ats",
+            "Ärger@EXAMPLE.org/Ressource",
+            "juliet@例子.测试/balcony",
+        ] {
+            let jid = full(text);
+            assert_eq!(bare_of(&jid), jid.to_bare().as_str(), "{text}");
+        }
     }
 
     #[test]
