@@ -41,6 +41,9 @@ use tokio::net::TcpStream;
 /// Bytes read from the socket at once.
 const READ_SIZE: usize = 16 * 1024 + 512;
 
+/// Socket reads in one poll that may bring no decrypted byte before the task yields.
+const MAX_READS_WITHOUT_DATA: usize = 16;
+
 /// Held ciphertext up to this size is read behind in the thread's buffer (the common case:
 /// the tail of one record); more (a long handshake message) grows the connection's own.
 const MAX_HELD_IN_SCRATCH: usize = READ_SIZE / 2;
@@ -482,7 +485,8 @@ impl ServerTlsStream {
     ///
     /// `Ready(Ok(n))`: `n` decrypted bytes were delivered (`0` only at the end of the stream);
     /// `Pending`: nothing complete arrived, and the socket's readiness has been cleared (with
-    /// `cx`'s waker registered).
+    /// `cx`'s waker registered), or [`MAX_READS_WITHOUT_DATA`] reads brought no data and the
+    /// task yields (woken at once; the socket still shows readable).
     pub fn poll_read_with(
         &mut self,
         cx: &mut Context<'_>,
@@ -493,7 +497,10 @@ impl ServerTlsStream {
             sink(&held);
             return Poll::Ready(Ok(held.len()));
         }
-        loop {
+        // Reads that bring no application data (handshake messages, empty records, record
+        // fragments) are allowed a few times in a row; then the task yields, so one peer
+        // cannot keep a worker to itself.
+        for _ in 0..MAX_READS_WITHOUT_DATA {
             if self.peer_closed {
                 return Poll::Ready(Ok(0));
             }
@@ -527,6 +534,8 @@ impl ServerTlsStream {
                 return Poll::Ready(Ok(0));
             }
         }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// The common case of a read: at most the tail of one small record held. That tail is put
