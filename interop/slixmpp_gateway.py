@@ -30,10 +30,17 @@ import asyncio
 import sys
 import xml.etree.ElementTree as ET
 
-from slixmpp.exceptions import IqError, IqTimeout
 
 from irc_client import IrcClient, IrcError
-from xmpp_common import Client, Failure, base_parser, log, password_from_env, setup_logging
+from xmpp_common import (
+    Client,
+    Failure,
+    base_parser,
+    log,
+    password_from_env,
+    run_scenario,
+    setup_logging,
+)
 
 MUC = "http://jabber.org/protocol/muc"
 MUC_USER = "http://jabber.org/protocol/muc#user"
@@ -213,27 +220,10 @@ def main():
     p.add_argument("--channel", default="#chan")
     args = p.parse_args()
     setup_logging(args.debug)
-
-    async def bounded():
-        await asyncio.wait_for(scenario(args), args.timeout)
-
-    try:
-        asyncio.run(bounded())
-    except (Failure, IrcError) as e:
-        log(f"failed: {e}")
-        return 1
-    except IqError as e:
-        log(f"failed: an iq was answered with an error: {e.iq}")
-        return 1
-    except IqTimeout as e:
-        log(f"failed: an iq was not answered in time: {e.iq}")
-        return 1
-    except asyncio.TimeoutError:
-        log(f"failed: not done within {args.timeout} s")
-        return 1
-    log("gateway: both directions delivered; the dropped session left the channel")
-    return 0
-
+    status = run_scenario(scenario, args, failures=(IrcError,))
+    if status == 0:
+        log("gateway: both directions delivered; the dropped session left the channel")
+    return status
 
 if __name__ == "__main__":
     sys.exit(main())

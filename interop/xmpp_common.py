@@ -13,6 +13,7 @@ import re
 import sys
 
 import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
 
 SCRAM = re.compile(r"SCRAM-SHA-(1|256)(-PLUS)?")
 
@@ -56,17 +57,24 @@ def log(msg):
     print(msg, flush=True)
 
 
-def run_scenario(scenario, args):
+def run_scenario(scenario, args, failures=()):
     """Runs `scenario(args)` within `args.timeout` seconds; the process exit status (0 on
-    success, 1 with the reason logged on a Failure or when time ran out)."""
+    success, 1 with the reason logged on a Failure, one of the scenario's own `failures`, an
+    iq answered with an error or not at all, or when time ran out)."""
 
     async def bounded():
         await asyncio.wait_for(scenario(args), args.timeout)
 
     try:
         asyncio.run(bounded())
-    except Failure as e:
+    except (Failure, *failures) as e:
         log(f"failed: {e}")
+        return 1
+    except IqError as e:
+        log(f"failed: an iq was answered with an error: {e.iq}")
+        return 1
+    except IqTimeout as e:
+        log(f"failed: an iq was not answered in time: {e.iq}")
         return 1
     except asyncio.TimeoutError:
         log(f"failed: not done within {args.timeout} s")

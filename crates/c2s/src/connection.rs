@@ -287,6 +287,8 @@ impl Conn {
                     return flow;
                 }
             }
+            // The input just processed bound a resource (the timer still runs only until
+            // then): stop the authentication deadline and watch for kicks instead.
             if self.session.is_some() && self.deadline_timer.is_some() {
                 self.deadline_timer = None;
                 let control = self.session.as_ref().map(|s| s.control.clone());

@@ -401,11 +401,6 @@ impl ServerTlsStream {
         self.incoming.capacity() + self.outgoing.capacity() + self.plaintext.capacity()
     }
 
-    /// The socket underneath.
-    pub fn socket(&self) -> &TcpStream {
-        &self.socket
-    }
-
     /// Resolves when there may be something to read: decrypted bytes already here, or the
     /// socket readable.
     pub fn readable(&self) -> impl Future<Output = io::Result<()>> + '_ {
@@ -511,11 +506,11 @@ impl ServerTlsStream {
                     sink(bytes);
                 }))?
             } else {
+                // `plaintext` is empty here (returned above), so what it holds now is fresh.
                 let n = ready!(self.poll_read_socket(cx))?;
                 if n > 0 {
-                    let held = std::mem::take(&mut self.plaintext);
                     self.process_incoming(None)?;
-                    let fresh = std::mem::replace(&mut self.plaintext, held);
+                    let fresh = std::mem::take(&mut self.plaintext);
                     delivered += fresh.len();
                     if !fresh.is_empty() {
                         sink(&fresh);
@@ -704,9 +699,9 @@ impl AsyncRead for ServerTlsStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.plaintext.is_empty() {
-            let mut held = std::mem::take(&mut this.plaintext);
-            ready!(this.poll_read_with(cx, &mut |bytes| held.extend_from_slice(bytes)))?;
-            this.plaintext = held;
+            let mut fresh = Vec::new();
+            ready!(this.poll_read_with(cx, &mut |bytes| fresh.extend_from_slice(bytes)))?;
+            this.plaintext = fresh;
         }
         let n = this.plaintext.len().min(buf.remaining());
         buf.put_slice(this.plaintext.get(..n).unwrap_or_default());

@@ -407,16 +407,11 @@ impl Router {
 
     /// Hands a stanza to one bound session as it is; whether it was queued.
     pub fn deliver_to_session(&self, stanza: &Stanza, full: &FullJid) -> bool {
-        self.sessions
-            .get(full)
-            .is_some_and(|session| self.deliver(Arc::new(stanza.clone()), &session).is_ok())
-    }
-
-    fn deliver(&self, stanza: Arc<Stanza>, session: &ResourceInfo) -> Result<(), DeliveryError> {
-        session.deliver(Outbound {
-            bytes: client_bytes(&stanza),
-            reroute: Some(stanza),
-        })
+        let outbound = || Outbound {
+            bytes: client_bytes(stanza),
+            reroute: Some(Arc::new(stanza.clone())),
+        };
+        matches!(self.sessions.deliver_to(full, outbound), Some(Ok(())))
     }
 
     /// Delivers to each session, serialising once; returns how many accepted it.
