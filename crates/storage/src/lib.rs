@@ -19,11 +19,11 @@
 //! SQLite admits one writer at a time per database file. With several writing connections,
 //! writers contend for the file lock by sleeping and retrying inside the busy handler, and a
 //! deferred transaction that upgrades from read to write can fail with `SQLITE_BUSY` without
-//! waiting at all. [`SqliteStore`] instead owns a pool with exactly one write connection, so
-//! in-process writers queue fairly on the pool and never see the lock; every write
+//! waiting at all. [`SqliteStore`] instead owns exactly one write connection, so in-process
+//! writers queue fairly for it and never see the lock; every write
 //! transaction starts with `BEGIN IMMEDIATE`, so a second process (the admin CLI with the
 //! daemon running) is serialised by the file lock and waits up to the busy timeout. Reads go
-//! to a separate pool of connections: in WAL mode readers never block the writer nor each
+//! to a separate set of connections: in WAL mode readers never block the writer nor each
 //! other, and each read sees every transaction committed before it started.
 //!
 //! # Archive ids
@@ -63,6 +63,7 @@ pub mod conformance;
 mod postgres;
 mod select;
 mod sqlite;
+mod sqlite_connections;
 #[cfg(test)]
 mod tests;
 

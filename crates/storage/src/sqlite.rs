@@ -2,20 +2,23 @@
 //! `synchronous=FULL`. The crate docs explain why.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
 };
+use sqlx::{Connection as _, Transaction};
 use xmppd_core::storage::{
     ArchiveQuery, ArchiveRecord, ArchiveStore, KeyVal, MapStore, NewArchiveRecord, StorageError,
     StorageResult, UserData,
 };
 
 use crate::select::archive_select;
+use crate::sqlite_connections::{Connections, Lent, note_failure};
 use crate::{OpenError, backend_error, count_from_db, parse_id};
 
 /// The schema migrations for SQLite, embedded at build time.
@@ -41,10 +44,10 @@ pub(crate) const READER_CACHE_KIB: u32 = 512;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     /// Exactly one connection: every write goes through it, in `BEGIN IMMEDIATE`
-    /// transactions, so in-process writers queue on the pool instead of on SQLite's lock.
-    writer: SqlitePool,
+    /// transactions, so in-process writers queue here instead of on SQLite's lock.
+    writer: Arc<Connections>,
     /// Read-only (`query_only`) connections for lookups and queries.
-    reader: SqlitePool,
+    reader: Arc<Connections>,
     /// The database file, for diagnostics.
     path: PathBuf,
 }
@@ -89,36 +92,32 @@ impl SqliteStore {
             source,
         };
 
-        // The writer connection is kept for the store's lifetime: it is the one writer.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.clone())
+        let writer = Connections::open(options.clone(), 1)
             .await
             .map_err(sqlite_err)?;
-        MIGRATOR
-            .run(&writer)
-            .await
-            .map_err(|source| OpenError::Migrate {
-                backend: "SQLite",
-                location: path.display().to_string(),
-                source,
-            })?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .connect_with(
-                options
-                    .pragma("query_only", "ON")
-                    .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
-            )
-            .await
-            .map_err(sqlite_err)?;
+        {
+            let mut lent = writer.get().await.map_err(sqlite_err)?;
+            MIGRATOR
+                .run(lent.parts().0)
+                .await
+                .map_err(|source| OpenError::Migrate {
+                    backend: "SQLite",
+                    location: path.display().to_string(),
+                    source,
+                })?;
+        }
+        let reader = Connections::open(
+            options
+                .pragma("query_only", "ON")
+                .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
+            READERS,
+        )
+        .await
+        .map_err(sqlite_err)?;
         tracing::debug!(path = %path.display(), "opened SQLite storage");
         Ok(Self {
-            writer,
-            reader,
+            writer: Arc::new(writer),
+            reader: Arc::new(reader),
             path,
         })
     }
@@ -139,26 +138,42 @@ impl SqliteStore {
 
     /// The write connection, for tests that inspect its settings.
     #[cfg(test)]
-    pub(crate) async fn writer_for_tests(&self) -> sqlx::pool::PoolConnection<Sqlite> {
-        self.writer.acquire().await.expect("writer connection")
+    pub(crate) async fn writer_for_tests(&self) -> Lent<'_> {
+        self.writer.get().await.expect("writer connection")
     }
 
     /// A read connection, for tests that inspect its settings.
     #[cfg(test)]
-    pub(crate) async fn reader_for_tests(&self) -> sqlx::pool::PoolConnection<Sqlite> {
-        self.reader.acquire().await.expect("reader connection")
+    pub(crate) async fn reader_for_tests(&self) -> Lent<'_> {
+        self.reader.get().await.expect("reader connection")
     }
 
-    /// Starts a write transaction that holds SQLite's write lock from its first statement.
-    async fn begin_write(
-        &self,
-        operation: &'static str,
-    ) -> StorageResult<sqlx::Transaction<'static, Sqlite>> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
+    /// A read connection.
+    async fn read(&self, operation: &'static str) -> StorageResult<Lent<'_>> {
+        self.reader
+            .get()
             .await
             .map_err(|e| backend_error(operation, e))
     }
+
+    /// The write connection.
+    async fn write(&self, operation: &'static str) -> StorageResult<Lent<'_>> {
+        self.writer
+            .get()
+            .await
+            .map_err(|e| backend_error(operation, e))
+    }
+}
+
+/// Starts a write transaction that holds SQLite's write lock from its first statement.
+async fn begin_immediate<'c>(
+    conn: &'c mut SqliteConnection,
+    broken: &AtomicBool,
+    operation: &'static str,
+) -> StorageResult<Transaction<'c, Sqlite>> {
+    conn.begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| backend_error(operation, note_failure(broken, e)))
 }
 
 /// Decodes one `archive` row.
@@ -178,16 +193,20 @@ fn archive_record(row: &SqliteRow) -> StorageResult<ArchiveRecord> {
 #[async_trait]
 impl KeyVal for SqliteStore {
     async fn get(&self, host: &str, user: &str, store: &str) -> StorageResult<Option<Vec<u8>>> {
+        let mut lent = self.read("keyval.get").await?;
+        let (conn, broken) = lent.parts();
         sqlx::query_scalar("SELECT value FROM keyval WHERE host = ? AND username = ? AND store = ?")
             .bind(host)
             .bind(user)
             .bind(store)
-            .fetch_optional(&self.reader)
+            .fetch_optional(conn)
             .await
-            .map_err(|e| backend_error("keyval.get", e))
+            .map_err(|e| backend_error("keyval.get", note_failure(broken, e)))
     }
 
     async fn put(&self, host: &str, user: &str, store: &str, value: &[u8]) -> StorageResult<()> {
+        let mut lent = self.write("keyval.put").await?;
+        let (conn, broken) = lent.parts();
         sqlx::query(
             "INSERT INTO keyval (host, username, store, value) VALUES (?, ?, ?, ?) \
              ON CONFLICT (host, username, store) DO UPDATE SET value = excluded.value",
@@ -196,9 +215,9 @@ impl KeyVal for SqliteStore {
         .bind(user)
         .bind(store)
         .bind(value)
-        .execute(&self.writer)
+        .execute(conn)
         .await
-        .map_err(|e| backend_error("keyval.put", e))?;
+        .map_err(|e| backend_error("keyval.put", note_failure(broken, e)))?;
         Ok(())
     }
 
@@ -209,6 +228,8 @@ impl KeyVal for SqliteStore {
         store: &str,
         value: &[u8],
     ) -> StorageResult<bool> {
+        let mut lent = self.write("keyval.insert_new").await?;
+        let (conn, broken) = lent.parts();
         let done = sqlx::query(
             "INSERT INTO keyval (host, username, store, value) VALUES (?, ?, ?, ?) \
              ON CONFLICT (host, username, store) DO NOTHING",
@@ -217,32 +238,36 @@ impl KeyVal for SqliteStore {
         .bind(user)
         .bind(store)
         .bind(value)
-        .execute(&self.writer)
+        .execute(conn)
         .await
-        .map_err(|e| backend_error("keyval.insert_new", e))?;
+        .map_err(|e| backend_error("keyval.insert_new", note_failure(broken, e)))?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete(&self, host: &str, user: &str, store: &str) -> StorageResult<bool> {
+        let mut lent = self.write("keyval.delete").await?;
+        let (conn, broken) = lent.parts();
         let done = sqlx::query("DELETE FROM keyval WHERE host = ? AND username = ? AND store = ?")
             .bind(host)
             .bind(user)
             .bind(store)
-            .execute(&self.writer)
+            .execute(conn)
             .await
-            .map_err(|e| backend_error("keyval.delete", e))?;
+            .map_err(|e| backend_error("keyval.delete", note_failure(broken, e)))?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn users(&self, host: &str, store: &str) -> StorageResult<Vec<String>> {
+        let mut lent = self.read("keyval.users").await?;
+        let (conn, broken) = lent.parts();
         sqlx::query_scalar(
             "SELECT username FROM keyval WHERE host = ? AND store = ? ORDER BY username",
         )
         .bind(host)
         .bind(store)
-        .fetch_all(&self.reader)
+        .fetch_all(conn)
         .await
-        .map_err(|e| backend_error("keyval.users", e))
+        .map_err(|e| backend_error("keyval.users", note_failure(broken, e)))
     }
 }
 
@@ -255,6 +280,8 @@ impl MapStore for SqliteStore {
         store: &str,
         key: &str,
     ) -> StorageResult<Option<Vec<u8>>> {
+        let mut lent = self.read("map.get").await?;
+        let (conn, broken) = lent.parts();
         sqlx::query_scalar(
             "SELECT value FROM map \
              WHERE host = ? AND username = ? AND store = ? AND item_key = ?",
@@ -263,9 +290,9 @@ impl MapStore for SqliteStore {
         .bind(user)
         .bind(store)
         .bind(key)
-        .fetch_optional(&self.reader)
+        .fetch_optional(conn)
         .await
-        .map_err(|e| backend_error("map.get", e))
+        .map_err(|e| backend_error("map.get", note_failure(broken, e)))
     }
 
     async fn put(
@@ -276,6 +303,8 @@ impl MapStore for SqliteStore {
         key: &str,
         value: &[u8],
     ) -> StorageResult<()> {
+        let mut lent = self.write("map.put").await?;
+        let (conn, broken) = lent.parts();
         sqlx::query(
             "INSERT INTO map (host, username, store, item_key, value) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (host, username, store, item_key) DO UPDATE SET value = excluded.value",
@@ -285,13 +314,15 @@ impl MapStore for SqliteStore {
         .bind(store)
         .bind(key)
         .bind(value)
-        .execute(&self.writer)
+        .execute(conn)
         .await
-        .map_err(|e| backend_error("map.put", e))?;
+        .map_err(|e| backend_error("map.put", note_failure(broken, e)))?;
         Ok(())
     }
 
     async fn delete(&self, host: &str, user: &str, store: &str, key: &str) -> StorageResult<bool> {
+        let mut lent = self.write("map.delete").await?;
+        let (conn, broken) = lent.parts();
         let done = sqlx::query(
             "DELETE FROM map WHERE host = ? AND username = ? AND store = ? AND item_key = ?",
         )
@@ -299,9 +330,9 @@ impl MapStore for SqliteStore {
         .bind(user)
         .bind(store)
         .bind(key)
-        .execute(&self.writer)
+        .execute(conn)
         .await
-        .map_err(|e| backend_error("map.delete", e))?;
+        .map_err(|e| backend_error("map.delete", note_failure(broken, e)))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -311,6 +342,8 @@ impl MapStore for SqliteStore {
         user: &str,
         store: &str,
     ) -> StorageResult<Vec<(String, Vec<u8>)>> {
+        let mut lent = self.read("map.list").await?;
+        let (conn, broken) = lent.parts();
         sqlx::query_as(
             "SELECT item_key, value FROM map \
              WHERE host = ? AND username = ? AND store = ? ORDER BY item_key",
@@ -318,32 +351,36 @@ impl MapStore for SqliteStore {
         .bind(host)
         .bind(user)
         .bind(store)
-        .fetch_all(&self.reader)
+        .fetch_all(conn)
         .await
-        .map_err(|e| backend_error("map.list", e))
+        .map_err(|e| backend_error("map.list", note_failure(broken, e)))
     }
 
     async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
+        let mut lent = self.read("map.count").await?;
+        let (conn, broken) = lent.parts();
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM map WHERE host = ? AND username = ? AND store = ?",
         )
         .bind(host)
         .bind(user)
         .bind(store)
-        .fetch_one(&self.reader)
+        .fetch_one(conn)
         .await
-        .map_err(|e| backend_error("map.count", e))?;
+        .map_err(|e| backend_error("map.count", note_failure(broken, e)))?;
         count_from_db("map.count", n)
     }
 
     async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
+        let mut lent = self.write("map.clear").await?;
+        let (conn, broken) = lent.parts();
         let done = sqlx::query("DELETE FROM map WHERE host = ? AND username = ? AND store = ?")
             .bind(host)
             .bind(user)
             .bind(store)
-            .execute(&self.writer)
+            .execute(conn)
             .await
-            .map_err(|e| backend_error("map.clear", e))?;
+            .map_err(|e| backend_error("map.clear", note_failure(broken, e)))?;
         Ok(done.rows_affected())
     }
 }
@@ -361,7 +398,9 @@ impl ArchiveStore for SqliteStore {
         const OP: &str = "archive.append";
         // BEGIN IMMEDIATE takes the write lock before the count, so no other writer (not even
         // another process) can append between the quota check and the insert.
-        let mut tx = self.begin_write(OP).await?;
+        let mut lent = self.write(OP).await?;
+        let (conn, broken) = lent.parts();
+        let mut tx = begin_immediate(conn, broken, OP).await?;
         if let Some(max) = max_records {
             let n: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM archive WHERE host = ? AND username = ? AND store = ?",
@@ -371,7 +410,7 @@ impl ArchiveStore for SqliteStore {
             .bind(store)
             .fetch_one(&mut *tx)
             .await
-            .map_err(|e| backend_error(OP, e))?;
+            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
             let n = count_from_db(OP, n)?;
             if n >= max {
                 tracing::debug!(host, user, store, count = n, max, "archive quota reached");
@@ -392,8 +431,10 @@ impl ArchiveStore for SqliteStore {
         .bind(&record.payload)
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| backend_error(OP, e))?;
-        tx.commit().await.map_err(|e| backend_error(OP, e))?;
+        .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+        tx.commit()
+            .await
+            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
         Ok(id.to_string())
     }
 
@@ -407,11 +448,13 @@ impl ArchiveStore for SqliteStore {
         let Some(mut select) = archive_select::<Sqlite>(host, user, store, query) else {
             return Ok(Vec::new());
         };
+        let mut lent = self.read("archive.query").await?;
+        let (conn, broken) = lent.parts();
         let rows = select
             .build()
-            .fetch_all(&self.reader)
+            .fetch_all(conn)
             .await
-            .map_err(|e| backend_error("archive.query", e))?;
+            .map_err(|e| backend_error("archive.query", note_failure(broken, e)))?;
         let mut records = rows
             .iter()
             .map(archive_record)
@@ -423,15 +466,17 @@ impl ArchiveStore for SqliteStore {
     }
 
     async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
+        let mut lent = self.read("archive.count").await?;
+        let (conn, broken) = lent.parts();
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM archive WHERE host = ? AND username = ? AND store = ?",
         )
         .bind(host)
         .bind(user)
         .bind(store)
-        .fetch_one(&self.reader)
+        .fetch_one(conn)
         .await
-        .map_err(|e| backend_error("archive.count", e))?;
+        .map_err(|e| backend_error("archive.count", note_failure(broken, e)))?;
         count_from_db("archive.count", n)
     }
 
@@ -448,7 +493,9 @@ impl ArchiveStore for SqliteStore {
             return Ok(0);
         }
         // One transaction: one WAL sync for the whole batch, and all-or-nothing.
-        let mut tx = self.begin_write(OP).await?;
+        let mut lent = self.write(OP).await?;
+        let (conn, broken) = lent.parts();
+        let mut tx = begin_immediate(conn, broken, OP).await?;
         let mut deleted = 0;
         for id in ids {
             let done = sqlx::query(
@@ -460,21 +507,25 @@ impl ArchiveStore for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await
-            .map_err(|e| backend_error(OP, e))?;
+            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
             deleted += done.rows_affected();
         }
-        tx.commit().await.map_err(|e| backend_error(OP, e))?;
+        tx.commit()
+            .await
+            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
         Ok(deleted)
     }
 
     async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
+        let mut lent = self.write("archive.clear").await?;
+        let (conn, broken) = lent.parts();
         let done = sqlx::query("DELETE FROM archive WHERE host = ? AND username = ? AND store = ?")
             .bind(host)
             .bind(user)
             .bind(store)
-            .execute(&self.writer)
+            .execute(conn)
             .await
-            .map_err(|e| backend_error("archive.clear", e))?;
+            .map_err(|e| backend_error("archive.clear", note_failure(broken, e)))?;
         Ok(done.rows_affected())
     }
 }
@@ -483,7 +534,9 @@ impl ArchiveStore for SqliteStore {
 impl UserData for SqliteStore {
     async fn delete_user(&self, host: &str, user: &str) -> StorageResult<()> {
         const OP: &str = "users.delete_user";
-        let mut tx = self.begin_write(OP).await?;
+        let mut lent = self.write(OP).await?;
+        let (conn, broken) = lent.parts();
+        let mut tx = begin_immediate(conn, broken, OP).await?;
         for statement in [
             "DELETE FROM keyval WHERE host = ? AND username = ?",
             "DELETE FROM map WHERE host = ? AND username = ?",
@@ -494,9 +547,11 @@ impl UserData for SqliteStore {
                 .bind(user)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| backend_error(OP, e))?;
+                .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
         }
-        tx.commit().await.map_err(|e| backend_error(OP, e))?;
+        tx.commit()
+            .await
+            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
         Ok(())
     }
 }

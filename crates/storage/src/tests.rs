@@ -150,7 +150,8 @@ async fn sqlite_runs_wal_with_full_sync() {
     let store = crate::SqliteStore::open(dir.path().join("x.db"))
         .await
         .expect("open");
-    let mut conn = store.writer_for_tests().await;
+    let mut lent = store.writer_for_tests().await;
+    let conn = lent.parts().0;
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&mut *conn)
         .await
@@ -164,7 +165,7 @@ async fn sqlite_runs_wal_with_full_sync() {
         .await
         .expect("foreign_keys");
     assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
-    drop(conn);
+    drop(lent);
     store.close().await;
 }
 
@@ -176,7 +177,8 @@ async fn sqlite_readers_are_read_only_with_a_small_cache() {
     let store = crate::SqliteStore::open(dir.path().join("x.db"))
         .await
         .expect("open");
-    let mut conn = store.reader_for_tests().await;
+    let mut lent = store.reader_for_tests().await;
+    let conn = lent.parts().0;
     let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
         .fetch_one(&mut *conn)
         .await
@@ -189,7 +191,7 @@ async fn sqlite_readers_are_read_only_with_a_small_cache() {
         (cache, query_only),
         (-i64::from(crate::sqlite::READER_CACHE_KIB), 1)
     );
-    drop(conn);
+    drop(lent);
     store.close().await;
 }
 
