@@ -413,7 +413,13 @@ impl Conn {
         let mut queue: VecDeque<C2sOutput> = outputs.into();
         while let Some(output) = queue.pop_front() {
             match output {
-                C2sOutput::Send(bytes) => {
+                C2sOutput::Send(mut bytes) => {
+                    // Consecutive sends (a stream header and its features) go out together:
+                    // one TLS record and one system call, and one wake-up of the client.
+                    while let Some(C2sOutput::Send(next)) = queue.front() {
+                        bytes.extend_from_slice(next);
+                        queue.pop_front();
+                    }
                     if !self.write(io, &bytes).await {
                         return Some(Flow::Closed);
                     }
