@@ -20,8 +20,9 @@
 //!
 //! A connection whose worker has stopped (`WorkerCrashed`) is not lent again: the borrower
 //! reports the failure ([`note_failure`]) and the next borrower opens a fresh connection.
-//! Connections are opened when first needed, up to the set's size; one is opened up front
-//! so that a bad file or setting fails at startup.
+//! Every connection is opened up front, so that a bad file or setting fails at startup and
+//! the set's threads exist before the first peak instead of being started by it; a connection
+//! that had to be dropped is reopened by the next borrower.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -57,18 +58,21 @@ pub(crate) struct Lent<'a> {
 }
 
 impl Connections {
-    /// Opens the first connection now; the others when borrowers need them.
+    /// Opens every connection now.
     pub(crate) async fn open(options: SqliteConnectOptions, size: u32) -> sqlx::Result<Self> {
-        let first = options.connect().await?;
+        let mut idle = Vec::with_capacity(size as usize);
+        for _ in 0..size {
+            idle.push(options.connect().await?);
+        }
         Ok(Connections {
-            idle: Mutex::new(vec![first]),
+            idle: Mutex::new(idle),
             permits: Semaphore::new(size as usize),
             size,
             options,
         })
     }
 
-    /// Waits for a free connection, opening one if fewer than the set's size exist.
+    /// Waits for a free connection; opens a new one in place of one that was dropped.
     ///
     /// Fails with [`sqlx::Error::PoolClosed`] after [`Connections::close`], or with the
     /// driver's error if a new connection cannot be opened.
@@ -166,13 +170,13 @@ mod tests {
         set.lock_idle().len()
     }
 
-    /// Connections are opened on demand up to the size; a borrower beyond it waits until one
-    /// is given back, then gets that same connection.
+    /// At most the set's size are lent; a borrower beyond it waits until one is given back,
+    /// then gets that same connection.
     #[tokio::test]
     async fn lends_at_most_size_and_reuses() {
         let dir = tempfile::tempdir().unwrap();
         let set = set(&dir, 2).await;
-        assert_eq!(idle(&set), 1, "one connection is opened up front");
+        assert_eq!(idle(&set), 2, "every connection is opened up front");
         let a = set.get().await.unwrap();
         let b = set.get().await.unwrap();
         assert_eq!(idle(&set), 0);
