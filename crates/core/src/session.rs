@@ -148,6 +148,9 @@ pub struct SessionRegistry {
     by_bare: DashMap<Box<str>, Vec<Entry>>,
     /// Sessions unbound since the map's capacity was last checked.
     unbinds: std::sync::atomic::AtomicUsize,
+    /// Sessions bound now (approximately, under concurrent binds): when it reaches zero the
+    /// map gives back its whole table.
+    bound: std::sync::atomic::AtomicUsize,
 }
 
 /// Unbinds between checks whether the registry's map should give back memory.
@@ -197,6 +200,10 @@ impl SessionRegistry {
                 info(jid.clone(), &old)
             });
         entries.push(entry);
+        if replaced.is_none() {
+            self.bound
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         replaced
     }
 
@@ -219,12 +226,15 @@ impl SessionRegistry {
 
     /// A hash map keeps its capacity when emptied: after a peak of logins the registry would
     /// hold the table sized for the peak. Checked every [`SHRINK_CHECK_EVERY`] unbinds, so the
-    /// cost is negligible; shrunk when less than a quarter is in use.
+    /// cost is negligible, and shrunk when less than a quarter is in use; and given back
+    /// entirely when the last session goes, or the table sized for the sessions left at the
+    /// last check would stay.
     fn shrink_after_peak(&self) {
         use std::sync::atomic::Ordering;
         let n = self.unbinds.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_multiple_of(SHRINK_CHECK_EVERY) && self.by_bare.len() * 4 < self.by_bare.capacity()
-        {
+        let left = self.bound.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        let check = left == 0 || n.is_multiple_of(SHRINK_CHECK_EVERY);
+        if check && self.by_bare.len() * 4 < self.by_bare.capacity() {
             self.by_bare.shrink_to_fit();
         }
     }
@@ -427,11 +437,44 @@ mod tests {
             assert!(reg.unbind(jid, i as u64));
         }
         assert!(reg.is_empty());
+        assert_eq!(
+            reg.by_bare.capacity(),
+            0,
+            "the whole table goes with the last session (peak {peak})"
+        );
+    }
+
+    #[test]
+    fn the_registry_shrinks_while_sessions_remain() {
+        let reg = SessionRegistry::new();
+        let jids: Vec<FullJid> = (0..4096).map(|i| full(&format!("u{i}@x/r"))).collect();
+        let mut rxs = Vec::new();
+        for (i, jid) in jids.iter().enumerate() {
+            let (tx, rx) = session_queue(1);
+            rxs.push(rx);
+            reg.bind(jid, i as u64, tx, Arc::default());
+        }
+        let peak = reg.by_bare.capacity();
+        // Leave 100 sessions bound.
+        for (i, jid) in jids.iter().enumerate().skip(100) {
+            assert!(reg.unbind(jid, i as u64));
+        }
         assert!(
             reg.by_bare.capacity() < peak / 4,
             "capacity {} after the peak of {peak}",
             reg.by_bare.capacity()
         );
+        for (i, jid) in jids.iter().enumerate().take(100) {
+            let out = || Outbound {
+                bytes: Bytes::from_static(b"<message/>"),
+                reroute: None,
+            };
+            assert_eq!(
+                reg.deliver_to(jid, out),
+                Some(Ok(())),
+                "session {i} still bound"
+            );
+        }
     }
 
     #[test]
