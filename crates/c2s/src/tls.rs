@@ -132,6 +132,15 @@ impl TlsSetup {
             .with_cert_resolver(resolver.clone());
         // The one way to the exporter secret on the unbuffered API (see tls_stream).
         config.key_log = Arc::new(ExporterCapture);
+        // Resumption with stateless tickets (the key rotates every 6 hours): a returning
+        // client skips the key exchange and the signature, and the server keeps nothing per
+        // ticket. rustls' default instead keeps the last 256 sessions in memory, which a busy
+        // server cycles through in well under a second. One ticket: a client reconnects over
+        // one connection at a time.
+        config.ticketer = rustls::crypto::ring::Ticketer::new()
+            .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 1;
         Ok(TlsSetup {
             config: Arc::new(config),
             resolver,

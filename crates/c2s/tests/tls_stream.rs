@@ -375,3 +375,43 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).to_vec()
 }
+
+/// A client that comes back resumes its session with the ticket it was given, and the
+/// resumed connection has what a full handshake gives: SNI, the exporter, the end-point hash.
+/// Tickets are stateless (the server keeps nothing per ticket).
+#[tokio::test]
+async fn a_returning_client_resumes_with_its_ticket() {
+    let f = fixture().await;
+    let config = f.client_config(None, false);
+    for (round, expected) in [
+        (0, rustls::HandshakeKind::Full),
+        (1, rustls::HandshakeKind::Resumed),
+        (2, rustls::HandshakeKind::Resumed),
+    ] {
+        let (mut client, mut server) = f.pair(config.clone(), "example.org").await;
+        // The ticket arrives after the handshake; the client takes it in with the first
+        // application data it reads.
+        server.write_all(b"hello").await.unwrap();
+        server.flush().await.unwrap();
+        let mut buf = [0u8; 5];
+        tokio::time::timeout(LIMIT, client.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"hello");
+        assert_eq!(
+            client.get_ref().1.handshake_kind(),
+            Some(expected),
+            "round {round}"
+        );
+        assert_eq!(server.server_name(), Some("example.org"), "round {round}");
+        let cb = f.setup.channel_binding(&mut server);
+        let expected_exporter = client
+            .get_ref()
+            .1
+            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .unwrap();
+        assert_eq!(cb.tls_exporter.as_deref(), Some(&expected_exporter[..]));
+        assert!(cb.tls_server_end_point.is_some(), "round {round}");
+    }
+}
