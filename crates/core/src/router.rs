@@ -66,6 +66,14 @@ fn message_type(stanza: &Stanza) -> &str {
     stanza.type_attr().unwrap_or("normal")
 }
 
+/// What became of a stanza offered to the session bound to its `to`.
+enum SessionDelivery {
+    /// Delivered (`None`), or refused with this bounce for the sender.
+    Handled(Option<Stanza>),
+    /// Not for a session bound here: routing goes on with the stanza.
+    NotBound(Stanza),
+}
+
 impl Router {
     /// A router serving `hosts`.
     pub fn new(
@@ -133,7 +141,65 @@ impl Router {
         // most two rounds.
         for _ in 0..2 {
             let Some(stanza) = pending.take() else { return };
-            pending = self.route_once(stanza).await;
+            pending = match self.route_to_bound_session(stanza) {
+                SessionDelivery::Handled(bounce) => bounce,
+                // Boxed: the general path's future is large (storage, modules, offline), and
+                // inline it would be built and moved for every stanza, most of which never
+                // take it.
+                SessionDelivery::NotBound(stanza) => Box::pin(self.route_once(stanza)).await,
+            };
+        }
+    }
+
+    /// The common case, decided without waiting: a stanza to the full JID of a local account
+    /// whose session is bound here (a chat message between two online users). Anything else
+    /// comes back for [`Router::route_once`]; what is handled here takes exactly the path
+    /// `route_once` would.
+    fn route_to_bound_session(&self, stanza: Stanza) -> SessionDelivery {
+        let direct = match stanza.to().map(Jid::try_as_full) {
+            Some(Ok(full)) => {
+                let domain = full.domain().as_str();
+                full.node().is_some()
+                    && !self.components.is_component(domain)
+                    && self.is_local_domain(domain)
+                    && !self.is_about_the_account(&stanza)
+            }
+            _ => false,
+        };
+        if !direct {
+            return SessionDelivery::NotBound(stanza);
+        }
+        self.deliver_to_bound_session(stanza)
+    }
+
+    /// Subscriptions and probes are about accounts, not resources (RFC 6121 §3.1.3), when a
+    /// module handles them.
+    fn is_about_the_account(&self, stanza: &Stanza) -> bool {
+        stanza.kind() == StanzaKind::Presence
+            && self.registry.inbound_presence_handler().is_some()
+            && InboundPresenceKind::from_type(stanza.type_attr()).is_some()
+    }
+
+    /// RFC 6121 §8.5.3.1: a connected resource gets it, whatever its presence. The stanza
+    /// comes back when no session is bound to its `to` (a full JID).
+    fn deliver_to_bound_session(&self, stanza: Stanza) -> SessionDelivery {
+        // The copy kept for rerouting is the stanza itself, shared, not a deep copy.
+        let stanza = Arc::new(stanza);
+        let Some(Ok(full)) = stanza.to().map(Jid::try_as_full) else {
+            return SessionDelivery::NotBound(Arc::unwrap_or_clone(stanza));
+        };
+        let outbound = || Outbound {
+            bytes: client_bytes(&stanza),
+            reroute: Some(stanza.clone()),
+        };
+        match self.sessions.deliver_to(full, outbound) {
+            Some(Ok(())) => SessionDelivery::Handled(None),
+            Some(Err(DeliveryError::NoSession | DeliveryError::QueueFull)) => {
+                SessionDelivery::Handled(
+                    stanza.error_reply(&StanzaError::new(DefinedCondition::RecipientUnavailable)),
+                )
+            }
+            None => SessionDelivery::NotBound(Arc::unwrap_or_clone(stanza)),
         }
     }
 
@@ -345,29 +411,13 @@ impl Router {
     }
 
     async fn to_full(&self, stanza: Stanza, full: &FullJid) -> Option<Stanza> {
-        if stanza.kind() == StanzaKind::Presence
-            && self.registry.inbound_presence_handler().is_some()
-            && InboundPresenceKind::from_type(stanza.type_attr()).is_some()
-        {
-            // Subscriptions and probes are about accounts, not resources (RFC 6121 §3.1.3).
+        if self.is_about_the_account(&stanza) {
             return Box::pin(self.to_bare(stanza, &full.to_bare())).await;
         }
-        // §8.5.3.1: a connected resource gets it, whatever its presence. The copy kept for
-        // rerouting is the stanza itself, shared, not a deep copy.
-        let stanza = Arc::new(stanza);
-        let outbound = || Outbound {
-            bytes: client_bytes(&stanza),
-            reroute: Some(stanza.clone()),
+        let stanza = match self.deliver_to_bound_session(stanza) {
+            SessionDelivery::Handled(bounce) => return bounce,
+            SessionDelivery::NotBound(stanza) => stanza,
         };
-        match self.sessions.deliver_to(full, outbound) {
-            Some(Ok(())) => return None,
-            Some(Err(DeliveryError::NoSession | DeliveryError::QueueFull)) => {
-                return stanza
-                    .error_reply(&StanzaError::new(DefinedCondition::RecipientUnavailable));
-            }
-            None => {}
-        }
-        let stanza = Arc::unwrap_or_clone(stanza);
         let bare = full.to_bare();
         if !self.account_exists(&bare).await {
             return match stanza.kind() {
