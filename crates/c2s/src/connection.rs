@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
-use xmppd_core::{Outbound, QueueReceiver, SessionControl, session_queue};
+use xmppd_core::{Next, Outbound, QueueSignal, SessionControl, session_queue};
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
 use xmppd_stream::sasl::ChannelBindingData;
 use xmppd_stream::{C2sOutput, C2sResponder};
@@ -50,8 +50,8 @@ enum Flow {
 /// What a wait produced.
 enum Input {
     Readable(std::io::Result<()>),
-    Outbound(Option<Outbound>),
-    Kicked,
+    /// The session's queue: `true` when its wait ended (the wait must be made anew).
+    Queue(bool),
     Shutdown,
     Deadline,
 }
@@ -177,6 +177,10 @@ async fn handshake(conn: &Conn, socket: TcpStream) -> Option<Box<ServerTlsStream
         .map(Box::new)
 }
 
+fn system_shutdown() -> StreamError {
+    StreamError::with_text(Cond::SystemShutdown, "the server is shutting down")
+}
+
 /// Runs `op` for at most `limit`; its failure or timeout is logged as `what`'s and gives `None`.
 async fn within<T>(
     limit: Duration,
@@ -216,17 +220,21 @@ async fn readable_or_now<S: Transport>(io: &S, now: bool) -> std::io::Result<()>
     if now { Ok(()) } else { io.readable().await }
 }
 
-async fn recv_opt(rx: Option<&mut QueueReceiver>) -> Option<Outbound> {
-    match rx {
-        Some(rx) => rx.recv().await,
+/// The wait on a session's queue; no session, no wake-ups.
+async fn queue_wait(signal: Option<QueueSignal>) {
+    match signal {
+        Some(signal) => signal.notified().await,
         None => std::future::pending().await,
     }
 }
 
-async fn kicked_opt(control: Option<Arc<SessionControl>>) {
-    match control {
-        Some(c) => c.kicked().await,
-        None => std::future::pending().await,
+/// Ends at once when the queue is worth a look now, else when the wait ends (`true`).
+async fn queue_or_now<F: Future<Output = ()>>(wait: Pin<&mut F>, now: bool) -> bool {
+    if now {
+        false
+    } else {
+        wait.await;
+        true
     }
 }
 
@@ -258,12 +266,16 @@ impl Conn {
     async fn drive<S: Transport>(&mut self, io: &mut S, shutdown: &CancellationToken) -> Flow {
         // Whether the socket may have bytes: true at the start and after readiness or a read.
         let mut try_read = true;
-        // Created once, not on every wake-up: each creation and drop takes the locks of the
-        // token's and the control's waiter lists.
+        // Whether the queue may hold stanzas without a pending wake-up (a batch was taken).
+        let mut queue_now = false;
+        // Created once, not on every wake-up: each creation and drop takes the lock of a
+        // waiter list.
         let shutting_down = shutdown.cancelled();
         tokio::pin!(shutting_down);
-        let kicked = kicked_opt(self.session.as_ref().map(|s| s.control.clone()));
-        tokio::pin!(kicked);
+        // A bound session waits on one thing besides its socket: its queue, through which
+        // kicks, and the shutdown (which kicks every bound session), also wake it.
+        let queued = queue_wait(self.session.as_ref().map(|s| s.rx.signal()));
+        tokio::pin!(queued);
         loop {
             if try_read {
                 let flow = match io.read_now(&mut self.reader) {
@@ -288,33 +300,29 @@ impl Conn {
                 }
             }
             // The input just processed bound a resource (the timer still runs only until
-            // then): stop the authentication deadline and watch for kicks instead.
+            // then): stop the authentication deadline and wait on the session's queue.
             if self.session.is_some() && self.deadline_timer.is_some() {
                 self.deadline_timer = None;
-                let control = self.session.as_ref().map(|s| s.control.clone());
-                kicked.set(kicked_opt(control));
+                queued.set(queue_wait(self.session.as_ref().map(|s| s.rx.signal())));
+                queue_now = true;
+                // The shutdown kicks the sessions it finds bound after cancelling the token;
+                // one bound after that sees the token cancelled here.
+                if shutdown.is_cancelled() {
+                    return Box::pin(self.close_with(io, system_shutdown())).await;
+                }
             }
+            let bound = self.session.is_some();
             let input = tokio::select! {
                 biased;
-                _ = &mut shutting_down => Input::Shutdown,
-                _ = &mut kicked => Input::Kicked,
+                _ = &mut shutting_down, if !bound => Input::Shutdown,
                 _ = expired(&mut self.deadline_timer) => Input::Deadline,
-                out = recv_opt(self.session.as_mut().map(|s| &mut s.rx)) => Input::Outbound(out),
+                woke = queue_or_now(queued.as_mut(), queue_now) => Input::Queue(woke),
                 // After a read, read again at once (TLS may hold more decrypted bytes than the
                 // socket shows), but only once the queue, kicks and shutdown had their turn.
                 ready = readable_or_now(io, try_read) => Input::Readable(ready),
             };
             let flow = match input {
-                Input::Shutdown => {
-                    let e =
-                        StreamError::with_text(Cond::SystemShutdown, "the server is shutting down");
-                    Some(Box::pin(self.close_with(io, e)).await)
-                }
-                Input::Kicked => {
-                    let reason = self.session.as_ref().map(|s| s.control.reason());
-                    let e = reason.unwrap_or_else(|| StreamError::new(Cond::UndefinedCondition));
-                    Some(Box::pin(self.close_with(io, e)).await)
-                }
+                Input::Shutdown => Some(Box::pin(self.close_with(io, system_shutdown())).await),
                 Input::Deadline => {
                     let e = StreamError::with_text(
                         Cond::ConnectionTimeout,
@@ -322,8 +330,32 @@ impl Conn {
                     );
                     Some(Box::pin(self.close_with(io, e)).await)
                 }
-                Input::Outbound(None) => Some(Flow::Closed),
-                Input::Outbound(Some(first)) => Box::pin(self.write_outbound(io, first)).await,
+                Input::Queue(woke) => {
+                    if woke {
+                        queued.set(queue_wait(self.session.as_ref().map(|s| s.rx.signal())));
+                    }
+                    match self.session.as_mut() {
+                        Some(session) if session.control.is_kicked() => {
+                            let e = session.control.reason();
+                            Some(Box::pin(self.close_with(io, e)).await)
+                        }
+                        Some(session) => match session.rx.next_now() {
+                            Next::Item(first) => {
+                                queue_now = true;
+                                Box::pin(self.write_outbound(io, first)).await
+                            }
+                            Next::Empty => {
+                                queue_now = false;
+                                None
+                            }
+                            Next::Finished => Some(Flow::Closed),
+                        },
+                        None => {
+                            queue_now = false;
+                            None
+                        }
+                    }
+                }
                 Input::Readable(Ok(())) => {
                     try_read = true;
                     None
@@ -460,7 +492,7 @@ impl Conn {
                 }
                 C2sOutput::Bind { iq_id, jid } => {
                     let (tx, rx) = session_queue(self.ctx.limits.session_queue);
-                    let control = Arc::new(SessionControl::default());
+                    let control = Arc::new(SessionControl::waking(rx.signal()));
                     let replaced =
                         self.ctx
                             .router

@@ -21,6 +21,6 @@ pub use hooks::{
     OutboundSubscriptionHandler, SessionPresence, SessionPresenceHook, SubscriptionKind,
 };
 pub use module::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
-pub use queue::{QueueReceiver, QueueSender, session_queue};
+pub use queue::{Next, QueueReceiver, QueueSender, QueueSignal, session_queue};
 pub use router::{RemoteRoute, Router};
 pub use session::{Outbound, SessionControl, SessionRegistry};

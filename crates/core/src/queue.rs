@@ -129,7 +129,62 @@ pub struct QueueReceiver {
     shared: Arc<Shared>,
 }
 
+/// What [`QueueReceiver::next_now`] found.
+#[derive(Debug)]
+pub enum Next {
+    /// The oldest queued stanza.
+    Item(Outbound),
+    /// Nothing queued now.
+    Empty,
+    /// Nothing queued and nothing more will come: every sender is gone or the queue was
+    /// closed.
+    Finished,
+}
+
+/// Wakes the receiver's task, or waits for a wake-up, without borrowing the receiver: for a
+/// task that waits on its queue while it reads and writes, and for waking it for other
+/// reasons than a stanza (a kick), so that it needs one waiter instead of several.
+#[derive(Clone, Debug)]
+pub struct QueueSignal {
+    shared: Arc<Shared>,
+}
+
+impl QueueSignal {
+    /// Ends the receiver's current or next wait.
+    pub fn notify(&self) {
+        self.shared.ready.notify_one();
+    }
+
+    /// Resolves at the next wake-up: a stanza queued, the last sender gone, or
+    /// [`QueueSignal::notify`]. A wake-up that came while nobody waited is kept (there is one
+    /// receiver), so checking [`QueueReceiver::next_now`] and then waiting misses nothing.
+    pub async fn notified(self) {
+        self.shared.ready.notified().await;
+    }
+}
+
 impl QueueReceiver {
+    /// The handle to wait on this queue, or wake its task, from elsewhere.
+    pub fn signal(&self) -> QueueSignal {
+        QueueSignal {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The next stanza without waiting. When nothing is queued, the queue's memory is given
+    /// back (the task is about to wait).
+    pub fn next_now(&mut self) -> Next {
+        let mut state = self.shared.lock();
+        if let Some(outbound) = state.items.pop_front() {
+            return Next::Item(outbound);
+        }
+        if state.senders == 0 || state.closed {
+            return Next::Finished;
+        }
+        state.items = VecDeque::new();
+        Next::Empty
+    }
+
     /// The next stanza; `None` once every sender is gone (or the queue was closed) and
     /// nothing is left.
     pub async fn recv(&mut self) -> Option<Outbound> {
@@ -304,5 +359,35 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn next_now_and_the_signal_miss_nothing() {
+        let (tx, mut rx) = session_queue(4);
+        assert!(matches!(rx.next_now(), Next::Empty));
+        // Queued between the check and the wait: the wait ends at once.
+        tx.try_send(out("1")).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.signal().notified())
+            .await
+            .expect("the queued stanza's wake-up was kept");
+        assert!(matches!(rx.next_now(), Next::Item(o) if o.bytes == Bytes::from_static(b"1")));
+        // A wake-up without a stanza.
+        let signal = rx.signal();
+        let waiting = tokio::spawn(signal.clone().notified());
+        tokio::task::yield_now().await;
+        signal.notify();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("notify ends the wait")
+            .unwrap();
+        assert!(matches!(rx.next_now(), Next::Empty));
+        // The last sender leaving ends the queue, after what is queued.
+        tx.try_send(out("2")).unwrap();
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(5), rx.signal().notified())
+            .await
+            .unwrap();
+        assert!(matches!(rx.next_now(), Next::Item(_)));
+        assert!(matches!(rx.next_now(), Next::Finished));
     }
 }

@@ -11,8 +11,9 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::queue::{QueueSender, TrySendError};
+use crate::queue::{QueueSender, QueueSignal, TrySendError};
 use bytes::Bytes;
 use dashmap::DashMap;
 use jid::{BareJid, FullJid};
@@ -37,15 +38,39 @@ pub struct Outbound {
 pub struct SessionControl {
     token: CancellationToken,
     reason: Mutex<Option<StreamError>>,
+    /// Set with the token; read without the token's lock by a task that is woken through its
+    /// queue instead.
+    kicked: AtomicBool,
+    /// A client session's queue: its task waits on it anyway, so a kick wakes it there rather
+    /// than through a second waiter polled on every wake-up.
+    wake: Option<QueueSignal>,
 }
 
 impl SessionControl {
+    /// The control of a session whose task waits on `queue`: a kick wakes it there, and it
+    /// checks [`SessionControl::is_kicked`] when woken.
+    pub fn waking(queue: QueueSignal) -> Self {
+        SessionControl {
+            wake: Some(queue),
+            ..Default::default()
+        }
+    }
+
     /// Asks the session to close with this stream error. The first reason wins.
     pub fn kick(&self, error: StreamError) {
         if let Ok(mut reason) = self.reason.lock() {
             reason.get_or_insert(error);
         }
+        self.kicked.store(true, Ordering::Release);
         self.token.cancel();
+        if let Some(queue) = &self.wake {
+            queue.notify();
+        }
+    }
+
+    /// Whether [`SessionControl::kick`] was called.
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
     }
 
     /// Resolves when the session was kicked.
@@ -509,5 +534,27 @@ mod tests {
         assert_eq!(reg.get(&full("a@x/r")).unwrap().priority, None);
         reg.set_presence(&full("a@x/r"), 7, Some((5, p)));
         assert_eq!(reg.get(&full("a@x/r")).unwrap().priority, Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_kick_wakes_the_session_through_its_queue() {
+        let (tx, mut rx) = session_queue(4);
+        let control = Arc::new(SessionControl::waking(rx.signal()));
+        let reg = SessionRegistry::new();
+        reg.bind(&full("a@x/r"), 1, tx, control.clone());
+        assert!(!control.is_kicked());
+        let waiting = tokio::spawn(rx.signal().notified());
+        tokio::task::yield_now().await;
+        reg.kick_all(&StreamError::new(StreamErrorCondition::SystemShutdown));
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the kick woke the queue's waiter")
+            .unwrap();
+        assert!(control.is_kicked());
+        assert_eq!(
+            control.reason().condition,
+            StreamErrorCondition::SystemShutdown
+        );
+        assert!(matches!(rx.next_now(), crate::queue::Next::Empty));
     }
 }
