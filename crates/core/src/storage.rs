@@ -80,6 +80,21 @@ pub trait MapStore: Send + Sync + 'static {
         user: &str,
         store: &str,
     ) -> StorageResult<Vec<(String, Vec<u8>)>>;
+    /// The items of several stores of one user, read together: one list per store, in the
+    /// order of `stores`, each sorted by key. Backends answer it with one statement (a login
+    /// reads a user's roster and pending subscription requests at once).
+    async fn list_stores(
+        &self,
+        host: &str,
+        user: &str,
+        stores: &[&str],
+    ) -> StorageResult<Vec<Vec<(String, Vec<u8>)>>> {
+        let mut lists = Vec::with_capacity(stores.len());
+        for store in stores {
+            lists.push(self.list(host, user, store).await?);
+        }
+        Ok(lists)
+    }
     /// Number of items.
     async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
     /// Deletes every item of the store; returns how many were deleted.

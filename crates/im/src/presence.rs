@@ -32,7 +32,13 @@ impl SessionPresenceHook for Im {
                 priority,
             } => {
                 let user = jid.to_bare();
-                let items = self.items_or_empty(&user).await;
+                // Initial presence also hands over the requests that waited (§3.1.3): read
+                // with the roster.
+                let (items, pending) = if *initial {
+                    self.items_and_pending_or_empty(&user).await
+                } else {
+                    (self.items_or_empty(&user).await, Vec::new())
+                };
                 for item in items.iter().filter(|i| i.subscription.from()) {
                     if let Some(contact) = contact_jid(item, &user) {
                         router.route(readdress(stanza, &contact)).await;
@@ -53,7 +59,7 @@ impl SessionPresenceHook for Im {
                         router.route(probe).await;
                     }
                 }
-                self.redeliver_requests(router, jid).await;
+                redeliver_requests(router, jid, pending);
             }
             SessionPresence::Unavailable {
                 jid,
@@ -98,23 +104,28 @@ impl Im {
         }
     }
 
-    /// Hands the subscription requests still awaiting an answer to a session that just
-    /// became available.
-    async fn redeliver_requests(&self, router: &Router, jid: &FullJid) {
-        let pending = match self.roster.pending(&jid.to_bare()).await {
-            Ok(p) => p,
+    /// The roster and the pending requests; on a storage failure, none of either (presence
+    /// then goes to the user's own resources only, and the requests wait for the next login).
+    async fn items_and_pending_or_empty(&self, user: &BareJid) -> (Vec<RosterItem>, Vec<Vec<u8>>) {
+        match self.roster.items_and_pending(user).await {
+            Ok(both) => both,
             Err(e) => {
-                warn!(%jid, error = %e, "pending requests could not be read");
-                return;
+                warn!(%user, error = %e, "roster read failed; presence goes to own resources only");
+                (Vec::new(), Vec::new())
             }
-        };
-        for bytes in pending {
-            match parse_stored(&bytes).and_then(|el| Stanza::parse(el, ns::CLIENT).ok()) {
-                Some(stanza) => {
-                    router.deliver_to_session(&stanza, jid);
-                }
-                None => warn!(%jid, "a stored subscription request is corrupt; skipped"),
+        }
+    }
+}
+
+/// Hands the subscription requests still awaiting an answer to a session that just became
+/// available.
+fn redeliver_requests(router: &Router, jid: &FullJid, pending: Vec<Vec<u8>>) {
+    for bytes in pending {
+        match parse_stored(&bytes).and_then(|el| Stanza::parse(el, ns::CLIENT).ok()) {
+            Some(stanza) => {
+                router.deliver_to_session(&stanza, jid);
             }
+            None => warn!(%jid, "a stored subscription request is corrupt; skipped"),
         }
     }
 }

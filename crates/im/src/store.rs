@@ -57,6 +57,23 @@ impl RosterStore {
         rows.iter().map(|(_, v)| decode(v)).collect()
     }
 
+    /// Every item, sorted by JID, and every pending request, as stored: what a session
+    /// needs when it becomes available, in one read.
+    pub async fn items_and_pending(
+        &self,
+        user: &BareJid,
+    ) -> StorageResult<(Vec<RosterItem>, Vec<Vec<u8>>)> {
+        let (host, node) = owner(user);
+        let mut lists = self.map.list_stores(host, node, &[ROSTER, PENDING]).await?;
+        let pending = lists.pop().unwrap_or_default();
+        let items = lists.pop().unwrap_or_default();
+        let items = items
+            .iter()
+            .map(|(_, v)| decode(v))
+            .collect::<StorageResult<_>>()?;
+        Ok((items, pending.into_iter().map(|(_, v)| v).collect()))
+    }
+
     /// One item.
     pub async fn item(
         &self,
@@ -126,13 +143,6 @@ impl RosterStore {
     pub async fn count_pending(&self, user: &BareJid) -> StorageResult<u64> {
         let (host, node) = owner(user);
         self.map.count(host, node, PENDING).await
-    }
-
-    /// Every pending request, as stored.
-    pub async fn pending(&self, user: &BareJid) -> StorageResult<Vec<Vec<u8>>> {
-        let (host, node) = owner(user);
-        let rows = self.map.list(host, node, PENDING).await?;
-        Ok(rows.into_iter().map(|(_, v)| v).collect())
     }
 
     /// The current roster version.

@@ -170,6 +170,24 @@ pub(crate) fn backend_error(operation: &'static str, err: sqlx::Error) -> Storag
     StorageError::Backend(format!("{operation}: {err}"))
 }
 
+/// Distributes `(store, key, value)` rows, sorted by store then key, into one list per store
+/// in the order of `stores`.
+pub(crate) fn split_by_store(
+    stores: &[&str],
+    rows: Vec<(String, String, Vec<u8>)>,
+) -> Vec<Vec<(String, Vec<u8>)>> {
+    let mut lists: Vec<Vec<(String, Vec<u8>)>> = stores.iter().map(|_| Vec::new()).collect();
+    for (store, key, value) in rows {
+        // A store named twice gets its items in its first place.
+        if let Some(i) = stores.iter().position(|s| *s == store)
+            && let Some(list) = lists.get_mut(i)
+        {
+            list.push((key, value));
+        }
+    }
+    lists
+}
+
 /// Converts a row count read from the database (always `>= 0`).
 pub(crate) fn count_from_db(operation: &'static str, n: i64) -> Result<u64, StorageError> {
     u64::try_from(n).map_err(|_| {

@@ -255,6 +255,28 @@ impl MapStore for PostgresStore {
         .map_err(|e| backend_error("map.list", e))
     }
 
+    async fn list_stores(
+        &self,
+        host: &str,
+        user: &str,
+        stores: &[&str],
+    ) -> StorageResult<Vec<Vec<(String, Vec<u8>)>>> {
+        if stores.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT store, item_key, value FROM map \
+             WHERE host = $1 AND username = $2 AND store = ANY($3) ORDER BY store, item_key",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(stores.to_vec())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend_error("map.list_stores", e))?;
+        Ok(crate::split_by_store(stores, rows))
+    }
+
     async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM map WHERE host = $1 AND username = $2 AND store = $3",

@@ -358,6 +358,38 @@ impl MapStore for SqliteStore {
         .map_err(|e| backend_error("map.list", note_failure(broken, e)))
     }
 
+    async fn list_stores(
+        &self,
+        host: &str,
+        user: &str,
+        stores: &[&str],
+    ) -> StorageResult<Vec<Vec<(String, Vec<u8>)>>> {
+        if stores.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut select = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT store, item_key, value FROM map WHERE host = ",
+        );
+        select
+            .push_bind(host)
+            .push(" AND username = ")
+            .push_bind(user);
+        select.push(" AND store IN (");
+        let mut names = select.separated(", ");
+        for store in stores {
+            names.push_bind(*store);
+        }
+        select.push(") ORDER BY store, item_key");
+        let mut lent = self.read("map.list_stores").await?;
+        let (conn, broken) = lent.parts();
+        let rows: Vec<(String, String, Vec<u8>)> = select
+            .build_query_as()
+            .fetch_all(conn)
+            .await
+            .map_err(|e| backend_error("map.list_stores", note_failure(broken, e)))?;
+        Ok(crate::split_by_store(stores, rows))
+    }
+
     async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
         let mut lent = self.read("map.count").await?;
         let (conn, broken) = lent.parts();

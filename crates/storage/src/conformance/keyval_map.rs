@@ -193,6 +193,46 @@ pub async fn map_list_sorted_and_count(s: &Storage, ns: &str) {
     assert!(ok(s.map.list(&h, "alice", "none").await, "list").is_empty());
 }
 
+/// `list_stores` gives each named store's items as `list` would, in the order asked, one
+/// user's only; an unknown store gives an empty list.
+pub async fn map_list_stores(s: &Storage, ns: &str) {
+    let h = host(ns);
+    for (store, key) in [
+        ("roster", "b"),
+        ("roster", "a"),
+        ("pending", "z"),
+        ("other", "x"),
+    ] {
+        ok(
+            s.map.put(&h, "alice", store, key, key.as_bytes()).await,
+            "put",
+        );
+    }
+    ok(s.map.put(&h, "bob", "roster", "y", b"y").await, "put");
+    let lists = ok(
+        s.map
+            .list_stores(&h, "alice", &["pending", "roster", "none"])
+            .await,
+        "list_stores",
+    );
+    assert_eq!(
+        lists,
+        vec![
+            ok(s.map.list(&h, "alice", "pending").await, "list"),
+            ok(s.map.list(&h, "alice", "roster").await, "list"),
+            Vec::new(),
+        ]
+    );
+    assert_eq!(
+        lists[1],
+        vec![
+            ("a".to_owned(), b"a".to_vec()),
+            ("b".to_owned(), b"b".to_vec())
+        ]
+    );
+    assert!(ok(s.map.list_stores(&h, "alice", &[]).await, "list_stores").is_empty());
+}
+
 /// `clear` deletes every item of one store only and returns how many.
 pub async fn map_clear(s: &Storage, ns: &str) {
     let (h, o) = (host(ns), other_host(ns));

@@ -35,6 +35,7 @@ macro_rules! for_each_check {
             map_put_get_replace,
             map_delete,
             map_list_sorted_and_count,
+            map_list_stores,
             map_clear,
             archive_append_and_order,
             archive_ids_unique_across_archives,
