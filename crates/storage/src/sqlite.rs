@@ -27,8 +27,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Read connections; WAL readers run in parallel with each other and with the writer.
-const READERS: u32 = 4;
+/// Read connections: one per CPU, at least two and at most eight. WAL readers run in parallel
+/// with each other and with the writer, so reads scale with cores; beyond the cores a reader
+/// only adds memory: each keeps its thread, its prepared statements and its page cache (about
+/// 0.4 MiB once used, measured after a login peak).
+fn readers() -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cpus.clamp(2, 8)).unwrap_or(2)
+}
 
 /// Page cache of each read connection, in KiB (SQLite's `cache_size` takes a negative
 /// number as KiB). SQLite's default, 2 MiB per connection, was kept full after one login peak
@@ -112,7 +118,7 @@ impl SqliteStore {
             options
                 .pragma("query_only", "ON")
                 .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
-            READERS,
+            readers(),
         )
         .await
         .map_err(sqlite_err)?;
