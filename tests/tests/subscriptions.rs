@@ -177,6 +177,39 @@ async fn pending_request_survives_a_restart_and_is_delivered_at_login() -> anyho
     Ok(())
 }
 
+/// Initial presence reads the roster and the waiting requests together; a roster item that
+/// cannot be decoded must not hold back the requests.
+#[tokio::test]
+async fn pending_request_is_delivered_even_when_the_roster_is_unreadable() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    add_users(&server, &["alice", "bob"]).await?;
+    let mut alice = online_with_roster(&server, "alice", "laptop", 1).await?;
+    alice
+        .send("<presence to='bob@localhost' type='subscribe'/>")
+        .await?;
+    expect_push(&mut alice, "bob@localhost", "none", true).await?;
+
+    // A second connection to the same database, as the admin CLI would open.
+    let storage = xmppd::open_storage(&server.config).await?;
+    storage
+        .map
+        .put(
+            "localhost",
+            "bob",
+            "roster",
+            "carol@localhost",
+            b"not a roster item",
+        )
+        .await?;
+
+    let mut bob = server.login("bob", &password("bob"), "desk").await?;
+    bob.available(0).await?;
+    expect_presence(&mut bob, "bob@localhost/desk", None).await?;
+    expect_subscription(&mut bob, "alice@localhost", "subscribe").await?;
+    server.stop().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn pending_requests_are_capped_per_user() -> anyhow::Result<()> {
     // Requests awaiting alice's answer are stored; beyond the limit the sender is told

@@ -33,11 +33,12 @@ impl SessionPresenceHook for Im {
             } => {
                 let user = jid.to_bare();
                 // Initial presence also hands over the requests that waited (§3.1.3): read
-                // with the roster.
-                let (items, pending) = if *initial {
-                    self.items_and_pending_or_empty(&user).await
+                // with the roster, and handed over at once, so that one answered meanwhile
+                // from another resource is not asked again.
+                let items = if *initial {
+                    self.items_and_redeliver_requests(router, jid, &user).await
                 } else {
-                    (self.items_or_empty(&user).await, Vec::new())
+                    self.items_or_empty(&user).await
                 };
                 for item in items.iter().filter(|i| i.subscription.from()) {
                     if let Some(contact) = contact_jid(item, &user) {
@@ -59,7 +60,6 @@ impl SessionPresenceHook for Im {
                         router.route(probe).await;
                     }
                 }
-                redeliver_requests(router, jid, pending);
             }
             SessionPresence::Unavailable {
                 jid,
@@ -104,14 +104,27 @@ impl Im {
         }
     }
 
-    /// The roster and the pending requests; on a storage failure, none of either (presence
-    /// then goes to the user's own resources only, and the requests wait for the next login).
-    async fn items_and_pending_or_empty(&self, user: &BareJid) -> (Vec<RosterItem>, Vec<Vec<u8>>) {
+    /// The roster, with the pending requests handed to the session on the way. On a
+    /// storage failure neither (presence then goes to the user's own resources only, and
+    /// the requests wait for the next login); a roster that cannot be decoded does not hold
+    /// back the requests.
+    async fn items_and_redeliver_requests(
+        &self,
+        router: &Router,
+        jid: &FullJid,
+        user: &BareJid,
+    ) -> Vec<RosterItem> {
         match self.roster.items_and_pending(user).await {
-            Ok(both) => both,
+            Ok((items, pending)) => {
+                redeliver_requests(router, jid, pending);
+                items.unwrap_or_else(|e| {
+                    warn!(%user, error = %e, "roster unreadable; presence goes to own resources only");
+                    Vec::new()
+                })
+            }
             Err(e) => {
                 warn!(%user, error = %e, "roster read failed; presence goes to own resources only");
-                (Vec::new(), Vec::new())
+                Vec::new()
             }
         }
     }

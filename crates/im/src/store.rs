@@ -58,19 +58,17 @@ impl RosterStore {
     }
 
     /// Every item, sorted by JID, and every pending request, as stored: what a session
-    /// needs when it becomes available, in one read.
+    /// needs when it becomes available, in one read. The items are decoded on their own, so
+    /// that an undecodable roster does not take the requests with it.
     pub async fn items_and_pending(
         &self,
         user: &BareJid,
-    ) -> StorageResult<(Vec<RosterItem>, Vec<Vec<u8>>)> {
+    ) -> StorageResult<(StorageResult<Vec<RosterItem>>, Vec<Vec<u8>>)> {
         let (host, node) = owner(user);
         let mut lists = self.map.list_stores(host, node, &[ROSTER, PENDING]).await?;
         let pending = lists.pop().unwrap_or_default();
         let items = lists.pop().unwrap_or_default();
-        let items = items
-            .iter()
-            .map(|(_, v)| decode(v))
-            .collect::<StorageResult<_>>()?;
+        let items = items.iter().map(|(_, v)| decode(v)).collect();
         Ok((items, pending.into_iter().map(|(_, v)| v).collect()))
     }
 

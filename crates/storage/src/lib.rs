@@ -178,11 +178,20 @@ pub(crate) fn split_by_store(
 ) -> Vec<Vec<(String, Vec<u8>)>> {
     let mut lists: Vec<Vec<(String, Vec<u8>)>> = stores.iter().map(|_| Vec::new()).collect();
     for (store, key, value) in rows {
-        // A store named twice gets its items in its first place.
-        if let Some(i) = stores.iter().position(|s| *s == store)
-            && let Some(list) = lists.get_mut(i)
-        {
-            list.push((key, value));
+        // A store named twice gets its items in each of its places, as separate reads would.
+        let mut places = stores
+            .iter()
+            .zip(lists.iter_mut())
+            .filter(|(name, _)| **name == store)
+            .map(|(_, list)| list)
+            .peekable();
+        while let Some(list) = places.next() {
+            if places.peek().is_some() {
+                list.push((key.clone(), value.clone()));
+            } else {
+                list.push((key, value));
+                break;
+            }
         }
     }
     lists

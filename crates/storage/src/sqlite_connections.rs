@@ -31,6 +31,9 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+/// How long a borrower waits for a connection before failing (sqlx's pool default).
+pub(crate) const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Up to `size` connections opened with the same options.
 #[derive(Debug)]
 pub(crate) struct Connections {
@@ -41,6 +44,8 @@ pub(crate) struct Connections {
     permits: Semaphore,
     size: u32,
     options: SqliteConnectOptions,
+    /// [`ACQUIRE_TIMEOUT`], shorter in tests.
+    acquire_timeout: std::time::Duration,
 }
 
 /// A connection lent to one task; given back when dropped.
@@ -69,19 +74,23 @@ impl Connections {
             permits: Semaphore::new(size as usize),
             size,
             options,
+            acquire_timeout: ACQUIRE_TIMEOUT,
         })
     }
 
     /// Waits for a free connection; opens a new one in place of one that was dropped.
     ///
-    /// Fails with [`sqlx::Error::PoolClosed`] after [`Connections::close`], or with the
-    /// driver's error if a new connection cannot be opened.
+    /// Fails with [`sqlx::Error::PoolClosed`] after [`Connections::close`], with
+    /// [`sqlx::Error::PoolTimedOut`] when no connection came free within
+    /// [`ACQUIRE_TIMEOUT`] (a stalled disk fails requests instead of piling them up), or with
+    /// the driver's error if a new connection cannot be opened.
     pub(crate) async fn get(&self) -> sqlx::Result<Lent<'_>> {
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let acquire = self.permits.acquire();
+        let permit = match tokio::time::timeout(self.acquire_timeout, acquire).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(sqlx::Error::PoolClosed),
+            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+        };
         let idle = self.lock_idle().pop();
         let conn = match idle {
             Some(conn) => conn,
@@ -266,6 +275,20 @@ mod tests {
             let _ = note_failure(broken, sqlx::Error::RowNotFound);
         }
         assert_eq!(idle(&set), 1);
+        set.close().await;
+    }
+
+    /// A borrower that waits longer than the acquire timeout gets an error instead of
+    /// waiting forever behind a stalled connection.
+    #[tokio::test]
+    async fn a_borrower_gives_up_after_the_acquire_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = set(&dir, 1).await;
+        set.acquire_timeout = Duration::from_millis(50);
+        let held = set.get().await.unwrap();
+        assert!(matches!(set.get().await, Err(sqlx::Error::PoolTimedOut)));
+        drop(held);
+        assert!(set.get().await.is_ok());
         set.close().await;
     }
 

@@ -231,6 +231,11 @@ pub async fn map_list_stores(s: &Storage, ns: &str) {
         ]
     );
     assert!(ok(s.map.list_stores(&h, "alice", &[]).await, "list_stores").is_empty());
+    let twice = ok(
+        s.map.list_stores(&h, "alice", &["roster", "roster"]).await,
+        "list_stores",
+    );
+    assert_eq!(twice, vec![lists[1].clone(), lists[1].clone()]);
 }
 
 /// `clear` deletes every item of one store only and returns how many.
