@@ -1,4 +1,4 @@
-//! The embedded SQLite backend: one write connection, a small pool of readers, WAL,
+//! The embedded SQLite backend: one write connection, one read connection per CPU, WAL,
 //! `synchronous=FULL`. The crate docs explain why.
 
 use std::path::{Path, PathBuf};
