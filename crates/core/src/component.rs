@@ -27,8 +27,8 @@ struct Connected {
 /// The component domains of this server and their connections.
 #[derive(Debug, Default)]
 pub struct ComponentRegistry {
-    configured: HashSet<String>,
-    connected: DashMap<String, Connected>,
+    configured: HashSet<String, crate::FastHasher>,
+    connected: DashMap<String, Connected, crate::FastHasher>,
 }
 
 /// A connected component's queue and control handle.
@@ -45,7 +45,7 @@ impl ComponentRegistry {
     pub fn new(domains: impl IntoIterator<Item = String>) -> Self {
         ComponentRegistry {
             configured: domains.into_iter().collect(),
-            connected: DashMap::new(),
+            connected: DashMap::default(),
         }
     }
 

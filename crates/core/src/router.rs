@@ -31,7 +31,7 @@ pub trait RemoteRoute: Send + Sync {
 
 /// Routes stanzas between local sessions, the server's own handlers and remote domains.
 pub struct Router {
-    hosts: HashSet<String>,
+    hosts: HashSet<String, crate::FastHasher>,
     components: Arc<ComponentRegistry>,
     remote: OnceLock<Arc<dyn RemoteRoute>>,
     sessions: Arc<SessionRegistry>,
@@ -83,7 +83,7 @@ impl Router {
         registry: Registry,
     ) -> Self {
         Router {
-            hosts,
+            hosts: hosts.into_iter().collect(),
             components: Arc::new(ComponentRegistry::default()),
             remote: OnceLock::new(),
             sessions,

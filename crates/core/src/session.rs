@@ -170,7 +170,7 @@ fn queue_for(
 pub struct SessionRegistry {
     /// Keyed by the bare JID's normalised text, so that a full JID's lookup borrows its
     /// prefix instead of building a `BareJid` for every routed stanza.
-    by_bare: DashMap<Box<str>, Vec<Entry>>,
+    by_bare: DashMap<Box<str>, Vec<Entry>, crate::FastHasher>,
     /// Sessions unbound since the map's capacity was last checked.
     unbinds: std::sync::atomic::AtomicUsize,
     /// Sessions bound now (approximately, under concurrent binds): when it reaches zero the
