@@ -10,7 +10,25 @@ use crate::scan::{needs_attr_escape, needs_text_escape, word_at};
 
 /// Appends `text` escaped for character data.
 pub fn escape_text(text: &str, out: &mut Vec<u8>) {
-    escape(text.as_bytes(), out, needs_text_escape, |b| match b {
+    let bytes = text.as_bytes();
+    if memchr::memchr(b'\r', bytes).is_none() {
+        // The common case (no carriage return): the other three are found with the vector
+        // search, which chat text, mostly free of them, crosses in a few steps.
+        let mut start = 0;
+        for i in memchr::memchr3_iter(b'&', b'<', b'>', bytes) {
+            let rep: &[u8] = match bytes.get(i) {
+                Some(b'&') => b"&amp;",
+                Some(b'<') => b"&lt;",
+                _ => b"&gt;",
+            };
+            out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+            out.extend_from_slice(rep);
+            start = i + 1;
+        }
+        out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+        return;
+    }
+    escape(bytes, out, needs_text_escape, |b| match b {
         b'&' => Some(b"&amp;"),
         b'<' => Some(b"&lt;"),
         b'>' => Some(b"&gt;"),
@@ -159,6 +177,44 @@ mod tests {
                     let mut out = Vec::new();
                     escape_attr(&s, &mut out);
                     assert_eq!(String::from_utf8(out).unwrap(), by_char(true), "{s:?}");
+                }
+            }
+        }
+    }
+
+    /// Long texts with several specials, with and without a carriage return (the two paths
+    /// of `escape_text`), against a character-by-character escape.
+    #[test]
+    fn escapes_long_texts_with_many_specials() {
+        let alphabet = ['a', 'b', ' ', '&', '<', '>', '\r', 'é', '"', '\n'];
+        let mut seed: u32 = 12345;
+        for len in [0usize, 1, 15, 16, 31, 32, 33, 63, 64, 65, 100, 257] {
+            for _ in 0..50 {
+                let text: String = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        alphabet[(seed >> 16) as usize % alphabet.len()]
+                    })
+                    .collect();
+                let expected: String = text
+                    .chars()
+                    .map(|c| match c {
+                        '&' => "&amp;".to_owned(),
+                        '<' => "&lt;".to_owned(),
+                        '>' => "&gt;".to_owned(),
+                        '\r' => "&#xD;".to_owned(),
+                        c => c.to_string(),
+                    })
+                    .collect();
+                for text in [text.clone(), text.replace('\r', "")] {
+                    let expected = if text.contains('\r') {
+                        expected.clone()
+                    } else {
+                        expected.replace("&#xD;", "")
+                    };
+                    let mut out = Vec::new();
+                    escape_text(&text, &mut out);
+                    assert_eq!(String::from_utf8(out).unwrap(), expected, "{text:?}");
                 }
             }
         }
