@@ -189,18 +189,11 @@ impl QueueReceiver {
     /// nothing is left.
     pub async fn recv(&mut self) -> Option<Outbound> {
         loop {
-            {
-                let mut state = self.shared.lock();
-                if let Some(outbound) = state.items.pop_front() {
-                    return Some(outbound);
-                }
-                if state.senders == 0 || state.closed {
-                    return None;
-                }
-                // Going to wait with nothing queued: give the memory back.
-                state.items = VecDeque::new();
+            match self.next_now() {
+                Next::Item(outbound) => return Some(outbound),
+                Next::Finished => return None,
+                Next::Empty => self.shared.ready.notified().await,
             }
-            self.shared.ready.notified().await;
         }
     }
 

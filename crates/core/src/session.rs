@@ -372,7 +372,7 @@ fn info(jid: FullJid, e: &Entry) -> ResourceInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::session_queue;
+    use crate::queue::{QueueReceiver, session_queue};
 
     fn full(s: &str) -> FullJid {
         FullJid::new(s).unwrap()
@@ -446,16 +446,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_registry_gives_back_its_table_after_a_peak() {
+    /// Binds `u0@x/r` … to a fresh registry; the receivers keep the queues open.
+    fn bind_many(n: usize) -> (SessionRegistry, Vec<FullJid>, Vec<QueueReceiver>) {
         let reg = SessionRegistry::new();
-        let jids: Vec<FullJid> = (0..4096).map(|i| full(&format!("u{i}@x/r"))).collect();
+        let jids: Vec<FullJid> = (0..n).map(|i| full(&format!("u{i}@x/r"))).collect();
         let mut rxs = Vec::new();
         for (i, jid) in jids.iter().enumerate() {
             let (tx, rx) = session_queue(1);
             rxs.push(rx);
             reg.bind(jid, i as u64, tx, Arc::default());
         }
+        (reg, jids, rxs)
+    }
+
+    #[test]
+    fn the_registry_gives_back_its_table_after_a_peak() {
+        let (reg, jids, _rxs) = bind_many(4096);
         let peak = reg.by_bare.capacity();
         assert!(peak >= 4096);
         for (i, jid) in jids.iter().enumerate() {
@@ -471,16 +477,9 @@ mod tests {
 
     #[test]
     fn the_registry_shrinks_while_sessions_remain() {
-        let reg = SessionRegistry::new();
         // The last check sees 1,024 sessions left: a table for them is well under a quarter
         // of one for 8,192, whatever the shards' hash distribution.
-        let jids: Vec<FullJid> = (0..8192).map(|i| full(&format!("u{i}@x/r"))).collect();
-        let mut rxs = Vec::new();
-        for (i, jid) in jids.iter().enumerate() {
-            let (tx, rx) = session_queue(1);
-            rxs.push(rx);
-            reg.bind(jid, i as u64, tx, Arc::default());
-        }
+        let (reg, jids, _rxs) = bind_many(8192);
         let peak = reg.by_bare.capacity();
         // Leave 100 sessions bound.
         for (i, jid) in jids.iter().enumerate().skip(100) {
