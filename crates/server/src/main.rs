@@ -1,9 +1,10 @@
 //! `xmppd`: run the server, manage accounts, check the configuration.
 
-use std::cell::Cell;
+mod idle_memory;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -14,8 +15,8 @@ use xmppd::{admin, certs};
 /// mimalloc instead of glibc malloc: glibc keeps memory freed by ended sessions in its
 /// arenas, so the server's RSS never came back down after a login peak (13 → 195 MiB after
 /// 10k logins and logouts); mimalloc returns freed pages to the system (with
-/// `MIMALLOC_PURGE_DELAY=0`, as deploy/xmppd.service sets it, and the collection on idle
-/// workers below), and its per-thread free lists suit the many small, short-lived allocations
+/// `MIMALLOC_PURGE_DELAY=0`, as deploy/xmppd.service sets it, and the collections on idle
+/// workers in [`idle_memory`]), and its per-thread free lists suit the many small, short-lived allocations
 /// of stanza routing. Built without transparent huge pages, which would round idle memory up
 /// to 2 MiB pages.
 #[global_allocator]
@@ -247,46 +248,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The shortest time between two collections on one worker thread.
-const COLLECT_INTERVAL: Duration = Duration::from_millis(1);
-
-/// Runs on a runtime worker each time it runs out of work. mimalloc gives a block freed on
-/// another thread back to the page's owner only when the owner next allocates or collects,
-/// and a worker that goes idle after a peak does neither: with two workers, RSS stayed at
-/// 208 MiB after 10k sessions logged in and out, against 29 MiB with this collection (the
-/// benchmark, pinned to one core, never showed it). A collection costs microseconds (it visits
-/// the thread's pages that are not full), so a busy worker that parks often does it at most
-/// once per [`COLLECT_INTERVAL`].
-fn collect_freed_memory() {
-    thread_local! {
-        static LAST_COLLECT: Cell<Option<Instant>> = const { Cell::new(None) };
-    }
-    let now = Instant::now();
-    if LAST_COLLECT
-        .get()
-        .is_some_and(|last| now.duration_since(last) < COLLECT_INTERVAL)
-    {
-        return;
-    }
-    LAST_COLLECT.set(Some(now));
-    // SAFETY: `mi_collect` takes no pointers and only touches the calling thread's own heap
-    // and the process-wide arenas, which mimalloc synchronises itself.
-    #[allow(unsafe_code)]
-    unsafe {
-        libmimalloc_sys::mi_collect(false);
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let collector = Arc::new(idle_memory::Collector::default());
+    let park = Arc::clone(&collector);
+    let unpark = Arc::clone(&collector);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_park(collect_freed_memory)
+        .on_thread_park(move || park.before_park())
+        .on_thread_unpark(move || unpark.after_unpark())
         .build()
     {
         Ok(r) => r,
         Err(e) => {
             eprintln!("xmppd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _waker = match collector.start_waker(runtime.handle().clone()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("xmppd: cannot start the memory collector's thread: {e}");
             return ExitCode::FAILURE;
         }
     };
