@@ -18,6 +18,8 @@
 //! only while it runs, so the task of an idle connection is no larger than its wait.
 
 use std::cell::RefCell;
+
+use crate::thread_buffer::ThreadBuffer;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -62,7 +64,7 @@ const READ_CHUNK: usize = 16 * 1024;
 thread_local! {
     /// The read buffer of every connection running on this worker thread: a read fills it
     /// and hands the bytes to the connection's XML reader before anything else runs.
-    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+    static READ_BUF: RefCell<ThreadBuffer> = RefCell::new(ThreadBuffer::new(READ_CHUNK));
 }
 
 /// A connection's byte stream whose readiness can be awaited without lending it a buffer.

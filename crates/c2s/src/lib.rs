@@ -6,6 +6,7 @@
 
 pub mod connection;
 mod session;
+mod thread_buffer;
 pub mod tls;
 pub mod tls_stream;
 

@@ -23,6 +23,8 @@
 //! certificate resolver reports the client's SNI the same way.
 
 use std::cell::RefCell;
+
+use crate::thread_buffer::ThreadBuffer;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -63,7 +65,7 @@ const MAX_OUTGOING: usize = 64 * 1024;
 
 thread_local! {
     /// Ciphertext read from the socket, processed before anything else runs on this thread.
-    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
+    static READ_SCRATCH: RefCell<ThreadBuffer> = RefCell::new(ThreadBuffer::new(READ_SIZE));
     /// Records encrypted for one write, written to the socket before anything else runs.
     static WRITE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// What the handshake reported through rustls' callbacks during the current call.
