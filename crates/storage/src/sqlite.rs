@@ -40,11 +40,12 @@ fn readers() -> u32 {
 /// number as KiB). SQLite's default, 2 MiB per connection, was kept full after one login peak
 /// (every account's credential row read once): 8 MiB over the four readers that never came
 /// back, a third of the server's resident memory when idle; 512 KiB each still left 2 MiB.
-/// Readers do point lookups by primary key: the B-tree's upper pages fit in 64 KiB, and a
-/// missed leaf is a read from the operating system's page cache, which the kernel can reclaim,
-/// instead of a copy in ours, which it cannot. Server CPU per login was the same with 512 and
-/// 64 KiB (within the machine's noise, two runs each).
-pub(crate) const READER_CACHE_KIB: u32 = 64;
+/// Readers do point lookups by primary key, and any write empties their caches anyway (a WAL
+/// reader drops its cache when the database changed), so a missed page is a read from the
+/// operating system's page cache, which the kernel can reclaim, instead of a copy in ours,
+/// which it cannot. Server CPU per login was the same with 512, 64 and 16 KiB (within the
+/// machine's noise, three runs each); 16 instead of 64 KiB left 0.3 MiB less after a peak.
+pub(crate) const READER_CACHE_KIB: u32 = 16;
 
 /// The SQLite backend of all four storage shapes.
 ///
