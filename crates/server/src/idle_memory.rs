@@ -28,6 +28,29 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+/// mimalloc's `mi_option_purge_delay`: its position in the option enum of mimalloc 3.3 (the
+/// version libmimalloc-sys =0.1.49 builds), which the -sys crate names no constant for. The
+/// test `purge_delay_is_the_option_we_set` checks it against mimalloc's own default.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// The environment variable through which mimalloc reads the same option.
+const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
+
+/// Makes mimalloc give pages freed after a peak back to the system at once, unless the
+/// administrator set `MIMALLOC_PURGE_DELAY`. By default mimalloc waits a second, and the
+/// delay only runs out while the process keeps allocating, which an idle server does not:
+/// RSS stayed up after every peak.
+pub fn purge_freed_pages_at_once() {
+    if std::env::var_os(PURGE_DELAY_ENV).is_some() {
+        return;
+    }
+    // SAFETY: setting an option takes no pointers; mimalloc reads options atomically.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+}
+
 /// The shortest time between two cheap collections on one worker thread.
 const COLLECT_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -193,6 +216,26 @@ mod tests {
             .expect("runtime")
     }
 
+    fn purge_delay() -> std::ffi::c_long {
+        // SAFETY: reading an option takes no pointers.
+        #[allow(unsafe_code)]
+        unsafe {
+            libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY)
+        }
+    }
+
+    #[test]
+    fn purge_delay_is_the_option_we_set() {
+        if std::env::var_os(PURGE_DELAY_ENV).is_some() {
+            return; // mimalloc took the administrator's value; the default cannot be checked
+        }
+        // mimalloc 3.3's default purge delay, 1000 ms, identifies the option (no other
+        // option defaults to 1000); the other tests of this binary leave it alone.
+        assert_eq!(purge_delay(), 1000);
+        purge_freed_pages_at_once();
+        assert_eq!(purge_delay(), 0);
+    }
+
     /// Allocates and frees on the worker, like a burst of sessions would.
     async fn burst() {
         let boxes: Vec<Vec<u8>> = (0..2_000).map(|i| vec![0u8; 16 + i % 2_000]).collect();
@@ -201,12 +244,12 @@ mod tests {
 
     /// Waits (bounded) until `count` returns more than `than`.
     fn wait_for_more(count: impl Fn() -> u64, than: u64) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(1);
         while Instant::now() < deadline {
             if count() > than {
                 return true;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(1));
         }
         false
     }
@@ -220,15 +263,14 @@ mod tests {
             .expect("waker");
         runtime.block_on(async { tokio::spawn(burst()).await.expect("burst") });
         assert!(wait_for_more(|| collector.full_collections(), 0));
-        // Wait out any owed collection, then nothing may wake the idle worker any more.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while collector.owing.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(collector.owing.load(Ordering::Acquire), 0);
-        let done = collector.full_collections();
-        std::thread::sleep(FULL_COLLECT_INTERVAL * 3);
-        assert_eq!(collector.full_collections(), done);
+        // Once any owed collection is done, nothing may wake the idle worker any more: no
+        // collection for three intervals in a row, within a bounded number of tries.
+        let settled = (0..20).any(|_| {
+            let before = collector.full_collections();
+            std::thread::sleep(FULL_COLLECT_INTERVAL * 3);
+            collector.full_collections() == before && collector.owing.load(Ordering::Acquire) == 0
+        });
+        assert!(settled, "the idle worker kept collecting");
     }
 
     #[test]
@@ -238,16 +280,21 @@ mod tests {
         let _waker = collector
             .start_waker(runtime.handle().clone())
             .expect("waker");
-        // Two bursts back to back: the second one's park comes within the interval of the
-        // first one's full collection, so it owes one, and nothing else wakes the worker.
-        runtime.block_on(async {
-            tokio::spawn(burst()).await.expect("burst");
-            tokio::spawn(burst()).await.expect("burst");
+        // A burst, and its park's full collection; then, right after that collection, another
+        // burst, whose park comes within the interval: that worker owes a collection, and
+        // nothing else wakes it. (A stall of the test machine longer than the interval makes
+        // the park due instead; the next burst tries again.)
+        runtime.block_on(async { tokio::spawn(burst()).await.expect("burst") });
+        assert!(wait_for_more(|| collector.full_collections(), 0));
+        let owed_done = (0..10).any(|_| {
+            runtime.block_on(async { tokio::spawn(burst()).await.expect("burst") });
+            wait_for_more(|| collector.owed_collections(), 0)
         });
         assert!(
-            wait_for_more(|| collector.owed_collections(), 0),
-            "the owed collection never ran"
+            owed_done,
+            "the owed collection never ran: {} full collections, {} owing",
+            collector.full_collections(),
+            collector.owing.load(Ordering::Acquire)
         );
-        assert_eq!(collector.owing.load(Ordering::Acquire), 0);
     }
 }

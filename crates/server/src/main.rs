@@ -14,8 +14,8 @@ use xmppd::{admin, certs};
 
 /// mimalloc instead of glibc malloc: glibc keeps memory freed by ended sessions in its
 /// arenas, so the server's RSS never came back down after a login peak (13 → 195 MiB after
-/// 10k logins and logouts); mimalloc returns freed pages to the system (with
-/// `MIMALLOC_PURGE_DELAY=0`, as deploy/xmppd.service sets it, and the collections on idle
+/// 10k logins and logouts); mimalloc returns freed pages to the system (at once, as
+/// [`idle_memory::purge_freed_pages_at_once`] sets it, and with the collections on idle
 /// workers in [`idle_memory`]), and its per-thread free lists suit the many small, short-lived allocations
 /// of stanza routing. Built without transparent huge pages, which would round idle memory up
 /// to 2 MiB pages.
@@ -250,6 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    idle_memory::purge_freed_pages_at_once();
     let collector = Arc::new(idle_memory::Collector::default());
     let park = Arc::clone(&collector);
     let unpark = Arc::clone(&collector);
