@@ -43,9 +43,10 @@ fn readers() -> u32 {
 /// Readers do point lookups by primary key, and any write empties their caches anyway (a WAL
 /// reader drops its cache when the database changed), so a missed page is a read from the
 /// operating system's page cache, which the kernel can reclaim, instead of a copy in ours,
-/// which it cannot. Server CPU per login was the same with 512, 64 and 16 KiB (within the
-/// machine's noise, three runs each); 16 instead of 64 KiB left 0.3 MiB less after a peak.
-pub(crate) const READER_CACHE_KIB: u32 = 16;
+/// which it cannot. Server CPU per login was the same with 512, 64, 16 and 4 KiB (within the
+/// machine's noise, three runs each), while the caches kept after a login peak went from
+/// 470 KiB (64) to 160 KiB (16) and 22 KiB (4: the pages a lookup pins, no more).
+pub(crate) const READER_CACHE_KIB: u32 = 4;
 
 /// The SQLite backend of all four storage shapes.
 ///
