@@ -18,8 +18,6 @@
 //! only while it runs, so the task of an idle connection is no larger than its wait.
 
 use std::cell::RefCell;
-
-use crate::thread_buffer::ThreadBuffer;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +36,7 @@ use xmppd_stream::{C2sOutput, C2sResponder};
 use xmppd_xml::{Limits, Reader};
 
 use crate::session::{self, BoundSession};
+use crate::thread_buffer::ThreadBuffer;
 use crate::tls_stream::ServerTlsStream;
 use crate::{C2sContext, ListenerKind};
 

@@ -23,8 +23,6 @@
 //! certificate resolver reports the client's SNI the same way.
 
 use std::cell::RefCell;
-
-use crate::thread_buffer::ThreadBuffer;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -39,6 +37,8 @@ use rustls::unbuffered::{
 use rustls::{KeyLog, ServerConfig, SupportedCipherSuite};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::thread_buffer::ThreadBuffer;
 
 /// Bytes read from the socket at once.
 const READ_SIZE: usize = 16 * 1024 + 512;

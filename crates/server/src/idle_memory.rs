@@ -55,7 +55,7 @@ pub fn purge_freed_pages_at_once() {
 const COLLECT_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The shortest time between two full collections on one worker thread.
-pub const FULL_COLLECT_INTERVAL: Duration = Duration::from_millis(100);
+const FULL_COLLECT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How many times the collector's thread wakes the runtime for one owed collection before
 /// it leaves the rest to the owing workers' next run.
@@ -204,16 +204,22 @@ fn collect(full: bool) {
 mod tests {
     use super::*;
 
-    fn runtime_with(collector: &Arc<Collector>) -> tokio::runtime::Runtime {
+    /// A one-worker runtime with the collector's hooks, and the collector's waking thread
+    /// (stopped first when the pair is dropped).
+    fn collecting_runtime(collector: &Arc<Collector>) -> (WakerGuard, tokio::runtime::Runtime) {
         let park = Arc::clone(collector);
         let unpark = Arc::clone(collector);
-        tokio::runtime::Builder::new_multi_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .on_thread_park(move || park.before_park())
             .on_thread_unpark(move || unpark.after_unpark())
             .build()
-            .expect("runtime")
+            .expect("runtime");
+        let waker = collector
+            .start_waker(runtime.handle().clone())
+            .expect("waker");
+        (waker, runtime)
     }
 
     fn purge_delay() -> std::ffi::c_long {
@@ -257,10 +263,7 @@ mod tests {
     #[test]
     fn a_worker_that_goes_idle_collects_fully_and_then_stays_asleep() {
         let collector = Arc::new(Collector::default());
-        let runtime = runtime_with(&collector);
-        let _waker = collector
-            .start_waker(runtime.handle().clone())
-            .expect("waker");
+        let (_waker, runtime) = collecting_runtime(&collector);
         runtime.block_on(async { tokio::spawn(burst()).await.expect("burst") });
         assert!(wait_for_more(|| collector.full_collections(), 0));
         // Once any owed collection is done, nothing may wake the idle worker any more: no
@@ -276,10 +279,7 @@ mod tests {
     #[test]
     fn an_owed_collection_is_done_though_the_worker_sleeps() {
         let collector = Arc::new(Collector::default());
-        let runtime = runtime_with(&collector);
-        let _waker = collector
-            .start_waker(runtime.handle().clone())
-            .expect("waker");
+        let (_waker, runtime) = collecting_runtime(&collector);
         // A burst, and its park's full collection; then, right after that collection, another
         // burst, whose park comes within the interval: that worker owes a collection, and
         // nothing else wakes it. (A stall of the test machine longer than the interval makes

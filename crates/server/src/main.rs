@@ -16,9 +16,9 @@ use xmppd::{admin, certs};
 /// arenas, so the server's RSS never came back down after a login peak (13 → 195 MiB after
 /// 10k logins and logouts); mimalloc returns freed pages to the system (at once, as
 /// [`idle_memory::purge_freed_pages_at_once`] sets it, and with the collections on idle
-/// workers in [`idle_memory`]), and its per-thread free lists suit the many small, short-lived allocations
-/// of stanza routing. Built without transparent huge pages, which would round idle memory up
-/// to 2 MiB pages.
+/// workers in [`idle_memory`]), and its per-thread free lists suit the many small,
+/// short-lived allocations of stanza routing. Built without transparent huge pages, which
+/// would round idle memory up to 2 MiB pages.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
