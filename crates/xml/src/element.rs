@@ -194,13 +194,17 @@ impl Element {
     }
 
     /// Sets (or replaces) an attribute.
-    pub fn set_attr(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        let name = name.into();
+    pub fn set_attr(&mut self, name: impl AsRef<str> + Into<String>, value: impl Into<String>) {
         let value = value.into();
-        if let Some(slot) = self.attrs.iter_mut().find(|(k, _)| *k == name) {
+        if let Some(slot) = self.attrs.iter_mut().find(|(k, _)| k == name.as_ref()) {
             slot.1 = value;
         } else {
-            self.attrs.push((Cow::Owned(name), value));
+            // `from` is stamped on every routed stanza: the common names need no allocation.
+            let key = match interned(name.as_ref()) {
+                Some(word) => Cow::Borrowed(word),
+                None => Cow::Owned(name.into()),
+            };
+            self.attrs.push((key, value));
         }
     }
 
@@ -211,7 +215,11 @@ impl Element {
     }
 
     /// Builder form of [`Element::set_attr`].
-    pub fn with_attr(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_attr(
+        mut self,
+        name: impl AsRef<str> + Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
         self.set_attr(name, value);
         self
     }
@@ -241,6 +249,10 @@ impl Element {
         }
         if let Some(Node::Text(last)) = self.children.last_mut() {
             last.push_str(&text);
+        } else if self.children.capacity() == 0 {
+            // Text is most often an element's only child (`<body>`): room for one node, not
+            // the four a first push would reserve.
+            self.children = vec![Node::Text(text)];
         } else {
             self.children.push(Node::Text(text));
         }
@@ -311,5 +323,38 @@ impl Element {
 impl fmt::Display for Element {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Limits, Reader, StreamEvent};
+
+    /// The server stamps `from` on every stanza it routes: a parsed stanza has room for it, so
+    /// stamping neither grows the attribute vector nor allocates the attribute's name.
+    #[test]
+    fn a_stanza_has_room_for_the_from_the_server_stamps() {
+        let mut reader = Reader::new(Limits::default());
+        reader.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
+        reader.feed(b"<message to='romeo@montague.lit' type='chat'><body>hi</body></message>");
+        assert!(matches!(
+            reader.next_event(),
+            Ok(Some(StreamEvent::Open(_)))
+        ));
+        let Ok(Some(StreamEvent::Stanza(mut message))) = reader.next_event() else {
+            panic!("no stanza");
+        };
+        let before = message.attrs.as_ptr();
+        message.set_attr("from", "juliet@capulet.lit/balcony");
+        assert_eq!(message.attrs.as_ptr(), before, "the attribute vector grew");
+        assert!(matches!(
+            message.attrs.last(),
+            Some((Cow::Borrowed("from"), _))
+        ));
+        let body = message
+            .child("body", "jabber:client")
+            .map(|b| b.children.capacity());
+        assert_eq!(body, Some(1), "a text-only element holds room for one node");
     }
 }

@@ -239,7 +239,13 @@ impl Tree {
                 .ok_or_else(|| XmlError::BadNamespacePrefix(p.to_owned()))?,
             None => self.lookup("").unwrap_or_default(),
         };
-        let mut element = Element::parsed(local, ns, attrs.len().saturating_sub(declarations));
+        let mut attr_room = attrs.len().saturating_sub(declarations);
+        if self.open.is_empty() {
+            // A stanza: the server stamps `from` on it before routing (RFC 6120 §8.1.2.1), so
+            // leave room for one more attribute rather than grow the vector then.
+            attr_room += 1;
+        }
+        let mut element = Element::parsed(local, ns, attr_room);
         for (key, value) in attrs.drain(..) {
             let key = content.get(key).unwrap_or_default();
             if key == "xmlns" || key.starts_with("xmlns:") {
