@@ -17,7 +17,12 @@ def load(path):
             if not line.startswith("{"):
                 continue
             r = json.loads(line)
-            key = r["scenario"] + (f" {r['n']}" if r["scenario"] == "login" else "")
+            if r["scenario"] == "login":
+                key = f"login {r['n']}"
+            elif r["scenario"] == "throughput_round":
+                key = f"throughput_round {r['round']}"
+            else:
+                key = r["scenario"]
             rows.setdefault(key, {})[r["server"]] = r
     return rows
 
@@ -47,6 +52,8 @@ METRICS = [
     ("msg/s (throughput)", "throughput", "msgs_per_s", 0, True),
     ("server CPU us/msg", "throughput", "server_us_per_msg", 2, False),
     ("server CPU s per 1k msgs", "throughput", "server_cpu_s_per_1k_msgs", 3, False),
+    ("msg/s, interleaved round {n}", "throughput_round", "msgs_per_s", 0, True),
+    ("server CPU us/msg, interleaved round {n}", "throughput_round", "server_us_per_msg", 2, False),
     ("latency p50 ms @ rate", "latency", "p50_ms", 3, False),
     ("latency p99 ms @ rate", "latency", "p99_ms", 3, False),
     ("latency p99.9 ms @ rate", "latency", "p999_ms", 3, False),
@@ -56,6 +63,29 @@ METRICS = [
     ("server CPU us/presence (fan-out, logins' CPU taken out)", "fanout", "server_us_per_presence_excl_logins", 2, False),
     ("fan-out presences delivered/expected", "fanout", "fraction", 3, True),
 ]
+
+
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def print_median_round_ratio(rows, present):
+    """The median over the interleaved rounds of xmppd's msg/s divided by the relay's."""
+    ratios = []
+    for key, by in rows.items():
+        if key.split(" ")[0] != "throughput_round":
+            continue
+        x, r = by.get("xmppd", {}).get("msgs_per_s"), by.get("relay", {}).get("msgs_per_s")
+        if x is not None and r:
+            ratios.append(x / r)
+    if not ratios:
+        return
+    label = f"msg/s xmppd/relay, median of the {len(ratios)} interleaved rounds"
+    spread = f"{min(ratios):.2f}x-{max(ratios):.2f}x"
+    cells = ["" for _ in present]
+    print("| " + " | ".join([label] + cells + ["", "", f"{median(ratios):.2f}x (rounds {spread})"]) + " |")
 
 
 def main():
@@ -68,7 +98,7 @@ def main():
         keys = sorted((k for k in rows if k.split(" ")[0] == scen), key=lambda k: int(k.split(" ")[1]) if " " in k else 0)
         for key in keys:
             by = rows[key]
-            n = next((r["n"] for r in by.values() if "n" in r), "")
+            n = next((r.get("n", r.get("round")) for r in by.values() if "n" in r or "round" in r), "")
             if isinstance(field, tuple):
                 vals = {}
                 for s, r in by.items():
@@ -82,6 +112,8 @@ def main():
                 x = vals.get("xmppd")
                 rat = [ratio(x, vals.get("ejabberd")), ratio(x, vals.get("prosody")), ratio(x, vals.get("relay"))]
             print("| " + " | ".join([label.format(n=n)] + cells + rat) + " |")
+        if scen == "throughput_round" and field == "msgs_per_s":
+            print_median_round_ratio(rows, present)
     for label in ["throughput with MAM archiving on (msg/s)"]:
         print("| " + " | ".join([label] + ["n/a (not run)" for _ in present] + ["", "", ""]) + " |")
     print()

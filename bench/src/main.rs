@@ -240,7 +240,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             latency_pairs,
             fanout,
         } => {
-            let fanout = fanout.settings(warm)?;
+            // Checked before any scenario runs, but only when fan-out is asked for: its groups
+            // are carved out of the --warm accounts.
+            let fanout = if which.split(',').any(|s| s.trim() == "fanout") {
+                Some(fanout.settings(warm)?)
+            } else {
+                None
+            };
             let ctx = Ctx {
                 target: target(&t)?,
                 server_pid,
@@ -277,7 +283,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             scenarios::latency(&ctx, pairs * 2, rate, latency_pairs, secs).await,
                         );
                     }
-                    "fanout" => emit(&label, scenarios::fanout(&ctx, &fanout).await),
+                    "fanout" => {
+                        if let Some(fanout) = &fanout {
+                            emit(&label, scenarios::fanout(&ctx, fanout).await);
+                        }
+                    }
                     other => anyhow::bail!("unknown scenario {other}"),
                 }
             }
