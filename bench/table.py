@@ -4,6 +4,7 @@
 Usage: bench/table.py results.jsonl
 """
 import json
+import statistics
 import sys
 
 SERVERS = ["xmppd", "ejabberd", "prosody", "relay"]
@@ -65,12 +66,6 @@ METRICS = [
 ]
 
 
-def median(values):
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def print_median_round_ratio(rows, present):
     """The median over the interleaved rounds of xmppd's msg/s divided by the relay's."""
     ratios = []
@@ -85,7 +80,7 @@ def print_median_round_ratio(rows, present):
     label = f"msg/s xmppd/relay, median of the {len(ratios)} interleaved rounds"
     spread = f"{min(ratios):.2f}x-{max(ratios):.2f}x"
     cells = ["" for _ in present]
-    print("| " + " | ".join([label] + cells + ["", "", f"{median(ratios):.2f}x (rounds {spread})"]) + " |")
+    print("| " + " | ".join([label] + cells + ["", "", f"{statistics.median(ratios):.2f}x (rounds {spread})"]) + " |")
 
 
 def main():
