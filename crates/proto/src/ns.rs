@@ -28,3 +28,15 @@ pub const PING: &str = "urn:xmpp:ping";
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 /// XEP-0030: service discovery, items.
 pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+/// XEP-0004: data forms.
+pub const DATA_FORMS: &str = "jabber:x:data";
+/// XEP-0059: result set management.
+pub const RSM: &str = "http://jabber.org/protocol/rsm";
+/// XEP-0203: delayed delivery.
+pub const DELAY: &str = "urn:xmpp:delay";
+/// XEP-0297: stanza forwarding.
+pub const FORWARD: &str = "urn:xmpp:forward:0";
+/// XEP-0359: unique and stable stanza IDs.
+pub const SID: &str = "urn:xmpp:sid:0";
+/// RFC 6121 §2: the roster.
+pub const ROSTER: &str = "jabber:iq:roster";
