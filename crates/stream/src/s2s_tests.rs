@@ -5,9 +5,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use xmppd_proto::StreamErrorCondition;
-use xmppd_xml::{Limits, Reader};
+use xmppd_xml::{Limits, Reader, StreamEvent};
 
 use super::*;
+use crate::dialback::{Dialback, Verdict};
 
 struct Cert(Vec<&'static str>);
 
