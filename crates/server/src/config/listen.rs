@@ -1,0 +1,75 @@
+//! `[[listen]]`: client and federation listeners.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+use toml::Spanned;
+use xmppd_c2s::ListenerKind;
+use xmppd_s2s::S2sListenerKind;
+
+use super::{ConfigError, Validator};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListen {
+    kind: Spanned<String>,
+    #[serde(default)]
+    address: Option<Spanned<String>>,
+    port: Spanned<u16>,
+}
+
+/// One listening socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenConfig {
+    /// STARTTLS or direct TLS.
+    pub kind: ListenerKind,
+    /// Where to listen.
+    pub addr: SocketAddr,
+}
+
+/// A federation listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct S2sListenConfig {
+    /// STARTTLS (5269) or direct TLS.
+    pub kind: S2sListenerKind,
+    /// Where to listen.
+    pub addr: SocketAddr,
+}
+
+impl Validator<'_> {
+    pub(super) fn listeners(
+        &self,
+        raw: &[RawListen],
+    ) -> Result<(Vec<ListenConfig>, Vec<S2sListenConfig>), ConfigError> {
+        let mut out: Vec<ListenConfig> = Vec::new();
+        let mut s2s: Vec<S2sListenConfig> = Vec::new();
+        for (i, l) in raw.iter().enumerate() {
+            let key = |k: &str| format!("listen[{i}].{k}");
+            let kind = match l.kind.get_ref().as_str() {
+                "c2s" => Ok(ListenerKind::StartTls),
+                "c2s_tls" => Ok(ListenerKind::DirectTls),
+                "s2s" => Err(S2sListenerKind::StartTls),
+                "s2s_tls" => Err(S2sListenerKind::DirectTls),
+                other => {
+                    let msg = format!(
+                        "unknown listener kind '{other}'; use \"c2s\", \"c2s_tls\", \"s2s\" or \"s2s_tls\""
+                    );
+                    return Err(self.invalid(l.kind.span(), &key("kind"), msg));
+                }
+            };
+            let example = " (e.g. \"0.0.0.0\" or \"::\")";
+            let ip = self.ip(l.address.as_ref(), &key("address"), example)?;
+            let addr = SocketAddr::new(ip, *l.port.get_ref());
+            let taken = out.iter().any(|o| o.addr == addr) || s2s.iter().any(|o| o.addr == addr);
+            if addr.port() != 0 && taken {
+                let msg = format!("{addr} is used by two listeners");
+                return Err(self.invalid(l.port.span(), &key("port"), msg));
+            }
+            match kind {
+                Ok(kind) => out.push(ListenConfig { kind, addr }),
+                Err(kind) => s2s.push(S2sListenConfig { kind, addr }),
+            }
+        }
+        Ok((out, s2s))
+    }
+}

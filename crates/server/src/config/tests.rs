@@ -1,0 +1,183 @@
+//! The configuration read end to end: every section, and errors naming file, line and key.
+
+use xmppd_s2s::S2sListenerKind;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/xmppd/xmppd.toml"))
+}
+
+#[test]
+fn full_config_is_read() {
+    let c = parse(
+        r#"
+[general]
+data_dir = "/var/lib/xmppd"
+require_tls = true
+
+[[host]]
+name = "Example.ORG"
+cert = "example.crt"
+key = "example.key"
+
+[[host]]
+name = "chat.example.net"
+
+[[listen]]
+kind = "c2s"
+address = "::"
+port = 5222
+
+[[listen]]
+kind = "c2s_tls"
+address = "0.0.0.0"
+port = 5223
+
+[[listen]]
+kind = "s2s"
+address = "::"
+port = 5269
+
+[s2s]
+secure_auth = true
+queue = 200
+
+[[s2s.route]]
+domain = "partner.example"
+host = "10.0.0.7"
+port = 5270
+tls = "direct"
+
+[storage]
+backend = "postgres"
+url = "postgres://xmppd@localhost/xmppd"
+
+[[component]]
+name = "irc.example.org"
+secret = "s3cret"
+
+[limits]
+max_stanza_bytes = 65536
+max_auth_failures = 2
+max_roster_items = 50
+max_offline_messages = 20
+max_pending_subscriptions = 30
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.data_dir, PathBuf::from("/var/lib/xmppd"));
+    assert_eq!(c.hosts[0].name, "example.org");
+    assert_eq!(
+        c.hosts[0].tls,
+        Some((
+            PathBuf::from("/etc/xmppd/example.crt"),
+            PathBuf::from("/etc/xmppd/example.key")
+        ))
+    );
+    assert_eq!(c.hosts[1].tls, None);
+    assert_eq!(c.listen.len(), 2);
+    assert_eq!(c.listen[1].kind, ListenerKind::DirectTls);
+    assert_eq!(
+        c.storage,
+        StorageChoice::Postgres("postgres://xmppd@localhost/xmppd".into())
+    );
+    assert_eq!(c.limits.max_stanza_bytes, 65536);
+    assert_eq!(c.components.len(), 1);
+    assert_eq!(c.components[0].name, "irc.example.org");
+    assert_eq!(c.components[0].addr, "127.0.0.1:5347".parse().unwrap());
+    assert_eq!(c.max_auth_failures, 2);
+    assert_eq!(c.im.max_roster_items, 50);
+    assert_eq!(c.im.max_offline_messages, 20);
+    assert_eq!(c.im.max_pending_subscriptions, 30);
+    assert_eq!(c.s2s_listen.len(), 1);
+    assert_eq!(c.s2s_listen[0].kind, S2sListenerKind::StartTls);
+    assert!(c.s2s.secure_auth && c.s2s.require_tls);
+    assert_eq!(
+        c.s2s.settings.routes["partner.example"],
+        vec![xmppd_s2s::StaticRoute {
+            host: "10.0.0.7".into(),
+            port: 5270,
+            transport: xmppd_s2s::Transport::DirectTls
+        }]
+    );
+    assert_eq!(c.s2s.settings.queue, 200);
+}
+
+#[test]
+fn unknown_keys_name_line_and_key() {
+    let e = parse("[general]\ndata_dir = \"x\"\nrequire_tsl = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/etc/xmppd/xmppd.toml"), "{e}");
+    assert!(e.contains("line 3"), "{e}");
+    assert!(e.contains("require_tsl"), "{e}");
+}
+
+#[test]
+fn invalid_values_name_line_and_key() {
+    let e = parse(
+        "[[listen]]\nkind = \"c2s\"\nport = 5222\n\n[[listen]]\nkind = \"s2c\"\nport = 5223\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "/etc/xmppd/xmppd.toml:6: `listen[1].kind`: unknown listener kind 's2c'; use \"c2s\", \"c2s_tls\", \"s2s\" or \"s2s_tls\""
+    );
+    let e = parse("[limits]\nmax_stanza_bytes = 100\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/etc/xmppd/xmppd.toml:2: `limits.max_stanza_bytes`"),
+        "{e}"
+    );
+    let e = parse("[limits]\nmax_offline_messages = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(":2: `limits.max_offline_messages`"), "{e}");
+    let e = parse("[limits]\n\nmax_roster_items = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(":3: `limits.max_roster_items`"), "{e}");
+    let e = parse("[s2s]\nqueue = 5\n\n[[s2s.route]]\ndomain = \"b.test\"\nhost = \"127.0.0.2\"\ntls = \"sometimes\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(":7: `s2s.route[0].tls`"), "{e}");
+    let e = parse("[s2s]\nca_file = [\"/nonexistent/ca.pem\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":2: `s2s.ca_file[0]`") && e.contains("/nonexistent/ca.pem"),
+        "{e}"
+    );
+    let e = parse("[s2s]\nidle_timeout_secs = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`s2s.idle_timeout_secs`"), "{e}");
+    let e = parse("[[host]]\nname = \"a@b\"\n").unwrap_err().to_string();
+    assert!(e.contains(":2: `host[0].name`"), "{e}");
+    let e = parse("[[host]]\nname = \"x.org\"\ncert = \"c.pem\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`host[0].key`"), "{e}");
+}
+
+#[test]
+fn wrong_types_are_reported_by_line() {
+    let e = parse("[[listen]]\nkind = \"c2s\"\nport = \"fivetwotwotwo\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 3"), "{e}");
+}
+
+/// The shipped example must stay valid.
+#[test]
+fn deploy_example_config_parses() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/xmppd.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = super::Config::parse(&text, &path).unwrap();
+    assert_eq!(config.hosts.len(), 2);
+    assert_eq!(config.listen.len(), 2);
+    assert_eq!(config.s2s_listen.len(), 1);
+}
