@@ -66,8 +66,17 @@ async fn two_servers(auth: Auth) -> anyhow::Result<(TestPki, TestServer, TestSer
 }
 
 /// Logs in, sends initial presence and takes its echo.
+/// Logs in, requests the roster (as clients do: an interested resource receives subscription
+/// approvals, RFC 6121 §3.1.6) and sends initial presence.
 async fn online(server: &TestServer, user: &str) -> anyhow::Result<TestClient> {
     let mut client = server.login(user, &password(user), "res").await?;
+    client
+        .send("<iq type='get' id='roster0'><query xmlns='jabber:iq:roster'/></iq>")
+        .await?;
+    next_matching(&mut client, "roster result", |e| {
+        e.is("iq", CLIENT) && e.attr("id") == Some("roster0")
+    })
+    .await?;
     client.available(0).await?;
     let me = format!("{user}@{}/res", server.domain());
     next_matching(&mut client, "own presence", |e| {

@@ -213,10 +213,11 @@ async fn removing_a_contact_cancels_both_subscriptions() -> anyhow::Result<()> {
         .await?;
 
     // unsubscribe: bob loses 'from'; unsubscribed: bob loses 'to'.
-    expect_push(&mut bob, "alice@localhost", "to", false).await?;
+    // RFC 6121 §3.2.3, §3.3.3: each stanza comes before the roster push it causes.
     expect_subscription(&mut bob, "alice@localhost", "unsubscribe").await?;
-    expect_push(&mut bob, "alice@localhost", "none", false).await?;
+    expect_push(&mut bob, "alice@localhost", "to", false).await?;
     expect_subscription(&mut bob, "alice@localhost", "unsubscribed").await?;
+    expect_push(&mut bob, "alice@localhost", "none", false).await?;
     expect_presence(&mut bob, "alice@localhost/laptop", Some("unavailable")).await?;
     let roster = roster_get(&mut bob, None).await?;
     assert_eq!(

@@ -36,8 +36,9 @@ async fn subscription_handshake_both_ways() -> anyhow::Result<()> {
     bob.send("<presence to='alice@localhost' type='subscribed'/>")
         .await?;
     expect_push(&mut bob, "alice@localhost", "from", false).await?;
-    expect_push(&mut alice, "bob@localhost", "to", false).await?;
+    // §3.1.6: the approval comes before the roster push.
     expect_subscription(&mut alice, "bob@localhost", "subscribed").await?;
+    expect_push(&mut alice, "bob@localhost", "to", false).await?;
     expect_presence(&mut alice, "bob@localhost/desk", None).await?;
 
     // And back: A.2.1 From -> From + Pending Out; A.3.1 To -> To + Pending In.
@@ -50,8 +51,8 @@ async fn subscription_handshake_both_ways() -> anyhow::Result<()> {
         .send("<presence to='bob@localhost' type='subscribed'/>")
         .await?;
     expect_push(&mut alice, "bob@localhost", "both", false).await?;
-    expect_push(&mut bob, "alice@localhost", "both", false).await?;
     expect_subscription(&mut bob, "alice@localhost", "subscribed").await?;
+    expect_push(&mut bob, "alice@localhost", "both", false).await?;
     expect_presence(&mut bob, "alice@localhost/laptop", None).await?;
 
     // A.3.1 Both: a repeated request is answered by alice's server, alice is not asked; the
@@ -68,8 +69,9 @@ async fn subscription_handshake_both_ways() -> anyhow::Result<()> {
         .send("<presence to='bob@localhost' type='unsubscribe'/>")
         .await?;
     expect_push(&mut alice, "bob@localhost", "from", false).await?;
-    expect_push(&mut bob, "alice@localhost", "to", false).await?;
+    // §3.2.3: the cancellation comes before the roster push.
     expect_subscription(&mut bob, "alice@localhost", "unsubscribe").await?;
+    expect_push(&mut bob, "alice@localhost", "to", false).await?;
     expect_presence(&mut alice, "bob@localhost/desk", Some("unavailable")).await?;
     server.stop().await;
     Ok(())
@@ -90,8 +92,9 @@ async fn a_denied_request_leaves_no_subscription() -> anyhow::Result<()> {
     // A.2.4 None + Pending In -> None (routed); A.3.4 None + Pending Out -> None.
     bob.send("<presence to='alice@localhost' type='unsubscribed'/>")
         .await?;
-    expect_push(&mut alice, "bob@localhost", "none", false).await?;
+    // §3.3.3: the denial comes before the roster push.
     expect_subscription(&mut alice, "bob@localhost", "unsubscribed").await?;
+    expect_push(&mut alice, "bob@localhost", "none", false).await?;
     bob.expect_silence(SILENCE).await?;
     // A.2.4 None: nothing left to deny, nothing is routed.
     bob.send("<presence to='alice@localhost' type='unsubscribed'/>")
@@ -128,8 +131,8 @@ async fn pre_approved_contact_is_subscribed_without_asking() -> anyhow::Result<(
         .await?;
     expect_push(&mut bob, "alice@localhost", "none", true).await?;
     expect_push(&mut alice, "bob@localhost", "from", false).await?;
-    expect_push(&mut bob, "alice@localhost", "to", false).await?;
     expect_subscription(&mut bob, "alice@localhost", "subscribed").await?;
+    expect_push(&mut bob, "alice@localhost", "to", false).await?;
     expect_presence(&mut bob, "alice@localhost/laptop", None).await?;
     alice.expect_silence(SILENCE).await?;
     server.stop().await;

@@ -18,7 +18,6 @@
 //! only while it runs, so the task of an idle connection is no larger than its wait.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -29,13 +28,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
-use xmppd_core::{Next, Outbound, QueueSignal, SessionControl, session_queue};
+use xmppd_core::{ClientStream, Next, Outbound, QueueSignal, StreamAction};
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
+use xmppd_stream::C2sResponder;
 use xmppd_stream::sasl::ChannelBindingData;
-use xmppd_stream::{C2sOutput, C2sResponder};
 use xmppd_xml::{Limits, Reader};
 
-use crate::session::{self, BoundSession};
 use crate::thread_buffer::ThreadBuffer;
 use crate::tls_stream::ServerTlsStream;
 use crate::{C2sContext, ListenerKind};
@@ -119,16 +117,16 @@ impl Transport for ServerTlsStream {
 /// Stanzas written in one batch before flushing.
 const WRITE_BATCH: usize = 64;
 
+/// The TCP/TLS transport of one client stream: it moves bytes, and the transport-independent
+/// [`ClientStream`] does everything else.
 struct Conn {
     ctx: Arc<C2sContext>,
-    conn_id: u64,
-    responder: C2sResponder,
+    stream: ClientStream,
     reader: Reader,
     deadline: Instant,
     /// The authentication deadline's timer, boxed so that it takes no room in the task of an
     /// authenticated connection; dropped once a resource is bound.
     deadline_timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    session: Option<BoundSession>,
 }
 
 /// Runs one accepted connection to its end.
@@ -140,14 +138,18 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let deadline = Instant::now() + ctx.limits.auth_timeout;
+    let responder = C2sResponder::new(ctx.policy.clone(), false, ChannelBindingData::none());
     let mut conn = Conn {
-        responder: C2sResponder::new(ctx.policy.clone(), false, ChannelBindingData::none()),
+        stream: ClientStream::new(
+            ctx.router.clone(),
+            responder,
+            conn_id,
+            ctx.limits.session_queue,
+        ),
         reader: Reader::new(pre_auth_limits(&ctx)),
         ctx,
-        conn_id,
         deadline,
         deadline_timer: Some(Box::pin(tokio::time::sleep_until(deadline))),
-        session: None,
     };
     let mut socket = socket;
     let upgrade = match kind {
@@ -161,13 +163,13 @@ pub(crate) async fn run(
     // connection's task was 5.8 KiB instead of 2.4 KiB.
     if upgrade && let Some(mut tls) = Box::pin(handshake(&conn, socket)).await {
         let cb = conn.ctx.tls.channel_binding(&mut tls);
-        conn.responder.tls_established(cb);
+        conn.stream.responder_mut().tls_established(cb);
         conn.reader = Reader::new(pre_auth_limits(&conn.ctx));
         // A second STARTTLS is refused by the responder, so this run ends the stream.
         let _ = conn.drive(&mut *tls, &shutdown).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
     }
-    Box::pin(conn.end_session()).await;
+    Box::pin(conn.stream.end()).await;
 }
 
 /// The TLS handshake, within what is left of the authentication deadline.
@@ -258,8 +260,7 @@ impl Conn {
     }
 
     async fn close_with<S: AsyncWrite + Unpin>(&mut self, io: &mut S, error: StreamError) -> Flow {
-        info!(condition = error.condition.as_str(), text = ?error.text, "closing with stream error");
-        let bytes = self.responder.error_bytes(&error);
+        let bytes = self.stream.error_bytes(&error);
         self.write(io, &bytes).await;
         Flow::Closed
     }
@@ -275,7 +276,7 @@ impl Conn {
         tokio::pin!(shutting_down);
         // A bound session waits on one thing besides its socket: its queue, through which
         // kicks, and the shutdown (which kicks every bound session), also wake it.
-        let queued = queue_wait(self.session.as_ref().map(|s| s.rx.signal()));
+        let queued = queue_wait(self.stream.session().map(|s| s.signal()));
         tokio::pin!(queued);
         loop {
             if try_read {
@@ -302,9 +303,9 @@ impl Conn {
             }
             // The input just processed bound a resource (the timer still runs only until
             // then): stop the authentication deadline and wait on the session's queue.
-            if self.session.is_some() && self.deadline_timer.is_some() {
+            if self.stream.session().is_some() && self.deadline_timer.is_some() {
                 self.deadline_timer = None;
-                queued.set(queue_wait(self.session.as_ref().map(|s| s.rx.signal())));
+                queued.set(queue_wait(self.stream.session().map(|s| s.signal())));
                 queue_now = true;
                 // The shutdown kicks the sessions it finds bound after cancelling the token;
                 // one bound after that sees the token cancelled here.
@@ -312,7 +313,7 @@ impl Conn {
                     return Box::pin(self.close_with(io, system_shutdown())).await;
                 }
             }
-            let bound = self.session.is_some();
+            let bound = self.stream.session().is_some();
             let input = tokio::select! {
                 biased;
                 _ = &mut shutting_down, if !bound => Input::Shutdown,
@@ -333,14 +334,13 @@ impl Conn {
                 }
                 Input::Queue(woke) => {
                     if woke {
-                        queued.set(queue_wait(self.session.as_ref().map(|s| s.rx.signal())));
+                        queued.set(queue_wait(self.stream.session().map(|s| s.signal())));
                     }
-                    match self.session.as_mut() {
-                        Some(session) if session.control.is_kicked() => {
-                            let e = session.control.reason();
+                    match self.stream.session_mut() {
+                        Some(session) if let Some(e) = session.kicked() => {
                             Some(Box::pin(self.close_with(io, e)).await)
                         }
-                        Some(session) => match session.rx.next_now() {
+                        Some(session) => match session.next_now() {
                             Next::Item(first) => {
                                 queue_now = true;
                                 Box::pin(self.write_outbound(io, first)).await
@@ -381,9 +381,9 @@ impl Conn {
         first: Outbound,
     ) -> Option<Flow> {
         let mut more = Vec::new();
-        if let Some(session) = self.session.as_mut() {
+        if let Some(session) = self.stream.session_mut() {
             while more.len() + 1 < WRITE_BATCH {
-                match session.rx.try_recv() {
+                match session.try_recv() {
                     Some(next) => more.push(next),
                     None => break,
                 }
@@ -404,27 +404,25 @@ impl Conn {
             None
         } else {
             // Not written: these go back to the router with the rest of the queue.
-            if let Some(session) = self.session.as_mut() {
-                let batch = std::iter::once(first).chain(more);
-                session
-                    .unwritten
-                    .extend(batch.filter_map(|outbound| outbound.reroute));
+            if let Some(session) = self.stream.session_mut() {
+                session.unwritten(std::iter::once(first).chain(more));
             }
             Some(Flow::Closed)
         }
     }
 
-    /// Drains parsed events into the responder and carries out what it asks.
+    /// Drains parsed events into the client stream and carries out what it asks.
     async fn process_input<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> Option<Flow> {
+        let mut actions = Vec::new();
         loop {
             let event = match self.reader.next_event() {
                 Ok(Some(event)) => event,
                 Ok(None) => return None,
                 Err(e) => return Some(self.close_with(io, StreamError::from(&e)).await),
             };
-            let mut outputs = Vec::new();
-            self.responder.handle(event, &mut outputs);
-            if outputs.contains(&C2sOutput::StartTls) && self.reader.skip_whitespace() > 0 {
+            actions.clear();
+            self.stream.handle_event(event, &mut actions).await;
+            if actions.contains(&StreamAction::StartTls) && self.reader.skip_whitespace() > 0 {
                 // Bytes pipelined behind <starttls/> (other than the newline clients such as
                 // go-xmpp write after it): refuse rather than risk injection.
                 info!("data pipelined after <starttls/>; refusing TLS");
@@ -432,7 +430,7 @@ impl Conn {
                 self.write(io, failure).await;
                 return Some(Flow::Closed);
             }
-            if let Some(flow) = self.execute(io, outputs).await {
+            if let Some(flow) = self.execute(io, &mut actions).await {
                 return Some(flow);
             }
         }
@@ -441,106 +439,41 @@ impl Conn {
     async fn execute<S: AsyncWrite + Unpin>(
         &mut self,
         io: &mut S,
-        outputs: Vec<C2sOutput>,
+        actions: &mut Vec<StreamAction>,
     ) -> Option<Flow> {
-        let mut queue: VecDeque<C2sOutput> = outputs.into();
-        while let Some(output) = queue.pop_front() {
-            match output {
-                C2sOutput::Send(mut bytes) => {
+        let mut actions = actions.drain(..).peekable();
+        while let Some(action) = actions.next() {
+            match action {
+                StreamAction::Send(mut bytes) => {
                     // Consecutive sends (a stream header and its features) go out together:
                     // one TLS record and one system call, and one wake-up of the client.
-                    while let Some(C2sOutput::Send(next)) = queue.front() {
+                    while let Some(StreamAction::Send(next)) = actions.peek() {
                         bytes.extend_from_slice(next);
-                        queue.pop_front();
+                        actions.next();
                     }
                     if !self.write(io, &bytes).await {
                         return Some(Flow::Closed);
                     }
                 }
-                C2sOutput::StartTls => return Some(Flow::UpgradeTls),
-                C2sOutput::ResetStream => {
+                StreamAction::StartTls => return Some(Flow::UpgradeTls),
+                StreamAction::Restart => {
                     // SASL success restarts the stream; bytes the client already sent after
                     // it belong to the new stream and stay buffered.
                     self.reader.reset();
                     self.reader.set_limits(post_auth_limits(&self.ctx));
                 }
-                C2sOutput::LookupCredentials { host, username } => {
-                    match self
-                        .ctx
-                        .router
-                        .accounts()
-                        .credentials(&host, &username)
-                        .await
-                    {
-                        Ok(creds) => {
-                            let mut more = Vec::new();
-                            self.responder.credentials(creds.as_ref(), &mut more);
-                            queue.extend(more);
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "credential lookup failed");
-                            let e = StreamError::with_text(
-                                Cond::InternalServerError,
-                                "the account database is unavailable",
-                            );
-                            return Some(self.close_with(io, e).await);
-                        }
-                    }
+                // The drive loop notices the session and stops the authentication deadline.
+                StreamAction::Bound => {}
+                StreamAction::Close(bytes) => {
+                    self.write(io, &bytes).await;
+                    return Some(Flow::Closed);
                 }
-                C2sOutput::Authenticated(jid) => {
-                    tracing::Span::current().record("jid", tracing::field::display(&jid));
-                    info!("authenticated");
-                }
-                C2sOutput::Bind { iq_id, jid } => {
-                    let (tx, rx) = session_queue(self.ctx.limits.session_queue);
-                    let control = Arc::new(SessionControl::waking(rx.signal()));
-                    let replaced =
-                        self.ctx
-                            .router
-                            .sessions()
-                            .bind(&jid, self.conn_id, tx, control.clone());
-                    if replaced.is_some_and(|r| r.priority.is_some()) {
-                        // The old session's presence ends now, before this one can send any
-                        // (RFC 6120 §7.7.2.2 replacement); the kicked task stays silent.
-                        session::announce_unavailable(&self.ctx.router, &jid, &[]).await;
-                    }
-                    tracing::Span::current().record("jid", tracing::field::display(&jid));
-                    info!("resource bound");
-                    let result = self.responder.bound(&iq_id, &jid);
-                    self.session = Some(BoundSession::new(jid, self.conn_id, rx, control));
-                    if !self.write(io, &result).await {
-                        return Some(Flow::Closed);
-                    }
-                }
-                C2sOutput::Stanza(el) => {
-                    let Some(bound) = self.session.as_mut() else {
-                        continue;
-                    };
-                    match session::handle_stanza(&self.ctx.router, bound, el).await {
-                        Ok(None) => {}
-                        Ok(Some(reply)) => {
-                            if !self.write(io, &reply).await {
-                                return Some(Flow::Closed);
-                            }
-                        }
-                        Err(e) => return Some(self.close_with(io, e).await),
-                    }
-                }
-                C2sOutput::Close(e) => return Some(self.close_with(io, e).await),
-                C2sOutput::PeerClosed => {
+                StreamAction::PeerClosed => {
                     self.write(io, b"</stream:stream>").await;
                     return Some(Flow::Closed);
                 }
             }
         }
         None
-    }
-
-    /// Unregisters the session and tells the user's other resources it went away, whether the
-    /// stream was closed cleanly or the socket just died.
-    async fn end_session(&mut self) {
-        if let Some(bound) = self.session.take() {
-            session::end(&self.ctx.router, bound).await;
-        }
     }
 }

@@ -5,7 +5,6 @@
 //! queue, its kick handle and the shutdown token (see [`connection`]).
 
 pub mod connection;
-mod session;
 mod thread_buffer;
 pub mod tls;
 pub mod tls_stream;

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 
-use crate::session::{Outbound, SessionControl};
+use crate::outbound::Outbound;
+use crate::session::SessionControl;
 
 /// A second connection for a component domain that already has one.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -5,25 +5,34 @@
 //! ([`listener::accept_next`]) on sockets they bound themselves.
 
 pub mod accounts;
+pub mod client;
 pub mod component;
+pub mod extensions;
 pub mod hooks;
 pub mod listener;
 pub mod module;
+pub mod outbound;
 pub mod queue;
 pub mod router;
 pub mod session;
 pub mod storage;
 
 pub use accounts::{AccountError, Accounts};
+pub use client::{ClientSession, ClientStream, StreamAction};
 pub use component::ComponentRegistry;
+pub use extensions::Extensions;
 pub use hooks::{
-    InboundPresenceHandler, InboundPresenceKind, OfflineOutcome, OfflineStore,
-    OutboundSubscriptionHandler, SessionPresence, SessionPresenceHook, SubscriptionKind,
+    Flow, InboundHook, InboundPresenceKind, KindMask, OfflineFlow, OfflineHook, OutboundHook,
+    PreRouteFilter, Priority, SessionEvent, SessionHook, SessionRef, SubscriptionKind,
 };
-pub use module::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
+pub use module::{
+    ConfigSource, HostModules, IqHandler, IqRequest, IqTarget, IqType, Module, ModuleCtx,
+    ModuleError, NoSettings, Registry, RegistryBuilder, RouterHandle, Service,
+};
+pub use outbound::Outbound;
 pub use queue::{Next, QueueReceiver, QueueSender, QueueSignal, session_queue};
 pub use router::{RemoteRoute, Router};
-pub use session::{Outbound, SessionControl, SessionRegistry};
+pub use session::{SessionControl, SessionRegistry};
 
 /// The hasher of the maps and sets looked up for every routed stanza (served domains,
 /// components, the session registry): foldhash, several times faster than std's SipHash on

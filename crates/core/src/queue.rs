@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::session::Outbound;
+use crate::outbound::Outbound;
 
 /// Why [`QueueSender::try_send`] did not queue a stanza; the stanza comes back.
 #[derive(Debug)]

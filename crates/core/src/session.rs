@@ -13,25 +13,13 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::extensions::Extensions;
+use crate::outbound::Outbound;
 use crate::queue::{QueueSender, QueueSignal, TrySendError};
-use bytes::Bytes;
 use dashmap::DashMap;
 use jid::{BareJid, FullJid};
 use tokio_util::sync::CancellationToken;
 use xmppd_proto::{Stanza, StreamError, StreamErrorCondition};
-
-/// What travels to a session task: a stanza serialised once for every recipient, and the
-/// stanza itself for routing again if the session ends before writing it.
-#[derive(Clone, Debug)]
-pub struct Outbound {
-    /// The stanza serialised in the `jabber:client` namespace.
-    pub bytes: Bytes,
-    /// The routed stanza, shared between recipients. A session that ends with this still
-    /// queued hands it back to the router, which then treats the resource as gone
-    /// (RFC 6121 §8.5.3.2): a message goes to the account's other resources or is bounced,
-    /// an iq is answered with an error. `None` for replayed presence, which is simply dropped.
-    pub reroute: Option<Arc<Stanza>>,
-}
 
 /// Ends one session from outside its task (replacement, slow consumer, admin).
 #[derive(Debug, Default)]
@@ -44,6 +32,9 @@ pub struct SessionControl {
     /// A client session's queue: its task waits on it anyway, so a kick wakes it there rather
     /// than through a second waiter polled on every wake-up.
     wake: Option<QueueSignal>,
+    /// The modules' per-session state (carbons, CSI, stream management …), reachable from
+    /// the session's task and from routing alike.
+    ext: Extensions,
 }
 
 impl SessionControl {
@@ -66,6 +57,11 @@ impl SessionControl {
         if let Some(queue) = &self.wake {
             queue.notify();
         }
+    }
+
+    /// The modules' state for this session.
+    pub fn ext(&self) -> &Extensions {
+        &self.ext
     }
 
     /// Whether [`SessionControl::kick`] was called.
@@ -137,6 +133,16 @@ impl ResourceInfo {
     /// consumer (for bulk deliveries such as offline messages).
     pub fn free_slots(&self) -> usize {
         self.tx.free_slots()
+    }
+
+    /// The modules' state for this session.
+    pub fn ext(&self) -> &Extensions {
+        self.control.ext()
+    }
+
+    /// The session's control handle.
+    pub fn control(&self) -> &Arc<SessionControl> {
+        &self.control
     }
 
     /// Queues a stanza for this session. A full queue ends the session (slow consumer) and
@@ -373,6 +379,7 @@ fn info(jid: FullJid, e: &Entry) -> ResourceInfo {
 mod tests {
     use super::*;
     use crate::queue::{QueueReceiver, session_queue};
+    use bytes::Bytes;
 
     fn full(s: &str) -> FullJid {
         FullJid::new(s).unwrap()

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use jid::{BareJid, FullJid, Jid};
 use tokio::sync::{Mutex, MutexGuard};
 use xmppd_core::storage::Storage;
-use xmppd_core::{IqTarget, IqType, Module, Registry, Router};
+use xmppd_core::{IqTarget, IqType, KindMask, Module, Registry, Router};
 use xmppd_proto::{Stanza, StanzaKind, ns};
 use xmppd_xml::Element;
 
@@ -100,11 +100,19 @@ impl Im {
     }
 }
 
-impl Module for Im {
-    fn name(&self) -> &'static str {
-        "im"
-    }
+/// Hook priorities: the IM module runs after filters (blocking, privacy) and archives that
+/// want to see a stanza before it is consumed.
+const PRIORITY: i32 = 0;
 
+/// The store names the module keeps its data under.
+pub const STORES: &[&str] = &[
+    store::ROSTER,
+    store::PENDING,
+    store::VERSION,
+    offline::STORE,
+];
+
+impl Module for Im {
     fn register(self: Arc<Self>, registry: &mut Registry) {
         let roster = Arc::new(roster_iq::RosterIq(self.clone()));
         registry.iq(
@@ -121,10 +129,10 @@ impl Module for Im {
             "query",
             roster,
         );
-        registry.inbound_presence(self.clone());
-        registry.outbound_subscription(self.clone());
-        registry.session_presence(self.clone());
-        registry.offline_store(self.offline.clone());
+        registry.inbound(PRIORITY, KindMask::PRESENCE, self.clone());
+        registry.outbound(PRIORITY, KindMask::PRESENCE, self.clone());
+        registry.session(PRIORITY, self.clone());
+        registry.offline(PRIORITY, self.offline.clone());
         registry.stream_feature(Element::new("ver", NS_ROSTER_VER));
         registry.stream_feature(Element::new("sub", NS_PRE_APPROVAL));
         registry.server_feature(offline::NS_OFFLINE);

@@ -22,7 +22,7 @@ use jid::{BareJid, FullJid};
 use tracing::warn;
 use xmppd_core::router::client_bytes;
 use xmppd_core::storage::{ArchiveQuery, ArchiveStore, NewArchiveRecord, StorageError};
-use xmppd_core::{OfflineOutcome, OfflineStore, Outbound, Router};
+use xmppd_core::{OfflineFlow, OfflineHook, Outbound, Router};
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, ns};
 use xmppd_xml::{Element, Limits, Reader, StreamEvent};
 
@@ -32,7 +32,7 @@ pub const NS_OFFLINE: &str = "msgoffline";
 pub const NS_DELAY: &str = "urn:xmpp:delay";
 /// `http://jabber.org/protocol/chatstates` (XEP-0085).
 pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
-const STORE: &str = "offline";
+pub(crate) const STORE: &str = "offline";
 
 /// The offline message store.
 pub struct OfflineMessages {
@@ -173,10 +173,20 @@ impl OfflineMessages {
 }
 
 #[async_trait]
-impl OfflineStore for OfflineMessages {
-    async fn store(&self, stanza: &Stanza, to: &BareJid) -> Result<OfflineOutcome, StanzaError> {
+impl OfflineHook for OfflineMessages {
+    async fn offline(&self, _router: &Router, stanza: &Stanza, to: &BareJid) -> OfflineFlow {
+        match self.store(stanza, to).await {
+            Ok(flow) => flow,
+            Err(error) => OfflineFlow::Refused(error),
+        }
+    }
+}
+
+impl OfflineMessages {
+    /// Appends `stanza` to `to`'s offline messages; committed when this returns `Stored`.
+    async fn store(&self, stanza: &Stanza, to: &BareJid) -> Result<OfflineFlow, StanzaError> {
         if chat_state_only(stanza.element()) {
-            return Ok(OfflineOutcome::Discarded);
+            return Ok(OfflineFlow::Discarded);
         }
         let now = SystemTime::now();
         let domain = to.domain().as_str();
@@ -214,7 +224,7 @@ impl OfflineStore for OfflineMessages {
             .append(host, node, STORE, record, Some(self.quota))
             .await
         {
-            Ok(_) => Ok(OfflineOutcome::Stored),
+            Ok(_) => Ok(OfflineFlow::Stored),
             Err(StorageError::QuotaExceeded(_)) => Err(StanzaError::service_unavailable()
                 .with_text("the recipient is offline and its offline storage is full")),
             Err(e) => {

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use jid::{BareJid, FullJid, Jid};
 use tracing::warn;
 use xmppd_core::router::readdress;
-use xmppd_core::{Router, SessionPresence, SessionPresenceHook};
+use xmppd_core::{Router, SessionEvent, SessionHook, SessionRef};
 use xmppd_proto::{Stanza, ns};
 
 use crate::offline::parse_stored;
@@ -22,11 +22,16 @@ use crate::roster::RosterItem;
 use crate::{Im, presence};
 
 #[async_trait]
-impl SessionPresenceHook for Im {
-    async fn session_presence(&self, router: &Router, event: &SessionPresence<'_>) {
+impl SessionHook for Im {
+    async fn session_event(
+        &self,
+        router: &Router,
+        session: SessionRef<'_>,
+        event: &SessionEvent<'_>,
+    ) {
+        let jid = session.jid;
         match event {
-            SessionPresence::Available {
-                jid,
+            SessionEvent::Available {
                 stanza,
                 initial,
                 priority,
@@ -61,27 +66,20 @@ impl SessionPresenceHook for Im {
                     }
                 }
             }
-            SessionPresence::Unavailable {
-                jid,
-                stanza,
-                directed,
-            } => {
+            SessionEvent::Unavailable { stanza, directed } => {
+                // The router already told the entities the session sent directed presence
+                // to (§4.6.3); a subscriber among them is not told twice.
                 let user = jid.to_bare();
                 let items = self.items_or_empty(&user).await;
-                let mut told: Vec<BareJid> = Vec::new();
                 for item in items.iter().filter(|i| i.subscription.from()) {
-                    if let Some(contact) = contact_jid(item, &user) {
-                        told.push(contact.to_bare());
+                    if let Some(contact) = contact_jid(item, &user)
+                        && !directed.contains(&contact)
+                    {
                         router.route(readdress(stanza, &contact)).await;
                     }
                 }
-                for to in directed.iter() {
-                    let covered = to.is_bare() && told.contains(&to.to_bare());
-                    if !covered {
-                        router.route(readdress(stanza, to)).await;
-                    }
-                }
             }
+            SessionEvent::Bound | SessionEvent::Resumed | SessionEvent::Closed => {}
         }
     }
 }

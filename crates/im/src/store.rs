@@ -15,9 +15,9 @@ use xmppd_core::storage::{KeyVal, MapStore, StorageError, StorageResult};
 
 use crate::roster::RosterItem;
 
-const ROSTER: &str = "roster";
-const PENDING: &str = "roster_pending";
-const VERSION: &str = "roster_version";
+pub(crate) const ROSTER: &str = "roster";
+pub(crate) const PENDING: &str = "roster_pending";
+pub(crate) const VERSION: &str = "roster_version";
 
 /// The roster stores of all users.
 #[derive(Clone)]

@@ -17,10 +17,9 @@ use tracing::warn;
 use xmppd_core::router::client_bytes;
 use xmppd_core::storage::StorageResult;
 use xmppd_core::{
-    InboundPresenceHandler, InboundPresenceKind, OutboundSubscriptionHandler, Router,
-    SubscriptionKind,
+    Flow, InboundHook, InboundPresenceKind, OutboundHook, Router, SessionRef, SubscriptionKind,
 };
-use xmppd_proto::{DefinedCondition, Stanza, StanzaError};
+use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind};
 
 use crate::roster::RosterItem;
 use crate::roster_iq::{apply_effect, push};
@@ -121,7 +120,23 @@ impl Im {
 }
 
 #[async_trait]
-impl OutboundSubscriptionHandler for Im {
+impl OutboundHook for Im {
+    /// A subscription stanza a session of the user sent: the user's server side of
+    /// Appendix A.2. Everything else goes on.
+    async fn outbound(&self, router: &Router, session: SessionRef<'_>, stanza: Stanza) -> Flow {
+        match SubscriptionKind::from_type(stanza.type_attr()) {
+            Some(kind) if stanza.kind() == StanzaKind::Presence => {
+                self.outbound_subscription(router, kind, stanza, session.jid)
+                    .await;
+                Flow::Stop(None)
+            }
+            _ => Flow::Continue(stanza),
+        }
+    }
+}
+
+impl Im {
+    /// Updates the user's roster, then routes the stanza if the rules say so.
     async fn outbound_subscription(
         &self,
         router: &Router,
@@ -166,24 +181,24 @@ impl OutboundSubscriptionHandler for Im {
 }
 
 #[async_trait]
-impl InboundPresenceHandler for Im {
-    async fn inbound_presence(
-        &self,
-        router: &Router,
-        kind: InboundPresenceKind,
-        stanza: Stanza,
-        to: &BareJid,
-    ) {
+impl InboundHook for Im {
+    /// Subscriptions and probes are about the account, whichever resource they name
+    /// (RFC 6121 §3.1.3, §4.3): handled here and consumed. Other presence goes on.
+    async fn inbound(&self, router: &Router, stanza: Stanza, account: &BareJid) -> Flow {
+        let Some(kind) = InboundPresenceKind::from_type(stanza.type_attr()) else {
+            return Flow::Continue(stanza);
+        };
         let Some(from) = stanza.from().cloned() else {
-            return;
+            return Flow::Stop(None);
         };
         match kind {
-            InboundPresenceKind::Probe => self.probe(router, &from, to).await,
+            InboundPresenceKind::Probe => self.probe(router, &from, account).await,
             InboundPresenceKind::Subscription(kind) => {
-                self.inbound_subscription(router, kind, stanza, &from.to_bare(), to)
+                self.inbound_subscription(router, kind, stanza, &from.to_bare(), account)
                     .await
             }
         }
+        Flow::Stop(None)
     }
 }
 
@@ -216,11 +231,17 @@ impl Im {
             // Nothing changed; the contact's server will ask again.
             Err(_) => return,
         };
+        if applied.t.forward {
+            // §3.1.3: a request goes to every available resource. §3.1.6, §3.2.3, §3.3.3: an
+            // approval or a cancellation goes to the interested resources, and before the
+            // roster push, so that a client sees the approval before `subscription='to'`.
+            match kind {
+                SubscriptionKind::Subscribe => router.deliver_to_available(&stanza, user),
+                _ => router.deliver_to_interested(&stanza, user),
+            };
+        }
         if let Some((ver, item)) = applied.push {
             push(router, user, ver, item.to_element()).await;
-        }
-        if applied.t.forward {
-            router.deliver_to_available(&stanza, user);
         }
         if let Some(reply) = applied.t.reply {
             router

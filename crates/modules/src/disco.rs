@@ -1,12 +1,11 @@
 //! XEP-0030: Service Discovery, for the server itself.
 //!
 //! disco#info lists the server identity (`server/im`, §3.1 and the Registrar's category list)
-//! and the features every module registered; disco#items lists the services registered with
-//! the server (external components). A `node` we do not know is `item-not-found` (§3.1,
-//! §4.1).
+//! and the features the modules enabled on the addressed host registered; disco#items lists
+//! the services of that host (external components, in-process services). A `node` we do not
+//! know is `item-not-found` (§3.1, §4.1).
 
 use std::sync::Arc;
-use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use xmppd_core::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
@@ -15,23 +14,10 @@ use xmppd_xml::Element;
 
 /// The service discovery module.
 #[derive(Debug, Default)]
-pub struct Disco {
-    /// The features of the finished registry, frozen when the router is built.
-    features: OnceLock<Vec<&'static str>>,
-    /// The services (items) of the finished registry.
-    items: OnceLock<Vec<String>>,
-}
+pub struct Disco;
 
-struct Info(Arc<Disco>);
-struct Items(Arc<Disco>);
-
-impl Disco {
-    /// Records the registry's final feature list (called once wiring is complete).
-    pub fn freeze(&self, registry: &Registry) {
-        let _ = self.features.set(registry.server_features());
-        let _ = self.items.set(registry.server_items());
-    }
-}
+struct Info;
+struct Items;
 
 fn reject_nodes(payload: &Element) -> Result<(), StanzaError> {
     match payload.attr("node") {
@@ -51,8 +37,9 @@ impl IqHandler for Info {
                 .with_attr("type", "im")
                 .with_attr("name", "xmppd"),
         );
-        for var in self.0.features.get().map(Vec::as_slice).unwrap_or_default() {
-            query.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *var));
+        let host = request.to.domain().as_str();
+        for var in request.router.registry().server_features(host) {
+            query.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", var));
         }
         Ok(Some(query))
     }
@@ -63,32 +50,29 @@ impl IqHandler for Items {
     async fn handle(&self, request: IqRequest<'_>) -> Result<Option<Element>, StanzaError> {
         reject_nodes(request.payload)?;
         let mut query = Element::new("query", ns::DISCO_ITEMS);
-        for jid in self.0.items.get().map(Vec::as_slice).unwrap_or_default() {
-            query.push_child(Element::new("item", ns::DISCO_ITEMS).with_attr("jid", jid.as_str()));
+        let host = request.to.domain().as_str();
+        for jid in request.router.registry().server_items(host) {
+            query.push_child(Element::new("item", ns::DISCO_ITEMS).with_attr("jid", jid));
         }
         Ok(Some(query))
     }
 }
 
 impl Module for Disco {
-    fn name(&self) -> &'static str {
-        "disco"
-    }
-
     fn register(self: Arc<Self>, registry: &mut Registry) {
         registry.iq(
             IqTarget::Server,
             IqType::Get,
             ns::DISCO_INFO,
             "query",
-            Arc::new(Info(self.clone())),
+            Arc::new(Info),
         );
         registry.iq(
             IqTarget::Server,
             IqType::Get,
             ns::DISCO_ITEMS,
             "query",
-            Arc::new(Items(self)),
+            Arc::new(Items),
         );
         registry.server_feature(ns::DISCO_INFO);
         registry.server_feature(ns::DISCO_ITEMS);

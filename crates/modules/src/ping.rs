@@ -24,10 +24,6 @@ impl IqHandler for Ping {
 }
 
 impl Module for Ping {
-    fn name(&self) -> &'static str {
-        "ping"
-    }
-
     fn register(self: Arc<Self>, registry: &mut Registry) {
         registry.iq(
             IqTarget::Server,

@@ -184,6 +184,7 @@ mod tests {
         let host = HostConfig {
             name: "example.test".into(),
             tls: None,
+            modules: None,
         };
         let first = host_certificate(&host, dir.path()).unwrap();
         let second = host_certificate(&host, dir.path()).unwrap();

@@ -153,6 +153,13 @@ async fn start_federation(
     let tls = Arc::new(S2sTls::new(keys, roots)?);
     let mut local_domains: HashSet<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
     local_domains.extend(config.components.iter().map(|c| c.name.clone()));
+    local_domains.extend(
+        router
+            .registry()
+            .service_domains()
+            .into_iter()
+            .map(|(d, _)| d),
+    );
     let policy = S2sPolicy {
         local_domains: Arc::new(local_domains),
         require_tls: s2s.require_tls,
@@ -214,14 +221,32 @@ fn derive_secret(secret: &[u8; 32], purpose: &[u8]) -> [u8; 32] {
 
 /// Starts every listener of `config`.
 pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
+    start_extended(config, None).await
+}
+
+/// Starts every listener of `config`, with the modules `extra` declares beside the server's.
+pub async fn start_extended(
+    config: &Config,
+    extra: Option<modules::ExtraModules>,
+) -> anyhow::Result<RunningServer> {
     let storage = open_storage(config).await?;
-    start_with_storage(config, storage).await
+    start_with_modules(config, storage, extra).await
 }
 
 /// Starts with an already opened storage.
 pub async fn start_with_storage(
     config: &Config,
     storage: Storage,
+) -> anyhow::Result<RunningServer> {
+    start_with_modules(config, storage, None).await
+}
+
+/// Starts with an already opened storage and, beside the server's own, the modules `extra`
+/// declares.
+pub async fn start_with_modules(
+    config: &Config,
+    storage: Storage,
+    extra: Option<modules::ExtraModules>,
 ) -> anyhow::Result<RunningServer> {
     let secret = server_secret(&config.data_dir)?;
     let mut host_certs = Vec::new();
@@ -239,21 +264,38 @@ pub async fn start_with_storage(
     let tls = TlsSetup::new(host_certs)?;
     let hosts: HashSet<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
     let component_domains: Vec<String> = config.components.iter().map(|c| c.name.clone()).collect();
+    let (registry, router_handle) = modules::registry(config, &storage, extra)?;
+    // In-process services federate under their parent host's certificate.
+    for (domain, host) in registry.service_domains() {
+        if let Some(key) = s2s_keys
+            .iter()
+            .find(|(h, _)| *h == host)
+            .map(|(_, k)| k.clone())
+        {
+            s2s_keys.push((domain, key));
+        }
+    }
     let router = Arc::new(
         Router::new(
             hosts.clone(),
             Arc::new(SessionRegistry::new()),
             accounts(&storage),
-            modules::registry(config, &storage),
+            registry,
         )
         .with_components(Arc::new(ComponentRegistry::new(component_domains))),
     );
+    router_handle.set(&router);
+    let bound_features = config
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), router.registry().stream_features(&h.name)))
+        .collect();
     let policy = C2sPolicy {
         hosts: Arc::new(hosts),
         require_tls: config.require_tls,
         max_auth_failures: config.max_auth_failures,
         fake_salt_secret: secret,
-        bound_features: Arc::new(router.registry().stream_features().to_vec()),
+        bound_features: Arc::new(bound_features),
     };
     let ctx = Arc::new(C2sContext::new(router.clone(), tls, policy, config.limits));
     let shutdown = CancellationToken::new();

@@ -1,27 +1,92 @@
-//! THE list of modules this server runs. Adding a feature means adding it here.
+//! THE list of modules this server runs. Adding a feature means adding one line to
+//! [`declare`]; `[general] modules` and `[[host]] modules` choose among them per host.
 
-use std::sync::Arc;
-
-use xmppd_core::Registry;
 use xmppd_core::storage::Storage;
+use xmppd_core::{
+    ConfigSource, HostModules, ModuleError, NoSettings, Registry, RegistryBuilder, RouterHandle,
+};
 use xmppd_im::Im;
 use xmppd_modules::{Disco, Ping};
 
 use crate::Config;
+use crate::config::ConfigError;
 
-/// Builds the registry with every enabled module. Component domains are listed in the
-/// server's disco#items.
-pub fn registry(config: &Config, storage: &Storage) -> Registry {
-    let mut registry = Registry::new();
-    for component in &config.components {
-        registry.server_item(component.name.clone());
-    }
-    let disco = Arc::new(Disco::default());
-    registry.add_module(Arc::new(Ping));
+/// Declares every module, in registration order (which is also the order of hooks of equal
+/// priority).
+fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleError> {
+    b.module("ping", |_: NoSettings, _| Ok(Ping))?;
     // RFC 6121: rosters, subscriptions, presence, offline messages.
-    registry.add_module(Arc::new(Im::new(storage, config.im)));
-    registry.add_module(disco.clone());
-    // Last: disco reports what everyone else registered.
-    disco.freeze(&registry);
-    registry
+    let im = config.im;
+    b.module("im", move |_: NoSettings, ctx| {
+        Ok(Im::new(&ctx.storage(xmppd_im::STORES)?, im))
+    })?;
+    b.module("disco", |_: NoSettings, _| Ok(Disco))?;
+    Ok(())
+}
+
+/// More modules for one server (tests that prove the platform with modules of their own).
+pub type ExtraModules = Box<dyn FnOnce(&mut RegistryBuilder<'_>) -> Result<(), ModuleError> + Send>;
+
+fn hosts(config: &Config) -> Vec<HostModules> {
+    config
+        .hosts
+        .iter()
+        .map(|h| HostModules {
+            host: h.name.clone(),
+            modules: config.host_modules(h),
+        })
+        .collect()
+}
+
+fn source(config: &Config) -> Option<ConfigSource> {
+    let text = config.text.clone()?;
+    let path = config.source.clone().unwrap_or_default();
+    Some(ConfigSource::new(path, text))
+}
+
+/// The names of the modules.
+pub fn names() -> Vec<&'static str> {
+    let mut b = RegistryBuilder::validating(Vec::new());
+    // Without configuration nothing can fail: every module gets its defaults.
+    let _ = declare(&mut b, &Config::default_localhost());
+    b.declared().to_vec()
+}
+
+/// Checks every module's `[modules.NAME]` section, so that a bad setting is reported when
+/// the configuration is read (`xmppd check`, start, reload), with its line and key.
+pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    let mut b = RegistryBuilder::validating(hosts(config));
+    if let Some(source) = source(config) {
+        b = b.with_config(source);
+    }
+    let path = config.source.clone().unwrap_or_default();
+    declare(&mut b, config).map_err(|e| ConfigError::Syntax {
+        path,
+        message: match e {
+            ModuleError::Config {
+                module, message, ..
+            } => format!("[modules.{module}]: {message}"),
+            other => other.to_string(),
+        },
+    })
+}
+
+/// Builds the registry with the modules each host runs, and the handle to give the router.
+pub fn registry(
+    config: &Config,
+    storage: &Storage,
+    extra: Option<ExtraModules>,
+) -> Result<(Registry, RouterHandle), ModuleError> {
+    let mut b = RegistryBuilder::new(storage, hosts(config));
+    if let Some(source) = source(config) {
+        b = b.with_config(source);
+    }
+    for component in &config.components {
+        b.registry_mut().server_item(component.name.clone());
+    }
+    declare(&mut b, config)?;
+    if let Some(extra) = extra {
+        extra(&mut b)?;
+    }
+    b.finish()
 }

@@ -44,8 +44,8 @@ pub struct C2sPolicy {
     /// Secret from which fake salts for unknown users are derived.
     pub fake_salt_secret: [u8; 32],
     /// Informative features offered beside `<bind/>` once authenticated (roster versioning,
-    /// subscription pre-approval), as the server's modules declared them.
-    pub bound_features: Arc<Vec<Element>>,
+    /// subscription pre-approval), per host, as the modules enabled there declared them.
+    pub bound_features: Arc<std::collections::HashMap<String, Vec<Element>>>,
 }
 
 /// Where the negotiation stands.
@@ -269,7 +269,8 @@ impl C2sResponder {
                 Element::new("session", ns::SESSION)
                     .with_child(Element::new("optional", ns::SESSION)),
             );
-            for feature in self.policy.bound_features.iter() {
+            let host_features = self.host().and_then(|h| self.policy.bound_features.get(h));
+            for feature in host_features.into_iter().flatten() {
                 features.push_child(feature.clone());
             }
             return features;
@@ -550,6 +551,12 @@ impl C2sResponder {
                     .with_child(Element::new("jid", ns::BIND).with_text(jid.as_str())),
             );
         bytes_of(&result)
+    }
+
+    /// Marks the stream as carrying a session that already exists (moved here from another
+    /// stream, as stream management resumption does) instead of binding a new one.
+    pub fn attached(&mut self) {
+        self.phase = Phase::Bound;
     }
 
     fn on_bound_element(&mut self, el: Element, out: &mut Vec<C2sOutput>) {

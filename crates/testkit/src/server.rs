@@ -119,6 +119,7 @@ impl TestServer {
         config.hosts = vec![HostConfig {
             name: domain.to_owned(),
             tls: pki.cert_paths(domain),
+            modules: None,
         }];
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         config.listen = vec![ListenConfig {
@@ -161,6 +162,14 @@ impl TestServer {
 
     /// Like [`TestServer::start`], letting the test adjust the configuration first.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        Self::start_with_modules(adjust, None).await
+    }
+
+    /// Like [`TestServer::start_with`], with modules of the test's own beside the server's.
+    pub async fn start_with_modules(
+        adjust: impl FnOnce(&mut Config),
+        extra: Option<xmppd::modules::ExtraModules>,
+    ) -> anyhow::Result<Self> {
         crate::init_test_logging();
         let dir = tempfile::tempdir()?;
         let (ca_der, paths) = make_pki(dir.path(), &["localhost"])?;
@@ -169,6 +178,7 @@ impl TestServer {
         config.hosts = vec![HostConfig {
             name: "localhost".into(),
             tls: paths.into_iter().next(),
+            modules: None,
         }];
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         config.listen = vec![
@@ -182,7 +192,7 @@ impl TestServer {
             },
         ];
         adjust(&mut config);
-        let server = xmppd::start(&config)
+        let server = xmppd::start_extended(&config, extra)
             .await
             .context("starting the test server")?;
         Ok(TestServer {

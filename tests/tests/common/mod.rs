@@ -220,10 +220,11 @@ async fn subscribe_and_approve(
         .await?;
     let push = y.expect("push", |e| e.name() == "iq").await?;
     reply(y, &push).await?;
-    let push = x.expect("push", |e| e.name() == "iq").await?;
-    reply(x, &push).await?;
+    // RFC 6121 §3.1.6: the approval reaches x before the roster push.
     x.expect("subscribed", |e| e.attr("type") == Some("subscribed"))
         .await?;
+    let push = x.expect("push", |e| e.name() == "iq").await?;
+    reply(x, &push).await?;
     x.expect("presence", |e| {
         e.name() == "presence" && e.attr("type").is_none()
     })

@@ -13,6 +13,7 @@ pub(super) struct RawHost {
     name: Spanned<String>,
     cert: Option<Spanned<PathBuf>>,
     key: Option<Spanned<PathBuf>>,
+    modules: Option<Vec<Spanned<String>>>,
 }
 
 /// One virtual host.
@@ -22,6 +23,8 @@ pub struct HostConfig {
     pub name: String,
     /// PEM certificate chain and key; `None` means a self-signed pair in the data dir.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The modules this host runs, replacing `[general] modules` (`None`: that list).
+    pub modules: Option<Vec<String>>,
 }
 
 impl Validator<'_> {
@@ -29,6 +32,7 @@ impl Validator<'_> {
         &self,
         raw: &[RawHost],
         base: &Path,
+        known: &[&str],
     ) -> Result<Vec<HostConfig>, ConfigError> {
         let mut hosts: Vec<HostConfig> = Vec::new();
         for (i, h) in raw.iter().enumerate() {
@@ -56,7 +60,11 @@ impl Validator<'_> {
                     ));
                 }
             };
-            hosts.push(HostConfig { name, tls });
+            let modules = match &h.modules {
+                Some(list) => Some(self.module_list(list, &key("modules"), known)?),
+                None => None,
+            };
+            hosts.push(HostConfig { name, tls, modules });
         }
         Ok(hosts)
     }

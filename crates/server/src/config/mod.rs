@@ -1,5 +1,5 @@
 //! The TOML configuration, laid out like MongooseIM's: `[general]`, `[[host]]`, `[[listen]]`,
-//! `[s2s]`, `[[component]]`, `[storage]`, `[limits]`. Unknown keys are errors, and every error names the file, the line
+//! `[s2s]`, `[[component]]`, `[storage]`, `[limits]`, `[modules.NAME]`. Unknown keys are errors, and every error names the file, the line
 //! and the key, because a server that silently ignores a typo in its config is worse than one
 //! that refuses to start.
 //!
@@ -13,6 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -22,6 +23,7 @@ mod components;
 mod hosts;
 mod limits;
 mod listen;
+mod modules;
 mod s2s;
 mod storage;
 
@@ -35,6 +37,7 @@ use components::RawComponent;
 use hosts::RawHost;
 use limits::RawLimits;
 use listen::RawListen;
+use modules::RawModuleSections;
 use s2s::RawS2s;
 use storage::RawStorage;
 
@@ -88,6 +91,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     s2s: RawS2s,
+    #[serde(default)]
+    modules: RawModuleSections,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -96,6 +101,7 @@ struct RawGeneral {
     data_dir: Option<Spanned<PathBuf>>,
     require_tls: Option<bool>,
     log: Option<String>,
+    modules: Option<Vec<Spanned<String>>>,
 }
 
 /// The validated configuration.
@@ -127,6 +133,10 @@ pub struct Config {
     pub max_auth_failures: u32,
     /// Roster and offline storage limits.
     pub im: xmppd_im::ImLimits,
+    /// The modules every host runs unless its own list says otherwise (`None`: all).
+    pub modules: Option<Vec<String>>,
+    /// The configuration text, from which each module reads its `[modules.NAME]` section.
+    pub text: Option<Arc<str>>,
 }
 
 impl Config {
@@ -142,6 +152,7 @@ impl Config {
             hosts: vec![HostConfig {
                 name: "localhost".into(),
                 tls: None,
+                modules: None,
             }],
             listen: vec![
                 ListenConfig {
@@ -160,7 +171,14 @@ impl Config {
             limits: C2sLimits::default(),
             max_auth_failures: 3,
             im: xmppd_im::ImLimits::default(),
+            modules: None,
+            text: None,
         }
+    }
+
+    /// The modules `host` runs (`None`: all).
+    pub fn host_modules(&self, host: &HostConfig) -> Option<Vec<String>> {
+        host.modules.clone().or_else(|| self.modules.clone())
     }
 
     /// Reads and validates a configuration file.
@@ -182,6 +200,12 @@ impl Config {
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut config = Self::default_localhost();
         config.source = Some(path.to_owned());
+        config.text = Some(Arc::from(text));
+        let known = crate::modules::names();
+        v.module_sections(&raw.modules, &known)?;
+        if let Some(list) = &raw.general.modules {
+            config.modules = Some(v.module_list(list, "general.modules", &known)?);
+        }
         if let Some(dir) = raw.general.data_dir {
             if dir.get_ref().as_os_str().is_empty() {
                 return Err(v.invalid(dir.span(), "general.data_dir", "must not be empty"));
@@ -197,7 +221,7 @@ impl Config {
             config.log = log;
         }
         if !raw.host.is_empty() {
-            config.hosts = v.hosts(&raw.host, &base)?;
+            config.hosts = v.hosts(&raw.host, &base, &known)?;
         }
         if !raw.listen.is_empty() {
             (config.listen, config.s2s_listen) = v.listeners(&raw.listen)?;
@@ -208,6 +232,7 @@ impl Config {
         config.components = v.components(&raw.component, &config.hosts)?;
         v.limits(raw.limits, &mut config)?;
         config.s2s = v.s2s(raw.s2s, &base)?;
+        crate::modules::validate(&config)?;
         Ok(config)
     }
 }

@@ -1,0 +1,171 @@
+//! The hook points' traits and the values they exchange with the router.
+
+use async_trait::async_trait;
+use jid::{BareJid, FullJid, Jid};
+use xmppd_proto::{Stanza, StanzaError, StanzaKind};
+
+use crate::extensions::Extensions;
+use crate::router::Router;
+
+/// Which stanza kinds a subscriber wants to see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KindMask(u8);
+
+impl KindMask {
+    /// No stanza.
+    pub const NONE: KindMask = KindMask(0);
+    /// `<message/>`.
+    pub const MESSAGE: KindMask = KindMask(1);
+    /// `<presence/>`.
+    pub const PRESENCE: KindMask = KindMask(2);
+    /// `<iq/>`.
+    pub const IQ: KindMask = KindMask(4);
+    /// Every stanza.
+    pub const ALL: KindMask = KindMask(7);
+
+    /// Both masks' kinds.
+    pub const fn union(self, other: KindMask) -> KindMask {
+        KindMask(self.0 | other.0)
+    }
+
+    /// Whether stanzas of `kind` are included.
+    #[inline]
+    pub fn contains(self, kind: StanzaKind) -> bool {
+        let bit = match kind {
+            StanzaKind::Message => 1,
+            StanzaKind::Presence => 2,
+            StanzaKind::Iq => 4,
+        };
+        self.0 & bit != 0
+    }
+}
+
+impl std::ops::BitOr for KindMask {
+    type Output = KindMask;
+    fn bitor(self, rhs: KindMask) -> KindMask {
+        self.union(rhs)
+    }
+}
+
+/// What a subscriber decided about the stanza it was given.
+#[derive(Debug)]
+pub enum Flow {
+    /// Go on with this stanza (the same one, or a rewritten one): the next subscriber, then
+    /// the router's own handling.
+    Continue(Stanza),
+    /// The subscriber took care of it: delivered, stored, answered or dropped on purpose.
+    /// `Some` is a stanza to route next, typically the error bounce for the sender.
+    Stop(Option<Stanza>),
+}
+
+impl Flow {
+    /// Stops with the error `error` for the sender (nothing, if `stanza` is itself an error).
+    pub fn bounce(stanza: &Stanza, error: &StanzaError) -> Flow {
+        Flow::Stop(stanza.error_reply(error))
+    }
+
+    /// Stops without a trace (blocking, spam rules: the sender must not learn of it).
+    pub fn drop_silently() -> Flow {
+        Flow::Stop(None)
+    }
+}
+
+/// What an offline subscriber did with a message.
+#[derive(Debug)]
+pub enum OfflineFlow {
+    /// Not this subscriber's business: the next one is asked.
+    Pass,
+    /// Committed to storage; it will be delivered at the next login.
+    Stored,
+    /// Not worth keeping (e.g. only a chat state notification); dropped on purpose.
+    Discarded,
+    /// Refused (storage failure, quota): this error goes back to the sender.
+    Refused(StanzaError),
+}
+
+/// Runs before any routing decision, for every stanza given to [`Router::route`]: the place
+/// for rules about who may talk to whom (blocking, privacy lists, spam filters).
+#[async_trait]
+pub trait PreRouteFilter: Send + Sync + 'static {
+    /// `stanza` has its `from` set by the server (a local session, a component, a verified
+    /// remote domain, or the server itself).
+    async fn pre_route(&self, router: &Router, stanza: Stanza) -> Flow;
+}
+
+/// A message or presence for an existing local account, before it is delivered (carbons,
+/// archive, subscriptions and probes).
+#[async_trait]
+pub trait InboundHook: Send + Sync + 'static {
+    /// `stanza.to()` is the addressed JID (bare, or full whether or not that resource is
+    /// bound); `account` is its bare JID.
+    async fn inbound(&self, router: &Router, stanza: Stanza, account: &BareJid) -> Flow;
+}
+
+/// A `normal` or `chat` message for an account with no available resource (RFC 6121
+/// §8.5.2.2.1): offline storage (XEP-0160). Without a subscriber that stores it, the sender
+/// gets `service-unavailable`.
+#[async_trait]
+pub trait OfflineHook: Send + Sync + 'static {
+    /// The write is committed before this returns [`OfflineFlow::Stored`].
+    async fn offline(&self, router: &Router, stanza: &Stanza, to: &BareJid) -> OfflineFlow;
+}
+
+/// A bound client session as hooks see it.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionRef<'a> {
+    /// The session's full JID.
+    pub jid: &'a FullJid,
+    /// Its per-module state.
+    pub ext: &'a Extensions,
+}
+
+/// A stanza a client session sent, its `from` stamped, before it is routed (sent carbons,
+/// archive, subscription requests the user's server processes first).
+#[async_trait]
+pub trait OutboundHook: Send + Sync + 'static {
+    /// Called for stanzas with a `to` and for iq without one (presence without `to` is the
+    /// session's broadcast presence: see [`SessionEvent::Available`]).
+    async fn outbound(&self, router: &Router, session: SessionRef<'_>, stanza: Stanza) -> Flow;
+}
+
+/// A moment in a client session's life.
+#[derive(Debug)]
+pub enum SessionEvent<'a> {
+    /// A resource was bound; nothing has been sent yet.
+    Bound,
+    /// Available presence without `to` (RFC 6121 §4.2, §4.4); the account's own resources
+    /// already have it.
+    Available {
+        /// The presence, `from` stamped.
+        stanza: &'a Stanza,
+        /// Whether it is the session's first (initial presence).
+        initial: bool,
+        /// Its priority (§4.7.2.3).
+        priority: i8,
+    },
+    /// The session became unavailable: explicit unavailable presence, stream end, lost socket
+    /// or replacement (§4.5); the account's other resources already know.
+    Unavailable {
+        /// The unavailable presence, `from` stamped.
+        stanza: &'a Stanza,
+        /// Entities the session sent directed available presence to (§4.6.3), which must
+        /// learn it is gone.
+        directed: &'a [Jid],
+    },
+    /// The session was moved to a new transport (stream management resumption).
+    Resumed,
+    /// The session ended and is no longer bound.
+    Closed,
+}
+
+/// Follows client sessions' lifecycles.
+#[async_trait]
+pub trait SessionHook: Send + Sync + 'static {
+    /// Called in priority order; an observer, it cannot stop the event.
+    async fn session_event(
+        &self,
+        router: &Router,
+        session: SessionRef<'_>,
+        event: &SessionEvent<'_>,
+    );
+}

@@ -1,0 +1,405 @@
+//! Modules and the registry they declare themselves in.
+//!
+//! A module's [`Module::register`] lists, in one place, every IQ handler, hook, service, disco
+//! feature and stream feature it adds. Dispatch is by types — the target kind, the iq type,
+//! the payload's namespace and name, the hook's trait — never by strings assembled at runtime.
+//! Everything registered is tagged with the module that registered it, so that a module
+//! disabled on one host is invisible there ([`Registry::enabled`]).
+//!
+//! Modules are built by a [`RegistryBuilder`], which hands each a [`ModuleCtx`]: its own
+//! configuration section, the hosts it runs on, the storage names it claims and a handle to
+//! the router that will exist once wiring is complete.
+
+mod builder;
+mod iq;
+mod service;
+
+pub use builder::{
+    ConfigSource, HostModules, ModuleCtx, ModuleError, NoSettings, RegistryBuilder, RouterHandle,
+};
+pub use iq::{IqHandler, IqRequest, IqTarget, IqType};
+pub use service::Service;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use xmppd_xml::Element;
+
+use crate::hooks::{
+    Hooks, InboundHook, KindMask, OfflineHook, OutboundHook, PreRouteFilter, Priority, SessionHook,
+    Subscriber,
+};
+
+/// A feature of the server: declares what it adds.
+pub trait Module: Send + Sync + 'static {
+    /// Declares everything the module adds.
+    fn register(self: Arc<Self>, registry: &mut Registry);
+}
+
+/// The index of a module in its registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ModuleId(u8);
+
+/// A set of modules (those enabled on one host).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModuleSet(u64);
+
+/// Modules one registry can hold (the width of [`ModuleSet`]).
+pub const MAX_MODULES: usize = 64;
+
+impl ModuleSet {
+    /// Whether `module` is in the set.
+    #[inline]
+    pub fn contains(self, module: ModuleId) -> bool {
+        self.0 & (1u64 << module.0) != 0
+    }
+
+    fn insert(&mut self, module: ModuleId) {
+        self.0 |= 1u64 << module.0;
+    }
+}
+
+struct IqRoute {
+    target: IqTarget,
+    iq_type: IqType,
+    ns: &'static str,
+    name: &'static str,
+    module: ModuleId,
+    handler: Arc<dyn IqHandler>,
+}
+
+/// An in-process service's domain and the host it belongs to.
+pub(crate) struct ServiceRoute {
+    pub(crate) host: String,
+    pub(crate) module: ModuleId,
+    pub(crate) service: Arc<dyn Service>,
+}
+
+/// Everything the modules registered.
+#[derive(Default)]
+pub struct Registry {
+    modules: Vec<&'static str>,
+    /// The module whose `register` is running.
+    current: Option<ModuleId>,
+    iq: Vec<IqRoute>,
+    server_features: Vec<(ModuleId, &'static str)>,
+    /// Services of the server (component domains: every host; in-process services: theirs).
+    server_items: Vec<(Option<String>, String)>,
+    stream_features: Vec<(ModuleId, Element)>,
+    pub(crate) services: HashMap<String, ServiceRoute, crate::FastHasher>,
+    pub(crate) hooks: Hooks,
+    /// Modules enabled per host; a host missing here runs every module.
+    host_modules: HashMap<String, ModuleSet, crate::FastHasher>,
+    /// The first registration conflict, reported when the registry is finished.
+    conflict: Option<ModuleError>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("modules", &self.modules)
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// An empty registry (modules are added through a [`RegistryBuilder`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a module under `name` and lets it register; the first conflict it causes is
+    /// reported by [`Registry::finish`].
+    pub fn add_module(&mut self, name: &'static str, module: Arc<dyn ModuleDyn>) -> ModuleId {
+        if self.modules.len() >= MAX_MODULES {
+            self.conflict
+                .get_or_insert(ModuleError::Registration(format!(
+                    "more than {MAX_MODULES} modules: {name} cannot be added"
+                )));
+            return ModuleId(0);
+        }
+        let id = ModuleId(self.modules.len() as u8);
+        self.modules.push(name);
+        self.current = Some(id);
+        module.register_dyn(self);
+        self.current = None;
+        id
+    }
+
+    /// Checks what the modules registered: the first conflict (an iq registered twice, a
+    /// domain claimed twice) is an error.
+    pub fn finish(mut self) -> Result<Registry, ModuleError> {
+        match self.conflict.take() {
+            Some(e) => Err(e),
+            None => Ok(self),
+        }
+    }
+
+    fn current(&self) -> ModuleId {
+        self.current.unwrap_or(ModuleId(0))
+    }
+
+    /// The name of a module.
+    pub fn module_name(&self, id: ModuleId) -> &'static str {
+        self.modules.get(id.0 as usize).copied().unwrap_or("?")
+    }
+
+    /// The modules, in registration order.
+    pub fn module_names(&self) -> &[&'static str] {
+        &self.modules
+    }
+
+    /// Restricts `host` to the modules named (the others are invisible there).
+    pub fn set_host_modules(&mut self, host: &str, names: &[&str]) {
+        let mut set = ModuleSet::default();
+        for (i, m) in self.modules.iter().enumerate() {
+            if names.contains(m) {
+                set.insert(ModuleId(i as u8));
+            }
+        }
+        self.host_modules.insert(host.to_owned(), set);
+    }
+
+    /// Whether `module` runs on `host` (a domain served here).
+    #[inline]
+    pub fn enabled(&self, host: &str, module: ModuleId) -> bool {
+        self.host_modules
+            .get(host)
+            .is_none_or(|set| set.contains(module))
+    }
+
+    /// Routes iq of this kind and payload to `handler`. Registering one (target, type,
+    /// namespace, element) twice is a startup error, not a silent overwrite.
+    pub fn iq(
+        &mut self,
+        target: IqTarget,
+        iq_type: IqType,
+        ns: &'static str,
+        name: &'static str,
+        handler: Arc<dyn IqHandler>,
+    ) {
+        let module = self.current();
+        if let Some(other) = self
+            .iq
+            .iter()
+            .find(|r| r.target == target && r.iq_type == iq_type && r.ns == ns && r.name == name)
+        {
+            let message = format!(
+                "the {target:?} iq {} {{{ns}}}{name} is registered by both {} and {}",
+                iq_type.as_str(),
+                self.module_name(other.module),
+                self.module_name(module)
+            );
+            self.conflict
+                .get_or_insert(ModuleError::Registration(message));
+            return;
+        }
+        self.iq.push(IqRoute {
+            target,
+            iq_type,
+            ns,
+            name,
+            module,
+            handler,
+        });
+    }
+
+    /// Advertises a disco#info feature of the server.
+    pub fn server_feature(&mut self, var: &'static str) {
+        let module = self.current();
+        if !self.server_features.iter().any(|(_, v)| *v == var) {
+            self.server_features.push((module, var));
+        }
+    }
+
+    /// Advertises a service (an external component's domain) in every host's disco#items.
+    pub fn server_item(&mut self, jid: impl Into<String>) {
+        let jid = jid.into();
+        if !self.server_items.iter().any(|(_, j)| *j == jid) {
+            self.server_items.push((None, jid));
+        }
+    }
+
+    /// Makes `domain` an in-process service of `host`: everything addressed to it goes to
+    /// `service`, and it is listed in the host's disco#items.
+    pub fn service(&mut self, host: &str, domain: &str, service: Arc<dyn Service>) {
+        let module = self.current();
+        let domain = domain.to_ascii_lowercase();
+        if let Some(other) = self.services.get(&domain) {
+            let message = format!(
+                "the domain {domain} is claimed as a service by both {} and {}",
+                self.module_name(other.module),
+                self.module_name(module)
+            );
+            self.conflict
+                .get_or_insert(ModuleError::Registration(message));
+            return;
+        }
+        self.server_items
+            .push((Some(host.to_owned()), domain.clone()));
+        self.services.insert(
+            domain,
+            ServiceRoute {
+                host: host.to_owned(),
+                module,
+                service,
+            },
+        );
+    }
+
+    /// The in-process service domains and their hosts.
+    pub fn service_domains(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .services
+            .iter()
+            .map(|(d, s)| (d.clone(), s.host.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The services listed in `host`'s disco#items, sorted.
+    pub fn server_items(&self, host: &str) -> Vec<String> {
+        let mut items: Vec<String> = self
+            .server_items
+            .iter()
+            .filter(|(h, _)| h.as_deref().is_none_or(|h| h == host))
+            .map(|(_, jid)| jid.clone())
+            .collect();
+        items.sort();
+        items
+    }
+
+    /// Advertises a stream feature to clients once they are authenticated (e.g. roster
+    /// versioning, subscription pre-approval).
+    pub fn stream_feature(&mut self, feature: Element) {
+        let module = self.current();
+        self.stream_features.push((module, feature));
+    }
+
+    /// The stream features the modules enabled on `host` added.
+    pub fn stream_features(&self, host: &str) -> Vec<Element> {
+        self.stream_features
+            .iter()
+            .filter(|(m, _)| self.enabled(host, *m))
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    /// The disco#info features of `host`, sorted.
+    pub fn server_features(&self, host: &str) -> Vec<&'static str> {
+        let mut f: Vec<_> = self
+            .server_features
+            .iter()
+            .filter(|(m, _)| self.enabled(host, *m))
+            .map(|(_, v)| *v)
+            .collect();
+        f.sort_unstable();
+        f
+    }
+
+    /// Subscribes a pre-route filter (every stanza routed).
+    pub fn pre_route(&mut self, priority: Priority, hook: Arc<dyn PreRouteFilter>) {
+        let module = self.current();
+        self.hooks.pre_route.add(Subscriber {
+            priority,
+            kinds: KindMask::ALL,
+            module,
+            hook,
+        });
+    }
+
+    /// Subscribes to messages/presence for local accounts of these kinds.
+    pub fn inbound(&mut self, priority: Priority, kinds: KindMask, hook: Arc<dyn InboundHook>) {
+        let module = self.current();
+        self.hooks.inbound.add(Subscriber {
+            priority,
+            kinds,
+            module,
+            hook,
+        });
+    }
+
+    /// Subscribes to messages for accounts with no available resource.
+    pub fn offline(&mut self, priority: Priority, hook: Arc<dyn OfflineHook>) {
+        let module = self.current();
+        self.hooks.offline.add(Subscriber {
+            priority,
+            kinds: KindMask::MESSAGE,
+            module,
+            hook,
+        });
+    }
+
+    /// Subscribes to stanzas client sessions send, of these kinds.
+    pub fn outbound(&mut self, priority: Priority, kinds: KindMask, hook: Arc<dyn OutboundHook>) {
+        let module = self.current();
+        self.hooks.outbound.add(Subscriber {
+            priority,
+            kinds,
+            module,
+            hook,
+        });
+    }
+
+    /// Subscribes to client sessions' lifecycle events.
+    pub fn session(&mut self, priority: Priority, hook: Arc<dyn SessionHook>) {
+        let module = self.current();
+        self.hooks.session.add(Subscriber {
+            priority,
+            kinds: KindMask::ALL,
+            module,
+            hook,
+        });
+    }
+
+    /// The modules subscribed to each hook point, in the order they run.
+    pub fn hook_order(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let names = |order: Vec<ModuleId>| -> Vec<&'static str> {
+            order.into_iter().map(|m| self.module_name(m)).collect()
+        };
+        vec![
+            ("pre_route", names(self.hooks.pre_route.order())),
+            ("inbound", names(self.hooks.inbound.order())),
+            ("offline", names(self.hooks.offline.order())),
+            ("outbound", names(self.hooks.outbound.order())),
+            ("session", names(self.hooks.session.order())),
+        ]
+    }
+
+    /// The handler for an iq to `host`, if a module enabled there registered one.
+    pub fn iq_handler(
+        &self,
+        host: &str,
+        target: IqTarget,
+        iq_type: IqType,
+        payload: &Element,
+    ) -> Option<Arc<dyn IqHandler>> {
+        self.iq
+            .iter()
+            .find(|r| {
+                r.target == target
+                    && r.iq_type == iq_type
+                    && r.name == payload.name()
+                    && r.ns == payload.ns()
+            })
+            .filter(|r| self.enabled(host, r.module))
+            .map(|r| r.handler.clone())
+    }
+}
+
+/// Object-safe form of [`Module`], implemented for every module.
+pub trait ModuleDyn: Send + Sync + 'static {
+    /// See [`Module::register`].
+    fn register_dyn(self: Arc<Self>, registry: &mut Registry);
+}
+
+impl<M: Module> ModuleDyn for M {
+    fn register_dyn(self: Arc<Self>, registry: &mut Registry) {
+        self.register(registry);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,133 @@
+//! The router's side of the hook points: each point is run from exactly one function here.
+
+use jid::{BareJid, FullJid, Jid};
+use xmppd_proto::{Stanza, StanzaKind};
+
+use super::{Router, client_bytes, readdress};
+use crate::hooks::{Flow, SessionEvent, SessionRef};
+use crate::module::ModuleId;
+use crate::outbound::Outbound;
+
+impl Router {
+    /// Whether `module` runs for a stanza between `from` and `to`: on the host of either end
+    /// that is served here (a block list belongs to whichever end is ours).
+    fn runs_between(&self, module: ModuleId, stanza: &Stanza) -> bool {
+        let on = |jid: Option<&Jid>| {
+            jid.is_some_and(|j| {
+                let domain = j.domain().as_str();
+                self.is_local_domain(domain) && self.registry.enabled(domain, module)
+            })
+        };
+        on(stanza.from()) || on(stanza.to())
+    }
+
+    /// The pre-route filters, in priority order.
+    pub(super) async fn run_pre_route(&self, mut stanza: Stanza) -> Flow {
+        for sub in self.registry.hooks.pre_route.iter() {
+            if !self.runs_between(sub.module, &stanza) {
+                continue;
+            }
+            stanza = match sub.hook.pre_route(self, stanza).await {
+                Flow::Continue(stanza) => stanza,
+                stop => return stop,
+            };
+        }
+        Flow::Continue(stanza)
+    }
+
+    /// The inbound hooks for a message or presence to the existing local account `account`.
+    pub(super) async fn run_inbound(&self, mut stanza: Stanza, account: &BareJid) -> Flow {
+        let host = account.domain().as_str();
+        let kind = stanza.kind();
+        for sub in self.registry.hooks.inbound.iter() {
+            if !sub.kinds.contains(kind) || !self.registry.enabled(host, sub.module) {
+                continue;
+            }
+            stanza = match sub.hook.inbound(self, stanza, account).await {
+                Flow::Continue(stanza) => stanza,
+                stop => return stop,
+            };
+        }
+        Flow::Continue(stanza)
+    }
+
+    /// A stanza a client session sent, its `from` stamped: the outbound hooks, then routing.
+    /// Presence without `to` is not for this: see [`Router::session_event`].
+    pub async fn route_from_session(&self, session: SessionRef<'_>, stanza: Stanza) {
+        let hooks = &self.registry.hooks.outbound;
+        if !hooks.wants(stanza.kind()) {
+            return self.route(stanza).await;
+        }
+        let host = session.jid.domain().as_str();
+        let kind = stanza.kind();
+        let mut stanza = stanza;
+        for sub in hooks.iter() {
+            if !sub.kinds.contains(kind) || !self.registry.enabled(host, sub.module) {
+                continue;
+            }
+            stanza = match sub.hook.outbound(self, session, stanza).await {
+                Flow::Continue(stanza) => stanza,
+                Flow::Stop(Some(next)) => return self.route(next).await,
+                Flow::Stop(None) => return,
+            };
+        }
+        self.route(stanza).await
+    }
+
+    /// A moment in a client session's life. For a change of broadcast presence (the registry
+    /// already records it), the account's own resources are told first (RFC 6121 §4.2.2,
+    /// §4.5.2) and, when it becomes unavailable, the entities it sent directed presence to
+    /// (§4.6.3); then the session hooks run in priority order (contacts, probes, offline
+    /// messages, last activity).
+    pub async fn session_event(&self, session: SessionRef<'_>, event: SessionEvent<'_>) {
+        match &event {
+            SessionEvent::Available {
+                stanza, initial, ..
+            } => self.broadcast_own_presence(session.jid, stanza, *initial),
+            SessionEvent::Unavailable { stanza, directed } => {
+                self.broadcast_own_presence(session.jid, stanza, false);
+                for to in directed.iter() {
+                    self.route(readdress(stanza, to)).await;
+                }
+            }
+            SessionEvent::Bound | SessionEvent::Resumed | SessionEvent::Closed => {}
+        }
+        let host = session.jid.domain().as_str();
+        for sub in self.registry.hooks.session.iter() {
+            if self.registry.enabled(host, sub.module) {
+                sub.hook.session_event(self, session, &event).await;
+            }
+        }
+    }
+
+    /// A session's broadcast presence (no `to`), for the user's own resources (RFC 6121
+    /// §4.2.2, §4.5.2). Available presence goes to every available resource of the account,
+    /// including the sender; on its initial presence the sender also receives the current
+    /// presence of the account's other available resources. Unavailable presence goes to the
+    /// other available resources. The caller has already recorded the new state with
+    /// [`crate::SessionRegistry::set_presence`].
+    pub fn broadcast_own_presence(&self, from: &FullJid, stanza: &Stanza, initial: bool) {
+        debug_assert_eq!(stanza.kind(), StanzaKind::Presence);
+        let resources = self.sessions.resources(&from.to_bare());
+        let unavailable = stanza.type_attr() == Some("unavailable");
+        let targets: Vec<_> = resources
+            .iter()
+            .filter(|r| r.priority.is_some() && !(unavailable && &r.jid == from))
+            .cloned()
+            .collect();
+        self.deliver_all(stanza, &targets);
+        if initial
+            && !unavailable
+            && let Some(me) = resources.iter().find(|r| &r.jid == from)
+        {
+            for other in resources.iter().filter(|r| &r.jid != from) {
+                if let Some(presence) = &other.last_presence {
+                    let _ = me.deliver(Outbound {
+                        bytes: client_bytes(presence),
+                        reroute: None,
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Stanzas for the local domains: the server itself and its accounts (RFC 6121 §8.5).
+
+use std::sync::Arc;
+
+use jid::{BareJid, FullJid, Jid};
+use tracing::{debug, warn};
+use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind};
+
+use super::{Router, SessionDelivery, client_bytes};
+use crate::hooks::{Flow, OfflineFlow};
+use crate::module::{IqRequest, IqTarget, IqType};
+use crate::outbound::Outbound;
+use crate::session::ResourceInfo;
+
+fn message_type(stanza: &Stanza) -> &str {
+    stanza.type_attr().unwrap_or("normal")
+}
+
+impl Router {
+    async fn handle_iq(&self, stanza: &Stanza, target: IqTarget, to: &BareJid) -> Option<Stanza> {
+        let iq_type = match stanza.type_attr() {
+            Some("get") => IqType::Get,
+            Some("set") => IqType::Set,
+            // A result or error for the server or an account: nothing is waiting for it.
+            _ => return None,
+        };
+        let (Some(payload), Some(from)) = (stanza.iq_payload(), stanza.from()) else {
+            return stanza.error_reply(&StanzaError::bad_request("an iq needs one payload"));
+        };
+        let host = to.domain().as_str();
+        let Some(handler) = self.registry.iq_handler(host, target, iq_type, payload) else {
+            return stanza.error_reply(&StanzaError::service_unavailable());
+        };
+        let request = IqRequest {
+            stanza,
+            payload,
+            from,
+            to,
+            router: self,
+        };
+        match handler.handle(request).await {
+            Ok(result) => Some(stanza.iq_result(result)),
+            Err(err) => stanza.error_reply(&err),
+        }
+    }
+
+    pub(super) async fn to_server(&self, stanza: &Stanza, domain: &BareJid) -> Option<Stanza> {
+        match stanza.kind() {
+            StanzaKind::Iq => self.handle_iq(stanza, IqTarget::Server, domain).await,
+            StanzaKind::Message => match message_type(stanza) {
+                "error" | "headline" | "groupchat" => None,
+                _ => stanza.error_reply(&StanzaError::service_unavailable()),
+            },
+            // Presence to the server itself means nothing here (probes and directed presence
+            // to the domain are ignored).
+            StanzaKind::Presence => None,
+        }
+    }
+
+    /// Whether the account exists (a bound session proves it without a storage read).
+    async fn account_exists(&self, bare: &BareJid) -> bool {
+        if !self.sessions.resources(bare).is_empty() {
+            return true;
+        }
+        let (Some(node), domain) = (bare.node(), bare.domain()) else {
+            return false;
+        };
+        match self.accounts.exists(domain.as_str(), node.as_str()).await {
+            Ok(exists) => exists,
+            Err(e) => {
+                warn!(%bare, error = %e, "account lookup failed while routing");
+                false
+            }
+        }
+    }
+
+    /// A stanza for a local account, addressed to its bare JID or to one of its resources.
+    pub(super) async fn to_account(&self, mut stanza: Stanza, to: &Jid) -> Option<Stanza> {
+        let bare = to.to_bare();
+        let full = to.try_as_full().ok();
+        let hooked =
+            stanza.kind() != StanzaKind::Iq && self.registry.hooks.inbound.wants(stanza.kind());
+        if full.is_some() && !hooked {
+            // A bound resource proves the account: no storage read.
+            stanza = match self.deliver_to_bound_session(stanza) {
+                SessionDelivery::Handled(bounce) => return bounce,
+                SessionDelivery::NotBound(stanza) => stanza,
+            };
+        }
+        if !self.account_exists(&bare).await {
+            // RFC 6121 §8.5.1: no account. Presence is dropped so existence does not leak.
+            return match stanza.kind() {
+                StanzaKind::Presence => None,
+                StanzaKind::Iq | StanzaKind::Message => {
+                    stanza.error_reply(&StanzaError::service_unavailable())
+                }
+            };
+        }
+        if stanza.kind() == StanzaKind::Iq {
+            return match full {
+                // §8.5.3.2.1: no such resource (a bound one took the direct path above).
+                Some(_) => stanza.error_reply(&StanzaError::service_unavailable()),
+                None => self.handle_iq(&stanza, IqTarget::Account, &bare).await,
+            };
+        }
+        if hooked {
+            stanza = match self.run_inbound(stanza, &bare).await {
+                Flow::Continue(stanza) => stanza,
+                Flow::Stop(bounce) => return bounce,
+            };
+        }
+        match full {
+            Some(full) => self.to_resource(stanza, full, &bare).await,
+            None => self.to_bare(stanza, &bare).await,
+        }
+    }
+
+    /// RFC 6121 §8.5.2: a message or presence to an account's bare JID, after the hooks.
+    async fn to_bare(&self, stanza: Stanza, bare: &BareJid) -> Option<Stanza> {
+        match stanza.kind() {
+            StanzaKind::Message => self.message_to_bare(stanza, bare).await,
+            // §8.5.2.1.2 / §8.5.2.2.2: to every available resource, else nowhere.
+            _ => {
+                self.deliver_to_available(&stanza, bare);
+                None
+            }
+        }
+    }
+
+    /// RFC 6121 §8.5.3: a message or presence to a full JID, after the hooks.
+    async fn to_resource(&self, stanza: Stanza, full: &FullJid, bare: &BareJid) -> Option<Stanza> {
+        let stanza = match self.deliver_to_bound_session(stanza) {
+            SessionDelivery::Handled(bounce) => return bounce,
+            SessionDelivery::NotBound(stanza) => stanza,
+        };
+        debug!(to = %full, "no such resource");
+        // §8.5.3.2: no such resource.
+        match stanza.kind() {
+            StanzaKind::Iq => stanza.error_reply(&StanzaError::service_unavailable()),
+            StanzaKind::Message => match message_type(&stanza) {
+                "groupchat" => stanza.error_reply(&StanzaError::service_unavailable()),
+                "headline" | "error" => None,
+                _ => self.message_to_bare(stanza, bare).await,
+            },
+            StanzaKind::Presence => match stanza.type_attr() {
+                Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed") => {
+                    self.deliver_to_available(&stanza, bare);
+                    None
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// RFC 6121 §8.5.2: a message to a bare JID.
+    async fn message_to_bare(&self, stanza: Stanza, bare: &BareJid) -> Option<Stanza> {
+        let resources = self.sessions.resources(bare);
+        let non_negative: Vec<_> = resources
+            .into_iter()
+            .filter(|r| r.priority.is_some_and(|p| p >= 0))
+            .collect();
+        match message_type(&stanza) {
+            "error" => None,
+            "groupchat" => stanza.error_reply(&StanzaError::service_unavailable()),
+            "headline" => {
+                self.deliver_all(&stanza, &non_negative);
+                None
+            }
+            _ => {
+                // normal/chat (and unknown types, treated as normal): the resources with the
+                // highest non-negative priority, all of them when tied.
+                let top = non_negative.iter().filter_map(|r| r.priority).max();
+                let targets: Vec<_> = non_negative
+                    .into_iter()
+                    .filter(|r| r.priority == top)
+                    .collect();
+                if targets.is_empty() {
+                    return self.offline(stanza, bare).await;
+                }
+                let stanza = Arc::new(stanza);
+                let delivered = self.deliver_shared(stanza.clone(), &targets);
+                if delivered == 0 {
+                    return stanza
+                        .error_reply(&StanzaError::new(DefinedCondition::RecipientUnavailable));
+                }
+                None
+            }
+        }
+    }
+
+    /// §8.5.2.2.1: offline storage (XEP-0160), committed before the stanza counts as
+    /// handled; without it, or when it refuses, the sender learns the message was not
+    /// delivered instead of losing it silently.
+    async fn offline(&self, stanza: Stanza, bare: &BareJid) -> Option<Stanza> {
+        let host = bare.domain().as_str();
+        for sub in self.registry.hooks.offline.iter() {
+            if !self.registry.enabled(host, sub.module) {
+                continue;
+            }
+            match sub.hook.offline(self, &stanza, bare).await {
+                OfflineFlow::Pass => continue,
+                OfflineFlow::Stored | OfflineFlow::Discarded => return None,
+                OfflineFlow::Refused(err) => return stanza.error_reply(&err),
+            }
+        }
+        let err = StanzaError::service_unavailable()
+            .with_text("the recipient is offline and offline storage is off");
+        stanza.error_reply(&err)
+    }
+
+    /// Hands a stanza to every available resource of a local account as it is, with no
+    /// further processing (RFC 6121 §8.5.2.1.2); returns how many accepted it. For the
+    /// account's own server, e.g. delivering a contact's subscription request.
+    pub fn deliver_to_available(&self, stanza: &Stanza, bare: &BareJid) -> usize {
+        let available: Vec<_> = self
+            .sessions
+            .resources(bare)
+            .into_iter()
+            .filter(|r| r.priority.is_some())
+            .collect();
+        self.deliver_all(stanza, &available)
+    }
+
+    /// Hands a stanza to every interested resource of a local account — those that requested
+    /// the roster (RFC 6121 §2.1.6) — as it is; returns how many accepted it. Subscription
+    /// approvals and cancellations go there (§3.1.6, §3.2.3, §3.3.3).
+    pub fn deliver_to_interested(&self, stanza: &Stanza, bare: &BareJid) -> usize {
+        let interested: Vec<_> = self
+            .sessions
+            .resources(bare)
+            .into_iter()
+            .filter(|r| r.interested)
+            .collect();
+        self.deliver_all(stanza, &interested)
+    }
+
+    /// Hands a stanza to one bound session as it is; whether it was queued.
+    pub fn deliver_to_session(&self, stanza: &Stanza, full: &FullJid) -> bool {
+        let outbound = || Outbound {
+            bytes: client_bytes(stanza),
+            reroute: Some(Arc::new(stanza.clone())),
+        };
+        matches!(self.sessions.deliver_to(full, outbound), Some(Ok(())))
+    }
+
+    /// Delivers to each session, serialising once; returns how many accepted it.
+    pub(super) fn deliver_all(&self, stanza: &Stanza, sessions: &[ResourceInfo]) -> usize {
+        if sessions.is_empty() {
+            return 0;
+        }
+        self.deliver_shared(Arc::new(stanza.clone()), sessions)
+    }
+
+    /// [`Router::deliver_all`] for a stanza the router owns: shared, not copied.
+    fn deliver_shared(&self, stanza: Arc<Stanza>, sessions: &[ResourceInfo]) -> usize {
+        if sessions.is_empty() {
+            return 0;
+        }
+        let outbound = Outbound {
+            bytes: client_bytes(&stanza),
+            reroute: Some(stanza),
+        };
+        let mut delivered = 0;
+        for session in sessions {
+            match session.deliver(outbound.clone()) {
+                Ok(()) => delivered += 1,
+                Err(e) => debug!(to = %session.jid, error = %e, "delivery failed"),
+            }
+        }
+        delivered
+    }
+}

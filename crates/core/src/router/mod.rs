@@ -1,0 +1,290 @@
+//! The router: where every stanza goes (RFC 6120 §10, RFC 6121 §8). `docs/routing.md` is the
+//! table of these rules.
+//!
+//! A stanza is serialised once when it is delivered and the bytes are shared by every
+//! recipient. Errors are answered by bouncing an error stanza back through the router, never
+//! in reply to an `error` (or an iq `result`), so bounces cannot loop.
+//!
+//! Every stanza passes the pre-route filters first, in [`Router::route`], whether it then takes
+//! the direct path to a bound session or the general one; the hooks for local accounts run in
+//! one place of the general path ([`Router::run_inbound`]), and the direct path is taken only
+//! when no inbound hook wants the stanza's kind. With no subscribers, the direct path is what it
+//! always was: one registry lookup and a queue push.
+
+mod hooks;
+mod local;
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use jid::Jid;
+use tracing::debug;
+use xmppd_proto::{DefinedCondition, Stanza, StanzaError, ns};
+
+use crate::accounts::Accounts;
+use crate::component::ComponentRegistry;
+use crate::hooks::Flow;
+use crate::module::Registry;
+use crate::outbound::Outbound;
+use crate::session::{DeliveryError, SessionRegistry};
+
+/// The way out to other servers (federation). The router knows it only through this trait,
+/// so core names no transport.
+pub trait RemoteRoute: Send + Sync {
+    /// Queues `stanza` (whose `from` is at a local domain or component) for the remote domain
+    /// of its `to`. When it is refused at once, the error bounce for the sender comes back to
+    /// be routed (as [`Stanza::error_reply`] makes it); failures found later (the domain
+    /// cannot be reached) are bounced by the implementation through the router.
+    fn send_remote(&self, stanza: Stanza, from_domain: &str, to_domain: &str) -> Option<Stanza>;
+}
+
+/// Routes stanzas between local sessions, the server's own handlers and remote domains.
+pub struct Router {
+    hosts: HashSet<String, crate::FastHasher>,
+    components: Arc<ComponentRegistry>,
+    remote: OnceLock<Arc<dyn RemoteRoute>>,
+    sessions: Arc<SessionRegistry>,
+    accounts: Accounts,
+    registry: Registry,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A copy of `stanza` addressed to `to` (same `from`, same children), e.g. a broadcast
+/// presence sent on to one contact.
+pub fn readdress(stanza: &Stanza, to: &Jid) -> Stanza {
+    let mut el = stanza.element().clone();
+    el.set_attr("to", to.as_str());
+    Stanza::new_unchecked(stanza.kind(), stanza.from().cloned(), Some(to.clone()), el)
+}
+
+/// Serialises a stanza for a client stream (default namespace `jabber:client`).
+pub fn client_bytes(stanza: &Stanza) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    stanza.element().write_to(&mut out, ns::CLIENT);
+    Bytes::from(out)
+}
+
+/// What became of a stanza offered to the session bound to its `to`.
+enum SessionDelivery {
+    /// Delivered (`None`), or refused with this bounce for the sender.
+    Handled(Option<Stanza>),
+    /// Not for a session bound here: routing goes on with the stanza.
+    NotBound(Stanza),
+}
+
+impl Router {
+    /// A router serving `hosts`.
+    pub fn new(
+        hosts: HashSet<String>,
+        sessions: Arc<SessionRegistry>,
+        accounts: Accounts,
+        registry: Registry,
+    ) -> Self {
+        Router {
+            hosts: hosts.into_iter().collect(),
+            components: Arc::new(ComponentRegistry::default()),
+            remote: OnceLock::new(),
+            sessions,
+            accounts,
+            registry,
+        }
+    }
+
+    /// Routes the domains of `components` to their external components (XEP-0114).
+    pub fn with_components(mut self, components: Arc<ComponentRegistry>) -> Self {
+        self.components = components;
+        self
+    }
+
+    /// Connects the router to federation; stanzas to other domains go there from now on.
+    /// Only the first call counts (the route out is fixed for the router's life).
+    pub fn set_remote(&self, remote: Arc<dyn RemoteRoute>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// Whether `domain` is served here: a host, a component or an in-process service.
+    pub fn is_served_domain(&self, domain: &str) -> bool {
+        self.is_local_domain(domain)
+            || self.components.is_component(domain)
+            || self.registry.services.contains_key(domain)
+    }
+
+    /// The external components.
+    pub fn components(&self) -> &Arc<ComponentRegistry> {
+        &self.components
+    }
+
+    /// Whether `domain` is one of the hosts served here.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.hosts.contains(domain)
+    }
+
+    /// The session registry.
+    pub fn sessions(&self) -> &Arc<SessionRegistry> {
+        &self.sessions
+    }
+
+    /// The accounts.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// The module registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Routes a stanza whose `from` the server vouches for.
+    pub async fn route(&self, stanza: Stanza) {
+        let mut pending = Some(stanza);
+        // Bounces are routed iteratively; an error is never bounced, so this ends after at
+        // most two rounds.
+        for _ in 0..2 {
+            let Some(mut stanza) = pending.take() else {
+                return;
+            };
+            if !self.registry.hooks.pre_route.is_empty() {
+                match Box::pin(self.run_pre_route(stanza)).await {
+                    Flow::Continue(s) => stanza = s,
+                    Flow::Stop(bounce) => {
+                        pending = bounce;
+                        continue;
+                    }
+                }
+            }
+            pending = match self.route_to_bound_session(stanza) {
+                SessionDelivery::Handled(bounce) => bounce,
+                // Boxed: the general path's future is large (storage, modules, offline), and
+                // inline it would be built and moved for every stanza, most of which never
+                // take it.
+                SessionDelivery::NotBound(stanza) => Box::pin(self.route_once(stanza)).await,
+            };
+        }
+    }
+
+    /// The common case, decided without waiting: a stanza to the full JID of a local account
+    /// whose session is bound here (a chat message between two online users), when no inbound
+    /// hook wants to see it. Anything else comes back for [`Router::route_once`]; what is
+    /// handled here takes exactly the path `route_once` would.
+    fn route_to_bound_session(&self, stanza: Stanza) -> SessionDelivery {
+        let direct = match stanza.to().map(Jid::try_as_full) {
+            Some(Ok(full)) => {
+                let domain = full.domain().as_str();
+                full.node().is_some()
+                    && !self.registry.hooks.inbound.wants(stanza.kind())
+                    && self.is_local_domain(domain)
+            }
+            _ => false,
+        };
+        if !direct {
+            return SessionDelivery::NotBound(stanza);
+        }
+        self.deliver_to_bound_session(stanza)
+    }
+
+    /// RFC 6121 §8.5.3.1: a connected resource gets it, whatever its presence. The stanza
+    /// comes back when no session is bound to its `to` (a full JID).
+    fn deliver_to_bound_session(&self, stanza: Stanza) -> SessionDelivery {
+        // The copy kept for rerouting is the stanza itself, shared, not a deep copy.
+        let stanza = Arc::new(stanza);
+        let Some(Ok(full)) = stanza.to().map(Jid::try_as_full) else {
+            return SessionDelivery::NotBound(Arc::unwrap_or_clone(stanza));
+        };
+        let outbound = || Outbound {
+            bytes: client_bytes(&stanza),
+            reroute: Some(stanza.clone()),
+        };
+        match self.sessions.deliver_to(full, outbound) {
+            Some(Ok(())) => SessionDelivery::Handled(None),
+            Some(Err(DeliveryError::NoSession | DeliveryError::QueueFull)) => {
+                SessionDelivery::Handled(
+                    stanza.error_reply(&StanzaError::new(DefinedCondition::RecipientUnavailable)),
+                )
+            }
+            None => SessionDelivery::NotBound(Arc::unwrap_or_clone(stanza)),
+        }
+    }
+
+    /// Routes one stanza; returns the error bounce to route next, if any.
+    async fn route_once(&self, stanza: Stanza) -> Option<Stanza> {
+        let to = match stanza.to() {
+            Some(to) => to.clone(),
+            // No 'to': handled on behalf of the sender's account (RFC 6120 §10.3).
+            None => match stanza.from() {
+                Some(from) => Jid::from(from.to_bare()),
+                None => return None,
+            },
+        };
+        let domain = to.domain().as_str();
+        if self.components.is_component(domain) {
+            return self.to_component(stanza, domain);
+        }
+        if let Some(service) = self.registry.services.get(domain) {
+            return service.service.handle(self, stanza).await;
+        }
+        if !self.is_local_domain(domain) {
+            return self.to_remote(stanza, domain);
+        }
+        if to.node().is_none() {
+            return self.to_server(&stanza, &to.to_bare()).await;
+        }
+        self.to_account(stanza, &to).await
+    }
+
+    /// A remote domain: through federation, for stanzas from our own domains only (the server
+    /// relays for no one else).
+    fn to_remote(&self, stanza: Stanza, to_domain: &str) -> Option<Stanza> {
+        let from_domain = match stanza.from() {
+            Some(from) if self.is_served_domain(from.domain().as_str()) => {
+                from.domain().as_str().to_owned()
+            }
+            _ => {
+                debug!(
+                    to = to_domain,
+                    "not relaying a stanza from a foreign domain"
+                );
+                return None;
+            }
+        };
+        let Some(remote) = self.remote.get() else {
+            let err = StanzaError::new(DefinedCondition::RemoteServerNotFound)
+                .with_text(format!("{to_domain} is not reachable: federation is off"));
+            return stanza.error_reply(&err);
+        };
+        remote.send_remote(stanza, &from_domain, to_domain)
+    }
+
+    /// XEP-0114 §3: everything addressed to a component's domain (any JID at it) goes to the
+    /// component, re-serialised in the component namespace.
+    fn to_component(&self, stanza: Stanza, domain: &str) -> Option<Stanza> {
+        let Some(link) = self.components.link(domain) else {
+            let err = StanzaError::service_unavailable()
+                .with_text(format!("the component {domain} is not connected"));
+            return stanza.error_reply(&err);
+        };
+        let mut element = stanza.element().clone();
+        element.rename_ns(ns::CLIENT, ns::COMPONENT_ACCEPT);
+        let mut bytes = Vec::with_capacity(256);
+        element.write_to(&mut bytes, ns::COMPONENT_ACCEPT);
+        let outbound = Outbound {
+            bytes: Bytes::from(bytes),
+            reroute: Some(Arc::new(stanza.clone())),
+        };
+        match link.tx.try_send(outbound) {
+            Ok(()) => None,
+            Err(_) => {
+                let err = StanzaError::new(DefinedCondition::RecipientUnavailable)
+                    .with_text(format!("the component {domain} is not accepting stanzas"));
+                stanza.error_reply(&err)
+            }
+        }
+    }
+}
