@@ -7,7 +7,7 @@ import json
 import statistics
 import sys
 
-SERVERS = ["xmppd", "ejabberd", "prosody", "relay"]
+SERVERS = ["xmppd", "baseline", "ejabberd", "prosody", "relay"]
 
 
 def load(path):
@@ -66,27 +66,33 @@ METRICS = [
 ]
 
 
-def print_median_round_ratio(rows, present):
-    """The median over the interleaved rounds of xmppd's msg/s divided by the relay's."""
+def print_median_round_ratio(rows, present, other="relay"):
+    """The median over the interleaved rounds of xmppd's msg/s divided by `other`'s."""
     ratios = []
     for key, by in rows.items():
         if key.split(" ")[0] != "throughput_round":
             continue
-        x, r = by.get("xmppd", {}).get("msgs_per_s"), by.get("relay", {}).get("msgs_per_s")
+        x, r = by.get("xmppd", {}).get("msgs_per_s"), by.get(other, {}).get("msgs_per_s")
         if x is not None and r:
             ratios.append(x / r)
     if not ratios:
         return
-    label = f"msg/s xmppd/relay, median of the {len(ratios)} interleaved rounds"
+    label = f"msg/s xmppd/{other}, median of the {len(ratios)} interleaved rounds"
     spread = f"{min(ratios):.2f}x-{max(ratios):.2f}x"
+    figure = f"{statistics.median(ratios):.2f}x (rounds {spread})"
     cells = ["" for _ in present]
-    print("| " + " | ".join([label] + cells + ["", "", f"{statistics.median(ratios):.2f}x (rounds {spread})"]) + " |")
+    baseline = "baseline" in present
+    ratio_cells = ["", "", figure] if other == "relay" else ["", "", ""]
+    if baseline:
+        ratio_cells.append(figure if other == "baseline" else "")
+    print("| " + " | ".join([label] + cells + ratio_cells) + " |")
 
 
 def main():
     rows = load(sys.argv[1])
     present = [s for s in SERVERS if any(s in r for r in rows.values())]
-    head = ["metric"] + present + ["xmppd/ejabberd", "xmppd/Prosody", "xmppd/relay"]
+    baseline = "baseline" in present
+    head = ["metric"] + present + ["xmppd/ejabberd", "xmppd/Prosody", "xmppd/relay"] + (["xmppd/baseline"] if baseline else [])
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for label, scen, field, digits, _ in METRICS:
@@ -100,17 +106,21 @@ def main():
                     e, a = r.get(field[0]), r.get(field[1])
                     vals[s] = None if e is None or a is None else (e / 1024, a / 1024)
                 cells = [("n/a" if vals.get(s) is None else f"{vals[s][0]:.1f} -> {vals[s][1]:.1f}") for s in present]
-                rat = ["", "", ""]
+                rat = ["", "", ""] + ([""] if baseline else [])
             else:
                 vals = {s: by.get(s, {}).get(field) for s in present}
                 cells = [fmt(vals[s], digits) for s in present]
                 x = vals.get("xmppd")
                 rat = [ratio(x, vals.get("ejabberd")), ratio(x, vals.get("prosody")), ratio(x, vals.get("relay"))]
+                if baseline:
+                    rat.append(ratio(x, vals.get("baseline")))
             print("| " + " | ".join([label.format(n=n)] + cells + rat) + " |")
         if scen == "throughput_round" and field == "msgs_per_s":
             print_median_round_ratio(rows, present)
+            if "baseline" in present:
+                print_median_round_ratio(rows, present, "baseline")
     for label in ["throughput with MAM archiving on (msg/s)"]:
-        print("| " + " | ".join([label] + ["n/a (not run)" for _ in present] + ["", "", ""]) + " |")
+        print("| " + " | ".join([label] + ["n/a (not run)" for _ in present] + ["", "", ""] + ([""] if baseline else [])) + " |")
     print()
     print("Ratios are xmppd's figure divided by the other's (for costs and latency, lower is better).")
     errs = [(k, s, r.get("error") or r.get("failed") or r.get("errors") or r.get("out_of_order")) for k, by in rows.items() for s, r in by.items()]

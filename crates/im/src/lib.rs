@@ -29,7 +29,7 @@ use xmppd_core::{IqTarget, IqType, KindMask, Module, Registry, Router};
 use xmppd_proto::{Stanza, StanzaKind, ns};
 use xmppd_xml::Element;
 
-pub use offline::{OfflineMessages, delay_stamp};
+pub use offline::OfflineMessages;
 pub use store::RosterStore;
 
 /// `urn:xmpp:features:pre-approval` (RFC 6121 §3.4).

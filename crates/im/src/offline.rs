@@ -18,18 +18,17 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use jid::{BareJid, FullJid};
+use jid::{BareJid, FullJid, Jid};
 use tracing::warn;
 use xmppd_core::router::client_bytes;
 use xmppd_core::storage::{ArchiveQuery, ArchiveStore, NewArchiveRecord, StorageError};
 use xmppd_core::{OfflineFlow, OfflineHook, Outbound, Router};
+use xmppd_proto::delay::Delay;
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, ns};
 use xmppd_xml::{Element, Limits, Reader, StreamEvent};
 
 /// `msgoffline`, the disco feature of XEP-0160.
 pub const NS_OFFLINE: &str = "msgoffline";
-/// `urn:xmpp:delay` (XEP-0203).
-pub const NS_DELAY: &str = "urn:xmpp:delay";
 /// `http://jabber.org/protocol/chatstates` (XEP-0085).
 pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 pub(crate) const STORE: &str = "offline";
@@ -66,33 +65,6 @@ fn chat_state_only(el: &Element) -> bool {
         }
     }
     has_state
-}
-
-/// XEP-0082 DateTime in UTC with milliseconds, e.g. `2002-09-10T23:08:25.000Z`.
-pub fn delay_stamp(time: SystemTime) -> String {
-    let ms = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let secs = (ms / 1000) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
 }
 
 /// Parses a stanza stored in its `jabber:client` serialisation.
@@ -191,16 +163,17 @@ impl OfflineMessages {
         let now = SystemTime::now();
         let domain = to.domain().as_str();
         let mut el = stanza.element().clone();
-        let stamped = el
-            .children()
-            .any(|c| c.is("delay", NS_DELAY) && c.attr("from") == Some(domain));
+        // One stamp by this server: a message bounced back here (a session that ended with it
+        // queued) keeps the time it was first stored.
+        let stamped = el.children().any(|c| {
+            Delay::try_from(c).is_ok_and(|d| d.from.as_ref().is_some_and(|f| f.as_str() == domain))
+        });
         if !stamped {
-            el.push_child(
-                Element::new("delay", NS_DELAY)
-                    .with_attr("from", domain)
-                    .with_attr("stamp", delay_stamp(now))
-                    .with_text("Offline Storage"),
-            );
+            let mut delay = Delay::new(now).with_reason("Offline Storage");
+            if let Ok(from) = Jid::new(domain) {
+                delay = delay.with_from(from);
+            }
+            el.push_child(delay.to_element());
         }
         let stored = Stanza::new_unchecked(
             stanza.kind(),
@@ -239,16 +212,6 @@ impl OfflineMessages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn stamps_are_xep_0082_utc() {
-        assert_eq!(delay_stamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = UNIX_EPOCH + Duration::from_millis(1_031_699_305_123);
-        assert_eq!(delay_stamp(t), "2002-09-10T23:08:25.123Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(delay_stamp(leap), "2000-02-29T00:00:00.000Z");
-    }
 
     #[test]
     fn chat_states_alone_are_not_kept() {
@@ -267,7 +230,7 @@ mod tests {
         let el = Element::new("message", ns::CLIENT)
             .with_attr("to", "a@b")
             .with_child(Element::new("body", ns::CLIENT).with_text("x <&> y"))
-            .with_child(Element::new("delay", NS_DELAY).with_attr("stamp", "s"));
+            .with_child(Element::new("delay", ns::DELAY).with_attr("stamp", "s"));
         let mut bytes = Vec::new();
         el.write_to(&mut bytes, ns::CLIENT);
         assert_eq!(parse_stored(&bytes), Some(el));

@@ -9,6 +9,7 @@
 
 use jid::BareJid;
 use serde::{Deserialize, Serialize};
+use xmppd_proto::roster::{RosterQuery, Subscription};
 use xmppd_proto::{DefinedCondition, StanzaError};
 use xmppd_xml::Element;
 
@@ -124,55 +125,42 @@ fn not_acceptable(text: &str) -> StanzaError {
     StanzaError::new(DefinedCondition::NotAcceptable).with_text(text)
 }
 
-/// Checks the `<query/>` of a roster set.
+/// Checks the `<query/>` of a roster set: parsed as [`RosterQuery`], then held to the limits
+/// and rules of §2.3.3.
 pub fn parse_set(query: &Element) -> Result<RosterSet, StanzaError> {
-    let mut items = query.children().filter(|c| c.is("item", NS_ROSTER));
-    let (Some(item), None) = (items.next(), items.next()) else {
-        return Err(StanzaError::bad_request(
-            "a roster set carries exactly one <item/>",
+    // Subscriptions change through presence: any value but `remove`, even one the payload
+    // type does not know, is `not-allowed` rather than malformed.
+    let raw_subscription = query
+        .children()
+        .find(|c| c.is("item", NS_ROSTER))
+        .and_then(|item| item.attr("subscription"));
+    if raw_subscription.is_some_and(|s| s != "remove") {
+        return Err(StanzaError::new(DefinedCondition::NotAllowed).with_text(
+            "subscriptions change through presence; only subscription='remove' is allowed",
         ));
-    };
-    let jid = item
-        .attr("jid")
-        .ok_or_else(|| StanzaError::bad_request("the item needs a 'jid'"))?;
-    let jid = match jid::Jid::new(jid) {
-        Ok(j) if j.is_bare() => j.into_bare(),
-        Ok(_) => {
-            return Err(StanzaError::bad_request(
-                "a roster item is a bare JID (no resource)",
-            ));
-        }
-        Err(_) => {
-            return Err(StanzaError::new(DefinedCondition::JidMalformed)
-                .with_text("the item's 'jid' is not a valid JID"));
-        }
-    };
-    match item.attr("subscription") {
-        None => {}
-        Some("remove") => return Ok(RosterSet::Remove { jid }),
-        Some(_) => {
-            return Err(StanzaError::new(DefinedCondition::NotAllowed).with_text(
-                "subscriptions change through presence; only subscription='remove' is allowed",
-            ));
-        }
     }
-    let name = item.attr("name").map(str::to_owned);
+    let query = RosterQuery::try_from(query)?;
+    let item = query.single_item()?;
+    let jid = item.jid.clone();
+    if item.subscription == Some(Subscription::Remove) {
+        return Ok(RosterSet::Remove { jid });
+    }
+    let name = item.name.clone();
     if name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
         return Err(not_acceptable("the item name is too long"));
     }
     let mut groups: Vec<String> = Vec::new();
-    for group in item.children().filter(|c| c.is("group", NS_ROSTER)) {
-        let text = group.text();
+    for text in &item.groups {
         if text.is_empty() {
             return Err(not_acceptable("a group name must not be empty"));
         }
         if text.len() > MAX_NAME_BYTES {
             return Err(not_acceptable("a group name is too long"));
         }
-        if groups.contains(&text) {
+        if groups.contains(text) {
             return Err(StanzaError::bad_request("the same group is named twice"));
         }
-        groups.push(text);
+        groups.push(text.clone());
     }
     if groups.len() > MAX_GROUPS {
         return Err(not_acceptable("too many groups"));

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use jid::Jid;
 use xmppd_core::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
+use xmppd_proto::disco::{DiscoInfoQuery, DiscoItem, DiscoItemsQuery, Identity};
 use xmppd_proto::{DefinedCondition, StanzaError, ns};
 use xmppd_xml::Element;
 
@@ -19,8 +21,9 @@ pub struct Disco;
 struct Info;
 struct Items;
 
-fn reject_nodes(payload: &Element) -> Result<(), StanzaError> {
-    match payload.attr("node") {
+/// Only the entity itself is described: a `node` we do not know is `item-not-found` (§3.1).
+fn reject_node(node: Option<&String>) -> Result<(), StanzaError> {
+    match node {
         None => Ok(()),
         Some(node) => Err(StanzaError::new(DefinedCondition::ItemNotFound)
             .with_text(format!("no such node: {node}"))),
@@ -30,31 +33,38 @@ fn reject_nodes(payload: &Element) -> Result<(), StanzaError> {
 #[async_trait]
 impl IqHandler for Info {
     async fn handle(&self, request: IqRequest<'_>) -> Result<Option<Element>, StanzaError> {
-        reject_nodes(request.payload)?;
-        let mut query = Element::new("query", ns::DISCO_INFO).with_child(
-            Element::new("identity", ns::DISCO_INFO)
-                .with_attr("category", "server")
-                .with_attr("type", "im")
-                .with_attr("name", "xmppd"),
-        );
+        let query = DiscoInfoQuery::try_from(request.payload)?;
+        reject_node(query.node.as_ref())?;
         let host = request.to.domain().as_str();
-        for var in request.router.registry().server_features(host) {
-            query.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", var));
-        }
-        Ok(Some(query))
+        let mut result = query.reply();
+        result
+            .identities
+            .push(Identity::new("server", "im").with_name("xmppd"));
+        result.features = request
+            .router
+            .registry()
+            .server_features(host)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        Ok(Some(result.to_element()))
     }
 }
 
 #[async_trait]
 impl IqHandler for Items {
     async fn handle(&self, request: IqRequest<'_>) -> Result<Option<Element>, StanzaError> {
-        reject_nodes(request.payload)?;
-        let mut query = Element::new("query", ns::DISCO_ITEMS);
+        let query = DiscoItemsQuery::try_from(request.payload)?;
+        reject_node(query.node.as_ref())?;
         let host = request.to.domain().as_str();
+        let mut result = query.reply();
         for jid in request.router.registry().server_items(host) {
-            query.push_child(Element::new("item", ns::DISCO_ITEMS).with_attr("jid", jid));
+            match Jid::new(&jid) {
+                Ok(jid) => result.items.push(DiscoItem::new(jid)),
+                Err(e) => tracing::warn!(%jid, error = %e, "a service domain is not a JID"),
+            }
         }
-        Ok(Some(query))
+        Ok(Some(result.to_element()))
     }
 }
 

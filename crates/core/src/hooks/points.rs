@@ -85,8 +85,19 @@ pub enum OfflineFlow {
 
 /// Runs before any routing decision, for every stanza given to [`Router::route`]: the place
 /// for rules about who may talk to whom (blocking, privacy lists, spam filters).
+///
+/// Every routed stanza passes here, so a filter first answers [`PreRouteFilter::applies`]
+/// without waiting (e.g. from a cache of the block lists of online accounts); only when one
+/// applies does the router build the asynchronous call. Two online users without block lists
+/// then cost a lookup, not a boxed future per message.
 #[async_trait]
 pub trait PreRouteFilter: Send + Sync + 'static {
+    /// Whether [`PreRouteFilter::pre_route`] may do anything with this stanza. `false` lets it
+    /// through untouched; when unsure, `true`.
+    fn applies(&self, _router: &Router, _stanza: &Stanza) -> bool {
+        true
+    }
+
     /// `stanza` has its `from` set by the server (a local session, a component, a verified
     /// remote domain, or the server itself).
     async fn pre_route(&self, router: &Router, stanza: Stanza) -> Flow;

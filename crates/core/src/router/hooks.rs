@@ -21,10 +21,19 @@ impl Router {
         on(stanza.from()) || on(stanza.to())
     }
 
+    /// Whether any pre-route filter applies to `stanza` (checked without waiting).
+    pub(super) fn pre_route_applies(&self, stanza: &Stanza) -> bool {
+        self.registry
+            .hooks
+            .pre_route
+            .iter()
+            .any(|sub| self.runs_between(sub.module, stanza) && sub.hook.applies(self, stanza))
+    }
+
     /// The pre-route filters, in priority order.
     pub(super) async fn run_pre_route(&self, mut stanza: Stanza) -> Flow {
         for sub in self.registry.hooks.pre_route.iter() {
-            if !self.runs_between(sub.module, &stanza) {
+            if !self.runs_between(sub.module, &stanza) || !sub.hook.applies(self, &stanza) {
                 continue;
             }
             stanza = match sub.hook.pre_route(self, stanza).await {

@@ -151,7 +151,7 @@ impl Router {
             let Some(mut stanza) = pending.take() else {
                 return;
             };
-            if !self.registry.hooks.pre_route.is_empty() {
+            if !self.registry.hooks.pre_route.is_empty() && self.pre_route_applies(&stanza) {
                 match Box::pin(self.run_pre_route(stanza)).await {
                     Flow::Continue(s) => stanza = s,
                     Flow::Stop(bounce) => {
