@@ -8,141 +8,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::federation::{
+    A, Auth, B, chat_both_ways, expect_body, free_port, next_matching, online, ping_remote_server,
+    route_to, two_servers,
+};
 use common::{CLIENT, password};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use xmppd::config::{ComponentConfig, Config, S2sListenConfig};
+use xmppd::config::{ComponentConfig, S2sListenConfig};
 use xmppd_s2s::{S2sListenerKind, StaticRoute, Transport};
 use xmppd_stream::component::{COMPONENT_NS, handshake_digest};
-use xmppd_testkit::{EXPECT_TIMEOUT, TestClient, TestPki, TestServer, stanza_error_condition};
+use xmppd_testkit::{TestClient, TestPki, TestServer, stanza_error_condition};
 use xmppd_xml::{Element, StreamEvent};
-
-const A: &str = "a.test";
-const B: &str = "b.test";
-const PING: &str = "urn:xmpp:ping";
-
-/// A port free on `ip` right now (the servers bind it a moment later).
-fn free_port(ip: [u8; 4]) -> anyhow::Result<SocketAddr> {
-    let probe = std::net::TcpListener::bind(SocketAddr::from((ip, 0)))?;
-    Ok(probe.local_addr()?)
-}
-
-fn route_to(config: &mut Config, domain: &str, addr: SocketAddr) {
-    config.s2s.settings.routes.insert(
-        domain.to_owned(),
-        vec![StaticRoute {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-            transport: Transport::StartTls,
-        }],
-    );
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Auth {
-    /// Both trust the test CA and allow only certificates: SASL EXTERNAL or nothing.
-    Certificates,
-    /// Neither trusts the other's certificate; dialback is allowed.
-    Dialback,
-}
-
-/// a.test on 127.0.0.1 and b.test on 127.0.0.2, each with a static route to the other.
-async fn two_servers(auth: Auth) -> anyhow::Result<(TestPki, TestServer, TestServer)> {
-    let pki = TestPki::new(&[A, B])?;
-    let a_addr = free_port([127, 0, 0, 1])?;
-    let b_addr = free_port([127, 0, 0, 2])?;
-    let trust = auth == Auth::Certificates;
-    let configure = |c: &mut Config, other: &str, other_addr: SocketAddr| {
-        route_to(c, other, other_addr);
-        c.s2s.secure_auth = auth == Auth::Certificates;
-    };
-    let a =
-        TestServer::start_federated(A, &pki, a_addr, trust, |c| configure(c, B, b_addr)).await?;
-    let b =
-        TestServer::start_federated(B, &pki, b_addr, trust, |c| configure(c, A, a_addr)).await?;
-    for (server, user) in [(&a, "alice"), (&b, "bob")] {
-        server.add_user(user, &password(user)).await?;
-    }
-    Ok((pki, a, b))
-}
-
-/// Logs in, sends initial presence and takes its echo.
-/// Logs in, requests the roster (as clients do: an interested resource receives subscription
-/// approvals, RFC 6121 §3.1.6) and sends initial presence.
-async fn online(server: &TestServer, user: &str) -> anyhow::Result<TestClient> {
-    let mut client = server.login(user, &password(user), "res").await?;
-    client
-        .send("<iq type='get' id='roster0'><query xmlns='jabber:iq:roster'/></iq>")
-        .await?;
-    next_matching(&mut client, "roster result", |e| {
-        e.is("iq", CLIENT) && e.attr("id") == Some("roster0")
-    })
-    .await?;
-    client.available(0).await?;
-    let me = format!("{user}@{}/res", server.domain());
-    next_matching(&mut client, "own presence", |e| {
-        e.is("presence", CLIENT) && e.attr("from") == Some(me.as_str())
-    })
-    .await?;
-    Ok(client)
-}
-
-/// The next element satisfying `check`, skipping others (roster pushes, presence echoes),
-/// within the test timeout.
-async fn next_matching(
-    client: &mut TestClient,
-    what: &str,
-    check: impl Fn(&Element) -> bool,
-) -> anyhow::Result<Element> {
-    let deadline = tokio::time::Instant::now() + EXPECT_TIMEOUT;
-    let mut skipped = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match client.next_event_within(left).await? {
-            Some(StreamEvent::Stanza(el)) if check(&el) => return Ok(el),
-            Some(StreamEvent::Stanza(el)) => skipped.push(el.to_string()),
-            Some(other) => anyhow::bail!("waiting for {what}: got {other:?}"),
-            None => anyhow::bail!("waiting for {what}: nothing came; skipped {skipped:#?}"),
-        }
-    }
-}
-
-async fn expect_body(client: &mut TestClient, from: &str, text: &str) -> anyhow::Result<()> {
-    next_matching(client, &format!("{text:?} from {from}"), |e| {
-        e.is("message", CLIENT)
-            && e.attr("from") == Some(from)
-            && e.attr("type") != Some("error")
-            && e.child("body", CLIENT).map(Element::text).as_deref() == Some(text)
-    })
-    .await?;
-    Ok(())
-}
-
-async fn chat_both_ways(alice: &mut TestClient, bob: &mut TestClient) -> anyhow::Result<()> {
-    alice
-        .send("<message to='bob@b.test' type='chat'><body>hello from a</body></message>")
-        .await?;
-    expect_body(bob, "alice@a.test/res", "hello from a").await?;
-    bob.send("<message to='alice@a.test/res' type='chat'><body>hello from b</body></message>")
-        .await?;
-    expect_body(alice, "bob@b.test/res", "hello from b").await?;
-    Ok(())
-}
-
-async fn ping_remote_server(client: &mut TestClient, domain: &str) -> anyhow::Result<()> {
-    client
-        .send(&format!(
-            "<iq to='{domain}' type='get' id='p1'><ping xmlns='{PING}'/></iq>"
-        ))
-        .await?;
-    next_matching(client, &format!("ping result from {domain}"), |e| {
-        e.is("iq", CLIENT) && e.attr("id") == Some("p1") && e.attr("from") == Some(domain)
-    })
-    .await
-    .and_then(|e| match e.attr("type") {
-        Some("result") => Ok(()),
-        _ => anyhow::bail!("ping answered with {e}"),
-    })
-}
 
 #[tokio::test]
 async fn certificates_carry_messages_pings_and_subscriptions_both_ways() -> anyhow::Result<()> {

@@ -8,13 +8,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use common::echo::echo_modules;
 use common::{CLIENT, SILENCE, add_users, body, online};
 use jid::{BareJid, Jid};
 use xmppd::config::Config;
 use xmppd::modules::ExtraModules;
 use xmppd_core::{
     Flow, InboundHook, KindMask, Module, NoSettings, OutboundHook, PreRouteFilter, Registry,
-    Router, Service, SessionEvent, SessionHook, SessionRef,
+    Router, SessionEvent, SessionHook, SessionRef,
 };
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind};
 use xmppd_testkit::{TestServer, stanza_error_condition};
@@ -246,61 +247,9 @@ async fn a_module_keeps_state_per_session() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A service that answers messages to any JID at its domain with an echo from that JID.
-struct Echo;
-
-#[async_trait]
-impl Service for Echo {
-    async fn handle(&self, router: &Router, stanza: Stanza) -> Option<Stanza> {
-        if stanza.kind() != StanzaKind::Message {
-            return stanza.error_reply(&StanzaError::service_unavailable());
-        }
-        let (Some(from), Some(to)) = (stanza.from().cloned(), stanza.to().cloned()) else {
-            return None;
-        };
-        let text = stanza
-            .element()
-            .child("body", CLIENT)
-            .map(Element::text)
-            .unwrap_or_default();
-        let el = Element::new("message", CLIENT)
-            .with_attr("from", to.as_str())
-            .with_attr("to", from.as_str())
-            .with_child(Element::new("body", CLIENT).with_text(format!("echo: {text}")));
-        router
-            .route(Stanza::new_unchecked(
-                StanzaKind::Message,
-                Some(to),
-                Some(from),
-                el,
-            ))
-            .await;
-        None
-    }
-}
-
-struct EchoModule {
-    hosts: Vec<String>,
-}
-
-impl Module for EchoModule {
-    fn register(self: Arc<Self>, registry: &mut Registry) {
-        for host in &self.hosts {
-            registry.service(host, &format!("echo.{host}"), Arc::new(Echo));
-        }
-    }
-}
-
 #[tokio::test]
 async fn an_in_process_service_owns_its_domain_and_is_discoverable() -> anyhow::Result<()> {
-    let server = server_with(Box::new(|b| {
-        b.module("echo", |_: NoSettings, ctx| {
-            Ok(EchoModule {
-                hosts: ctx.hosts().to_vec(),
-            })
-        })
-    }))
-    .await?;
+    let server = server_with(echo_modules()).await?;
     assert!(server.server.router.is_served_domain("echo.localhost"));
     let mut alice = online(&server, "alice", "a", 0).await?;
     alice

@@ -111,6 +111,18 @@ impl TestServer {
         trust_pki: bool,
         adjust: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Self> {
+        Self::start_federated_with_modules(domain, pki, s2s_addr, trust_pki, adjust, None).await
+    }
+
+    /// Like [`TestServer::start_federated`], with modules of the test's own.
+    pub async fn start_federated_with_modules(
+        domain: &str,
+        pki: &TestPki,
+        s2s_addr: SocketAddr,
+        trust_pki: bool,
+        adjust: impl FnOnce(&mut Config),
+        extra: Option<xmppd::modules::ExtraModules>,
+    ) -> anyhow::Result<Self> {
         crate::init_test_logging();
         let dir = tempfile::tempdir()?;
         std::fs::copy(pki.ca_path(), dir.path().join("ca.pem"))?;
@@ -137,7 +149,7 @@ impl TestServer {
             Vec::new()
         };
         adjust(&mut config);
-        let server = xmppd::start(&config)
+        let server = xmppd::start_extended(&config, extra)
             .await
             .with_context(|| format!("starting the test server for {domain}"))?;
         Ok(TestServer {

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod echo;
+pub mod federation;
+
 use std::time::Duration;
 
 use xmppd_testkit::{TestClient, TestServer, stanza_error_condition};

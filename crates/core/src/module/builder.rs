@@ -68,12 +68,16 @@ impl ConfigSource {
     /// document is read, skipping everything else, so that toml's errors carry the line and
     /// column in the file (a section cut out of it would number its lines from one).
     pub fn section<T: DeserializeOwned>(&self, module: &str) -> Result<Option<T>, ModuleError> {
-        let seed = Document::<T> {
-            module,
-            marker: std::marker::PhantomData,
+        let seed = Key {
+            key: "modules",
+            inner: Key {
+                key: module,
+                inner: std::marker::PhantomData::<T>,
+            },
         };
         let de = toml::Deserializer::parse(&self.text).map_err(|e| self.error(module, &e))?;
-        seed.deserialize(de).map_err(|e| self.error(module, &e))
+        let found = seed.deserialize(de).map_err(|e| self.error(module, &e))?;
+        Ok(found.flatten())
     }
 
     fn error(&self, module: &str, e: &toml::de::Error) -> ModuleError {
@@ -85,65 +89,38 @@ impl ConfigSource {
     }
 }
 
-/// The top level of the document: only `modules` is looked into.
-struct Document<'m, T> {
-    module: &'m str,
-    marker: std::marker::PhantomData<T>,
+/// Picks one key of a map and deserializes its value with `inner`, skipping every other key
+/// unparsed: `Key { key: "modules", inner: Key { key: "version", inner: PhantomData::<T> } }`
+/// reads `[modules.version]` alone.
+struct Key<'k, S> {
+    key: &'k str,
+    inner: S,
 }
 
-/// The `modules` table: only the module's own key is parsed.
-struct Section<'m, T> {
-    module: &'m str,
-    marker: std::marker::PhantomData<T>,
-}
-
-impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Document<'_, T> {
-    type Value = Option<T>;
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Key<'_, S> {
+    type Value = Option<S::Value>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        // `any`, not `map`: toml's document deserializer attaches the input (for line numbers)
+        // to errors on that path.
         d.deserialize_any(self)
     }
 }
 
-impl<'de, T: DeserializeOwned> Visitor<'de> for Document<'_, T> {
-    type Value = Option<T>;
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Key<'_, S> {
+    type Value = Option<S::Value>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a configuration document")
+        write!(f, "a table that may hold `{}`", self.key)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut inner = Some(self.inner);
         let mut found = None;
         while let Some(key) = map.next_key::<String>()? {
-            if key == "modules" {
-                found = map.next_value_seed(Section::<T> {
-                    module: self.module,
-                    marker: std::marker::PhantomData,
-                })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-}
-
-impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Section<'_, T> {
-    type Value = Option<T>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, T: DeserializeOwned> Visitor<'de> for Section<'_, T> {
-    type Value = Option<T>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a table of module sections")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == self.module {
-                found = Some(map.next_value::<T>()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
+            match inner.take() {
+                Some(seed) if key == self.key => found = Some(map.next_value_seed(seed)?),
+                other => {
+                    inner = other;
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
         Ok(found)

@@ -299,59 +299,49 @@ impl Registry {
         f
     }
 
+    /// A subscriber of the module whose `register` is running.
+    fn subscriber<H: ?Sized>(
+        &self,
+        priority: Priority,
+        kinds: KindMask,
+        hook: Arc<H>,
+    ) -> Subscriber<H> {
+        Subscriber {
+            priority,
+            kinds,
+            module: self.current(),
+            hook,
+        }
+    }
+
     /// Subscribes a pre-route filter (every stanza routed).
     pub fn pre_route(&mut self, priority: Priority, hook: Arc<dyn PreRouteFilter>) {
-        let module = self.current();
-        self.hooks.pre_route.add(Subscriber {
-            priority,
-            kinds: KindMask::ALL,
-            module,
-            hook,
-        });
+        let sub = self.subscriber(priority, KindMask::ALL, hook);
+        self.hooks.pre_route.add(sub);
     }
 
     /// Subscribes to messages/presence for local accounts of these kinds.
     pub fn inbound(&mut self, priority: Priority, kinds: KindMask, hook: Arc<dyn InboundHook>) {
-        let module = self.current();
-        self.hooks.inbound.add(Subscriber {
-            priority,
-            kinds,
-            module,
-            hook,
-        });
+        let sub = self.subscriber(priority, kinds, hook);
+        self.hooks.inbound.add(sub);
     }
 
     /// Subscribes to messages for accounts with no available resource.
     pub fn offline(&mut self, priority: Priority, hook: Arc<dyn OfflineHook>) {
-        let module = self.current();
-        self.hooks.offline.add(Subscriber {
-            priority,
-            kinds: KindMask::MESSAGE,
-            module,
-            hook,
-        });
+        let sub = self.subscriber(priority, KindMask::MESSAGE, hook);
+        self.hooks.offline.add(sub);
     }
 
     /// Subscribes to stanzas client sessions send, of these kinds.
     pub fn outbound(&mut self, priority: Priority, kinds: KindMask, hook: Arc<dyn OutboundHook>) {
-        let module = self.current();
-        self.hooks.outbound.add(Subscriber {
-            priority,
-            kinds,
-            module,
-            hook,
-        });
+        let sub = self.subscriber(priority, kinds, hook);
+        self.hooks.outbound.add(sub);
     }
 
     /// Subscribes to client sessions' lifecycle events.
     pub fn session(&mut self, priority: Priority, hook: Arc<dyn SessionHook>) {
-        let module = self.current();
-        self.hooks.session.add(Subscriber {
-            priority,
-            kinds: KindMask::ALL,
-            module,
-            hook,
-        });
+        let sub = self.subscriber(priority, KindMask::ALL, hook);
+        self.hooks.session.add(sub);
     }
 
     /// The modules subscribed to each hook point, in the order they run.
