@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{CLIENT, SILENCE, add_users, expect_error, online};
+use common::{CLIENT, SILENCE, add_users, expect_error, expect_result, online};
 use xmppd_testkit::{TestClient, TestServer, stanza_error_condition};
 use xmppd_xml::Element;
 
@@ -22,16 +22,7 @@ async fn expect_empty_result(
     id: &str,
     from: &str,
 ) -> anyhow::Result<Element> {
-    let me = client.jid.as_ref().map(|j| j.as_str().to_owned());
-    let result = client
-        .expect(&format!("iq result {id} from {from}"), |e| {
-            e.is("iq", CLIENT)
-                && e.attr("type") == Some("result")
-                && e.attr("id") == Some(id)
-                && e.attr("from") == Some(from)
-                && e.attr("to") == me.as_deref()
-        })
-        .await?;
+    let result = expect_result(client, id, from).await?;
     assert_eq!(result.children().count(), 0, "a pong is empty: {result}");
     Ok(result)
 }

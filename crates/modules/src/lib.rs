@@ -1,7 +1,13 @@
 //! Server features, one module per XEP. `xmppd`'s `modules.rs` lists which are enabled.
 
 pub mod disco;
+pub mod last;
 pub mod ping;
+pub mod time;
+pub mod version;
 
 pub use disco::Disco;
+pub use last::LastActivity;
 pub use ping::Ping;
+pub use time::Time;
+pub use version::{Version, VersionSettings};

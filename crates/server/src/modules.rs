@@ -6,7 +6,7 @@ use xmppd_core::{
     ConfigSource, HostModules, ModuleError, NoSettings, Registry, RegistryBuilder, RouterHandle,
 };
 use xmppd_im::Im;
-use xmppd_modules::{Disco, Ping};
+use xmppd_modules::{Disco, LastActivity, Ping, Time, Version, VersionSettings};
 
 use crate::Config;
 use crate::config::ConfigError;
@@ -21,6 +21,13 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
         Ok(Im::new(&ctx.storage(xmppd_im::STORES)?, im))
     })?;
     b.module("disco", |_: NoSettings, _| Ok(Disco))?;
+    b.module("version", |cfg: VersionSettings, _| Ok(Version::new(cfg)))?;
+    b.module("time", |_: NoSettings, _| Ok(Time))?;
+    b.module("last", |_: NoSettings, ctx| {
+        Ok(LastActivity::new(
+            &ctx.storage(&[xmppd_modules::last::STORE])?,
+        ))
+    })?;
     Ok(())
 }
 

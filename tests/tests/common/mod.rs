@@ -107,6 +107,24 @@ pub async fn expect_error(
         .await
 }
 
+/// Expects an iq result with `id`, from `from`, to this client's full JID.
+pub async fn expect_result(
+    client: &mut TestClient,
+    id: &str,
+    from: &str,
+) -> anyhow::Result<Element> {
+    let me = client.jid.as_ref().map(|j| j.as_str().to_owned());
+    client
+        .expect(&format!("iq result {id} from {from}"), |e| {
+            e.is("iq", CLIENT)
+                && e.attr("type") == Some("result")
+                && e.attr("id") == Some(id)
+                && e.attr("from") == Some(from)
+                && e.attr("to") == me.as_deref()
+        })
+        .await
+}
+
 /// `jabber:iq:roster`.
 pub const ROSTER: &str = "jabber:iq:roster";
 
