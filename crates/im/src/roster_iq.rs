@@ -7,14 +7,13 @@
 //! push carries the version it produced.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use jid::{BareJid, Jid};
 use tracing::warn;
 use xmppd_core::storage::StorageError;
 use xmppd_core::{IqHandler, IqRequest, Router};
-use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
+use xmppd_proto::{DefinedCondition, StanzaError};
 use xmppd_xml::Element;
 
 use crate::roster::{self, RosterItem, RosterSet};
@@ -29,33 +28,10 @@ pub(crate) fn internal(e: StorageError) -> StanzaError {
     StanzaError::new(DefinedCondition::InternalServerError).with_text("roster storage failed")
 }
 
-static PUSH_ID: AtomicU64 = AtomicU64::new(1);
-
 /// Sends a roster push with `item` to every interested resource of `user` (§2.1.6).
 pub(crate) async fn push(router: &Router, user: &BareJid, ver: u64, item: Element) {
     let query = roster::query(Some(&ver.to_string()), [item]);
-    for r in router.sessions().resources(user) {
-        if !r.interested {
-            continue;
-        }
-        let id = format!("push{}", PUSH_ID.fetch_add(1, Ordering::Relaxed));
-        let from = Jid::from(user.clone());
-        let to = Jid::from(r.jid.clone());
-        let el = Element::new("iq", ns::CLIENT)
-            .with_attr("type", "set")
-            .with_attr("id", id)
-            .with_attr("from", from.as_str())
-            .with_attr("to", to.as_str())
-            .with_child(query.clone());
-        router
-            .route(Stanza::new_unchecked(
-                StanzaKind::Iq,
-                Some(from),
-                Some(to),
-                el,
-            ))
-            .await;
-    }
+    xmppd_core::router::push(router, user, &query, |r| r.interested).await;
 }
 
 #[async_trait]

@@ -1,11 +1,13 @@
 //! Server features, one module per XEP. `xmppd`'s `modules.rs` lists which are enabled.
 
+pub mod blocking;
 pub mod disco;
 pub mod last;
 pub mod ping;
 pub mod time;
 pub mod version;
 
+pub use blocking::{Blocking, BlockingSettings, PresenceAudience};
 pub use disco::Disco;
 pub use last::LastActivity;
 pub use ping::Ping;

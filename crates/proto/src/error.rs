@@ -96,6 +96,9 @@ pub struct StanzaError {
     pub condition: DefinedCondition,
     /// Human-readable detail (English).
     pub text: Option<String>,
+    /// An application-specific condition (RFC 6120 §8.3.4), e.g. XEP-0191's `<blocked/>`;
+    /// boxed so that errors carried in `Result`s stay small.
+    pub app: Option<Box<Element>>,
 }
 
 impl StanzaError {
@@ -105,12 +108,19 @@ impl StanzaError {
             error_type: condition.default_type(),
             condition,
             text: None,
+            app: None,
         }
     }
 
     /// Adds a human-readable text.
     pub fn with_text(mut self, text: impl Into<String>) -> Self {
         self.text = Some(text.into());
+        self
+    }
+
+    /// Adds an application-specific condition element (RFC 6120 §8.3.4).
+    pub fn with_app(mut self, condition: Element) -> Self {
+        self.app = Some(Box::new(condition));
         self
     }
 
@@ -136,6 +146,10 @@ impl StanzaError {
                     .with_text(text),
             );
         }
+        // §8.3.2: the application-specific condition comes after the defined one and the text.
+        if let Some(app) = &self.app {
+            error.push_child(Element::clone(app));
+        }
         error
     }
 
@@ -156,10 +170,15 @@ impl StanzaError {
             _ => condition.default_type(),
         };
         let text = error.child("text", ns::STANZAS).map(Element::text);
+        let app = error
+            .children()
+            .find(|c| c.ns() != ns::STANZAS)
+            .map(|c| Box::new(c.clone()));
         StanzaError {
             error_type,
             condition,
             text,
+            app,
         }
     }
 }
@@ -190,6 +209,16 @@ mod tests {
         assert_eq!(el.attr("type"), Some("cancel"));
         assert!(el.has_child("item-not-found", ns::STANZAS));
         assert_eq!(StanzaError::from_element(&el), err);
+    }
+
+    #[test]
+    fn application_condition_follows_the_defined_one() {
+        let blocked = Element::new("blocked", "urn:xmpp:blocking:errors");
+        let err = StanzaError::new(DefinedCondition::NotAcceptable).with_app(blocked.clone());
+        let el = err.to_element(ns::CLIENT);
+        let names: Vec<_> = el.children().map(Element::name).collect();
+        assert_eq!(names, ["not-acceptable", "blocked"]);
+        assert_eq!(StanzaError::from_element(&el).app, Some(Box::new(blocked)));
     }
 
     #[test]

@@ -15,19 +15,21 @@ mod hooks;
 mod local;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use jid::Jid;
+use jid::{BareJid, Jid};
 use tracing::debug;
-use xmppd_proto::{DefinedCondition, Stanza, StanzaError, ns};
+use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
+use xmppd_xml::Element;
 
 use crate::accounts::Accounts;
 use crate::component::ComponentRegistry;
 use crate::hooks::Flow;
 use crate::module::Registry;
 use crate::outbound::Outbound;
-use crate::session::{DeliveryError, SessionRegistry};
+use crate::session::{DeliveryError, ResourceInfo, SessionRegistry};
 
 /// The way out to other servers (federation). The router knows it only through this trait,
 /// so core names no transport.
@@ -70,6 +72,40 @@ pub fn client_bytes(stanza: &Stanza) -> Bytes {
     let mut out = Vec::with_capacity(256);
     stanza.element().write_to(&mut out, ns::CLIENT);
     Bytes::from(out)
+}
+
+static PUSH_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Sends `payload` in an iq set from `user`'s bare JID to each of its resources that `select`
+/// picks: the server's pushes (roster, block list), each with its own id, answers ignored.
+pub async fn push(
+    router: &Router,
+    user: &BareJid,
+    payload: &Element,
+    select: impl Fn(&ResourceInfo) -> bool,
+) {
+    for r in router.sessions().resources(user) {
+        if !select(&r) {
+            continue;
+        }
+        let id = format!("push{}", PUSH_ID.fetch_add(1, Ordering::Relaxed));
+        let from = Jid::from(user.clone());
+        let to = Jid::from(r.jid.clone());
+        let el = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", id)
+            .with_attr("from", from.as_str())
+            .with_attr("to", to.as_str())
+            .with_child(payload.clone());
+        router
+            .route(Stanza::new_unchecked(
+                StanzaKind::Iq,
+                Some(from),
+                Some(to),
+                el,
+            ))
+            .await;
+    }
 }
 
 /// What became of a stanza offered to the session bound to its `to`.
