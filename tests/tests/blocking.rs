@@ -272,3 +272,51 @@ async fn the_list_survives_a_restart() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_blocked_contact_cannot_leave_offline_messages() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    add_users(&server, &["alice", "bob"]).await?;
+    let mut alice = online(&server, "alice", "laptop", 1).await?;
+    block(&mut alice, "b1", &["bob@localhost"]).await?;
+    expect_result(&mut alice, "b1").await?;
+    alice.close().await?;
+
+    // Alice is offline: her list is read from storage for bob's message, which is refused
+    // instead of stored.
+    let mut bob = online(&server, "bob", "desk", 1).await?;
+    bob.send("<message to='alice@localhost' id='off1' type='chat'><body>later</body></message>")
+        .await?;
+    expect_error(
+        &mut bob,
+        "message",
+        "off1",
+        "alice@localhost",
+        "service-unavailable",
+    )
+    .await?;
+    let mut alice = online(&server, "alice", "laptop", 1).await?;
+    alice.expect_silence(SILENCE).await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_list_is_limited_by_the_modules_setting() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|config| {
+        config.text = Some("[modules.blocking]\nmax_items = 2\n".into());
+    })
+    .await?;
+    add_users(&server, &["alice"]).await?;
+    let mut alice = online(&server, "alice", "laptop", 1).await?;
+    block(&mut alice, "b1", &["a@example.org", "b@example.org"]).await?;
+    expect_result(&mut alice, "b1").await?;
+    block(&mut alice, "b2", &["c@example.org"]).await?;
+    expect_iq_error(&mut alice, "b2", "not-allowed").await?;
+    assert_eq!(
+        blocklist(&mut alice).await?,
+        vec!["a@example.org", "b@example.org"]
+    );
+    server.stop().await;
+    Ok(())
+}

@@ -26,9 +26,10 @@
 //!
 //! The filter runs for every stanza, so the lists of accounts with a bound session are kept
 //! in memory: loaded at [`SessionEvent::Bound`], replaced after each change, dropped when
-//! the account's last session closes. A stanza between two users who block nobody costs
-//! two map lookups. An account without a session (offline messages, probes) is read from
-//! the store for that stanza.
+//! the account's last session closes. [`PreRouteFilter::applies`] decides from that cache
+//! without waiting: a stanza between two online users neither of whom blocks the other
+//! costs two map lookups and no asynchronous call. An account without a session (offline
+//! messages, probes) is read from the store for that stanza.
 //!
 //! A list that cannot be read fails open for that stanza only, with a warning: failing
 //! closed would cut the account off from everyone (its contacts, its server) for as long as
@@ -38,12 +39,11 @@
 //! # Presence on block and unblock
 //!
 //! §3.3 sends unavailable presence, and §3.4 the current presence, to the JID "only if the
-//! JID is allowed to receive presence notifications": the [`PresenceAudience`] the server
-//! wires in (the roster's `from`/`both` subscriptions) decides. Only items naming an account
+//! JID is allowed to receive presence notifications": a contact the user's roster gives a
+//! subscription `from` or `both` (read, never written: the roster is the IM module's). Only items naming an account
 //! (`user@domain`, with or without resource) are notified; a blocked domain is not expanded
 //! to the contacts at that domain.
 
-use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -60,13 +60,12 @@ use xmppd_core::{
     Flow, IqHandler, IqRequest, IqTarget, IqType, Module, Outbound, PreRouteFilter, Registry,
     Router, SessionEvent, SessionHook, SessionRef,
 };
+use xmppd_im::RosterStore;
+use xmppd_proto::blocking::{BlockingCommand, BlockingKind, blocked_error};
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 use xmppd_xml::Element;
 
-/// `urn:xmpp:blocking`.
-pub const NS: &str = "urn:xmpp:blocking";
-/// `urn:xmpp:blocking:errors`.
-pub const NS_ERRORS: &str = "urn:xmpp:blocking:errors";
+use xmppd_proto::ns::BLOCKING as NS;
 /// The map store the lists are kept in.
 pub const STORE: &str = "blocklist";
 
@@ -88,18 +87,10 @@ impl Default for BlockingSettings {
     }
 }
 
-/// Whether a contact may see the user's presence (RFC 6121: a subscription `from` or
-/// `both`). §3.3 and §3.4 notify only such contacts.
-#[async_trait]
-pub trait PresenceAudience: Send + Sync + 'static {
-    /// Whether `contact` receives `user`'s presence.
-    async fn receives_presence(&self, user: &BareJid, contact: &BareJid) -> bool;
-}
-
 /// One account's blocked JIDs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlockList {
-    items: BTreeSet<String>,
+    items: std::collections::BTreeSet<String>,
     /// Whether an item has the `domain/resource` form, the one match that needs a string
     /// built per stanza.
     domain_resource: bool,
@@ -108,7 +99,7 @@ pub struct BlockList {
 impl BlockList {
     /// The list of these normalised JIDs.
     pub fn new(items: impl IntoIterator<Item = String>) -> Self {
-        let items: BTreeSet<String> = items.into_iter().collect();
+        let items: std::collections::BTreeSet<String> = items.into_iter().collect();
         let domain_resource = items.iter().any(|i| !i.contains('@') && i.contains('/'));
         BlockList {
             items,
@@ -165,7 +156,8 @@ struct RequestedBlocklist;
 pub struct Blocking {
     store: Arc<dyn MapStore>,
     settings: BlockingSettings,
-    audience: Arc<dyn PresenceAudience>,
+    /// Who sees the user's presence (§3.3, §3.4 notify only them).
+    roster: RosterStore,
     /// The lists of accounts with a bound session, by bare JID string: read without awaiting
     /// by the filter. Written only under the account's stripe of `locks` (after a change)
     /// and by the session hook (load at bind, removal after the last session).
@@ -196,45 +188,29 @@ fn owner(account: &Jid) -> (&str, &str) {
     )
 }
 
-/// `not-acceptable` with `<blocked/>` (§3.3).
-pub fn blocked_error() -> StanzaError {
-    StanzaError::new(DefinedCondition::NotAcceptable).with_app(Element::new("blocked", NS_ERRORS))
-}
-
-fn element(name: &str, items: &[String]) -> Element {
-    let mut el = Element::new(name, NS);
-    for jid in items {
-        el.push_child(Element::new("item", NS).with_attr("jid", jid.as_str()));
-    }
-    el
-}
-
-/// The `<item jid/>` children, normalised and without duplicates (§3.3, §3.4).
+/// The items of a block or unblock payload, as the normalised strings the store keys by.
 fn parse_items(payload: &Element) -> Result<Vec<String>, StanzaError> {
-    let mut items = BTreeSet::new();
-    for item in payload.children().filter(|c| c.is("item", NS)) {
-        let jid = item
-            .attr("jid")
-            .ok_or_else(|| StanzaError::bad_request("an item needs a jid"))?;
-        let jid = Jid::new(jid).map_err(|e| {
-            StanzaError::new(DefinedCondition::JidMalformed).with_text(format!("{jid}: {e}"))
-        })?;
-        items.insert(jid.as_str().to_owned());
-    }
-    Ok(items.into_iter().collect())
+    let command = BlockingCommand::try_from(payload)?;
+    Ok(command
+        .items
+        .iter()
+        .map(|j| j.as_str().to_owned())
+        .collect())
+}
+
+/// A payload of `kind` listing `items` (normalised JID strings).
+fn element(kind: BlockingKind, items: &[String]) -> Element {
+    let jids = items.iter().filter_map(|i| Jid::new(i).ok());
+    BlockingCommand::new(kind, jids).to_element()
 }
 
 impl Blocking {
-    /// The module over `storage`'s map store.
-    pub fn new(
-        storage: &Storage,
-        settings: BlockingSettings,
-        audience: Arc<dyn PresenceAudience>,
-    ) -> Self {
+    /// The module over `storage`'s map store (the `blocklist` store; the roster is read only).
+    pub fn new(storage: &Storage, settings: BlockingSettings) -> Self {
         Blocking {
             store: storage.map.clone(),
             settings,
-            audience,
+            roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
             cache: DashMap::new(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }
@@ -294,7 +270,7 @@ impl Blocking {
         let user = Jid::from(request.to.clone());
         let list = self.load(&user).await.map_err(internal)?;
         let items: Vec<String> = list.items.into_iter().collect();
-        Ok(element("blocklist", &items))
+        Ok(element(BlockingKind::Blocklist, &items))
     }
 
     async fn block(&self, request: &IqRequest<'_>) -> Result<(), StanzaError> {
@@ -330,7 +306,7 @@ impl Blocking {
         let new = BlockList::new(list.items.into_iter().chain(items.iter().cloned()));
         self.cache_list(router, user, new);
         drop(guard);
-        push(router, user, element("block", &items)).await;
+        push(router, user, element(BlockingKind::Block, &items)).await;
         Ok(())
     }
 
@@ -368,7 +344,7 @@ impl Blocking {
             self.notify(router, user, item, |p| p.map(|p| Stanza::clone(p)))
                 .await;
         }
-        push(router, user, element("unblock", &items)).await;
+        push(router, user, element(BlockingKind::Unblock, &items)).await;
         Ok(())
     }
 
@@ -383,7 +359,7 @@ impl Blocking {
         current: impl Fn(Option<&Arc<Stanza>>) -> Option<Stanza>,
     ) {
         let Ok(to) = Jid::new(item) else { return };
-        if to.node().is_none() || !self.audience.receives_presence(user, &to.to_bare()).await {
+        if to.node().is_none() || !self.receives_presence(user, &to.to_bare()).await {
             return;
         }
         for r in router.sessions().resources(user) {
@@ -400,6 +376,19 @@ impl Blocking {
             });
             router.route(readdress(&presence, &to)).await;
         }
+    }
+
+    /// Whether `contact` may see `user`'s presence: a roster subscription `from` or `both`.
+    async fn receives_presence(&self, user: &BareJid, contact: &BareJid) -> bool {
+        matches!(self.roster.item(user, contact).await, Ok(Some(item)) if item.subscription.from())
+    }
+
+    /// Whether `account`'s list may block `other`, from the cache alone: `true` when the
+    /// list is cached and matches, or is not cached (it must be read).
+    fn may_block(&self, account: &Jid, other: &Jid) -> bool {
+        self.cache
+            .get(bare_str(account))
+            .is_none_or(|list| list.matches(other))
     }
 
     /// A stanza from the local account `from` to a JID it blocks (§3.3).
@@ -464,6 +453,17 @@ impl IqHandler for Blocking {
 
 #[async_trait]
 impl PreRouteFilter for Blocking {
+    fn applies(&self, router: &Router, stanza: &Stanza) -> bool {
+        let (Some(from), Some(to)) = (stanza.from(), stanza.to()) else {
+            return false;
+        };
+        if from.node() == to.node() && from.domain() == to.domain() {
+            return false;
+        }
+        (local_account(router, from) && self.may_block(from, to))
+            || (local_account(router, to) && self.may_block(to, from))
+    }
+
     async fn pre_route(&self, router: &Router, stanza: Stanza) -> Flow {
         let (Some(from), Some(to)) = (stanza.from(), stanza.to()) else {
             return Flow::Continue(stanza);
@@ -585,41 +585,5 @@ mod tests {
     fn matching_is_on_normalised_jids_and_empty_matches_nothing() {
         assert!(matches(&["Romeo@Montague.NET"], "romeo@montague.net/x"));
         assert!(!matches(&[], "romeo@montague.net"));
-    }
-
-    #[test]
-    fn items_parse_normalised_and_malformed_jids_are_refused() {
-        let item = |jid: Option<&str>| {
-            let el = Element::new("item", NS);
-            match jid {
-                Some(j) => el.with_attr("jid", j),
-                None => el,
-            }
-        };
-        let block = |items: Vec<Element>| {
-            let mut el = Element::new("block", NS);
-            for i in items {
-                el.push_child(i);
-            }
-            parse_items(&el)
-        };
-        let ok = block(vec![
-            item(Some("Romeo@Montague.net")),
-            item(Some("romeo@montague.net")),
-            Element::new("other", NS),
-        ]);
-        assert_eq!(ok.unwrap(), vec!["romeo@montague.net".to_owned()]);
-        assert_eq!(block(vec![]).unwrap(), Vec::<String>::new());
-        let err = block(vec![item(Some("@bad"))]).unwrap_err();
-        assert_eq!(err.condition, DefinedCondition::JidMalformed);
-        let err = block(vec![item(None)]).unwrap_err();
-        assert_eq!(err.condition, DefinedCondition::BadRequest);
-    }
-
-    #[test]
-    fn blocked_error_carries_the_application_condition() {
-        let el = blocked_error().to_element(ns::CLIENT);
-        assert!(el.has_child("not-acceptable", ns::STANZAS));
-        assert!(el.has_child("blocked", NS_ERRORS));
     }
 }

@@ -7,7 +7,7 @@ pub mod ping;
 pub mod time;
 pub mod version;
 
-pub use blocking::{Blocking, BlockingSettings, PresenceAudience};
+pub use blocking::{Blocking, BlockingSettings};
 pub use disco::Disco;
 pub use last::LastActivity;
 pub use ping::Ping;

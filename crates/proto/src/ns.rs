@@ -40,3 +40,7 @@ pub const FORWARD: &str = "urn:xmpp:forward:0";
 pub const SID: &str = "urn:xmpp:sid:0";
 /// RFC 6121 §2: the roster.
 pub const ROSTER: &str = "jabber:iq:roster";
+/// XEP-0191: Blocking Command.
+pub const BLOCKING: &str = "urn:xmpp:blocking";
+/// XEP-0191: the `<blocked/>` application error condition.
+pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";

@@ -1,18 +1,13 @@
 //! THE list of modules this server runs. Adding a feature means adding one line to
 //! [`declare`]; `[general] modules` and `[[host]] modules` choose among them per host.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use jid::BareJid;
 use xmppd_core::storage::Storage;
 use xmppd_core::{
     ConfigSource, HostModules, ModuleError, NoSettings, Registry, RegistryBuilder, RouterHandle,
 };
-use xmppd_im::{Im, RosterStore};
+use xmppd_im::Im;
 use xmppd_modules::{
-    Blocking, BlockingSettings, Disco, LastActivity, Ping, PresenceAudience, Time, Version,
-    VersionSettings,
+    Blocking, BlockingSettings, Disco, LastActivity, Ping, Time, Version, VersionSettings,
 };
 
 use crate::Config;
@@ -24,8 +19,10 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
     b.module("ping", |_: NoSettings, _| Ok(Ping))?;
     // XEP-0191, before "im" so that its filter's priority ties never matter.
     b.module("blocking", |s: BlockingSettings, ctx| {
-        let storage = ctx.storage(&[xmppd_modules::blocking::STORE])?;
-        Ok(Blocking::new(&storage, s, RosterAudience::over(&storage)))
+        Ok(Blocking::new(
+            &ctx.storage(&[xmppd_modules::blocking::STORE])?,
+            s,
+        ))
     })?;
     // RFC 6121: rosters, subscriptions, presence, offline messages.
     let im = config.im;
@@ -41,26 +38,6 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
         ))
     })?;
     Ok(())
-}
-
-/// Who sees a user's presence, read from the IM module's roster (a subscription `from` or
-/// `both`): the one thing the blocking module needs to know of rosters.
-struct RosterAudience(RosterStore);
-
-impl RosterAudience {
-    fn over(storage: &Storage) -> Arc<dyn PresenceAudience> {
-        Arc::new(RosterAudience(RosterStore::new(
-            storage.map.clone(),
-            storage.keyval.clone(),
-        )))
-    }
-}
-
-#[async_trait]
-impl PresenceAudience for RosterAudience {
-    async fn receives_presence(&self, user: &BareJid, contact: &BareJid) -> bool {
-        matches!(self.0.item(user, contact).await, Ok(Some(item)) if item.subscription.from())
-    }
 }
 
 /// More modules for one server (tests that prove the platform with modules of their own).
