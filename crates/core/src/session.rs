@@ -97,9 +97,6 @@ struct Entry {
     /// the account's resources that come later. Kept once, as a stanza: serialising it
     /// again for those rare uses costs less than keeping every session's presence twice.
     last_presence: Option<Arc<Stanza>>,
-    /// Whether the session requested the roster: an "interested resource" that receives
-    /// roster pushes (RFC 6121 §2.1.6).
-    interested: bool,
 }
 
 /// A snapshot of one resource for routing decisions.
@@ -111,8 +108,6 @@ pub struct ResourceInfo {
     pub priority: Option<i8>,
     /// The last available presence it broadcast.
     pub last_presence: Option<Arc<Stanza>>,
-    /// Whether it requested the roster (receives roster pushes).
-    pub interested: bool,
     tx: QueueSender,
     control: Arc<SessionControl>,
 }
@@ -212,7 +207,6 @@ impl SessionRegistry {
             control,
             priority: None,
             last_presence: None,
-            interested: false,
         };
         // Most accounts have one session: room for one entry, not the default four.
         let mut entries = self
@@ -281,17 +275,6 @@ impl SessionRegistry {
             {
                 e.priority = presence.as_ref().map(|(p, _)| *p);
                 e.last_presence = presence.as_ref().map(|(_, s)| s.clone());
-            }
-        }
-    }
-
-    /// Marks the session bound to `jid` as interested in roster pushes (it requested the
-    /// roster, RFC 6121 §2.1.6).
-    pub fn set_interested(&self, jid: &FullJid) {
-        if let Some(mut entries) = self.by_bare.get_mut(bare_of(jid)) {
-            let resource = jid.resource().as_str();
-            for e in entries.iter_mut().filter(|e| e.resource == resource) {
-                e.interested = true;
             }
         }
     }
@@ -369,7 +352,6 @@ fn info(jid: FullJid, e: &Entry) -> ResourceInfo {
         jid,
         priority: e.priority,
         last_presence: e.last_presence.clone(),
-        interested: e.interested,
         tx: e.tx.clone(),
         control: e.control.clone(),
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jid::{BareJid, Jid};
 use tracing::warn;
+use xmppd_core::session::ResourceInfo;
 use xmppd_core::storage::StorageError;
 use xmppd_core::{IqHandler, IqRequest, Router};
 use xmppd_proto::{DefinedCondition, StanzaError};
@@ -28,10 +29,19 @@ pub(crate) fn internal(e: StorageError) -> StanzaError {
     StanzaError::new(DefinedCondition::InternalServerError).with_text("roster storage failed")
 }
 
+/// Marks, in a session's own slots, a resource that requested the roster: an "interested
+/// resource" (RFC 6121 §2.1.6), which receives roster pushes and subscription approvals.
+pub(crate) struct InterestedResource;
+
+/// Whether the resource requested the roster.
+pub(crate) fn is_interested(resource: &ResourceInfo) -> bool {
+    resource.ext().get::<InterestedResource>().is_some()
+}
+
 /// Sends a roster push with `item` to every interested resource of `user` (§2.1.6).
 pub(crate) async fn push(router: &Router, user: &BareJid, ver: u64, item: Element) {
     let query = roster::query(Some(&ver.to_string()), [item]);
-    xmppd_core::router::push(router, user, &query, |r| r.interested).await;
+    xmppd_core::router::push(router, user, &query, is_interested).await;
 }
 
 #[async_trait]
@@ -54,8 +64,10 @@ impl RosterIq {
     async fn get(&self, request: &IqRequest<'_>) -> Result<Option<Element>, StanzaError> {
         let im = &self.0;
         let user = request.to;
-        if let Ok(full) = request.from.try_as_full() {
-            request.router.sessions().set_interested(full);
+        if let Ok(full) = request.from.try_as_full()
+            && let Some(session) = request.router.sessions().get(full)
+        {
+            session.ext().insert(InterestedResource);
         }
         let ver = im.roster.version(user).await.map_err(internal)?;
         let ver_s = ver.to_string();

@@ -22,7 +22,7 @@ use xmppd_core::{
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind};
 
 use crate::roster::RosterItem;
-use crate::roster_iq::{apply_effect, push};
+use crate::roster_iq::{apply_effect, is_interested, push};
 use crate::state::{self, SubState, Transition};
 use crate::{Im, presence, restamp};
 
@@ -237,7 +237,15 @@ impl Im {
             // roster push, so that a client sees the approval before `subscription='to'`.
             match kind {
                 SubscriptionKind::Subscribe => router.deliver_to_available(&stanza, user),
-                _ => router.deliver_to_interested(&stanza, user),
+                _ => {
+                    let interested: Vec<_> = router
+                        .sessions()
+                        .resources(user)
+                        .into_iter()
+                        .filter(is_interested)
+                        .collect();
+                    router.deliver_all(&stanza, &interested)
+                }
             };
         }
         if let Some((ver, item)) = applied.push {

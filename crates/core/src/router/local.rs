@@ -221,19 +221,6 @@ impl Router {
         self.deliver_all(stanza, &available)
     }
 
-    /// Hands a stanza to every interested resource of a local account — those that requested
-    /// the roster (RFC 6121 §2.1.6) — as it is; returns how many accepted it. Subscription
-    /// approvals and cancellations go there (§3.1.6, §3.2.3, §3.3.3).
-    pub fn deliver_to_interested(&self, stanza: &Stanza, bare: &BareJid) -> usize {
-        let interested: Vec<_> = self
-            .sessions
-            .resources(bare)
-            .into_iter()
-            .filter(|r| r.interested)
-            .collect();
-        self.deliver_all(stanza, &interested)
-    }
-
     /// Hands a stanza to one bound session as it is; whether it was queued.
     pub fn deliver_to_session(&self, stanza: &Stanza, full: &FullJid) -> bool {
         let outbound = || Outbound {
@@ -244,7 +231,7 @@ impl Router {
     }
 
     /// Delivers to each session, serialising once; returns how many accepted it.
-    pub(super) fn deliver_all(&self, stanza: &Stanza, sessions: &[ResourceInfo]) -> usize {
+    pub fn deliver_all(&self, stanza: &Stanza, sessions: &[ResourceInfo]) -> usize {
         if sessions.is_empty() {
             return 0;
         }
