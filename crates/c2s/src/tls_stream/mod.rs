@@ -13,14 +13,8 @@
 //!   did not take is kept;
 //! - decrypted bytes go straight to the caller ([`ServerTlsStream::read_with`]).
 //!
-//! The unbuffered API has no keying-material exporter, which SCRAM-*-PLUS needs for the
-//! `tls-exporter` channel binding (RFC 9266). rustls hands the TLS 1.3 exporter secret to the
-//! configured [`KeyLog`] while the handshake runs, synchronously, inside
-//! [`UnbufferedServerConnection::process_tls_records`] on the calling thread. [`ExporterCapture`]
-//! keeps that secret in a thread-local slot that the stream empties right after each call, so
-//! the secret reaches the connection whose handshake produced it and nothing else; the
-//! exporter itself is RFC 8446 §7.5, computed with the negotiated suite's own HKDF. The
-//! certificate resolver reports the client's SNI the same way.
+//! The unbuffered API has no keying-material exporter, and the client's SNI comes from the
+//! certificate resolver: both are captured from rustls' callbacks (see `exporter.rs`).
 
 use std::cell::RefCell;
 use std::io;
@@ -28,17 +22,21 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use rustls::crypto::tls13::{HkdfExpander, OkmBlock};
+use rustls::ServerConfig;
+use rustls::crypto::tls13::OkmBlock;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
-    WriteTraffic,
-};
-use rustls::{KeyLog, ServerConfig, SupportedCipherSuite};
+use rustls::unbuffered::WriteTraffic;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::thread_buffer::ThreadBuffer;
+
+mod exporter;
+mod records;
+
+pub use exporter::Exporter;
+pub(crate) use exporter::{ExporterCapture, capture_server_name};
+use records::{OnWritable, Stop, encrypt, process, tls_error};
 
 /// Bytes read from the socket at once.
 const READ_SIZE: usize = 16 * 1024 + 512;
@@ -68,105 +66,6 @@ thread_local! {
     static READ_SCRATCH: RefCell<ThreadBuffer> = RefCell::new(ThreadBuffer::new(READ_SIZE));
     /// Records encrypted for one write, written to the socket before anything else runs.
     static WRITE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// What the handshake reported through rustls' callbacks during the current call.
-    static CAPTURED: RefCell<Captured> = const { RefCell::new(Captured { exporter_secret: None, server_name: None }) };
-}
-
-/// Values rustls hands to callbacks during a handshake step.
-struct Captured {
-    exporter_secret: Option<OkmBlock>,
-    server_name: Option<Box<str>>,
-}
-
-/// The [`KeyLog`] that passes the TLS 1.3 exporter secret to the stream whose handshake is
-/// running on this thread; every other secret is declined (`will_log` is false), so rustls
-/// does not even compute the log line.
-#[derive(Debug)]
-pub(crate) struct ExporterCapture;
-
-impl KeyLog for ExporterCapture {
-    fn will_log(&self, label: &str) -> bool {
-        label == "EXPORTER_SECRET"
-    }
-
-    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
-        if label == "EXPORTER_SECRET" && secret.len() <= OkmBlock::MAX_LEN {
-            CAPTURED.with_borrow_mut(|c| c.exporter_secret = Some(OkmBlock::new(secret)));
-        }
-    }
-}
-
-/// Called by the certificate resolver with the SNI of the handshake running on this thread.
-pub(crate) fn capture_server_name(name: Option<&str>) {
-    CAPTURED.with_borrow_mut(|c| c.server_name = name.map(Box::from));
-}
-
-/// The keying-material exporter of an established TLS 1.3 connection (RFC 8446 §7.5).
-pub struct Exporter {
-    secret: OkmBlock,
-    suite: SupportedCipherSuite,
-}
-
-impl std::fmt::Debug for Exporter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exporter")
-            .field("suite", &self.suite.suite())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Exporter {
-    /// `TLS-Exporter(label, context, out.len())`. In TLS 1.3 an absent context and an empty
-    /// one are the same (§7.5), so `context` is a plain slice.
-    pub fn export(&self, label: &[u8], context: &[u8], out: &mut [u8]) -> Option<()> {
-        let SupportedCipherSuite::Tls13(suite) = self.suite else {
-            return None;
-        };
-        let hash = suite.common.hash_provider;
-        // Derive-Secret(exporter_secret, label, "") = HKDF-Expand-Label(.., Hash(""), Hash.length)
-        let mut derived = [0u8; OkmBlock::MAX_LEN];
-        let derived = derived.get_mut(..hash.output_len())?;
-        let expander = suite.hkdf_provider.expander_for_okm(&self.secret);
-        expand_label(&*expander, label, hash.hash(&[]).as_ref(), derived)?;
-        let expander = suite
-            .hkdf_provider
-            .expander_for_okm(&OkmBlock::new(derived));
-        derived.fill(0);
-        expand_label(&*expander, b"exporter", hash.hash(context).as_ref(), out)
-    }
-}
-
-/// HKDF-Expand-Label (RFC 8446 §7.1).
-fn expand_label(
-    expander: &dyn HkdfExpander,
-    label: &[u8],
-    context: &[u8],
-    out: &mut [u8],
-) -> Option<()> {
-    let length = u16::try_from(out.len()).ok()?.to_be_bytes();
-    let label_len = [u8::try_from(6 + label.len()).ok()?];
-    let context_len = [u8::try_from(context.len()).ok()?];
-    expander
-        .expand_slice(
-            &[&length, &label_len, b"tls13 ", label, &context_len, context],
-            out,
-        )
-        .ok()
-}
-
-/// What to do with the connection's write side once it is reached.
-type OnWritable<'a> =
-    &'a mut dyn FnMut(&mut WriteTraffic<'_, ServerConnectionData>) -> io::Result<()>;
-
-/// Where processing stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    /// The handshake needs more bytes from the peer.
-    NeedInput,
-    /// Established, and every complete record has been processed.
-    Established,
-    /// Both sides have sent close_notify.
-    Closed,
 }
 
 /// A TLS connection accepted from a client.
@@ -196,148 +95,6 @@ impl std::fmt::Debug for ServerTlsStream {
             .field("peer_closed", &self.peer_closed)
             .finish_non_exhaustive()
     }
-}
-
-fn tls_error(e: rustls::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
-}
-
-/// Processes `buf` (the unprocessed ciphertext, oldest first) until rustls needs more input,
-/// the handshake is done and nothing is left to decrypt, or the connection closed. Returns how
-/// many leading bytes of `buf` are done with. `on_writable` runs once, when established.
-fn process(
-    conn: &mut UnbufferedServerConnection,
-    buf: &mut [u8],
-    outgoing: &mut Vec<u8>,
-    peer_closed: &mut bool,
-    plaintext: &mut dyn FnMut(&[u8]),
-    mut on_writable: Option<OnWritable<'_>>,
-) -> io::Result<(usize, Stop)> {
-    let mut done = 0;
-    loop {
-        let rest = buf.get_mut(done..).unwrap_or_default();
-        let UnbufferedStatus { discard, state } = conn.process_tls_records(rest);
-        let mut discard = discard;
-        let stop = match state {
-            Err(e) => {
-                // rustls queued an alert for the peer; encode it so a flush can send it.
-                done += discard;
-                let rest = buf.get_mut(done..).unwrap_or_default();
-                if let Ok(ConnectionState::EncodeTlsData(mut alert)) =
-                    conn.process_tls_records(rest).state
-                {
-                    let _ = encode(&mut alert, outgoing);
-                }
-                return Err(tls_error(e));
-            }
-            Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                while let Some(record) = traffic.next_record() {
-                    let record = record.map_err(tls_error)?;
-                    discard += record.discard;
-                    plaintext(record.payload);
-                }
-                None
-            }
-            Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                encode(&mut data, outgoing)?;
-                None
-            }
-            // The encoded records are in `outgoing`, which is written before anything later.
-            Ok(ConnectionState::TransmitTlsData(data)) => {
-                data.done();
-                None
-            }
-            Ok(ConnectionState::BlockedHandshake) => Some(Stop::NeedInput),
-            Ok(ConnectionState::WriteTraffic(mut traffic)) => {
-                if let Some(f) = on_writable.take() {
-                    f(&mut traffic)?;
-                }
-                Some(Stop::Established)
-            }
-            Ok(ConnectionState::PeerClosed) => {
-                *peer_closed = true;
-                None
-            }
-            Ok(ConnectionState::Closed) => Some(Stop::Closed),
-            // The server config never accepts 0-RTT data.
-            Ok(ConnectionState::ReadEarlyData(_)) | Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "unexpected TLS state",
-                ));
-            }
-        };
-        done += discard;
-        if let Some(stop) = stop {
-            return Ok((done, stop));
-        }
-    }
-}
-
-/// Appends to `out` what `fill` writes into a slice of `room` bytes, retrying once with the
-/// room `required` reads from the error when rustls asks for more.
-fn append_with<E: std::fmt::Display>(
-    out: &mut Vec<u8>,
-    mut room: usize,
-    mut fill: impl FnMut(&mut [u8]) -> Result<usize, E>,
-    required: impl Fn(&E) -> Option<usize>,
-) -> io::Result<()> {
-    let start = out.len();
-    loop {
-        out.resize(start + room, 0);
-        let result = fill(out.get_mut(start..).unwrap_or_default());
-        match result {
-            Ok(written) => {
-                out.truncate(start + written);
-                return Ok(());
-            }
-            Err(e) => match required(&e) {
-                Some(needed) if needed > room => room = needed,
-                _ => {
-                    out.truncate(start);
-                    return Err(io::Error::other(e.to_string()));
-                }
-            },
-        }
-    }
-}
-
-/// Encodes a handshake or alert record at the end of `outgoing`.
-fn encode(
-    data: &mut rustls::unbuffered::EncodeTlsData<'_, ServerConnectionData>,
-    outgoing: &mut Vec<u8>,
-) -> io::Result<()> {
-    append_with(
-        outgoing,
-        1024,
-        |tail| data.encode(tail),
-        |e| match e {
-            EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
-                Some(*required_size)
-            }
-            _ => None,
-        },
-    )
-}
-
-/// Encrypts `data` at the end of `out`.
-fn encrypt(
-    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
-    data: &[u8],
-    out: &mut Vec<u8>,
-) -> io::Result<()> {
-    let room = data.len() + (data.len() / (16 * 1024) + 1) * RECORD_OVERHEAD;
-    append_with(
-        out,
-        room,
-        |tail| traffic.encrypt(data, tail),
-        |e| match e {
-            EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
-                Some(*required_size)
-            }
-            _ => None,
-        },
-    )
 }
 
 impl ServerTlsStream {
@@ -388,15 +145,6 @@ impl ServerTlsStream {
         self.conn.protocol_version()
     }
 
-    /// The TLS 1.3 keying-material exporter; it can be taken once (keeping the secret
-    /// for the connection's whole life would serve nothing). `None` for TLS 1.2.
-    pub fn take_exporter(&mut self) -> Option<Exporter> {
-        let secret = *self.exporter_secret.take()?;
-        let suite = self.conn.negotiated_cipher_suite()?;
-        (self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
-            .then_some(Exporter { secret, suite })
-    }
-
     /// Bytes of buffer the connection holds (allocated, used or not): zero whenever no record
     /// is half-received or half-sent.
     pub fn buffered_capacity(&self) -> usize {
@@ -440,18 +188,6 @@ impl ServerTlsStream {
             self.incoming = Vec::new();
         }
         Ok(stop)
-    }
-
-    /// Moves what rustls reported during the last call from the thread's slot to this stream.
-    fn take_captured(&mut self) {
-        CAPTURED.with_borrow_mut(|c| {
-            if let Some(secret) = c.exporter_secret.take() {
-                self.exporter_secret = Some(Box::new(secret));
-            }
-            if let Some(name) = c.server_name.take() {
-                self.server_name = Some(name);
-            }
-        });
     }
 
     /// Reads from the socket into `incoming`. `Ready(Ok(0))` is the end of the stream.
