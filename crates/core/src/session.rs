@@ -135,11 +135,6 @@ impl ResourceInfo {
         self.control.ext()
     }
 
-    /// The session's control handle.
-    pub fn control(&self) -> &Arc<SessionControl> {
-        &self.control
-    }
-
     /// Queues a stanza for this session. A full queue ends the session (slow consumer) and
     /// reports [`DeliveryError::QueueFull`] so the caller can bounce the stanza.
     pub fn deliver(&self, outbound: Outbound) -> Result<(), DeliveryError> {
