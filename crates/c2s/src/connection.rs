@@ -123,8 +123,7 @@ struct Conn {
     ctx: Arc<C2sContext>,
     stream: ClientStream,
     reader: Reader,
-    deadline: Instant,
-    /// The authentication deadline's timer, boxed so that it takes no room in the task of an
+    /// The authentication deadline's timer (which also holds the deadline), boxed so that it takes no room in the task of an
     /// authenticated connection; dropped once a resource is bound.
     deadline_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -148,7 +147,6 @@ pub(crate) async fn run(
         ),
         reader: Reader::new(pre_auth_limits(&ctx)),
         ctx,
-        deadline,
         deadline_timer: Some(Box::pin(tokio::time::sleep_until(deadline))),
     };
     let mut socket = socket;
@@ -174,7 +172,13 @@ pub(crate) async fn run(
 
 /// The TLS handshake, within what is left of the authentication deadline.
 async fn handshake(conn: &Conn, socket: TcpStream) -> Option<Box<ServerTlsStream>> {
-    let remaining = conn.deadline.saturating_duration_since(Instant::now());
+    // The timer runs until a resource is bound, so it is there for the handshake.
+    let remaining = conn
+        .deadline_timer
+        .as_ref()
+        .map_or(Duration::ZERO, |timer| {
+            timer.deadline().saturating_duration_since(Instant::now())
+        });
     within(remaining, "TLS handshake", conn.ctx.tls.accept(socket))
         .await
         .map(Box::new)

@@ -23,6 +23,13 @@ use crate::{Im, presence};
 
 #[async_trait]
 impl SessionHook for Im {
+    fn wants(&self, event: &SessionEvent<'_>) -> bool {
+        matches!(
+            event,
+            SessionEvent::Available { .. } | SessionEvent::Unavailable { .. }
+        )
+    }
+
     async fn session_event(
         &self,
         router: &Router,

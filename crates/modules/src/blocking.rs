@@ -25,11 +25,12 @@
 //! # The cache, and failure
 //!
 //! The filter runs for every stanza, so the lists of accounts with a bound session are kept
-//! in memory: loaded at [`SessionEvent::Bound`], replaced after each change, dropped when
-//! the account's last session closes. [`PreRouteFilter::applies`] decides from that cache
-//! without waiting: a stanza between two online users neither of whom blocks the other
-//! costs two map lookups and no asynchronous call. An account without a session (offline
-//! messages, probes) is read from the store for that stanza.
+//! in memory: loaded by the first stanza that needs one (not at login, which would cost every
+//! login a storage read), replaced after each change, dropped when the account's last session
+//! closes. [`PreRouteFilter::applies`] decides from that cache without waiting: a stanza
+//! between two online users neither of whom blocks the other costs two map lookups and no
+//! asynchronous call. An account without a session (offline messages, probes) is read from
+//! the store for that stanza.
 //!
 //! A list that cannot be read fails open for that stanza only, with a warning: failing
 //! closed would cut the account off from everyone (its contacts, its server) for as long as
@@ -161,7 +162,7 @@ pub struct Blocking {
     /// The lists of accounts with a bound session, by bare JID string: read without awaiting
     /// by the filter. Written only under the account's stripe of `locks` (after a change)
     /// and by the session hook (load at bind, removal after the last session).
-    cache: DashMap<String, Arc<BlockList>>,
+    cache: DashMap<String, Arc<BlockList>, xmppd_core::FastHasher>,
     /// Serialise changes to one account's list: read, check, write, cache.
     locks: Vec<Mutex<()>>,
 }
@@ -211,7 +212,7 @@ impl Blocking {
             store: storage.map.clone(),
             settings,
             roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
-            cache: DashMap::new(),
+            cache: DashMap::default(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }
     }
@@ -230,25 +231,43 @@ impl Blocking {
         Ok(BlockList::new(rows.into_iter().map(|(k, _)| k)))
     }
 
-    /// `account`'s list: cached, or read for this stanza; `None` if it cannot be read.
-    async fn list_of(&self, account: &Jid) -> Option<Arc<BlockList>> {
-        let cached = self.cache.get(bare_str(account)).map(|l| l.clone());
+    /// `account`'s list: cached, or read (and cached while the account has a session);
+    /// `None` if it cannot be read.
+    async fn list_of(&self, router: &Router, account: &Jid) -> Option<Arc<BlockList>> {
+        let key = bare_str(account);
+        let cached = self.cache.get(key).map(|l| l.clone());
         if cached.is_some() {
             return cached;
         }
         match self.load(account).await {
-            Ok(list) => Some(Arc::new(list)),
+            Ok(list) => {
+                let bare = account.to_bare();
+                if router.sessions().resources(&bare).is_empty() {
+                    return Some(Arc::new(list));
+                }
+                // A change made meanwhile cached a newer list: keep that one.
+                let list = self
+                    .cache
+                    .entry(key.to_owned())
+                    .or_insert_with(|| Arc::new(list))
+                    .clone();
+                // The last session may have closed while the list was read.
+                if router.sessions().resources(&bare).is_empty() {
+                    self.cache.remove(key);
+                }
+                Some(list)
+            }
             Err(e) => {
                 // Fail open for this stanza (see the module docs).
-                warn!(account = bare_str(account), error = %e, "block list unreadable, not applied");
+                warn!(account = key, error = %e, "block list unreadable, not applied");
                 None
             }
         }
     }
 
     /// Whether `account` (a local account) blocks `other`.
-    async fn blocks(&self, account: &Jid, other: &Jid) -> bool {
-        self.list_of(account)
+    async fn blocks(&self, router: &Router, account: &Jid, other: &Jid) -> bool {
+        self.list_of(router, account)
             .await
             .is_some_and(|l| l.matches(other))
     }
@@ -384,11 +403,12 @@ impl Blocking {
     }
 
     /// Whether `account`'s list may block `other`, from the cache alone: `true` when the
-    /// list is cached and matches, or is not cached (it must be read).
-    fn may_block(&self, account: &Jid, other: &Jid) -> bool {
-        self.cache
-            .get(bare_str(account))
-            .is_none_or(|list| list.matches(other))
+    /// list is cached and matches, or, for a local account, is not cached (it must be read).
+    fn may_block(&self, router: &Router, account: &Jid, other: &Jid) -> bool {
+        match self.cache.get(bare_str(account)) {
+            Some(list) => list.matches(other),
+            None => local_account(router, account),
+        }
     }
 
     /// A stanza from the local account `from` to a JID it blocks (§3.3).
@@ -460,8 +480,7 @@ impl PreRouteFilter for Blocking {
         if from.node() == to.node() && from.domain() == to.domain() {
             return false;
         }
-        (local_account(router, from) && self.may_block(from, to))
-            || (local_account(router, to) && self.may_block(to, from))
+        self.may_block(router, from, to) || self.may_block(router, to, from)
     }
 
     async fn pre_route(&self, router: &Router, stanza: Stanza) -> Flow {
@@ -473,12 +492,12 @@ impl PreRouteFilter for Blocking {
             return Flow::Continue(stanza);
         }
         if local_account(router, from)
-            && self.blocks(from, to).await
+            && self.blocks(router, from, to).await
             && let Some(flow) = Self::outbound(router, stanza.clone())
         {
             return flow;
         }
-        if local_account(router, to) && self.blocks(to, from).await {
+        if local_account(router, to) && self.blocks(router, to, from).await {
             return Self::inbound(&stanza);
         }
         Flow::Continue(stanza)
@@ -487,6 +506,10 @@ impl PreRouteFilter for Blocking {
 
 #[async_trait]
 impl SessionHook for Blocking {
+    fn wants(&self, event: &SessionEvent<'_>) -> bool {
+        matches!(event, SessionEvent::Closed)
+    }
+
     async fn session_event(
         &self,
         router: &Router,
@@ -495,19 +518,14 @@ impl SessionHook for Blocking {
     ) {
         let user = session.jid.to_bare();
         match event {
-            SessionEvent::Bound => {
-                let _guard = self.lock(user.as_str()).await;
-                match self.load(&Jid::from(user.clone())).await {
-                    Ok(list) => {
-                        self.cache.insert(user.as_str().to_owned(), Arc::new(list));
-                    }
-                    Err(e) => warn!(account = %user, error = %e, "block list not loaded"),
-                }
-            }
             SessionEvent::Closed => {
                 let _guard = self.lock(user.as_str()).await;
-                if router.sessions().resources(&user).is_empty() {
-                    self.cache.remove(user.as_str());
+                if router.sessions().resources(&user).is_empty()
+                    && self.cache.remove(user.as_str()).is_some()
+                    && self.cache.len() * 4 < self.cache.capacity()
+                {
+                    // After a peak of online users, give the table back.
+                    self.cache.shrink_to_fit();
                 }
             }
             _ => {}

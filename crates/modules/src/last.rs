@@ -242,6 +242,10 @@ impl IqHandler for Accounts {
 
 #[async_trait]
 impl SessionHook for Accounts {
+    fn wants(&self, event: &SessionEvent<'_>) -> bool {
+        matches!(event, SessionEvent::Unavailable { .. })
+    }
+
     async fn session_event(
         &self,
         router: &Router,

@@ -143,7 +143,8 @@ async fn sqlite_data_survives_reopen() {
     );
 }
 
-/// The file is in WAL mode with full sync, as the durability contract needs.
+/// The file is in WAL mode with full sync, as the durability contract needs, and the writer's
+/// page cache is bounded.
 #[tokio::test]
 async fn sqlite_runs_wal_with_full_sync() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -164,7 +165,13 @@ async fn sqlite_runs_wal_with_full_sync() {
         .fetch_one(&mut *conn)
         .await
         .expect("foreign_keys");
+    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("cache_size");
     assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
+    // The writer's cache is bounded too: every logout writes a record.
+    assert_eq!(cache, -i64::from(crate::sqlite::WRITER_CACHE_KIB));
     drop(lent);
     store.close().await;
 }

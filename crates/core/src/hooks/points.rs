@@ -172,6 +172,13 @@ pub enum SessionEvent<'a> {
 /// Follows client sessions' lifecycles.
 #[async_trait]
 pub trait SessionHook: Send + Sync + 'static {
+    /// Whether the hook has anything to do with this event, answered without waiting: every
+    /// login and logout passes here, and a hook that only cares about one event should not
+    /// cost the others an asynchronous call.
+    fn wants(&self, _event: &SessionEvent<'_>) -> bool {
+        true
+    }
+
     /// Called in priority order; an observer, it cannot stop the event.
     async fn session_event(
         &self,

@@ -161,6 +161,13 @@ impl Registry {
         self.host_modules.insert(host.to_owned(), set);
     }
 
+    /// Whether some host runs only some modules (otherwise every module runs everywhere, and
+    /// the router skips the per-host checks).
+    #[inline]
+    pub fn restricts_hosts(&self) -> bool {
+        !self.host_modules.is_empty()
+    }
+
     /// Whether `module` runs on `host` (a domain served here).
     #[inline]
     pub fn enabled(&self, host: &str, module: ModuleId) -> bool {

@@ -12,6 +12,9 @@ impl Router {
     /// Whether `module` runs for a stanza between `from` and `to`: on the host of either end
     /// that is served here (a block list belongs to whichever end is ours).
     fn runs_between(&self, module: ModuleId, stanza: &Stanza) -> bool {
+        if !self.registry.restricts_hosts() {
+            return true;
+        }
         let on = |jid: Option<&Jid>| {
             jid.is_some_and(|j| {
                 let domain = j.domain().as_str();
@@ -103,7 +106,7 @@ impl Router {
         }
         let host = session.jid.domain().as_str();
         for sub in self.registry.hooks.session.iter() {
-            if self.registry.enabled(host, sub.module) {
+            if sub.hook.wants(&event) && self.registry.enabled(host, sub.module) {
                 sub.hook.session_event(self, session, &event).await;
             }
         }
