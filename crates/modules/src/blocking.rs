@@ -516,19 +516,17 @@ impl SessionHook for Blocking {
         session: SessionRef<'_>,
         event: &SessionEvent<'_>,
     ) {
+        if !matches!(event, SessionEvent::Closed) {
+            return;
+        }
         let user = session.jid.to_bare();
-        match event {
-            SessionEvent::Closed => {
-                let _guard = self.lock(user.as_str()).await;
-                if router.sessions().resources(&user).is_empty()
-                    && self.cache.remove(user.as_str()).is_some()
-                    && self.cache.len() * 4 < self.cache.capacity()
-                {
-                    // After a peak of online users, give the table back.
-                    self.cache.shrink_to_fit();
-                }
-            }
-            _ => {}
+        let _guard = self.lock(user.as_str()).await;
+        if router.sessions().resources(&user).is_empty()
+            && self.cache.remove(user.as_str()).is_some()
+            && self.cache.len() * 4 < self.cache.capacity()
+        {
+            // After a peak of online users, give the table back.
+            self.cache.shrink_to_fit();
         }
     }
 }
