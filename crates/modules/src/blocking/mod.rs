@@ -45,11 +45,12 @@
 //! (`user@domain`, with or without resource) are notified; a blocked domain is not expanded
 //! to the contacts at that domain.
 
+mod cache;
+
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dashmap::DashMap;
 use jid::{BareJid, Jid};
 use serde::Deserialize;
 use tokio::sync::{Mutex, MutexGuard};
@@ -63,6 +64,8 @@ use xmppd_core::{
 };
 use xmppd_im::RosterStore;
 use xmppd_proto::blocking::{BlockingCommand, BlockingKind, blocked_error};
+
+use cache::ListCache;
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 use xmppd_xml::Element;
 
@@ -160,9 +163,9 @@ pub struct Blocking {
     /// Who sees the user's presence (§3.3, §3.4 notify only them).
     roster: RosterStore,
     /// The lists of accounts with a bound session, by bare JID string: read without awaiting
-    /// by the filter. Written only under the account's stripe of `locks` (after a change)
-    /// and by the session hook (load at bind, removal after the last session).
-    cache: DashMap<String, Arc<BlockList>, xmppd_core::FastHasher>,
+    /// by the filter. Replaced under the account's stripe of `locks` (after a change), loaded
+    /// by the first stanza that needs one, dropped after the account's last session.
+    cache: ListCache,
     /// Serialise changes to one account's list: read, check, write, cache.
     locks: Vec<Mutex<()>>,
 }
@@ -212,7 +215,7 @@ impl Blocking {
             store: storage.map.clone(),
             settings,
             roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
-            cache: DashMap::default(),
+            cache: ListCache::new(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }
     }
@@ -235,7 +238,7 @@ impl Blocking {
     /// `None` if it cannot be read.
     async fn list_of(&self, router: &Router, account: &Jid) -> Option<Arc<BlockList>> {
         let key = bare_str(account);
-        let cached = self.cache.get(key).map(|l| l.clone());
+        let cached = self.cache.get(key);
         if cached.is_some() {
             return cached;
         }
@@ -246,11 +249,7 @@ impl Blocking {
                     return Some(Arc::new(list));
                 }
                 // A change made meanwhile cached a newer list: keep that one.
-                let list = self
-                    .cache
-                    .entry(key.to_owned())
-                    .or_insert_with(|| Arc::new(list))
-                    .clone();
+                let list = self.cache.insert_if_absent(key, Arc::new(list));
                 // The last session may have closed while the list was read.
                 if router.sessions().resources(&bare).is_empty() {
                     self.cache.remove(key);
@@ -276,7 +275,7 @@ impl Blocking {
     fn cache_list(&self, router: &Router, user: &BareJid, list: BlockList) {
         let bound = !router.sessions().resources(user).is_empty();
         if bound {
-            self.cache.insert(user.as_str().to_owned(), Arc::new(list));
+            self.cache.insert(user.as_str(), Arc::new(list));
         }
     }
 
@@ -521,12 +520,8 @@ impl SessionHook for Blocking {
         }
         let user = session.jid.to_bare();
         let _guard = self.lock(user.as_str()).await;
-        if router.sessions().resources(&user).is_empty()
-            && self.cache.remove(user.as_str()).is_some()
-            && self.cache.len() * 4 < self.cache.capacity()
-        {
-            // After a peak of online users, give the table back.
-            self.cache.shrink_to_fit();
+        if router.sessions().resources(&user).is_empty() {
+            self.cache.remove(user.as_str());
         }
     }
 }
