@@ -53,25 +53,50 @@ impl ListCache {
         }
     }
 
+    /// What `check` says of `account`'s cached list, `None` when none is cached. The list is
+    /// only borrowed: cloning its `Arc` would be one more atomic write, on a counter both
+    /// worker threads share, per stanza.
+    pub(super) fn check(&self, account: &str, check: impl Fn(&BlockList) -> bool) -> Option<bool> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let own = COPIES.with_borrow_mut(|copies| {
+            self.refresh(copies, generation);
+            copies.lists.get(account).map(|list| check(list))
+        });
+        if own.is_some() {
+            return own;
+        }
+        self.get_at(account, generation).map(|list| check(&list))
+    }
+
+    /// Starts a thread's copies over when they belong to another cache or generation, giving
+    /// back what a peak made the map hold.
+    fn refresh(&self, copies: &mut ThreadCopies, generation: u64) {
+        if copies.cache != self.id || copies.generation != generation {
+            if copies.lists.capacity() > 64 {
+                copies.lists = HashMap::default();
+            } else {
+                copies.lists.clear();
+            }
+            copies.cache = self.id;
+            copies.generation = generation;
+        }
+    }
+
     /// The cached list of `account`.
     pub(super) fn get(&self, account: &str) -> Option<Arc<BlockList>> {
         let generation = self.generation.load(Ordering::Acquire);
         let own = COPIES.with_borrow_mut(|copies| {
-            if copies.cache != self.id || copies.generation != generation {
-                // Stale: start over, giving back what a peak made the map hold.
-                if copies.lists.capacity() > 64 {
-                    copies.lists = HashMap::default();
-                } else {
-                    copies.lists.clear();
-                }
-                copies.cache = self.id;
-                copies.generation = generation;
-            }
+            self.refresh(copies, generation);
             copies.lists.get(account).cloned()
         });
         if own.is_some() {
             return own;
         }
+        self.get_at(account, generation)
+    }
+
+    /// From the shared map, keeping a copy for this thread.
+    fn get_at(&self, account: &str, generation: u64) -> Option<Arc<BlockList>> {
         let list = self.shared.get(account).map(|l| l.clone())?;
         COPIES.with_borrow_mut(|copies| {
             if copies.cache == self.id

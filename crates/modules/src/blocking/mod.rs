@@ -404,10 +404,9 @@ impl Blocking {
     /// Whether `account`'s list may block `other`, from the cache alone: `true` when the
     /// list is cached and matches, or, for a local account, is not cached (it must be read).
     fn may_block(&self, router: &Router, account: &Jid, other: &Jid) -> bool {
-        match self.cache.get(bare_str(account)) {
-            Some(list) => list.matches(other),
-            None => local_account(router, account),
-        }
+        self.cache
+            .check(bare_str(account), |list| list.matches(other))
+            .unwrap_or_else(|| local_account(router, account))
     }
 
     /// A stanza from the local account `from` to a JID it blocks (§3.3).
