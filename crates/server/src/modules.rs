@@ -19,9 +19,14 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
     b.module("ping", |_: NoSettings, _| Ok(Ping))?;
     // XEP-0191, before "im" so that its filter's priority ties never matter.
     b.module("blocking", |s: BlockingSettings, ctx| {
+        let stores = [
+            xmppd_modules::blocking::STORE,
+            xmppd_modules::blocking::INDEX_STORE,
+        ];
         Ok(Blocking::new(
-            &ctx.storage(&[xmppd_modules::blocking::STORE])?,
+            &ctx.storage(&stores)?,
             s,
+            ctx.hosts().to_vec(),
         ))
     })?;
     // RFC 6121: rosters, subscriptions, presence, offline messages.
