@@ -27,12 +27,12 @@
 //! The filter runs for every stanza. It first asks the index of accounts that block anyone
 //! (`index.rs`): when nobody on the server does, a stanza costs two atomic loads, and a stanza
 //! between two accounts outside the index costs two set lookups. The lists of indexed
-//! accounts with a bound session are kept in memory (`cache.rs`): loaded by the first stanza that needs one (not at login, which would cost every
-//! login a storage read), replaced after each change, dropped when the account's last session
-//! closes. [`PreRouteFilter::applies`] decides from that cache without waiting: a stanza
-//! between two online users neither of whom blocks the other costs two map lookups and no
-//! asynchronous call. An account without a session (offline messages, probes) is read from
-//! the store for that stanza.
+//! accounts with a bound session are kept in memory (`cache.rs`): loaded by the first stanza
+//! that needs one (not at login, which would cost every login a storage read), replaced after
+//! each change, dropped when the account's last session closes.
+//! [`PreRouteFilter::applies`] decides from the index and that cache without waiting; an
+//! indexed account without a session (offline messages, probes) is read from the store for
+//! that stanza.
 //!
 //! A list that cannot be read fails open for that stanza only, with a warning: failing
 //! closed would cut the account off from everyone (its contacts, its server) for as long as
