@@ -395,3 +395,31 @@ async fn registering_one_iq_twice_stops_the_server_from_starting() -> anyhow::Re
     let _ = Jid::new("x@y")?;
     Ok(())
 }
+
+/// The features after authentication come from the modules the host runs: roster versioning
+/// and pre-approval are the IM module's.
+#[tokio::test]
+async fn stream_features_follow_the_hosts_modules() -> anyhow::Result<()> {
+    const ROSTER_VER: &str = "urn:xmpp:features:rosterver";
+    for (modules, expected) in [(None, true), (Some(vec!["ping".to_owned()]), false)] {
+        let server = TestServer::start_with(|config: &mut Config| {
+            config.modules = modules.clone();
+        })
+        .await?;
+        add_users(&server, &["alice"]).await?;
+        let alice = server
+            .login("alice", &common::password("alice"), "a")
+            .await?;
+        let features = alice
+            .features
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no features after authentication"))?;
+        assert_eq!(
+            features.has_child("ver", ROSTER_VER),
+            expected,
+            "modules {modules:?}: {features}"
+        );
+        server.stop().await;
+    }
+    Ok(())
+}

@@ -16,6 +16,7 @@ pub mod queue;
 pub mod router;
 pub mod session;
 pub mod storage;
+pub mod striped;
 
 pub use accounts::{AccountError, Accounts};
 pub use client::{ClientSession, ClientStream, StreamAction};
@@ -33,6 +34,7 @@ pub use outbound::Outbound;
 pub use queue::{Next, QueueReceiver, QueueSender, QueueSignal, session_queue};
 pub use router::{RemoteRoute, Router};
 pub use session::{SessionControl, SessionRegistry};
+pub use striped::StripedLocks;
 
 /// The hasher of the maps and sets looked up for every routed stanza (served domains,
 /// components, the session registry): foldhash, several times faster than std's SipHash on

@@ -335,11 +335,15 @@ impl SessionRegistry {
     }
 }
 
-/// The bare part of a full JID's normalised text (a localpart and a domainpart cannot hold a
-/// `/`, RFC 7622 §3.2 and §3.3), equal to its `BareJid`'s text.
+/// The bare part of a JID's normalised text (a localpart and a domainpart cannot hold a
+/// `/`, RFC 7622 §3.2 and §3.3), equal to its `BareJid`'s text, without building one: the
+/// key of per-account lookups done for every routed stanza.
+pub fn bare_text(jid: &str) -> &str {
+    jid.split_once('/').map_or(jid, |(bare, _)| bare)
+}
+
 fn bare_of(jid: &FullJid) -> &str {
-    let text = jid.as_str();
-    text.split_once('/').map_or(text, |(bare, _)| bare)
+    bare_text(jid.as_str())
 }
 
 fn info(jid: FullJid, e: &Entry) -> ResourceInfo {

@@ -19,13 +19,12 @@ pub mod state;
 mod store;
 mod subscription;
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use jid::{BareJid, FullJid, Jid};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::MutexGuard;
 use xmppd_core::storage::Storage;
-use xmppd_core::{IqTarget, IqType, KindMask, Module, Registry, Router};
+use xmppd_core::{IqTarget, IqType, KindMask, Module, Registry, Router, StripedLocks};
 use xmppd_proto::{Stanza, StanzaKind, ns};
 use xmppd_xml::Element;
 
@@ -66,7 +65,7 @@ pub struct Im {
     limits: ImLimits,
     roster: RosterStore,
     offline: Arc<OfflineMessages>,
-    locks: Vec<Mutex<()>>,
+    locks: StripedLocks,
 }
 
 impl std::fmt::Debug for Im {
@@ -87,16 +86,13 @@ impl Im {
                 storage.archive.clone(),
                 limits.max_offline_messages,
             )),
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            locks: StripedLocks::new(LOCK_STRIPES),
         }
     }
 
     /// Serialises changes to `user`'s roster.
     async fn lock(&self, user: &BareJid) -> MutexGuard<'_, ()> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        user.hash(&mut h);
-        let i = (h.finish() as usize) % self.locks.len();
-        self.locks[i].lock().await
+        self.locks.lock(user.as_str()).await
     }
 }
 

@@ -219,7 +219,7 @@ impl Accounts {
     async fn record(&self, user: &BareJid, presence: &Element) -> Result<(), StorageError> {
         let status = presence
             .child("status", ns::CLIENT)
-            .map(Element::text)
+            .map(|s| bounded_status(s.text()))
             .filter(|s| !s.is_empty());
         let logout = Logout {
             at: unix_now(),
@@ -228,6 +228,22 @@ impl Accounts {
         let (host, node) = owner(user);
         self.keyval.put(host, node, STORE, &logout.encode()?).await
     }
+}
+
+/// Longest status kept with a logout, in bytes: a stanza may carry 256 KiB, and every logout
+/// writes this record.
+const MAX_STATUS_BYTES: usize = 1024;
+
+/// `status` cut to [`MAX_STATUS_BYTES`] at a character boundary.
+fn bounded_status(mut status: String) -> String {
+    if status.len() > MAX_STATUS_BYTES {
+        let mut end = MAX_STATUS_BYTES;
+        while !status.is_char_boundary(end) {
+            end -= 1;
+        }
+        status.truncate(end);
+    }
+    status
 }
 
 #[async_trait]
@@ -279,6 +295,15 @@ mod tests {
         assert_eq!(q.text(), "Heading Home");
         assert_eq!(query(0, Some("")).nodes().len(), 0);
         assert_eq!(query(5, None).nodes().len(), 0);
+    }
+
+    #[test]
+    fn a_long_status_is_cut_at_a_character_boundary() {
+        assert_eq!(bounded_status("Heading Home".into()), "Heading Home");
+        let long = "é".repeat(MAX_STATUS_BYTES);
+        let cut = bounded_status(long);
+        assert!(cut.len() <= MAX_STATUS_BYTES && cut.len() >= MAX_STATUS_BYTES - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
     }
 
     #[test]

@@ -171,7 +171,10 @@ async fn sqlite_runs_wal_with_full_sync() {
         .expect("cache_size");
     assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
     // The writer's cache is bounded too: every logout writes a record.
-    assert_eq!(cache, -i64::from(crate::sqlite::WRITER_CACHE_KIB));
+    assert_eq!(
+        cache,
+        -i64::from(crate::sqlite_connections::WRITER_CACHE_KIB)
+    );
     drop(lent);
     store.close().await;
 }
@@ -196,7 +199,7 @@ async fn sqlite_readers_are_read_only_with_a_small_cache() {
         .expect("query_only");
     assert_eq!(
         (cache, query_only),
-        (-i64::from(crate::sqlite::READER_CACHE_KIB), 1)
+        (-i64::from(crate::sqlite_connections::READER_CACHE_KIB), 1)
     );
     drop(lent);
     store.close().await;

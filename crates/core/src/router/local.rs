@@ -80,7 +80,9 @@ impl Router {
         let full = to.try_as_full().ok();
         let hooked =
             stanza.kind() != StanzaKind::Iq && self.registry.hooks.inbound.wants(stanza.kind());
-        if full.is_some() && !hooked {
+        // Whether delivery to a bound resource was tried here already.
+        let tried = full.is_some() && !hooked;
+        if tried {
             // A bound resource proves the account: no storage read.
             stanza = match self.deliver_to_bound_session(stanza) {
                 SessionDelivery::Handled(bounce) => return bounce,
@@ -110,7 +112,8 @@ impl Router {
             };
         }
         match full {
-            Some(full) => self.to_resource(stanza, full, &bare).await,
+            Some(full) if !tried => self.to_resource(stanza, full, &bare).await,
+            Some(full) => self.no_such_resource(stanza, full, &bare).await,
             None => self.to_bare(stanza, &bare).await,
         }
     }
@@ -129,12 +132,20 @@ impl Router {
 
     /// RFC 6121 §8.5.3: a message or presence to a full JID, after the hooks.
     async fn to_resource(&self, stanza: Stanza, full: &FullJid, bare: &BareJid) -> Option<Stanza> {
-        let stanza = match self.deliver_to_bound_session(stanza) {
-            SessionDelivery::Handled(bounce) => return bounce,
-            SessionDelivery::NotBound(stanza) => stanza,
-        };
+        match self.deliver_to_bound_session(stanza) {
+            SessionDelivery::Handled(bounce) => bounce,
+            SessionDelivery::NotBound(stanza) => self.no_such_resource(stanza, full, bare).await,
+        }
+    }
+
+    /// RFC 6121 §8.5.3.2: a message or presence to a resource that is not bound.
+    async fn no_such_resource(
+        &self,
+        stanza: Stanza,
+        full: &FullJid,
+        bare: &BareJid,
+    ) -> Option<Stanza> {
         debug!(to = %full, "no such resource");
-        // §8.5.3.2: no such resource.
         match stanza.kind() {
             StanzaKind::Iq => stanza.error_reply(&StanzaError::service_unavailable()),
             StanzaKind::Message => match message_type(&stanza) {

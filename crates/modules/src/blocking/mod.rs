@@ -50,14 +50,14 @@
 mod cache;
 mod index;
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use jid::{BareJid, Jid};
 use serde::Deserialize;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::MutexGuard;
 use tracing::warn;
+use xmppd_core::StripedLocks;
 use xmppd_core::router::{client_bytes, readdress};
 use xmppd_core::session::ResourceInfo;
 use xmppd_core::storage::{MapStore, Storage, StorageError, StorageResult};
@@ -155,11 +155,7 @@ impl BlockList {
 
 /// The bare part of a JID's string, without allocating.
 fn bare_str(jid: &Jid) -> &str {
-    let s = jid.as_str();
-    match jid.resource() {
-        Some(r) => &s[..s.len() - r.as_str().len() - 1],
-        None => s,
-    }
+    xmppd_core::session::bare_text(jid.as_str())
 }
 
 /// Marks a session that requested the block list: it receives pushes (§3.3, §3.4).
@@ -178,7 +174,7 @@ pub struct Blocking {
     /// The accounts that block anyone: asked first.
     index: BlockerIndex,
     /// Serialise changes to one account's list: read, check, write, cache.
-    locks: Vec<Mutex<()>>,
+    locks: StripedLocks,
 }
 
 impl std::fmt::Debug for Blocking {
@@ -229,16 +225,12 @@ impl Blocking {
             settings,
             roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
             cache: ListCache::new(),
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            locks: StripedLocks::new(LOCK_STRIPES),
         }
     }
 
     async fn lock(&self, account: &str) -> MutexGuard<'_, ()> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        account.hash(&mut h);
-        self.locks[(h.finish() as usize) % self.locks.len()]
-            .lock()
-            .await
+        self.locks.lock(account).await
     }
 
     async fn load(&self, account: &Jid) -> StorageResult<BlockList> {
@@ -336,14 +328,15 @@ impl Blocking {
                 .await
                 .map_err(internal)?;
         }
-        // §3.3: unavailable presence to the newly blocked (it passes the filter either way).
         let router = request.router;
+        let new = BlockList::new(list.items.into_iter().chain(items.iter().cloned()));
+        self.cache_list(router, user, new);
+        // Routing below may come back to this module; the lock is not held across it.
+        drop(guard);
+        // §3.3: unavailable presence to the newly blocked (it passes the filter either way).
         for item in &added {
             self.notify(router, user, item, |_| None).await;
         }
-        let new = BlockList::new(list.items.into_iter().chain(items.iter().cloned()));
-        self.cache_list(router, user, new);
-        drop(guard);
         push(router, user, element(BlockingKind::Block, &items)).await;
         Ok(())
     }
