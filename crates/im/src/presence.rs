@@ -86,7 +86,10 @@ impl SessionHook for Im {
                     }
                 }
             }
-            SessionEvent::Bound | SessionEvent::Resumed | SessionEvent::Closed => {}
+            SessionEvent::Bound
+            | SessionEvent::Detached
+            | SessionEvent::Resumed
+            | SessionEvent::Closed => {}
         }
     }
 }

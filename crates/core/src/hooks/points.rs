@@ -163,6 +163,9 @@ pub enum SessionEvent<'a> {
         /// learn it is gone.
         directed: &'a [Jid],
     },
+    /// The session's transport is gone but the session waits to be resumed (XEP-0198): it
+    /// stays bound, keeps its presence and queues what is routed to it.
+    Detached,
     /// The session was moved to a new transport (stream management resumption).
     Resumed,
     /// The session ended and is no longer bound.

@@ -102,7 +102,10 @@ impl Router {
                     self.route(readdress(stanza, to)).await;
                 }
             }
-            SessionEvent::Bound | SessionEvent::Resumed | SessionEvent::Closed => {}
+            SessionEvent::Bound
+            | SessionEvent::Detached
+            | SessionEvent::Resumed
+            | SessionEvent::Closed => {}
         }
         let host = session.jid.domain().as_str();
         for sub in self.registry.hooks.session.iter() {
