@@ -108,11 +108,22 @@ async fn replaced_session_is_announced_unavailable_before_the_new_one_is_availab
         .login("bob", &common::password("bob"), "phone")
         .await?;
     new_phone.available(0).await?;
+    // The new phone reads what comes to it, including the messages the old one never took
+    // (they were sent to this full JID).
+    let reading = tokio::spawn(async move {
+        for _ in 0..100_000 {
+            match new_phone.next_event_within(Duration::from_secs(5)).await {
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+    });
     expect_presence(&mut laptop, "bob@localhost/phone", Some("unavailable")).await?;
     expect_presence(&mut laptop, "bob@localhost/phone", None).await?;
     // Nothing more, even once the old session's write has timed out and it is gone.
     laptop.expect_silence(write_timeout * 2).await?;
     drop(old_phone);
     server.stop().await;
+    reading.abort();
     Ok(())
 }

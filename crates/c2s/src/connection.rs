@@ -29,10 +29,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use xmppd_core::{ClientStream, Next, Outbound, QueueSignal, StreamAction};
-use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
+use xmppd_proto::{StreamError, StreamErrorCondition as Cond, ns};
 use xmppd_stream::C2sResponder;
 use xmppd_stream::sasl::ChannelBindingData;
-use xmppd_xml::{Limits, Reader};
+use xmppd_xml::{Element, Limits, Reader};
 
 use crate::thread_buffer::ThreadBuffer;
 use crate::tls_stream::ServerTlsStream;
@@ -40,8 +40,10 @@ use crate::{C2sContext, ListenerKind};
 
 /// How a run of the loop ended.
 enum Flow {
-    /// The connection is over.
+    /// The stream is over (closed by either side, or by a stream error).
     Closed,
+    /// The link broke or went silent: a resumable session waits for its client.
+    Lost,
     /// Upgrade to TLS and continue.
     UpgradeTls,
 }
@@ -123,9 +125,17 @@ struct Conn {
     ctx: Arc<C2sContext>,
     stream: ClientStream,
     reader: Reader,
-    /// The authentication deadline's timer (which also holds the deadline), boxed so that it takes no room in the task of an
-    /// authenticated connection; dropped once a resource is bound.
+    /// Until a resource is bound, the authentication deadline; then the keepalive: when to
+    /// ask a quiet client for an ack or a ping, and when to give up on a silent one. Boxed,
+    /// and one timer for both, to keep the task of an idle connection small.
     deadline_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether a resource is bound (the timer is the keepalive).
+    bound: bool,
+    /// When bytes last came from the client.
+    last_read: Instant,
+    /// When the client was last asked to show it is there (`<r/>` or a ping) without an
+    /// answer yet.
+    probe_at: Option<Instant>,
 }
 
 /// Runs one accepted connection to its end.
@@ -148,14 +158,16 @@ pub(crate) async fn run(
         reader: Reader::new(pre_auth_limits(&ctx)),
         ctx,
         deadline_timer: Some(Box::pin(tokio::time::sleep_until(deadline))),
+        bound: false,
+        last_read: Instant::now(),
+        probe_at: None,
     };
     let mut socket = socket;
-    let upgrade = match kind {
-        ListenerKind::DirectTls => true,
-        ListenerKind::StartTls => {
-            matches!(conn.drive(&mut socket, &shutdown).await, Flow::UpgradeTls)
-        }
-    };
+    let mut flow = Flow::UpgradeTls;
+    if kind == ListenerKind::StartTls {
+        flow = conn.drive(&mut socket, &shutdown).await;
+    }
+    let upgrade = matches!(flow, Flow::UpgradeTls);
     // The handshake and the session's end are boxed and the TLS stream lives in a box of its
     // own: inline, the compiler lays each out beside the others in the task, and every idle
     // connection's task was 5.8 KiB instead of 2.4 KiB.
@@ -164,10 +176,12 @@ pub(crate) async fn run(
         conn.stream.responder_mut().tls_established(cb);
         conn.reader = Reader::new(pre_auth_limits(&conn.ctx));
         // A second STARTTLS is refused by the responder, so this run ends the stream.
-        let _ = conn.drive(&mut *tls, &shutdown).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
+        flow = conn.drive(&mut *tls, &shutdown).await;
+        if !matches!(flow, Flow::Lost) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
+        }
     }
-    Box::pin(conn.stream.end()).await;
+    Box::pin(conn.stream.finish(matches!(flow, Flow::Lost))).await;
 }
 
 /// The TLS handshake, within what is left of the authentication deadline.
@@ -291,14 +305,18 @@ impl Conn {
                     }
                     Poll::Ready(Ok(0)) => {
                         debug!("peer closed the connection");
-                        Some(Flow::Closed)
+                        Some(Flow::Lost)
                     }
                     // Boxed: negotiation, credential lookups and routing are deep futures, and
                     // inline they would size every idle connection's task for the largest.
-                    Poll::Ready(Ok(_)) => Box::pin(self.process_input(io)).await,
+                    Poll::Ready(Ok(_)) => {
+                        self.last_read = Instant::now();
+                        self.probe_at = None;
+                        Box::pin(self.process_input(io)).await
+                    }
                     Poll::Ready(Err(e)) => {
                         debug!(error = %e, "read failed");
-                        Some(Flow::Closed)
+                        Some(Flow::Lost)
                     }
                 };
                 if let Some(flow) = flow {
@@ -307,8 +325,10 @@ impl Conn {
             }
             // The input just processed bound a resource (the timer still runs only until
             // then): stop the authentication deadline and wait on the session's queue.
-            if self.stream.session().is_some() && self.deadline_timer.is_some() {
-                self.deadline_timer = None;
+            if self.stream.session().is_some() && !self.bound {
+                self.bound = true;
+                self.last_read = Instant::now();
+                self.arm_keepalive();
                 queued.set(queue_wait(self.stream.session().map(|s| s.signal())));
                 queue_now = true;
                 // The shutdown kicks the sessions it finds bound after cancelling the token;
@@ -329,6 +349,7 @@ impl Conn {
             };
             let flow = match input {
                 Input::Shutdown => Some(Box::pin(self.close_with(io, system_shutdown())).await),
+                Input::Deadline if self.bound => Box::pin(self.keepalive(io)).await,
                 Input::Deadline => {
                     let e = StreamError::with_text(
                         Cond::ConnectionTimeout,
@@ -341,8 +362,24 @@ impl Conn {
                         queued.set(queue_wait(self.stream.session().map(|s| s.signal())));
                     }
                     match self.stream.session_mut() {
-                        Some(session) if let Some(e) = session.kicked() => {
+                        Some(session) if session.takeover_requested() => {
+                            let e = StreamError::with_text(
+                                Cond::Conflict,
+                                "the session was resumed on another stream",
+                            );
                             Some(Box::pin(self.close_with(io, e)).await)
+                        }
+                        Some(session) if let Some(e) = session.kicked() => {
+                            let saved = e.condition == Cond::SystemShutdown
+                                && session.resumable()
+                                && self.ctx.router.stream_management().saves_sessions();
+                            if saved {
+                                // To the client this is a lost link: it resumes the session,
+                                // saved now and restored at the next start.
+                                Some(Flow::Closed)
+                            } else {
+                                Some(Box::pin(self.close_with(io, e)).await)
+                            }
                         }
                         Some(session) => match session.next_now() {
                             Next::Item(first) => {
@@ -367,7 +404,7 @@ impl Conn {
                 }
                 Input::Readable(Err(e)) => {
                     debug!(error = %e, "read failed");
-                    Some(Flow::Closed)
+                    Some(Flow::Lost)
                 }
             };
             if let Some(flow) = flow {
@@ -385,6 +422,7 @@ impl Conn {
         first: Outbound,
     ) -> Option<Flow> {
         let mut more = Vec::new();
+        let mut ack_request = None;
         if let Some(session) = self.stream.session_mut() {
             while more.len() + 1 < WRITE_BATCH {
                 match session.try_recv() {
@@ -392,27 +430,126 @@ impl Conn {
                     None => break,
                 }
             }
+            let every = self.ctx.router.stream_management().config().request_every;
+            ack_request = session.ack_request_due(every);
         }
-        let written = if more.is_empty() {
+        let written = if more.is_empty() && ack_request.is_none() {
             self.write(io, &first.bytes).await
         } else {
-            let len = first.bytes.len() + more.iter().map(|o| o.bytes.len()).sum::<usize>();
+            let len = first.bytes.len()
+                + more.iter().map(|o| o.bytes.len()).sum::<usize>()
+                + ack_request.map_or(0, <[u8]>::len);
             let mut bytes = Vec::with_capacity(len);
             bytes.extend_from_slice(&first.bytes);
             for next in &more {
                 bytes.extend_from_slice(&next.bytes);
             }
+            bytes.extend_from_slice(ack_request.unwrap_or_default());
             self.write(io, &bytes).await
         };
+        if ack_request.is_some() {
+            // An unanswered request tells a dead link from a quiet one.
+            self.probe_at.get_or_insert_with(Instant::now);
+        }
         if written {
+            self.keepalive_sooner();
             None
         } else {
             // Not written: these go back to the router with the rest of the queue.
             if let Some(session) = self.stream.session_mut() {
                 session.unwritten(std::iter::once(first).chain(more));
             }
-            Some(Flow::Closed)
+            Some(Flow::Lost)
         }
+    }
+
+    /// When the keepalive must look again: when a probe goes unanswered too long, when a
+    /// quiet client is due a probe, or when stanzas sent are due an `<r/>`.
+    fn next_keepalive(&self) -> Instant {
+        let limits = &self.ctx.limits;
+        let base = match self.probe_at {
+            Some(at) => at + limits.dead_after,
+            None => self.last_read + limits.ping_after,
+        };
+        let after = self.ctx.router.stream_management().config().request_after;
+        match self
+            .stream
+            .session()
+            .and_then(|s| s.ack_request_deadline(after))
+        {
+            Some(due) => base.min(due),
+            None => base,
+        }
+    }
+
+    fn arm_keepalive(&mut self) {
+        let next = self.next_keepalive();
+        if let Some(timer) = self.deadline_timer.as_mut() {
+            timer.as_mut().reset(next);
+        }
+    }
+
+    /// After a write: stanzas just sent may call for an `<r/>` before the timer's time.
+    fn keepalive_sooner(&mut self) {
+        let after = self.ctx.router.stream_management().config().request_after;
+        let due = self
+            .stream
+            .session()
+            .and_then(|s| s.ack_request_deadline(after));
+        if let (Some(due), Some(timer)) = (due, self.deadline_timer.as_mut())
+            && due < timer.deadline()
+        {
+            timer.as_mut().reset(due);
+        }
+    }
+
+    /// The keepalive's time came. A client silent for `ping_after` is asked to answer (an
+    /// `<r/>` under stream management, else a XEP-0199 ping); one that stays silent for
+    /// `dead_after` more is gone, and its session waits to be resumed if it can. Stanzas
+    /// sent and not yet requested for `request_after` get their `<r/>` (XEP-0198 §4).
+    async fn keepalive<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> Option<Flow> {
+        let now = Instant::now();
+        let limits = self.ctx.limits;
+        if self
+            .probe_at
+            .is_some_and(|at| now >= at + limits.dead_after)
+        {
+            debug!("the client stopped answering");
+            return Some(Flow::Lost);
+        }
+        let after = self.ctx.router.stream_management().config().request_after;
+        let host = self
+            .stream
+            .responder_mut()
+            .host()
+            .unwrap_or_default()
+            .to_owned();
+        let session = self.stream.session_mut()?;
+        let mut out: Vec<u8> = Vec::new();
+        let request_due = session
+            .ack_request_deadline(after)
+            .is_some_and(|due| due <= now);
+        let ping_due = self.probe_at.is_none() && now >= self.last_read + limits.ping_after;
+        if session.sm_enabled() && (request_due || ping_due) {
+            out.extend_from_slice(xmppd_proto::sm::REQUEST_BYTES);
+            session.ack_requested();
+        } else if ping_due {
+            let ping = Element::new("iq", ns::CLIENT)
+                .with_attr("type", "get")
+                .with_attr("id", "keepalive")
+                .with_attr("from", host)
+                .with_attr("to", session.jid().as_str())
+                .with_child(Element::new("ping", ns::PING));
+            ping.write_to(&mut out, ns::CLIENT);
+        }
+        if !out.is_empty() {
+            self.probe_at.get_or_insert(now);
+            if !self.write(io, &out).await {
+                return Some(Flow::Lost);
+            }
+        }
+        self.arm_keepalive();
+        None
     }
 
     /// Drains parsed events into the client stream and carries out what it asks.
@@ -456,7 +593,7 @@ impl Conn {
                         actions.next();
                     }
                     if !self.write(io, &bytes).await {
-                        return Some(Flow::Closed);
+                        return Some(Flow::Lost);
                     }
                 }
                 StreamAction::StartTls => return Some(Flow::UpgradeTls),

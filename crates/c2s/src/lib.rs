@@ -43,6 +43,12 @@ pub struct C2sLimits {
     pub write_timeout: Duration,
     /// Concurrent connections on one listener.
     pub max_connections: usize,
+    /// Silence from a bound client after which the server asks it to answer (XEP-0199 ping,
+    /// or `<r/>` under stream management).
+    pub ping_after: Duration,
+    /// Time for the client to answer that, or anything sent with `<r/>`, before its link
+    /// counts as dead.
+    pub dead_after: Duration,
 }
 
 impl Default for C2sLimits {
@@ -56,6 +62,8 @@ impl Default for C2sLimits {
             session_queue: 1024,
             write_timeout: Duration::from_secs(60),
             max_connections: 100_000,
+            ping_after: Duration::from_secs(120),
+            dead_after: Duration::from_secs(60),
         }
     }
 }

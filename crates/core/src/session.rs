@@ -59,6 +59,13 @@ impl SessionControl {
         }
     }
 
+    /// Wakes the session's task without ending it (another stream claims the session).
+    pub fn wake(&self) {
+        if let Some(queue) = &self.wake {
+            queue.notify();
+        }
+    }
+
     /// The modules' state for this session.
     pub fn ext(&self) -> &Extensions {
         &self.ext

@@ -25,7 +25,7 @@ use xmppd_core::storage::{ArchiveQuery, ArchiveStore, NewArchiveRecord, StorageE
 use xmppd_core::{OfflineFlow, OfflineHook, Outbound, Router};
 use xmppd_proto::delay::Delay;
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, ns};
-use xmppd_xml::{Element, Limits, Reader, StreamEvent};
+use xmppd_xml::Element;
 
 /// `msgoffline`, the disco feature of XEP-0160.
 pub const NS_OFFLINE: &str = "msgoffline";
@@ -67,26 +67,7 @@ fn chat_state_only(el: &Element) -> bool {
     has_state
 }
 
-/// Parses a stanza stored in its `jabber:client` serialisation.
-pub(crate) fn parse_stored(bytes: &[u8]) -> Option<Element> {
-    let mut reader = Reader::new(Limits {
-        max_stanza_bytes: bytes.len() + 1024,
-        max_depth: 128,
-        max_attrs: 1024,
-    });
-    reader.feed(
-        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
-    );
-    reader.feed(bytes);
-    match reader.next_event() {
-        Ok(Some(StreamEvent::Open(_))) => {}
-        _ => return None,
-    }
-    match reader.next_event() {
-        Ok(Some(StreamEvent::Stanza(el))) => Some(el),
-        _ => None,
-    }
-}
+pub(crate) use xmppd_proto::stanza::parse_stored;
 
 impl OfflineMessages {
     /// Over the archive shape, keeping at most `quota` messages per user.

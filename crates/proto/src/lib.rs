@@ -17,6 +17,7 @@ pub mod ns;
 pub mod payload;
 pub mod roster;
 pub mod rsm;
+pub mod sm;
 pub mod stanza;
 pub mod stanza_id;
 pub mod stream_error;

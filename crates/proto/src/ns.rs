@@ -44,3 +44,5 @@ pub const ROSTER: &str = "jabber:iq:roster";
 pub const BLOCKING: &str = "urn:xmpp:blocking";
 /// XEP-0191: the `<blocked/>` application error condition.
 pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
+/// XEP-0198: Stream Management.
+pub const SM: &str = "urn:xmpp:sm:3";

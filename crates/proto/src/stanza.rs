@@ -305,6 +305,28 @@ fn parse_jid_attr(el: &Element, name: &str) -> Result<Option<Jid>, StanzaParseEr
     }
 }
 
+/// Parses an element stored in its `jabber:client` serialisation (offline messages, saved
+/// sessions): what the server wrote itself, read back with generous limits.
+pub fn parse_stored(bytes: &[u8]) -> Option<Element> {
+    let mut reader = xmppd_xml::Reader::new(xmppd_xml::Limits {
+        max_stanza_bytes: bytes.len() + 1024,
+        max_depth: 128,
+        max_attrs: 1024,
+    });
+    reader.feed(
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+    );
+    reader.feed(bytes);
+    match reader.next_event() {
+        Ok(Some(xmppd_xml::StreamEvent::Open(_))) => {}
+        _ => return None,
+    }
+    match reader.next_event() {
+        Ok(Some(xmppd_xml::StreamEvent::Stanza(el))) => Some(el),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

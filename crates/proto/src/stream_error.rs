@@ -65,6 +65,9 @@ pub struct StreamError {
     pub condition: StreamErrorCondition,
     /// Human-readable detail (English).
     pub text: Option<String>,
+    /// An application-specific condition (RFC 6120 §4.9.4), such as XEP-0198's
+    /// `<handled-count-too-high/>`.
+    pub app: Option<Box<Element>>,
 }
 
 impl StreamError {
@@ -73,6 +76,7 @@ impl StreamError {
         StreamError {
             condition,
             text: None,
+            app: None,
         }
     }
 
@@ -81,13 +85,23 @@ impl StreamError {
         StreamError {
             condition,
             text: Some(text.into()),
+            app: None,
         }
+    }
+
+    /// The same error with an application-specific condition element.
+    pub fn with_app(mut self, app: Element) -> Self {
+        self.app = Some(Box::new(app));
+        self
     }
 
     /// The `<stream:error>` element.
     pub fn to_element(&self) -> Element {
         let mut el = Element::new("error", ns::STREAM);
         el.push_child(Element::new(self.condition.as_str(), ns::STREAMS));
+        if let Some(app) = &self.app {
+            el.push_child((**app).clone());
+        }
         if let Some(text) = &self.text {
             el.push_child(
                 Element::new("text", ns::STREAMS)
@@ -119,6 +133,10 @@ impl StreamError {
         StreamError {
             condition,
             text: el.child("text", ns::STREAMS).map(Element::text),
+            app: el
+                .children()
+                .find(|c| c.ns() != ns::STREAMS)
+                .map(|c| Box::new(c.clone())),
         }
     }
 }

@@ -132,6 +132,15 @@ impl RunningServer {
         {
             tracing::warn!("some connections did not close within 10 s");
         }
+        // Sessions that were waiting to be resumed are saved (or ended) too.
+        if !self
+            .router
+            .stream_management()
+            .wait(Duration::from_secs(10))
+            .await
+        {
+            tracing::warn!("some resumable sessions were not saved within 10 s");
+        }
     }
 }
 
@@ -282,13 +291,21 @@ pub async fn start_with_modules(
             accounts(&storage),
             registry,
         )
-        .with_components(Arc::new(ComponentRegistry::new(component_domains))),
+        .with_components(Arc::new(ComponentRegistry::new(component_domains)))
+        .with_stream_management(config.sm),
     );
     router_handle.set(&router);
+    router.stream_management().persist_to(storage.map.clone());
     let bound_features = config
         .hosts
         .iter()
-        .map(|h| (h.name.clone(), router.registry().stream_features(&h.name)))
+        .map(|h| {
+            let mut features = router.registry().stream_features(&h.name);
+            if config.sm.enabled {
+                features.push(xmppd_xml::Element::new("sm", xmppd_proto::ns::SM));
+            }
+            (h.name.clone(), features)
+        })
         .collect();
     let policy = C2sPolicy {
         hosts: Arc::new(hosts),
@@ -305,6 +322,11 @@ pub async fn start_with_modules(
     } else {
         Vec::new()
     };
+    // Sessions saved at the last shutdown wait for their clients before anyone can connect.
+    let host_names: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
+    xmppd_core::client::sm::restore_sessions(&router, &host_names)
+        .await
+        .context("cannot restore the resumable sessions saved at the last shutdown")?;
     let mut listeners = Vec::new();
     for listen in &config.listen {
         let listener = TcpListener::bind(listen.addr)

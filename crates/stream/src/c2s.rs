@@ -93,6 +93,9 @@ pub enum C2sOutput {
     },
     /// A stanza from the bound session.
     Stanza(Element),
+    /// A stream management element (XEP-0198), once authenticated: `<enable/>`, `<r/>` and
+    /// `<a/>` belong to the bound session, `<resume/>` replaces binding.
+    StreamManagement(Element),
     /// Write [`C2sResponder::error_bytes`] for this error and close.
     Close(StreamError),
     /// The client closed its stream: write `</stream:stream>` and close.
@@ -337,6 +340,7 @@ impl C2sResponder {
                 self.phase = Phase::AwaitHeader;
             }
             Phase::AwaitBind if el.is("iq", ns::CLIENT) => self.on_bind(&el, out),
+            Phase::AwaitBind if el.ns() == ns::SM => out.push(C2sOutput::StreamManagement(el)),
             Phase::Features | Phase::Authenticating | Phase::AwaitBind if is_stanza => {
                 self.close(
                     Cond::NotAuthorized,
@@ -560,6 +564,10 @@ impl C2sResponder {
     }
 
     fn on_bound_element(&mut self, el: Element, out: &mut Vec<C2sOutput>) {
+        if el.ns() == ns::SM {
+            out.push(C2sOutput::StreamManagement(el));
+            return;
+        }
         if el.is("iq", ns::CLIENT) {
             let id = el.attr("id").unwrap_or_default();
             let single = el.children().count() == 1;

@@ -263,6 +263,26 @@ impl TestClient {
         }
     }
 
+    /// Like [`TestClient::expect_stream_error`], skipping the stanzas that come first (at most
+    /// 10,000).
+    pub async fn expect_stream_error_skipping(&mut self) -> anyhow::Result<String> {
+        for _ in 0..10_000 {
+            match self.next_event().await {
+                Ok(StreamEvent::Stanza(el)) if el.is("error", xmppd_xml::STREAM_NS) => {
+                    return el
+                        .children()
+                        .find(|c| c.ns() == STREAMS && c.name() != "text")
+                        .map(|c| c.name().to_owned())
+                        .ok_or_else(|| anyhow!("stream error without condition: {el}"));
+                }
+                Ok(StreamEvent::Stanza(_) | StreamEvent::Open(_)) => continue,
+                Ok(other) => bail!("expected a stream error, got {other:?}"),
+                Err(e) => bail!("expected a stream error: {e}"),
+            }
+        }
+        bail!("no stream error after 10,000 stanzas")
+    }
+
     /// Asserts the server closes the connection (EOF or reset) within the timeout.
     pub async fn expect_closed(&mut self) -> anyhow::Result<()> {
         let mut buf = [0u8; 4096];

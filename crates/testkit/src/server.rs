@@ -261,12 +261,12 @@ impl TestServer {
         Ok(())
     }
 
-    /// Logs a user in over STARTTLS with SCRAM-SHA-256 and binds `resource`.
-    pub async fn login(
+    /// Connects over STARTTLS and authenticates with SCRAM-SHA-256, without binding (to
+    /// resume a session instead).
+    pub async fn authenticated(
         &self,
         user: &str,
         password: &str,
-        resource: &str,
     ) -> anyhow::Result<crate::TestClient> {
         let mut client = crate::TestClient::connect(self.starttls_addr()).await?;
         client.open_stream(self.domain()).await?;
@@ -274,6 +274,17 @@ impl TestServer {
             .starttls(self.tls_client_config(), self.domain())
             .await?;
         client.authenticate("SCRAM-SHA-256", user, password).await?;
+        Ok(client)
+    }
+
+    /// Logs a user in over STARTTLS with SCRAM-SHA-256 and binds `resource`.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> anyhow::Result<crate::TestClient> {
+        let mut client = self.authenticated(user, password).await?;
         client.bind(Some(resource)).await?;
         Ok(client)
     }

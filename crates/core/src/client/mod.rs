@@ -14,6 +14,9 @@
 //! client authenticated as the same account.
 
 mod session;
+mod session_sm;
+pub mod sm;
+mod stream_sm;
 
 pub use session::{ClientSession, MAX_DIRECTED_PRESENCE};
 
@@ -131,7 +134,15 @@ impl ClientStream {
         let mut queue: std::collections::VecDeque<C2sOutput> = outputs.into();
         while let Some(output) = queue.pop_front() {
             match output {
-                C2sOutput::Send(bytes) => actions.push(StreamAction::Send(bytes)),
+                C2sOutput::Send(bytes) => {
+                    // Once bound, what the negotiation sends is its answer to a stanza (the
+                    // legacy session iq, a second bind).
+                    if let Some(session) = self.session.as_mut() {
+                        session.count_handled();
+                        session.record_direct(&bytes);
+                    }
+                    actions.push(StreamAction::Send(bytes));
+                }
                 C2sOutput::StartTls => actions.push(StreamAction::StartTls),
                 C2sOutput::ResetStream => actions.push(StreamAction::Restart),
                 C2sOutput::LookupCredentials { host, username } => {
@@ -171,12 +182,21 @@ impl ClientStream {
                         continue;
                     };
                     match session.handle(&self.router, el).await {
-                        Ok(None) => {}
-                        Ok(Some(reply)) => actions.push(StreamAction::Send(reply)),
+                        Ok(None) => session.count_handled(),
+                        Ok(Some(reply)) => {
+                            session.count_handled();
+                            session.record_direct(&reply);
+                            actions.push(StreamAction::Send(reply));
+                        }
                         Err(e) => {
                             actions.push(StreamAction::Close(self.error_bytes(&e)));
                             return;
                         }
+                    }
+                }
+                C2sOutput::StreamManagement(el) => {
+                    if !self.stream_management(&el, actions).await {
+                        return;
                     }
                 }
                 C2sOutput::Close(e) => {
@@ -194,6 +214,30 @@ impl ClientStream {
     /// Ends the stream's session, if any (see [`ClientSession::end`]).
     pub async fn end(&mut self) {
         if let Some(session) = self.session.take() {
+            session.end(&self.router).await;
+        }
+    }
+
+    /// The transport is done with the stream: its session is handed to a stream that resumes
+    /// it, or waits to be resumed when the link was lost (`link_lost`: the connection broke
+    /// or went silent, as opposed to a closed stream), or is saved at shutdown; otherwise it
+    /// ends.
+    pub async fn finish(&mut self, link_lost: bool) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let Some(session) = session.hand_over() else {
+            return;
+        };
+        let shutdown = session
+            .kicked()
+            .is_some_and(|e| e.condition == Cond::SystemShutdown);
+        if shutdown {
+            session.save_or_end(&self.router).await;
+        } else if link_lost && session.kicked().is_none() && session.resumable() {
+            let window = session.resume_window();
+            sm::park(self.router.clone(), session, window).await;
+        } else {
             session.end(&self.router).await;
         }
     }

@@ -28,6 +28,8 @@ use crate::queue::{Next, QueueReceiver, QueueSignal, session_queue};
 use crate::router::Router;
 use crate::session::SessionControl;
 
+use super::sm::state::SmState;
+
 /// Directed-presence targets one session may have at once: each must later get its
 /// unavailable, so the set cannot be allowed to grow without bound.
 pub const MAX_DIRECTED_PRESENCE: usize = 1000;
@@ -35,17 +37,20 @@ pub const MAX_DIRECTED_PRESENCE: usize = 1000;
 /// A session after resource binding.
 #[derive(Debug)]
 pub struct ClientSession {
-    jid: FullJid,
-    conn_id: u64,
-    rx: QueueReceiver,
-    control: Arc<SessionControl>,
+    pub(super) jid: FullJid,
+    pub(super) conn_id: u64,
+    pub(super) rx: QueueReceiver,
+    pub(super) control: Arc<SessionControl>,
     /// Whether the session has sent available presence (RFC 6121 §4.2).
-    available: bool,
+    pub(super) available: bool,
     /// Where it sent directed available presence while available (§4.6.2); cleared when it
     /// becomes unavailable, after telling them.
-    directed: HashSet<Jid>,
+    pub(super) directed: HashSet<Jid>,
     /// Stanzas taken from the queue whose write failed.
-    unwritten: Vec<Arc<Stanza>>,
+    pub(super) unwritten: Vec<Arc<Stanza>>,
+    /// Stream management, once enabled (boxed: most sessions of a busy server are idle and
+    /// the counters are then not worth their room inline).
+    pub(super) sm: Option<Box<SmState>>,
 }
 
 impl ClientSession {
@@ -70,6 +75,7 @@ impl ClientSession {
             available: false,
             directed: HashSet::new(),
             unwritten: Vec::new(),
+            sm: None,
         };
         info!(jid = %session.jid, "resource bound");
         router
@@ -107,21 +113,33 @@ impl ClientSession {
         self.control.is_kicked().then(|| self.control.reason())
     }
 
-    /// The next stanza to write, without waiting.
+    /// The next stanza to write, without waiting. With stream management it counts as sent
+    /// from here on, and stays until the client acknowledges it.
     pub fn next_now(&mut self) -> Next {
-        self.rx.next_now()
+        let next = self.rx.next_now();
+        if let (Next::Item(outbound), Some(_)) = (&next, &self.sm) {
+            self.record_sent(outbound);
+        }
+        next
     }
 
-    /// Another queued stanza, if one is there now (to batch writes).
+    /// Another queued stanza, if one is there now (to batch writes); counted as
+    /// [`ClientSession::next_now`] counts.
     pub fn try_recv(&mut self) -> Option<Outbound> {
-        self.rx.try_recv()
+        let next = self.rx.try_recv();
+        if let (Some(outbound), Some(_)) = (&next, &self.sm) {
+            self.record_sent(outbound);
+        }
+        next
     }
 
     /// Stanzas the transport took but could not write: they are routed again when the
-    /// session ends.
+    /// session ends. With stream management they are already among the unacknowledged.
     pub fn unwritten(&mut self, batch: impl IntoIterator<Item = Outbound>) {
-        self.unwritten
-            .extend(batch.into_iter().filter_map(|outbound| outbound.reroute));
+        if self.sm.is_none() {
+            self.unwritten
+                .extend(batch.into_iter().filter_map(|outbound| outbound.reroute));
+        }
     }
 
     /// Handles one element from the client: checks, stamps `from`, and routes it. Returns
@@ -237,10 +255,11 @@ impl ClientSession {
     /// that was replaced by a new one with the same resource was already announced when it
     /// was replaced and says nothing now: the full JID is live again.
     ///
-    /// Stanzas still queued for the session are routed again once it is unbound, so none is
-    /// lost silently: the router delivers them to a replacement session, or treats the
-    /// resource as gone (RFC 6121 §8.5.3.2) and redirects or bounces each.
+    /// Stanzas still queued for the session, or sent but not acknowledged under stream
+    /// management, are routed again once it is unbound, so none is lost silently (see
+    /// [`ClientSession::dispose_pending`]).
     pub async fn end(mut self, router: &Router) {
+        self.expire_resumption(router);
         let still_bound = router.sessions().unbind(&self.jid, self.conn_id);
         if still_bound && self.available {
             let directed: Vec<Jid> = std::mem::take(&mut self.directed).into_iter().collect();
@@ -251,14 +270,7 @@ impl ClientSession {
                 .session_event(self.as_ref(), SessionEvent::Closed)
                 .await;
         }
-        self.rx.close();
-        let mut pending = std::mem::take(&mut self.unwritten);
-        while let Some(outbound) = self.rx.try_recv() {
-            pending.extend(outbound.reroute);
-        }
-        for stanza in pending {
-            router.route(Arc::unwrap_or_clone(stanza)).await;
-        }
+        self.dispose_pending(router).await;
     }
 }
 
@@ -286,7 +298,12 @@ fn priority_of(stanza: &Stanza) -> i8 {
 /// directed presence to that `jid` went offline (RFC 6121 §4.5.2, §4.6.3), on behalf of a
 /// session that ended or was replaced. The registry must no longer hold that session's
 /// presence.
-async fn announce_unavailable(router: &Router, jid: &FullJid, ext: &Extensions, directed: &[Jid]) {
+pub(super) async fn announce_unavailable(
+    router: &Router,
+    jid: &FullJid,
+    ext: &Extensions,
+    directed: &[Jid],
+) {
     let el = Element::new("presence", ns::CLIENT)
         .with_attr("type", "unavailable")
         .with_attr("from", jid.as_str());

@@ -25,6 +25,7 @@ use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 use xmppd_xml::Element;
 
 use crate::accounts::Accounts;
+use crate::client::sm::{SmConfig, StreamManagement};
 use crate::component::ComponentRegistry;
 use crate::hooks::Flow;
 use crate::module::Registry;
@@ -49,6 +50,7 @@ pub struct Router {
     sessions: Arc<SessionRegistry>,
     accounts: Accounts,
     registry: Registry,
+    stream_management: Arc<StreamManagement>,
 }
 
 impl std::fmt::Debug for Router {
@@ -131,7 +133,19 @@ impl Router {
             sessions,
             accounts,
             registry,
+            stream_management: Arc::default(),
         }
+    }
+
+    /// Stream management (XEP-0198) with these settings instead of the defaults.
+    pub fn with_stream_management(mut self, config: SmConfig) -> Self {
+        self.stream_management = Arc::new(StreamManagement::new(config));
+        self
+    }
+
+    /// Stream management: resumable sessions and their settings.
+    pub fn stream_management(&self) -> &Arc<StreamManagement> {
+        &self.stream_management
     }
 
     /// Routes the domains of `components` to their external components (XEP-0114).

@@ -17,6 +17,8 @@ pub(super) struct RawLimits {
     auth_timeout_secs: Option<u64>,
     session_queue: Option<Spanned<usize>>,
     max_connections: Option<usize>,
+    ping_after_secs: Option<Spanned<u64>>,
+    dead_after_secs: Option<Spanned<u64>>,
     max_auth_failures: Option<Spanned<u32>>,
     max_roster_items: Option<Spanned<u64>>,
     max_offline_messages: Option<Spanned<u64>>,
@@ -64,6 +66,25 @@ impl Validator<'_> {
         }
         if let Some(v) = raw.max_connections {
             l.max_connections = v.max(1);
+        }
+        for (v, key, field) in [
+            (
+                raw.ping_after_secs,
+                "limits.ping_after_secs",
+                &mut l.ping_after,
+            ),
+            (
+                raw.dead_after_secs,
+                "limits.dead_after_secs",
+                &mut l.dead_after,
+            ),
+        ] {
+            if let Some(v) = v {
+                if *v.get_ref() == 0 {
+                    return Err(self.invalid(v.span(), key, "must be at least 1"));
+                }
+                *field = Duration::from_secs(v.into_inner());
+            }
         }
         if let Some(v) = raw.max_auth_failures {
             // RFC 6120 §6.4.5: allow at least 2 and no more than 5 retries.

@@ -1,5 +1,5 @@
 //! The TOML configuration, laid out like MongooseIM's: `[general]`, `[[host]]`, `[[listen]]`,
-//! `[s2s]`, `[[component]]`, `[storage]`, `[limits]`, `[modules.NAME]`. Unknown keys are errors, and every error names the file, the line
+//! `[s2s]`, `[[component]]`, `[storage]`, `[limits]`, `[sm]`, `[modules.NAME]`. Unknown keys are errors, and every error names the file, the line
 //! and the key, because a server that silently ignores a typo in its config is worse than one
 //! that refuses to start.
 //!
@@ -18,6 +18,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 use xmppd_c2s::{C2sLimits, ListenerKind};
+use xmppd_core::client::sm::SmConfig;
 
 mod components;
 mod hosts;
@@ -25,6 +26,7 @@ mod limits;
 mod listen;
 mod modules;
 mod s2s;
+mod sm;
 mod storage;
 
 pub use components::ComponentConfig;
@@ -39,6 +41,7 @@ use limits::RawLimits;
 use listen::RawListen;
 use modules::RawModuleSections;
 use s2s::RawS2s;
+use sm::RawSm;
 use storage::RawStorage;
 
 /// A configuration problem, with where it is.
@@ -92,6 +95,8 @@ struct RawConfig {
     #[serde(default)]
     s2s: RawS2s,
     #[serde(default)]
+    sm: RawSm,
+    #[serde(default)]
     modules: RawModuleSections,
 }
 
@@ -129,6 +134,8 @@ pub struct Config {
     pub components: Vec<ComponentConfig>,
     /// Client connection limits.
     pub limits: C2sLimits,
+    /// Stream management (`[sm]`).
+    pub sm: SmConfig,
     /// SASL failures allowed per stream.
     pub max_auth_failures: u32,
     /// Roster and offline storage limits.
@@ -169,6 +176,7 @@ impl Config {
             storage: StorageChoice::Sqlite(PathBuf::from("xmppd.db")),
             components: Vec::new(),
             limits: C2sLimits::default(),
+            sm: SmConfig::default(),
             max_auth_failures: 3,
             im: xmppd_im::ImLimits::default(),
             modules: None,
@@ -231,6 +239,7 @@ impl Config {
         }
         config.components = v.components(&raw.component, &config.hosts)?;
         v.limits(raw.limits, &mut config)?;
+        config.sm = v.sm(raw.sm)?;
         config.s2s = v.s2s(raw.s2s, &base)?;
         crate::modules::validate(&config)?;
         Ok(config)

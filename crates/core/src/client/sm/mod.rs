@@ -1,0 +1,318 @@
+//! XEP-0198 Stream Management: acknowledgements and resumption of client sessions.
+//!
+//! The counters and the queue of unacknowledged stanzas ([`state::SmState`]) belong to the
+//! [`ClientSession`], so they move with it from one transport to another. What outlives a
+//! transport lives here: the table of resumable sessions by SM-ID, the ids of sessions that
+//! expired recently (so that a late `<resume/>` learns how many of its stanzas were handled,
+//! §5), and the tasks that hold sessions waiting to be resumed ([`park`]).
+//!
+//! A resumable session is always owned by exactly one task: its connection while it has one,
+//! then the task that waits for its resumption. Another stream resumes it by claiming it
+//! through its [`state::Handoff`] and waking its owner, which hands the value over instead of
+//! ending it; so nothing about a session is ever shared between two streams.
+
+mod park;
+pub(crate) mod persist;
+pub(crate) mod state;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use jid::BareJid;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::client::ClientSession;
+use crate::session::SessionControl;
+use crate::storage::MapStore;
+
+pub(crate) use park::park;
+pub use persist::restore_sessions;
+pub use state::HandledCountTooHigh;
+
+/// The `[sm]` settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmConfig {
+    /// Whether `<sm/>` is offered at all.
+    pub enabled: bool,
+    /// How long a session waits to be resumed when the client asks no `max`.
+    pub resume_timeout: Duration,
+    /// The longest wait a client's `max` can ask for.
+    pub max_resume_timeout: Duration,
+    /// Stanzas sent and not acknowledged beyond which the session is closed with
+    /// `policy-violation` (and ends: its stanzas go where an ended session's go).
+    pub max_unacked: usize,
+    /// `<r/>` after this many stanzas sent since the last one.
+    pub request_every: u32,
+    /// `<r/>` when stanzas sent this long ago are not yet requested (a quiet link).
+    pub request_after: Duration,
+    /// Whether resumable sessions are saved at shutdown and restored at start.
+    pub persist: bool,
+}
+
+impl Default for SmConfig {
+    fn default() -> Self {
+        SmConfig {
+            enabled: true,
+            resume_timeout: Duration::from_secs(300),
+            max_resume_timeout: Duration::from_secs(3600),
+            max_unacked: 1000,
+            request_every: 5,
+            request_after: Duration::from_secs(5),
+            persist: true,
+        }
+    }
+}
+
+/// How long a stream that resumes a session waits for its current owner to hand it over:
+/// a connection blocked in a write sees the claim only when the write ends.
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Expired ids remembered for a late `<resume/>`, at most.
+const MAX_EXPIRED: usize = 10_000;
+
+/// Why a `<resume/>` cannot be honoured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeError {
+    /// Unknown, expired or another account's id; `h` is what the server handled of the
+    /// expired session's stanzas, when it is remembered (§5).
+    NotFound {
+        /// Client stanzas handled on the expired session.
+        h: Option<u32>,
+    },
+}
+
+struct Live {
+    account: BareJid,
+    handoff: Arc<state::Handoff>,
+    control: Arc<SessionControl>,
+}
+
+struct Expired {
+    account: BareJid,
+    h: u32,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct ExpiredIds {
+    by_id: HashMap<Arc<str>, Expired>,
+    order: VecDeque<Arc<str>>,
+}
+
+/// The node's resumable sessions.
+pub struct StreamManagement {
+    config: SmConfig,
+    live: DashMap<Arc<str>, Live, crate::FastHasher>,
+    expired: Mutex<ExpiredIds>,
+    tracker: TaskTracker,
+    /// Where sessions are saved across a restart (the `sm` Map store, host-wide items).
+    store: OnceLock<Arc<dyn MapStore>>,
+}
+
+impl std::fmt::Debug for StreamManagement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamManagement")
+            .field("config", &self.config)
+            .field("live", &self.live.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for StreamManagement {
+    fn default() -> Self {
+        StreamManagement::new(SmConfig::default())
+    }
+}
+
+impl StreamManagement {
+    /// Stream management with these settings.
+    pub fn new(config: SmConfig) -> Self {
+        StreamManagement {
+            config,
+            live: DashMap::default(),
+            expired: Mutex::default(),
+            tracker: TaskTracker::new(),
+            store: OnceLock::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SmConfig {
+        &self.config
+    }
+
+    /// Saves resumable sessions in `store` at shutdown (when `[sm] persist` is on).
+    pub fn persist_to(&self, store: Arc<dyn MapStore>) {
+        let _ = self.store.set(store);
+    }
+
+    /// Whether resumable sessions are saved at shutdown.
+    pub fn saves_sessions(&self) -> bool {
+        self.store().is_some()
+    }
+
+    pub(crate) fn store(&self) -> Option<&Arc<dyn MapStore>> {
+        self.store.get().filter(|_| self.config.persist)
+    }
+
+    /// Sessions that can be resumed now (attached or waiting).
+    pub fn resumable(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The resumption window for a client that asked for `max` seconds.
+    pub(crate) fn window(&self, max: Option<u32>) -> Duration {
+        match max {
+            Some(secs) if secs > 0 => {
+                Duration::from_secs(u64::from(secs)).min(self.config.max_resume_timeout)
+            }
+            _ => self.config.resume_timeout,
+        }
+    }
+
+    /// A new SM-ID: 144 random bits, URL-safe. `None` when the system's random source
+    /// fails (the session is then not resumable rather than guessable).
+    pub(crate) fn new_id() -> Option<Arc<str>> {
+        use base64::Engine;
+        let mut bytes = [0u8; 18];
+        getrandom::fill(&mut bytes).ok()?;
+        Some(Arc::from(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+        ))
+    }
+
+    pub(crate) fn register(
+        &self,
+        id: Arc<str>,
+        account: BareJid,
+        handoff: Arc<state::Handoff>,
+        control: Arc<SessionControl>,
+    ) {
+        self.live.insert(
+            id,
+            Live {
+                account,
+                handoff,
+                control,
+            },
+        );
+    }
+
+    /// The session `id` ends for good: a later `<resume/>` gets `item-not-found` with `h`.
+    pub(crate) fn expire(&self, id: &Arc<str>, account: &BareJid, h: u32) {
+        self.live.remove(id);
+        let mut expired = self.expired.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let max_age = self.config.max_resume_timeout;
+        while let Some(oldest) = expired.order.front().cloned() {
+            let stale = expired
+                .by_id
+                .get(&oldest)
+                .is_none_or(|e| now.duration_since(e.at) > max_age);
+            if !stale && expired.order.len() < MAX_EXPIRED {
+                break;
+            }
+            expired.order.pop_front();
+            expired.by_id.remove(&oldest);
+        }
+        let entry = Expired {
+            account: account.clone(),
+            h,
+            at: now,
+        };
+        if expired.by_id.insert(id.clone(), entry).is_none() {
+            expired.order.push_back(id.clone());
+        }
+    }
+
+    /// The session `id` was saved for the next start: it is no longer resumable here.
+    pub(crate) fn forget(&self, id: &Arc<str>) {
+        self.live.remove(id);
+    }
+
+    /// Takes the session `id` of `account` from whichever task holds it.
+    pub(crate) async fn claim(
+        &self,
+        id: &str,
+        account: &BareJid,
+    ) -> Result<ClientSession, ResumeError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let Some(live) = self.live.get(id).filter(|l| l.account == *account) else {
+                let expired = self.expired.lock().unwrap_or_else(PoisonError::into_inner);
+                let h = expired
+                    .by_id
+                    .get(id)
+                    .filter(|e| e.account == *account)
+                    .map(|e| e.h);
+                return Err(ResumeError::NotFound { h });
+            };
+            live.handoff.claim(tx);
+            live.control.wake();
+        }
+        match tokio::time::timeout(HANDOFF_TIMEOUT, rx).await {
+            Ok(Ok(session)) => Ok(session),
+            _ => Err(ResumeError::NotFound { h: None }),
+        }
+    }
+
+    /// Runs `task` (a session waiting for resumption) so that shutdown can wait for it.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(task);
+    }
+
+    /// Waits (at most `limit`) for the waiting sessions to be saved or ended, at shutdown.
+    pub async fn wait(&self, limit: Duration) -> bool {
+        self.tracker.close();
+        tokio::time::timeout(limit, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_long_and_distinct() {
+        let a = StreamManagement::new_id().unwrap();
+        let b = StreamManagement::new_id().unwrap();
+        assert_eq!(a.len(), 24);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_window_is_the_clients_up_to_the_maximum() {
+        let sm = StreamManagement::default();
+        assert_eq!(sm.window(None), Duration::from_secs(300));
+        assert_eq!(sm.window(Some(0)), Duration::from_secs(300));
+        assert_eq!(sm.window(Some(60)), Duration::from_secs(60));
+        assert_eq!(sm.window(Some(u32::MAX)), Duration::from_secs(3600));
+    }
+
+    #[tokio::test]
+    async fn expired_ids_answer_with_h_only_to_their_account() {
+        let sm = StreamManagement::default();
+        let id: Arc<str> = Arc::from("abc");
+        let alice = BareJid::new("alice@x").unwrap();
+        let bob = BareJid::new("bob@x").unwrap();
+        sm.expire(&id, &alice, 7);
+        assert_eq!(
+            sm.claim("abc", &alice).await.err(),
+            Some(ResumeError::NotFound { h: Some(7) })
+        );
+        assert_eq!(
+            sm.claim("abc", &bob).await.err(),
+            Some(ResumeError::NotFound { h: None })
+        );
+        assert_eq!(
+            sm.claim("nope", &alice).await.err(),
+            Some(ResumeError::NotFound { h: None })
+        );
+    }
+}
