@@ -46,3 +46,5 @@ pub const BLOCKING: &str = "urn:xmpp:blocking";
 pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 /// XEP-0198: Stream Management.
 pub const SM: &str = "urn:xmpp:sm:3";
+/// XEP-0352: Client State Indication.
+pub const CSI: &str = "urn:xmpp:csi:0";

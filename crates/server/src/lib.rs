@@ -304,6 +304,7 @@ pub async fn start_with_modules(
             if config.sm.enabled {
                 features.push(xmppd_xml::Element::new("sm", xmppd_proto::ns::SM));
             }
+            features.push(xmppd_xml::Element::new("csi", xmppd_proto::ns::CSI));
             (h.name.clone(), features)
         })
         .collect();

@@ -13,6 +13,7 @@
 //! receiving into its queue), and [`ClientStream::attach`] puts it into a new stream whose
 //! client authenticated as the same account.
 
+pub mod csi;
 mod session;
 mod session_sm;
 pub mod sm;
@@ -23,7 +24,7 @@ pub use session::{ClientSession, MAX_DIRECTED_PRESENCE};
 use std::sync::Arc;
 
 use tracing::{error, info};
-use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
+use xmppd_proto::{StreamError, StreamErrorCondition as Cond, ns};
 use xmppd_stream::{C2sOutput, C2sResponder};
 use xmppd_xml::StreamEvent;
 
@@ -181,6 +182,27 @@ impl ClientStream {
                     let Some(session) = self.session.as_mut() else {
                         continue;
                     };
+                    if el.ns() == ns::CSI {
+                        // XEP-0352: nonzas, neither answered nor counted.
+                        match el.name() {
+                            "inactive" => session.set_inactive(),
+                            "active" => {
+                                let held = session.set_active();
+                                if !held.is_empty() {
+                                    actions.push(StreamAction::Send(held));
+                                }
+                            }
+                            other => {
+                                let e = StreamError::with_text(
+                                    Cond::UnsupportedStanzaType,
+                                    format!("<{other}/> is not a client state"),
+                                );
+                                actions.push(StreamAction::Close(self.error_bytes(&e)));
+                                return;
+                            }
+                        }
+                        continue;
+                    }
                     match session.handle(&self.router, el).await {
                         Ok(None) => session.count_handled(),
                         Ok(Some(reply)) => {

@@ -28,6 +28,7 @@ use crate::queue::{Next, QueueReceiver, QueueSignal, session_queue};
 use crate::router::Router;
 use crate::session::SessionControl;
 
+use super::csi::CsiHold;
 use super::sm::state::SmState;
 
 /// Directed-presence targets one session may have at once: each must later get its
@@ -51,6 +52,9 @@ pub struct ClientSession {
     /// Stream management, once enabled (boxed: most sessions of a busy server are idle and
     /// the counters are then not worth their room inline).
     pub(super) sm: Option<Box<SmState>>,
+    /// What is held back while the client says it is inactive (XEP-0352); `None` while it
+    /// is active.
+    pub(super) csi: Option<Box<CsiHold>>,
 }
 
 impl ClientSession {
@@ -76,6 +80,7 @@ impl ClientSession {
             directed: HashSet::new(),
             unwritten: Vec::new(),
             sm: None,
+            csi: None,
         };
         info!(jid = %session.jid, "resource bound");
         router
@@ -114,23 +119,81 @@ impl ClientSession {
     }
 
     /// The next stanza to write, without waiting. With stream management it counts as sent
-    /// from here on, and stays until the client acknowledges it.
+    /// from here on, and stays until the client acknowledges it; while the client is
+    /// inactive, what can wait is held back (see [`crate::client::csi`]).
     pub fn next_now(&mut self) -> Next {
-        let next = self.rx.next_now();
+        let next = loop {
+            if let Some(released) = self.csi.as_mut().and_then(|csi| csi.released()) {
+                break Next::Item(released);
+            }
+            match self.rx.next_now() {
+                Next::Item(outbound) => match self.csi.as_mut() {
+                    None => break Next::Item(outbound),
+                    Some(csi) => match csi.filter(outbound) {
+                        Some(now) => break Next::Item(now),
+                        None => continue,
+                    },
+                },
+                other => break other,
+            }
+        };
         if let (Next::Item(outbound), Some(_)) = (&next, &self.sm) {
             self.record_sent(outbound);
         }
         next
     }
 
-    /// Another queued stanza, if one is there now (to batch writes); counted as
-    /// [`ClientSession::next_now`] counts.
+    /// Another queued stanza, if one is there now (to batch writes); counted and held as
+    /// [`ClientSession::next_now`] does.
     pub fn try_recv(&mut self) -> Option<Outbound> {
-        let next = self.rx.try_recv();
+        let next = match self.csi.as_mut() {
+            None => self.rx.try_recv(),
+            Some(csi) => loop {
+                if let Some(released) = csi.released() {
+                    break Some(released);
+                }
+                match self.rx.try_recv() {
+                    Some(outbound) => {
+                        if let Some(now) = csi.filter(outbound) {
+                            break Some(now);
+                        }
+                    }
+                    None => break None,
+                }
+            },
+        };
         if let (Some(outbound), Some(_)) = (&next, &self.sm) {
             self.record_sent(outbound);
         }
         next
+    }
+
+    /// The client says it is inactive (XEP-0352 `<inactive/>`).
+    pub fn set_inactive(&mut self) {
+        self.csi.get_or_insert_with(Box::default);
+    }
+
+    /// The client is active again (`<active/>`, or a resumed stream, which always starts
+    /// active): everything held, joined, to write before anything else the client's next
+    /// stanzas cause (§5); counted as sent.
+    pub fn set_active(&mut self) -> Vec<u8> {
+        let Some(csi) = self.csi.take() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for outbound in csi.drain() {
+            out.extend_from_slice(&outbound.bytes);
+            self.record_sent(&outbound);
+        }
+        out
+    }
+
+    /// What the inactive client has been spared so far, when the session ends.
+    pub(super) fn take_held(&mut self) -> Vec<Outbound> {
+        self.csi
+            .take()
+            .map(|csi| csi.drain().collect())
+            .unwrap_or_default()
     }
 
     /// Stanzas the transport took but could not write: they are routed again when the

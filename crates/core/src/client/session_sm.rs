@@ -198,6 +198,7 @@ impl ClientSession {
         if let Some(sm) = self.sm.as_mut() {
             pending.extend(sm.take_unacked().into_iter().filter_map(|o| o.reroute));
         }
+        pending.extend(self.take_held().into_iter().filter_map(|o| o.reroute));
         pending.append(&mut self.unwritten);
         while let Some(outbound) = self.rx.try_recv() {
             pending.extend(outbound.reroute);
@@ -238,7 +239,7 @@ impl ClientSession {
             return self.end(router).await;
         }
         self.rx.close();
-        let mut unsent = Vec::new();
+        let mut unsent = self.take_held();
         while let Some(outbound) = self.rx.try_recv() {
             unsent.push(outbound);
         }
@@ -315,6 +316,7 @@ impl ClientSession {
             directed: restored.directed.into_iter().collect(),
             unwritten: Vec::new(),
             sm: Some(Box::new(state)),
+            csi: None,
         };
         if restored.remaining.is_zero() {
             session.end(router).await;

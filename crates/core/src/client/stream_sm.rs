@@ -154,6 +154,8 @@ impl ClientStream {
         let handled = session.handled().unwrap_or_default();
         let mut bytes = bytes_of(&sm::resumed(previd, handled));
         bytes.extend_from_slice(&session.unacked_bytes());
+        // A resumed stream starts active (XEP-0352 §6): what was held goes out now.
+        bytes.extend_from_slice(&session.set_active());
         self.session = Some(session);
         actions.push(StreamAction::Bound);
         actions.push(StreamAction::Send(bytes));
