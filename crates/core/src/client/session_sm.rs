@@ -206,11 +206,13 @@ impl ClientSession {
         for stanza in pending {
             let stanza = Arc::unwrap_or_clone(stanza);
             if !managed {
-                router.route(stanza).await;
+                router.reroute(stanza).await;
                 continue;
             }
             match (stanza.kind(), stanza.type_attr()) {
-                (StanzaKind::Message, None | Some("normal" | "chat")) => router.route(stanza).await,
+                (StanzaKind::Message, None | Some("normal" | "chat")) => {
+                    router.reroute(stanza).await;
+                }
                 (StanzaKind::Iq, Some("get" | "set")) => {
                     let error = StanzaError::new(DefinedCondition::RecipientUnavailable)
                         .with_text("the session ended before it handled this request");

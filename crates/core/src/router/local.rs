@@ -118,6 +118,29 @@ impl Router {
         }
     }
 
+    /// A stanza a session took and will never write (it ended), routed again. It already
+    /// passed the pre-route filters and the inbound hooks on its way to that session (it was
+    /// archived, carbon-copied, checked against block lists), so it goes straight to what
+    /// RFC 6121 §8.5.3.2 says of a resource that is gone: another resource of the account,
+    /// or offline storage, or an error for the sender.
+    pub async fn reroute(&self, stanza: Stanza) {
+        let local = stanza
+            .to()
+            .filter(|to| to.node().is_some() && self.is_local_domain(to.domain().as_str()))
+            .cloned();
+        let Some(to) = local else {
+            return self.route(stanza).await;
+        };
+        let bare = to.to_bare();
+        let bounce = match to.try_as_full() {
+            Ok(full) => self.to_resource(stanza, full, &bare).await,
+            Err(_) => self.to_bare(stanza, &bare).await,
+        };
+        if let Some(bounce) = bounce {
+            self.route(bounce).await;
+        }
+    }
+
     /// RFC 6121 §8.5.2: a message or presence to an account's bare JID, after the hooks.
     async fn to_bare(&self, stanza: Stanza, bare: &BareJid) -> Option<Stanza> {
         match stanza.kind() {
