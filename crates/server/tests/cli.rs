@@ -1,13 +1,13 @@
 //! The `xmppd` binary as an admin uses it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn xmppd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_xmppd"))
-}
+mod common;
+
+use common::xmppd;
 
 fn write_config(dir: &std::path::Path, extra: &str) -> std::io::Result<std::path::PathBuf> {
     let path = dir.join("xmppd.toml");
@@ -135,45 +135,17 @@ fn check_reports_a_certificate_that_does_not_fit_the_host() {
 fn sigterm_sends_system_shutdown_to_clients() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "").unwrap();
-    let mut child = xmppd()
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Read the log on a thread so the wait below is bounded even if the server stays silent.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut addr = None;
-    while addr.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            break;
-        };
+    let common::Serving {
+        mut child,
+        addr,
+        log,
+    } = common::serve(&config).unwrap();
+    for line in &log {
         assert!(
             !line.contains('\u{1b}'),
             "escape codes in a log that is not a terminal: {line}"
         );
-        if line.contains("listening for clients") {
-            addr = line
-                .split("addr=")
-                .nth(1)
-                .and_then(|a| a.split_whitespace().next())
-                .map(str::to_owned);
-        }
     }
-    let Some(addr) = addr else {
-        let _ = child.kill();
-        panic!("the server did not log its address within 20 s");
-    };
     let mut socket = TcpStream::connect(&addr).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))

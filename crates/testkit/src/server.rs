@@ -61,6 +61,21 @@ fn make_pki(
     Ok((ca_cert.der().clone(), paths))
 }
 
+/// A TLS client configuration trusting only `ca`.
+fn client_config_trusting(ca: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let _ = roots.add(ca.clone());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+    match config {
+        Ok(c) => Arc::new(c),
+        // The ring provider always supports the default versions.
+        Err(e) => panic!("TLS client configuration: {e}"),
+    }
+}
+
 /// A throw-away CA with a certificate per domain, for servers that must trust each other
 /// (federation tests).
 pub struct TestPki {
@@ -89,6 +104,11 @@ impl TestPki {
     /// The CA certificate (PEM file).
     pub fn ca_path(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
+    }
+
+    /// A TLS client configuration trusting only this CA.
+    pub fn tls_client_config(&self) -> Arc<rustls::ClientConfig> {
+        client_config_trusting(&self.ca_der)
     }
 
     /// The certificate and key files of a domain.
@@ -241,17 +261,7 @@ impl TestServer {
 
     /// A TLS client configuration trusting only the test CA.
     pub fn tls_client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        let _ = roots.add(self.ca_der.clone());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-        match config {
-            Ok(c) => Arc::new(c),
-            // The ring provider always supports the default versions.
-            Err(e) => panic!("TLS client configuration: {e}"),
-        }
+        client_config_trusting(&self.ca_der)
     }
 
     /// Creates an account.

@@ -1,0 +1,66 @@
+//! Running the `xmppd` binary from tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn xmppd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xmppd"))
+}
+
+/// A server process that logged where it listens for clients.
+pub struct Serving {
+    /// The process.
+    pub child: Child,
+    /// The client listener's address, as logged.
+    pub addr: String,
+    /// The log lines up to and including the one with the address.
+    pub log: Vec<String>,
+}
+
+/// Runs `xmppd --config CONFIG serve` and waits (at most 20 s) for it to log its client
+/// address; the rest of its log is drained on a thread so it never blocks on a full pipe.
+pub fn serve(config: &Path) -> Result<Serving, String> {
+    let mut child = xmppd()
+        .args(["--config", &config.to_string_lossy(), "serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run xmppd: {e}"))?;
+    let Some(stdout) = child.stdout.take() else {
+        return Err("no stdout".into());
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut log = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the server did not log its address within 20 s".into());
+        };
+        let addr = line
+            .contains("listening for clients")
+            .then(|| line.split("addr=").nth(1))
+            .flatten()
+            .and_then(|a| a.split_whitespace().next())
+            .map(str::to_owned);
+        log.push(line);
+        if let Some(addr) = addr {
+            std::thread::spawn(move || for _ in rx {});
+            return Ok(Serving { child, addr, log });
+        }
+    }
+}
