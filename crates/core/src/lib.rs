@@ -23,8 +23,9 @@ pub use client::{ClientSession, ClientStream, StreamAction};
 pub use component::ComponentRegistry;
 pub use extensions::Extensions;
 pub use hooks::{
-    Flow, InboundHook, InboundPresenceKind, KindMask, OfflineFlow, OfflineHook, OutboundHook,
-    PreRouteFilter, Priority, SessionEvent, SessionHook, SessionRef, SubscriptionKind,
+    DeliveredHook, Flow, InboundHook, InboundPresenceKind, KindMask, OfflineFlow, OfflineHook,
+    OutboundHook, PreRouteFilter, Priority, SessionEvent, SessionHook, SessionRef,
+    SubscriptionKind,
 };
 pub use module::{
     ConfigSource, HostModules, IqHandler, IqRequest, IqTarget, IqType, Module, ModuleCtx,

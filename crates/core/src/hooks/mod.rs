@@ -1,12 +1,13 @@
 //! Typed, ordered, multi-subscriber hooks: the points where modules take part in routing.
 //!
 //! A module subscribes in its `register()` with a priority; subscribers of one point run in
-//! descending priority (ties in registration order). There are five points:
+//! descending priority (ties in registration order). There are six points:
 //!
 //! | point | when | may |
 //! |---|---|---|
 //! | [`PreRouteFilter`] | every stanza the router is given, before any routing decision, on the fast and the slow path alike | drop, bounce, rewrite |
 //! | [`InboundHook`] | a message or presence addressed to an existing local account (bare or full JID), before delivery | consume (deliver, store, answer) or pass on |
+//! | [`DeliveredHook`] | a message for a local account, once queued for its sessions (which ones are given) or stored offline | observe |
 //! | [`OfflineHook`] | a `normal`/`chat` message for an account with no available resource | store or refuse |
 //! | [`OutboundHook`] | a stanza a client session sent (its `from` stamped), before it is routed | consume or pass on |
 //! | [`SessionHook`] | a session's lifecycle: bound, available, unavailable, resumed, closed | observe |
@@ -24,8 +25,8 @@ mod points;
 mod subscription;
 
 pub use points::{
-    Flow, InboundHook, KindMask, OfflineFlow, OfflineHook, OutboundHook, PreRouteFilter,
-    SessionEvent, SessionHook, SessionRef,
+    DeliveredHook, Flow, InboundHook, KindMask, OfflineFlow, OfflineHook, OutboundHook,
+    PreRouteFilter, SessionEvent, SessionHook, SessionRef,
 };
 pub use subscription::{InboundPresenceKind, SubscriptionKind};
 
@@ -99,6 +100,7 @@ impl<H: ?Sized> Point<H> {
 pub struct Hooks {
     pub(crate) pre_route: Point<dyn PreRouteFilter>,
     pub(crate) inbound: Point<dyn InboundHook>,
+    pub(crate) delivered: Point<dyn DeliveredHook>,
     pub(crate) offline: Point<dyn OfflineHook>,
     pub(crate) outbound: Point<dyn OutboundHook>,
     pub(crate) session: Point<dyn SessionHook>,
@@ -109,6 +111,7 @@ impl std::fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("pre_route", &self.pre_route.order())
             .field("inbound", &self.inbound.order())
+            .field("delivered", &self.delivered.order())
             .field("offline", &self.offline.order())
             .field("outbound", &self.outbound.order())
             .field("session", &self.session.order())

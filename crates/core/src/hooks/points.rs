@@ -112,6 +112,38 @@ pub trait InboundHook: Send + Sync + 'static {
     async fn inbound(&self, router: &Router, stanza: Stanza, account: &BareJid) -> Flow;
 }
 
+/// A message for an existing local account after the router has taken it: queued for the
+/// account's sessions, or committed by an offline hook. The one place that knows which
+/// sessions received the original under RFC 6121 §8.5 (a bare JID reaches the resources of
+/// highest priority; a full JID its session, or the bare JID's resources when it is not
+/// bound), so features that complement delivery subscribe here: carbons (XEP-0280 §6: copies
+/// for the resources that did *not* get it), push notifications.
+///
+/// Not called for a message that was bounced, consumed by an inbound hook, or dropped by the
+/// rules (an error or headline nobody could take), nor for iq and presence.
+#[async_trait]
+pub trait DeliveredHook: Send + Sync + 'static {
+    /// Whether [`DeliveredHook::delivered`] may do anything with this message, answered
+    /// without waiting: every message between local users passes here, and most need nothing
+    /// (e.g. carbons skip a groupchat message without an asynchronous call). When unsure,
+    /// `true`.
+    fn applies(&self, _router: &Router, _stanza: &Stanza) -> bool {
+        true
+    }
+
+    /// `stanza` is the message as delivered (after the inbound hooks); `account` its
+    /// recipient's bare JID; `recipients` the sessions it was queued for, empty when an
+    /// offline hook stored (or discarded) it instead. An observer: it cannot stop or change
+    /// the delivery, which has happened.
+    async fn delivered(
+        &self,
+        router: &Router,
+        stanza: &Stanza,
+        account: &BareJid,
+        recipients: &[FullJid],
+    );
+}
+
 /// A `normal` or `chat` message for an account with no available resource (RFC 6121
 /// §8.5.2.2.1): offline storage (XEP-0160). Without a subscriber that stores it, the sender
 /// gets `service-unavailable`.

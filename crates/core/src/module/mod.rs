@@ -26,8 +26,8 @@ use std::sync::Arc;
 use xmppd_xml::Element;
 
 use crate::hooks::{
-    Hooks, InboundHook, KindMask, OfflineHook, OutboundHook, PreRouteFilter, Priority, SessionHook,
-    Subscriber,
+    DeliveredHook, Hooks, InboundHook, KindMask, OfflineHook, OutboundHook, PreRouteFilter,
+    Priority, SessionHook, Subscriber,
 };
 
 /// A feature of the server: declares what it adds.
@@ -333,6 +333,13 @@ impl Registry {
         self.hooks.inbound.add(sub);
     }
 
+    /// Subscribes to messages for local accounts once they are delivered or stored offline
+    /// (told which sessions received them).
+    pub fn delivered(&mut self, priority: Priority, hook: Arc<dyn DeliveredHook>) {
+        let sub = self.subscriber(priority, KindMask::MESSAGE, hook);
+        self.hooks.delivered.add(sub);
+    }
+
     /// Subscribes to messages for accounts with no available resource.
     pub fn offline(&mut self, priority: Priority, hook: Arc<dyn OfflineHook>) {
         let sub = self.subscriber(priority, KindMask::MESSAGE, hook);
@@ -359,6 +366,7 @@ impl Registry {
         vec![
             ("pre_route", names(self.hooks.pre_route.order())),
             ("inbound", names(self.hooks.inbound.order())),
+            ("delivered", names(self.hooks.delivered.order())),
             ("offline", names(self.hooks.offline.order())),
             ("outbound", names(self.hooks.outbound.order())),
             ("session", names(self.hooks.session.order())),

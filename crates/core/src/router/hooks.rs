@@ -7,6 +7,7 @@ use super::{Router, client_bytes, readdress};
 use crate::hooks::{Flow, SessionEvent, SessionRef};
 use crate::module::ModuleId;
 use crate::outbound::Outbound;
+use crate::session::ResourceInfo;
 
 impl Router {
     /// Whether `module` runs for a stanza between `from` and `to`: on the host of either end
@@ -61,6 +62,41 @@ impl Router {
             };
         }
         Flow::Continue(stanza)
+    }
+
+    /// The delivered hooks for a message the local account `account` has taken: queued for
+    /// `recipients`, or stored offline (`recipients` empty).
+    pub(super) async fn run_delivered(
+        &self,
+        stanza: &Stanza,
+        account: &BareJid,
+        recipients: &[FullJid],
+    ) {
+        let hooks = &self.registry.hooks.delivered;
+        if !hooks.wants(stanza.kind()) {
+            return;
+        }
+        let host = account.domain().as_str();
+        for sub in hooks.iter() {
+            if self.registry.enabled(host, sub.module) && sub.hook.applies(self, stanza) {
+                sub.hook.delivered(self, stanza, account, recipients).await;
+            }
+        }
+    }
+
+    /// [`Router::run_delivered`] for the sessions a message was queued for (none: nothing
+    /// is run, the message reached nobody).
+    pub(super) async fn delivered_to_sessions(
+        &self,
+        stanza: &Stanza,
+        account: &BareJid,
+        sessions: &[ResourceInfo],
+    ) {
+        if sessions.is_empty() || !self.registry.hooks.delivered.wants(stanza.kind()) {
+            return;
+        }
+        let recipients: Vec<FullJid> = sessions.iter().map(|r| r.jid.clone()).collect();
+        self.run_delivered(stanza, account, &recipients).await;
     }
 
     /// A stanza a client session sent, its `from` stamped: the outbound hooks, then routing.

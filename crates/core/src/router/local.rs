@@ -82,9 +82,14 @@ impl Router {
             stanza.kind() != StanzaKind::Iq && self.registry.hooks.inbound.wants(stanza.kind());
         // Whether delivery to a bound resource was tried here already.
         let tried = full.is_some() && !hooked;
-        if tried {
+        if let (true, Some(full)) = (tried, full) {
             // A bound resource proves the account: no storage read.
             stanza = match self.deliver_to_bound_session(stanza) {
+                SessionDelivery::Delivered(stanza) => {
+                    self.run_delivered(&stanza, &bare, std::slice::from_ref(full))
+                        .await;
+                    return None;
+                }
                 SessionDelivery::Handled(bounce) => return bounce,
                 SessionDelivery::NotBound(stanza) => stanza,
             };
@@ -156,6 +161,11 @@ impl Router {
     /// RFC 6121 §8.5.3: a message or presence to a full JID, after the hooks.
     async fn to_resource(&self, stanza: Stanza, full: &FullJid, bare: &BareJid) -> Option<Stanza> {
         match self.deliver_to_bound_session(stanza) {
+            SessionDelivery::Delivered(stanza) => {
+                self.run_delivered(&stanza, bare, std::slice::from_ref(full))
+                    .await;
+                None
+            }
             SessionDelivery::Handled(bounce) => bounce,
             SessionDelivery::NotBound(stanza) => self.no_such_resource(stanza, full, bare).await,
         }
@@ -197,26 +207,34 @@ impl Router {
             "error" => None,
             "groupchat" => stanza.error_reply(&StanzaError::service_unavailable()),
             "headline" => {
-                self.deliver_all(&stanza, &non_negative);
+                let mut targets = non_negative;
+                let stanza = Arc::new(stanza);
+                self.deliver_retaining(stanza.clone(), &mut targets);
+                self.delivered_to_sessions(&stanza, bare, &targets).await;
                 None
             }
             _ => {
                 // normal/chat (and unknown types, treated as normal): the resources with the
                 // highest non-negative priority, all of them when tied.
                 let top = non_negative.iter().filter_map(|r| r.priority).max();
-                let targets: Vec<_> = non_negative
+                let mut targets: Vec<_> = non_negative
                     .into_iter()
                     .filter(|r| r.priority == top)
                     .collect();
                 if targets.is_empty() {
-                    return self.offline(stanza, bare).await;
+                    let bounce = self.offline(&stanza, bare).await;
+                    if bounce.is_none() {
+                        self.run_delivered(&stanza, bare, &[]).await;
+                    }
+                    return bounce;
                 }
                 let stanza = Arc::new(stanza);
-                let delivered = self.deliver_shared(stanza.clone(), &targets);
-                if delivered == 0 {
+                self.deliver_retaining(stanza.clone(), &mut targets);
+                if targets.is_empty() {
                     return stanza
                         .error_reply(&StanzaError::new(DefinedCondition::RecipientUnavailable));
                 }
+                self.delivered_to_sessions(&stanza, bare, &targets).await;
                 None
             }
         }
@@ -225,13 +243,13 @@ impl Router {
     /// §8.5.2.2.1: offline storage (XEP-0160), committed before the stanza counts as
     /// handled; without it, or when it refuses, the sender learns the message was not
     /// delivered instead of losing it silently.
-    async fn offline(&self, stanza: Stanza, bare: &BareJid) -> Option<Stanza> {
+    async fn offline(&self, stanza: &Stanza, bare: &BareJid) -> Option<Stanza> {
         let host = bare.domain().as_str();
         for sub in self.registry.hooks.offline.iter() {
             if !self.registry.enabled(host, sub.module) {
                 continue;
             }
-            match sub.hook.offline(self, &stanza, bare).await {
+            match sub.hook.offline(self, stanza, bare).await {
                 OfflineFlow::Pass => continue,
                 OfflineFlow::Stored | OfflineFlow::Discarded => return None,
                 OfflineFlow::Refused(err) => return stanza.error_reply(&err),
@@ -277,17 +295,36 @@ impl Router {
         if sessions.is_empty() {
             return 0;
         }
-        let outbound = Outbound {
-            bytes: client_bytes(&stanza),
-            reroute: Some(stanza),
-        };
-        let mut delivered = 0;
-        for session in sessions {
-            match session.deliver(outbound.clone()) {
-                Ok(()) => delivered += 1,
-                Err(e) => debug!(to = %session.jid, error = %e, "delivery failed"),
-            }
+        let outbound = shared_outbound(stanza);
+        sessions.iter().filter(|s| offer(s, &outbound)).count()
+    }
+
+    /// Delivers a stanza the router owns to each of `sessions`, serialising once, and keeps
+    /// in `sessions` only those that accepted it (for the delivered hooks).
+    fn deliver_retaining(&self, stanza: Arc<Stanza>, sessions: &mut Vec<ResourceInfo>) {
+        if sessions.is_empty() {
+            return;
         }
-        delivered
+        let outbound = shared_outbound(stanza);
+        sessions.retain(|s| offer(s, &outbound));
+    }
+}
+
+/// The queue entry of a stanza shared by several sessions.
+fn shared_outbound(stanza: Arc<Stanza>) -> Outbound {
+    Outbound {
+        bytes: client_bytes(&stanza),
+        reroute: Some(stanza),
+    }
+}
+
+/// Queues `outbound` for `session`; whether it was accepted.
+fn offer(session: &ResourceInfo, outbound: &Outbound) -> bool {
+    match session.deliver(outbound.clone()) {
+        Ok(()) => true,
+        Err(e) => {
+            debug!(to = %session.jid, error = %e, "delivery failed");
+            false
+        }
     }
 }

@@ -112,7 +112,9 @@ pub async fn push(
 
 /// What became of a stanza offered to the session bound to its `to`.
 enum SessionDelivery {
-    /// Delivered (`None`), or refused with this bounce for the sender.
+    /// Queued for the session (the stanza, shared with the queue, for the delivered hooks).
+    Delivered(Arc<Stanza>),
+    /// Refused, with this bounce for the sender.
     Handled(Option<Stanza>),
     /// Not for a session bound here: routing goes on with the stanza.
     NotBound(Stanza),
@@ -211,6 +213,7 @@ impl Router {
                 }
             }
             pending = match self.route_to_bound_session(stanza) {
+                SessionDelivery::Delivered(_) => None,
                 SessionDelivery::Handled(bounce) => bounce,
                 // Boxed: the general path's future is large (storage, modules, offline), and
                 // inline it would be built and moved for every stanza, most of which never
@@ -220,16 +223,22 @@ impl Router {
         }
     }
 
+    /// Whether a hook for local accounts (inbound, delivered) wants stanzas of `kind`: then
+    /// they take the general path, where those hooks run.
+    fn account_hooks_want(&self, kind: StanzaKind) -> bool {
+        self.registry.hooks.inbound.wants(kind) || self.registry.hooks.delivered.wants(kind)
+    }
+
     /// The common case, decided without waiting: a stanza to the full JID of a local account
     /// whose session is bound here (a chat message between two online users), when no inbound
-    /// hook wants to see it. Anything else comes back for [`Router::route_once`]; what is
-    /// handled here takes exactly the path `route_once` would.
+    /// or delivered hook wants to see it. Anything else comes back for
+    /// [`Router::route_once`]; what is handled here takes exactly the path `route_once` would.
     fn route_to_bound_session(&self, stanza: Stanza) -> SessionDelivery {
         let direct = match stanza.to().map(Jid::try_as_full) {
             Some(Ok(full)) => {
                 let domain = full.domain().as_str();
                 full.node().is_some()
-                    && !self.registry.hooks.inbound.wants(stanza.kind())
+                    && !self.account_hooks_want(stanza.kind())
                     && self.is_local_domain(domain)
             }
             _ => false,
@@ -253,7 +262,7 @@ impl Router {
             reroute: Some(stanza.clone()),
         };
         match self.sessions.deliver_to(full, outbound) {
-            Some(Ok(())) => SessionDelivery::Handled(None),
+            Some(Ok(())) => SessionDelivery::Delivered(stanza),
             Some(Err(DeliveryError::NoSession | DeliveryError::QueueFull)) => {
                 SessionDelivery::Handled(
                     stanza.error_reply(&StanzaError::new(DefinedCondition::RecipientUnavailable)),
