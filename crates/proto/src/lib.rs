@@ -7,6 +7,8 @@
 //! broken") and serialise with `to_element()` or `Element::from`.
 
 pub mod blocking;
+pub mod caps;
+pub mod carbons;
 pub mod data_form;
 pub mod datetime;
 pub mod delay;

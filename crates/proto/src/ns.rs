@@ -36,6 +36,14 @@ pub const RSM: &str = "http://jabber.org/protocol/rsm";
 pub const DELAY: &str = "urn:xmpp:delay";
 /// XEP-0297: stanza forwarding.
 pub const FORWARD: &str = "urn:xmpp:forward:0";
+/// XEP-0280: Message Carbons.
+pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// XEP-0280 §6.2: the server applies exactly the rules of §6.1.
+pub const CARBONS_RULES: &str = "urn:xmpp:carbons:rules:0";
+/// XEP-0334: message processing hints.
+pub const HINTS: &str = "urn:xmpp:hints";
+/// XEP-0115: entity capabilities.
+pub const CAPS: &str = "http://jabber.org/protocol/caps";
 /// XEP-0359: unique and stable stanza IDs.
 pub const SID: &str = "urn:xmpp:sid:0";
 /// RFC 6121 §2: the roster.
