@@ -1,6 +1,7 @@
 //! Server features, one module per XEP. `xmppd`'s `modules.rs` lists which are enabled.
 
 pub mod blocking;
+pub mod carbons;
 pub mod disco;
 pub mod last;
 pub mod ping;
@@ -8,6 +9,7 @@ pub mod time;
 pub mod version;
 
 pub use blocking::{Blocking, BlockingSettings};
+pub use carbons::Carbons;
 pub use disco::Disco;
 pub use last::LastActivity;
 pub use ping::Ping;

@@ -7,7 +7,7 @@ use xmppd_core::{
 };
 use xmppd_im::Im;
 use xmppd_modules::{
-    Blocking, BlockingSettings, Disco, LastActivity, Ping, Time, Version, VersionSettings,
+    Blocking, BlockingSettings, Carbons, Disco, LastActivity, Ping, Time, Version, VersionSettings,
 };
 
 use crate::Config;
@@ -35,6 +35,7 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
         Ok(Im::new(&ctx.storage(xmppd_im::STORES)?, im))
     })?;
     b.module("disco", |_: NoSettings, _| Ok(Disco))?;
+    b.module("carbons", |_: NoSettings, _| Ok(Carbons))?;
     b.module("version", |cfg: VersionSettings, _| Ok(Version::new(cfg)))?;
     b.module("time", |_: NoSettings, _| Ok(Time))?;
     b.module("last", |_: NoSettings, ctx| {

@@ -1,0 +1,498 @@
+//! XEP-0280: Message Carbons (version 1.0.1), with the rules of `urn:xmpp:carbons:rules:0`.
+//!
+//! A resource that sent `<enable/>` (§4) receives a copy of every instant message its account
+//! sends or receives on its other resources: `<sent/>` copies of what they send (§8),
+//! `<received/>` copies of what reaches the account but not this resource (§7). The switch is
+//! per session, a marker in the session's [`xmppd_core::Extensions`] that nobody else can name;
+//! it ends with the session (and moves with it on stream management resumption).
+//!
+//! # Where the copies are made
+//!
+//! - **Sent**: an outbound hook sees each message a client session sends, with its `from`
+//!   stamped, before it is routed, and copies it to the account's other carbons-enabled
+//!   sessions ("irrespective of whether the sending client has carbons enabled", §8). A
+//!   message to the user's own account is left to the received side, which sees where it
+//!   went, so no resource gets it twice.
+//! - **Received**: only the router knows which sessions RFC 6121 §8.5 gave a message (the
+//!   highest priority resources for a bare JID, the session of a full JID, the bare JID's
+//!   resources when that session is gone), so the copies are made by a delivered hook, which
+//!   the router runs with the list of sessions that took the original. Every carbons-enabled
+//!   session not in that list gets a `<received/>` copy (§7: "each Carbons-enabled resource …
+//!   that did not receive it"), also when the original went to offline storage because no
+//!   resource had a non-negative priority. Offline messages delivered later, at a login, are
+//!   not routed again and so are never copied: the sessions that had carbons on when the
+//!   message came got their copy then.
+//!
+//! A copy is `<message from='user@domain' to='user@domain/resource' type='…'>` (the original's
+//! type, §7/§8) around the original, queued straight onto the session, never routed: it must
+//! not meet the hooks again (an archive would store it twice, carbons would copy the copy),
+//! and it is dropped rather than rerouted when its session ends before writing it — rerouted,
+//! a copy for a vanished resource would fall back to the bare JID and land in offline storage,
+//! and §10.3 forbids bouncing it to the sender.
+//!
+//! # Which messages (§6.1, all of them, as `carbons:rules:0` promises)
+//!
+//! [`eligible`] encodes the list and the table test below walks it: `chat`; `normal` with a
+//! body, or with a receipt (XEP-0184), a chat state (XEP-0085), a chat marker (XEP-0333), a
+//! direct (XEP-0249) or mediated (XEP-0045 §7.8.2) invitation; an `error` received from a bare
+//! JID (the bounce of a message sent to an account or a server, the way one-to-one messages
+//! are addressed: the RFC 6120 §8.3.1 bounce need not carry the original, so this is how the
+//! server can tell it answers an eligible message); a private message to a MUC occupant;
+//! never `groupchat`, `headline`, a private message *from* an occupant (the room copies
+//! those to all the user's joined clients itself), or a message with `<private/>` (§9) or the
+//! XEP-0334 `<no-copy/>` hint. `<private/>` stays in the delivered message: version 1.0.1 lifted
+//! the earlier rule to strip it (a sender could otherwise silently change what the
+//! recipient's other clients see).
+//!
+//! # Security (§11)
+//!
+//! A copy is genuine only if it comes from the user's own bare JID, and clients must ignore
+//! any other. The server stamps `from` on everything a client sends with the client's *full*
+//! JID, so a client cannot make a stanza appear from its bare JID; a `<sent/>` or `<received/>`
+//! wrapper it (or a contact, or another server) puts in a message is delivered as it is, from
+//! that sender, for the recipient to reject. What the server must not do is lend such a
+//! wrapper its own authority by copying it: a copy of it would arrive from the bare JID with
+//! a forged carbon one level down. A message carrying a carbons wrapper is therefore never
+//! copied, either way.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jid::{BareJid, FullJid, Jid};
+use xmppd_core::router::client_bytes;
+use xmppd_core::session::ResourceInfo;
+use xmppd_core::{
+    DeliveredHook, Extensions, Flow, IqHandler, IqRequest, IqTarget, IqType, KindMask, Module,
+    Outbound, OutboundHook, Registry, Router, SessionRef,
+};
+use xmppd_proto::carbons::{Carbon, CarbonsCommand, Direction, has_carbon, is_private};
+use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
+use xmppd_xml::Element;
+
+/// XEP-0045: the `<x/>` of MUC users, in occupants' private messages and in invitations.
+const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// XEP-0249: direct MUC invitations.
+const CONFERENCE: &str = "jabber:x:conference";
+/// XEP-0184: message delivery receipts.
+const RECEIPTS: &str = "urn:xmpp:receipts";
+/// XEP-0085: chat state notifications.
+const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
+/// XEP-0333: chat markers.
+const CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
+
+/// Hook priority: after every other subscriber, so that the copy is of the message as it is
+/// routed or delivered, and nothing is copied that another hook stops.
+const PRIORITY: i32 = -100;
+
+/// The message carbons module.
+#[derive(Debug, Default)]
+pub struct Carbons;
+
+/// The marker of a session that enabled carbons.
+#[derive(Debug)]
+struct Enabled;
+
+/// Whether the session of `ext` enabled carbons.
+fn enabled(ext: &Extensions) -> bool {
+    ext.get::<Enabled>().is_some()
+}
+
+impl Module for Carbons {
+    fn register(self: Arc<Self>, registry: &mut Registry) {
+        // §4 and §5 send the iq without `to` (the account); some clients address the server.
+        for target in [IqTarget::Account, IqTarget::Server] {
+            for command in [CarbonsCommand::Enable, CarbonsCommand::Disable] {
+                let name = command.name();
+                registry.iq(target, IqType::Set, ns::CARBONS, name, Arc::new(Toggle));
+                registry.iq(target, IqType::Get, ns::CARBONS, name, Arc::new(NotAGet));
+            }
+        }
+        registry.outbound(PRIORITY, KindMask::MESSAGE, Arc::new(Copier));
+        registry.delivered(PRIORITY, Arc::new(Copier));
+        registry.server_feature(ns::CARBONS);
+        registry.server_feature(ns::CARBONS_RULES);
+    }
+}
+
+/// `<enable/>` and `<disable/>` (§4, §5).
+struct Toggle;
+
+#[async_trait]
+impl IqHandler for Toggle {
+    async fn handle(&self, request: IqRequest<'_>) -> Result<Option<Element>, StanzaError> {
+        let command = CarbonsCommand::try_from(request.payload)?;
+        let session = requesting_session(&request)?;
+        // §10.1: enabling twice, or disabling twice, is no error.
+        match command {
+            CarbonsCommand::Enable => {
+                session.ext().insert(Enabled);
+            }
+            CarbonsCommand::Disable => {
+                session.ext().remove::<Enabled>();
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The session of the client asking to switch its own carbons. §4.1 and §5.1 answer
+/// `not-allowed` to a client not hosted here, and §5 to one switching another client's
+/// carbons, i.e. a request to another account.
+fn requesting_session(request: &IqRequest<'_>) -> Result<ResourceInfo, StanzaError> {
+    let not_allowed = |text: &str| StanzaError::new(DefinedCondition::NotAllowed).with_text(text);
+    let Ok(from) = request.from.try_as_full() else {
+        return Err(not_allowed("carbons are switched by a client session"));
+    };
+    let own = match request.to.node() {
+        Some(_) => from.to_bare() == *request.to,
+        None => from.domain() == request.to.domain(),
+    };
+    if !own {
+        return Err(not_allowed("only a client's own carbons can be switched"));
+    }
+    request
+        .router
+        .sessions()
+        .get(from)
+        .ok_or_else(|| not_allowed("the client is not connected to this server"))
+}
+
+/// An iq get of `<enable/>` or `<disable/>`: the payload is ours, the request makes no sense.
+struct NotAGet;
+
+#[async_trait]
+impl IqHandler for NotAGet {
+    async fn handle(&self, _request: IqRequest<'_>) -> Result<Option<Element>, StanzaError> {
+        Err(StanzaError::bad_request(
+            "carbons are enabled and disabled with an iq set (XEP-0280 §4, §5)",
+        ))
+    }
+}
+
+/// Which way a message goes, for the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    /// Sent by a local client session.
+    Sent,
+    /// Received by a local account.
+    Received,
+}
+
+/// §6.1: whether `stanza` (a message) is copied when it goes `way`.
+pub fn eligible(stanza: &Stanza, way: Way) -> bool {
+    let el = stanza.element();
+    if stanza.kind() != StanzaKind::Message || is_private(el) || has_carbon(el) {
+        return false;
+    }
+    let from_full = stanza.from().is_some_and(|f| f.resource().is_some());
+    let muc_user = el.child("x", MUC_USER);
+    // "A private message from a MUC participant (received from a full JID) … SHOULD NOT".
+    if way == Way::Received && from_full && muc_user.is_some() {
+        return false;
+    }
+    match stanza.type_attr().unwrap_or("normal") {
+        "chat" => true,
+        "groupchat" | "headline" => false,
+        // The bounce of a message the user sent to an account or server (see the module
+        // documentation).
+        "error" => way == Way::Received && !from_full,
+        // `normal`, and unknown types, which RFC 6121 §5.2.2 treats as normal.
+        _ => {
+            el.has_child("body", ns::CLIENT)
+                || el
+                    .children()
+                    .any(|c| matches!(c.ns(), RECEIPTS | CHAT_STATES | CHAT_MARKERS | CONFERENCE))
+                || muc_user.is_some_and(|x| x.has_child("invite", MUC_USER))
+        }
+    }
+}
+
+/// Copies messages both ways.
+struct Copier;
+
+#[async_trait]
+impl OutboundHook for Copier {
+    async fn outbound(&self, router: &Router, session: SessionRef<'_>, stanza: Stanza) -> Flow {
+        let account = session.jid.to_bare();
+        // A message without `to` is for the sender's own account (RFC 6120 §10.3).
+        let to_own_account = stanza.to().is_none_or(|to| to.to_bare() == account);
+        if !to_own_account && eligible(&stanza, Way::Sent) {
+            copy(router, &stanza, Direction::Sent, &account, |jid| {
+                jid == session.jid
+            });
+        }
+        Flow::Continue(stanza)
+    }
+}
+
+#[async_trait]
+impl DeliveredHook for Copier {
+    fn applies(&self, _router: &Router, stanza: &Stanza) -> bool {
+        eligible(stanza, Way::Received)
+    }
+
+    async fn delivered(
+        &self,
+        router: &Router,
+        stanza: &Stanza,
+        account: &BareJid,
+        recipients: &[FullJid],
+    ) {
+        // A message between two resources of the account: its sender knows it already.
+        let sender = stanza.from().and_then(|f| f.try_as_full().ok());
+        copy(router, stanza, Direction::Received, account, |jid| {
+            recipients.contains(jid) || sender == Some(jid)
+        });
+    }
+}
+
+/// Queues a copy of `original` wrapped as `direction` for each carbons-enabled session of
+/// `account` that `skip` does not exclude.
+fn copy(
+    router: &Router,
+    original: &Stanza,
+    direction: Direction,
+    account: &BareJid,
+    skip: impl Fn(&FullJid) -> bool,
+) {
+    let targets: Vec<ResourceInfo> = router
+        .sessions()
+        .resources(account)
+        .into_iter()
+        .filter(|r| !skip(&r.jid) && enabled(r.ext()))
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    let from = Jid::from(account.clone());
+    let carbon = Carbon::new(direction, original.element().clone()).to_element();
+    for target in targets {
+        let to = Jid::from(target.jid.clone());
+        let copy = wrapper(original, &from, &to, carbon.clone());
+        let outbound = Outbound {
+            bytes: client_bytes(&copy),
+            // Dropped, not rerouted, if the session ends first (see the module documentation).
+            reroute: None,
+        };
+        if let Err(e) = target.deliver(outbound) {
+            tracing::debug!(to = %target.jid, error = %e, "carbon copy not delivered");
+        }
+    }
+}
+
+/// `<message from='account' to='resource' type='…'>` around `carbon` (§7, §8).
+fn wrapper(original: &Stanza, from: &Jid, to: &Jid, carbon: Element) -> Stanza {
+    let mut el = Element::new("message", ns::CLIENT)
+        .with_attr("from", from.as_str())
+        .with_attr("to", to.as_str());
+    if let Some(kind) = original.type_attr() {
+        el.set_attr("type", kind);
+    }
+    el.push_child(carbon);
+    Stanza::new_unchecked(
+        StanzaKind::Message,
+        Some(from.clone()),
+        Some(to.clone()),
+        el,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xmppd_xml::{Limits, Reader, StreamEvent};
+
+    /// A message written as in a client stream.
+    fn message(xml: &str) -> Stanza {
+        let mut reader = Reader::new(Limits::default());
+        reader.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
+        reader.feed(xml.as_bytes());
+        assert!(matches!(
+            reader.next_event(),
+            Ok(Some(StreamEvent::Open(_)))
+        ));
+        match reader.next_event() {
+            Ok(Some(StreamEvent::Stanza(el))) => Stanza::parse(el, ns::CLIENT).unwrap(),
+            other => panic!("{xml}: {other:?}"),
+        }
+    }
+
+    const OCCUPANT: &str = "from='room@muc.example/nick' to='romeo@example/a'";
+    const CONTACT: &str = "from='juliet@example/balcony' to='romeo@example/a'";
+
+    /// §6.1, rule by rule: (message, way, copied).
+    #[test]
+    fn the_rules_of_section_6_1() {
+        use Way::{Received, Sent};
+        let rows: &[(&str, Way, bool)] = &[
+            // type chat, with or without a body (chat states travel as chat).
+            ("<message type='chat'><body>hi</body></message>", Sent, true),
+            (
+                "<message type='chat'><body>hi</body></message>",
+                Received,
+                true,
+            ),
+            (
+                "<message type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+                Sent,
+                true,
+            ),
+            // type normal (or none, or unknown) with a body.
+            ("<message><body>hi</body></message>", Sent, true),
+            (
+                "<message type='normal'><body>hi</body></message>",
+                Received,
+                true,
+            ),
+            (
+                "<message type='whatever'><body>hi</body></message>",
+                Received,
+                true,
+            ),
+            ("<message type='normal'/>", Sent, false),
+            (
+                "<message type='normal'><subject>s</subject></message>",
+                Received,
+                false,
+            ),
+            // IM payloads without a body: receipts, chat states, markers.
+            (
+                "<message><received xmlns='urn:xmpp:receipts' id='1'/></message>",
+                Sent,
+                true,
+            ),
+            (
+                "<message><composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
+                Received,
+                true,
+            ),
+            (
+                "<message><displayed xmlns='urn:xmpp:chat-markers:0' id='1'/></message>",
+                Received,
+                true,
+            ),
+            // Errors: a bounce received from a bare JID, not one from a full JID, not sent.
+            (
+                "<message type='error' from='juliet@example' to='romeo@example/a'><error type='cancel'/></message>",
+                Received,
+                true,
+            ),
+            (
+                "<message type='error' from='example' to='romeo@example/a'><error type='cancel'/></message>",
+                Received,
+                true,
+            ),
+            (
+                &format!("<message type='error' {CONTACT}><error type='cancel'/></message>"),
+                Received,
+                false,
+            ),
+            (
+                "<message type='error' to='juliet@example'><error type='cancel'/></message>",
+                Sent,
+                false,
+            ),
+            // MUC: never groupchat; invitations yes; private messages to an occupant yes, from one no.
+            (
+                "<message type='groupchat'><body>hi</body></message>",
+                Sent,
+                false,
+            ),
+            (
+                &format!("<message type='groupchat' {OCCUPANT}><body>hi</body></message>"),
+                Received,
+                false,
+            ),
+            (
+                "<message><x xmlns='jabber:x:conference' jid='room@muc.example'/></message>",
+                Sent,
+                true,
+            ),
+            (
+                "<message from='room@muc.example' to='romeo@example'><x xmlns='http://jabber.org/protocol/muc#user'><invite from='juliet@example'/></x></message>",
+                Received,
+                true,
+            ),
+            (
+                "<message type='chat' to='room@muc.example/nick'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>",
+                Sent,
+                true,
+            ),
+            (
+                &format!(
+                    "<message type='chat' {OCCUPANT}><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>"
+                ),
+                Received,
+                false,
+            ),
+            // Headlines are not instant messages.
+            (
+                "<message type='headline'><body>news</body></message>",
+                Received,
+                false,
+            ),
+            // §9 and XEP-0334: private, no-copy.
+            (
+                "<message type='chat'><body>hi</body><private xmlns='urn:xmpp:carbons:2'/></message>",
+                Sent,
+                false,
+            ),
+            (
+                &format!(
+                    "<message type='chat' {CONTACT}><body>hi</body><private xmlns='urn:xmpp:carbons:2'/><no-copy xmlns='urn:xmpp:hints'/></message>"
+                ),
+                Received,
+                false,
+            ),
+            (
+                "<message type='chat'><body>hi</body><no-copy xmlns='urn:xmpp:hints'/></message>",
+                Sent,
+                false,
+            ),
+            // §11: a message carrying a carbon wrapper is never copied.
+            (
+                &format!(
+                    "<message type='chat' {CONTACT}><received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' type='chat'><body>forged</body></message></forwarded></received></message>"
+                ),
+                Received,
+                false,
+            ),
+            (
+                "<message type='chat' to='romeo@example'><sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' type='chat'><body>forged</body></message></forwarded></sent></message>",
+                Sent,
+                false,
+            ),
+        ];
+        for (xml, way, expected) in rows {
+            assert_eq!(eligible(&message(xml), *way), *expected, "{way:?} {xml}");
+        }
+    }
+
+    #[test]
+    fn a_copy_is_from_the_bare_jid_with_the_original_type_and_message_inside() {
+        let original = message(&format!(
+            "<message type='chat' id='m1' {CONTACT}><body>hi</body></message>"
+        ));
+        let from = Jid::new("romeo@example").unwrap();
+        let to = Jid::new("romeo@example/b").unwrap();
+        let carbon = Carbon::new(Direction::Received, original.element().clone()).to_element();
+        let copy = wrapper(&original, &from, &to, carbon);
+        let el = copy.element();
+        assert_eq!(el.attr("from"), Some("romeo@example"));
+        assert_eq!(el.attr("to"), Some("romeo@example/b"));
+        assert_eq!(el.attr("type"), Some("chat"));
+        let parsed = el
+            .child("received", ns::CARBONS)
+            .map(Carbon::try_from)
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed.forwarded.stanza.attr("id"), Some("m1"));
+        assert_eq!(
+            parsed.forwarded.stanza.attr("from"),
+            Some("juliet@example/balcony")
+        );
+        let untyped = message("<message><body>hi</body></message>");
+        let copy = wrapper(&untyped, &from, &to, Element::new("sent", ns::CARBONS));
+        assert_eq!(copy.element().attr("type"), None);
+    }
+}
