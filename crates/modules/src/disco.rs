@@ -1,22 +1,88 @@
-//! XEP-0030: Service Discovery, for the server itself.
+//! XEP-0030: Service Discovery, for the server itself and, on their behalf, its accounts;
+//! with XEP-0115 (Entity Capabilities) for the server's own answer.
 //!
-//! disco#info lists the server identity (`server/im`, §3.1 and the Registrar's category list)
-//! and the features the modules enabled on the addressed host registered; disco#items lists
-//! the services of that host (external components, in-process services). A `node` we do not
-//! know is `item-not-found` (§3.1, §4.1).
+//! **The server** (`to` a host): disco#info lists the server identity (`server/im`, §3.1 and
+//! the Registrar's category list) and the features the modules enabled on the addressed host
+//! registered; disco#items lists the services of that host (external components, in-process
+//! services). A `node` we do not know is `item-not-found` (§3.1, §4.1).
+//!
+//! **An account** (`to` a user's bare JID; RFC 6120 §10.5.3.1 and XEP-0030 §3.1: the server
+//! answers on the account's behalf). disco#info gives the identity `account/registered` and
+//! the account features the modules registered with
+//! [`xmppd_core::Registry::account_feature`] (archives, push), which is how XEP-0313 and
+//! XEP-0357 clients find them. §8 guards against directory harvesting: only the user and the
+//! entities allowed to see the user's presence (a roster subscription `from` or `both`) get an
+//! answer; everybody else gets `service-unavailable`, exactly what a missing account gets from
+//! the router (RFC 6121 §8.5.1), so the answer tells a stranger nothing. disco#items is an
+//! empty list for everyone (§8 rule 2 allows it for strangers; for the others there are no
+//! items yet: PEP nodes will be listed here, available resources are not, as Prosody and
+//! ejabberd do not either).
+//!
+//! **Capabilities** (XEP-0115 §6.3): [`caps`] hashes the server's disco#info answer for a host
+//! (§5.1); the server computes it once at start and offers it in the stream features after
+//! authentication, so a client need not ask disco#info at every login. The answer and the hash
+//! come from one function, [`server_info`], so they cannot disagree.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jid::Jid;
+use jid::{BareJid, Jid};
+use xmppd_core::storage::Storage;
 use xmppd_core::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
-use xmppd_proto::disco::{DiscoInfoQuery, DiscoItem, DiscoItemsQuery, Identity};
+use xmppd_im::RosterStore;
+use xmppd_proto::caps::Caps;
+use xmppd_proto::disco::{DiscoInfoQuery, DiscoInfoResult, DiscoItem, DiscoItemsQuery, Identity};
 use xmppd_proto::{DefinedCondition, StanzaError, ns};
 use xmppd_xml::Element;
 
+/// The `node` of the server's capabilities: a URI naming the software (XEP-0115 §4), the
+/// project's repository.
+pub const CAPS_NODE: &str = env!("CARGO_PKG_REPOSITORY");
+
 /// The service discovery module.
-#[derive(Debug, Default)]
-pub struct Disco;
+pub struct Disco {
+    accounts: Arc<AccountInfo>,
+}
+
+impl std::fmt::Debug for Disco {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Disco")
+    }
+}
+
+impl Disco {
+    /// The module; `storage` is read for rosters (who may discover an account), never
+    /// written.
+    pub fn new(storage: &Storage) -> Self {
+        Disco {
+            accounts: Arc::new(AccountInfo {
+                roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
+            }),
+        }
+    }
+}
+
+/// The server's disco#info answer for `host` (without a node): its identity and the features
+/// of the modules enabled there.
+pub fn server_info(registry: &Registry, host: &str) -> DiscoInfoResult {
+    let mut info = DiscoInfoResult::default();
+    info.identities
+        .push(Identity::new("server", "im").with_name("xmppd"));
+    info.features = registry
+        .server_features(host)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    info
+}
+
+/// The server's capabilities on `host` (XEP-0115), hashed from [`server_info`]; `None` where
+/// this module does not run, since then nobody answers the disco#info the hash stands for.
+pub fn caps(registry: &Registry, host: &str) -> Option<Caps> {
+    let info = server_info(registry, host);
+    info.has_feature(ns::CAPS)
+        .then(|| Caps::sha1(CAPS_NODE, &info))
+}
 
 struct Info;
 struct Items;
@@ -36,17 +102,8 @@ impl IqHandler for Info {
         let query = DiscoInfoQuery::try_from(request.payload)?;
         reject_node(query.node.as_ref())?;
         let host = request.to.domain().as_str();
-        let mut result = query.reply();
-        result
-            .identities
-            .push(Identity::new("server", "im").with_name("xmppd"));
-        result.features = request
-            .router
-            .registry()
-            .server_features(host)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let mut result = server_info(request.router.registry(), host);
+        result.node = query.node;
         Ok(Some(result.to_element()))
     }
 }
@@ -68,6 +125,75 @@ impl IqHandler for Items {
     }
 }
 
+/// Answers disco#info and disco#items to accounts' bare JIDs.
+struct AccountInfo {
+    roster: RosterStore,
+}
+
+impl AccountInfo {
+    /// §8: whether `requester` may discover `user`: the user, or an entity the user's roster
+    /// lets see the user's presence. A roster that cannot be read denies (and is logged):
+    /// failing open would hand out what §8 protects.
+    async fn may_discover(&self, requester: &Jid, user: &BareJid) -> bool {
+        let requester = requester.to_bare();
+        if requester == *user {
+            return true;
+        }
+        match self.roster.item(user, &requester).await {
+            Ok(item) => item.is_some_and(|i| i.subscription.from()),
+            Err(e) => {
+                tracing::warn!(%user, error = %e, "roster unreadable for account discovery");
+                false
+            }
+        }
+    }
+}
+
+/// The query's payload is one of the account handlers'.
+#[derive(Clone, Copy)]
+enum AccountQuery {
+    Info,
+    Items,
+}
+
+/// The account discovery handler of one query kind.
+struct Account(Arc<AccountInfo>, AccountQuery);
+
+#[async_trait]
+impl IqHandler for Account {
+    async fn handle(&self, request: IqRequest<'_>) -> Result<Option<Element>, StanzaError> {
+        let Account(accounts, kind) = self;
+        let allowed = accounts.may_discover(request.from, request.to).await;
+        match kind {
+            AccountQuery::Info => {
+                let query = DiscoInfoQuery::try_from(request.payload)?;
+                if !allowed {
+                    return Err(StanzaError::service_unavailable());
+                }
+                reject_node(query.node.as_ref())?;
+                let mut result = query.reply();
+                result
+                    .identities
+                    .push(Identity::new("account", "registered"));
+                let host = request.to.domain().as_str();
+                result.features = [ns::DISCO_INFO, ns::DISCO_ITEMS]
+                    .into_iter()
+                    .chain(request.router.registry().account_features(host))
+                    .map(str::to_owned)
+                    .collect();
+                Ok(Some(result.to_element()))
+            }
+            AccountQuery::Items => {
+                let query = DiscoItemsQuery::try_from(request.payload)?;
+                if allowed {
+                    reject_node(query.node.as_ref())?;
+                }
+                Ok(Some(query.reply().to_element()))
+            }
+        }
+    }
+}
+
 impl Module for Disco {
     fn register(self: Arc<Self>, registry: &mut Registry) {
         registry.iq(
@@ -84,7 +210,16 @@ impl Module for Disco {
             "query",
             Arc::new(Items),
         );
+        for (kind, namespace) in [
+            (AccountQuery::Info, ns::DISCO_INFO),
+            (AccountQuery::Items, ns::DISCO_ITEMS),
+        ] {
+            let handler = Arc::new(Account(self.accounts.clone(), kind));
+            registry.iq(IqTarget::Account, IqType::Get, namespace, "query", handler);
+        }
         registry.server_feature(ns::DISCO_INFO);
         registry.server_feature(ns::DISCO_ITEMS);
+        // XEP-0115 §7: the server's caps are in its stream features.
+        registry.server_feature(ns::CAPS);
     }
 }

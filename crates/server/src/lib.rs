@@ -250,6 +250,23 @@ pub async fn start_with_storage(
     start_with_modules(config, storage, None).await
 }
 
+/// The stream features offered to `host`'s clients once they are authenticated: the modules'
+/// own, and the server's entity capabilities (XEP-0115 §6.3), hashed once here from the
+/// disco#info answer the registry now gives.
+fn bound_features(
+    registry: &xmppd_core::Registry,
+    host: &str,
+    config: &Config,
+) -> Vec<xmppd_xml::Element> {
+    let mut features = registry.stream_features(host);
+    features.extend(xmppd_modules::disco::caps(registry, host).map(|c| c.to_element()));
+    if config.sm.enabled {
+        features.push(xmppd_xml::Element::new("sm", xmppd_proto::ns::SM));
+    }
+    features.push(xmppd_xml::Element::new("csi", xmppd_proto::ns::CSI));
+    features
+}
+
 /// Starts with an already opened storage and, beside the server's own, the modules `extra`
 /// declares.
 pub async fn start_with_modules(
@@ -299,14 +316,7 @@ pub async fn start_with_modules(
     let bound_features = config
         .hosts
         .iter()
-        .map(|h| {
-            let mut features = router.registry().stream_features(&h.name);
-            if config.sm.enabled {
-                features.push(xmppd_xml::Element::new("sm", xmppd_proto::ns::SM));
-            }
-            features.push(xmppd_xml::Element::new("csi", xmppd_proto::ns::CSI));
-            (h.name.clone(), features)
-        })
+        .map(|h| (h.name.clone(), bound_features(router.registry(), &h.name, config)))
         .collect();
     let policy = C2sPolicy {
         hosts: Arc::new(hosts),

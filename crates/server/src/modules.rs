@@ -34,7 +34,9 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
     b.module("im", move |_: NoSettings, ctx| {
         Ok(Im::new(&ctx.storage(xmppd_im::STORES)?, im))
     })?;
-    b.module("disco", |_: NoSettings, _| Ok(Disco))?;
+    b.module("disco", |_: NoSettings, ctx| {
+        Ok(Disco::new(&ctx.storage(&[])?))
+    })?;
     b.module("carbons", |_: NoSettings, _| Ok(Carbons))?;
     b.module("version", |cfg: VersionSettings, _| Ok(Version::new(cfg)))?;
     b.module("time", |_: NoSettings, _| Ok(Time))?;

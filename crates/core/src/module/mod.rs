@@ -83,6 +83,7 @@ pub struct Registry {
     current: Option<ModuleId>,
     iq: Vec<IqRoute>,
     server_features: Vec<(ModuleId, &'static str)>,
+    account_features: Vec<(ModuleId, &'static str)>,
     /// Services of the server (component domains: every host; in-process services: theirs).
     server_items: Vec<(Option<String>, String)>,
     stream_features: Vec<(ModuleId, Element)>,
@@ -215,9 +216,17 @@ impl Registry {
     /// Advertises a disco#info feature of the server.
     pub fn server_feature(&mut self, var: &'static str) {
         let module = self.current();
-        if !self.server_features.iter().any(|(_, v)| *v == var) {
-            self.server_features.push((module, var));
-        }
+        add_feature(&mut self.server_features, module, var);
+    }
+
+    /// Advertises a disco#info feature of every account: what the server does on behalf of
+    /// its users, answered to a disco#info query to a user's bare JID (XEP-0030, RFC 6120
+    /// §10.5.3.1), e.g. `urn:xmpp:mam:2` (XEP-0313 §7: archives are discovered on the
+    /// account) or `urn:xmpp:push:0` (XEP-0357 §5). Listed only on the hosts that run the
+    /// module.
+    pub fn account_feature(&mut self, var: &'static str) {
+        let module = self.current();
+        add_feature(&mut self.account_features, module, var);
     }
 
     /// Advertises a service (an external component's domain) in every host's disco#items.
@@ -296,8 +305,18 @@ impl Registry {
 
     /// The disco#info features of `host`, sorted.
     pub fn server_features(&self, host: &str) -> Vec<&'static str> {
-        let mut f: Vec<_> = self
-            .server_features
+        self.features_on(&self.server_features, host)
+    }
+
+    /// The disco#info features of the accounts of `host` ([`Registry::account_feature`]),
+    /// sorted.
+    pub fn account_features(&self, host: &str) -> Vec<&'static str> {
+        self.features_on(&self.account_features, host)
+    }
+
+    /// The features of `list` registered by modules enabled on `host`, sorted.
+    fn features_on(&self, list: &[(ModuleId, &'static str)], host: &str) -> Vec<&'static str> {
+        let mut f: Vec<_> = list
             .iter()
             .filter(|(m, _)| self.enabled(host, *m))
             .map(|(_, v)| *v)
@@ -391,6 +410,13 @@ impl Registry {
             })
             .filter(|r| self.enabled(host, r.module))
             .map(|r| r.handler.clone())
+    }
+}
+
+/// Adds `var` to a feature list once (the first module to register it owns it).
+fn add_feature(list: &mut Vec<(ModuleId, &'static str)>, module: ModuleId, var: &'static str) {
+    if !list.iter().any(|(_, v)| *v == var) {
+        list.push((module, var));
     }
 }
 

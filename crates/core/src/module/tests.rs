@@ -47,6 +47,7 @@ impl Module for Probe {
             );
         }
         registry.server_feature("urn:example:probe");
+        registry.account_feature("urn:example:account");
     }
 }
 
@@ -101,6 +102,12 @@ fn a_module_disabled_on_a_host_is_invisible_there() {
         vec!["urn:example:probe"]
     );
     assert!(registry.server_features("quiet.example").is_empty());
+    // Account features are a list of their own, with the same per-host rule.
+    assert_eq!(
+        registry.account_features("loud.example"),
+        vec!["urn:example:account"]
+    );
+    assert!(registry.account_features("quiet.example").is_empty());
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
