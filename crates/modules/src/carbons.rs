@@ -30,6 +30,13 @@
 //! a copy for a vanished resource would fall back to the bare JID and land in offline storage,
 //! and §10.3 forbids bouncing it to the sender.
 //!
+//! # What it costs when unused
+//!
+//! Both hooks see every message, so the module counts the sessions of this node that enabled
+//! carbons (an upper bound: a session replaced by a new one for the same resource is not
+//! told it ends, and stays counted) and does nothing while the count is zero, which is where
+//! a server whose clients never enable carbons stays.
+//!
 //! # Which messages (§6.1, all of them, as `carbons:rules:0` promises)
 //!
 //! [`eligible`] encodes the list and the table test below walks it: `chat`; `normal` with a
@@ -56,6 +63,7 @@
 //! copied, either way.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use jid::{BareJid, FullJid, Jid};
@@ -63,7 +71,7 @@ use xmppd_core::router::client_bytes;
 use xmppd_core::session::ResourceInfo;
 use xmppd_core::{
     DeliveredHook, Extensions, Flow, IqHandler, IqRequest, IqTarget, IqType, KindMask, Module,
-    Outbound, OutboundHook, Registry, Router, SessionRef,
+    Outbound, OutboundHook, Registry, Router, SessionEvent, SessionHook, SessionRef,
 };
 use xmppd_proto::carbons::{Carbon, CarbonsCommand, Direction, has_carbon, is_private};
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
@@ -86,7 +94,39 @@ const PRIORITY: i32 = -100;
 
 /// The message carbons module.
 #[derive(Debug, Default)]
-pub struct Carbons;
+pub struct Carbons {
+    enabled: Arc<EnabledCount>,
+}
+
+/// How many sessions of this node have carbons on (at most; see the module documentation).
+#[derive(Debug, Default)]
+struct EnabledCount(AtomicUsize);
+
+impl EnabledCount {
+    /// Whether some session may have carbons on.
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+
+    fn up(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One fewer: only ever called after taking a session's marker, so it never goes below
+    /// the sessions that still have one.
+    fn down(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Takes the marker off a session's state, counting it.
+    fn disable(&self, ext: &Extensions) {
+        if ext.remove::<Enabled>().is_some() {
+            self.down();
+        }
+    }
+}
 
 /// The marker of a session that enabled carbons.
 #[derive(Debug)]
@@ -103,19 +143,22 @@ impl Module for Carbons {
         for target in [IqTarget::Account, IqTarget::Server] {
             for command in [CarbonsCommand::Enable, CarbonsCommand::Disable] {
                 let name = command.name();
-                registry.iq(target, IqType::Set, ns::CARBONS, name, Arc::new(Toggle));
+                let toggle = Arc::new(Toggle(self.enabled.clone()));
+                registry.iq(target, IqType::Set, ns::CARBONS, name, toggle);
                 registry.iq(target, IqType::Get, ns::CARBONS, name, Arc::new(NotAGet));
             }
         }
-        registry.outbound(PRIORITY, KindMask::MESSAGE, Arc::new(Copier));
-        registry.delivered(PRIORITY, Arc::new(Copier));
+        let copier = Arc::new(Copier(self.enabled.clone()));
+        registry.outbound(PRIORITY, KindMask::MESSAGE, copier.clone());
+        registry.delivered(PRIORITY, copier);
+        registry.session(PRIORITY, Arc::new(Closing(self.enabled.clone())));
         registry.server_feature(ns::CARBONS);
         registry.server_feature(ns::CARBONS_RULES);
     }
 }
 
 /// `<enable/>` and `<disable/>` (§4, §5).
-struct Toggle;
+struct Toggle(Arc<EnabledCount>);
 
 #[async_trait]
 impl IqHandler for Toggle {
@@ -125,11 +168,11 @@ impl IqHandler for Toggle {
         // §10.1: enabling twice, or disabling twice, is no error.
         match command {
             CarbonsCommand::Enable => {
-                session.ext().insert(Enabled);
+                if session.ext().insert(Enabled).is_none() {
+                    self.0.up();
+                }
             }
-            CarbonsCommand::Disable => {
-                session.ext().remove::<Enabled>();
-            }
+            CarbonsCommand::Disable => self.0.disable(session.ext()),
         }
         Ok(None)
     }
@@ -207,16 +250,38 @@ pub fn eligible(stanza: &Stanza, way: Way) -> bool {
     }
 }
 
+/// A session that ends no longer counts.
+struct Closing(Arc<EnabledCount>);
+
+#[async_trait]
+impl SessionHook for Closing {
+    fn wants(&self, event: &SessionEvent<'_>) -> bool {
+        matches!(event, SessionEvent::Closed)
+    }
+
+    async fn session_event(
+        &self,
+        _router: &Router,
+        session: SessionRef<'_>,
+        _event: &SessionEvent<'_>,
+    ) {
+        self.0.disable(session.ext);
+    }
+}
+
 /// Copies messages both ways.
-struct Copier;
+struct Copier(Arc<EnabledCount>);
 
 #[async_trait]
 impl OutboundHook for Copier {
     async fn outbound(&self, router: &Router, session: SessionRef<'_>, stanza: Stanza) -> Flow {
+        if !self.0.any() || !eligible(&stanza, Way::Sent) {
+            return Flow::Continue(stanza);
+        }
         let account = session.jid.to_bare();
         // A message without `to` is for the sender's own account (RFC 6120 §10.3).
         let to_own_account = stanza.to().is_none_or(|to| to.to_bare() == account);
-        if !to_own_account && eligible(&stanza, Way::Sent) {
+        if !to_own_account {
             copy(router, &stanza, Direction::Sent, &account, |jid| {
                 jid == session.jid
             });
@@ -228,7 +293,7 @@ impl OutboundHook for Copier {
 #[async_trait]
 impl DeliveredHook for Copier {
     fn applies(&self, _router: &Router, stanza: &Stanza) -> bool {
-        eligible(stanza, Way::Received)
+        self.0.any() && eligible(stanza, Way::Received)
     }
 
     async fn delivered(
@@ -466,6 +531,25 @@ mod tests {
         for (xml, way, expected) in rows {
             assert_eq!(eligible(&message(xml), *way), *expected, "{way:?} {xml}");
         }
+    }
+
+    #[test]
+    fn the_count_follows_the_sessions_markers() {
+        let count = EnabledCount::default();
+        let ext = Extensions::default();
+        // Disabling (or closing) a session that never enabled takes nothing off.
+        count.disable(&ext);
+        assert!(!count.any());
+        ext.insert(Enabled);
+        count.up();
+        let other = Extensions::default();
+        other.insert(Enabled);
+        count.up();
+        count.disable(&ext);
+        count.disable(&ext);
+        assert!(count.any(), "the other session still has carbons on");
+        count.disable(&other);
+        assert!(!count.any());
     }
 
     #[test]

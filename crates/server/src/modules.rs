@@ -37,7 +37,7 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
     b.module("disco", |_: NoSettings, ctx| {
         Ok(Disco::new(&ctx.storage(&[])?))
     })?;
-    b.module("carbons", |_: NoSettings, _| Ok(Carbons))?;
+    b.module("carbons", |_: NoSettings, _| Ok(Carbons::default()))?;
     b.module("version", |cfg: VersionSettings, _| Ok(Version::new(cfg)))?;
     b.module("time", |_: NoSettings, _| Ok(Time))?;
     b.module("last", |_: NoSettings, ctx| {
