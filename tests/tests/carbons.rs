@@ -108,6 +108,27 @@ async fn expect_carbon(
         .await
 }
 
+/// Reads a copy with xmpp-parsers (xmpp-rs), as tokio-xmpp clients do: the `direction`
+/// wrapper and the forwarded message's body.
+fn xmpp_rs_reads(copy: &Element, direction: &str) -> anyhow::Result<Option<String>> {
+    use tokio_xmpp::minidom;
+    use tokio_xmpp::parsers::{carbons, message::Message};
+    let el: minidom::Element = copy.to_string().parse()?;
+    let message = Message::try_from(el)?;
+    let wrapper = message
+        .payloads
+        .iter()
+        .find(|p| p.is(direction, CARBONS))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no {direction} in {copy}"))?;
+    let forwarded = match direction {
+        "sent" => carbons::Sent::try_from(wrapper)?.forwarded,
+        _ => carbons::Received::try_from(wrapper)?.forwarded,
+    };
+    let body = forwarded.message.bodies.values().next().cloned();
+    Ok(body)
+}
+
 /// Sends a chat message with `text` to `to`, with more children if any.
 async fn chat(client: &mut TestClient, to: &str, text: &str, extra: &str) -> anyhow::Result<()> {
     client
@@ -176,7 +197,8 @@ async fn received_copies_go_to_enabled_resources_that_did_not_get_the_message() 
     // To the bare JID: the highest priority resource gets it, the other enabled one a copy.
     chat(&mut bob, bare, "one", "").await?;
     expect_message(laptop, from, bare, "one").await?;
-    expect_carbon(phone, "received", from, bare, "one").await?;
+    let copy = expect_carbon(phone, "received", from, bare, "one").await?;
+    assert_eq!(xmpp_rs_reads(&copy, "received")?.as_deref(), Some("one"));
     // To a full JID: that resource, and a copy to each enabled one.
     let to_tablet = "alice@localhost/tablet";
     chat(&mut bob, to_tablet, "two", "").await?;
@@ -222,7 +244,11 @@ async fn sent_copies_go_to_the_other_enabled_resources() -> anyhow::Result<()> {
     .await?;
     let from = "alice@localhost/tablet";
     expect_carbon(laptop, "sent", from, bob_jid, "from the tablet").await?;
-    expect_carbon(phone, "sent", from, bob_jid, "from the tablet").await?;
+    let copy = expect_carbon(phone, "sent", from, bob_jid, "from the tablet").await?;
+    assert_eq!(
+        xmpp_rs_reads(&copy, "sent")?.as_deref(),
+        Some("from the tablet")
+    );
     // The sender gets no copy of its own message.
     chat(laptop, bob_jid, "from the laptop", "").await?;
     expect_message(
