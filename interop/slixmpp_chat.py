@@ -18,11 +18,9 @@ import sys
 
 from xmpp_common import (
     Client,
-    base_parser,
     log,
     password_from_env,
-    run_scenario,
-    setup_logging,
+    two_user_main,
 )
 
 
@@ -47,18 +45,7 @@ async def scenario(args):
 
 
 def main():
-    p = base_parser(__doc__.split("\n\n")[0])
-    p.add_argument("--alice", required=True, help="first account, user@domain")
-    p.add_argument("--bob", required=True, help="second account, user@domain")
-    p.add_argument("--alice-password-env", default="ALICE_PASSWORD")
-    p.add_argument("--bob-password-env", default="BOB_PASSWORD")
-    args = p.parse_args()
-    setup_logging(args.debug)
-
-    status = run_scenario(scenario, args)
-    if status == 0:
-        log("chat: both directions delivered")
-    return status
+    return two_user_main(__doc__, scenario, "chat: both directions delivered")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,23 @@ def run_scenario(scenario, args, failures=()):
     return 0
 
 
+def two_user_main(doc, scenario, done):
+    """The main of a script in which alice and bob (--alice, --bob; their passwords in the
+    environment variables --alice-password-env and --bob-password-env name) run
+    `scenario(args)`; logs `done` when it held. Returns the exit status."""
+    p = base_parser(doc.split("\n\n")[0])
+    p.add_argument("--alice", required=True, help="first account, user@domain")
+    p.add_argument("--bob", required=True, help="second account, user@domain")
+    p.add_argument("--alice-password-env", default="ALICE_PASSWORD")
+    p.add_argument("--bob-password-env", default="BOB_PASSWORD")
+    args = p.parse_args()
+    setup_logging(args.debug)
+    status = run_scenario(scenario, args)
+    if status == 0:
+        log(done)
+    return status
+
+
 class Client(slixmpp.ClientXMPP):
     """A client that logs in, checks how it logged in, becomes available, and queues every
     message it receives."""

@@ -213,6 +213,19 @@ async fn the_stream_features_carry_the_servers_capabilities() -> anyhow::Result<
         Some(verification_string(&info).as_str()),
         "{info}"
     );
+    // §6.2: the node `node#ver` is answered alike; a node with another ver is not ours.
+    let (node, ver) = (
+        c.attr("node").unwrap_or_default(),
+        c.attr("ver").unwrap_or_default(),
+    );
+    let node_ver = format!("{node}#{ver}");
+    ask(&mut alice, "n", "localhost", DISCO_INFO, Some(&node_ver)).await?;
+    let by_node = answer(&mut alice, "n", "localhost").await?;
+    assert_eq!(by_node.attr("node"), Some(node_ver.as_str()), "{by_node}");
+    assert_eq!(features(&by_node), features(&info));
+    let stale = format!("{node}#AAAA");
+    ask(&mut alice, "s", "localhost", DISCO_INFO, Some(&stale)).await?;
+    expect_error(&mut alice, "iq", "s", "localhost", "item-not-found").await?;
     // And by another implementation: xmpp-parsers (xmpp-rs), as tokio-xmpp clients hash.
     assert_eq!(c.attr("ver"), Some(xmpp_rs_ver(&info)?.as_str()), "{info}");
 

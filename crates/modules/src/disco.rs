@@ -21,7 +21,8 @@
 //! **Capabilities** (XEP-0115 §6.3): [`caps`] hashes the server's disco#info answer for a host
 //! (§5.1); the server computes it once at start and offers it in the stream features after
 //! authentication, so a client need not ask disco#info at every login. The answer and the hash
-//! come from one function, [`server_info`], so they cannot disagree.
+//! come from one function, [`server_info`], so they cannot disagree; the query clients send
+//! to check a hash, to the node `node#ver` (§6.2), gets that same answer.
 
 use std::sync::Arc;
 
@@ -100,9 +101,13 @@ fn reject_node(node: Option<&String>) -> Result<(), StanzaError> {
 impl IqHandler for Info {
     async fn handle(&self, request: IqRequest<'_>) -> Result<Option<Element>, StanzaError> {
         let query = DiscoInfoQuery::try_from(request.payload)?;
-        reject_node(query.node.as_ref())?;
         let host = request.to.domain().as_str();
-        let mut result = server_info(request.router.registry(), host);
+        let registry = request.router.registry();
+        // XEP-0115 §6.2: whoever saw our caps asks for `node#ver`, and gets the same answer.
+        if query.node.is_some() && query.node != caps(registry, host).map(|c| c.node_ver()) {
+            reject_node(query.node.as_ref())?;
+        }
+        let mut result = server_info(registry, host);
         result.node = query.node;
         Ok(Some(result.to_element()))
     }

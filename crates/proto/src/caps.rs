@@ -42,6 +42,11 @@ impl Caps {
         }
     }
 
+    /// The disco#info node that describes these capabilities, `node#ver` (§6.2).
+    pub fn node_ver(&self) -> String {
+        format!("{}#{}", self.node, self.ver)
+    }
+
     /// The `<c/>` element.
     pub fn to_element(&self) -> Element {
         Element::new("c", ns::CAPS)
@@ -150,6 +155,10 @@ mod tests {
         let caps = Caps::sha1("http://code.google.com/p/exodus", &info);
         assert_eq!(caps.ver, "QgayPKawpkPSDYmwT/WM94uAlu0=");
         assert_eq!(caps.hash, "sha-1");
+        assert_eq!(
+            caps.node_ver(),
+            "http://code.google.com/p/exodus#QgayPKawpkPSDYmwT/WM94uAlu0="
+        );
     }
 
     /// §5.3 (with the plain spaces its published hash was computed from).
