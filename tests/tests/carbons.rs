@@ -366,6 +366,20 @@ async fn forged_carbons_are_not_copied_and_never_come_from_the_bare_jid() -> any
         e.attr("from") == Some("alice@localhost/tablet") && forwarded(e, "sent").is_some()
     })
     .await?;
+    // A message to its own account that bounces comes back from the bare JID: without the
+    // wrapper, which would otherwise pass for a carbon from the server.
+    tablet
+        .send(&forged("received").replace("type='chat'>", "type='groupchat' id='g'>"))
+        .await?;
+    let bounce = expect_error(
+        tablet,
+        "message",
+        "g",
+        "alice@localhost",
+        "service-unavailable",
+    )
+    .await?;
+    assert!(forwarded(&bounce, "received").is_none(), "{bounce}");
     silent(&mut [laptop, phone, tablet, &mut bob]).await?;
     server.stop().await;
     Ok(())

@@ -303,6 +303,11 @@ impl DeliveredHook for Copier {
         account: &BareJid,
         recipients: &[FullJid],
     ) {
+        // The bounce of a message the user sent to their own account: that message was
+        // left to this side and never delivered, so no resource has a copy to match it.
+        if stanza.is_error() && stanza.from().is_some_and(|f| f.to_bare() == *account) {
+            return;
+        }
         // A message between two resources of the account: its sender knows it already.
         let sender = stanza.from().and_then(|f| f.try_as_full().ok());
         copy(router, stanza, Direction::Received, account, |jid| {

@@ -120,7 +120,12 @@ impl TryFrom<&Element> for Carbon {
 
 /// Whether `message` carries a `<sent/>` or `<received/>` wrapper as a child.
 pub fn has_carbon(message: &Element) -> bool {
-    message.has_child("sent", ns::CARBONS) || message.has_child("received", ns::CARBONS)
+    message.children().any(is_carbon)
+}
+
+/// Whether `el` is a `<sent/>` or `<received/>` wrapper.
+pub fn is_carbon(el: &Element) -> bool {
+    el.ns() == ns::CARBONS && matches!(el.name(), "sent" | "received")
 }
 
 /// Whether `message` asks not to be copied: `<private/>` (§9) or the XEP-0334

@@ -196,9 +196,16 @@ impl Stanza {
             el.set_attr("to", from.as_str());
         }
         // An iq error echoes nothing else; message and presence keep their payloads so the
-        // sender can tell which one bounced.
+        // sender can tell which one bounced — except carbons wrappers: a bounce from the
+        // sender's own bare JID (a message to its own account that cannot be delivered)
+        // would otherwise hand a client a forwarded message that looks like the server's
+        // own carbon copy (XEP-0280 §11).
         if self.kind != StanzaKind::Iq {
-            for child in self.element.children().filter(|c| c.name() != "error") {
+            for child in self
+                .element
+                .children()
+                .filter(|c| c.name() != "error" && !crate::carbons::is_carbon(c))
+            {
                 el.push_child(child.clone());
             }
         }
@@ -397,5 +404,20 @@ mod tests {
                 .error_reply(&StanzaError::service_unavailable())
                 .is_none()
         );
+    }
+
+    #[test]
+    fn error_reply_never_echoes_a_carbons_wrapper() {
+        let el = Element::new("message", ns::CLIENT)
+            .with_attr("from", "a@x/r")
+            .with_attr("to", "a@x")
+            .with_attr("type", "groupchat")
+            .with_child(Element::new("body", ns::CLIENT).with_text("hi"))
+            .with_child(Element::new("received", ns::CARBONS))
+            .with_child(Element::new("sent", ns::CARBONS));
+        let s = Stanza::parse(el, ns::CLIENT).unwrap();
+        let reply = s.error_reply(&StanzaError::service_unavailable()).unwrap();
+        assert!(reply.element().has_child("body", ns::CLIENT));
+        assert!(!crate::carbons::has_carbon(reply.element()));
     }
 }
