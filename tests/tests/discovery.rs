@@ -249,3 +249,52 @@ async fn the_stream_features_carry_the_servers_capabilities() -> anyhow::Result<
     server.stop().await;
     Ok(())
 }
+
+/// Across federation: a remote stranger gets `service-unavailable`; once the user approved
+/// the remote contact's subscription, the contact discovers the account.
+#[tokio::test]
+async fn a_remote_contact_discovers_the_account_once_subscribed() -> anyhow::Result<()> {
+    use common::federation::{Auth, next_matching, online, two_servers};
+    let (_pki, a, b) = two_servers(Auth::Certificates).await?;
+    let mut alice = online(&a, "alice").await?;
+    let mut bob = online(&b, "bob").await?;
+    let info_of_alice = |id: &str| {
+        format!("<iq type='get' id='{id}' to='alice@a.test'><query xmlns='{DISCO_INFO}'/></iq>")
+    };
+    let answer_to = |id: &'static str| {
+        move |e: &Element| {
+            e.is("iq", CLIENT) && e.attr("id") == Some(id) && e.attr("from") == Some("alice@a.test")
+        }
+    };
+    bob.send(&info_of_alice("before")).await?;
+    let refused = next_matching(&mut bob, "the refusal", answer_to("before")).await?;
+    assert_eq!(
+        xmppd_testkit::stanza_error_condition(&refused).as_deref(),
+        Some("service-unavailable"),
+        "{refused}"
+    );
+
+    bob.send("<presence to='alice@a.test' type='subscribe'/>")
+        .await?;
+    next_matching(&mut alice, "bob's request", |e| {
+        e.attr("type") == Some("subscribe") && e.attr("from") == Some("bob@b.test")
+    })
+    .await?;
+    alice
+        .send("<presence to='bob@b.test' type='subscribed'/>")
+        .await?;
+    next_matching(&mut bob, "the approval", |e| {
+        e.attr("type") == Some("subscribed") && e.attr("from") == Some("alice@a.test")
+    })
+    .await?;
+    bob.send(&info_of_alice("after")).await?;
+    let info = next_matching(&mut bob, "the account's info", answer_to("after")).await?;
+    let query = info
+        .child("query", DISCO_INFO)
+        .ok_or_else(|| anyhow::anyhow!("not a disco#info result: {info}"))?;
+    assert_eq!(
+        identities(query),
+        vec![("account".to_owned(), "registered".to_owned())]
+    );
+    Ok(())
+}
