@@ -23,8 +23,8 @@ pub use client::{ClientSession, ClientStream, StreamAction};
 pub use component::ComponentRegistry;
 pub use extensions::Extensions;
 pub use hooks::{
-    DeliveredHook, Flow, InboundHook, InboundPresenceKind, KindMask, OfflineFlow, OfflineHook,
-    OutboundHook, PreRouteFilter, Priority, SessionEvent, SessionHook, SessionRef,
+    DeliveredHook, Flow, InboundHook, InboundPresenceKind, IqResponseHook, KindMask, OfflineFlow,
+    OfflineHook, OutboundHook, PreRouteFilter, Priority, SessionEvent, SessionHook, SessionRef,
     SubscriptionKind,
 };
 pub use module::{

@@ -316,7 +316,12 @@ pub async fn start_with_modules(
     let bound_features = config
         .hosts
         .iter()
-        .map(|h| (h.name.clone(), bound_features(router.registry(), &h.name, config)))
+        .map(|h| {
+            (
+                h.name.clone(),
+                bound_features(router.registry(), &h.name, config),
+            )
+        })
         .collect();
     let policy = C2sPolicy {
         hosts: Arc::new(hosts),

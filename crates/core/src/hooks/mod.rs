@@ -11,6 +11,7 @@
 //! | [`OfflineHook`] | a `normal`/`chat` message for an account with no available resource | store or refuse |
 //! | [`OutboundHook`] | a stanza a client session sent (its `from` stamped), before it is routed | consume or pass on |
 //! | [`SessionHook`] | a session's lifecycle: bound, available, unavailable, resumed, closed | observe |
+//! | [`IqResponseHook`] | an iq result/error to the server or an account's bare JID (the answer to an iq a module sent) | claim it by its id |
 //!
 //! A point nobody subscribes to costs one emptiness check: the router's one-to-one message path
 //! stays what it was. Subscribers filter by stanza kind at registration ([`KindMask`]), so a
@@ -25,8 +26,8 @@ mod points;
 mod subscription;
 
 pub use points::{
-    DeliveredHook, Flow, InboundHook, KindMask, OfflineFlow, OfflineHook, OutboundHook,
-    PreRouteFilter, SessionEvent, SessionHook, SessionRef,
+    DeliveredHook, Flow, InboundHook, IqResponseHook, KindMask, OfflineFlow, OfflineHook,
+    OutboundHook, PreRouteFilter, SessionEvent, SessionHook, SessionRef,
 };
 pub use subscription::{InboundPresenceKind, SubscriptionKind};
 
@@ -104,6 +105,7 @@ pub struct Hooks {
     pub(crate) offline: Point<dyn OfflineHook>,
     pub(crate) outbound: Point<dyn OutboundHook>,
     pub(crate) session: Point<dyn SessionHook>,
+    pub(crate) iq_response: Point<dyn IqResponseHook>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -115,6 +117,7 @@ impl std::fmt::Debug for Hooks {
             .field("offline", &self.offline.order())
             .field("outbound", &self.outbound.order())
             .field("session", &self.session.order())
+            .field("iq_response", &self.iq_response.order())
             .finish()
     }
 }

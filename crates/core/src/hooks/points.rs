@@ -153,6 +153,20 @@ pub trait OfflineHook: Send + Sync + 'static {
     async fn offline(&self, router: &Router, stanza: &Stanza, to: &BareJid) -> OfflineFlow;
 }
 
+/// An iq `result` or `error` addressed to the server or to an account's bare JID: the answer
+/// to an iq a module sent on its own behalf (a publish to a push service). Without a
+/// subscriber that claims it, such an answer is dropped (nothing else waits for it).
+#[async_trait]
+pub trait IqResponseHook: Send + Sync + 'static {
+    /// Whether this is an answer the subscriber waits for, decided without waiting (usually
+    /// from the `id` it chose); the first subscriber that claims it gets it.
+    fn claims(&self, stanza: &Stanza) -> bool;
+
+    /// The answer; `to` is the bare JID it was addressed to (a domain served here, or an
+    /// account).
+    async fn iq_response(&self, router: &Router, stanza: &Stanza, to: &BareJid);
+}
+
 /// A bound client session as hooks see it.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionRef<'a> {

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use xmppd_xml::Element;
 
 use crate::hooks::{
-    DeliveredHook, Hooks, InboundHook, KindMask, OfflineHook, OutboundHook, PreRouteFilter,
-    Priority, SessionHook, Subscriber,
+    DeliveredHook, Hooks, InboundHook, IqResponseHook, KindMask, OfflineHook, OutboundHook,
+    PreRouteFilter, Priority, SessionHook, Subscriber,
 };
 
 /// A feature of the server: declares what it adds.
@@ -377,6 +377,13 @@ impl Registry {
         self.hooks.session.add(sub);
     }
 
+    /// Subscribes to iq results and errors addressed to the server or an account's bare JID
+    /// (the answers to iqs the module sent itself).
+    pub fn iq_response(&mut self, priority: Priority, hook: Arc<dyn IqResponseHook>) {
+        let sub = self.subscriber(priority, KindMask::IQ, hook);
+        self.hooks.iq_response.add(sub);
+    }
+
     /// The modules subscribed to each hook point, in the order they run.
     pub fn hook_order(&self) -> Vec<(&'static str, Vec<&'static str>)> {
         let names = |order: Vec<ModuleId>| -> Vec<&'static str> {
@@ -389,6 +396,7 @@ impl Registry {
             ("offline", names(self.hooks.offline.order())),
             ("outbound", names(self.hooks.outbound.order())),
             ("session", names(self.hooks.session.order())),
+            ("iq_response", names(self.hooks.iq_response.order())),
         ]
     }
 

@@ -99,6 +99,21 @@ impl Router {
         self.run_delivered(stanza, account, &recipients).await;
     }
 
+    /// An iq result or error to the server or to the account `to`: the first iq response
+    /// hook (enabled on `to`'s host) that claims it gets it.
+    pub(super) async fn run_iq_response(&self, stanza: &Stanza, to: &BareJid) {
+        let host = to.domain().as_str();
+        let claimed = self
+            .registry
+            .hooks
+            .iq_response
+            .iter()
+            .find(|sub| self.registry.enabled(host, sub.module) && sub.hook.claims(stanza));
+        if let Some(sub) = claimed {
+            sub.hook.iq_response(self, stanza, to).await;
+        }
+    }
+
     /// A stanza a client session sent, its `from` stamped: the outbound hooks, then routing.
     /// Presence without `to` is not for this: see [`Router::session_event`].
     pub async fn route_from_session(&self, session: SessionRef<'_>, stanza: Stanza) {

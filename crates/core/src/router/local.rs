@@ -21,8 +21,12 @@ impl Router {
         let iq_type = match stanza.type_attr() {
             Some("get") => IqType::Get,
             Some("set") => IqType::Set,
-            // A result or error for the server or an account: nothing is waiting for it.
-            _ => return None,
+            // A result or error for the server or an account: the answer to an iq a module
+            // sent, if one claims it; otherwise nothing is waiting for it.
+            _ => {
+                self.run_iq_response(stanza, to).await;
+                return None;
+            }
         };
         let (Some(payload), Some(from)) = (stanza.iq_payload(), stanza.from()) else {
             return stanza.error_reply(&StanzaError::bad_request("an iq needs one payload"));
