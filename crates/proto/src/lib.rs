@@ -17,6 +17,7 @@ pub mod error;
 pub mod forwarded;
 pub mod ns;
 pub mod payload;
+pub mod push;
 pub mod roster;
 pub mod rsm;
 pub mod sm;
