@@ -2,11 +2,11 @@
 
 mod common;
 
+use common::component::{connect_component, open_component};
 use common::{CLIENT, SILENCE, add_users, body, expect_error, online};
 use xmppd::config::ComponentConfig;
 use xmppd_stream::component::{COMPONENT_NS, handshake_digest};
 use xmppd_testkit::{TestClient, TestServer};
-use xmppd_xml::StreamEvent;
 
 const IRC: &str = "irc.localhost";
 const SECRET: &str = "gateway-secret";
@@ -24,36 +24,9 @@ async fn server() -> anyhow::Result<TestServer> {
     Ok(server)
 }
 
-/// Opens a component stream for `name`; returns the client and the stream id.
-async fn open(server: &TestServer, name: &str) -> anyhow::Result<(TestClient, String)> {
-    let mut component = TestClient::connect(server.server.component_listeners[0]).await?;
-    component
-        .send(&format!(
-            "<stream:stream xmlns='{COMPONENT_NS}' xmlns:stream='http://etherx.jabber.org/streams' to='{name}'>"
-        ))
-        .await?;
-    let StreamEvent::Open(header) = component.next_event().await? else {
-        anyhow::bail!("expected the server's stream header");
-    };
-    let id = header.attr("id").unwrap_or_default().to_owned();
-    Ok((component, id))
-}
-
-/// A component that completed the handshake.
+/// A component for irc.localhost that completed the handshake.
 async fn connect(server: &TestServer) -> anyhow::Result<TestClient> {
-    let (mut component, id) = open(server, IRC).await?;
-    component
-        .send(&format!(
-            "<handshake>{}</handshake>",
-            handshake_digest(&id, SECRET)
-        ))
-        .await?;
-    component
-        .expect("empty handshake", |e| {
-            e.is("handshake", COMPONENT_NS) && e.nodes().is_empty()
-        })
-        .await?;
-    Ok(component)
+    connect_component(server, IRC, SECRET).await
 }
 
 #[tokio::test]
@@ -121,7 +94,7 @@ async fn the_component_is_listed_in_the_servers_disco_items() -> anyhow::Result<
 async fn a_wrong_secret_is_not_authorized_and_an_unknown_name_is_host_unknown() -> anyhow::Result<()>
 {
     let server = server().await?;
-    let (mut component, id) = open(&server, IRC).await?;
+    let (mut component, id) = open_component(&server, IRC).await?;
     component
         .send(&format!(
             "<handshake>{}</handshake>",
@@ -130,7 +103,7 @@ async fn a_wrong_secret_is_not_authorized_and_an_unknown_name_is_host_unknown() 
         .await?;
     assert_eq!(component.expect_stream_error().await?, "not-authorized");
 
-    let (mut component, _) = open(&server, "matrix.localhost").await?;
+    let (mut component, _) = open_component(&server, "matrix.localhost").await?;
     assert_eq!(component.expect_stream_error().await?, "host-unknown");
     Ok(())
 }
@@ -150,7 +123,7 @@ async fn a_component_cannot_send_from_another_domain() -> anyhow::Result<()> {
 async fn a_second_connection_for_the_same_component_is_a_conflict() -> anyhow::Result<()> {
     let server = server().await?;
     let mut first = connect(&server).await?;
-    let (mut second, id) = open(&server, IRC).await?;
+    let (mut second, id) = open_component(&server, IRC).await?;
     second
         .send(&format!(
             "<handshake>{}</handshake>",

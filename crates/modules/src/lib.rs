@@ -5,6 +5,7 @@ pub mod carbons;
 pub mod disco;
 pub mod last;
 pub mod ping;
+pub mod push;
 pub mod time;
 pub mod version;
 
@@ -13,5 +14,6 @@ pub use carbons::Carbons;
 pub use disco::Disco;
 pub use last::LastActivity;
 pub use ping::Ping;
+pub use push::{Push, PushSettings};
 pub use time::Time;
 pub use version::{Version, VersionSettings};

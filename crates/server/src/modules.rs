@@ -7,7 +7,8 @@ use xmppd_core::{
 };
 use xmppd_im::Im;
 use xmppd_modules::{
-    Blocking, BlockingSettings, Carbons, Disco, LastActivity, Ping, Time, Version, VersionSettings,
+    Blocking, BlockingSettings, Carbons, Disco, LastActivity, Ping, Push, PushSettings, Time,
+    Version, VersionSettings,
 };
 
 use crate::Config;
@@ -44,6 +45,9 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
         Ok(LastActivity::new(
             &ctx.storage(&[xmppd_modules::last::STORE])?,
         ))
+    })?;
+    b.module("push", |s: PushSettings, ctx| {
+        Ok(Push::new(&ctx.storage(&[xmppd_modules::push::STORE])?, s))
     })?;
     Ok(())
 }

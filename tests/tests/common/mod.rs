@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod component;
 pub mod echo;
 pub mod federation;
 
