@@ -62,11 +62,13 @@ async fn enable(client: &mut TestClient, node: &str, secret: Option<&str>) -> an
     Ok(())
 }
 
-/// Logs alice in as `phone` with resumable stream management and initial presence.
-async fn resumable_alice(server: &TestServer) -> anyhow::Result<TestClient> {
+/// Logs alice in as `phone` with resumable stream management (a window of `max` seconds
+/// when given) and initial presence.
+async fn resumable_alice(server: &TestServer, max: Option<u32>) -> anyhow::Result<TestClient> {
     let mut alice = server.login("alice", &password("alice"), "phone").await?;
+    let max = max.map(|m| format!(" max='{m}'")).unwrap_or_default();
     alice
-        .send(&format!("<enable xmlns='{SM}' resume='true'/>"))
+        .send(&format!("<enable xmlns='{SM}' resume='true'{max}/>"))
         .await?;
     alice.expect("enabled", |e| e.is("enabled", SM)).await?;
     alice.available(0).await?;
@@ -157,7 +159,7 @@ async fn a_detached_session_brings_notifications_with_the_publish_options() -> a
     let server = server("").await?;
     let mut service = connect_component(&server, SERVICE, SECRET).await?;
     let mut bob = online(&server, "bob", "desk", 0).await?;
-    let mut alice = resumable_alice(&server).await?;
+    let mut alice = resumable_alice(&server, None).await?;
     enable(&mut alice, "node-1", Some("s3cr3t")).await?;
     // The transport dies; the session waits to be resumed.
     drop(alice);
@@ -222,7 +224,7 @@ async fn no_notification_while_a_session_is_connected() -> anyhow::Result<()> {
     let server = server("").await?;
     let mut service = connect_component(&server, SERVICE, SECRET).await?;
     let mut bob = online(&server, "bob", "desk", 0).await?;
-    let mut phone = resumable_alice(&server).await?;
+    let mut phone = resumable_alice(&server, None).await?;
     enable(&mut phone, "node-1", None).await?;
     chat(&mut bob, "connected").await?;
     phone
@@ -354,5 +356,26 @@ async fn malformed_requests_and_the_limit_are_refused() -> anyhow::Result<()> {
     ))
     .await?;
     expect_error(&mut bob, "iq", "theirs", ALICE, "forbidden").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_held_when_the_window_ends_is_not_announced_twice() -> anyhow::Result<()> {
+    let server = server("").await?;
+    let mut service = connect_component(&server, SERVICE, SECRET).await?;
+    let mut bob = online(&server, "bob", "desk", 0).await?;
+    let mut alice = resumable_alice(&server, Some(1)).await?;
+    enable(&mut alice, "node-1", None).await?;
+    drop(alice);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    chat(&mut bob, "held").await?;
+    let publish = expect_publish(&mut service).await?;
+    assert_eq!(publish.summary.message_count, 1);
+    acknowledge(&mut service, &publish).await?;
+    // The one-second window passes: the held message goes to offline storage, unannounced.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    service.expect_silence(SILENCE).await?;
+    chat(&mut bob, "later").await?;
+    assert_eq!(expect_publish(&mut service).await?.summary.message_count, 2);
     Ok(())
 }

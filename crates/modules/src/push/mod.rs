@@ -25,7 +25,9 @@
 //! **What is sent** (§7): an iq set from the user's bare JID to the service, publishing one
 //! `<notification/>` with the `urn:xmpp:push:summary` form — `message-count` (messages since
 //! the user was last connected: counted in memory per account, reset when a session binds or
-//! resumes; a restart starts again from one), `last-message-sender`, and
+//! resumes; a restart starts again from one; a message announced already — one a waiting
+//! session held, stored offline when its window ended — is not announced again),
+//! `last-message-sender`, and
 //! `last-message-body` only with `include_body` (§9: the body goes through third parties) —
 //! and the stored publish options. It is routed like any stanza: to a component, an
 //! in-process service or over federation.
@@ -40,6 +42,8 @@
 //! **Discovery** (§4): the feature belongs to the account's disco#info, which the platform
 //! does not let modules extend yet; [`FEATURES`] names it for the disco module to list.
 
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -138,8 +142,9 @@ pub struct Push {
     settings: PushSettings,
     keyval: Arc<dyn KeyVal>,
     locks: StripedLocks,
-    /// Messages since each account was last connected (only accounts with registrations).
-    counts: DashMap<BareJid, u64>,
+    /// What was announced since each account was last connected (only accounts with
+    /// registrations).
+    since: DashMap<BareJid, Announced>,
     /// Publishes sent and not answered, by id.
     pending: DashMap<String, Pending>,
     next_id: AtomicU64,
@@ -176,6 +181,41 @@ fn notifiable(stanza: &Stanza) -> Option<String> {
     (!body.trim().is_empty()).then_some(body)
 }
 
+/// Messages remembered per account to recognise one announced already.
+const RECENT: usize = 32;
+
+/// What was announced to an account's push services since it was last connected.
+#[derive(Debug, Default)]
+struct Announced {
+    /// Messages announced.
+    count: u64,
+    /// The keys of the last [`RECENT`] of them ([`message_key`]).
+    recent: VecDeque<u64>,
+}
+
+impl Announced {
+    /// Counts the message with `key`, returning the new count; `None` if it was counted
+    /// already (the same message routed a second time).
+    fn count(&mut self, key: u64) -> Option<u64> {
+        if self.recent.contains(&key) {
+            return None;
+        }
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(key);
+        self.count += 1;
+        Some(self.count)
+    }
+}
+
+/// What tells one message from another: its sender, id and body.
+fn message_key(stanza: &Stanza, body: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    (stanza.from().map(Jid::as_str), stanza.id(), body).hash(&mut h);
+    h.finish()
+}
+
 /// `(host, user)` of an account's KeyVal document.
 fn owner(user: &BareJid) -> (&str, &str) {
     (
@@ -191,7 +231,7 @@ impl Push {
             settings,
             keyval: storage.keyval.clone(),
             locks: StripedLocks::new(LOCK_STRIPES),
-            counts: DashMap::new(),
+            since: DashMap::new(),
             pending: DashMap::new(),
             next_id: AtomicU64::new(1),
         }
@@ -258,10 +298,15 @@ impl Push {
                 return;
             }
         };
-        let count = {
-            let mut n = self.counts.entry(account.clone()).or_insert(0);
-            *n += 1;
-            *n
+        let Some(count) = self
+            .since
+            .entry(account.clone())
+            .or_default()
+            .count(message_key(stanza, &body))
+        else {
+            // Announced already: a message a waiting session held, stored offline when its
+            // resumption window ended.
+            return;
         };
         let summary = Summary {
             message_count: count,
@@ -396,7 +441,7 @@ impl SessionHook for Push {
             }
             SessionEvent::Bound | SessionEvent::Resumed => {
                 session.ext.remove::<Detached>();
-                self.counts.remove(&session.jid.to_bare());
+                self.since.remove(&session.jid.to_bare());
             }
             _ => {}
         }

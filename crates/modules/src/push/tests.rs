@@ -131,3 +131,19 @@ fn errors_map_to_stanza_conditions() {
         assert_eq!(StanzaError::from(error).condition, condition);
     }
 }
+
+#[test]
+fn a_message_counted_already_is_not_counted_again() {
+    let mut announced = Announced::default();
+    assert_eq!(announced.count(1), Some(1));
+    assert_eq!(announced.count(2), Some(2));
+    assert_eq!(announced.count(1), None, "the same message again");
+    for key in 3..(3 + RECENT as u64) {
+        announced.count(key);
+    }
+    assert_eq!(
+        announced.count(1),
+        Some(3 + RECENT as u64),
+        "long forgotten"
+    );
+}
