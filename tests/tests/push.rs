@@ -379,3 +379,23 @@ async fn a_message_held_when_the_window_ends_is_not_announced_twice() -> anyhow:
     assert_eq!(expect_publish(&mut service).await?.summary.message_count, 2);
     Ok(())
 }
+
+/// §4: the account advertises push in its disco#info.
+#[tokio::test]
+async fn the_account_advertises_push() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    add_users(&server, &["alice"]).await?;
+    let mut alice = online(&server, "alice", "phone", 0).await?;
+    alice
+        .send(&format!(
+            "<iq type='get' id='info' to='{ALICE}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        ))
+        .await?;
+    let result = expect_result(&mut alice, "info", ALICE).await?;
+    let advertised = result
+        .children()
+        .flat_map(|q| q.children())
+        .any(|f| f.name() == "feature" && f.attr("var") == Some(NS_PUSH));
+    assert!(advertised, "{result}");
+    Ok(())
+}

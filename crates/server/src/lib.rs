@@ -251,8 +251,9 @@ pub async fn start_with_storage(
 }
 
 /// The stream features offered to `host`'s clients once they are authenticated: the modules'
-/// own, and the server's entity capabilities (XEP-0115 §6.3), hashed once here from the
-/// disco#info answer the registry now gives.
+/// own, the server's entity capabilities (XEP-0115 §6.3), hashed once here from the
+/// disco#info answer the registry now gives, stream management (XEP-0198) and client state
+/// indication (XEP-0352).
 fn bound_features(
     registry: &xmppd_core::Registry,
     host: &str,

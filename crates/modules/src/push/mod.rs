@@ -39,8 +39,8 @@
 //! service that never answers costs bounded memory). An answer must come from the service the
 //! publish went to. A bounce of the server's own (the service unreachable) counts as an error.
 //!
-//! **Discovery** (§4): the feature belongs to the account's disco#info, which the platform
-//! does not let modules extend yet; [`FEATURES`] names it for the disco module to list.
+//! **Discovery** (§4): [`FEATURES`] are registered as account features, which the disco
+//! module lists in the disco#info of the account's bare JID.
 
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
@@ -167,6 +167,9 @@ impl Module for Push {
         registry.offline(PRIORITY, self.clone());
         registry.session(PRIORITY, self.clone());
         registry.iq_response(PRIORITY, self);
+        for feature in FEATURES {
+            registry.account_feature(feature);
+        }
     }
 }
 
