@@ -139,11 +139,36 @@ pub struct ArchiveQuery {
     pub after_id: Option<String>,
     /// Only records appended before the record with this id.
     pub before_id: Option<String>,
+    /// Only records with one of these ids (XEP-0313 `ids`); an empty list selects nothing.
+    pub ids: Option<Vec<String>>,
+    /// Skips this many matching records (from the end with `reverse`) before applying
+    /// `limit`: RSM `<index/>` (XEP-0059 §2.4).
+    pub offset: Option<u32>,
     /// At most this many records. With `reverse`, the *last* `limit` matching records are
     /// selected; results are always returned in append order.
     pub limit: Option<u32>,
     /// Select from the end (newest first) before applying `limit`.
     pub reverse: bool,
+}
+
+/// One record of an [`ArchiveStore::append_batch`], with the archive it goes to and the
+/// archive's retention rules, applied in the same transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveAppend {
+    /// The virtual host.
+    pub host: String,
+    /// The localpart.
+    pub user: String,
+    /// The feature's store name.
+    pub store: String,
+    /// The record.
+    pub record: NewArchiveRecord,
+    /// After the insert, the oldest records beyond this many are deleted (`None`: no limit).
+    /// Trimming from the oldest end, never a quota refusal: an archive that rotates keeps no
+    /// holes (XEP-0313 §3.2).
+    pub keep_last: Option<u64>,
+    /// After the insert, records with `timestamp_us` before this are deleted (retention).
+    pub expire_before_us: Option<i64>,
 }
 
 /// Time-ordered records per `(host, user, store)`.
@@ -160,6 +185,11 @@ pub trait ArchiveStore: Send + Sync + 'static {
         record: NewArchiveRecord,
         max_records: Option<u64>,
     ) -> StorageResult<String>;
+    /// Appends every record of `batch` in one transaction (one commit, one sync for all of
+    /// them: the group commit of concurrent writers) and returns their ids in the order of
+    /// `batch`. All or nothing: on `Err` none of them is stored. Ids are allocated in batch
+    /// order, so records of one archive keep their order within the batch.
+    async fn append_batch(&self, batch: &[ArchiveAppend]) -> StorageResult<Vec<String>>;
     /// Records matching the query, in append order.
     async fn query(
         &self,
@@ -170,6 +200,15 @@ pub trait ArchiveStore: Send + Sync + 'static {
     ) -> StorageResult<Vec<ArchiveRecord>>;
     /// Number of records.
     async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
+    /// Number of records matching the query's filters (`with`, times, paging ids, `ids`);
+    /// its `limit`, `offset` and `reverse` are ignored. RSM `<count/>` and `index`.
+    async fn count_matching(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        query: &ArchiveQuery,
+    ) -> StorageResult<u64>;
     /// Deletes the records with these ids; returns how many were deleted.
     async fn delete(
         &self,

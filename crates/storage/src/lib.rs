@@ -63,6 +63,7 @@ pub mod conformance;
 mod postgres;
 mod select;
 mod sqlite;
+mod sqlite_archive;
 mod sqlite_connections;
 #[cfg(test)]
 mod tests;

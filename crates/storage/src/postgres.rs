@@ -5,6 +5,7 @@
 //! the two-`int4` key space (which does not overlap the `bigint` one sqlx's migrator uses).
 //! The lock is released by commit or rollback, also when a node dies mid-transaction.
 
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,11 +13,11 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Connection, Row};
 use xmppd_core::storage::{
-    ArchiveQuery, ArchiveRecord, ArchiveStore, KeyVal, MapStore, NewArchiveRecord, StorageError,
-    StorageResult, UserData,
+    ArchiveAppend, ArchiveQuery, ArchiveRecord, ArchiveStore, KeyVal, MapStore, NewArchiveRecord,
+    StorageError, StorageResult, UserData,
 };
 
-use crate::select::archive_select;
+use crate::select::{archive_count, archive_select, archive_trims};
 use crate::{OpenError, backend_error, count_from_db, parse_id, redact_url};
 
 /// The schema migrations for PostgreSQL, embedded at build time.
@@ -302,6 +303,27 @@ impl MapStore for PostgresStore {
     }
 }
 
+/// Takes the transaction-scoped advisory lock of one archive (see the module docs).
+async fn lock_archive(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    host: &str,
+    user: &str,
+    store: &str,
+    operation: &'static str,
+) -> StorageResult<()> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(1481461840, \
+         hashtext($1 || chr(31) || $2 || chr(31) || $3))",
+    )
+    .bind(host)
+    .bind(user)
+    .bind(store)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| backend_error(operation, e))?;
+    Ok(())
+}
+
 #[async_trait]
 impl ArchiveStore for PostgresStore {
     async fn append(
@@ -318,16 +340,7 @@ impl ArchiveStore for PostgresStore {
         // another append, and ids are allocated (and committed) in lock order, so a reader
         // never sees a smaller id appear after a larger one. Class 0x584D5050 is "XMPP";
         // hash collisions only serialise two unrelated archives.
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(1481461840, \
-             hashtext($1 || chr(31) || $2 || chr(31) || $3))",
-        )
-        .bind(host)
-        .bind(user)
-        .bind(store)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| backend_error(OP, e))?;
+        lock_archive(&mut tx, host, user, store, OP).await?;
         if let Some(max) = max_records {
             let n: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM archive WHERE host = $1 AND username = $2 AND store = $3",
@@ -361,6 +374,57 @@ impl ArchiveStore for PostgresStore {
         .map_err(|e| backend_error(OP, e))?;
         tx.commit().await.map_err(|e| backend_error(OP, e))?;
         Ok(id.to_string())
+    }
+
+    async fn append_batch(&self, batch: &[ArchiveAppend]) -> StorageResult<Vec<String>> {
+        const OP: &str = "archive.append_batch";
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| backend_error(OP, e))?;
+        // Every archive of the batch is locked first, in one global order (sorted keys), so
+        // two batches touching the same archives cannot deadlock, and ids within each archive
+        // are committed in allocation order as with `append`.
+        let archives: BTreeSet<(&str, &str, &str)> = batch
+            .iter()
+            .map(|a| (a.host.as_str(), a.user.as_str(), a.store.as_str()))
+            .collect();
+        for (host, user, store) in &archives {
+            lock_archive(&mut tx, host, user, store, OP).await?;
+        }
+        let mut ids = Vec::with_capacity(batch.len());
+        for a in batch {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(&a.host)
+            .bind(&a.user)
+            .bind(&a.store)
+            .bind(&a.record.with)
+            .bind(a.record.timestamp_us)
+            .bind(&a.record.payload)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| backend_error(OP, e))?;
+            ids.push(id.to_string());
+        }
+        // Retention, once per archive: each delete removes a prefix of the archive (every id
+        // up to a bound), so no hole is ever made.
+        let mut trimmed = BTreeSet::new();
+        for a in batch {
+            if !trimmed.insert((&a.host, &a.user, &a.store)) {
+                continue;
+            }
+            for mut trim in archive_trims(a) {
+                trim.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| backend_error(OP, e))?;
+            }
+        }
+        tx.commit().await.map_err(|e| backend_error(OP, e))?;
+        Ok(ids)
     }
 
     async fn query(
@@ -399,6 +463,25 @@ impl ArchiveStore for PostgresStore {
         .await
         .map_err(|e| backend_error("archive.count", e))?;
         count_from_db("archive.count", n)
+    }
+
+    async fn count_matching(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        query: &ArchiveQuery,
+    ) -> StorageResult<u64> {
+        const OP: &str = "archive.count_matching";
+        let Some(mut select) = archive_count::<Postgres>(host, user, store, query) else {
+            return Ok(0);
+        };
+        let n: i64 = select
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| backend_error(OP, e))?;
+        count_from_db(OP, n)
     }
 
     async fn delete(

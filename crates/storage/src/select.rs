@@ -6,7 +6,7 @@
 //! `(? IS NULL OR …)` guards) lets the planner pick the `with` or timestamp index.
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
-use xmppd_core::storage::ArchiveQuery;
+use xmppd_core::storage::{ArchiveAppend, ArchiveQuery};
 
 use crate::parse_id;
 
@@ -27,6 +27,69 @@ where
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
+    let mut qb = filtered::<DB>(
+        "SELECT id, with_jid, timestamp_us, payload FROM archive WHERE host = ",
+        host,
+        user,
+        store,
+        query,
+    )?;
+    qb.push(if query.reverse {
+        " ORDER BY id DESC"
+    } else {
+        " ORDER BY id ASC"
+    });
+    if query.limit.is_some() || query.offset.is_some() {
+        // SQLite accepts OFFSET only after a LIMIT; i64::MAX stands for "no limit" on both.
+        qb.push(" LIMIT ");
+        qb.push_bind(query.limit.map_or(i64::MAX, i64::from));
+    }
+    if let Some(offset) = query.offset {
+        qb.push(" OFFSET ");
+        qb.push_bind(i64::from(offset));
+    }
+    Some(qb)
+}
+
+/// Builds the `SELECT COUNT(*)` for
+/// [`ArchiveStore::count_matching`](xmppd_core::storage::ArchiveStore::count_matching), or
+/// `None` when nothing can match.
+pub(crate) fn archive_count<'a, DB>(
+    host: &'a str,
+    user: &'a str,
+    store: &'a str,
+    query: &'a ArchiveQuery,
+) -> Option<QueryBuilder<DB>>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    filtered::<DB>(
+        "SELECT COUNT(*) FROM archive WHERE host = ",
+        host,
+        user,
+        store,
+        query,
+    )
+}
+
+/// `head` followed by the archive's key and every filter of `query` (not its order, limit or
+/// offset).
+fn filtered<'a, DB>(
+    head: &'static str,
+    host: &'a str,
+    user: &'a str,
+    store: &'a str,
+    query: &'a ArchiveQuery,
+) -> Option<QueryBuilder<DB>>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
     let after = match &query.after_id {
         Some(id) => Some(parse_id(id)?),
         None => None,
@@ -35,10 +98,15 @@ where
         Some(id) => Some(parse_id(id)?),
         None => None,
     };
+    let ids: Option<Vec<i64>> = query
+        .ids
+        .as_ref()
+        .map(|ids| ids.iter().filter_map(|id| parse_id(id)).collect());
+    if ids.as_ref().is_some_and(Vec::is_empty) {
+        return None;
+    }
 
-    let mut qb = QueryBuilder::<DB>::new(
-        "SELECT id, with_jid, timestamp_us, payload FROM archive WHERE host = ",
-    );
+    let mut qb = QueryBuilder::<DB>::new(head);
     qb.push_bind(host);
     qb.push(" AND username = ");
     qb.push_bind(user);
@@ -56,6 +124,14 @@ where
         qb.push(" AND timestamp_us <= ");
         qb.push_bind(end);
     }
+    if let Some(ids) = ids {
+        qb.push(" AND id IN (");
+        let mut list = qb.separated(", ");
+        for id in ids {
+            list.push_bind(id);
+        }
+        qb.push(")");
+    }
     for (id, cmp) in [(after, " AND id > "), (before, " AND id < ")] {
         let Some(id) = id else { continue };
         qb.push(cmp);
@@ -71,14 +147,46 @@ where
         qb.push_bind(store);
         qb.push(")");
     }
-    qb.push(if query.reverse {
-        " ORDER BY id DESC"
-    } else {
-        " ORDER BY id ASC"
-    });
-    if let Some(limit) = query.limit {
-        qb.push(" LIMIT ");
-        qb.push_bind(i64::from(limit));
-    }
     Some(qb)
+}
+
+/// The retention deletes of one batched append, each removing a prefix of the archive (every
+/// id up to a bound, so no hole is made): records older than `expire_before_us`, then the
+/// oldest beyond `keep_last`.
+pub(crate) fn archive_trims<'a, DB>(append: &'a ArchiveAppend) -> Vec<QueryBuilder<DB>>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let archive = |qb: &mut QueryBuilder<DB>| {
+        qb.push_bind(append.host.as_str());
+        qb.push(" AND username = ");
+        qb.push_bind(append.user.as_str());
+        qb.push(" AND store = ");
+        qb.push_bind(append.store.as_str());
+    };
+    let mut trims = Vec::new();
+    if let Some(before) = append.expire_before_us {
+        let mut qb = QueryBuilder::<DB>::new("DELETE FROM archive WHERE host = ");
+        archive(&mut qb);
+        qb.push(" AND id <= (SELECT MAX(id) FROM archive WHERE host = ");
+        archive(&mut qb);
+        qb.push(" AND timestamp_us < ");
+        qb.push_bind(before);
+        qb.push(")");
+        trims.push(qb);
+    }
+    if let Some(keep) = append.keep_last {
+        let mut qb = QueryBuilder::<DB>::new("DELETE FROM archive WHERE host = ");
+        archive(&mut qb);
+        qb.push(" AND id <= (SELECT id FROM archive WHERE host = ");
+        archive(&mut qb);
+        qb.push(" ORDER BY id DESC LIMIT 1 OFFSET ");
+        qb.push_bind(i64::try_from(keep).unwrap_or(i64::MAX));
+        qb.push(")");
+        trims.push(qb);
+    }
+    trims
 }

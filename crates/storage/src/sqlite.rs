@@ -7,21 +7,16 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
 };
 use sqlx::{Connection as _, Transaction};
-use xmppd_core::storage::{
-    ArchiveQuery, ArchiveRecord, ArchiveStore, KeyVal, MapStore, NewArchiveRecord, StorageError,
-    StorageResult, UserData,
-};
+use xmppd_core::storage::{KeyVal, MapStore, StorageResult, UserData};
 
-use crate::select::archive_select;
 use crate::sqlite_connections::{
     Connections, Lent, READER_CACHE_KIB, WRITER_CACHE_KIB, note_failure, readers,
 };
-use crate::{OpenError, backend_error, count_from_db, parse_id};
+use crate::{OpenError, backend_error, count_from_db};
 
 /// The schema migrations for SQLite, embedded at build time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -143,7 +138,7 @@ impl SqliteStore {
     }
 
     /// A read connection.
-    async fn read(&self, operation: &'static str) -> StorageResult<Lent<'_>> {
+    pub(crate) async fn read(&self, operation: &'static str) -> StorageResult<Lent<'_>> {
         self.reader
             .get()
             .await
@@ -151,7 +146,7 @@ impl SqliteStore {
     }
 
     /// The write connection.
-    async fn write(&self, operation: &'static str) -> StorageResult<Lent<'_>> {
+    pub(crate) async fn write(&self, operation: &'static str) -> StorageResult<Lent<'_>> {
         self.writer
             .get()
             .await
@@ -160,7 +155,7 @@ impl SqliteStore {
 }
 
 /// Starts a write transaction that holds SQLite's write lock from its first statement.
-async fn begin_immediate<'c>(
+pub(crate) async fn begin_immediate<'c>(
     conn: &'c mut SqliteConnection,
     broken: &AtomicBool,
     operation: &'static str,
@@ -168,20 +163,6 @@ async fn begin_immediate<'c>(
     conn.begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|e| backend_error(operation, note_failure(broken, e)))
-}
-
-/// Decodes one `archive` row.
-fn archive_record(row: &SqliteRow) -> StorageResult<ArchiveRecord> {
-    let corrupt = |e: sqlx::Error| {
-        tracing::error!(error = %e, "undecodable archive row");
-        StorageError::Corrupt(format!("archive row: {e}"))
-    };
-    Ok(ArchiveRecord {
-        id: row.try_get::<i64, _>(0).map_err(corrupt)?.to_string(),
-        with: row.try_get(1).map_err(corrupt)?,
-        timestamp_us: row.try_get(2).map_err(corrupt)?,
-        payload: row.try_get(3).map_err(corrupt)?,
-    })
 }
 
 #[async_trait]
@@ -407,151 +388,6 @@ impl MapStore for SqliteStore {
             .execute(conn)
             .await
             .map_err(|e| backend_error("map.clear", note_failure(broken, e)))?;
-        Ok(done.rows_affected())
-    }
-}
-
-#[async_trait]
-impl ArchiveStore for SqliteStore {
-    async fn append(
-        &self,
-        host: &str,
-        user: &str,
-        store: &str,
-        record: NewArchiveRecord,
-        max_records: Option<u64>,
-    ) -> StorageResult<String> {
-        const OP: &str = "archive.append";
-        // BEGIN IMMEDIATE takes the write lock before the count, so no other writer (not even
-        // another process) can append between the quota check and the insert.
-        let mut lent = self.write(OP).await?;
-        let (conn, broken) = lent.parts();
-        let mut tx = begin_immediate(conn, broken, OP).await?;
-        if let Some(max) = max_records {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM archive WHERE host = ? AND username = ? AND store = ?",
-            )
-            .bind(host)
-            .bind(user)
-            .bind(store)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-            let n = count_from_db(OP, n)?;
-            if n >= max {
-                tracing::debug!(host, user, store, count = n, max, "archive quota reached");
-                return Err(StorageError::QuotaExceeded(format!(
-                    "archive {store} of {user}@{host} holds {n} of at most {max} records"
-                )));
-            }
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(host)
-        .bind(user)
-        .bind(store)
-        .bind(&record.with)
-        .bind(record.timestamp_us)
-        .bind(&record.payload)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-        tx.commit()
-            .await
-            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-        Ok(id.to_string())
-    }
-
-    async fn query(
-        &self,
-        host: &str,
-        user: &str,
-        store: &str,
-        query: &ArchiveQuery,
-    ) -> StorageResult<Vec<ArchiveRecord>> {
-        let Some(mut select) = archive_select::<Sqlite>(host, user, store, query) else {
-            return Ok(Vec::new());
-        };
-        let mut lent = self.read("archive.query").await?;
-        let (conn, broken) = lent.parts();
-        let rows = select
-            .build()
-            .fetch_all(conn)
-            .await
-            .map_err(|e| backend_error("archive.query", note_failure(broken, e)))?;
-        let mut records = rows
-            .iter()
-            .map(archive_record)
-            .collect::<StorageResult<Vec<_>>>()?;
-        if query.reverse {
-            records.reverse();
-        }
-        Ok(records)
-    }
-
-    async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
-        let mut lent = self.read("archive.count").await?;
-        let (conn, broken) = lent.parts();
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM archive WHERE host = ? AND username = ? AND store = ?",
-        )
-        .bind(host)
-        .bind(user)
-        .bind(store)
-        .fetch_one(conn)
-        .await
-        .map_err(|e| backend_error("archive.count", note_failure(broken, e)))?;
-        count_from_db("archive.count", n)
-    }
-
-    async fn delete(
-        &self,
-        host: &str,
-        user: &str,
-        store: &str,
-        ids: &[String],
-    ) -> StorageResult<u64> {
-        const OP: &str = "archive.delete";
-        let ids: Vec<i64> = ids.iter().filter_map(|id| parse_id(id)).collect();
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        // One transaction: one WAL sync for the whole batch, and all-or-nothing.
-        let mut lent = self.write(OP).await?;
-        let (conn, broken) = lent.parts();
-        let mut tx = begin_immediate(conn, broken, OP).await?;
-        let mut deleted = 0;
-        for id in ids {
-            let done = sqlx::query(
-                "DELETE FROM archive WHERE host = ? AND username = ? AND store = ? AND id = ?",
-            )
-            .bind(host)
-            .bind(user)
-            .bind(store)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-            deleted += done.rows_affected();
-        }
-        tx.commit()
-            .await
-            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-        Ok(deleted)
-    }
-
-    async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
-        let mut lent = self.write("archive.clear").await?;
-        let (conn, broken) = lent.parts();
-        let done = sqlx::query("DELETE FROM archive WHERE host = ? AND username = ? AND store = ?")
-            .bind(host)
-            .bind(user)
-            .bind(store)
-            .execute(conn)
-            .await
-            .map_err(|e| backend_error("archive.clear", note_failure(broken, e)))?;
         Ok(done.rows_affected())
     }
 }

@@ -11,10 +11,12 @@
 use xmppd_core::storage::{ArchiveQuery, NewArchiveRecord, Storage, StorageResult};
 
 mod archive;
+mod archive_batch;
 mod keyval_map;
 mod users;
 
 pub use archive::*;
+pub use archive_batch::*;
 pub use keyval_map::*;
 pub use users::*;
 
@@ -51,6 +53,13 @@ macro_rules! for_each_check {
             archive_quota,
             archive_quota_concurrent,
             archive_concurrent_appends,
+            archive_query_ids,
+            archive_query_offset,
+            archive_count_matching,
+            archive_append_batch,
+            archive_append_batch_keep_last,
+            archive_append_batch_expire,
+            archive_append_batch_concurrent,
             delete_user_wipes_all_shapes,
             binary_values,
             unicode_names,
