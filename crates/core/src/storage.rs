@@ -104,7 +104,7 @@ pub trait MapStore: Send + Sync + 'static {
 /// A record to append to an archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewArchiveRecord {
-    /// The bare JID of the other party (for filtering), may be empty.
+    /// The JID of the other party (for filtering), may be empty.
     pub with: String,
     /// Microseconds since the Unix epoch.
     pub timestamp_us: i64,
@@ -131,6 +131,9 @@ pub struct ArchiveRecord {
 pub struct ArchiveQuery {
     /// Only records whose `with` equals this.
     pub with: Option<String>,
+    /// With `with` a bare JID, also the records whose `with` is one of its full JIDs
+    /// (`with` followed by `/` and a resource): MAM's bare-JID filter (XEP-0313 §4.1.1.1).
+    pub with_resources: bool,
     /// Only records with `timestamp_us >= start_us`.
     pub start_us: Option<i64>,
     /// Only records with `timestamp_us <= end_us`.

@@ -15,6 +15,7 @@ pub mod delay;
 pub mod disco;
 pub mod error;
 pub mod forwarded;
+pub mod mam;
 pub mod ns;
 pub mod payload;
 pub mod push;

@@ -56,3 +56,5 @@ pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 pub const SM: &str = "urn:xmpp:sm:3";
 /// XEP-0352: Client State Indication.
 pub const CSI: &str = "urn:xmpp:csi:0";
+/// `urn:xmpp:mam:2` (XEP-0313).
+pub const MAM: &str = "urn:xmpp:mam:2";

@@ -26,6 +26,7 @@ where
     <DB as Database>::Arguments: Default,
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
 {
     let mut qb = filtered::<DB>(
         "SELECT id, with_jid, timestamp_us, payload FROM archive WHERE host = ",
@@ -65,6 +66,7 @@ where
     <DB as Database>::Arguments: Default,
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
 {
     filtered::<DB>(
         "SELECT COUNT(*) FROM archive WHERE host = ",
@@ -89,6 +91,7 @@ where
     <DB as Database>::Arguments: Default,
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
 {
     let after = match &query.after_id {
         Some(id) => Some(parse_id(id)?),
@@ -113,8 +116,18 @@ where
     qb.push(" AND store = ");
     qb.push_bind(store);
     if let Some(with) = &query.with {
-        qb.push(" AND with_jid = ");
+        qb.push(" AND (with_jid = ");
         qb.push_bind(with.as_str());
+        if query.with_resources {
+            // Full JIDs of `with` sort between `with/` and `with0` ('0' follows '/') in byte
+            // order, which both backends use for this column: a range the index serves.
+            qb.push(" OR (with_jid >= ");
+            qb.push_bind(format!("{with}/"));
+            qb.push(" AND with_jid < ");
+            qb.push_bind(format!("{with}0"));
+            qb.push(")");
+        }
+        qb.push(")");
     }
     if let Some(start) = query.start_us {
         qb.push(" AND timestamp_us >= ");

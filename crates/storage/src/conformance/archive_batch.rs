@@ -241,3 +241,44 @@ pub async fn archive_append_batch_concurrent(s: &Storage, ns: &str) {
         assert!(numbers.windows(2).all(|w| w[0] < w[1]), "not in id order");
     }
 }
+
+/// `with_resources` widens a bare `with` to its full JIDs, and to nothing else (not a longer
+/// domain or localpart sharing the prefix).
+pub async fn archive_query_with_resources(s: &Storage, ns: &str) {
+    let h = host(ns);
+    for (i, with) in [
+        "bob@x",
+        "bob@x/phone",
+        "bob@x.y",
+        "bob@x0",
+        "bob@x/laptop",
+        "bobby@x/a",
+        "",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let payload = format!("m{i}");
+        ok(
+            s.archive
+                .append(&h, "alice", "mam", rec(with, 1, payload.as_bytes()), None)
+                .await,
+            "append",
+        );
+    }
+    let q = |with: &str, with_resources| ArchiveQuery {
+        with: Some(with.to_owned()),
+        with_resources,
+        ..ArchiveQuery::default()
+    };
+    assert_eq!(payloads(s, &h, q("bob@x", true)).await, names([0, 1, 4]));
+    assert_eq!(payloads(s, &h, q("bob@x", false)).await, names([0]));
+    assert_eq!(payloads(s, &h, q("bob@x/phone", false)).await, names([1]));
+    let n = ok(
+        s.archive
+            .count_matching(&h, "alice", "mam", &q("bob@x", true))
+            .await,
+        "count_matching",
+    );
+    assert_eq!(n, 3);
+}

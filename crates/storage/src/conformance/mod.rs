@@ -60,6 +60,7 @@ macro_rules! for_each_check {
             archive_append_batch_keep_last,
             archive_append_batch_expire,
             archive_append_batch_concurrent,
+            archive_query_with_resources,
             delete_user_wipes_all_shapes,
             binary_values,
             unicode_names,
