@@ -28,7 +28,7 @@ use xmppd_core::{IqTarget, IqType, KindMask, Module, Registry, Router, StripedLo
 use xmppd_proto::{Stanza, StanzaKind, ns};
 use xmppd_xml::Element;
 
-pub use offline::OfflineMessages;
+pub use offline::{OfflineMessages, parse_stored};
 pub use store::RosterStore;
 
 /// `urn:xmpp:features:pre-approval` (RFC 6121 §3.4).

@@ -67,7 +67,7 @@ fn chat_state_only(el: &Element) -> bool {
     has_state
 }
 
-pub(crate) use xmppd_proto::stanza::parse_stored;
+pub use xmppd_proto::stanza::parse_stored;
 
 impl OfflineMessages {
     /// Over the archive shape, keeping at most `quota` messages per user.

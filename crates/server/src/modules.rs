@@ -7,8 +7,8 @@ use xmppd_core::{
 };
 use xmppd_im::Im;
 use xmppd_modules::{
-    Blocking, BlockingSettings, Carbons, Disco, LastActivity, Ping, Push, PushSettings, Time,
-    Version, VersionSettings,
+    Blocking, BlockingSettings, Carbons, Disco, LastActivity, Mam, MamSettings, Ping, Push,
+    PushSettings, Time, Version, VersionSettings,
 };
 
 use crate::Config;
@@ -48,6 +48,11 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
     })?;
     b.module("push", |s: PushSettings, ctx| {
         Ok(Push::new(&ctx.storage(&[xmppd_modules::push::STORE])?, s))
+    })?;
+    // XEP-0313, after "im" so that hooks of equal priority never depend on the order.
+    b.module("mam", |s: MamSettings, ctx| {
+        let stores = [xmppd_modules::mam::STORE, xmppd_modules::mam::PREFS_STORE];
+        Mam::new(&ctx.storage(&stores)?, s)
     })?;
     Ok(())
 }

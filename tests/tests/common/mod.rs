@@ -6,6 +6,7 @@
 pub mod component;
 pub mod echo;
 pub mod federation;
+pub mod mam;
 
 use std::time::Duration;
 

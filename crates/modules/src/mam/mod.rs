@@ -1,0 +1,390 @@
+//! XEP-0313: Message Archive Management, for one-to-one messages (`urn:xmpp:mam:2` and
+//! `urn:xmpp:mam:2#extended`), with the preferences of XEP-0441.
+//!
+//! # What is archived, where
+//!
+//! Every account has one archive, the Archive store `mam` under its own name. A message is
+//! archived twice when both ends are local, once per account (§3: "outgoing" for the sender,
+//! "incoming" for the recipient):
+//!
+//! - **the sender's copy** by an [`OutboundHook`], when a client session sends it, before it
+//!   is routed;
+//! - **the recipient's copy** by an [`InboundHook`], when it reaches an existing local
+//!   account (from a local session, another server or a component), before delivery or
+//!   offline storage.
+//!
+//! Which messages (§8.1.1, `rules.rs`): type `normal` or `chat` (or an unknown type, which
+//! RFC 6121 §5.2.2 treats as `normal`) that carry a `<body/>`, an end-to-end encrypted
+//! payload, or the XEP-0334 `<store/>` hint; never errors, headlines or groupchat messages
+//! (a MUC room keeps its own archive; the `include-groupchat` field is therefore not
+//! supported), never a message with `<no-store/>` or `<no-permanent-store/>` (XEP-0334 §4).
+//! A message to the user's own account is archived once, on its inbound side. The user's
+//! preferences decide last (XEP-0441 §2: the `never` list wins over `always`, then the
+//! default; `roster` reads the IM module's roster).
+//!
+//! # Stanza IDs (XEP-0359, §3.3 of XEP-0313)
+//!
+//! The inbound hook first removes **every** `<stanza-id/>` whose `by` is the recipient's bare
+//! JID, whatever else it carries, from every message to the account (XEP-0359 §3 rule 2: a
+//! sender could forge one to make the recipient believe a message is archived, or to point at
+//! another one). When it archives the message it adds its own `<stanza-id by='user@host'
+//! id='ARCHIVE-ID'/>`, the id of the recipient's copy; the sender's `<origin-id/>` and other
+//! entities' stanza-ids stay. The sender's copy gets no stanza-id on the wire: it goes to a
+//! contact who may not query the sender's archive (§3.3).
+//!
+//! # Acknowledged means committed
+//!
+//! A hook returns only once its archive write is committed, so whatever counts the stanza as
+//! handled afterwards (stream management's `h`, the router's delivery) only counts what is
+//! durable. Writes go through one writer task per module (`writer.rs`) that collects the
+//! appends of concurrent hooks and commits them in one transaction
+//! ([`xmppd_core::storage::ArchiveStore::append_batch`]): a group commit, one sync for many
+//! messages. When a commit fails the message is **not routed** and its sender gets
+//! `internal-server-error` (a bounce through the router): the sender learns the message was
+//! not taken, and nobody receives a message that is missing from the archives. If the
+//! recipient's write fails after the sender's succeeded, the sender's archive holds a message
+//! that was bounced, which the bounce makes visible to the sender.
+//!
+//! # Queries (`query.rs`)
+//!
+//! Only the account itself may query its archive (iq to its bare JID or without `to`;
+//! anyone else: `forbidden`, §9.1). Results are queued straight to the requesting session,
+//! then the iq result with `<fin/>` follows on the same queue, so the order holds. A page is
+//! at most `max_page` results (a larger RSM `max` is clamped, §4.2), and no more than the
+//! session's queue has room for: a page that would overflow the queue is shortened and
+//! reported incomplete, rather than ending the session as a slow consumer.
+//!
+//! # Limits
+//!
+//! Per user, at most `max_messages` are kept and, with `retention_days`, only that many days;
+//! both trim the oldest end of the archive in the transaction that appends (§3.2: no holes).
+//! An idle archive is trimmed at its next append; until then queries skip what is expired.
+//! The archive is removed with the account (the storage's `delete_user` covers every store).
+
+mod prefs;
+mod query;
+mod rules;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use jid::{BareJid, Jid};
+use serde::Deserialize;
+use tracing::warn;
+use xmppd_core::router::client_bytes;
+use xmppd_core::storage::{ArchiveAppend, NewArchiveRecord, Storage};
+use xmppd_core::{
+    Flow, InboundHook, IqTarget, IqType, KindMask, Module, ModuleError, OutboundHook, Registry,
+    Router, SessionRef,
+};
+use xmppd_proto::mam::{DefaultPolicy, EXTENDED};
+use xmppd_proto::stanza_id::StanzaId;
+use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
+
+use prefs::PrefsStore;
+use writer::Writer;
+
+/// The Archive store of the messages.
+pub const STORE: &str = "mam";
+/// The KeyVal store of the preferences.
+pub const PREFS_STORE: &str = "mam_prefs";
+
+/// The disco#info features of an account's bare JID (§7). The registry has no account
+/// features yet; whoever answers disco#info on bare JIDs lists these.
+pub const FEATURES: &[&str] = &[ns::MAM, EXTENDED];
+
+/// Hook priority: after blocking (100; a blocked message is not archived, §8.1) and before
+/// the modules that copy or deliver a message (carbons, IM at 0), so that copies carry the
+/// stanza-id and nothing is copied that could not be archived.
+const PRIORITY: i32 = 50;
+
+/// `[modules.mam]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MamSettings {
+    /// The preference of a user who set none: `always`, `never` or `roster` (default
+    /// `always`).
+    pub default: DefaultSetting,
+    /// Most results in one page (default 100); a larger RSM `max` is clamped to it.
+    pub max_page: usize,
+    /// Most messages kept per user, the oldest removed first (default 100000; 0: no limit).
+    pub max_messages: u64,
+    /// Days a message is kept (default 0: no limit).
+    pub retention_days: u32,
+    /// Most appends committed in one transaction (default 256).
+    pub max_batch: usize,
+}
+
+impl Default for MamSettings {
+    fn default() -> Self {
+        MamSettings {
+            default: DefaultSetting::Always,
+            max_page: 100,
+            max_messages: 100_000,
+            retention_days: 0,
+            max_batch: 256,
+        }
+    }
+}
+
+/// The `default` setting, as written in the configuration.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultSetting {
+    /// Archive every message.
+    Always,
+    /// Archive nothing until the user asks.
+    Never,
+    /// Archive messages with roster contacts.
+    Roster,
+}
+
+impl From<DefaultSetting> for DefaultPolicy {
+    fn from(s: DefaultSetting) -> Self {
+        match s {
+            DefaultSetting::Always => DefaultPolicy::Always,
+            DefaultSetting::Never => DefaultPolicy::Never,
+            DefaultSetting::Roster => DefaultPolicy::Roster,
+        }
+    }
+}
+
+impl MamSettings {
+    /// Checks the values serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_page == 0 {
+            return Err("max_page must be at least 1".into());
+        }
+        if self.max_batch == 0 {
+            return Err("max_batch must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Records appended before this (µs since the epoch) are expired, if retention is on.
+    fn expire_before_us(&self, now_us: i64) -> Option<i64> {
+        (self.retention_days > 0)
+            .then(|| now_us.saturating_sub(i64::from(self.retention_days) * 86_400_000_000))
+    }
+}
+
+/// Why a message could not be archived.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The store refused or failed the commit.
+    #[error(transparent)]
+    Storage(#[from] xmppd_core::storage::StorageError),
+    /// The writer task is gone (shutdown).
+    #[error("the archive writer has stopped")]
+    WriterGone,
+}
+
+/// The archive module.
+pub struct Mam {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Mam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mam")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the hooks and handlers share.
+pub(crate) struct Inner {
+    settings: MamSettings,
+    storage: Storage,
+    prefs: PrefsStore,
+    writer: Writer,
+}
+
+impl Mam {
+    /// The module over `storage` (claimed as [`STORE`] and [`PREFS_STORE`]). Starts the
+    /// writer task, so it must be called inside the tokio runtime.
+    pub fn new(storage: &Storage, settings: MamSettings) -> Result<Self, ModuleError> {
+        settings
+            .validate()
+            .map_err(|message| ModuleError::Invalid {
+                module: "mam".into(),
+                message,
+            })?;
+        let writer = Writer::spawn(storage.archive.clone(), settings.max_batch).map_err(|e| {
+            ModuleError::Invalid {
+                module: "mam".into(),
+                message: e,
+            }
+        })?;
+        Ok(Mam {
+            inner: Arc::new(Inner {
+                prefs: PrefsStore::new(storage, settings.default.into()),
+                settings,
+                storage: storage.clone(),
+                writer,
+            }),
+        })
+    }
+}
+
+impl Module for Mam {
+    fn register(self: Arc<Self>, registry: &mut Registry) {
+        let inner = &self.inner;
+        registry.outbound(PRIORITY, KindMask::MESSAGE, inner.clone());
+        registry.inbound(PRIORITY, KindMask::MESSAGE, inner.clone());
+        let query = Arc::new(query::QueryHandler(inner.clone()));
+        registry.iq(
+            IqTarget::Account,
+            IqType::Set,
+            ns::MAM,
+            "query",
+            query.clone(),
+        );
+        registry.iq(
+            IqTarget::Account,
+            IqType::Get,
+            ns::MAM,
+            "query",
+            query.clone(),
+        );
+        registry.iq(IqTarget::Account, IqType::Get, ns::MAM, "metadata", query);
+        let prefs = Arc::new(prefs::PrefsHandler(inner.clone()));
+        registry.iq(
+            IqTarget::Account,
+            IqType::Get,
+            ns::MAM,
+            "prefs",
+            prefs.clone(),
+        );
+        registry.iq(IqTarget::Account, IqType::Set, ns::MAM, "prefs", prefs);
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The time of a record.
+fn time_of(us: i64) -> SystemTime {
+    match u64::try_from(us) {
+        Ok(us) => UNIX_EPOCH + Duration::from_micros(us),
+        Err(_) => UNIX_EPOCH,
+    }
+}
+
+/// `(host, user)` of an account.
+fn owner(account: &BareJid) -> (&str, &str) {
+    (
+        account.domain().as_str(),
+        account.node().map_or("", |n| n.as_str()),
+    )
+}
+
+/// The error a sender sees when its message could not be archived.
+fn not_archived() -> StanzaError {
+    StanzaError::new(DefinedCondition::InternalServerError)
+        .with_text("the message could not be archived; it was not sent")
+}
+
+impl Inner {
+    /// Commits `stanza` to `account`'s archive as exchanged with `peer`; the archive id.
+    async fn archive(
+        &self,
+        account: &BareJid,
+        peer: &Jid,
+        stanza: &Stanza,
+    ) -> Result<String, ArchiveError> {
+        let (host, user) = owner(account);
+        let now = now_us();
+        let max = self.settings.max_messages;
+        let append = ArchiveAppend {
+            host: host.to_owned(),
+            user: user.to_owned(),
+            store: STORE.to_owned(),
+            record: NewArchiveRecord {
+                with: peer.as_str().to_owned(),
+                timestamp_us: now,
+                payload: client_bytes(stanza).to_vec(),
+            },
+            keep_last: (max > 0).then_some(max),
+            expire_before_us: self.settings.expire_before_us(now),
+        };
+        self.writer.append(append).await
+    }
+
+    /// Whether the user's preferences let a message with `peer` be archived.
+    async fn wanted(&self, account: &BareJid, peer: &Jid) -> bool {
+        match self.prefs.allows(account, peer).await {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                // Unreadable preferences fall back to the server's default: failing closed
+                // would lose history the user expects, failing open could archive what the
+                // user excluded; the server's configured default is the operator's choice.
+                warn!(%account, error = %e, "archive preferences unreadable; using the default");
+                self.settings.default != DefaultSetting::Never
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl OutboundHook for Inner {
+    async fn outbound(&self, _router: &Router, session: SessionRef<'_>, stanza: Stanza) -> Flow {
+        if stanza.kind() != StanzaKind::Message || !rules::archivable(stanza.element()) {
+            return Flow::Continue(stanza);
+        }
+        let account = session.jid.to_bare();
+        let Some(peer) = stanza.to() else {
+            // To the user's own account: archived once, by the inbound hook.
+            return Flow::Continue(stanza);
+        };
+        if peer.to_bare() == account || !self.wanted(&account, peer).await {
+            return Flow::Continue(stanza);
+        }
+        match self.archive(&account, peer, &stanza).await {
+            Ok(_) => Flow::Continue(stanza),
+            Err(e) => {
+                warn!(%account, error = %e, "outgoing message not archived; bounced");
+                Flow::bounce(&stanza, &not_archived())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl InboundHook for Inner {
+    async fn inbound(&self, _router: &Router, stanza: Stanza, account: &BareJid) -> Flow {
+        if stanza.kind() != StanzaKind::Message {
+            return Flow::Continue(stanza);
+        }
+        let archive_jid = Jid::from(account.clone());
+        let mut stanza = rules::without_stanza_ids_by(stanza, &archive_jid);
+        if !rules::archivable(stanza.element()) {
+            return Flow::Continue(stanza);
+        }
+        let Some(peer) = stanza.from().cloned() else {
+            return Flow::Continue(stanza);
+        };
+        if !self.wanted(account, &peer).await {
+            return Flow::Continue(stanza);
+        }
+        match self.archive(account, &peer, &stanza).await {
+            Ok(id) => {
+                stanza = rules::with_child(stanza, StanzaId::new(id, archive_jid).to_element());
+                Flow::Continue(stanza)
+            }
+            Err(e) => {
+                warn!(%account, error = %e, "incoming message not archived; bounced");
+                Flow::bounce(&stanza, &not_archived())
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The group commit of archive appends.
+//!
+//! Every hook that archives a message hands its append to one writer task and waits for the
+//! commit of the batch it lands in. The task takes the first pending append, then everything
+//! else already queued (up to `max_batch`), and commits them in one transaction
+//! ([`ArchiveStore::append_batch`]); while it commits, new appends queue up and form the next
+//! batch. Under load a commit (one fsync on SQLite) thus serves many messages; alone, a
+//! message waits for exactly one commit, as it would have without the task.
+//!
+//! A batch that fails is retried one append at a time, so one record the backend refuses
+//! fails only its own message; when the backend itself is down each retry fails too, and
+//! every waiting hook gets the error. Nothing is acknowledged that is not committed.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+use xmppd_core::storage::{ArchiveAppend, ArchiveStore, StorageError, StorageResult};
+
+use super::ArchiveError;
+
+/// Appends waiting for the writer, at most; a hook beyond that waits for room.
+const QUEUE: usize = 4096;
+
+/// One append and who waits for its commit.
+struct Job {
+    append: ArchiveAppend,
+    done: oneshot::Sender<StorageResult<String>>,
+}
+
+/// The handle hooks append through.
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task over `archive` (inside the tokio runtime). The task ends when
+    /// the handle is dropped, after committing what was queued.
+    pub(crate) fn spawn(archive: Arc<dyn ArchiveStore>, max_batch: usize) -> Result<Self, String> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| format!("the archive writer needs the runtime: {e}"))?;
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        runtime.spawn(run(rx, archive, max_batch.max(1)));
+        Ok(Writer { jobs })
+    }
+
+    /// Appends a record; returns its id once the transaction holding it is committed.
+    pub(crate) async fn append(&self, append: ArchiveAppend) -> Result<String, ArchiveError> {
+        let (done, committed) = oneshot::channel();
+        self.jobs
+            .send(Job { append, done })
+            .await
+            .map_err(|_| ArchiveError::WriterGone)?;
+        match committed.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ArchiveError::WriterGone),
+        }
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Job>, archive: Arc<dyn ArchiveStore>, max_batch: usize) {
+    let mut jobs = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut jobs, max_batch).await > 0 {
+        commit(&*archive, std::mem::take(&mut jobs)).await;
+    }
+}
+
+/// Commits one batch and tells each waiting hook its result.
+async fn commit(archive: &dyn ArchiveStore, jobs: Vec<Job>) {
+    let (appends, waiting): (Vec<ArchiveAppend>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.append, j.done)).unzip();
+    let result = archive.append_batch(&appends).await;
+    match result {
+        Ok(ids) if ids.len() == appends.len() => {
+            for (done, id) in waiting.into_iter().zip(ids) {
+                // A hook that stopped waiting (its session ended) needs no answer.
+                let _ = done.send(Ok(id));
+            }
+        }
+        Ok(ids) => {
+            let e = StorageError::Corrupt(format!(
+                "a batch of {} appends returned {} ids",
+                appends.len(),
+                ids.len()
+            ));
+            warn!(error = %e, "archive batch");
+            for done in waiting {
+                let _ = done.send(Err(StorageError::Corrupt(e.to_string())));
+            }
+        }
+        Err(e) if appends.len() == 1 => {
+            if let Some(done) = waiting.into_iter().next() {
+                let _ = done.send(Err(e));
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, n = appends.len(), "archive batch failed; retrying one by one");
+            for (append, done) in appends.into_iter().zip(waiting) {
+                let one = archive
+                    .append_batch(std::slice::from_ref(&append))
+                    .await
+                    .and_then(|mut ids| {
+                        ids.pop()
+                            .ok_or_else(|| StorageError::Corrupt("no id returned".into()))
+                    });
+                let _ = done.send(one);
+            }
+        }
+    }
+}
