@@ -108,3 +108,149 @@ async fn commit(archive: &dyn ArchiveStore, jobs: Vec<Job>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use xmppd_core::storage::{ArchiveQuery, ArchiveRecord, NewArchiveRecord};
+
+    use super::*;
+
+    /// Records the batches it is given; fails a batch holding a payload `bad`, and every batch
+    /// while `down`.
+    #[derive(Default)]
+    struct Recorder {
+        batches: Mutex<Vec<usize>>,
+        down: std::sync::atomic::AtomicBool,
+        next: std::sync::atomic::AtomicU64,
+    }
+
+    #[async_trait]
+    impl ArchiveStore for Recorder {
+        async fn append(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: NewArchiveRecord,
+            _: Option<u64>,
+        ) -> StorageResult<String> {
+            Err(StorageError::Backend("not used".into()))
+        }
+        async fn append_batch(&self, batch: &[ArchiveAppend]) -> StorageResult<Vec<String>> {
+            // Let concurrent appends queue up behind this commit.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.batches.lock().expect("lock").push(batch.len());
+            if self.down.load(std::sync::atomic::Ordering::SeqCst)
+                || batch.iter().any(|a| a.record.payload == b"bad")
+            {
+                return Err(StorageError::Backend("refused".into()));
+            }
+            Ok(batch
+                .iter()
+                .map(|_| {
+                    let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    (n + 1).to_string()
+                })
+                .collect())
+        }
+        async fn query(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: &ArchiveQuery,
+        ) -> StorageResult<Vec<ArchiveRecord>> {
+            Ok(Vec::new())
+        }
+        async fn count(&self, _: &str, _: &str, _: &str) -> StorageResult<u64> {
+            Ok(0)
+        }
+        async fn count_matching(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: &ArchiveQuery,
+        ) -> StorageResult<u64> {
+            Ok(0)
+        }
+        async fn delete(&self, _: &str, _: &str, _: &str, _: &[String]) -> StorageResult<u64> {
+            Ok(0)
+        }
+        async fn clear(&self, _: &str, _: &str, _: &str) -> StorageResult<u64> {
+            Ok(0)
+        }
+    }
+
+    fn job(payload: &[u8]) -> ArchiveAppend {
+        ArchiveAppend {
+            host: "h".into(),
+            user: "u".into(),
+            store: "mam".into(),
+            record: NewArchiveRecord {
+                with: String::new(),
+                timestamp_us: 0,
+                payload: payload.to_vec(),
+            },
+            keep_last: None,
+            expire_before_us: None,
+        }
+    }
+
+    /// Runs `payloads` as concurrent appends; their results in order.
+    async fn concurrently(
+        writer: &Arc<Writer>,
+        payloads: &[&'static [u8]],
+    ) -> Vec<Result<String, ArchiveError>> {
+        let mut tasks = Vec::new();
+        for p in payloads {
+            let (w, p) = (writer.clone(), *p);
+            tasks.push(tokio::spawn(async move { w.append(job(p)).await }));
+        }
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.expect("task"));
+        }
+        results
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_share_commits_and_each_gets_its_id() {
+        let store = Arc::new(Recorder::default());
+        let writer = Arc::new(Writer::spawn(store.clone(), 64).expect("runtime"));
+        let results = concurrently(&writer, &[&b"a"[..]; 40]).await;
+        let ids: std::collections::BTreeSet<String> =
+            results.into_iter().map(|r| r.expect("committed")).collect();
+        assert_eq!(ids.len(), 40);
+        let batches = store.batches.lock().expect("lock").clone();
+        assert_eq!(batches.iter().sum::<usize>(), 40);
+        assert!(batches.len() < 40, "no batching happened: {batches:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_record_fails_alone_and_an_outage_fails_everyone() {
+        let store = Arc::new(Recorder::default());
+        let writer = Arc::new(Writer::spawn(store.clone(), 64).expect("runtime"));
+        // Let the first commit start, so that the next three land in one batch.
+        let one: [&'static [u8]; 1] = [b"a"];
+        let first = concurrently(&writer, &one);
+        let (first, rest) = tokio::join!(first, async {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            concurrently(&writer, &[&b"b"[..], b"bad", b"c"]).await
+        });
+        assert!(first[0].is_ok());
+        let ok: Vec<bool> = rest.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, false, true]);
+
+        store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let failed = concurrently(&writer, &[&b"d"[..], b"e"]).await;
+        assert!(
+            failed
+                .iter()
+                .all(|r| matches!(r, Err(ArchiveError::Storage(_))))
+        );
+    }
+}
