@@ -267,3 +267,23 @@ async fn the_oldest_messages_give_way_beyond_the_per_user_limit() -> anyhow::Res
     assert_eq!(answer.count(), Some(5));
     Ok(())
 }
+
+#[test]
+fn a_zero_page_or_a_misspelt_setting_names_its_line() {
+    for (text, needle) in [
+        (
+            "[modules.mam]\ndefault = \"always\"\nmax_page = 0\n",
+            "nonzero",
+        ),
+        ("[modules.mam]\nretention = 3\n", "retention"),
+        ("[modules.mam]\ndefault = \"sometimes\"\n", "sometimes"),
+    ] {
+        let err = xmppd::config::Config::parse(text, std::path::Path::new("xmppd.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(needle), "{err}");
+        assert!(err.contains("[modules.mam]"), "{err}");
+        assert!(err.contains("line"), "{err}");
+    }
+}

@@ -69,6 +69,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -110,24 +111,25 @@ pub struct MamSettings {
     /// The preference of a user who set none: `always`, `never` or `roster` (default
     /// `always`).
     pub default: DefaultSetting,
-    /// Most results in one page (default 100); a larger RSM `max` is clamped to it.
-    pub max_page: usize,
+    /// Most results in one page (default 100); a larger RSM `max` is clamped to it. Zero is
+    /// refused while the configuration is read, with its line.
+    pub max_page: NonZeroUsize,
     /// Most messages kept per user, the oldest removed first (default 100000; 0: no limit).
     pub max_messages: u64,
     /// Days a message is kept (default 0: no limit).
     pub retention_days: u32,
     /// Most appends committed in one transaction (default 256).
-    pub max_batch: usize,
+    pub max_batch: NonZeroUsize,
 }
 
 impl Default for MamSettings {
     fn default() -> Self {
         MamSettings {
             default: DefaultSetting::Always,
-            max_page: 100,
+            max_page: NonZeroUsize::new(100).unwrap_or(NonZeroUsize::MIN),
             max_messages: 100_000,
             retention_days: 0,
-            max_batch: 256,
+            max_batch: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
         }
     }
 }
@@ -155,17 +157,6 @@ impl From<DefaultSetting> for DefaultPolicy {
 }
 
 impl MamSettings {
-    /// Checks the values serde cannot.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.max_page == 0 {
-            return Err("max_page must be at least 1".into());
-        }
-        if self.max_batch == 0 {
-            return Err("max_batch must be at least 1".into());
-        }
-        Ok(())
-    }
-
     /// Records appended before this (µs since the epoch) are expired, if retention is on.
     fn expire_before_us(&self, now_us: i64) -> Option<i64> {
         (self.retention_days > 0)
@@ -209,18 +200,13 @@ impl Mam {
     /// The module over `storage` (claimed as [`STORE`] and [`PREFS_STORE`]). Starts the
     /// writer task, so it must be called inside the tokio runtime.
     pub fn new(storage: &Storage, settings: MamSettings) -> Result<Self, ModuleError> {
-        settings
-            .validate()
-            .map_err(|message| ModuleError::Invalid {
-                module: "mam".into(),
-                message,
+        let writer =
+            Writer::spawn(storage.archive.clone(), settings.max_batch.get()).map_err(|e| {
+                ModuleError::Invalid {
+                    module: "mam".into(),
+                    message: e,
+                }
             })?;
-        let writer = Writer::spawn(storage.archive.clone(), settings.max_batch).map_err(|e| {
-            ModuleError::Invalid {
-                module: "mam".into(),
-                message: e,
-            }
-        })?;
         Ok(Mam {
             inner: Arc::new(Inner {
                 prefs: PrefsStore::new(storage, settings.default.into()),

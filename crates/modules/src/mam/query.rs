@@ -331,8 +331,8 @@ impl Inner {
         let (host, node) = owner(user);
         let archive = &self.storage.archive;
         let count = archive.count_matching(host, node, STORE, &base).await?;
-        let wanted = set.max.unwrap_or(self.settings.max_page);
-        let max = wanted.min(self.settings.max_page);
+        let max_page = self.settings.max_page.get();
+        let max = set.max.unwrap_or(max_page).min(max_page);
         if max == 0 {
             // RSM §2.6: only the count.
             let fin = Fin {

@@ -161,8 +161,7 @@ fn errors_map_to_stanza_conditions() {
 #[test]
 fn settings_have_defaults_and_refuse_unknown_keys_and_zero_pages() {
     let s: MamSettings = toml::from_str("").expect("empty");
-    assert_eq!(s.max_page, 100);
-    assert!(s.validate().is_ok());
+    assert_eq!(s.max_page.get(), 100);
     let s: MamSettings = toml::from_str(
         "default = \"roster\"\nmax_page = 20\nretention_days = 30\nmax_messages = 0",
     )
@@ -171,6 +170,6 @@ fn settings_have_defaults_and_refuse_unknown_keys_and_zero_pages() {
     assert_eq!(s.expire_before_us(30 * 86_400_000_000 + 5), Some(5));
     assert!(toml::from_str::<MamSettings>("max_pages = 3").is_err());
     assert!(toml::from_str::<MamSettings>("default = \"sometimes\"").is_err());
-    let zero: MamSettings = toml::from_str("max_page = 0").expect("parses");
-    assert!(zero.validate().is_err());
+    assert!(toml::from_str::<MamSettings>("max_page = 0").is_err());
+    assert!(toml::from_str::<MamSettings>("max_batch = 0").is_err());
 }
