@@ -51,7 +51,11 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
     })?;
     // XEP-0313, after "im" so that hooks of equal priority never depend on the order.
     b.module("mam", |s: MamSettings, ctx| {
-        let stores = [xmppd_modules::mam::STORE, xmppd_modules::mam::PREFS_STORE];
+        let stores = [
+            xmppd_modules::mam::STORE,
+            xmppd_modules::mam::PREFS_STORE,
+            xmppd_modules::mam::KEY_STORE,
+        ];
         Mam::new(&ctx.storage(&stores)?, s)
     })?;
     Ok(())

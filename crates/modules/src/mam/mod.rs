@@ -28,7 +28,7 @@
 //! JID, whatever else it carries, from every message to the account (XEP-0359 §3 rule 2: a
 //! sender could forge one to make the recipient believe a message is archived, or to point at
 //! another one). When it archives the message it adds its own `<stanza-id by='user@host'
-//! id='ARCHIVE-ID'/>`, the id of the recipient's copy; the sender's `<origin-id/>` and other
+//! id='ARCHIVE-ID'/>`, the public id of the recipient's copy (`ids.rs`: unpredictable, §3); the sender's `<origin-id/>` and other
 //! entities' stanza-ids stay. The sender's copy gets no stanza-id on the wire: it goes to a
 //! contact who may not query the sender's archive (§3.3).
 //!
@@ -61,6 +61,7 @@
 //! An idle archive is trimmed at its next append; until then queries skip what is expired.
 //! The archive is removed with the account (the storage's `delete_user` covers every store).
 
+mod ids;
 mod prefs;
 mod query;
 mod rules;
@@ -87,6 +88,8 @@ use xmppd_proto::mam::{DefaultPolicy, EXTENDED};
 use xmppd_proto::stanza_id::StanzaId;
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 
+use ids::IdKeys;
+pub use ids::KEY_STORE;
 use prefs::PrefsStore;
 use writer::Writer;
 
@@ -194,10 +197,13 @@ pub(crate) struct Inner {
     storage: Storage,
     prefs: PrefsStore,
     writer: Writer,
+    /// The hosts' keys for the public archive ids.
+    ids: IdKeys,
 }
 
 impl Mam {
-    /// The module over `storage` (claimed as [`STORE`] and [`PREFS_STORE`]). Starts the
+    /// The module over `storage` (claimed as [`STORE`], [`PREFS_STORE`] and [`KEY_STORE`]).
+    /// Starts the
     /// writer task, so it must be called inside the tokio runtime.
     pub fn new(storage: &Storage, settings: MamSettings) -> Result<Self, ModuleError> {
         let writer =
@@ -213,6 +219,7 @@ impl Mam {
                 settings,
                 storage: storage.clone(),
                 writer,
+                ids: IdKeys::new(storage.keyval.clone()),
             }),
         })
     }
@@ -362,7 +369,15 @@ impl InboundHook for Inner {
         if !self.wanted(account, &peer).await {
             return Flow::Continue(stanza);
         }
-        match self.archive(account, &peer, &stanza).await {
+        // The key first: a message archived under an id nobody can be told would be lost.
+        let archived = match self.ids.cipher(account.domain().as_str()).await {
+            Ok(cipher) => self
+                .archive(account, &peer, &stanza)
+                .await
+                .map(|id| cipher.encode(&id)),
+            Err(e) => Err(e.into()),
+        };
+        match archived {
             Ok(id) => {
                 stanza = rules::with_child(stanza, StanzaId::new(id, archive_jid).to_element());
                 Flow::Continue(stanza)

@@ -162,7 +162,7 @@ pub(crate) fn parse_form(form: Option<&DataForm>) -> Result<Filter, QueryError> 
     Ok(filter)
 }
 
-/// Numeric order of archive ids (the store hands out increasing decimals); others sort
+/// Numeric order of store ids (increasing decimals by the storage contract); others sort
 /// first, which cannot happen once an id is known to exist.
 fn id_key(id: &str) -> (u64, &str) {
     (id.parse().unwrap_or(0), id)
@@ -298,10 +298,24 @@ impl Inner {
         query: &Query,
         room: usize,
     ) -> Result<Page, QueryError> {
-        let filter = parse_form(query.form.as_ref())?;
-        let set = query.set.clone().unwrap_or_default();
+        let mut filter = parse_form(query.form.as_ref())?;
+        let mut set = query.set.clone().unwrap_or_default();
+        // Public ids to store ids; one this server never handed out is not in the archive.
+        let cipher = self.ids.cipher(user.domain().as_str()).await?;
+        let decode = |id: &String| {
+            cipher
+                .decode(id)
+                .ok_or_else(|| QueryError::NotFound(id.clone()))
+        };
+        filter.before_id = filter.before_id.as_ref().map(decode).transpose()?;
+        filter.after_id = filter.after_id.as_ref().map(decode).transpose()?;
+        filter.ids = match &filter.ids {
+            Some(ids) => Some(ids.iter().map(decode).collect::<Result<_, _>>()?),
+            None => None,
+        };
+        set.after = set.after.as_ref().map(decode).transpose()?;
         let rsm_before = match &set.before {
-            Some(Before::Item(id)) => Some(id.clone()),
+            Some(Before::Item(id)) => Some(decode(id)?),
             _ => None,
         };
         let mut referenced: BTreeSet<&str> = BTreeSet::new();
@@ -385,9 +399,9 @@ impl Inner {
             }
         };
         let set = SetResult {
-            first: records.first().map(|r| r.id.clone()),
+            first: records.first().map(|r| cipher.encode(&r.id)),
             first_index,
-            last: records.last().map(|r| r.id.clone()),
+            last: records.last().map(|r| cipher.encode(&r.id)),
             count: Some(count_usize(count)),
         };
         if query.flip_page {
@@ -396,7 +410,10 @@ impl Inner {
         let queryid = query.queryid.as_deref();
         let results = records
             .into_iter()
-            .map(|r| to_result(user, queryid, r))
+            .map(|mut r| {
+                r.id = cipher.encode(&r.id);
+                to_result(user, queryid, r)
+            })
             .collect();
         Ok(Page {
             results,
@@ -416,8 +433,9 @@ impl Inner {
         let archive = &self.storage.archive;
         let first = archive.query(host, node, STORE, &end(false)).await?;
         let last = archive.query(host, node, STORE, &end(true)).await?;
+        let cipher = self.ids.cipher(user.domain().as_str()).await?;
         let bound = |r: &ArchiveRecord| Bound {
-            id: r.id.clone(),
+            id: cipher.encode(&r.id),
             timestamp: time_of(r.timestamp_us),
         };
         Ok(Metadata {
