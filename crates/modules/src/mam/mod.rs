@@ -68,6 +68,8 @@ mod rules;
 mod writer;
 
 #[cfg(test)]
+mod test_store;
+#[cfg(test)]
 mod tests;
 
 use std::num::NonZeroUsize;
@@ -358,7 +360,18 @@ impl InboundHook for Inner {
         if stanza.kind() != StanzaKind::Message {
             return Flow::Continue(stanza);
         }
+        self.receive(stanza, account).await
+    }
+}
+
+impl Inner {
+    /// The recipient's side of a message to `account`: forged stanza-ids out, the archive
+    /// copy committed, the archive's stanza-id in.
+    pub(crate) async fn receive(&self, stanza: Stanza, account: &BareJid) -> Flow {
         let archive_jid = Jid::from(account.clone());
+        if self.already_archived(account, &archive_jid, &stanza).await {
+            return Flow::Continue(stanza);
+        }
         let mut stanza = rules::without_stanza_ids_by(stanza, &archive_jid);
         if !rules::archivable(stanza.element()) {
             return Flow::Continue(stanza);
@@ -387,5 +400,43 @@ impl InboundHook for Inner {
                 Flow::bounce(&stanza, &not_archived())
             }
         }
+    }
+
+    /// Whether `stanza` is a message this hook already archived and stamped, routed again
+    /// (a session that ended with it unwritten hands it back to the router): it carries
+    /// exactly one stanza-id by the account, naming a record of the account's archive whose
+    /// stored message is this one without that stanza-id. §8.1.1 stores a message once per
+    /// archive. A sender cannot pass a forgery through here: it would need the id of its own
+    /// message in the recipient's archive, and then it would only keep it from being stored
+    /// twice.
+    async fn already_archived(&self, account: &BareJid, by: &Jid, stanza: &Stanza) -> bool {
+        let mut claimed = stanza
+            .element()
+            .children()
+            .filter(|c| c.is("stanza-id", ns::SID))
+            .filter_map(|c| StanzaId::try_from(c).ok())
+            .filter(|s| s.by == *by);
+        let (Some(claim), None) = (claimed.next(), claimed.next()) else {
+            return false;
+        };
+        let Ok(cipher) = self.ids.cipher(account.domain().as_str()).await else {
+            return false;
+        };
+        let Some(store_id) = cipher.decode(&claim.id) else {
+            return false;
+        };
+        let (host, user) = owner(account);
+        let probe = xmppd_core::storage::ArchiveQuery {
+            ids: Some(vec![store_id]),
+            ..Default::default()
+        };
+        let Ok(records) = self.storage.archive.query(host, user, STORE, &probe).await else {
+            return false;
+        };
+        let Some(record) = records.first() else {
+            return false;
+        };
+        let without = rules::without_stanza_ids_by(stanza.clone(), by);
+        record.payload == client_bytes(&without).as_ref()
     }
 }

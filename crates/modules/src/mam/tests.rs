@@ -173,3 +173,112 @@ fn settings_have_defaults_and_refuse_unknown_keys_and_zero_pages() {
     assert!(toml::from_str::<MamSettings>("max_page = 0").is_err());
     assert!(toml::from_str::<MamSettings>("max_batch = 0").is_err());
 }
+
+/// The module over a fresh SQLite store (the directory must outlive it).
+async fn module(
+    archive: Option<std::sync::Arc<dyn xmppd_core::storage::ArchiveStore>>,
+) -> (tempfile::TempDir, super::Mam) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = xmppd_storage::StorageConfig::Sqlite {
+        path: dir.path().join("mam.db"),
+    };
+    let mut storage = xmppd_storage::open(&config).await.expect("storage");
+    if let Some(archive) = archive {
+        storage.archive = archive;
+    }
+    let mam = super::Mam::new(&storage, MamSettings::default()).expect("module");
+    (dir, mam)
+}
+
+fn incoming(xml: &str) -> Stanza {
+    Stanza::parse(element(xml), ns::CLIENT).expect("stanza")
+}
+
+fn continued(flow: xmppd_core::Flow) -> Stanza {
+    match flow {
+        xmppd_core::Flow::Continue(s) => s,
+        other => panic!("expected the message to go on, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_rerouted_message_is_not_archived_twice_and_a_reused_id_is_no_pass() {
+    let (_dir, mam) = module(None).await;
+    let alice = jid::BareJid::new("alice@localhost").expect("jid");
+    let by = Jid::from(alice.clone());
+    let count = || async {
+        mam.inner
+            .storage
+            .archive
+            .count("localhost", "alice", super::STORE)
+            .await
+            .expect("count")
+    };
+    let first = continued(
+        mam.inner
+            .receive(
+                incoming(
+                    "<message from='eve@evil.example/x' to='alice@localhost' type='chat'>\
+                     <body>hi</body>\
+                     <stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='f1'/>\
+                     <stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='f2'/></message>",
+                ),
+                &alice,
+            )
+            .await,
+    );
+    let ids: Vec<_> = first
+        .element()
+        .children()
+        .filter(|c| c.is("stanza-id", ns::SID))
+        .filter_map(|c| c.attr("id").map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert!(ids[0] != "f1" && ids[0] != "f2");
+    assert_eq!(count().await, 1);
+
+    // Routed again (its session died before writing it): passed on unchanged, not stored.
+    let again = continued(mam.inner.receive(first.clone(), &alice).await);
+    assert_eq!(again.element(), first.element());
+    assert_eq!(count().await, 1);
+
+    // The same id on another message: removed, and the message archived under a new id.
+    let reused = format!(
+        "<message from='eve@evil.example/x' to='alice@localhost' type='chat'><body>other</body>\
+         <stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='{}'/></message>",
+        ids[0]
+    );
+    let stamped = continued(mam.inner.receive(incoming(&reused), &alice).await);
+    let new_id = xmppd_proto::stanza_id::StanzaId::find_by(stamped.element(), &by).expect("id");
+    assert_ne!(new_id.id, ids[0]);
+    assert_eq!(count().await, 2);
+}
+
+#[tokio::test]
+async fn a_failed_commit_bounces_the_message_to_its_sender() {
+    let (_dir, mam) = module(Some(std::sync::Arc::new(
+        super::test_store::Recorder::down(),
+    )))
+    .await;
+    let alice = jid::BareJid::new("alice@localhost").expect("jid");
+    let flow = mam
+        .inner
+        .receive(
+            incoming(
+                "<message from='bob@localhost/phone' to='alice@localhost' id='m1' type='chat'>\
+                 <body>hi</body></message>",
+            ),
+            &alice,
+        )
+        .await;
+    let xmppd_core::Flow::Stop(Some(bounce)) = flow else {
+        panic!("expected a bounce, got {flow:?}");
+    };
+    assert_eq!(bounce.to().map(Jid::as_str), Some("bob@localhost/phone"));
+    assert_eq!(bounce.type_attr(), Some("error"));
+    let error = bounce.element().child("error", ns::CLIENT).expect("error");
+    assert_eq!(
+        StanzaError::from_element(error).condition,
+        DefinedCondition::InternalServerError
+    );
+}

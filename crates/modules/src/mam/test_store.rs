@@ -1,0 +1,86 @@
+//! An archive store for unit tests: counts the batches it is given, refuses a batch holding
+//! the payload `bad`, and every write while `down`.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use xmppd_core::storage::{
+    ArchiveAppend, ArchiveQuery, ArchiveRecord, ArchiveStore, NewArchiveRecord, StorageError,
+    StorageResult,
+};
+
+/// Records the batches it is given; fails a batch holding a payload `bad`, and every batch
+/// while `down`.
+#[derive(Default)]
+pub(crate) struct Recorder {
+    pub(crate) batches: Mutex<Vec<usize>>,
+    pub(crate) down: std::sync::atomic::AtomicBool,
+    next: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait]
+impl ArchiveStore for Recorder {
+    async fn append(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: NewArchiveRecord,
+        _: Option<u64>,
+    ) -> StorageResult<String> {
+        Err(StorageError::Backend("not used".into()))
+    }
+    async fn append_batch(&self, batch: &[ArchiveAppend]) -> StorageResult<Vec<String>> {
+        // Let concurrent appends queue up behind this commit.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.batches.lock().expect("lock").push(batch.len());
+        if self.down.load(std::sync::atomic::Ordering::SeqCst)
+            || batch.iter().any(|a| a.record.payload == b"bad")
+        {
+            return Err(StorageError::Backend("refused".into()));
+        }
+        Ok(batch
+            .iter()
+            .map(|_| {
+                let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (n + 1).to_string()
+            })
+            .collect())
+    }
+    async fn query(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &ArchiveQuery,
+    ) -> StorageResult<Vec<ArchiveRecord>> {
+        Ok(Vec::new())
+    }
+    async fn count(&self, _: &str, _: &str, _: &str) -> StorageResult<u64> {
+        Ok(0)
+    }
+    async fn count_matching(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &ArchiveQuery,
+    ) -> StorageResult<u64> {
+        Ok(0)
+    }
+    async fn delete(&self, _: &str, _: &str, _: &str, _: &[String]) -> StorageResult<u64> {
+        Ok(0)
+    }
+    async fn clear(&self, _: &str, _: &str, _: &str) -> StorageResult<u64> {
+        Ok(0)
+    }
+}
+
+impl Recorder {
+    /// A store whose every write fails.
+    pub(crate) fn down() -> Self {
+        let r = Recorder::default();
+        r.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        r
+    }
+}
