@@ -280,6 +280,12 @@ async fn bad_queries_get_the_errors_of_the_spec() -> anyhow::Result<()> {
         let got = query_raw(&mut alice, &format!("e{i}"), q).await?;
         assert_eq!(got.err().as_deref(), Some(condition), "case {i}");
     }
+    // Her own bare JID as `to` is the same as none (§3.1).
+    let own = Q {
+        to: Some("alice@localhost"),
+        ..Q::default()
+    };
+    assert_eq!(query(&mut alice, "own", own).await?.bodies(), ["x"]);
     // Another user's metadata and preferences are not for Alice either.
     for payload in [
         "<metadata xmlns='urn:xmpp:mam:2'/>",
