@@ -66,6 +66,23 @@ async fn messages_queued_for_a_dead_session_are_rerouted_or_bounced() -> anyhow:
         }
     }
 
+    // Alice's session handles her stanzas in order, each committed to the archives before the
+    // next: the answer to a ping sent last means every message has been routed (and every
+    // bounce queued to her) however slow the disk is.
+    alice
+        .send("<iq type='get' id='barrier'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await?;
+    loop {
+        match alice.next_event_within(Duration::from_secs(120)).await? {
+            Some(StreamEvent::Stanza(el)) if el.attr("id") == Some("barrier") => break,
+            Some(StreamEvent::Stanza(el)) if el.attr("type") == Some("error") => {
+                bounced.extend(el.attr("id").map(str::to_owned));
+            }
+            Some(_) => {}
+            None => anyhow::bail!("no answer to the ping after the flood"),
+        }
+    }
+
     // The slow session must be gone (kicked, then its writes time out).
     let gone = jid::FullJid::new("bob@localhost/a")?;
     for _ in 0..100 {
