@@ -222,6 +222,11 @@ pub trait ArchiveStore: Send + Sync + 'static {
     ) -> StorageResult<u64>;
     /// Deletes every record of the archive; returns how many were deleted.
     async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
+    /// Deletes at most `limit` records of `store`, in every host's and user's archive, whose
+    /// `timestamp_us` is before `before_us`, oldest first; returns how many were deleted
+    /// (fewer than `limit`: nothing older is left). Retention sweeps call it in rounds, so
+    /// that no transaction holds the write lock for long.
+    async fn expire(&self, store: &str, before_us: i64, limit: u32) -> StorageResult<u64>;
 }
 
 /// Removes everything a user owns across all stores and shapes (account deletion).

@@ -520,6 +520,20 @@ impl ArchiveStore for PostgresStore {
                 .map_err(|e| backend_error("archive.clear", e))?;
         Ok(done.rows_affected())
     }
+
+    async fn expire(&self, store: &str, before_us: i64, limit: u32) -> StorageResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM archive WHERE id IN (SELECT id FROM archive \
+             WHERE store = $1 AND timestamp_us < $2 ORDER BY timestamp_us LIMIT $3)",
+        )
+        .bind(store)
+        .bind(before_us)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend_error("archive.expire", e))?;
+        Ok(done.rows_affected())
+    }
 }
 
 #[async_trait]

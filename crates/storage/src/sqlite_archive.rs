@@ -240,4 +240,21 @@ impl ArchiveStore for SqliteStore {
             .map_err(|e| backend_error("archive.clear", note_failure(broken, e)))?;
         Ok(done.rows_affected())
     }
+
+    async fn expire(&self, store: &str, before_us: i64, limit: u32) -> StorageResult<u64> {
+        const OP: &str = "archive.expire";
+        let mut lent = self.write(OP).await?;
+        let (conn, broken) = lent.parts();
+        let done = sqlx::query(
+            "DELETE FROM archive WHERE id IN (SELECT id FROM archive \
+             WHERE store = ? AND timestamp_us < ? ORDER BY timestamp_us LIMIT ?)",
+        )
+        .bind(store)
+        .bind(before_us)
+        .bind(i64::from(limit))
+        .execute(conn)
+        .await
+        .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+        Ok(done.rows_affected())
+    }
 }

@@ -58,13 +58,14 @@
 //!
 //! Per user, at most `max_messages` are kept and, with `retention_days`, only that many days;
 //! both trim the oldest end of the archive in the transaction that appends (§3.2: no holes).
-//! An idle archive is trimmed at its next append; until then queries skip what is expired.
+//! An idle archive is swept hourly (`sweep.rs`); until then queries skip what is expired.
 //! The archive is removed with the account (the storage's `delete_user` covers every store).
 
 mod ids;
 mod prefs;
 mod query;
 mod rules;
+mod sweep;
 mod writer;
 
 #[cfg(test)]
@@ -215,15 +216,19 @@ impl Mam {
                     message: e,
                 }
             })?;
-        Ok(Mam {
-            inner: Arc::new(Inner {
-                prefs: PrefsStore::new(storage, settings.default.into()),
-                settings,
-                storage: storage.clone(),
-                writer,
-                ids: IdKeys::new(storage.keyval.clone()),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            prefs: PrefsStore::new(storage, settings.default.into()),
+            settings,
+            storage: storage.clone(),
+            writer,
+            ids: IdKeys::new(storage.keyval.clone()),
+        });
+        if inner.settings.retention_days > 0
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            sweep::spawn(Arc::downgrade(&inner), &runtime);
+        }
+        Ok(Mam { inner })
     }
 }
 

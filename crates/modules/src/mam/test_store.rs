@@ -74,6 +74,9 @@ impl ArchiveStore for Recorder {
     async fn clear(&self, _: &str, _: &str, _: &str) -> StorageResult<u64> {
         Ok(0)
     }
+    async fn expire(&self, _: &str, _: i64, _: u32) -> StorageResult<u64> {
+        Ok(0)
+    }
 }
 
 impl Recorder {

@@ -186,7 +186,11 @@ async fn module(
     if let Some(archive) = archive {
         storage.archive = archive;
     }
-    let mam = super::Mam::new(&storage, MamSettings::default()).expect("module");
+    let settings = MamSettings {
+        retention_days: 1,
+        ..MamSettings::default()
+    };
+    let mam = super::Mam::new(&storage, settings).expect("module");
     (dir, mam)
 }
 
@@ -281,4 +285,36 @@ async fn a_failed_commit_bounces_the_message_to_its_sender() {
         StanzaError::from_element(error).condition,
         DefinedCondition::InternalServerError
     );
+}
+
+#[tokio::test]
+async fn the_sweep_removes_what_is_past_retention_in_idle_archives() {
+    let (_dir, mam) = module(None).await;
+    let archive = &mam.inner.storage.archive;
+    let now = super::now_us();
+    let day = 86_400_000_000;
+    for (user, t) in [
+        ("alice", now - 2 * day),
+        ("alice", now),
+        ("bob", now - 3 * day),
+    ] {
+        let record = xmppd_core::storage::NewArchiveRecord {
+            with: String::new(),
+            timestamp_us: t,
+            payload: b"<message/>".to_vec(),
+        };
+        archive
+            .append("localhost", user, super::STORE, record, None)
+            .await
+            .expect("append");
+    }
+    let before = mam
+        .inner
+        .settings
+        .expire_before_us(now)
+        .expect("retention is on");
+    super::sweep::sweep(&mam.inner, before).await;
+    let count = |user| archive.count("localhost", user, super::STORE);
+    assert_eq!(count("alice").await.expect("count"), 1);
+    assert_eq!(count("bob").await.expect("count"), 0);
 }

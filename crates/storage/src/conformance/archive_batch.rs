@@ -282,3 +282,41 @@ pub async fn archive_query_with_resources(s: &Storage, ns: &str) {
     );
     assert_eq!(n, 3);
 }
+
+/// `expire` removes the records of one store older than the bound across hosts and users,
+/// at most `limit` per call, and nothing of other stores.
+pub async fn archive_expire(s: &Storage, ns: &str) {
+    let (h, o) = (host(ns), other_host(ns));
+    // This check shares the store name with none other: the sweep spans every host.
+    let store = format!("expire-{ns}");
+    for (hh, user) in [(&h, "alice"), (&h, "bob"), (&o, "alice")] {
+        for t in [10, 20, 30] {
+            ok(
+                s.archive
+                    .append(hh, user, &store, rec("", t, b"x"), None)
+                    .await,
+                "append",
+            );
+        }
+    }
+    ok(
+        s.archive
+            .append(&h, "alice", "mam", rec("", 1, b"y"), None)
+            .await,
+        "append",
+    );
+    assert_eq!(ok(s.archive.expire(&store, 25, 4).await, "expire"), 4);
+    assert_eq!(ok(s.archive.expire(&store, 25, 4).await, "expire"), 2);
+    assert_eq!(ok(s.archive.expire(&store, 25, 4).await, "expire"), 0);
+    for (hh, user) in [(&h, "alice"), (&h, "bob"), (&o, "alice")] {
+        let left = ok(
+            s.archive
+                .query(hh, user, &store, &ArchiveQuery::default())
+                .await,
+            "query",
+        );
+        let times: Vec<i64> = left.iter().map(|r| r.timestamp_us).collect();
+        assert_eq!(times, [30], "{hh} {user}");
+    }
+    assert_eq!(ok(s.archive.count(&h, "alice", "mam").await, "count"), 1);
+}

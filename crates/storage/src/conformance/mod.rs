@@ -61,6 +61,7 @@ macro_rules! for_each_check {
             archive_append_batch_expire,
             archive_append_batch_concurrent,
             archive_query_with_resources,
+            archive_expire,
             delete_user_wipes_all_shapes,
             binary_values,
             unicode_names,
