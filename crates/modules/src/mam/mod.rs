@@ -28,9 +28,12 @@
 //! JID, whatever else it carries, from every message to the account (XEP-0359 §3 rule 2: a
 //! sender could forge one to make the recipient believe a message is archived, or to point at
 //! another one). When it archives the message it adds its own `<stanza-id by='user@host'
-//! id='ARCHIVE-ID'/>`, the public id of the recipient's copy (`ids.rs`: unpredictable, §3); the sender's `<origin-id/>` and other
-//! entities' stanza-ids stay. The sender's copy gets no stanza-id on the wire: it goes to a
-//! contact who may not query the sender's archive (§3.3).
+//! id='ARCHIVE-ID'/>`, the public id of the recipient's copy (`ids.rs`: unpredictable, §3);
+//! the sender's `<origin-id/>` and other entities' stanza-ids stay. The sender's copy gets no
+//! stanza-id on the wire: it goes to a contact who may not query the sender's archive (§3.3).
+//! A message the router hands to the hook a second time (its session died before writing
+//! it) still carries that stanza-id, which names a record holding this very message: it
+//! passes unchanged and is not archived again (§8.1.1: once per archive).
 //!
 //! # Acknowledged means committed
 //!
