@@ -377,3 +377,28 @@ async fn the_archive_outlives_the_server() -> anyhow::Result<()> {
     assert_eq!(answer.bodies(), ["durable"]);
     Ok(())
 }
+
+/// §7: the account advertises the archive and its extensions in its disco#info.
+#[tokio::test]
+async fn the_account_advertises_its_archive() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    add_users(&server, &["alice"]).await?;
+    let mut alice = online(&server, "alice", "phone", 0).await?;
+    alice
+        .send(
+            "<iq type='get' id='info' to='alice@localhost'>\
+             <query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+        )
+        .await?;
+    let result = expect_result(&mut alice, "info", "alice@localhost").await?;
+    let features: Vec<&str> = result
+        .children()
+        .flat_map(|q| q.children())
+        .filter(|f| f.name() == "feature")
+        .filter_map(|f| f.attr("var"))
+        .collect();
+    for wanted in ["urn:xmpp:mam:2", "urn:xmpp:mam:2#extended"] {
+        assert!(features.contains(&wanted), "{wanted} in {features:?}");
+    }
+    Ok(())
+}

@@ -104,8 +104,8 @@ pub const STORE: &str = "mam";
 /// The KeyVal store of the preferences.
 pub const PREFS_STORE: &str = "mam_prefs";
 
-/// The disco#info features of an account's bare JID (§7). The registry has no account
-/// features yet; whoever answers disco#info on bare JIDs lists these.
+/// The disco#info features of an account's bare JID (§7), registered as account features
+/// (the disco module lists them).
 pub const FEATURES: &[&str] = &[ns::MAM, EXTENDED];
 
 /// Hook priority: after blocking (100; a blocked message is not archived, §8.1) and before
@@ -238,6 +238,9 @@ impl Mam {
 impl Module for Mam {
     fn register(self: Arc<Self>, registry: &mut Registry) {
         let inner = &self.inner;
+        for feature in FEATURES {
+            registry.account_feature(feature);
+        }
         registry.outbound(PRIORITY, KindMask::MESSAGE, inner.clone());
         registry.inbound(PRIORITY, KindMask::MESSAGE, inner.clone());
         let query = Arc::new(query::QueryHandler(inner.clone()));
