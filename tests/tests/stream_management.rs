@@ -364,3 +364,43 @@ async fn resumable_sessions_survive_a_restart_of_the_server() -> anyhow::Result<
     alice.expect_silence(SILENCE).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_session_restored_after_a_restart_keeps_carbons_and_roster_pushes() -> anyhow::Result<()>
+{
+    let server = TestServer::start().await?;
+    add_users(&server, &["alice", "bob"]).await?;
+    let mut alice = server.login("alice", &password("alice"), "phone").await?;
+    let id = enable_resume(&mut alice, None).await?;
+    alice
+        .send("<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+        .await?;
+    expect_result(&mut alice, "c", "alice@localhost").await?;
+    roster_get(&mut alice, None).await?;
+    alice.send(&format!("<a xmlns='{SM}' h='2'/>")).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let server = server.restart().await?;
+    let mut alice = server.authenticated("alice", &password("alice")).await?;
+    alice
+        .send(&format!("<resume xmlns='{SM}' previd='{id}' h='2'/>"))
+        .await?;
+    alice.expect("resumed", |e| is_sm(e, "resumed")).await?;
+    // Carbons are still on: a message to another resource is copied to the phone.
+    let mut laptop = server.login("alice", &password("alice"), "laptop").await?;
+    let mut bob = online(&server, "bob", "desk", 0).await?;
+    send_chat(&mut bob, "alice@localhost/laptop", "to-laptop").await?;
+    assert_eq!(receive_messages(&mut laptop, 1).await?, ["to-laptop"]);
+    let copy = alice.expect("a carbon", |e| e.name() == "message").await?;
+    assert!(copy.has_child("received", "urn:xmpp:carbons:2"), "{copy}");
+    // The phone still gets roster pushes.
+    laptop
+        .send(
+            "<iq type='set' id='r'><query xmlns='jabber:iq:roster'>\
+             <item jid='carol@localhost'/></query></iq>",
+        )
+        .await?;
+    let push = alice.expect("a roster push", |e| e.name() == "iq").await?;
+    assert!(push.has_child("query", "jabber:iq:roster"), "{push}");
+    Ok(())
+}

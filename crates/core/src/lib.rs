@@ -25,7 +25,7 @@ pub use extensions::Extensions;
 pub use hooks::{
     DeliveredHook, Flow, InboundHook, InboundPresenceKind, IqResponseHook, KindMask, OfflineFlow,
     OfflineHook, OutboundHook, PreRouteFilter, Priority, SessionEvent, SessionHook, SessionRef,
-    SubscriptionKind,
+    SessionStateHook, SubscriptionKind,
 };
 pub use module::{
     ConfigSource, HostModules, IqHandler, IqRequest, IqTarget, IqType, Module, ModuleCtx,

@@ -110,6 +110,7 @@ pub const STORES: &[&str] = &[
 
 impl Module for Im {
     fn register(self: Arc<Self>, registry: &mut Registry) {
+        registry.session_state(Arc::new(roster_iq::InterestSaved));
         let roster = Arc::new(roster_iq::RosterIq(self.clone()));
         registry.iq(
             IqTarget::Account,

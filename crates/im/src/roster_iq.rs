@@ -33,6 +33,23 @@ pub(crate) fn internal(e: StorageError) -> StanzaError {
 /// resource" (RFC 6121 §2.1.6), which receives roster pushes and subscription approvals.
 pub(crate) struct InterestedResource;
 
+/// Keeps a session's interest in roster pushes across a restart of the server (a resumed
+/// client does not ask for its roster again, XEP-0198 §5).
+pub(crate) struct InterestSaved;
+
+impl xmppd_core::SessionStateHook for InterestSaved {
+    fn save(&self, ext: &xmppd_core::Extensions) -> Option<serde_json::Value> {
+        ext.get::<InterestedResource>()
+            .map(|_| serde_json::Value::Bool(true))
+    }
+
+    fn restore(&self, ext: &xmppd_core::Extensions, value: &serde_json::Value) {
+        if value.as_bool() == Some(true) {
+            ext.insert(InterestedResource);
+        }
+    }
+}
+
 /// Whether the resource requested the roster.
 pub(crate) fn is_interested(resource: &ResourceInfo) -> bool {
     resource.ext().get::<InterestedResource>().is_some()

@@ -72,6 +72,7 @@ use xmppd_core::session::ResourceInfo;
 use xmppd_core::{
     DeliveredHook, Extensions, Flow, IqHandler, IqRequest, IqTarget, IqType, KindMask, Module,
     Outbound, OutboundHook, Registry, Router, SessionEvent, SessionHook, SessionRef,
+    SessionStateHook,
 };
 use xmppd_proto::carbons::{Carbon, CarbonsCommand, Direction, has_carbon, is_private};
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
@@ -152,8 +153,24 @@ impl Module for Carbons {
         registry.outbound(PRIORITY, KindMask::MESSAGE, copier.clone());
         registry.delivered(PRIORITY, copier);
         registry.session(PRIORITY, Arc::new(Closing(self.enabled.clone())));
+        registry.session_state(Arc::new(Saved(self.enabled.clone())));
         registry.server_feature(ns::CARBONS);
         registry.server_feature(ns::CARBONS_RULES);
+    }
+}
+
+/// Carbons stay enabled for a session saved across a restart (XEP-0198 resumption).
+struct Saved(Arc<EnabledCount>);
+
+impl SessionStateHook for Saved {
+    fn save(&self, ext: &Extensions) -> Option<serde_json::Value> {
+        enabled(ext).then_some(serde_json::Value::Bool(true))
+    }
+
+    fn restore(&self, ext: &Extensions, value: &serde_json::Value) {
+        if value.as_bool() == Some(true) && ext.insert(Enabled).is_none() {
+            self.0.up();
+        }
     }
 }
 

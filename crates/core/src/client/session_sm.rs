@@ -262,6 +262,7 @@ impl ClientSession {
                 xml: String::from_utf8_lossy(&crate::router::client_bytes(&stanza)).into_owned(),
             }),
             directed: self.directed.iter().map(|j| j.to_string()).collect(),
+            modules: router.registry().save_session_state(self.control.ext()),
         };
         if persist::save(router, &id, &saved).await {
             router.stream_management().forget(&id);
@@ -295,6 +296,9 @@ impl ClientSession {
                 .sessions()
                 .set_presence(&restored.jid, conn_id, Some(presence));
         }
+        router
+            .registry()
+            .restore_session_state(control.ext(), &restored.modules);
         let mut state = SmState::restored(
             restored.id.clone(),
             restored.window,

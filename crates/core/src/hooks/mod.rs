@@ -27,7 +27,7 @@ mod subscription;
 
 pub use points::{
     DeliveredHook, Flow, InboundHook, IqResponseHook, KindMask, OfflineFlow, OfflineHook,
-    OutboundHook, PreRouteFilter, SessionEvent, SessionHook, SessionRef,
+    OutboundHook, PreRouteFilter, SessionEvent, SessionHook, SessionRef, SessionStateHook,
 };
 pub use subscription::{InboundPresenceKind, SubscriptionKind};
 
@@ -106,6 +106,7 @@ pub struct Hooks {
     pub(crate) outbound: Point<dyn OutboundHook>,
     pub(crate) session: Point<dyn SessionHook>,
     pub(crate) iq_response: Point<dyn IqResponseHook>,
+    pub(crate) session_state: Point<dyn SessionStateHook>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -118,6 +119,7 @@ impl std::fmt::Debug for Hooks {
             .field("outbound", &self.outbound.order())
             .field("session", &self.session.order())
             .field("iq_response", &self.iq_response.order())
+            .field("session_state", &self.session_state.order())
             .finish()
     }
 }

@@ -167,6 +167,19 @@ pub trait IqResponseHook: Send + Sync + 'static {
     async fn iq_response(&self, router: &Router, stanza: &Stanza, to: &BareJid);
 }
 
+/// A module's state of one client session that is saved with the session when the server
+/// stops and put back when it is restored at the next start (XEP-0198 resumption across a
+/// restart): carbons enabled, interest in roster pushes. Without it a resumed client would
+/// find the server had forgotten what it asked for.
+pub trait SessionStateHook: Send + Sync + 'static {
+    /// The module's state of this session, if it has any worth keeping.
+    fn save(&self, ext: &Extensions) -> Option<serde_json::Value>;
+
+    /// Puts state that [`SessionStateHook::save`] gave back into a restored session. A value
+    /// this version cannot read is ignored (the session then starts without it).
+    fn restore(&self, ext: &Extensions, value: &serde_json::Value);
+}
+
 /// A bound client session as hooks see it.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionRef<'a> {

@@ -27,7 +27,7 @@ use xmppd_xml::Element;
 
 use crate::hooks::{
     DeliveredHook, Hooks, InboundHook, IqResponseHook, KindMask, OfflineHook, OutboundHook,
-    PreRouteFilter, Priority, SessionHook, Subscriber,
+    PreRouteFilter, Priority, SessionHook, SessionStateHook, Subscriber,
 };
 
 /// A feature of the server: declares what it adds.
@@ -382,6 +382,41 @@ impl Registry {
     pub fn iq_response(&mut self, priority: Priority, hook: Arc<dyn IqResponseHook>) {
         let sub = self.subscriber(priority, KindMask::IQ, hook);
         self.hooks.iq_response.add(sub);
+    }
+
+    /// Saves the module's state of client sessions with them across a restart (see
+    /// [`SessionStateHook`]); the module's name keys it in the saved session.
+    pub fn session_state(&mut self, hook: Arc<dyn SessionStateHook>) {
+        let sub = self.subscriber(0, KindMask::ALL, hook);
+        self.hooks.session_state.add(sub);
+    }
+
+    /// The saved state of a session's modules, by module name.
+    pub(crate) fn save_session_state(
+        &self,
+        ext: &crate::Extensions,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.hooks
+            .session_state
+            .iter()
+            .filter_map(|sub| {
+                let value = sub.hook.save(ext)?;
+                Some((self.module_name(sub.module).to_owned(), value))
+            })
+            .collect()
+    }
+
+    /// Puts saved module state back into a restored session.
+    pub(crate) fn restore_session_state(
+        &self,
+        ext: &crate::Extensions,
+        saved: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) {
+        for sub in self.hooks.session_state.iter() {
+            if let Some(value) = saved.get(self.module_name(sub.module)) {
+                sub.hook.restore(ext, value);
+            }
+        }
     }
 
     /// The modules subscribed to each hook point, in the order they run.

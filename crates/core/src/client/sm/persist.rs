@@ -43,6 +43,9 @@ pub(crate) struct SavedSession {
     /// Broadcast presence, when the session was available.
     pub(crate) presence: Option<SavedPresence>,
     pub(crate) directed: Vec<String>,
+    /// The modules' state of the session, by module name.
+    #[serde(default)]
+    pub(crate) modules: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A stanza in its `jabber:client` serialisation.
@@ -101,6 +104,7 @@ pub(crate) struct Restored {
     pub(crate) unacked: VecDeque<Outbound>,
     pub(crate) presence: Option<(i8, Arc<Stanza>)>,
     pub(crate) directed: Vec<Jid>,
+    pub(crate) modules: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl SavedSession {
@@ -130,6 +134,7 @@ impl SavedSession {
             unacked,
             presence,
             directed,
+            modules: self.modules,
         })
     }
 }
