@@ -375,7 +375,11 @@ async fn a_session_restored_after_a_restart_keeps_carbons_and_roster_pushes() ->
     alice
         .send("<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
         .await?;
-    expect_result(&mut alice, "c", "alice@localhost").await?;
+    alice
+        .expect("carbons enabled", |e| {
+            e.attr("id") == Some("c") && e.attr("type") == Some("result")
+        })
+        .await?;
     roster_get(&mut alice, None).await?;
     alice.send(&format!("<a xmlns='{SM}' h='2'/>")).await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
