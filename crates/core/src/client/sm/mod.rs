@@ -74,6 +74,10 @@ const HANDOFF_TIMEOUT: Duration = Duration::from_secs(15);
 /// Expired ids remembered for a late `<resume/>`, at most.
 const MAX_EXPIRED: usize = 10_000;
 
+/// Sessions of one account waiting to be resumed at once, at most: a client that drops its
+/// link and binds a new resource again and again cannot pile up waiting sessions.
+pub const MAX_WAITING_PER_ACCOUNT: usize = 10;
+
 /// Why a `<resume/>` cannot be honoured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResumeError {
@@ -107,6 +111,8 @@ struct ExpiredIds {
 pub struct StreamManagement {
     config: SmConfig,
     live: DashMap<Arc<str>, Live, crate::FastHasher>,
+    /// Sessions waiting to be resumed, per account.
+    waiting: DashMap<BareJid, usize, crate::FastHasher>,
     expired: Mutex<ExpiredIds>,
     tracker: TaskTracker,
     /// Where sessions are saved across a restart (the `sm` Map store, host-wide items).
@@ -134,6 +140,7 @@ impl StreamManagement {
         StreamManagement {
             config,
             live: DashMap::default(),
+            waiting: DashMap::default(),
             expired: Mutex::default(),
             tracker: TaskTracker::new(),
             store: OnceLock::new(),
@@ -229,6 +236,25 @@ impl StreamManagement {
         }
     }
 
+    /// Counts a session of `account` that starts waiting; `false` when the account has
+    /// [`MAX_WAITING_PER_ACCOUNT`] waiting already.
+    pub(crate) fn reserve_waiting(&self, account: &BareJid) -> bool {
+        let mut count = self.waiting.entry(account.clone()).or_insert(0);
+        if *count >= MAX_WAITING_PER_ACCOUNT {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// A waiting session of `account` stopped waiting.
+    pub(crate) fn release_waiting(&self, account: &BareJid) {
+        self.waiting.remove_if_mut(account, |_, count| {
+            *count = count.saturating_sub(1);
+            *count == 0
+        });
+    }
+
     /// The session `id` was saved for the next start: it is no longer resumable here.
     pub(crate) fn forget(&self, id: &Arc<str>) {
         self.live.remove(id);
@@ -293,6 +319,26 @@ mod tests {
         assert_eq!(sm.window(Some(0)), Duration::from_secs(300));
         assert_eq!(sm.window(Some(60)), Duration::from_secs(60));
         assert_eq!(sm.window(Some(u32::MAX)), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn an_account_has_a_bounded_number_of_waiting_sessions() {
+        let sm = StreamManagement::default();
+        let alice = BareJid::new("alice@x").unwrap();
+        for _ in 0..MAX_WAITING_PER_ACCOUNT {
+            assert!(sm.reserve_waiting(&alice));
+        }
+        assert!(!sm.reserve_waiting(&alice));
+        assert!(sm.reserve_waiting(&BareJid::new("bob@x").unwrap()));
+        sm.release_waiting(&alice);
+        assert!(sm.reserve_waiting(&alice));
+        for _ in 0..MAX_WAITING_PER_ACCOUNT {
+            sm.release_waiting(&alice);
+        }
+        assert!(
+            sm.waiting.get(&alice).is_none(),
+            "no entry left once none waits"
+        );
     }
 
     #[tokio::test]

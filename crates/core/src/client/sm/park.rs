@@ -22,6 +22,11 @@ use crate::router::Router;
 /// Holds `session` for at most `window` until it is resumed, expires or the server stops;
 /// returns at once after spawning the task.
 pub(crate) async fn park(router: Arc<Router>, mut session: ClientSession, window: Duration) {
+    let account = session.jid().to_bare();
+    if !router.stream_management().reserve_waiting(&account) {
+        debug!("too many sessions of the account wait already; this one ends");
+        return session.end(&router).await;
+    }
     router
         .session_event(session.as_ref(), SessionEvent::Detached)
         .await;
@@ -29,7 +34,13 @@ pub(crate) async fn park(router: Arc<Router>, mut session: ClientSession, window
     let deadline = Instant::now() + window;
     session.set_resume_deadline(deadline);
     let sm = router.stream_management().clone();
-    sm.spawn(wait(router, session, deadline).instrument(span));
+    sm.spawn(
+        async move {
+            wait(router.clone(), session, deadline).await;
+            router.stream_management().release_waiting(&account);
+        }
+        .instrument(span),
+    );
 }
 
 async fn wait(router: Arc<Router>, mut session: ClientSession, deadline: Instant) {
