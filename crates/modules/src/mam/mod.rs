@@ -300,6 +300,37 @@ fn not_archived() -> StanzaError {
         .with_text("the message could not be archived; it was not sent")
 }
 
+/// Whether this append also trims its archive to `max` messages. Finding the `max`-th newest
+/// record walks up to `max` index entries, so doing it on every append made each message cost
+/// as much as the archive was long (300 µs of server CPU per message in the bench with
+/// archives of a few thousand). One append in `max / 10` (at random, at least every one for
+/// small limits) does it: the walk costs about ten entries per message, and an archive
+/// exceeds its limit by about a tenth at most before it is trimmed back.
+fn trim_now(max: u64) -> bool {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut seed = [0u8; 8];
+            let _ = getrandom::fill(&mut seed);
+            u64::from_le_bytes(seed) | 1
+        });
+    }
+    let every = (max / 10).max(1);
+    if every == 1 {
+        return true;
+    }
+    // xorshift64: no need for more than an even spread here.
+    let draw = STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        x
+    });
+    draw % every == 0
+}
+
 impl Inner {
     /// Commits `stanza` to `account`'s archive as exchanged with `peer`; the archive id.
     async fn archive(
@@ -320,7 +351,7 @@ impl Inner {
                 timestamp_us: now,
                 payload: client_bytes(stanza).to_vec(),
             },
-            keep_last: (max > 0).then_some(max),
+            keep_last: (max > 0 && trim_now(max)).then_some(max),
             expire_before_us: self.settings.expire_before_us(now),
         };
         self.writer.append(append).await

@@ -1,6 +1,9 @@
 //! XEP-0441 preferences: stored per user, answered and changed by iq, applied to each message.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
 
 use async_trait::async_trait;
 use jid::{BareJid, Jid};
@@ -64,11 +67,21 @@ fn matches(listed: &Jid, target: &Jid) -> bool {
     }
 }
 
+/// How long a user's preferences are trusted from memory. Every archived message asks for
+/// them twice (sender and recipient): read from storage each time, that was two database
+/// reads per message. A change made on this node replaces the entry at once; one made
+/// through another node (a cluster sharing the database) is seen within this time.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Cached preferences, at most; beyond it the cache starts again empty.
+const CACHE_MAX: usize = 100_000;
+
 /// The preferences of every user, with the server's default for those who set none.
 pub(crate) struct PrefsStore {
     keyval: Arc<dyn KeyVal>,
     roster: RosterStore,
     default: DefaultPolicy,
+    cache: DashMap<BareJid, (Instant, Arc<Prefs>), xmppd_core::FastHasher>,
 }
 
 impl PrefsStore {
@@ -77,26 +90,45 @@ impl PrefsStore {
             keyval: storage.keyval.clone(),
             roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
             default,
+            cache: DashMap::default(),
         }
     }
 
     /// The user's preferences.
-    pub(crate) async fn get(&self, user: &BareJid) -> StorageResult<Prefs> {
+    pub(crate) async fn get(&self, user: &BareJid) -> StorageResult<Arc<Prefs>> {
+        if let Some(entry) = self.cache.get(user)
+            && entry.0.elapsed() < CACHE_TTL
+        {
+            return Ok(entry.1.clone());
+        }
         let (host, node) = owner(user);
-        match self.keyval.get(host, node, PREFS_STORE).await? {
-            Some(bytes) => decode(&bytes),
-            None => Ok(Prefs {
+        let prefs = Arc::new(match self.keyval.get(host, node, PREFS_STORE).await? {
+            Some(bytes) => decode(&bytes)?,
+            None => Prefs {
                 default: self.default,
                 ..Prefs::default()
-            }),
+            },
+        });
+        self.remember(user, prefs.clone());
+        Ok(prefs)
+    }
+
+    fn remember(&self, user: &BareJid, prefs: Arc<Prefs>) {
+        if self.cache.len() >= CACHE_MAX {
+            self.cache.clear();
         }
+        self.cache.insert(user.clone(), (Instant::now(), prefs));
     }
 
     async fn put(&self, user: &BareJid, prefs: &Prefs) -> StorageResult<()> {
         let (host, node) = owner(user);
-        self.keyval
+        let stored = self
+            .keyval
             .put(host, node, PREFS_STORE, &encode(prefs)?)
-            .await
+            .await;
+        // Whatever the write did, the next read goes to storage.
+        self.cache.remove(user);
+        stored
     }
 
     /// Whether a message between `user` and `peer` is archived (XEP-0441 §2.2, §3): `never`

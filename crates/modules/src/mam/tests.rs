@@ -318,3 +318,17 @@ async fn the_sweep_removes_what_is_past_retention_in_idle_archives() {
     assert_eq!(count("alice").await.expect("count"), 1);
     assert_eq!(count("bob").await.expect("count"), 0);
 }
+
+#[test]
+fn small_limits_trim_on_every_append_and_large_ones_now_and_then() {
+    for _ in 0..100 {
+        assert!(super::trim_now(5));
+        assert!(super::trim_now(19));
+    }
+    let trims = (0..1_000_000).filter(|_| super::trim_now(100_000)).count();
+    // One in 10,000 on average: 100 expected.
+    assert!(
+        (30..=300).contains(&trims),
+        "{trims} trims in a million appends"
+    );
+}
