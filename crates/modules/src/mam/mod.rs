@@ -328,7 +328,7 @@ fn trim_now(max: u64) -> bool {
         state.set(x);
         x
     });
-    draw % every == 0
+    draw.is_multiple_of(every)
 }
 
 impl Inner {
