@@ -7,7 +7,20 @@ import json
 import statistics
 import sys
 
-SERVERS = ["xmppd", "baseline", "ejabberd", "prosody", "relay"]
+SERVERS = ["xmppd", "baseline", "ejabberd", "prosody", "relay", "xmppd-sm-mam", "xmppd-sm", "ejabberd-sm-mam"]
+
+# Ratio columns (numerator, denominator, heading); a column is shown when both servers ran.
+# The first three are shown whenever xmppd ran, as before the stream management variants existed.
+RATIOS = [
+    ("xmppd", "ejabberd", "xmppd/ejabberd"),
+    ("xmppd", "prosody", "xmppd/Prosody"),
+    ("xmppd", "relay", "xmppd/relay"),
+    ("xmppd", "baseline", "xmppd/baseline"),
+    ("xmppd-sm-mam", "xmppd-sm", "archive on/off (xmppd-sm-mam/xmppd-sm)"),
+    ("xmppd-sm-mam", "ejabberd-sm-mam", "xmppd-sm-mam/ejabberd-sm-mam"),
+    ("xmppd-sm-mam", "xmppd", "xmppd-sm-mam/xmppd"),
+]
+ALWAYS = 3
 
 
 def load(path):
@@ -81,18 +94,19 @@ def print_median_round_ratio(rows, present, other="relay"):
     spread = f"{min(ratios):.2f}x-{max(ratios):.2f}x"
     figure = f"{statistics.median(ratios):.2f}x (rounds {spread})"
     cells = ["" for _ in present]
-    baseline = "baseline" in present
-    ratio_cells = ["", "", figure] if other == "relay" else ["", "", ""]
-    if baseline:
-        ratio_cells.append(figure if other == "baseline" else "")
+    ratio_cells = [figure if (a, b) == ("xmppd", other) else "" for a, b, _ in ratio_columns(present)]
     print("| " + " | ".join([label] + cells + ratio_cells) + " |")
+
+
+def ratio_columns(present):
+    return [r for i, r in enumerate(RATIOS) if (i < ALWAYS and "xmppd" in present) or (r[0] in present and r[1] in present)]
 
 
 def main():
     rows = load(sys.argv[1])
     present = [s for s in SERVERS if any(s in r for r in rows.values())]
-    baseline = "baseline" in present
-    head = ["metric"] + present + ["xmppd/ejabberd", "xmppd/Prosody", "xmppd/relay"] + (["xmppd/baseline"] if baseline else [])
+    columns = ratio_columns(present)
+    head = ["metric"] + present + [h for _, _, h in columns]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for label, scen, field, digits, _ in METRICS:
@@ -106,23 +120,21 @@ def main():
                     e, a = r.get(field[0]), r.get(field[1])
                     vals[s] = None if e is None or a is None else (e / 1024, a / 1024)
                 cells = [("n/a" if vals.get(s) is None else f"{vals[s][0]:.1f} -> {vals[s][1]:.1f}") for s in present]
-                rat = ["", "", ""] + ([""] if baseline else [])
+                rat = ["" for _ in columns]
             else:
                 vals = {s: by.get(s, {}).get(field) for s in present}
                 cells = [fmt(vals[s], digits) for s in present]
-                x = vals.get("xmppd")
-                rat = [ratio(x, vals.get("ejabberd")), ratio(x, vals.get("prosody")), ratio(x, vals.get("relay"))]
-                if baseline:
-                    rat.append(ratio(x, vals.get("baseline")))
+                rat = [ratio(vals.get(a), vals.get(b)) for a, b, _ in columns]
             print("| " + " | ".join([label.format(n=n)] + cells + rat) + " |")
         if scen == "throughput_round" and field == "msgs_per_s":
             print_median_round_ratio(rows, present)
             if "baseline" in present:
                 print_median_round_ratio(rows, present, "baseline")
-    for label in ["throughput with MAM archiving on (msg/s)"]:
-        print("| " + " | ".join([label] + ["n/a (not run)" for _ in present] + ["", "", ""] + ([""] if baseline else [])) + " |")
     print()
-    print("Ratios are xmppd's figure divided by the other's (for costs and latency, lower is better).")
+    print("Ratios are the first server's figure divided by the second's (for costs and latency, lower is better).")
+    if any(s.endswith("-sm-mam") or s.endswith("-sm") for s in present):
+        print("`-sm`: stream management enabled on every client (`<r/>` answered, the clients' own `<r/>` too);")
+        print("`-mam`: message archiving on, archiving every message. Their idle rows are resumable sessions.")
     errs = [(k, s, r.get("error") or r.get("failed") or r.get("errors") or r.get("out_of_order")) for k, by in rows.items() for s, r in by.items()]
     errs = [e for e in errs if e[2]]
     if errs:

@@ -173,6 +173,7 @@ const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+const NS_SM: &str = "urn:xmpp:sm:3";
 
 async fn tcp(addr: SocketAddr) -> anyhow::Result<TcpStream> {
     let tcp = TcpStream::connect(addr).await.context("connect")?;
@@ -219,6 +220,18 @@ pub async fn login(target: &Target, user: &str) -> anyhow::Result<Session> {
 /// is the last thing written, so the server sends nothing in answer before this returns: the
 /// caller's byte scanner sees every stanza the presence causes.
 pub async fn login_with(target: &Target, user: &str, presence: &[u8]) -> anyhow::Result<Session> {
+    login_opts(target, user, presence, false).await
+}
+
+/// [`login_with`], and with `sm` stream management (XEP-0198) enabled after bind, resumable
+/// (`<enable resume='true'/>`, `<enabled/>` expected), before the initial presence: every
+/// stanza the server sends afterwards counts in its `h`. The relay ignores `sm`.
+pub async fn login_opts(
+    target: &Target,
+    user: &str,
+    presence: &[u8],
+    sm: bool,
+) -> anyhow::Result<Session> {
     match target.protocol {
         Protocol::Relay => {
             let mut io = tls_handshake(target, tcp(target.addr).await?).await?;
@@ -229,11 +242,16 @@ pub async fn login_with(target: &Target, user: &str, presence: &[u8]) -> anyhow:
                 jid: user.to_owned(),
             })
         }
-        Protocol::Xmpp => login_xmpp(target, user, presence).await,
+        Protocol::Xmpp => login_xmpp(target, user, presence, sm).await,
     }
 }
 
-async fn login_xmpp(target: &Target, user: &str, presence: &[u8]) -> anyhow::Result<Session> {
+async fn login_xmpp(
+    target: &Target,
+    user: &str,
+    presence: &[u8],
+    sm: bool,
+) -> anyhow::Result<Session> {
     let (mut neg, features) = connect_starttls(target).await?;
     let offers_sha1 = features
         .child("mechanisms", NS_SASL)
@@ -301,6 +319,25 @@ async fn login_xmpp(target: &Target, user: &str, presence: &[u8]) -> anyhow::Res
         neg.send(format!("<iq type='set' id='s'><session xmlns='{NS_SESSION}'/></iq>").as_bytes())
             .await?;
         neg.stanza().await?;
+    }
+    if sm {
+        if !features.has_child("sm", NS_SM) {
+            bail!("server does not offer stream management ({NS_SM})");
+        }
+        neg.send(format!("<enable xmlns='{NS_SM}' resume='true'/>").as_bytes())
+            .await?;
+        // Stanzas routed to the new resource before the server handled `<enable/>` (messages
+        // given back by an earlier session of the account) come first and count in no `h`.
+        let mut enabled = neg.stanza().await?;
+        while matches!(enabled.name(), "message" | "presence" | "iq") {
+            enabled = neg.stanza().await?;
+        }
+        if enabled.name() != "enabled" {
+            bail!(
+                "enabling stream management for {user} failed: <{}>",
+                enabled.name()
+            );
+        }
     }
     neg.send(presence).await?;
     Ok(Session { io: neg.io, jid })

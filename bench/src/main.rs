@@ -109,6 +109,13 @@ enum Command {
         latency_pairs: usize,
         #[command(flatten)]
         fanout: FanoutArgs,
+        /// Stream management (XEP-0198) on the sessions of idle, throughput and latency:
+        /// enabled after bind (resumable), the server's `<r/>` answered with `<a h/>`.
+        #[arg(long)]
+        sm: bool,
+        /// With --sm, each end also sends `<r/>` after this many messages (0: never).
+        #[arg(long, default_value_t = 0)]
+        sm_request_every: u64,
     },
 }
 
@@ -239,7 +246,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rate,
             latency_pairs,
             fanout,
+            sm,
+            sm_request_every,
         } => {
+            if sm && which.split(',').any(|s| s.trim() == "fanout") {
+                anyhow::bail!(
+                    "--sm applies to idle, throughput and latency; run fanout without it"
+                );
+            }
             // Checked before any scenario runs, but only when fan-out is asked for: its groups
             // are carved out of the --warm accounts.
             let fanout = if which.split(',').any(|s| s.trim() == "fanout") {
@@ -253,6 +267,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 prefix: t.prefix.clone(),
                 concurrency: t.concurrency,
                 epoch: Instant::now(),
+                sm: scenarios::Sm {
+                    enabled: sm,
+                    request_every: sm_request_every,
+                },
             };
             let secs = Duration::from_secs_f64(secs);
             let mut rss_empty = ctx.rss();

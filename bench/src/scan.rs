@@ -39,10 +39,43 @@ pub struct Delivery {
 }
 
 /// Finds benchmark bodies in a byte stream that arrives in arbitrary pieces.
+///
+/// With stream management ([`Scanner::with_sm`]) it also counts the stanzas received (the
+/// `<message`, `<presence` and `<iq` start tags) for the `h` of its acks, and notices the
+/// server's ack requests (`<r/>`) and its answers to ours (`<a/>`), in the sm namespace.
 #[derive(Debug, Default)]
 pub struct Scanner {
     pending: Vec<u8>,
     closed: bool,
+    sm: Option<SmCount>,
+}
+
+/// The receive side's XEP-0198 counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SmCount {
+    /// Stanzas received since `<enabled/>` (the `h` of the next ack, before wrapping).
+    pub handled: u64,
+    /// Whether an `<r/>` came in that has not been answered yet.
+    pub requested: bool,
+    /// `<r/>` received in all.
+    pub requests: u64,
+    /// `<a/>` received in all (answers to the client's own requests).
+    pub acks: u64,
+}
+
+/// The stream management namespace (XEP-0198 version 3).
+pub const NS_SM: &[u8] = b"urn:xmpp:sm:3";
+/// The client's ack request.
+pub const SM_REQUEST: &[u8] = b"<r xmlns='urn:xmpp:sm:3'/>";
+
+/// Appends an ack of `handled` stanzas (`h` wraps at 2^32, XEP-0198 §4).
+pub fn write_ack(out: &mut Vec<u8>, handled: u64) {
+    use std::io::Write as _;
+    let _ = write!(
+        out,
+        "<a xmlns='urn:xmpp:sm:3' h='{}'/>",
+        handled % (1 << 32)
+    );
 }
 
 const OPEN: &[u8] = b"<body";
@@ -55,13 +88,34 @@ impl Scanner {
         Scanner::default()
     }
 
+    /// A scanner that also keeps the stream management counters.
+    pub fn with_sm() -> Self {
+        Scanner {
+            sm: Some(SmCount::default()),
+            ..Scanner::default()
+        }
+    }
+
     /// Whether the peer closed the stream (or sent a stream error) in what was fed so far.
     pub fn closed(&self) -> bool {
         self.closed
     }
 
+    /// The stream management counters (`None` without [`Scanner::with_sm`]).
+    pub fn sm(&self) -> Option<SmCount> {
+        self.sm
+    }
+
+    /// When an `<r/>` is waiting for its answer: the stanzas handled, for the `<a h/>` that
+    /// answers it (the request counts as answered from here on).
+    pub fn take_request(&mut self) -> Option<u64> {
+        let sm = self.sm.as_mut().filter(|sm| sm.requested)?;
+        sm.requested = false;
+        Some(sm.handled)
+    }
+
     /// Feeds bytes and calls `on` for every complete benchmark body in them.
-    pub fn feed(&mut self, bytes: &[u8], mut on: impl FnMut(Delivery)) {
+    pub fn feed(&mut self, bytes: &[u8], on: impl FnMut(Delivery)) {
         let owned;
         let data: &[u8] = if self.pending.is_empty() {
             bytes
@@ -70,13 +124,24 @@ impl Scanner {
             owned = std::mem::take(&mut self.pending);
             &owned
         };
+        let keep_from = match self.sm.as_mut() {
+            None => self.bodies(data, on),
+            Some(sm) => scan_tags(data, sm, &mut self.closed, on),
+        };
+        self.pending.clear();
+        self.pending.extend_from_slice(&data[keep_from..]);
+    }
+
+    /// Without stream management: a search for bodies only. Returns where the unfinished
+    /// tail starts.
+    fn bodies(&mut self, data: &[u8], mut on: impl FnMut(Delivery)) -> usize {
         if memmem::find(data, STREAM_END).is_some()
             || memmem::find(data, b"<stream:error").is_some()
         {
             self.closed = true;
         }
         let mut pos = 0;
-        let keep_from = loop {
+        loop {
             let Some(open) = memmem::find(&data[pos..], OPEN).map(|i| pos + i) else {
                 // Keep a tail that could be the start of "<body".
                 break data.len().saturating_sub(OPEN.len() - 1).max(pos);
@@ -91,9 +156,99 @@ impl Scanner {
                 on(d);
             }
             pos = close + CLOSE.len();
+        }
+    }
+}
+
+/// Whether `rest` (the bytes after a `<`) starts with the element name `name`: `None` while
+/// too few bytes have arrived to tell.
+fn starts_name(rest: &[u8], name: &[u8]) -> Option<bool> {
+    let n = name.len();
+    if rest.len() <= n {
+        return if name.starts_with(rest) {
+            None
+        } else {
+            Some(false)
         };
-        self.pending.clear();
-        self.pending.extend_from_slice(&data[keep_from..]);
+    }
+    Some(&rest[..n] == name && is_name_end(rest[n]))
+}
+
+/// With stream management: every `<` is looked at once, by its name's first byte. Counts the
+/// stanza start tags, notices `<r/>`, `<a/>` and the end of the stream, and hands out the
+/// bodies. Returns where the unfinished tail starts.
+fn scan_tags(
+    data: &[u8],
+    sm: &mut SmCount,
+    closed: &mut bool,
+    mut on: impl FnMut(Delivery),
+) -> usize {
+    let mut pos = 0;
+    loop {
+        let Some(lt) = memchr::memchr(b'<', &data[pos..]).map(|i| pos + i) else {
+            return data.len();
+        };
+        let rest = &data[lt + 1..];
+        let name: &[u8] = match rest.first() {
+            None => return lt,
+            Some(b'b') => b"body",
+            Some(b'm') => b"message",
+            Some(b'p') => b"presence",
+            Some(b'i') => b"iq",
+            Some(b'r') => b"r",
+            Some(b'a') => b"a",
+            Some(b's') => b"stream:error",
+            Some(b'/') => b"/stream:stream",
+            Some(_) => {
+                pos = lt + 1;
+                continue;
+            }
+        };
+        match starts_name(rest, name) {
+            None => return lt,
+            Some(false) => {
+                pos = lt + 1;
+                continue;
+            }
+            Some(true) => {}
+        }
+        let name_end = lt + 1 + name.len();
+        match name {
+            b"message" | b"presence" | b"iq" => {
+                sm.handled += 1;
+                pos = name_end;
+            }
+            b"stream:error" | b"/stream:stream" => {
+                *closed = true;
+                pos = name_end;
+            }
+            _ => {
+                // body, r, a: the whole start tag is needed.
+                let Some(gt) = memchr::memchr(b'>', &data[name_end..]).map(|i| name_end + i) else {
+                    return lt;
+                };
+                if name == b"body" {
+                    let Some(close) = memmem::find(&data[gt + 1..], CLOSE).map(|i| gt + 1 + i)
+                    else {
+                        return lt;
+                    };
+                    if let Some(d) = parse_body(&data[gt + 1..close]) {
+                        on(d);
+                    }
+                    pos = close + CLOSE.len();
+                    continue;
+                }
+                if memmem::find(&data[name_end..gt], NS_SM).is_some() {
+                    if name == b"r" {
+                        sm.requested = true;
+                        sm.requests += 1;
+                    } else {
+                        sm.acks += 1;
+                    }
+                }
+                pos = gt + 1;
+            }
+        }
     }
 }
 
@@ -403,6 +558,91 @@ mod tests {
                 assert_eq!(got[2].sent_ns, 20);
             }
         }
+    }
+
+    /// A stream with stream management on, as the servers write it: ack requests in both
+    /// spellings between and after stanzas, an answer to the client's own request, a message
+    /// with an extra child (an archive's stanza id), a presence and an iq.
+    fn sm_stream() -> Vec<u8> {
+        let mut stream = b"<presence from='a@localhost/b' to='a@localhost/b'/>".to_vec();
+        for seq in 0..3 {
+            let mut m = Vec::new();
+            write_message(&mut m, "a@localhost/b", seq, seq * 10);
+            let m = String::from_utf8(m).unwrap_or_default().replace(
+                "</body>",
+                "</body><stanza-id xmlns='urn:xmpp:sid:0' by='a@localhost' id='x'/>",
+            );
+            stream.extend_from_slice(m.as_bytes());
+            stream.extend_from_slice(if seq == 1 {
+                b"<r xmlns=\"urn:xmpp:sm:3\"></r>"
+            } else {
+                SM_REQUEST
+            });
+        }
+        stream.extend_from_slice(b"<a xmlns='urn:xmpp:sm:3' h='7'/><iq type='get' id='p'>");
+        stream.extend_from_slice(b"<ping xmlns='urn:xmpp:ping'/></iq><r xmlns='urn:xmpp:sm:3'/>");
+        stream
+    }
+
+    #[test]
+    fn sm_counts_stanzas_and_requests_split_anywhere() {
+        let stream = sm_stream();
+        for split in 0..=stream.len() {
+            for second in [split, (split + 7).min(stream.len())] {
+                let mut s = Scanner::with_sm();
+                let mut seqs = Vec::new();
+                let mut answers = Vec::new();
+                for chunk in [&stream[..split], &stream[split..second], &stream[second..]] {
+                    s.feed(chunk, |d| seqs.push(d.seq));
+                    answers.extend(s.take_request());
+                }
+                assert_eq!(seqs, vec![0, 1, 2], "split at {split}/{second}");
+                let sm = s.sm().unwrap_or_default();
+                assert_eq!(sm.handled, 5, "split at {split}/{second}");
+                assert_eq!(sm.requests, 4, "split at {split}/{second}");
+                assert_eq!(sm.acks, 1, "split at {split}/{second}");
+                assert!(!sm.requested && !s.closed());
+                // Every request is answered, with at least the stanzas before it, and the
+                // last answer covers everything.
+                assert!(!answers.is_empty() && answers.len() <= 3);
+                assert_eq!(answers.last(), Some(&5), "split at {split}/{second}");
+            }
+        }
+    }
+
+    #[test]
+    fn sm_byte_by_byte_answers_each_request_with_the_count_before_it() {
+        let mut s = Scanner::with_sm();
+        let mut answers = Vec::new();
+        for b in sm_stream() {
+            s.feed(&[b], |_| {});
+            answers.extend(s.take_request());
+            assert!(s.pending.len() < 200, "{}", s.pending.len());
+        }
+        assert_eq!(answers, vec![2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn sm_names_that_only_start_like_ours_are_not_counted() {
+        let mut s = Scanner::with_sm();
+        s.feed(
+            b"<iqx/><messages/><rr xmlns='urn:xmpp:sm:3'/><r xmlns='other'/><a/><presences/>",
+            |_| {},
+        );
+        assert_eq!(s.sm(), Some(SmCount::default()));
+        s.feed(b"<stream:error><conflict/></stream:error>", |_| {});
+        assert!(s.closed());
+        let mut t = Scanner::with_sm();
+        t.feed(b"<message/></stream:stream>", |_| {});
+        assert!(t.closed());
+        assert_eq!(t.sm().map(|sm| sm.handled), Some(1));
+    }
+
+    #[test]
+    fn acks_wrap_at_2_to_the_32() {
+        let mut out = Vec::new();
+        write_ack(&mut out, (1 << 32) + 3);
+        assert_eq!(out, b"<a xmlns='urn:xmpp:sm:3' h='3'/>");
     }
 
     #[test]

@@ -30,6 +30,18 @@ pub struct Ctx {
     pub concurrency: usize,
     /// Time origin of message timestamps.
     pub epoch: Instant,
+    /// Stream management on the sessions of the idle, throughput and latency scenarios.
+    pub sm: Sm,
+}
+
+/// Stream management (XEP-0198) on the generator's sessions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sm {
+    /// Enabled after bind, resumable; every `<r/>` of the server answered with `<a h/>`
+    /// counting the stanzas received.
+    pub enabled: bool,
+    /// Each end also sends its own `<r/>` after this many messages sent (0: never).
+    pub request_every: u64,
 }
 
 /// CPU of the server and of the generator at one moment.
@@ -79,6 +91,16 @@ impl Ctx {
         range: std::ops::Range<usize>,
         presence: &'static [u8],
     ) -> (Vec<Session>, usize) {
+        self.login_many_opts(range, presence, false).await
+    }
+
+    /// [`Ctx::login_many_with`], with stream management enabled on every session when `sm`.
+    pub async fn login_many_opts(
+        &self,
+        range: std::ops::Range<usize>,
+        presence: &'static [u8],
+        sm: bool,
+    ) -> (Vec<Session>, usize) {
         let next = Arc::new(AtomicUsize::new(range.start));
         let end = range.end;
         let mut workers = Vec::new();
@@ -95,7 +117,7 @@ impl Ctx {
                         break;
                     }
                     let user = ctx.user(i);
-                    let login = client::login_with(&ctx.target, &user, presence);
+                    let login = client::login_opts(&ctx.target, &user, presence, sm);
                     match tokio::time::timeout(Duration::from_secs(60), login).await {
                         Ok(Ok(s)) => got.push((i, s)),
                         Ok(Err(e)) => {
@@ -217,9 +239,27 @@ pub async fn login(ctx: &Ctx, n: usize) -> Value {
     })
 }
 
-/// Holds `n` authenticated idle TLS sessions and reports the server's RSS per session.
+/// Holds `n` authenticated idle TLS sessions and reports the server's RSS per session. With
+/// stream management the sessions are resumable, and each acknowledges what it received at
+/// login (its presence echo) before the RSS is read, so that the server holds no
+/// unacknowledged stanza: the steady state of an idle resumable session.
 pub async fn idle(ctx: &Ctx, n: usize, rss_empty: Option<u64>) -> Value {
-    let (sessions, failed) = ctx.login_many(0..n).await;
+    let sm = ctx.sm.enabled && ctx.target.protocol == Protocol::Xmpp;
+    let (mut sessions, failed) = ctx.login_many_opts(0..n, b"<presence/>", sm).await;
+    let mut acked = 0;
+    if sm {
+        let mut set = tokio::task::JoinSet::new();
+        for s in sessions {
+            set.spawn(ack_received(s));
+        }
+        sessions = Vec::with_capacity(n);
+        while let Some(r) = set.join_next().await {
+            if let Ok((s, ok)) = r {
+                acked += usize::from(ok);
+                sessions.push(s);
+            }
+        }
+    }
     let ok = sessions.len();
     let rss_loaded = ctx.settled_rss(Duration::from_secs(10)).await;
     ctx.close_all(sessions).await;
@@ -232,7 +272,40 @@ pub async fn idle(ctx: &Ctx, n: usize, rss_empty: Option<u64>) -> Value {
         "scenario": "idle", "n": n, "ok": ok, "failed": failed,
         "rss_empty_kib": rss_empty, "rss_loaded_kib": rss_loaded,
         "kib_per_session": per_session, "rss_after_logout_kib": rss_after,
+        "sm": sm, "sm_acked_sessions": sm.then_some(acked),
     })
+}
+
+/// Reads what the server sent a new stream-managed session (at least one stanza, then until
+/// 300 ms pass quietly; 5 s at most) and acknowledges all of it, answering any `<r/>`.
+/// Returns the session and whether anything was acknowledged.
+async fn ack_received(mut s: Session) -> (Session, bool) {
+    let mut scanner = Scanner::with_sm();
+    let mut buf = [0u8; 2048];
+    let mut acked = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let handled = scanner.sm().map_or(0, |sm| sm.handled);
+        let wait = if handled > 0 {
+            tokio::time::Instant::now() + Duration::from_millis(300)
+        } else {
+            deadline
+        };
+        let read = tokio::time::timeout_at(wait.min(deadline), s.io.read(&mut buf)).await;
+        let Ok(Ok(n @ 1..)) = read else { break };
+        scanner.feed(&buf[..n], |_| {});
+        let requested = scanner.take_request().is_some();
+        let handled = scanner.sm().map_or(0, |sm| sm.handled);
+        if requested || handled > acked {
+            let mut out = Vec::with_capacity(48);
+            scan::write_ack(&mut out, handled);
+            if s.io.write_all(&out).await.is_err() || s.io.flush().await.is_err() {
+                break;
+            }
+            acked = handled;
+        }
+    }
+    (s, acked > 0)
 }
 
 /// How a pair sends.
@@ -250,6 +323,30 @@ struct PairResult {
     latencies_us: Vec<u32>,
     out_of_order: u64,
     errors: u64,
+    /// Stream management, over the whole run of the pair (warm-up included).
+    sm: SmTotals,
+}
+
+/// What the pairs' ends did for stream management.
+#[derive(Debug, Default, Clone, Copy)]
+struct SmTotals {
+    /// `<r/>` received from the server.
+    requests_received: u64,
+    /// `<a/>` sent (answers and the last one before closing).
+    acks_sent: u64,
+    /// `<r/>` sent by the ends.
+    requests_sent: u64,
+    /// `<a/>` received in answer.
+    acks_received: u64,
+}
+
+impl SmTotals {
+    fn add(&mut self, o: SmTotals) {
+        self.requests_received += o.requests_received;
+        self.acks_sent += o.acks_sent;
+        self.requests_sent += o.requests_sent;
+        self.acks_received += o.acks_received;
+    }
 }
 
 /// One end's receive side: scanner, read buffer and the flow of messages coming in.
@@ -259,16 +356,45 @@ struct End {
     buf: Vec<u8>,
     incoming: Flow,
     out: Vec<u8>,
+    /// Messages sent since this end's last `<r/>` (stream management).
+    unrequested: u64,
+    sm: SmTotals,
 }
 
 impl End {
-    fn new(session: Session) -> Self {
+    fn new(session: Session, sm: bool) -> Self {
         End {
             session,
-            scanner: Scanner::new(),
+            scanner: if sm {
+                Scanner::with_sm()
+            } else {
+                Scanner::new()
+            },
             buf: vec![0; 16 * 1024],
             incoming: Flow::default(),
             out: Vec::with_capacity(4096),
+            unrequested: 0,
+            sm: SmTotals::default(),
+        }
+    }
+
+    /// Before closing: acknowledges everything received, so that nothing the server sent is
+    /// left unacknowledged by a clean close.
+    async fn last_ack(&mut self) {
+        if let Some(sm) = self.scanner.sm() {
+            self.out.clear();
+            scan::write_ack(&mut self.out, sm.handled);
+            self.sm.acks_sent += 1;
+            let _ = self.session.io.write_all(&self.out).await;
+        }
+    }
+
+    fn sm_totals(&self) -> SmTotals {
+        let seen = self.scanner.sm().unwrap_or_default();
+        SmTotals {
+            requests_received: seen.requests,
+            acks_received: seen.acks,
+            ..self.sm
         }
     }
 }
@@ -295,13 +421,27 @@ fn receive(ctx: &Ctx, end: &mut End, n: usize, window: (u64, u64), result: &mut 
     });
 }
 
-/// Sends from `from` to `to` until `to.incoming` has `window` in flight (or one message).
+/// Sends `count` messages from `from` to `to`, after the answer to an ack request `from`
+/// received (stream management), and followed by `from`'s own ack request when it is due.
 async fn send(ctx: &Ctx, from: &mut End, to: &mut End, count: u64) -> bool {
     from.out.clear();
+    if let Some(handled) = from.scanner.take_request() {
+        scan::write_ack(&mut from.out, handled);
+        from.sm.acks_sent += 1;
+    }
     let now = ctx.now_ns();
     for _ in 0..count {
         let seq = to.incoming.next_seq();
         scan::write_message(&mut from.out, &to.session.jid, seq, now);
+    }
+    let every = ctx.sm.request_every;
+    if every > 0 && from.scanner.sm().is_some() {
+        from.unrequested += count;
+        if from.unrequested >= every {
+            from.out.extend_from_slice(scan::SM_REQUEST);
+            from.unrequested = 0;
+            from.sm.requests_sent += 1;
+        }
     }
     if from.out.is_empty() {
         return true;
@@ -311,8 +451,9 @@ async fn send(ctx: &Ctx, from: &mut End, to: &mut End, count: u64) -> bool {
 }
 
 async fn run_pair(ctx: Ctx, a: Session, b: Session, plan: Plan, window: (u64, u64)) -> PairResult {
-    let mut a = End::new(a);
-    let mut b = End::new(b);
+    let sm = ctx.sm.enabled && ctx.target.protocol == Protocol::Xmpp;
+    let mut a = End::new(a, sm);
+    let mut b = End::new(b, sm);
     let mut result = PairResult::default();
     let end_at = ctx.epoch + Duration::from_nanos(window.1);
     let mut tick = match plan {
@@ -330,13 +471,19 @@ async fn run_pair(ctx: Ctx, a: Session, b: Session, plan: Plan, window: (u64, u6
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     }
     loop {
-        if let Plan::Window(w) = plan {
-            let ab = w.saturating_sub(b.incoming.in_flight());
-            let ba = w.saturating_sub(a.incoming.in_flight());
-            if !send(&ctx, &mut a, &mut b, ab).await || !send(&ctx, &mut b, &mut a, ba).await {
-                result.errors += 1;
-                break;
-            }
+        // At a fixed rate only the answers to ack requests go out here.
+        let (ab, ba) = match plan {
+            Plan::Window(w) => (
+                w.saturating_sub(b.incoming.in_flight()),
+                w.saturating_sub(a.incoming.in_flight()),
+            ),
+            Plan::Rate(_) => (0, 0),
+        };
+        if (matches!(plan, Plan::Window(_)) || sm)
+            && (!send(&ctx, &mut a, &mut b, ab).await || !send(&ctx, &mut b, &mut a, ba).await)
+        {
+            result.errors += 1;
+            break;
         }
         tokio::select! {
             r = a.session.io.read(&mut a.buf) => match r {
@@ -361,6 +508,12 @@ async fn run_pair(ctx: Ctx, a: Session, b: Session, plan: Plan, window: (u64, u6
         }
     }
     result.out_of_order = a.incoming.out_of_order + b.incoming.out_of_order;
+    if sm {
+        a.last_ack().await;
+        b.last_ack().await;
+        result.sm = a.sm_totals();
+        result.sm.add(b.sm_totals());
+    }
     let protocol = ctx.target.protocol;
     a.session.close(protocol).await;
     b.session.close(protocol).await;
@@ -383,7 +536,10 @@ async fn run_pairs(
     warmup: Duration,
     secs: Duration,
 ) -> (Value, PairResult) {
-    let (sessions, failed) = ctx.login_many(first..first + pairs * 2).await;
+    let sm = ctx.sm.enabled && ctx.target.protocol == Protocol::Xmpp;
+    let (sessions, failed) = ctx
+        .login_many_opts(first..first + pairs * 2, b"<presence/>", sm)
+        .await;
     if failed > 0 || sessions.len() != pairs * 2 {
         return (json!({"failed_logins": failed}), PairResult::default());
     }
@@ -408,6 +564,7 @@ async fn run_pairs(
             total.latencies_us.extend(r.latencies_us);
             total.out_of_order += r.out_of_order;
             total.errors += r.errors;
+            total.sm.add(r.sm);
         }
     }
     let (wall, server, generator) = usage(before, after);
@@ -420,6 +577,11 @@ async fn run_pairs(
             "server_us_per_msg": per(server, total.delivered as f64, 1e6),
             "server_cpu_s_per_1k_msgs": per(server, total.delivered as f64, 1e3),
             "gen_cpu_s": generator,
+            "sm": sm,
+            "sm_requests_received": sm.then_some(total.sm.requests_received),
+            "sm_acks_sent": sm.then_some(total.sm.acks_sent),
+            "sm_requests_sent": sm.then_some(total.sm.requests_sent),
+            "sm_acks_received": sm.then_some(total.sm.acks_received),
         }),
         total,
     )

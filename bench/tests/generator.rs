@@ -32,6 +32,7 @@ async fn setup(users: usize) -> (TestServer, Ctx) {
         prefix: "u".into(),
         concurrency: 4,
         epoch: Instant::now(),
+        sm: Default::default(),
     };
     (server, ctx)
 }
@@ -67,6 +68,37 @@ async fn throughput_accounts_every_message_in_order() {
     assert!(v["delivered"].as_u64().is_some_and(|d| d > 0), "{v}");
     let v = scenarios::login(&ctx, 4).await;
     assert_eq!(v["ok"], 4, "{v}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stream_management_acks_both_ways_without_losing_order() {
+    let (server, mut ctx) = setup(8).await;
+    ctx.sm = scenarios::Sm {
+        enabled: true,
+        request_every: 3,
+    };
+    let v = scenarios::throughput(&ctx, 2, 4, Duration::from_millis(500)).await;
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["out_of_order"], 0, "{v}");
+    assert!(v["delivered"].as_u64().is_some_and(|d| d > 0), "{v}");
+    // The server asks every few stanzas and each ask is answered; the ends' own asks are
+    // answered too.
+    for key in [
+        "sm_requests_received",
+        "sm_acks_sent",
+        "sm_requests_sent",
+        "sm_acks_received",
+    ] {
+        assert!(v[key].as_u64().is_some_and(|n| n > 0), "{key}: {v}");
+    }
+    let v = scenarios::latency(&ctx, 4, 200, 2, Duration::from_millis(500)).await;
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["out_of_order"], 0, "{v}");
+    assert!(v["p99_ms"].as_f64().is_some(), "{v}");
+    let v = scenarios::idle(&ctx, 4, None).await;
+    assert_eq!(v["ok"], 4, "{v}");
+    assert_eq!(v["sm_acked_sessions"], 4, "{v}");
     server.stop().await;
 }
 
