@@ -15,6 +15,9 @@ use crate::sqlite::{SqliteStore, begin_immediate};
 use crate::sqlite_connections::note_failure;
 use crate::{backend_error, count_from_db, parse_id};
 
+/// Records per multi-row insert: 6 parameters each, well under SQLite's 32,766.
+const INSERT_CHUNK: usize = 512;
+
 /// Decodes one `archive` row.
 fn archive_record(row: &SqliteRow) -> StorageResult<ArchiveRecord> {
     let corrupt = |e: sqlx::Error| {
@@ -92,22 +95,37 @@ impl ArchiveStore for SqliteStore {
         let mut lent = self.write(OP).await?;
         let (conn, broken) = lent.parts();
         let mut tx = begin_immediate(conn, broken, OP).await?;
+        // Multi-row inserts: one statement (one round trip to the connection's thread) per
+        // chunk instead of one per record. Ids grow with insertion order under the write lock
+        // this transaction holds, so the returned ids, sorted, are the records' in order.
         let mut ids = Vec::with_capacity(batch.len());
-        for a in batch {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) \
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(&a.host)
-            .bind(&a.user)
-            .bind(&a.store)
-            .bind(&a.record.with)
-            .bind(a.record.timestamp_us)
-            .bind(&a.record.payload)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-            ids.push(id.to_string());
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) ",
+            );
+            insert.push_values(chunk, |mut row, a| {
+                row.push_bind(&a.host)
+                    .push_bind(&a.user)
+                    .push_bind(&a.store)
+                    .push_bind(&a.record.with)
+                    .push_bind(a.record.timestamp_us)
+                    .push_bind(&a.record.payload);
+            });
+            insert.push(" RETURNING id");
+            let mut chunk_ids: Vec<i64> = insert
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+            if chunk_ids.len() != chunk.len() {
+                return Err(StorageError::Backend(format!(
+                    "{OP}: {} ids for {} records",
+                    chunk_ids.len(),
+                    chunk.len()
+                )));
+            }
+            chunk_ids.sort_unstable();
+            ids.extend(chunk_ids.into_iter().map(|id| id.to_string()));
         }
         // Retention, once per archive, after the inserts. Both deletes remove a prefix of the
         // archive (every id up to a bound), so no hole is ever made.

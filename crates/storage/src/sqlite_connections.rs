@@ -57,8 +57,12 @@ pub(crate) const READER_CACHE_KIB: u32 = 4;
 /// resident after 10k logins and logouts. A write touches a few B-tree pages per row (root,
 /// interior, leaf) and the rest stays in the operating system's cache; with 64 KiB the first
 /// peak left the same resident memory as before last activity existed (13.4 against 13.3 MiB
-/// in one run), and server CPU per login did not change (256 KiB kept 0.6 MiB more).
-pub(crate) const WRITER_CACHE_KIB: u32 = 64;
+/// in one run), and server CPU per login did not change (256 KiB kept 0.6 MiB more). Message
+/// archives changed the balance: every archived message inserts a row into four indexes of
+/// ever-growing archives, and with 64 KiB an eighth of the server's time went to reading the
+/// same index pages back from the operating system. 2 MiB (SQLite's default) keeps the hot
+/// pages of the archive's indexes; it costs up to 2 MiB of resident memory after a peak.
+pub(crate) const WRITER_CACHE_KIB: u32 = 2048;
 
 /// How long a borrower waits for a connection before failing (sqlx's pool default).
 pub(crate) const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
