@@ -107,6 +107,13 @@ pub trait PreRouteFilter: Send + Sync + 'static {
 /// archive, subscriptions and probes).
 #[async_trait]
 pub trait InboundHook: Send + Sync + 'static {
+    /// Whether [`InboundHook::inbound`] may do anything with this stanza, answered without
+    /// waiting: when no subscriber applies, a message to a bound full JID keeps the direct
+    /// path. When unsure, `true`.
+    fn applies(&self, _router: &Router, _stanza: &Stanza) -> bool {
+        true
+    }
+
     /// `stanza.to()` is the addressed JID (bare, or full whether or not that resource is
     /// bound); `account` is its bare JID.
     async fn inbound(&self, router: &Router, stanza: Stanza, account: &BareJid) -> Flow;

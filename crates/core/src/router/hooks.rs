@@ -53,7 +53,10 @@ impl Router {
         let host = account.domain().as_str();
         let kind = stanza.kind();
         for sub in self.registry.hooks.inbound.iter() {
-            if !sub.kinds.contains(kind) || !self.registry.enabled(host, sub.module) {
+            if !sub.kinds.contains(kind)
+                || !self.registry.enabled(host, sub.module)
+                || !sub.hook.applies(self, &stanza)
+            {
                 continue;
             }
             stanza = match sub.hook.inbound(self, stanza, account).await {

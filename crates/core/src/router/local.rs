@@ -82,8 +82,7 @@ impl Router {
     pub(super) async fn to_account(&self, mut stanza: Stanza, to: &Jid) -> Option<Stanza> {
         let bare = to.to_bare();
         let full = to.try_as_full().ok();
-        let hooked =
-            stanza.kind() != StanzaKind::Iq && self.registry.hooks.inbound.wants(stanza.kind());
+        let hooked = stanza.kind() != StanzaKind::Iq && self.inbound_hooks_apply(&stanza);
         // Whether delivery to a bound resource was tried here already.
         let tried = full.is_some() && !hooked;
         if let (true, Some(full)) = (tried, full) {

@@ -223,10 +223,27 @@ impl Router {
         }
     }
 
-    /// Whether a hook for local accounts (inbound, delivered) wants stanzas of `kind`: then
-    /// they take the general path, where those hooks run.
-    fn account_hooks_want(&self, kind: StanzaKind) -> bool {
-        self.registry.hooks.inbound.wants(kind) || self.registry.hooks.delivered.wants(kind)
+    /// Whether a hook for local accounts (inbound, delivered) applies to the stanza (it is
+    /// subscribed for its kind and its `applies()` says so): then it takes the general path,
+    /// where those hooks run.
+    fn account_hooks_want(&self, stanza: &Stanza) -> bool {
+        let kind = stanza.kind();
+        let delivered = &self.registry.hooks.delivered;
+        self.inbound_hooks_apply(stanza)
+            || (delivered.wants(kind)
+                && delivered
+                    .iter()
+                    .any(|sub| sub.kinds.contains(kind) && sub.hook.applies(self, stanza)))
+    }
+
+    /// Whether an inbound hook subscribed for the stanza's kind says it applies to it.
+    pub(super) fn inbound_hooks_apply(&self, stanza: &Stanza) -> bool {
+        let kind = stanza.kind();
+        let hooks = &self.registry.hooks.inbound;
+        hooks.wants(kind)
+            && hooks
+                .iter()
+                .any(|sub| sub.kinds.contains(kind) && sub.hook.applies(self, stanza))
     }
 
     /// The common case, decided without waiting: a stanza to the full JID of a local account
@@ -238,7 +255,7 @@ impl Router {
             Some(Ok(full)) => {
                 let domain = full.domain().as_str();
                 full.node().is_some()
-                    && !self.account_hooks_want(stanza.kind())
+                    && !self.account_hooks_want(&stanza)
                     && self.is_local_domain(domain)
             }
             _ => false,

@@ -45,7 +45,7 @@
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -148,6 +148,8 @@ pub struct Push {
     /// Publishes sent and not answered, by id.
     pending: DashMap<String, Pending>,
     next_id: AtomicU64,
+    /// Sessions of this node waiting for resumption (at most: see [`Push::applies`]).
+    waiting: AtomicUsize,
 }
 
 impl std::fmt::Debug for Push {
@@ -228,6 +230,15 @@ fn owner(user: &BareJid) -> (&str, &str) {
 }
 
 impl Push {
+    /// The session no longer waits for resumption (resumed, or ended while waiting).
+    fn stop_waiting(&self, ext: &xmppd_core::Extensions) {
+        if ext.remove::<Detached>().is_some() {
+            let _ = self
+                .waiting
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
     /// The module over `storage` (claimed as [`STORE`]).
     pub fn new(storage: &Storage, settings: PushSettings) -> Self {
         Push {
@@ -237,6 +248,7 @@ impl Push {
             since: DashMap::new(),
             pending: DashMap::new(),
             next_id: AtomicU64::new(1),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -390,6 +402,12 @@ impl IqHandler for Push {
 
 #[async_trait]
 impl InboundHook for Push {
+    /// Only a message with a body, and only while some session of this node waits for
+    /// resumption: every other message to a bound session keeps the router's direct path.
+    fn applies(&self, _router: &Router, stanza: &Stanza) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0 && notifiable(stanza).is_some()
+    }
+
     async fn inbound(&self, router: &Router, stanza: Stanza, account: &BareJid) -> Flow {
         let Some(body) = notifiable(&stanza) else {
             return Flow::Continue(stanza);
@@ -428,7 +446,10 @@ impl SessionHook for Push {
     fn wants(&self, event: &SessionEvent<'_>) -> bool {
         matches!(
             event,
-            SessionEvent::Bound | SessionEvent::Detached | SessionEvent::Resumed
+            SessionEvent::Bound
+                | SessionEvent::Detached
+                | SessionEvent::Resumed
+                | SessionEvent::Closed
         )
     }
 
@@ -439,13 +460,14 @@ impl SessionHook for Push {
         event: &SessionEvent<'_>,
     ) {
         match event {
-            SessionEvent::Detached => {
-                session.ext.insert(Detached);
+            SessionEvent::Detached if session.ext.insert(Detached).is_none() => {
+                self.waiting.fetch_add(1, Ordering::Relaxed);
             }
             SessionEvent::Bound | SessionEvent::Resumed => {
-                session.ext.remove::<Detached>();
+                self.stop_waiting(session.ext);
                 self.since.remove(&session.jid.to_bare());
             }
+            SessionEvent::Closed => self.stop_waiting(session.ext),
             _ => {}
         }
     }
