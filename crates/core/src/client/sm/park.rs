@@ -25,7 +25,7 @@ pub(crate) async fn park(router: Arc<Router>, mut session: ClientSession, window
     let account = session.jid().to_bare();
     if !router.stream_management().reserve_waiting(&account) {
         debug!("too many sessions of the account wait already; this one ends");
-        return session.end(&router).await;
+        return Box::pin(session.end(&router)).await;
     }
     router
         .session_event(session.as_ref(), SessionEvent::Detached)
@@ -59,7 +59,7 @@ async fn wait(router: Arc<Router>, mut session: ClientSession, deadline: Instant
                 };
                 if let Some(reason) = session.kicked() {
                     if reason.condition == StreamErrorCondition::SystemShutdown {
-                        session.save_or_end(&router).await;
+                        Box::pin(session.save_or_end(&router)).await;
                         return;
                     }
                     debug!(reason = reason.condition.as_str(), "ended while waiting");
@@ -68,5 +68,7 @@ async fn wait(router: Arc<Router>, mut session: ClientSession, deadline: Instant
             }
         }
     }
-    session.end(&router).await;
+    // Boxed, like the save above: inline, these deep futures would size the task of every
+    // waiting session for them (3.8 KiB instead of a few hundred bytes).
+    Box::pin(session.end(&router)).await;
 }
