@@ -125,17 +125,26 @@ struct Conn {
     ctx: Arc<C2sContext>,
     stream: ClientStream,
     reader: Reader,
+    /// The connection's timer and what the keepalive needs beside it.
+    timer: Pin<Box<Timer>>,
+}
+
+pin_project_lite::pin_project! {
     /// Until a resource is bound, the authentication deadline; then the keepalive: when to
-    /// ask a quiet client for an ack or a ping, and when to give up on a silent one. Boxed,
-    /// and one timer for both, to keep the task of an idle connection small.
-    deadline_timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Whether a resource is bound (the timer is the keepalive).
-    bound: bool,
-    /// When bytes last came from the client.
-    last_read: Instant,
-    /// When the client was last asked to show it is there (`<r/>` or a ping) without an
-    /// answer yet.
-    probe_at: Option<Instant>,
+    /// ask a quiet client for an ack or a ping, and when to give up on a silent one. One
+    /// timer for both, boxed with the keepalive's state: inline, these would make the task
+    /// of every idle connection larger, and it sits just below an allocator size class.
+    struct Timer {
+        #[pin]
+        sleep: tokio::time::Sleep,
+        // Whether a resource is bound (the timer is the keepalive).
+        bound: bool,
+        // When bytes last came from the client.
+        last_read: Instant,
+        // When the client was last asked to show it is there (`<r/>` or a ping) without an
+        // answer yet.
+        probe_at: Option<Instant>,
+    }
 }
 
 /// Runs one accepted connection to its end.
@@ -157,10 +166,12 @@ pub(crate) async fn run(
         ),
         reader: Reader::new(pre_auth_limits(&ctx)),
         ctx,
-        deadline_timer: Some(Box::pin(tokio::time::sleep_until(deadline))),
-        bound: false,
-        last_read: Instant::now(),
-        probe_at: None,
+        timer: Box::pin(Timer {
+            sleep: tokio::time::sleep_until(deadline),
+            bound: false,
+            last_read: Instant::now(),
+            probe_at: None,
+        }),
     };
     let mut socket = socket;
     let mut flow = Flow::UpgradeTls;
@@ -188,11 +199,10 @@ pub(crate) async fn run(
 async fn handshake(conn: &Conn, socket: TcpStream) -> Option<Box<ServerTlsStream>> {
     // The timer runs until a resource is bound, so it is there for the handshake.
     let remaining = conn
-        .deadline_timer
-        .as_ref()
-        .map_or(Duration::ZERO, |timer| {
-            timer.deadline().saturating_duration_since(Instant::now())
-        });
+        .timer
+        .sleep
+        .deadline()
+        .saturating_duration_since(Instant::now());
     within(remaining, "TLS handshake", conn.ctx.tls.accept(socket))
         .await
         .map(Box::new)
@@ -259,11 +269,8 @@ async fn queue_or_now<F: Future<Output = ()>>(wait: Pin<&mut F>, now: bool) -> b
     }
 }
 
-async fn expired(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
-    match timer {
-        Some(timer) => timer.as_mut().await,
-        None => std::future::pending().await,
-    }
+async fn expired(timer: &mut Pin<Box<Timer>>) {
+    timer.as_mut().project().sleep.await;
 }
 
 impl Conn {
@@ -310,8 +317,9 @@ impl Conn {
                     // Boxed: negotiation, credential lookups and routing are deep futures, and
                     // inline they would size every idle connection's task for the largest.
                     Poll::Ready(Ok(_)) => {
-                        self.last_read = Instant::now();
-                        self.probe_at = None;
+                        let timer = self.timer.as_mut().project();
+                        *timer.last_read = Instant::now();
+                        *timer.probe_at = None;
                         Box::pin(self.process_input(io)).await
                     }
                     Poll::Ready(Err(e)) => {
@@ -325,9 +333,10 @@ impl Conn {
             }
             // The input just processed bound a resource (the timer still runs only until
             // then): stop the authentication deadline and wait on the session's queue.
-            if self.stream.session().is_some() && !self.bound {
-                self.bound = true;
-                self.last_read = Instant::now();
+            if self.stream.session().is_some() && !self.timer.bound {
+                let timer = self.timer.as_mut().project();
+                *timer.bound = true;
+                *timer.last_read = Instant::now();
                 self.arm_keepalive();
                 queued.set(queue_wait(self.stream.session().map(|s| s.signal())));
                 queue_now = true;
@@ -341,7 +350,7 @@ impl Conn {
             let input = tokio::select! {
                 biased;
                 _ = &mut shutting_down, if !bound => Input::Shutdown,
-                _ = expired(&mut self.deadline_timer) => Input::Deadline,
+                _ = expired(&mut self.timer) => Input::Deadline,
                 woke = queue_or_now(queued.as_mut(), queue_now) => Input::Queue(woke),
                 // After a read, read again at once (TLS may hold more decrypted bytes than the
                 // socket shows), but only once the queue, kicks and shutdown had their turn.
@@ -349,7 +358,7 @@ impl Conn {
             };
             let flow = match input {
                 Input::Shutdown => Some(Box::pin(self.close_with(io, system_shutdown())).await),
-                Input::Deadline if self.bound => Box::pin(self.keepalive(io)).await,
+                Input::Deadline if self.timer.bound => Box::pin(self.keepalive(io)).await,
                 Input::Deadline => {
                     let e = StreamError::with_text(
                         Cond::ConnectionTimeout,
@@ -449,7 +458,11 @@ impl Conn {
         };
         if ack_request.is_some() {
             // An unanswered request tells a dead link from a quiet one.
-            self.probe_at.get_or_insert_with(Instant::now);
+            self.timer
+                .as_mut()
+                .project()
+                .probe_at
+                .get_or_insert_with(Instant::now);
         }
         if written {
             self.keepalive_sooner();
@@ -467,9 +480,9 @@ impl Conn {
     /// quiet client is due a probe, or when stanzas sent are due an `<r/>`.
     fn next_keepalive(&self) -> Instant {
         let limits = &self.ctx.limits;
-        let base = match self.probe_at {
+        let base = match self.timer.probe_at {
             Some(at) => at + limits.dead_after,
-            None => self.last_read + limits.ping_after,
+            None => self.timer.last_read + limits.ping_after,
         };
         let after = self.ctx.router.stream_management().config().request_after;
         match self
@@ -484,9 +497,7 @@ impl Conn {
 
     fn arm_keepalive(&mut self) {
         let next = self.next_keepalive();
-        if let Some(timer) = self.deadline_timer.as_mut() {
-            timer.as_mut().reset(next);
-        }
+        self.timer.as_mut().project().sleep.reset(next);
     }
 
     /// After a write: stanzas just sent may call for an `<r/>` before the timer's time.
@@ -496,10 +507,10 @@ impl Conn {
             .stream
             .session()
             .and_then(|s| s.ack_request_deadline(after));
-        if let (Some(due), Some(timer)) = (due, self.deadline_timer.as_mut())
-            && due < timer.deadline()
+        if let Some(due) = due
+            && due < self.timer.sleep.deadline()
         {
-            timer.as_mut().reset(due);
+            self.timer.as_mut().project().sleep.reset(due);
         }
     }
 
@@ -511,6 +522,7 @@ impl Conn {
         let now = Instant::now();
         let limits = self.ctx.limits;
         if self
+            .timer
             .probe_at
             .is_some_and(|at| now >= at + limits.dead_after)
         {
@@ -529,7 +541,8 @@ impl Conn {
         let request_due = session
             .ack_request_deadline(after)
             .is_some_and(|due| due <= now);
-        let ping_due = self.probe_at.is_none() && now >= self.last_read + limits.ping_after;
+        let ping_due =
+            self.timer.probe_at.is_none() && now >= self.timer.last_read + limits.ping_after;
         if session.sm_enabled() && (request_due || ping_due) {
             out.extend_from_slice(xmppd_proto::sm::REQUEST_BYTES);
             session.ack_requested();
@@ -543,7 +556,7 @@ impl Conn {
             ping.write_to(&mut out, ns::CLIENT);
         }
         if !out.is_empty() {
-            self.probe_at.get_or_insert(now);
+            self.timer.as_mut().project().probe_at.get_or_insert(now);
             if !self.write(io, &out).await {
                 return Some(Flow::Lost);
             }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jid::Jid;
 use tokio::time::Instant;
 use tracing::{debug, info};
 use xmppd_proto::{
@@ -261,7 +260,12 @@ impl ClientSession {
                 priority,
                 xml: String::from_utf8_lossy(&crate::router::client_bytes(&stanza)).into_owned(),
             }),
-            directed: self.directed.iter().map(|j| j.to_string()).collect(),
+            directed: self
+                .directed
+                .iter()
+                .flat_map(|d| d.iter())
+                .map(|j| j.to_string())
+                .collect(),
             modules: router.registry().save_session_state(self.control.ext()),
         };
         if persist::save(router, &id, &saved).await {
@@ -272,7 +276,7 @@ impl ClientSession {
         // Not saved: it ends now, as it would have without persistence.
         self.expire_resumption(router);
         if self.available {
-            let directed: Vec<Jid> = std::mem::take(&mut self.directed).into_iter().collect();
+            let directed = self.take_directed();
             announce_unavailable(router, &self.jid, self.control.ext(), &directed).await;
         }
         router
@@ -319,7 +323,8 @@ impl ClientSession {
             rx,
             control,
             available,
-            directed: restored.directed.into_iter().collect(),
+            directed: (!restored.directed.is_empty())
+                .then(|| Box::new(restored.directed.into_iter().collect())),
             unwritten: Vec::new(),
             sm: Some(Box::new(state)),
             csi: None,
