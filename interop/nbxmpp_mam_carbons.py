@@ -26,18 +26,14 @@ Exit status 0 when every check held, 1 otherwise (including after --timeout seco
         --alice alice@localhost --bob bob@localhost
 """
 
-import argparse
-import logging
 import os
 import sys
 import time
 from datetime import datetime, timezone
 
 from nbxmpp_sm import Failure, Peer, log, pump, wait_until  # first: it pins the gi versions
+from nbxmpp_sm import main as nbxmpp_main
 
-from gi.repository import GLib  # noqa: E402
-
-import nbxmpp  # noqa: E402
 from nbxmpp.namespaces import Namespace  # noqa: E402
 from nbxmpp.protocol import JID, Iq  # noqa: E402
 
@@ -234,40 +230,5 @@ def run(args):
             p.close()
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--cert", required=True, help="the server certificate (PEM) to accept")
-    p.add_argument("--alice", required=True)
-    p.add_argument("--bob", required=True)
-    p.add_argument("--timeout", type=float, default=30.0)
-    p.add_argument("--debug", action="store_true")
-    args = p.parse_args()
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for var in ("ALICE_PASSWORD", "BOB_PASSWORD"):
-        if not os.environ.get(var):
-            raise SystemExit(f"the environment variable {var} (a password) is not set")
-    log(f"nbxmpp {nbxmpp.__version__}")
-
-    def out_of_time():
-        log(f"failed: not done within {args.timeout} s")
-        os._exit(1)
-
-    deadline = GLib.timeout_add(int(args.timeout * 1000), out_of_time)
-    try:
-        run(args)
-    except Failure as e:
-        log(f"failed: {e}")
-        return 1
-    finally:
-        GLib.source_remove(deadline)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(nbxmpp_main(__doc__, run))

@@ -250,8 +250,11 @@ def run(args):
             p.close()
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(doc=__doc__, scenario=None):
+    """Parses the common arguments and runs `scenario` (this file's `run` by default) within
+    --timeout seconds; 0 when it held, 1 otherwise."""
+    scenario = scenario or run
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--cert", required=True, help="the server certificate (PEM) to accept")
@@ -276,7 +279,7 @@ def main():
 
     deadline = GLib.timeout_add(int(args.timeout * 1000), out_of_time)
     try:
-        run(args)
+        scenario(args)
     except Failure as e:
         log(f"failed: {e}")
         return 1
