@@ -76,6 +76,9 @@ METRICS = [
     ("server CPU us/presence (fan-out, logins included)", "fanout", "server_us_per_presence", 2, False),
     ("server CPU us/presence (fan-out, logins' CPU taken out)", "fanout", "server_us_per_presence_excl_logins", 2, False),
     ("fan-out presences delivered/expected", "fanout", "fraction", 3, True),
+    ("PEP fan-out: notifications/s ({n} contacts)", "pep", "notifications_per_s", 0, True),
+    ("server CPU us/notification (PEP fan-out)", "pep", "server_us_per_notification", 2, False),
+    ("PEP notifications delivered/expected", "pep", "fraction", 3, True),
 ]
 
 

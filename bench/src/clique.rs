@@ -6,7 +6,18 @@
 
 use std::ops::Range;
 
-/// `count` cliques of `size` consecutive accounts, the first being account `first`.
+/// Who is whose contact inside a group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Shape {
+    /// Everyone has every other member as a contact.
+    #[default]
+    Clique,
+    /// The group's first account (the hub) has every other member as a contact; each other
+    /// member has only the hub.
+    Star,
+}
+
+/// `count` groups of `size` consecutive accounts, the first being account `first`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Groups {
     /// The first account of the first group.
@@ -15,6 +26,8 @@ pub struct Groups {
     pub count: usize,
     /// Members per group (contacts per roster plus one).
     pub size: usize,
+    /// Who is whose contact in a group.
+    pub shape: Shape,
 }
 
 impl Groups {
@@ -30,6 +43,28 @@ impl Groups {
         }
         let start = self.first + (account - self.first) / self.size * self.size;
         Some(start..start + self.size)
+    }
+
+    /// Whether `other` is a contact of `me`.
+    pub fn is_contact(&self, me: usize, other: usize) -> bool {
+        let Some(group) = self.group_of(me) else {
+            return false;
+        };
+        group.contains(&other)
+            && other != me
+            && match self.shape {
+                Shape::Clique => true,
+                Shape::Star => me == group.start || other == group.start,
+            }
+    }
+
+    /// How many contacts `me` has.
+    pub fn contacts_of(&self, me: usize) -> usize {
+        match (self.shape, self.group_of(me)) {
+            (_, None) => 0,
+            (Shape::Star, Some(group)) if me != group.start => 1,
+            (_, Some(_)) => self.size - 1,
+        }
     }
 
     /// Presences expected when `online[g]` members of group `g` are online.
@@ -150,6 +185,7 @@ mod tests {
             first: 10,
             count: 2,
             size: 101,
+            shape: Shape::Clique,
         }
     }
 
@@ -175,6 +211,23 @@ mod tests {
         assert_eq!(g.group_of(111), Some(111..212));
         assert_eq!(g.group_of(211), Some(111..212));
         assert_eq!(g.group_of(212), None);
+    }
+
+    #[test]
+    fn a_star_links_the_hub_to_every_member_and_nobody_else() {
+        let g = Groups {
+            shape: Shape::Star,
+            ..groups()
+        };
+        assert!(g.is_contact(10, 11) && g.is_contact(11, 10) && g.is_contact(10, 110));
+        assert!(!g.is_contact(11, 12) && !g.is_contact(11, 11) && !g.is_contact(10, 111));
+        assert_eq!(
+            (g.contacts_of(10), g.contacts_of(11), g.contacts_of(9)),
+            (100, 1, 0)
+        );
+        let clique = groups();
+        assert!(clique.is_contact(11, 12) && !clique.is_contact(11, 111));
+        assert_eq!(clique.contacts_of(11), 100);
     }
 
     #[test]
@@ -225,6 +278,7 @@ mod tests {
             first: 0,
             count: 1,
             size: 5,
+            shape: Shape::Clique,
         };
         let mut total = 0;
         for me in g.accounts() {

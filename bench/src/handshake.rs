@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use crate::clique::account_of;
+use crate::clique::{Groups, account_of};
 use crate::scan::{Seen, roster_items};
 
 /// Requests of its own that a user has unanswered at once during the setup.
@@ -40,6 +40,9 @@ pub struct Handshake {
     /// Per member: seen with subscription `both`.
     both: Vec<bool>,
     done: usize,
+    /// A star's member other than the hub: its one contact is the hub (the group's first
+    /// account, which asks it), so it asks nobody.
+    hub_only: bool,
 }
 
 impl Handshake {
@@ -55,7 +58,19 @@ impl Handshake {
             prefix: prefix.to_owned(),
             domain: domain.to_owned(),
             done: 0,
+            hub_only: false,
         }
+    }
+
+    /// Account `me`'s side in `groups` (a clique or a star); `None` if it is in none.
+    pub fn in_groups(me: usize, groups: &Groups, prefix: &str, domain: &str) -> Option<Self> {
+        let group = groups.group_of(me)?;
+        let mut hs = Handshake::new(me, group, prefix, domain);
+        if groups.contacts_of(me) == 1 && groups.size > 2 {
+            hs.hub_only = true;
+            hs.next = hs.group.end;
+        }
+        Some(hs)
     }
 
     fn presence(&self, out: &mut Vec<u8>, to: usize, kind: &str) {
@@ -115,6 +130,7 @@ impl Handshake {
                 id,
                 kind: Some(b"set"),
                 inner,
+                ..
             } => {
                 let mut roster = false;
                 for item in roster_items(inner) {
@@ -148,12 +164,19 @@ impl Handshake {
 
     /// Another member of the group, from a JID.
     fn member(&self, jid: Option<&[u8]>) -> Option<usize> {
-        account_of(jid?, self.prefix.as_bytes()).filter(|a| self.group.contains(a) && *a != self.me)
+        account_of(jid?, self.prefix.as_bytes()).filter(|a| {
+            self.group.contains(a) && *a != self.me && (!self.hub_only || *a == self.group.start)
+        })
     }
 
-    /// Members not yet seen with subscription `both`.
+    /// Contacts not yet seen with subscription `both`.
     pub fn missing(&self) -> usize {
-        self.group.len() - 1 - self.done
+        let contacts = if self.hub_only {
+            1
+        } else {
+            self.group.len() - 1
+        };
+        contacts.saturating_sub(self.done)
     }
 
     /// Whether every other member has been seen with subscription `both`.
@@ -223,20 +246,20 @@ pub enum SetupError {
     },
 }
 
-/// Decides from the rosters found what the setup does.
-pub fn plan(existing: &[Existing], size: usize) -> Result<Plan, SetupError> {
-    let contacts = size.saturating_sub(1);
+/// Decides from the rosters found what the setup does: each entry is what a user's roster
+/// held and how many contacts the user should have.
+pub fn plan(existing: &[(Existing, usize)]) -> Result<Plan, SetupError> {
     if existing
         .iter()
-        .all(|e| e.both == contacts && e.any == contacts)
+        .all(|(e, contacts)| e.both == *contacts && e.any == *contacts)
     {
         Ok(Plan::Present)
-    } else if existing.iter().all(|e| e.any == 0) {
+    } else if existing.iter().all(|(e, _)| e.any == 0) {
         Ok(Plan::Build)
     } else {
         let users = existing
             .iter()
-            .filter(|e| e.any > 0 && (e.both, e.any) != (contacts, contacts))
+            .filter(|(e, contacts)| e.any > 0 && (e.both, e.any) != (*contacts, *contacts))
             .count();
         Err(SetupError::Partial {
             users: users.max(1),
@@ -343,6 +366,7 @@ mod tests {
             let inner = push(sub);
             hs.on(
                 Seen::Iq {
+                    from: None,
                     id: None,
                     kind: Some(b"set"),
                     inner: inner.as_bytes(),
@@ -372,6 +396,7 @@ mod tests {
         let to = push("u1@localhost", "to");
         hs.on(
             Seen::Iq {
+                from: None,
                 id: Some(b"p1"),
                 kind: Some(b"set"),
                 inner: to.as_bytes(),
@@ -384,6 +409,7 @@ mod tests {
         for _ in 0..2 {
             hs.on(
                 Seen::Iq {
+                    from: None,
                     id: Some(b"p2"),
                     kind: Some(b"set"),
                     inner: both.as_bytes(),
@@ -396,6 +422,7 @@ mod tests {
         let both = push("u2@localhost", "both");
         hs.on(
             Seen::Iq {
+                from: None,
                 id: Some(b"p3"),
                 kind: Some(b"set"),
                 inner: both.as_bytes(),
@@ -407,6 +434,7 @@ mod tests {
         text(&mut out);
         hs.on(
             Seen::Iq {
+                from: None,
                 id: Some(b"x"),
                 kind: Some(b"set"),
                 inner: b"<ping xmlns='urn:xmpp:ping'/>",
@@ -420,16 +448,54 @@ mod tests {
     fn plan_builds_skips_or_refuses() {
         let full = Existing { both: 4, any: 4 };
         let empty = Existing::default();
-        assert_eq!(plan(&[empty, empty], 5).ok(), Some(Plan::Build));
-        assert_eq!(plan(&[full, full], 5).ok(), Some(Plan::Present));
+        assert_eq!(plan(&[(empty, 4), (empty, 4)]).ok(), Some(Plan::Build));
+        assert_eq!(plan(&[(full, 4), (full, 4)]).ok(), Some(Plan::Present));
         let half = Existing { both: 2, any: 3 };
         assert!(matches!(
-            plan(&[full, half, empty], 5),
+            plan(&[(full, 4), (half, 4), (empty, 4)]),
             Err(SetupError::Partial { users: 1 })
         ));
         assert!(matches!(
-            plan(&[full, empty], 5),
+            plan(&[(full, 4), (empty, 4)]),
             Err(SetupError::Partial { .. })
         ));
+        // A star: the hub has 4 contacts, each member 1.
+        let one = Existing { both: 1, any: 1 };
+        assert_eq!(
+            plan(&[(full, 4), (one, 1), (one, 1)]).ok(),
+            Some(Plan::Present)
+        );
+    }
+
+    #[test]
+    fn in_a_star_only_the_hub_asks_and_members_answer_it_alone() {
+        let groups = Groups {
+            first: 0,
+            count: 1,
+            size: 4,
+            shape: crate::clique::Shape::Star,
+        };
+        let mut out = Vec::new();
+        let mut hub = Handshake::in_groups(0, &groups, "u", "localhost").expect("hub");
+        hub.start(&mut out);
+        assert_eq!(text(&mut out).matches("type='subscribe'").count(), 3);
+        let mut member = Handshake::in_groups(2, &groups, "u", "localhost").expect("member");
+        member.start(&mut out);
+        assert!(out.is_empty(), "a member asks nobody");
+        // Another member's request is not its business; the hub's is answered both ways.
+        let from = |jid: &'static [u8]| Seen::Presence {
+            from: Some(jid),
+            kind: Some(b"subscribe"),
+        };
+        member.on(from(b"u1@localhost"), &mut out);
+        assert!(out.is_empty());
+        member.on(from(b"u0@localhost"), &mut out);
+        assert_eq!(
+            text(&mut out),
+            "<presence to='u0@localhost' type='subscribed'/><presence to='u0@localhost' \
+             type='subscribe'/>"
+        );
+        assert_eq!(member.missing(), 1);
+        assert!(Handshake::in_groups(4, &groups, "u", "localhost").is_none());
     }
 }

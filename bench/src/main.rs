@@ -82,8 +82,8 @@ enum Command {
         /// Label of the server in the output.
         #[arg(long)]
         label: String,
-        /// Comma-separated: warm, idle, login, throughput, latency, fanout.
-        #[arg(long, default_value = "warm,idle,login,throughput,latency,fanout")]
+        /// Comma-separated: warm, idle, login, throughput, latency, fanout, pep.
+        #[arg(long, default_value = "warm,idle,login,throughput,latency,fanout,pep")]
         scenarios: String,
         /// Accounts logged in by `warm` (at least the largest of the others).
         #[arg(long, default_value_t = 10_000)]
@@ -109,6 +109,8 @@ enum Command {
         latency_pairs: usize,
         #[command(flatten)]
         fanout: FanoutArgs,
+        #[command(flatten)]
+        pep: Box<PepArgs>,
         /// Stream management (XEP-0198) on the sessions of idle, throughput and latency:
         /// enabled after bind (resumable), the server's `<r/>` answered with `<a h/>`.
         #[arg(long)]
@@ -154,9 +156,60 @@ impl FanoutArgs {
                 first,
                 count: self.fanout_groups,
                 size: self.fanout_size,
+                shape: scenarios::Shape::Clique,
             },
             setup_timeout: Duration::try_from_secs_f64(self.fanout_setup_timeout)?,
             timeout: Duration::try_from_secs_f64(self.fanout_timeout)?,
+        })
+    }
+}
+
+/// The PEP fan-out scenario's settings.
+#[derive(clap::Args, Clone)]
+struct PepArgs {
+    /// Contacts of the publisher (each with `+notify` capabilities).
+    #[arg(long, default_value_t = 200)]
+    pep_contacts: usize,
+    /// Items published in the measured phase.
+    #[arg(long, default_value_t = 200)]
+    pep_publishes: usize,
+    /// Publish requests unanswered at a time.
+    #[arg(long, default_value_t = 16)]
+    pep_window: usize,
+    /// The publisher's account; its contacts are the next CONTACTS [default: the
+    /// CONTACTS + 1 accounts of --warm just before the fan-out groups].
+    #[arg(long)]
+    pep_first: Option<usize>,
+    /// Seconds allowed for building the rosters.
+    #[arg(long, default_value_t = 900.0)]
+    pep_setup_timeout: f64,
+    /// Seconds allowed for the warm-up, and again for the measured publishes.
+    #[arg(long, default_value_t = 60.0)]
+    pep_timeout: f64,
+}
+
+impl PepArgs {
+    fn settings(&self, warm: usize, fanout: &FanoutArgs) -> anyhow::Result<scenarios::PepSettings> {
+        let size = self.pep_contacts + 1;
+        let first = match self.pep_first {
+            Some(first) => first,
+            None => warm
+                .checked_sub(fanout.fanout_groups * fanout.fanout_size + size)
+                .with_context(|| {
+                    format!("pep needs {size} accounts below the fan-out groups; set --pep-first")
+                })?,
+        };
+        Ok(scenarios::PepSettings {
+            groups: scenarios::Groups {
+                first,
+                count: 1,
+                size,
+                shape: scenarios::Shape::Star,
+            },
+            publishes: self.pep_publishes,
+            window: self.pep_window,
+            setup_timeout: Duration::try_from_secs_f64(self.pep_setup_timeout)?,
+            timeout: Duration::try_from_secs_f64(self.pep_timeout)?,
         })
     }
 }
@@ -246,17 +299,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rate,
             latency_pairs,
             fanout,
+            pep,
             sm,
             sm_request_every,
         } => {
-            if sm && which.split(',').any(|s| s.trim() == "fanout") {
+            let asked = |name: &str| which.split(',').any(|s| s.trim() == name);
+            if sm && (asked("fanout") || asked("pep")) {
                 anyhow::bail!(
-                    "--sm applies to idle, throughput and latency; run fanout without it"
+                    "--sm applies to idle, throughput and latency; run fanout and pep without it"
                 );
             }
             // Checked before any scenario runs, but only when fan-out is asked for: its groups
             // are carved out of the --warm accounts.
-            let fanout = if which.split(',').any(|s| s.trim() == "fanout") {
+            let pep = if asked("pep") {
+                Some(pep.settings(warm, &fanout)?)
+            } else {
+                None
+            };
+            let fanout = if asked("fanout") {
                 Some(fanout.settings(warm)?)
             } else {
                 None
@@ -304,6 +364,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "fanout" => {
                         if let Some(fanout) = &fanout {
                             emit(&label, scenarios::fanout(&ctx, fanout).await);
+                        }
+                    }
+                    "pep" => {
+                        if let Some(pep) = &pep {
+                            emit(&label, scenarios::pep(&ctx, pep).await);
                         }
                     }
                     other => anyhow::bail!("unknown scenario {other}"),

@@ -302,7 +302,8 @@ impl Flow {
     }
 }
 
-/// One `<presence>` or `<iq>` found by [`StanzaScanner`], as raw slices of the stream.
+/// One `<presence>`, `<iq>` or `<message>` found by [`StanzaScanner`], as raw slices of the
+/// stream.
 ///
 /// Attribute values are as written (entities are not decoded): the JIDs, ids and types the
 /// scenarios look at contain no characters that a server would escape.
@@ -317,6 +318,8 @@ pub enum Seen<'a> {
     },
     /// An iq stanza.
     Iq {
+        /// Its `from` attribute.
+        from: Option<&'a [u8]>,
         /// Its `id` attribute.
         id: Option<&'a [u8]>,
         /// Its `type` attribute.
@@ -324,17 +327,24 @@ pub enum Seen<'a> {
         /// The bytes between its start and end tags (empty when self-closing).
         inner: &'a [u8],
     },
+    /// A message stanza. It ends at the first `</message>`, so a message that forwards
+    /// another (carbons, archive results) is cut short; the scenarios use neither.
+    Message {
+        /// Its `from` attribute.
+        from: Option<&'a [u8]>,
+        /// The bytes between its start and end tags (empty when self-closing).
+        inner: &'a [u8],
+    },
 }
 
-/// Finds the `<presence>` and `<iq>` stanzas in a byte stream that arrives in arbitrary
-/// pieces, and notices the end of the stream.
+/// Finds the `<presence>`, `<iq>` and `<message>` stanzas in a byte stream that arrives in
+/// arbitrary pieces, and notices the end of the stream.
 ///
 /// It looks at every `<` and reads the element name after it. A presence or iq is handed out
-/// once its start tag and end tag (`</presence>`, `</iq>`) are both in; neither element
-/// nests in itself in a client stream, so the first end tag is its own. Other elements
-/// (messages, their children, stream-management acks) are stepped over, so their children are
-/// looked at too, which is harmless: a `<presence` inside character data would be written
-/// `&lt;presence`. Attribute values must not contain a raw `>`; servers escape it, and the
+/// once its start tag and end tag (`</presence>`, `</iq>`, `</message>`) are both in; none
+/// of them nests in itself in the streams the scenarios read, so the first end tag is its
+/// own. Other elements (stream-management acks) are stepped over: a `<presence` inside
+/// character data would be written `&lt;presence`. Attribute values must not contain a raw `>`; servers escape it, and the
 /// JIDs used here have none.
 #[derive(Debug, Default)]
 pub struct StanzaScanner {
@@ -356,7 +366,7 @@ impl StanzaScanner {
         self.closed
     }
 
-    /// Feeds bytes and calls `on` for every complete presence and iq stanza in them.
+    /// Feeds bytes and calls `on` for every complete presence, iq and message stanza in them.
     pub fn feed(&mut self, bytes: &[u8], mut on: impl FnMut(Seen<'_>)) {
         let owned;
         let data: &[u8] = if self.pending.is_empty() {
@@ -388,6 +398,7 @@ impl StanzaScanner {
             let end_tag: &[u8] = match &data[name_start..name_end] {
                 b"presence" => b"</presence>",
                 b"iq" => b"</iq>",
+                b"message" => b"</message>",
                 b"stream:error" | b"/stream:stream" => {
                     self.closed = true;
                     pos = name_end;
@@ -415,17 +426,19 @@ impl StanzaScanner {
                     )
                 }
             };
-            on(if end_tag == b"</iq>" {
-                Seen::Iq {
+            let from = attr(attrs, b"from");
+            on(match end_tag {
+                b"</iq>" => Seen::Iq {
+                    from,
                     id: attr(attrs, b"id"),
                     kind: attr(attrs, b"type"),
                     inner,
-                }
-            } else {
-                Seen::Presence {
-                    from: attr(attrs, b"from"),
+                },
+                b"</message>" => Seen::Message { from, inner },
+                _ => Seen::Presence {
+                    from,
                     kind: attr(attrs, b"type"),
-                }
+                },
             });
             pos = end;
         };

@@ -161,6 +161,7 @@ fn accounting_counts_in_flight_and_order() {
 enum Got {
     Presence(Option<String>, Option<String>),
     Iq(Option<String>, Option<String>, String),
+    Message(Option<String>, String),
 }
 
 fn text(b: Option<&[u8]>) -> Option<String> {
@@ -174,11 +175,16 @@ fn stanzas(chunks: &[&[u8]]) -> (Vec<Got>, bool) {
         s.feed(c, |seen| {
             out.push(match seen {
                 Seen::Presence { from, kind } => Got::Presence(text(from), text(kind)),
-                Seen::Iq { id, kind, inner } => Got::Iq(
+                Seen::Iq {
+                    id, kind, inner, ..
+                } => Got::Iq(
                     text(id),
                     text(kind),
                     String::from_utf8_lossy(inner).into_owned(),
                 ),
+                Seen::Message { from, inner } => {
+                    Got::Message(text(from), String::from_utf8_lossy(inner).into_owned())
+                }
             })
         });
     }
@@ -200,6 +206,7 @@ fn expected() -> Vec<Got> {
     let s = |v: &str| Some(v.to_owned());
     vec![
         Got::Presence(s("u1@localhost/b"), None),
+        Got::Message(s("u2@localhost/b"), "<body>hi</body>".to_owned()),
         Got::Presence(s("u3@localhost"), s("unavailable")),
         Got::Iq(
             s("push1"),
@@ -214,7 +221,7 @@ fn expected() -> Vec<Got> {
 }
 
 #[test]
-fn finds_presences_and_iqs_split_anywhere() {
+fn finds_presences_iqs_and_messages_split_anywhere() {
     let stream = STREAM.as_bytes();
     assert_eq!(stanzas(&[stream]), (expected(), false));
     for split in 1..stream.len() {

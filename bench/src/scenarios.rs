@@ -3,10 +3,12 @@
 
 pub mod fanout;
 mod pairs;
+pub mod pep;
 
-pub use crate::clique::Groups;
+pub use crate::clique::{Groups, Shape};
 pub use fanout::{FanoutSettings, fanout};
 use pairs::{Plan, run_pairs};
+pub use pep::{PepSettings, pep};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -111,6 +111,7 @@ async fn fanout_builds_rosters_then_counts_every_contacts_presence() {
             first: 2,
             count: 2,
             size: 10,
+            shape: scenarios::Shape::Clique,
         },
         setup_timeout: Duration::from_secs(30),
         timeout: Duration::from_secs(30),
@@ -138,6 +139,7 @@ async fn fanout_builds_rosters_then_counts_every_contacts_presence() {
             first: 0,
             count: 1,
             size: 4,
+            shape: scenarios::Shape::Clique,
         },
         ..settings
     };

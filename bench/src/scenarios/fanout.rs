@@ -33,7 +33,6 @@
 //! presences. So before the measured phase the same users log in without presence and out
 //! again (`login_cost`); the result is also reported with that CPU taken out.
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -67,15 +66,15 @@ const PRESENCE: &[u8] = b"<presence><priority>0</priority></presence>";
 const ROSTER_ID: &[u8] = b"fanout-roster";
 
 /// A session with the stanza scanner on its receive side and an output buffer.
-struct Conn {
-    session: Session,
-    scanner: StanzaScanner,
-    buf: Vec<u8>,
-    out: Vec<u8>,
+pub(crate) struct Conn {
+    pub(crate) session: Session,
+    pub(crate) scanner: StanzaScanner,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) out: Vec<u8>,
 }
 
 impl Conn {
-    fn new(session: Session) -> Self {
+    pub(crate) fn new(session: Session) -> Self {
         Conn {
             session,
             scanner: StanzaScanner::new(),
@@ -85,7 +84,7 @@ impl Conn {
     }
 
     /// Writes what is in `out`; false if the connection failed.
-    async fn flush(&mut self) -> bool {
+    pub(crate) async fn flush(&mut self) -> bool {
         if self.out.is_empty() {
             return true;
         }
@@ -109,11 +108,11 @@ impl Conn {
     }
 }
 
-/// Asks for the roster and counts the group members in it; `None` if no result came.
+/// Asks for the roster and counts `me`'s contacts in it; `None` if no result came.
 async fn existing_roster(
     conn: &mut Conn,
     me: usize,
-    group: Range<usize>,
+    groups: Groups,
     prefix: &str,
     deadline: Instant,
 ) -> Option<Existing> {
@@ -131,12 +130,13 @@ async fn existing_roster(
                 id: Some(ROSTER_ID),
                 kind,
                 inner,
+                ..
             } = seen
             {
                 let mut e = Existing::default();
                 for item in roster_items(inner) {
                     let member = account_of(item.jid, prefix.as_bytes())
-                        .filter(|a| group.contains(a) && *a != me);
+                        .filter(|a| groups.is_contact(me, *a));
                     if member.is_some() {
                         e.any += 1;
                         e.both += usize::from(item.subscription == Some(b"both"));
@@ -196,8 +196,12 @@ async fn drive(
     }
 }
 
-/// Builds the cliques unless they exist; returns what was done.
-async fn setup(ctx: &Ctx, groups: Groups, timeout: Duration) -> Result<Plan, SetupError> {
+/// Builds the groups' rosters unless they exist; returns what was done.
+pub(crate) async fn setup(
+    ctx: &Ctx,
+    groups: Groups,
+    timeout: Duration,
+) -> Result<Plan, SetupError> {
     let started = Instant::now();
     let deadline = started + timeout;
     let accounts = groups.accounts();
@@ -211,11 +215,10 @@ async fn setup(ctx: &Ctx, groups: Groups, timeout: Duration) -> Result<Plan, Set
     }
     let mut fetches = JoinSet::new();
     for (account, session) in accounts.clone().zip(sessions) {
-        let group = groups.group_of(account).unwrap_or(account..account + 1);
         let prefix = ctx.prefix.clone();
         fetches.spawn(async move {
             let mut conn = Conn::new(session);
-            let e = existing_roster(&mut conn, account, group, &prefix, deadline).await;
+            let e = existing_roster(&mut conn, account, groups, &prefix, deadline).await;
             (account, conn, e)
         });
     }
@@ -225,7 +228,7 @@ async fn setup(ctx: &Ctx, groups: Groups, timeout: Duration) -> Result<Plan, Set
     while let Some(r) = fetches.join_next().await {
         if let Ok((account, conn, e)) = r {
             match e {
-                Some(e) => existing.push(e),
+                Some(e) => existing.push((e, groups.contacts_of(account))),
                 None => no_result += 1,
             }
             conns.push((account, conn));
@@ -236,7 +239,7 @@ async fn setup(ctx: &Ctx, groups: Groups, timeout: Duration) -> Result<Plan, Set
     let decided = if no_result > 0 {
         Err(SetupError::RosterFetch { users: no_result })
     } else {
-        plan(&existing, groups.size)
+        plan(&existing)
     };
     if decided.as_ref().ok() != Some(&Plan::Build) {
         close(ctx, conns.into_iter().map(|(_, c)| c)).await;
@@ -247,8 +250,10 @@ async fn setup(ctx: &Ctx, groups: Groups, timeout: Duration) -> Result<Plan, Set
     let remaining = Arc::new(AtomicUsize::new(conns.len()));
     let mut drivers = JoinSet::new();
     for (account, conn) in conns {
-        let group = groups.group_of(account).unwrap_or(account..account + 1);
-        let hs = Handshake::new(account, group, &ctx.prefix, &ctx.target.domain);
+        let Some(hs) = Handshake::in_groups(account, &groups, &ctx.prefix, &ctx.target.domain)
+        else {
+            continue;
+        };
         drivers.spawn(drive(conn, hs, remaining.clone(), stop.clone(), deadline));
     }
     // A server that rewrites a whole roster per change (Prosody's file storage) takes minutes
@@ -295,7 +300,7 @@ async fn setup(ctx: &Ctx, groups: Groups, timeout: Duration) -> Result<Plan, Set
     Ok(Plan::Build)
 }
 
-async fn close(ctx: &Ctx, conns: impl IntoIterator<Item = Conn>) {
+pub(crate) async fn close(ctx: &Ctx, conns: impl IntoIterator<Item = Conn>) {
     ctx.close_all(conns.into_iter().map(|c| c.session).collect())
         .await;
 }
