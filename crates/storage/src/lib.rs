@@ -64,6 +64,7 @@ mod postgres;
 mod select;
 mod sqlite;
 mod sqlite_archive;
+mod sqlite_checkpoint;
 mod sqlite_connections;
 #[cfg(test)]
 mod tests;

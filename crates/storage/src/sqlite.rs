@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection as _, Transaction};
 use xmppd_core::storage::{KeyVal, MapStore, StorageResult, UserData};
 
+use crate::sqlite_checkpoint::{Checkpointer, WRITER_AUTOCHECKPOINT_PAGES};
 use crate::sqlite_connections::{
     Connections, Lent, READER_CACHE_KIB, WRITER_CACHE_KIB, note_failure, readers,
 };
@@ -34,6 +35,8 @@ pub struct SqliteStore {
     writer: Arc<Connections>,
     /// Read-only (`query_only`) connections for lookups and queries.
     reader: Arc<Connections>,
+    /// Checkpoints the WAL on a connection of its own, off the write path.
+    checkpointer: Arc<Checkpointer>,
     /// The database file, for diagnostics.
     path: PathBuf,
 }
@@ -79,15 +82,18 @@ impl SqliteStore {
         };
 
         // Statement journals (a statement's undo inside a longer transaction, such as each
-        // insert of an archive batch) stay in memory instead of a temporary file; and the WAL
-        // is checkpointed every 4,000 pages instead of 1,000, so a hot index page written by
-        // many commits is copied into the database file once per checkpoint, not four times.
-        // Neither touches durability: commits still sync the WAL (`synchronous=FULL`).
+        // insert of an archive batch) stay in memory instead of a temporary file; and the
+        // writer leaves checkpoints to the checkpoint task (`sqlite_checkpoint`), keeping its
+        // own only as a backstop. Neither touches durability: commits still sync the WAL
+        // (`synchronous=FULL`).
         let writer_options = options
             .clone()
             .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
             .pragma("temp_store", "MEMORY")
-            .pragma("wal_autocheckpoint", "4000");
+            .pragma(
+                "wal_autocheckpoint",
+                WRITER_AUTOCHECKPOINT_PAGES.to_string(),
+            );
         let writer = Connections::open(writer_options, 1)
             .await
             .map_err(sqlite_err)?;
@@ -102,6 +108,9 @@ impl SqliteStore {
                     source,
                 })?;
         }
+        let checkpointer = Checkpointer::start(options.clone().pragma("cache_size", "-4"))
+            .await
+            .map_err(sqlite_err)?;
         let reader = Connections::open(
             options
                 .pragma("query_only", "ON")
@@ -114,6 +123,7 @@ impl SqliteStore {
         Ok(Self {
             writer: Arc::new(writer),
             reader: Arc::new(reader),
+            checkpointer: Arc::new(checkpointer),
             path,
         })
     }
@@ -128,6 +138,7 @@ impl SqliteStore {
     /// Not needed for durability (every commit is already synced); it checkpoints the WAL
     /// into the main file on a clean shutdown.
     pub async fn close(&self) {
+        self.checkpointer.stop().await;
         self.reader.close().await;
         self.writer.close().await;
     }

@@ -169,13 +169,53 @@ async fn sqlite_runs_wal_with_full_sync() {
         .fetch_one(&mut *conn)
         .await
         .expect("cache_size");
+    let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("wal_autocheckpoint");
     assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
+    // Checkpoints are the checkpoint task's; the writer's own is a distant backstop.
+    assert_eq!(
+        autocheckpoint,
+        i64::from(crate::sqlite_checkpoint::WRITER_AUTOCHECKPOINT_PAGES)
+    );
     // The writer's cache is bounded too: every logout writes a record.
     assert_eq!(
         cache,
         -i64::from(crate::sqlite_connections::WRITER_CACHE_KIB)
     );
     drop(lent);
+    store.close().await;
+}
+
+/// The checkpoint task copies committed pages into the database file by itself, without a
+/// commit reaching the writer's (distant) automatic threshold.
+#[tokio::test]
+async fn sqlite_checkpoints_in_the_background() {
+    use xmppd_core::storage::KeyVal as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("x.db");
+    let store = crate::SqliteStore::open(&path).await.expect("open");
+    let file_len = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    // A quiet moment first: whatever the migrations wrote is copied.
+    tokio::time::sleep(crate::sqlite_checkpoint::CHECKPOINT_EVERY * 3).await;
+    let before = file_len();
+    // 200 documents of 8 KiB: well over a hundred new pages, far below the backstop.
+    for i in 0..200 {
+        store
+            .put("h", &format!("u{i}"), "s", &[7u8; 8192])
+            .await
+            .expect("put");
+    }
+    let mut grown = false;
+    for _ in 0..50 {
+        if file_len() > before + 100 * 4096 {
+            grown = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(grown, "database file {} bytes, was {before}", file_len());
     store.close().await;
 }
 
