@@ -23,9 +23,9 @@ pub use client::{ClientSession, ClientStream, StreamAction};
 pub use component::ComponentRegistry;
 pub use extensions::Extensions;
 pub use hooks::{
-    DeliveredHook, Flow, InboundHook, InboundPresenceKind, IqResponseHook, KindMask, OfflineFlow,
-    OfflineHook, OutboundHook, PreRouteFilter, Priority, SessionEvent, SessionHook, SessionRef,
-    SessionStateHook, SubscriptionKind,
+    BroadcastPresenceHook, DeliveredHook, Flow, InboundHook, InboundPresenceKind, IqResponseHook,
+    KindMask, OfflineFlow, OfflineHook, OutboundHook, PreRouteFilter, Priority, SessionEvent,
+    SessionHook, SessionRef, SessionStateHook, SubscriptionKind,
 };
 pub use module::{
     ConfigSource, HostModules, IqHandler, IqRequest, IqTarget, IqType, Module, ModuleCtx,

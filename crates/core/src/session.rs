@@ -281,6 +281,34 @@ impl SessionRegistry {
         }
     }
 
+    /// Replaces a session's recorded broadcast presence with `new`, only if it is still
+    /// `expected` (the same shared stanza): a presence the session recorded meanwhile wins.
+    /// Returns whether it was replaced.
+    pub fn replace_presence(
+        &self,
+        jid: &FullJid,
+        expected: &Arc<Stanza>,
+        new: Arc<Stanza>,
+    ) -> bool {
+        let Some(mut entries) = self.by_bare.get_mut(bare_of(jid)) else {
+            return false;
+        };
+        let resource = jid.resource().as_str();
+        let entry = entries.iter_mut().find(|e| {
+            e.resource == resource
+                && e.last_presence
+                    .as_ref()
+                    .is_some_and(|p| Arc::ptr_eq(p, expected))
+        });
+        match entry {
+            Some(e) => {
+                e.last_presence = Some(new);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The session bound to this full JID.
     pub fn get(&self, jid: &FullJid) -> Option<ResourceInfo> {
         let entries = self.by_bare.get(bare_of(jid))?;
@@ -368,6 +396,8 @@ mod tests {
     use super::*;
     use crate::queue::{QueueReceiver, session_queue};
     use bytes::Bytes;
+    use xmppd_proto::{StanzaKind, ns};
+    use xmppd_xml::Element;
 
     fn full(s: &str) -> FullJid {
         FullJid::new(s).unwrap()
@@ -391,6 +421,28 @@ mod tests {
         assert_eq!(reg.len(), 1);
         assert!(reg.unbind(&full("a@x/r"), 2));
         assert!(reg.is_empty());
+    }
+
+    #[test]
+    fn a_presence_is_replaced_only_while_it_is_the_one_expected() {
+        let reg = SessionRegistry::new();
+        let (tx, _rx) = session_queue(4);
+        let jid = full("a@x/r");
+        reg.bind(&jid, 1, tx, Arc::new(SessionControl::default()));
+        let presence = || {
+            let el = Element::new("presence", ns::CLIENT);
+            Arc::new(Stanza::new_unchecked(StanzaKind::Presence, None, None, el))
+        };
+        let recorded = || reg.get(&jid).and_then(|r| r.last_presence);
+        let (first, rewritten, newer) = (presence(), presence(), presence());
+        reg.set_presence(&jid, 1, Some((0, first.clone())));
+        assert!(reg.replace_presence(&jid, &first, rewritten.clone()));
+        assert!(recorded().is_some_and(|p| Arc::ptr_eq(&p, &rewritten)));
+        // The client's newer presence is not overwritten by a rewrite of an older one.
+        reg.set_presence(&jid, 1, Some((0, newer.clone())));
+        assert!(!reg.replace_presence(&jid, &rewritten, presence()));
+        assert!(recorded().is_some_and(|p| Arc::ptr_eq(&p, &newer)));
+        assert!(!reg.replace_presence(&full("a@x/other"), &newer, presence()));
     }
 
     #[tokio::test]

@@ -301,6 +301,7 @@ impl ClientSession {
                 let initial = !self.available;
                 self.available = true;
                 let priority = priority_of(&stanza);
+                let stanza = router.run_broadcast_presence(self.as_ref(), stanza).await;
                 let stanza = Arc::new(stanza);
                 sessions.set_presence(&self.jid, self.conn_id, Some((priority, stanza.clone())));
                 let event = SessionEvent::Available {

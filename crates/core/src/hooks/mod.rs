@@ -1,7 +1,7 @@
 //! Typed, ordered, multi-subscriber hooks: the points where modules take part in routing.
 //!
 //! A module subscribes in its `register()` with a priority; subscribers of one point run in
-//! descending priority (ties in registration order). There are six points:
+//! descending priority (ties in registration order). There are eight points:
 //!
 //! | point | when | may |
 //! |---|---|---|
@@ -10,6 +10,7 @@
 //! | [`DeliveredHook`] | a message for a local account, once queued for its sessions (which ones are given) or stored offline | observe |
 //! | [`OfflineHook`] | a `normal`/`chat` message for an account with no available resource | store or refuse |
 //! | [`OutboundHook`] | a stanza a client session sent (its `from` stamped), before it is routed | consume or pass on |
+//! | [`BroadcastPresenceHook`] | a session's broadcast available presence, before it is recorded and broadcast | rewrite |
 //! | [`SessionHook`] | a session's lifecycle: bound, available, unavailable, resumed, closed | observe |
 //! | [`IqResponseHook`] | an iq result/error to the server or an account's bare JID (the answer to an iq a module sent) | claim it by its id |
 //!
@@ -26,8 +27,9 @@ mod points;
 mod subscription;
 
 pub use points::{
-    DeliveredHook, Flow, InboundHook, IqResponseHook, KindMask, OfflineFlow, OfflineHook,
-    OutboundHook, PreRouteFilter, SessionEvent, SessionHook, SessionRef, SessionStateHook,
+    BroadcastPresenceHook, DeliveredHook, Flow, InboundHook, IqResponseHook, KindMask, OfflineFlow,
+    OfflineHook, OutboundHook, PreRouteFilter, SessionEvent, SessionHook, SessionRef,
+    SessionStateHook,
 };
 pub use subscription::{InboundPresenceKind, SubscriptionKind};
 
@@ -104,6 +106,7 @@ pub struct Hooks {
     pub(crate) delivered: Point<dyn DeliveredHook>,
     pub(crate) offline: Point<dyn OfflineHook>,
     pub(crate) outbound: Point<dyn OutboundHook>,
+    pub(crate) broadcast_presence: Point<dyn BroadcastPresenceHook>,
     pub(crate) session: Point<dyn SessionHook>,
     pub(crate) iq_response: Point<dyn IqResponseHook>,
     pub(crate) session_state: Point<dyn SessionStateHook>,
@@ -117,6 +120,7 @@ impl std::fmt::Debug for Hooks {
             .field("delivered", &self.delivered.order())
             .field("offline", &self.offline.order())
             .field("outbound", &self.outbound.order())
+            .field("broadcast_presence", &self.broadcast_presence.order())
             .field("session", &self.session.order())
             .field("iq_response", &self.iq_response.order())
             .field("session_state", &self.session_state.order())

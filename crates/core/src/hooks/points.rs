@@ -205,6 +205,27 @@ pub trait OutboundHook: Send + Sync + 'static {
     async fn outbound(&self, router: &Router, session: SessionRef<'_>, stanza: Stanza) -> Flow;
 }
 
+/// A session's broadcast available presence (no `to`: RFC 6121 §4.2, §4.4), before it is
+/// recorded and sent anywhere. What a subscriber returns is what every recipient sees: the
+/// account's own resources, its contacts, and whoever probes it later (the registry keeps it
+/// as the session's last presence). The place for what the server adds to a user's presence
+/// on the user's behalf, e.g. the XEP-0153 avatar hash (as ejabberd's `mod_vcard_xupdate`
+/// does).
+///
+/// A subscriber that changes the presence builds a new stanza from the one it owns; it never
+/// changes one that is shared (an `Arc` already handed to a queue).
+#[async_trait]
+pub trait BroadcastPresenceHook: Send + Sync + 'static {
+    /// The presence to record and broadcast: `stanza` itself, or a rewritten one with the same
+    /// `from` and no `to`.
+    async fn broadcast_presence(
+        &self,
+        router: &Router,
+        session: SessionRef<'_>,
+        stanza: Stanza,
+    ) -> Stanza;
+}
+
 /// A moment in a client session's life.
 #[derive(Debug)]
 pub enum SessionEvent<'a> {

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use xmppd_xml::Element;
 
 use crate::hooks::{
-    DeliveredHook, Hooks, InboundHook, IqResponseHook, KindMask, OfflineHook, OutboundHook,
-    PreRouteFilter, Priority, SessionHook, SessionStateHook, Subscriber,
+    BroadcastPresenceHook, DeliveredHook, Hooks, InboundHook, IqResponseHook, KindMask,
+    OfflineHook, OutboundHook, PreRouteFilter, Priority, SessionHook, SessionStateHook, Subscriber,
 };
 
 /// A feature of the server: declares what it adds.
@@ -371,6 +371,13 @@ impl Registry {
         self.hooks.outbound.add(sub);
     }
 
+    /// Subscribes to client sessions' broadcast available presence, to rewrite it before it
+    /// is recorded and broadcast (see [`BroadcastPresenceHook`]).
+    pub fn broadcast_presence(&mut self, priority: Priority, hook: Arc<dyn BroadcastPresenceHook>) {
+        let sub = self.subscriber(priority, KindMask::PRESENCE, hook);
+        self.hooks.broadcast_presence.add(sub);
+    }
+
     /// Subscribes to client sessions' lifecycle events.
     pub fn session(&mut self, priority: Priority, hook: Arc<dyn SessionHook>) {
         let sub = self.subscriber(priority, KindMask::ALL, hook);
@@ -430,6 +437,10 @@ impl Registry {
             ("delivered", names(self.hooks.delivered.order())),
             ("offline", names(self.hooks.offline.order())),
             ("outbound", names(self.hooks.outbound.order())),
+            (
+                "broadcast_presence",
+                names(self.hooks.broadcast_presence.order()),
+            ),
             ("session", names(self.hooks.session.order())),
             ("iq_response", names(self.hooks.iq_response.order())),
         ]

@@ -1,5 +1,7 @@
 //! The router's side of the hook points: each point is run from exactly one function here.
 
+use std::sync::Arc;
+
 use jid::{BareJid, FullJid, Jid};
 use xmppd_proto::{Stanza, StanzaKind};
 
@@ -138,6 +140,61 @@ impl Router {
             };
         }
         self.route(stanza).await
+    }
+
+    /// The broadcast presence hooks (enabled on the session's host), in priority order: the
+    /// presence to record and broadcast for the session.
+    pub async fn run_broadcast_presence(&self, session: SessionRef<'_>, stanza: Stanza) -> Stanza {
+        let hooks = &self.registry.hooks.broadcast_presence;
+        if hooks.is_empty() {
+            return stanza;
+        }
+        let host = session.jid.domain().as_str();
+        let mut stanza = stanza;
+        for sub in hooks.iter() {
+            if self.registry.enabled(host, sub.module) {
+                stanza = sub.hook.broadcast_presence(self, session, stanza).await;
+            }
+        }
+        stanza
+    }
+
+    /// Broadcasts again, for each available session of `user` on this node, its current
+    /// presence as the broadcast presence hooks make it now: for a module whose addition to
+    /// the presence changed without the client sending anything (a new avatar hash after a
+    /// vCard update, XEP-0153 §4.2). It takes the path of a presence update the client sent
+    /// (RFC 6121 §4.4: own resources, then the session hooks, which tell the contacts), but
+    /// entities that got directed presence are not told again.
+    ///
+    /// A session whose presence changes meanwhile keeps the new one: the registry replaces
+    /// only the presence the rewrite started from, and the client's own presence passed the
+    /// hooks anyway.
+    pub async fn rebroadcast_presence(&self, user: &BareJid) {
+        for r in self.sessions.resources(user) {
+            let (Some(priority), Some(last)) = (r.priority, r.last_presence.clone()) else {
+                continue;
+            };
+            let session = SessionRef {
+                jid: &r.jid,
+                ext: r.ext(),
+            };
+            let stanza = self
+                .run_broadcast_presence(session, Stanza::clone(&last))
+                .await;
+            let stanza = Arc::new(stanza);
+            if !self
+                .sessions
+                .replace_presence(&r.jid, &last, stanza.clone())
+            {
+                continue;
+            }
+            let event = SessionEvent::Available {
+                stanza: &stanza,
+                initial: false,
+                priority,
+            };
+            self.session_event(session, event).await;
+        }
     }
 
     /// A moment in a client session's life. For a change of broadcast presence (the registry
