@@ -18,6 +18,7 @@ pub mod forwarded;
 pub mod mam;
 pub mod ns;
 pub mod payload;
+pub mod private;
 pub mod push;
 pub mod roster;
 pub mod rsm;
@@ -27,6 +28,8 @@ pub mod stanza_id;
 pub mod stream_error;
 #[cfg(test)]
 mod test_util;
+pub mod vcard;
+pub mod vcard_update;
 
 pub use error::{DefinedCondition, ErrorType, StanzaError};
 pub use payload::PayloadError;

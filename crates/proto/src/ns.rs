@@ -58,3 +58,9 @@ pub const SM: &str = "urn:xmpp:sm:3";
 pub const CSI: &str = "urn:xmpp:csi:0";
 /// `urn:xmpp:mam:2` (XEP-0313).
 pub const MAM: &str = "urn:xmpp:mam:2";
+/// XEP-0054: vcard-temp.
+pub const VCARD: &str = "vcard-temp";
+/// XEP-0153: vCard-Based Avatars, the presence extension.
+pub const VCARD_UPDATE: &str = "vcard-temp:x:update";
+/// XEP-0049: Private XML Storage.
+pub const PRIVATE: &str = "jabber:iq:private";
