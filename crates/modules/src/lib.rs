@@ -1,5 +1,6 @@
 //! Server features, one module per XEP. `xmppd`'s `modules.rs` lists which are enabled.
 
+pub mod avatar;
 pub mod blocking;
 pub mod carbons;
 pub mod disco;
@@ -8,8 +9,10 @@ pub mod mam;
 pub mod ping;
 pub mod push;
 pub mod time;
+pub mod vcard;
 pub mod version;
 
+pub use avatar::Avatars;
 pub use blocking::{Blocking, BlockingSettings};
 pub use carbons::Carbons;
 pub use disco::Disco;
@@ -18,4 +21,5 @@ pub use mam::{Mam, MamSettings};
 pub use ping::Ping;
 pub use push::{Push, PushSettings};
 pub use time::Time;
+pub use vcard::{VCardObservers, VCardSettings, VCardStore, VCards};
 pub use version::{Version, VersionSettings};

@@ -7,8 +7,9 @@ use xmppd_core::{
 };
 use xmppd_im::Im;
 use xmppd_modules::{
-    Blocking, BlockingSettings, Carbons, Disco, LastActivity, Mam, MamSettings, Ping, Push,
-    PushSettings, Time, Version, VersionSettings,
+    Avatars, Blocking, BlockingSettings, Carbons, Disco, LastActivity, Mam, MamSettings, Ping,
+    Push, PushSettings, Time, VCardObservers, VCardSettings, VCardStore, VCards, Version,
+    VersionSettings,
 };
 
 use crate::Config;
@@ -48,6 +49,19 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
     })?;
     b.module("push", |s: PushSettings, ctx| {
         Ok(Push::new(&ctx.storage(&[xmppd_modules::push::STORE])?, s))
+    })?;
+    // XEP-0054; the modules built on it add themselves to `vcard_observers`.
+    let vcard_observers = VCardObservers::default();
+    let observers = vcard_observers.clone();
+    b.module("vcard", move |s: VCardSettings, ctx| {
+        let storage = ctx.storage(&[xmppd_modules::vcard::STORE])?;
+        Ok(VCards::new(&storage, s, observers))
+    })?;
+    // XEP-0153: reads the vCards' photo hashes, stamps presence, told of vCard changes.
+    b.module("avatar", move |_: NoSettings, ctx| {
+        let avatars = Avatars::new(VCardStore::new(&ctx.storage(&[])?));
+        vcard_observers.add(avatars.observer());
+        Ok(avatars)
     })?;
     // XEP-0313, after "im" so that hooks of equal priority never depend on the order.
     b.module("mam", |s: MamSettings, ctx| {
