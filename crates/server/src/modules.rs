@@ -8,8 +8,8 @@ use xmppd_core::{
 use xmppd_im::Im;
 use xmppd_modules::{
     Avatars, Blocking, BlockingSettings, Carbons, Disco, LastActivity, Mam, MamSettings, Ping,
-    Push, PushSettings, Time, VCardObservers, VCardSettings, VCardStore, VCards, Version,
-    VersionSettings,
+    PrivateInterceptors, PrivateSettings, PrivateXml, Push, PushSettings, Time, VCardObservers,
+    VCardSettings, VCardStore, VCards, Version, VersionSettings,
 };
 
 use crate::Config;
@@ -62,6 +62,13 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
         let avatars = Avatars::new(VCardStore::new(&ctx.storage(&[])?));
         vcard_observers.add(avatars.observer());
         Ok(avatars)
+    })?;
+    // XEP-0049; XEP-0048 bookmarks will take over `storage:bookmarks` through the
+    // interceptors.
+    let private_interceptors = PrivateInterceptors::default();
+    b.module("private", move |s: PrivateSettings, ctx| {
+        let storage = ctx.storage(&[xmppd_modules::private::STORE])?;
+        Ok(PrivateXml::new(&storage, s, private_interceptors))
     })?;
     // XEP-0313, after "im" so that hooks of equal priority never depend on the order.
     b.module("mam", |s: MamSettings, ctx| {
