@@ -108,7 +108,8 @@ fn owner(user: &BareJid) -> (&str, &str) {
     )
 }
 
-/// Whether storing `fragment` means removing what is stored (§ module docs).
+/// Whether storing `fragment` removes what is stored instead (an element with no content and
+/// no attribute but its namespace).
 fn is_empty_fragment(fragment: &Element) -> bool {
     fragment.nodes().is_empty() && fragment.attrs().all(|(name, _)| name == "xmlns")
 }
