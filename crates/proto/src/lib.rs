@@ -19,6 +19,7 @@ pub mod mam;
 pub mod ns;
 pub mod payload;
 pub mod private;
+pub mod pubsub;
 pub mod push;
 pub mod roster;
 pub mod rsm;

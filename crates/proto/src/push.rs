@@ -27,10 +27,7 @@ use crate::payload::{PayloadError, required_jid_attr};
 pub const NS_PUSH: &str = "urn:xmpp:push:0";
 /// The `FORM_TYPE` of the notification's summary (§7).
 pub const NS_SUMMARY: &str = "urn:xmpp:push:summary";
-/// `http://jabber.org/protocol/pubsub`.
-pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
-/// The `FORM_TYPE` of XEP-0060 publish options.
-pub const NS_PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
+pub use crate::pubsub::{NS_PUBLISH_OPTIONS, NS_PUBSUB};
 
 /// `<enable/>`: publish notifications for this account to `node` at `jid` (§5).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,670 @@
+//! XEP-0060: Publish-Subscribe — the payloads of the subset a PEP service (XEP-0163) speaks.
+//!
+//! Requests in `http://jabber.org/protocol/pubsub`: `<publish/>` (with `<publish-options/>`,
+//! XEP-0223 / §7.1.5), `<items/>` (§6.5), `<retract/>` (§7.2); owner requests in `…#owner`:
+//! `<configure/>` (§8.2), `<delete/>` (§8.4), `<purge/>` (§8.5); notifications in `…#event`
+//! (§7.1.2, §7.2.2, §8.4.2, §8.5.2); and the pubsub-specific error conditions of `…#errors`.
+//!
+//! A request names one action; other children of `<pubsub/>` (`<subscribe/>`, `<create/>` …)
+//! are reported as [`PubSubRequest::Other`] so the service can answer `feature-not-implemented`
+//! with `<unsupported feature='…'/>` (§5.4 and the error table of §7) rather than a parse error.
+//! A missing `node` is `nodeid-required` (§6.5.9.4, §7.1.3.3); a retract without an item id is
+//! `item-required` (§7.2.3.3). Both are reported by [`PubSubParseError`], which knows its
+//! stanza error.
+
+use xmppd_xml::Element;
+
+use crate::data_form::{DataForm, FormType};
+use crate::error::{DefinedCondition, StanzaError};
+use crate::ns;
+use crate::payload::{PayloadError, expect, into_element, number_attr, parse_bool};
+
+/// `http://jabber.org/protocol/pubsub`.
+pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// `http://jabber.org/protocol/pubsub#owner`.
+pub const NS_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+/// `http://jabber.org/protocol/pubsub#event`.
+pub const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+/// `http://jabber.org/protocol/pubsub#errors`.
+pub const NS_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+/// The `FORM_TYPE` of publish options (§7.1.5).
+pub const NS_PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
+/// The `FORM_TYPE` of a node configuration (§8.2).
+pub const NS_NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
+
+/// A pubsub-specific error condition (§7 error tables, the `…#errors` schema).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PubSubCondition {
+    /// A node with an access model of `whitelist` and the requester not on it.
+    ClosedNode,
+    /// Options the service cannot accept.
+    InvalidOptions,
+    /// The item holds not exactly one payload element.
+    InvalidPayload,
+    /// An item given where none is allowed.
+    ItemForbidden,
+    /// No item (or no item id) where one is needed.
+    ItemRequired,
+    /// No `node` attribute.
+    NodeIdRequired,
+    /// Access model `roster`, the requester in none of the allowed groups.
+    NotInRosterGroup,
+    /// The item is larger than the service accepts.
+    PayloadTooBig,
+    /// A publish-options precondition differs from the node's configuration.
+    PreconditionNotMet,
+    /// Access model `presence`, the requester not subscribed to the owner's presence.
+    PresenceSubscriptionRequired,
+    /// A feature the service does not implement; `feature` names it (§5.4).
+    Unsupported(&'static str),
+}
+
+impl PubSubCondition {
+    /// The condition's element.
+    pub fn to_element(self) -> Element {
+        let name = match self {
+            Self::ClosedNode => "closed-node",
+            Self::InvalidOptions => "invalid-options",
+            Self::InvalidPayload => "invalid-payload",
+            Self::ItemForbidden => "item-forbidden",
+            Self::ItemRequired => "item-required",
+            Self::NodeIdRequired => "nodeid-required",
+            Self::NotInRosterGroup => "not-in-roster-group",
+            Self::PayloadTooBig => "payload-too-big",
+            Self::PreconditionNotMet => "precondition-not-met",
+            Self::PresenceSubscriptionRequired => "presence-subscription-required",
+            Self::Unsupported(_) => "unsupported",
+        };
+        let el = Element::new(name, NS_ERRORS);
+        match self {
+            Self::Unsupported(feature) => el.with_attr("feature", feature),
+            _ => el,
+        }
+    }
+
+    /// The stanza error `condition` carrying this pubsub condition.
+    pub fn error(self, condition: DefinedCondition) -> StanzaError {
+        StanzaError::new(condition).with_app(self.to_element())
+    }
+}
+
+/// Why a `<pubsub/>` request could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PubSubParseError {
+    /// Not a pubsub payload (or malformed in a way no pubsub condition names).
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// The action names no node (§7.1.3.3): `bad-request` + `nodeid-required`.
+    #[error("the request names no node")]
+    NodeIdRequired,
+    /// A retract without an item id (§7.2.3.3): `bad-request` + `item-required`.
+    #[error("the request names no item")]
+    ItemRequired,
+    /// A form of the wrong `FORM_TYPE` or shape: `bad-request` + `invalid-options`.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+}
+
+impl From<PubSubParseError> for StanzaError {
+    fn from(e: PubSubParseError) -> Self {
+        match e {
+            PubSubParseError::Payload(p) => p.into(),
+            PubSubParseError::NodeIdRequired => {
+                PubSubCondition::NodeIdRequired.error(DefinedCondition::BadRequest)
+            }
+            PubSubParseError::ItemRequired => {
+                PubSubCondition::ItemRequired.error(DefinedCondition::BadRequest)
+            }
+            PubSubParseError::InvalidOptions(text) => PubSubCondition::InvalidOptions
+                .error(DefinedCondition::BadRequest)
+                .with_text(text),
+        }
+    }
+}
+
+/// An `<item/>`: an id and at most one payload element.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// The ItemID; the service makes one when a publisher gives none (§7.1.1).
+    pub id: Option<String>,
+    /// The payload.
+    pub payload: Option<Element>,
+}
+
+impl Item {
+    /// The `<item/>` in namespace `ns` (`…pubsub` in results, `…#event` in notifications).
+    pub fn to_element_in(&self, ns: &str) -> Element {
+        let mut el = Element::new("item", ns);
+        if let Some(id) = &self.id {
+            el.set_attr("id", id.as_str());
+        }
+        if let Some(payload) = &self.payload {
+            el.push_child(payload.clone());
+        }
+        el
+    }
+
+    /// Reads an `<item/>` of any pubsub namespace. More than one payload element is
+    /// `invalid-payload` for the caller to decide (§7.1.3.5); here only the first is kept and
+    /// [`Item::payload_count`] tells.
+    fn parse(el: &Element) -> Item {
+        Item {
+            id: el.attr("id").map(str::to_owned),
+            payload: el.children().next().cloned(),
+        }
+    }
+}
+
+/// The number of payload elements of an `<item/>`.
+pub fn payload_count(item: &Element) -> usize {
+    item.children().count()
+}
+
+/// A request in `http://jabber.org/protocol/pubsub`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PubSubRequest {
+    /// §7.1: publish an item (several `<item/>` are a batch the service may refuse).
+    Publish {
+        /// The node.
+        node: String,
+        /// The items published (one, usually).
+        items: Vec<Item>,
+        /// How many payload elements each item carried, in order (§7.1.3.5).
+        payload_counts: Vec<usize>,
+        /// XEP-0223 / §7.1.5 preconditions, the form's fields other than `FORM_TYPE`.
+        options: Option<DataForm>,
+    },
+    /// §6.5: retrieve items (all, the newest `max_items`, or those named).
+    Items {
+        /// The node.
+        node: String,
+        /// At most this many, newest first chosen.
+        max_items: Option<u32>,
+        /// Only these ids (none: all).
+        ids: Vec<String>,
+    },
+    /// §7.2: delete items.
+    Retract {
+        /// The node.
+        node: String,
+        /// Whether subscribers are told (`notify='true'`).
+        notify: bool,
+        /// The ids to delete (at least one).
+        ids: Vec<String>,
+    },
+    /// An action this service does not implement, by element name (`subscribe`, `create` …).
+    Other(String),
+}
+
+/// The `node` attribute of an action, required and non-empty.
+fn node(el: &Element) -> Result<String, PubSubParseError> {
+    match el.attr("node") {
+        Some(n) if !n.is_empty() => Ok(n.to_owned()),
+        _ => Err(PubSubParseError::NodeIdRequired),
+    }
+}
+
+/// The form inside `<publish-options/>` or `<configure/>`, with the `FORM_TYPE` expected.
+fn options_form(el: &Element, form_type: &str) -> Result<Option<DataForm>, PubSubParseError> {
+    let Some(x) = el.child("x", ns::DATA_FORMS) else {
+        return Ok(None);
+    };
+    let form = DataForm::try_from(x)?;
+    if form.kind != FormType::Submit || form.form_type() != Some(form_type) {
+        return Err(PubSubParseError::InvalidOptions(format!(
+            "the form must be a submission with the FORM_TYPE {form_type}"
+        )));
+    }
+    Ok(Some(form))
+}
+
+impl TryFrom<&Element> for PubSubRequest {
+    type Error = PubSubParseError;
+
+    fn try_from(el: &Element) -> Result<Self, PubSubParseError> {
+        expect(el, "pubsub", NS_PUBSUB)?;
+        let Some(action) = el
+            .children()
+            .find(|c| c.ns() == NS_PUBSUB && c.name() != "publish-options")
+        else {
+            return Err(PayloadError::invalid("<pubsub/> names no action").into());
+        };
+        let ids = |el: &Element| -> Vec<String> {
+            el.children()
+                .filter(|c| c.is("item", NS_PUBSUB))
+                .filter_map(|c| c.attr("id").map(str::to_owned))
+                .collect()
+        };
+        match action.name() {
+            "publish" => {
+                let node = node(action)?;
+                let items: Vec<&Element> = action
+                    .children()
+                    .filter(|c| c.is("item", NS_PUBSUB))
+                    .collect();
+                let options = match el.child("publish-options", NS_PUBSUB) {
+                    Some(po) => options_form(po, NS_PUBLISH_OPTIONS)?,
+                    None => None,
+                };
+                Ok(PubSubRequest::Publish {
+                    node,
+                    payload_counts: items.iter().map(|i| payload_count(i)).collect(),
+                    items: items.into_iter().map(Item::parse).collect(),
+                    options,
+                })
+            }
+            "items" => Ok(PubSubRequest::Items {
+                node: node(action)?,
+                max_items: number_attr(action, "max_items")?,
+                ids: ids(action),
+            }),
+            "retract" => {
+                let node = node(action)?;
+                let notify = action
+                    .attr("notify")
+                    .is_some_and(|v| parse_bool(v) == Some(true));
+                let ids = ids(action);
+                if ids.is_empty() {
+                    return Err(PubSubParseError::ItemRequired);
+                }
+                Ok(PubSubRequest::Retract { node, notify, ids })
+            }
+            other => Ok(PubSubRequest::Other(other.to_owned())),
+        }
+    }
+}
+
+impl PubSubRequest {
+    /// The `<pubsub/>` element (what a client sends).
+    pub fn to_element(&self) -> Element {
+        let mut pubsub = Element::new("pubsub", NS_PUBSUB);
+        match self {
+            PubSubRequest::Publish {
+                node,
+                items,
+                options,
+                ..
+            } => {
+                let mut publish = Element::new("publish", NS_PUBSUB).with_attr("node", node);
+                for item in items {
+                    publish.push_child(item.to_element_in(NS_PUBSUB));
+                }
+                pubsub.push_child(publish);
+                if let Some(form) = options {
+                    pubsub.push_child(
+                        Element::new("publish-options", NS_PUBSUB).with_child(form.to_element()),
+                    );
+                }
+            }
+            PubSubRequest::Items {
+                node,
+                max_items,
+                ids,
+            } => {
+                let mut items = Element::new("items", NS_PUBSUB).with_attr("node", node);
+                if let Some(max) = max_items {
+                    items.set_attr("max_items", max.to_string());
+                }
+                for id in ids {
+                    items.push_child(Element::new("item", NS_PUBSUB).with_attr("id", id));
+                }
+                pubsub.push_child(items);
+            }
+            PubSubRequest::Retract { node, notify, ids } => {
+                let mut retract = Element::new("retract", NS_PUBSUB).with_attr("node", node);
+                if *notify {
+                    retract.set_attr("notify", "true");
+                }
+                for id in ids {
+                    retract.push_child(Element::new("item", NS_PUBSUB).with_attr("id", id));
+                }
+                pubsub.push_child(retract);
+            }
+            PubSubRequest::Other(name) => pubsub.push_child(Element::new(name, NS_PUBSUB)),
+        }
+        pubsub
+    }
+}
+
+/// The `<pubsub><publish node><item id/></publish></pubsub>` result of a publish (§7.1.2),
+/// telling the publisher the id the service gave.
+pub fn publish_result(node: &str, id: &str) -> Element {
+    Element::new("pubsub", NS_PUBSUB).with_child(
+        Element::new("publish", NS_PUBSUB)
+            .with_attr("node", node)
+            .with_child(Element::new("item", NS_PUBSUB).with_attr("id", id)),
+    )
+}
+
+/// The `<pubsub><items node>…</items></pubsub>` result of a retrieval (§6.5.2).
+pub fn items_result<'a>(node: &str, items: impl IntoIterator<Item = &'a Item>) -> Element {
+    let mut el = Element::new("items", NS_PUBSUB).with_attr("node", node);
+    for item in items {
+        el.push_child(item.to_element_in(NS_PUBSUB));
+    }
+    Element::new("pubsub", NS_PUBSUB).with_child(el)
+}
+
+/// A request in `http://jabber.org/protocol/pubsub#owner`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerRequest {
+    /// §8.2: the configuration form (get), or a new configuration (set; `form` is `None`
+    /// for a `cancel` submission, which changes nothing).
+    Configure {
+        /// The node.
+        node: String,
+        /// The submitted form.
+        form: Option<DataForm>,
+    },
+    /// §8.4: delete the node.
+    Delete {
+        /// The node.
+        node: String,
+    },
+    /// §8.5: delete every item of the node.
+    Purge {
+        /// The node.
+        node: String,
+    },
+    /// An owner action this service does not implement (`subscriptions`, `affiliations` …).
+    Other(String),
+}
+
+impl TryFrom<&Element> for OwnerRequest {
+    type Error = PubSubParseError;
+
+    fn try_from(el: &Element) -> Result<Self, PubSubParseError> {
+        expect(el, "pubsub", NS_OWNER)?;
+        let Some(action) = el.children().find(|c| c.ns() == NS_OWNER) else {
+            return Err(PayloadError::invalid("<pubsub/> names no action").into());
+        };
+        match action.name() {
+            "configure" => {
+                let node = node(action)?;
+                let cancelled = action
+                    .child("x", ns::DATA_FORMS)
+                    .is_some_and(|x| x.attr("type") == Some("cancel"));
+                let form = if cancelled {
+                    None
+                } else {
+                    options_form(action, NS_NODE_CONFIG)?
+                };
+                Ok(OwnerRequest::Configure { node, form })
+            }
+            "delete" => Ok(OwnerRequest::Delete {
+                node: node(action)?,
+            }),
+            "purge" => Ok(OwnerRequest::Purge {
+                node: node(action)?,
+            }),
+            other => Ok(OwnerRequest::Other(other.to_owned())),
+        }
+    }
+}
+
+impl OwnerRequest {
+    /// The `<pubsub xmlns='…#owner'/>` element.
+    pub fn to_element(&self) -> Element {
+        let action = match self {
+            OwnerRequest::Configure { node, form } => {
+                let mut c = Element::new("configure", NS_OWNER).with_attr("node", node);
+                if let Some(form) = form {
+                    c.push_child(form.to_element());
+                }
+                c
+            }
+            OwnerRequest::Delete { node } => {
+                Element::new("delete", NS_OWNER).with_attr("node", node)
+            }
+            OwnerRequest::Purge { node } => Element::new("purge", NS_OWNER).with_attr("node", node),
+            OwnerRequest::Other(name) => Element::new(name, NS_OWNER),
+        };
+        Element::new("pubsub", NS_OWNER).with_child(action)
+    }
+}
+
+/// The `<pubsub xmlns='…#owner'><configure node>FORM</configure></pubsub>` answer (§8.2.1).
+pub fn configure_result(node: &str, form: &DataForm) -> Element {
+    Element::new("pubsub", NS_OWNER).with_child(
+        Element::new("configure", NS_OWNER)
+            .with_attr("node", node)
+            .with_child(form.to_element()),
+    )
+}
+
+/// What a notification says happened to a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// §7.1.2: items were published.
+    Items(Vec<Item>),
+    /// §7.2.2: items were deleted.
+    Retract(Vec<String>),
+    /// §8.4.2: the node was deleted.
+    Delete,
+    /// §8.5.2: every item was deleted.
+    Purge,
+}
+
+/// An `<event xmlns='…#event'/>` notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The node.
+    pub node: String,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// The `<event/>` element.
+    pub fn to_element(&self) -> Element {
+        let child = match &self.kind {
+            EventKind::Items(items) => {
+                let mut el = Element::new("items", NS_EVENT).with_attr("node", &self.node);
+                for item in items {
+                    el.push_child(item.to_element_in(NS_EVENT));
+                }
+                el
+            }
+            EventKind::Retract(ids) => {
+                let mut el = Element::new("items", NS_EVENT).with_attr("node", &self.node);
+                for id in ids {
+                    el.push_child(Element::new("retract", NS_EVENT).with_attr("id", id));
+                }
+                el
+            }
+            EventKind::Delete => Element::new("delete", NS_EVENT).with_attr("node", &self.node),
+            EventKind::Purge => Element::new("purge", NS_EVENT).with_attr("node", &self.node),
+        };
+        Element::new("event", NS_EVENT).with_child(child)
+    }
+}
+
+impl TryFrom<&Element> for Event {
+    type Error = PayloadError;
+
+    fn try_from(el: &Element) -> Result<Self, PayloadError> {
+        expect(el, "event", NS_EVENT)?;
+        let Some(child) = el.children().find(|c| c.ns() == NS_EVENT) else {
+            return Err(PayloadError::invalid("<event/> is empty"));
+        };
+        let node = child
+            .attr("node")
+            .ok_or_else(|| PayloadError::invalid("an event names its node"))?
+            .to_owned();
+        let kind = match child.name() {
+            "items" => {
+                let retracts: Vec<String> = child
+                    .children()
+                    .filter(|c| c.is("retract", NS_EVENT))
+                    .filter_map(|c| c.attr("id").map(str::to_owned))
+                    .collect();
+                if retracts.is_empty() {
+                    EventKind::Items(
+                        child
+                            .children()
+                            .filter(|c| c.is("item", NS_EVENT))
+                            .map(Item::parse)
+                            .collect(),
+                    )
+                } else {
+                    EventKind::Retract(retracts)
+                }
+            }
+            "delete" => EventKind::Delete,
+            "purge" => EventKind::Purge,
+            other => return Err(PayloadError::invalid(format!("unknown event <{other}/>"))),
+        };
+        Ok(Event { node, kind })
+    }
+}
+
+into_element!(PubSubRequest, OwnerRequest, Event);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::element;
+
+    fn error_app(e: &StanzaError) -> Option<String> {
+        e.app.as_ref().map(|a| a.name().to_owned())
+    }
+
+    /// An OMEMO device list publish with its access model as a precondition (XEP-0384 §5.3.1).
+    #[test]
+    fn publish_with_options_round_trips() {
+        let el = element(
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+               <publish node='eu.siacs.conversations.axolotl.devicelist'>\
+                 <item id='current'><list xmlns='eu.siacs.conversations.axolotl'>\
+                   <device id='12345'/></list></item></publish>\
+               <publish-options><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE' type='hidden'>\
+                   <value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+                 <field var='pubsub#access_model'><value>open</value></field>\
+               </x></publish-options><unknown xmlns='urn:example'/></pubsub>",
+        );
+        let req = PubSubRequest::try_from(&el).unwrap();
+        let PubSubRequest::Publish {
+            node,
+            items,
+            payload_counts,
+            options,
+        } = &req
+        else {
+            panic!("{req:?}");
+        };
+        assert_eq!(node, "eu.siacs.conversations.axolotl.devicelist");
+        assert_eq!(items[0].id.as_deref(), Some("current"));
+        assert_eq!(payload_counts, &[1]);
+        let options = options.as_ref().unwrap();
+        assert_eq!(options.value("pubsub#access_model"), Some("open"));
+        assert_eq!(PubSubRequest::try_from(&req.to_element()).unwrap(), req);
+    }
+
+    #[test]
+    fn items_retract_and_owner_requests_round_trip() {
+        let el = element(
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+               <items node='n' max_items='2'><item id='a'/></items></pubsub>",
+        );
+        let req = PubSubRequest::try_from(&el).unwrap();
+        assert_eq!(
+            req,
+            PubSubRequest::Items {
+                node: "n".into(),
+                max_items: Some(2),
+                ids: vec!["a".into()]
+            }
+        );
+        assert_eq!(PubSubRequest::try_from(&req.to_element()).unwrap(), req);
+        let retract = PubSubRequest::Retract {
+            node: "n".into(),
+            notify: true,
+            ids: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(
+            PubSubRequest::try_from(&retract.to_element()).unwrap(),
+            retract
+        );
+        for owner in [
+            OwnerRequest::Delete { node: "n".into() },
+            OwnerRequest::Purge { node: "n".into() },
+            OwnerRequest::Configure {
+                node: "n".into(),
+                form: None,
+            },
+        ] {
+            assert_eq!(OwnerRequest::try_from(&owner.to_element()).unwrap(), owner);
+        }
+    }
+
+    #[test]
+    fn missing_node_and_item_have_their_conditions() {
+        let el = element("<pubsub xmlns='http://jabber.org/protocol/pubsub'><items/></pubsub>");
+        let e = StanzaError::from(PubSubRequest::try_from(&el).unwrap_err());
+        assert_eq!(e.condition, DefinedCondition::BadRequest);
+        assert_eq!(error_app(&e).as_deref(), Some("nodeid-required"));
+        let el = element(
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='n'/></pubsub>",
+        );
+        let e = StanzaError::from(PubSubRequest::try_from(&el).unwrap_err());
+        assert_eq!(error_app(&e).as_deref(), Some("item-required"));
+        let el =
+            element("<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><purge/></pubsub>");
+        let e = StanzaError::from(OwnerRequest::try_from(&el).unwrap_err());
+        assert_eq!(error_app(&e).as_deref(), Some("nodeid-required"));
+    }
+
+    #[test]
+    fn a_publish_options_form_of_another_type_is_invalid_options() {
+        let el = element(
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'/>\
+               <publish-options><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE'><value>urn:other</value></field></x>\
+               </publish-options></pubsub>",
+        );
+        let e = StanzaError::from(PubSubRequest::try_from(&el).unwrap_err());
+        assert_eq!(e.condition, DefinedCondition::BadRequest);
+        assert_eq!(error_app(&e).as_deref(), Some("invalid-options"));
+    }
+
+    #[test]
+    fn unimplemented_actions_and_foreign_elements() {
+        let el = element(
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='n' jid='a@b'/></pubsub>",
+        );
+        assert_eq!(
+            PubSubRequest::try_from(&el).unwrap(),
+            PubSubRequest::Other("subscribe".into())
+        );
+        let el = element("<query xmlns='jabber:iq:roster'/>");
+        assert!(matches!(
+            PubSubRequest::try_from(&el),
+            Err(PubSubParseError::Payload(PayloadError::Mismatch))
+        ));
+        let unsupported = PubSubCondition::Unsupported("subscribe").to_element();
+        assert_eq!(unsupported.attr("feature"), Some("subscribe"));
+        assert_eq!(unsupported.ns(), NS_ERRORS);
+    }
+
+    #[test]
+    fn events_round_trip() {
+        for kind in [
+            EventKind::Items(vec![Item {
+                id: Some("1".into()),
+                payload: Some(Element::new("tune", "http://jabber.org/protocol/tune")),
+            }]),
+            EventKind::Retract(vec!["1".into()]),
+            EventKind::Delete,
+            EventKind::Purge,
+        ] {
+            let event = Event {
+                node: "n".into(),
+                kind,
+            };
+            assert_eq!(Event::try_from(&event.to_element()).unwrap(), event);
+        }
+        let el = element("<event xmlns='http://jabber.org/protocol/pubsub#event'/>");
+        assert!(Event::try_from(&el).is_err());
+    }
+}
