@@ -25,11 +25,11 @@ pub use extensions::Extensions;
 pub use hooks::{
     BroadcastPresenceHook, DeliveredHook, Flow, InboundHook, InboundPresenceKind, IqResponseHook,
     KindMask, OfflineFlow, OfflineHook, OutboundHook, PreRouteFilter, Priority, SessionEvent,
-    SessionHook, SessionRef, SessionStateHook, SubscriptionKind,
+    SessionHook, SessionRef, SessionStateHook, Subscription, SubscriptionHook, SubscriptionKind,
 };
 pub use module::{
-    ConfigSource, HostModules, IqHandler, IqRequest, IqTarget, IqType, Module, ModuleCtx,
-    ModuleError, NoSettings, Registry, RegistryBuilder, RouterHandle, Service,
+    AccountItems, ConfigSource, HostModules, IqHandler, IqRequest, IqTarget, IqType, Module,
+    ModuleCtx, ModuleError, NoSettings, Registry, RegistryBuilder, RouterHandle, Service,
 };
 pub use outbound::Outbound;
 pub use queue::{Next, QueueReceiver, QueueSender, QueueSignal, session_queue};

@@ -155,6 +155,10 @@ impl RosterIq {
                 if state.sub.from() {
                     apply_effect(router, Effect::SendUnavailable, user, &to).await;
                 }
+                let none = xmppd_core::Subscription::default();
+                router
+                    .subscription_changed(user, &jid, crate::subscription::view(&state), none)
+                    .await;
             }
         }
         Ok(())

@@ -17,7 +17,8 @@ use tracing::warn;
 use xmppd_core::router::client_bytes;
 use xmppd_core::storage::StorageResult;
 use xmppd_core::{
-    Flow, InboundHook, InboundPresenceKind, OutboundHook, Router, SessionRef, SubscriptionKind,
+    Flow, InboundHook, InboundPresenceKind, OutboundHook, Router, SessionRef, Subscription,
+    SubscriptionKind,
 };
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind};
 
@@ -41,9 +42,26 @@ enum Refused {
 
 /// The outcome of applying a transition to storage.
 struct Applied {
+    /// The state before.
+    old: SubState,
     t: Transition,
     /// The new roster version and item, when the change is pushed.
     push: Option<(u64, RosterItem)>,
+}
+
+/// The subscription of a state as the subscription hooks see it.
+pub(crate) fn view(state: &SubState) -> Subscription {
+    Subscription {
+        from: state.sub.from(),
+        to: state.sub.to(),
+    }
+}
+
+/// Tells the subscription hooks of a stored change (nothing when `from`/`to` stayed).
+async fn changed(router: &Router, user: &BareJid, contact: &BareJid, applied: &Applied) {
+    router
+        .subscription_changed(user, contact, view(&applied.old), view(&applied.t.new))
+        .await;
 }
 
 impl Im {
@@ -115,7 +133,11 @@ impl Im {
             (true, false, _) => self.roster.clear_pending(user, contact).await?,
             _ => {}
         }
-        Ok(Ok(Applied { t, push: pushed }))
+        Ok(Ok(Applied {
+            old,
+            t,
+            push: pushed,
+        }))
     }
 }
 
@@ -148,7 +170,7 @@ impl Im {
             return;
         };
         let user = user.to_bare();
-        let applied = match self
+        let mut applied = match self
             .transition(&user, &contact, kind, state::outbound, None)
             .await
         {
@@ -168,15 +190,16 @@ impl Im {
                 return;
             }
         };
-        if let Some((ver, item)) = applied.push {
+        if let Some((ver, item)) = applied.push.take() {
             push(router, &user, ver, item.to_element()).await;
         }
-        let (from, to) = (Jid::from(user.clone()), Jid::from(contact));
+        let (from, to) = (Jid::from(user.clone()), Jid::from(contact.clone()));
         if applied.t.forward {
             // §3.1.2: stamped with the user's bare JID, addressed to the contact's.
             router.route(restamp(&stanza, from, to.clone())).await;
         }
         apply_effect(router, applied.t.effect, &user, &to).await;
+        changed(router, &user, &contact, &applied).await;
     }
 }
 
@@ -214,7 +237,7 @@ impl Im {
         let (cj, uj) = (Jid::from(contact.clone()), Jid::from(user.clone()));
         // Delivered as coming from the contact's bare JID, to the user's (§3.1.3).
         let stanza = restamp(&stanza, cj.clone(), uj.clone());
-        let applied = match self
+        let mut applied = match self
             .transition(user, contact, kind, state::inbound, Some(&stanza))
             .await
         {
@@ -248,7 +271,7 @@ impl Im {
                 }
             };
         }
-        if let Some((ver, item)) = applied.push {
+        if let Some((ver, item)) = applied.push.take() {
             push(router, user, ver, item.to_element()).await;
         }
         if let Some(reply) = applied.t.reply {
@@ -257,6 +280,7 @@ impl Im {
                 .await;
         }
         apply_effect(router, applied.t.effect, user, &cj).await;
+        changed(router, user, contact, &applied).await;
     }
 
     /// §4.3.2: a probe from `from` about `user`.

@@ -1,7 +1,7 @@
 //! Typed, ordered, multi-subscriber hooks: the points where modules take part in routing.
 //!
 //! A module subscribes in its `register()` with a priority; subscribers of one point run in
-//! descending priority (ties in registration order). There are eight points:
+//! descending priority (ties in registration order). The points:
 //!
 //! | point | when | may |
 //! |---|---|---|
@@ -13,6 +13,7 @@
 //! | [`BroadcastPresenceHook`] | a session's broadcast available presence, before it is recorded and broadcast | rewrite |
 //! | [`SessionHook`] | a session's lifecycle: bound, available, unavailable, resumed, closed | observe |
 //! | [`IqResponseHook`] | an iq result/error to the server or an account's bare JID (the answer to an iq a module sent) | claim it by its id |
+//! | [`SubscriptionHook`] | a stored change of a local account's subscription with a contact (`from`/`to`) | observe |
 //!
 //! A point nobody subscribes to costs one emptiness check: the router's one-to-one message path
 //! stays what it was. Subscribers filter by stanza kind at registration ([`KindMask`]), so a
@@ -29,9 +30,9 @@ mod subscription;
 pub use points::{
     BroadcastPresenceHook, DeliveredHook, Flow, InboundHook, IqResponseHook, KindMask, OfflineFlow,
     OfflineHook, OutboundHook, PreRouteFilter, SessionEvent, SessionHook, SessionRef,
-    SessionStateHook,
+    SessionStateHook, SubscriptionHook,
 };
-pub use subscription::{InboundPresenceKind, SubscriptionKind};
+pub use subscription::{InboundPresenceKind, Subscription, SubscriptionKind};
 
 use std::sync::Arc;
 
@@ -110,6 +111,7 @@ pub struct Hooks {
     pub(crate) session: Point<dyn SessionHook>,
     pub(crate) iq_response: Point<dyn IqResponseHook>,
     pub(crate) session_state: Point<dyn SessionStateHook>,
+    pub(crate) subscription: Point<dyn SubscriptionHook>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -124,6 +126,7 @@ impl std::fmt::Debug for Hooks {
             .field("session", &self.session.order())
             .field("iq_response", &self.iq_response.order())
             .field("session_state", &self.session_state.order())
+            .field("subscription", &self.subscription.order())
             .finish()
     }
 }

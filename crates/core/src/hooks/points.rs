@@ -5,6 +5,7 @@ use jid::{BareJid, FullJid, Jid};
 use xmppd_proto::{Stanza, StanzaError, StanzaKind};
 
 use crate::extensions::Extensions;
+use crate::hooks::Subscription;
 use crate::router::Router;
 
 /// Which stanza kinds a subscriber wants to see.
@@ -275,5 +276,23 @@ pub trait SessionHook: Send + Sync + 'static {
         router: &Router,
         session: SessionRef<'_>,
         event: &SessionEvent<'_>,
+    );
+}
+
+/// The subscription between a local account and a contact changed, and the roster holds the
+/// new state: a contact approved by the user now sees the user's presence, and with it
+/// whatever else presence grants (XEP-0163 §6.2: the last published items go to a new
+/// subscriber, §4 auto-subscribe). Told for either end that is a local account, once per
+/// stored change, after the roster push and the presence the change sends.
+#[async_trait]
+pub trait SubscriptionHook: Send + Sync + 'static {
+    /// `user`'s roster item for `contact` went from `old` to `new` (they differ).
+    async fn subscription_changed(
+        &self,
+        router: &Router,
+        user: &BareJid,
+        contact: &BareJid,
+        old: Subscription,
+        new: Subscription,
     );
 }

@@ -1,5 +1,5 @@
 //! The presence types a server handles for an account rather than delivering as they are
-//! (RFC 6121 §3 and §4.3).
+//! (RFC 6121 §3 and §4.3), and the subscription states their handling produces.
 
 /// The four subscription-related presence types (RFC 6121 §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,4 +54,15 @@ impl InboundPresenceKind {
             other => SubscriptionKind::from_type(other).map(Self::Subscription),
         }
     }
+}
+
+/// The subscription of a roster item as other features see it (RFC 6121 §3): whether the
+/// contact receives the user's presence (`from`) and the user the contact's (`to`). Pending
+/// requests are left out: no feature but the roster's own acts on them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Subscription {
+    /// The contact is subscribed to the user's presence (`from` or `both`).
+    pub from: bool,
+    /// The user is subscribed to the contact's presence (`to` or `both`).
+    pub to: bool,
 }

@@ -10,9 +10,12 @@
 //! configuration section, the hosts it runs on, the storage names it claims and a handle to
 //! the router that will exist once wiring is complete.
 
+mod account;
 mod builder;
 mod iq;
 mod service;
+
+pub use account::AccountItems;
 
 pub use builder::{
     ConfigSource, HostModules, ModuleCtx, ModuleError, NoSettings, RegistryBuilder, RouterHandle,
@@ -28,6 +31,7 @@ use xmppd_xml::Element;
 use crate::hooks::{
     BroadcastPresenceHook, DeliveredHook, Hooks, InboundHook, IqResponseHook, KindMask,
     OfflineHook, OutboundHook, PreRouteFilter, Priority, SessionHook, SessionStateHook, Subscriber,
+    SubscriptionHook,
 };
 
 /// A feature of the server: declares what it adds.
@@ -84,6 +88,10 @@ pub struct Registry {
     iq: Vec<IqRoute>,
     server_features: Vec<(ModuleId, &'static str)>,
     account_features: Vec<(ModuleId, &'static str)>,
+    /// Identities of every account besides `account/registered` (XEP-0163 §4.1: `pubsub/pep`).
+    account_identities: Vec<(ModuleId, &'static str, &'static str)>,
+    /// What the modules list in the disco#items of an account.
+    account_items: Vec<(ModuleId, Arc<dyn AccountItems>)>,
     /// Services of the server (component domains: every host; in-process services: theirs).
     server_items: Vec<(Option<String>, String)>,
     stream_features: Vec<(ModuleId, Element)>,
@@ -391,6 +399,12 @@ impl Registry {
         self.hooks.iq_response.add(sub);
     }
 
+    /// Subscribes to stored changes of local accounts' subscriptions.
+    pub fn subscription(&mut self, priority: Priority, hook: Arc<dyn SubscriptionHook>) {
+        let sub = self.subscriber(priority, KindMask::PRESENCE, hook);
+        self.hooks.subscription.add(sub);
+    }
+
     /// Saves the module's state of client sessions with them across a restart (see
     /// [`SessionStateHook`]); the module's name keys it in the saved session.
     pub fn session_state(&mut self, hook: Arc<dyn SessionStateHook>) {
@@ -443,6 +457,7 @@ impl Registry {
             ),
             ("session", names(self.hooks.session.order())),
             ("iq_response", names(self.hooks.iq_response.order())),
+            ("subscription", names(self.hooks.subscription.order())),
         ]
     }
 

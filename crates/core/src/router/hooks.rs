@@ -6,7 +6,7 @@ use jid::{BareJid, FullJid, Jid};
 use xmppd_proto::{Stanza, StanzaKind};
 
 use super::{Router, client_bytes, readdress};
-use crate::hooks::{Flow, SessionEvent, SessionRef};
+use crate::hooks::{Flow, SessionEvent, SessionRef, Subscription};
 use crate::module::ModuleId;
 use crate::outbound::Outbound;
 use crate::session::ResourceInfo;
@@ -116,6 +116,30 @@ impl Router {
             .find(|sub| self.registry.enabled(host, sub.module) && sub.hook.claims(stanza));
         if let Some(sub) = claimed {
             sub.hook.iq_response(self, stanza, to).await;
+        }
+    }
+
+    /// The subscription between the local account `user` and `contact` changed from `old` to
+    /// `new` and is stored: the subscription hooks enabled on `user`'s host run in priority
+    /// order. The roster's owner (the IM module) calls it; nothing happens when the state is
+    /// the same.
+    pub async fn subscription_changed(
+        &self,
+        user: &BareJid,
+        contact: &BareJid,
+        old: Subscription,
+        new: Subscription,
+    ) {
+        if old == new {
+            return;
+        }
+        let host = user.domain().as_str();
+        for sub in self.registry.hooks.subscription.iter() {
+            if self.registry.enabled(host, sub.module) {
+                sub.hook
+                    .subscription_changed(self, user, contact, old, new)
+                    .await;
+            }
         }
     }
 

@@ -11,6 +11,7 @@
 //! when no inbound hook wants the stanza's kind. With no subscribers, the direct path is what it
 //! always was: one registry lookup and a queue push.
 
+mod copies;
 mod hooks;
 mod local;
 
