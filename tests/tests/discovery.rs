@@ -67,6 +67,14 @@ fn features(query: &Element) -> Vec<String> {
         .collect()
 }
 
+/// `account/registered` and, from the PEP module, `pubsub/pep`.
+fn account_identities() -> Vec<(String, String)> {
+    vec![
+        ("account".to_owned(), "registered".to_owned()),
+        ("pubsub".to_owned(), "pep".to_owned()),
+    ]
+}
+
 fn identities(query: &Element) -> Vec<(String, String)> {
     query
         .children()
@@ -93,11 +101,8 @@ async fn an_account_is_discovered_by_its_user_and_contacts_only() -> anyhow::Res
     for (client, id) in [(&mut alice, "own"), (&mut bob, "contact")] {
         ask(client, id, alice_bare, DISCO_INFO, None).await?;
         let info = answer(client, id, alice_bare).await?;
-        assert_eq!(
-            identities(&info),
-            vec![("account".to_owned(), "registered".to_owned())],
-            "{info}"
-        );
+        // XEP-0163 §4.1: every account is also a PEP service.
+        assert_eq!(identities(&info), account_identities(), "{info}");
         let features = features(&info);
         for var in [DISCO_INFO, DISCO_ITEMS, ACCOUNT_FEATURE] {
             assert!(features.iter().any(|f| f == var), "{var}: {info}");
@@ -292,9 +297,6 @@ async fn a_remote_contact_discovers_the_account_once_subscribed() -> anyhow::Res
     let query = info
         .child("query", DISCO_INFO)
         .ok_or_else(|| anyhow::anyhow!("not a disco#info result: {info}"))?;
-    assert_eq!(
-        identities(query),
-        vec![("account".to_owned(), "registered".to_owned())]
-    );
+    assert_eq!(identities(query), account_identities());
     Ok(())
 }

@@ -13,10 +13,13 @@
 //! XEP-0357 clients find them. §8 guards against directory harvesting: only the user and the
 //! entities allowed to see the user's presence (a roster subscription `from` or `both`) get an
 //! answer; everybody else gets `service-unavailable`, exactly what a missing account gets from
-//! the router (RFC 6121 §8.5.1), so the answer tells a stranger nothing. disco#items is an
-//! empty list for everyone (§8 rule 2 allows it for strangers; for the others there are no
-//! items yet: PEP nodes will be listed here, available resources are not, as Prosody and
-//! ejabberd do not either).
+//! the router (RFC 6121 §8.5.1), so the answer tells a stranger nothing. Modules add
+//! identities beside `account/registered` ([`xmppd_core::Registry::account_identity`]: a PEP
+//! service's `pubsub/pep`, XEP-0163 §4.1). disco#items lists what the modules'
+//! [`xmppd_core::AccountItems`] give the requester, each applying its own access rules
+//! (XEP-0163 §4.2: the PEP nodes the requester may retrieve, which for a stranger are the open
+//! ones, so §8 rule 2 holds); available resources are not listed, as Prosody and ejabberd do
+//! not either.
 //!
 //! **Capabilities** (XEP-0115 §6.3): [`caps`] hashes the server's disco#info answer for a host
 //! (§5.1); the server computes it once at start and offers it in the stream features after
@@ -181,19 +184,34 @@ impl IqHandler for Account {
                     .identities
                     .push(Identity::new("account", "registered"));
                 let host = request.to.domain().as_str();
+                let registry = request.router.registry();
+                for (category, kind) in registry.account_identities(host) {
+                    result.identities.push(Identity::new(category, kind));
+                }
                 result.features = [ns::DISCO_INFO, ns::DISCO_ITEMS]
                     .into_iter()
-                    .chain(request.router.registry().account_features(host))
+                    .chain(registry.account_features(host))
                     .map(str::to_owned)
                     .collect();
                 Ok(Some(result.to_element()))
             }
             AccountQuery::Items => {
                 let query = DiscoItemsQuery::try_from(request.payload)?;
-                if allowed {
-                    reject_node(query.node.as_ref())?;
+                let mut result = query.reply();
+                if query.node.is_some() {
+                    if allowed {
+                        reject_node(query.node.as_ref())?;
+                    }
+                    return Ok(Some(result.to_element()));
                 }
-                Ok(Some(query.reply().to_element()))
+                let host = request.to.domain().as_str();
+                for provider in request.router.registry().account_item_providers(host) {
+                    let items = provider
+                        .items(request.router, request.to, request.from)
+                        .await;
+                    result.items.extend(items);
+                }
+                Ok(Some(result.to_element()))
             }
         }
     }

@@ -11,6 +11,7 @@ use xmppd_modules::{
     PrivateInterceptors, PrivateSettings, PrivateXml, Push, PushSettings, Time, VCardObservers,
     VCardSettings, VCardStore, VCards, Version, VersionSettings,
 };
+use xmppd_pep::{PepModule, PepSettings};
 
 use crate::Config;
 use crate::config::ConfigError;
@@ -40,6 +41,10 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
         Ok(Disco::new(&ctx.storage(&[])?))
     })?;
     b.module("carbons", |_: NoSettings, _| Ok(Carbons::default()))?;
+    // XEP-0163 on the XEP-0060 subset it needs.
+    b.module("pep", |s: PepSettings, ctx| {
+        Ok(PepModule::new(&ctx.storage(xmppd_pep::STORES)?, s))
+    })?;
     b.module("version", |cfg: VersionSettings, _| Ok(Version::new(cfg)))?;
     b.module("time", |_: NoSettings, _| Ok(Time))?;
     b.module("last", |_: NoSettings, ctx| {

@@ -1,0 +1,176 @@
+//! PEP storage through the Map shape, per account:
+//!
+//! - `pep_nodes` (key: the node name): a [`NodeRecord`] in JSON — the configuration and the
+//!   ids of the items kept, oldest first, so that trimming to `max_items` and "the last item"
+//!   need no listing;
+//! - `pep_items` (key: node name, U+0001, item id): the `<item/>` as the server serialised it
+//!   (`http://jabber.org/protocol/pubsub`).
+//!
+//! U+0001 cannot occur in a node name or item id (XML 1.0 forbids it in attribute values), so
+//! item keys of different nodes never collide. Both stores are per user, so account removal
+//! (`UserData::delete_user`) takes them along.
+
+use std::sync::Arc;
+
+use jid::BareJid;
+use serde::{Deserialize, Serialize};
+use xmppd_core::storage::{MapStore, StorageError, StorageResult};
+use xmppd_proto::ns;
+use xmppd_proto::pubsub::{Item, NS_PUBSUB};
+use xmppd_proto::stanza::parse_stored;
+use xmppd_xml::Element;
+
+use crate::config::NodeConfig;
+
+/// The Map store of node records.
+pub const NODES: &str = "pep_nodes";
+/// The Map store of items.
+pub const ITEMS: &str = "pep_items";
+
+/// A node as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Its configuration.
+    pub config: NodeConfig,
+    /// The ids of its items, oldest first.
+    pub items: Vec<String>,
+}
+
+/// The PEP stores of every account.
+#[derive(Clone)]
+pub struct PepStore {
+    map: Arc<dyn MapStore>,
+}
+
+impl std::fmt::Debug for PepStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PepStore")
+    }
+}
+
+fn owner(user: &BareJid) -> (&str, &str) {
+    (
+        user.domain().as_str(),
+        user.node().map_or("", |n| n.as_str()),
+    )
+}
+
+fn item_key(node: &str, id: &str) -> String {
+    format!("{node}\u{1}{id}")
+}
+
+impl PepStore {
+    /// Over the Map shape.
+    pub fn new(map: Arc<dyn MapStore>) -> Self {
+        PepStore { map }
+    }
+
+    /// The node, if it exists.
+    pub async fn node(&self, user: &BareJid, node: &str) -> StorageResult<Option<NodeRecord>> {
+        let (host, u) = owner(user);
+        match self.map.get(host, u, NODES, node).await? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StorageError::Corrupt(format!("pep node {node}: {e}"))),
+        }
+    }
+
+    /// Every node of the account with its record, sorted by name. An undecodable record is
+    /// skipped (and logged): one bad node must not hide the others.
+    pub async fn nodes(&self, user: &BareJid) -> StorageResult<Vec<(String, NodeRecord)>> {
+        let (host, u) = owner(user);
+        let rows = self.map.list(host, u, NODES).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, bytes)| match serde_json::from_slice(&bytes) {
+                Ok(record) => Some((name, record)),
+                Err(e) => {
+                    tracing::warn!(%user, node = %name, error = %e, "a PEP node record is corrupt");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// How many nodes the account has.
+    pub async fn count_nodes(&self, user: &BareJid) -> StorageResult<u64> {
+        let (host, u) = owner(user);
+        self.map.count(host, u, NODES).await
+    }
+
+    /// Writes the node record.
+    pub async fn put_node(
+        &self,
+        user: &BareJid,
+        node: &str,
+        record: &NodeRecord,
+    ) -> StorageResult<()> {
+        let (host, u) = owner(user);
+        let bytes = serde_json::to_vec(record)
+            .map_err(|e| StorageError::Backend(format!("pep node encoding: {e}")))?;
+        self.map.put(host, u, NODES, node, &bytes).await
+    }
+
+    /// Deletes the node record (its items are deleted with [`PepStore::delete_items`]).
+    pub async fn delete_node(&self, user: &BareJid, node: &str) -> StorageResult<bool> {
+        let (host, u) = owner(user);
+        self.map.delete(host, u, NODES, node).await
+    }
+
+    /// Writes an item (its `<item/>` element).
+    pub async fn put_item(&self, user: &BareJid, node: &str, item: &Item) -> StorageResult<()> {
+        let (host, u) = owner(user);
+        let id = item.id.as_deref().unwrap_or_default();
+        let mut bytes = Vec::with_capacity(256);
+        item.to_element_in(NS_PUBSUB)
+            .write_to(&mut bytes, ns::CLIENT);
+        self.map
+            .put(host, u, ITEMS, &item_key(node, id), &bytes)
+            .await
+    }
+
+    /// One item, if stored.
+    pub async fn item(&self, user: &BareJid, node: &str, id: &str) -> StorageResult<Option<Item>> {
+        let (host, u) = owner(user);
+        let Some(bytes) = self.map.get(host, u, ITEMS, &item_key(node, id)).await? else {
+            return Ok(None);
+        };
+        let el: Element = parse_stored(&bytes)
+            .ok_or_else(|| StorageError::Corrupt(format!("pep item {node}/{id}")))?;
+        Ok(Some(Item {
+            id: Some(id.to_owned()),
+            payload: el.children().next().cloned(),
+        }))
+    }
+
+    /// The items with these ids, in the order given; ids not stored are skipped.
+    pub async fn items(
+        &self,
+        user: &BareJid,
+        node: &str,
+        ids: &[String],
+    ) -> StorageResult<Vec<Item>> {
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(item) = self.item(user, node, id).await? {
+                items.push(item);
+            }
+        }
+        Ok(items)
+    }
+
+    /// Deletes the items with these ids.
+    pub async fn delete_items(
+        &self,
+        user: &BareJid,
+        node: &str,
+        ids: &[String],
+    ) -> StorageResult<()> {
+        let (host, u) = owner(user);
+        for id in ids {
+            self.map.delete(host, u, ITEMS, &item_key(node, id)).await?;
+        }
+        Ok(())
+    }
+}
