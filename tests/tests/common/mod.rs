@@ -7,6 +7,7 @@ pub mod component;
 pub mod echo;
 pub mod federation;
 pub mod mam;
+pub mod pep;
 
 use std::time::Duration;
 
