@@ -174,3 +174,60 @@ impl PepStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AccessModel, MaxItems};
+
+    /// Nodes and items round-trip through SQLite, items of two nodes whose names share a
+    /// prefix stay apart, and removing the account (`UserData::delete_user`) takes them all.
+    #[tokio::test]
+    async fn records_round_trip_and_go_with_the_account() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = xmppd_storage::StorageConfig::Sqlite {
+            path: dir.path().join("pep.db"),
+        };
+        let storage = xmppd_storage::open(&config).await.expect("storage");
+        let store = PepStore::new(storage.map.clone());
+        let alice = BareJid::new("alice@x").expect("jid");
+        let bob = BareJid::new("bob@x").expect("jid");
+        let record = NodeRecord {
+            config: NodeConfig::default_with(AccessModel::Open, MaxItems::Max),
+            items: vec!["1".into()],
+        };
+        let item = |text: &str| Item {
+            id: Some("1".into()),
+            payload: Some(Element::new("n", "urn:n").with_text(text)),
+        };
+        for (user, node, text) in [
+            (&alice, "a", "a"),
+            (&alice, "a\u{1}", "a1"),
+            (&bob, "a", "b"),
+        ] {
+            store.put_node(user, node, &record).await.expect("node");
+            store.put_item(user, node, &item(text)).await.expect("item");
+        }
+        assert_eq!(
+            store.node(&alice, "a").await.expect("read"),
+            Some(record.clone())
+        );
+        assert_eq!(
+            store.item(&alice, "a", "1").await.expect("read"),
+            Some(item("a"))
+        );
+        assert_eq!(store.count_nodes(&alice).await.expect("count"), 2);
+        storage
+            .users
+            .delete_user("x", "alice")
+            .await
+            .expect("delete");
+        assert_eq!(store.node(&alice, "a").await.expect("read"), None);
+        assert_eq!(store.item(&alice, "a", "1").await.expect("read"), None);
+        assert!(store.nodes(&alice).await.expect("list").is_empty());
+        assert_eq!(
+            store.item(&bob, "a", "1").await.expect("read"),
+            Some(item("b"))
+        );
+    }
+}
