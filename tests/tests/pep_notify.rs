@@ -228,3 +228,56 @@ async fn retract_purge_and_delete_are_announced() -> anyhow::Result<()> {
     quiet(&mut bob, b).await?;
     Ok(())
 }
+
+/// Skips whatever arrives until nothing has come for a while.
+async fn drain(client: &mut TestClient) -> anyhow::Result<()> {
+    while client.next_event_within(SILENCE).await?.is_some() {}
+    Ok(())
+}
+
+/// `x` asks `y` for its presence and `y` approves (across federation: other stanzas skipped).
+async fn subscribe(
+    x: &mut TestClient,
+    x_bare: &str,
+    y: &mut TestClient,
+    y_bare: &str,
+) -> anyhow::Result<()> {
+    use common::federation::next_matching;
+    x.send(&format!("<presence to='{y_bare}' type='subscribe'/>"))
+        .await?;
+    next_matching(y, "the request", |e| {
+        e.attr("type") == Some("subscribe") && e.attr("from") == Some(x_bare)
+    })
+    .await?;
+    y.send(&format!("<presence to='{x_bare}' type='subscribed'/>"))
+        .await?;
+    next_matching(x, "the approval", |e| {
+        e.attr("type") == Some("subscribed") && e.attr("from") == Some(y_bare)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Over federation: a remote contact subscribed both ways shows caps; alice's server asks its
+/// client for them across the s2s link, sends it the last item, then notifies it of the next
+/// publish — all through the ordinary router.
+#[tokio::test]
+async fn a_remote_contact_is_notified_over_federation() -> anyhow::Result<()> {
+    use common::federation::{Auth, online, two_servers};
+    let (_pki, a, b) = two_servers(Auth::Certificates).await?;
+    let mut alice = online(&a, "alice").await?;
+    let mut bob = online(&b, "bob").await?;
+    subscribe(&mut bob, "bob@b.test", &mut alice, "alice@a.test").await?;
+    subscribe(&mut alice, "alice@a.test", &mut bob, "bob@b.test").await?;
+    drain(&mut alice).await?;
+    drain(&mut bob).await?;
+    publish(&mut alice, &[], TUNE, Some("t1"), &tune("first"), &[]).await?;
+    show_caps(&mut bob, &[TUNE], None).await?;
+    let event = expect_event(&mut bob, &[TUNE], "alice@a.test", TUNE).await?;
+    assert_eq!(item_ids(&event), ["t1"], "the last item: {event}");
+    publish(&mut alice, &[], TUNE, Some("t2"), &tune("second"), &[]).await?;
+    let event = expect_event(&mut bob, &[TUNE], "alice@a.test", TUNE).await?;
+    assert_eq!(event.attr("to"), Some("bob@b.test/res"), "{event}");
+    assert_eq!(item_ids(&event), ["t2"], "{event}");
+    Ok(())
+}
