@@ -210,5 +210,90 @@ fn routing(c: &mut Criterion) {
     rt.block_on(server.stop());
 }
 
-criterion_group!(benches, reader, serializer, scram, routing);
+/// A PEP notification to 200 contacts' sessions (XEP-0163 §4.3, the fan-out of the PEP
+/// benchmark): `Router::route_copies` (serialised once, `to` spliced in per copy) against
+/// routing a readdressed copy per recipient, on the router of a real in-process server with
+/// every module. The queues are drained after each round.
+fn pep_fanout(c: &mut Criterion) {
+    const CONTACTS: usize = 200;
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let Ok(server) = rt.block_on(xmppd_testkit::TestServer::start()) else {
+        return;
+    };
+    let router = server.server.router.clone();
+    let mut queues = Vec::new();
+    let mut recipients = Vec::new();
+    for i in 0..CONTACTS {
+        let Ok(jid) = jid::FullJid::new(&format!("contact{i}@localhost/phone")) else {
+            return;
+        };
+        let (tx, rx) = xmppd_core::session_queue(16);
+        router
+            .sessions()
+            .bind(&jid, i as u64, tx, std::sync::Arc::default());
+        queues.push(rx);
+        recipients.push(jid::Jid::from(jid));
+    }
+    let event = xmppd_proto::pubsub::Event {
+        node: "eu.siacs.conversations.axolotl.devicelist".into(),
+        kind: xmppd_proto::pubsub::EventKind::Items(vec![xmppd_proto::pubsub::Item {
+            id: Some("current".into()),
+            payload: Some(
+                xmppd_xml::Element::new("list", "eu.siacs.conversations.axolotl")
+                    .with_child(
+                        xmppd_xml::Element::new("device", "eu.siacs.conversations.axolotl")
+                            .with_attr("id", "1234567890"),
+                    )
+                    .with_child(
+                        xmppd_xml::Element::new("device", "eu.siacs.conversations.axolotl")
+                            .with_attr("id", "987654321"),
+                    ),
+            ),
+        }]),
+    };
+    let Ok(from) = jid::Jid::new("alice@localhost") else {
+        return;
+    };
+    let headline = xmppd_xml::Element::new("message", "jabber:client")
+        .with_attr("from", "alice@localhost")
+        .with_attr("type", "headline")
+        .with_attr("id", "n1")
+        .with_child(event.to_element());
+    let stanza =
+        Stanza::new_unchecked(xmppd_proto::StanzaKind::Message, Some(from), None, headline);
+    let drain = |queues: &mut Vec<xmppd_core::QueueReceiver>| {
+        let mut n = 0;
+        for q in queues.iter_mut() {
+            while q.try_recv().is_some() {
+                n += 1;
+            }
+        }
+        n
+    };
+    let mut g = c.benchmark_group("pep_fanout");
+    g.throughput(Throughput::Elements(CONTACTS as u64));
+    g.bench_function("route_copies_200", |b| {
+        b.iter(|| {
+            rt.block_on(router.route_copies(stanza.clone(), &recipients));
+            black_box(drain(&mut queues))
+        });
+    });
+    g.bench_function("route_each_200", |b| {
+        b.iter(|| {
+            for to in &recipients {
+                rt.block_on(router.route(xmppd_core::router::readdress(&stanza, to)));
+            }
+            black_box(drain(&mut queues))
+        });
+    });
+    g.finish();
+    rt.block_on(server.stop());
+}
+
+criterion_group!(benches, reader, serializer, scram, routing, pep_fanout);
 criterion_main!(benches);

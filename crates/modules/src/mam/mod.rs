@@ -398,6 +398,10 @@ impl OutboundHook for Inner {
 
 #[async_trait]
 impl InboundHook for Inner {
+    fn applies(&self, _router: &Router, stanza: &Stanza) -> bool {
+        stanza.kind() == StanzaKind::Message && rules::concerns_recipient(stanza.element())
+    }
+
     async fn inbound(&self, _router: &Router, stanza: Stanza, account: &BareJid) -> Flow {
         if stanza.kind() != StanzaKind::Message {
             return Flow::Continue(stanza);

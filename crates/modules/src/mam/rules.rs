@@ -63,3 +63,11 @@ pub(crate) fn with_child(stanza: Stanza, child: Element) -> Stanza {
     el.push_child(child);
     Stanza::new_unchecked(kind, from, to, el)
 }
+
+/// Whether the recipient's side has anything to do with a message: archive it, or remove
+/// `<stanza-id/>`s it carries (any of which may be forged). Neither holds for a headline
+/// without stanza ids (a PEP notification) or a bare chat state, which then keep the
+/// router's direct path.
+pub(crate) fn concerns_recipient(message: &Element) -> bool {
+    archivable(message) || message.children().any(|c| c.is("stanza-id", ns::SID))
+}

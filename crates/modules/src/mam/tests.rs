@@ -13,6 +13,30 @@ fn element(xml: &str) -> Element {
     xmppd_im::parse_stored(xml.as_bytes()).unwrap_or_else(|| panic!("not one element: {xml}"))
 }
 
+/// The recipient's hook runs for what it archives and for what carries stanza ids to strip,
+/// and for nothing else (a PEP notification, a chat state keep the direct path).
+#[test]
+fn the_recipients_hook_applies_to_archivable_messages_and_stanza_ids() {
+    let rows = [
+        ("<message type='chat'><body>hi</body></message>", true),
+        (
+            "<message type='headline'><event xmlns='http://jabber.org/protocol/pubsub#event'/></message>",
+            false,
+        ),
+        (
+            "<message type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+            false,
+        ),
+        (
+            "<message type='headline'><stanza-id xmlns='urn:xmpp:sid:0' id='x' by='bob@x'/></message>",
+            true,
+        ),
+    ];
+    for (xml, applies) in rows {
+        assert_eq!(rules::concerns_recipient(&element(xml)), applies, "{xml}");
+    }
+}
+
 /// XEP-0313 §8.1.1 and XEP-0334 §4, row by row.
 #[test]
 fn which_messages_are_archived() {
