@@ -140,17 +140,21 @@ fn scram(c: &mut Criterion) {
     });
 }
 
+/// A current-thread runtime and a real in-process server (test store, every module) on it.
+fn in_process_server() -> Option<(tokio::runtime::Runtime, xmppd_testkit::TestServer)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let server = rt.block_on(xmppd_testkit::TestServer::start()).ok()?;
+    Some((rt, server))
+}
+
 /// The router of a real in-process server (test store, every module), delivering a chat
 /// message from one local user to another's session queue: envelope dispatch, session
 /// lookup, serialisation, queueing. The queue is drained after each message.
 fn routing(c: &mut Criterion) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    let Ok(server) = rt.block_on(xmppd_testkit::TestServer::start()) else {
+    let Some((rt, server)) = in_process_server() else {
         return;
     };
     if rt.block_on(server.add_user("bob", "benchpass")).is_err() {
@@ -216,13 +220,7 @@ fn routing(c: &mut Criterion) {
 /// every module. The queues are drained after each round.
 fn pep_fanout(c: &mut Criterion) {
     const CONTACTS: usize = 200;
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    let Ok(server) = rt.block_on(xmppd_testkit::TestServer::start()) else {
+    let Some((rt, server)) = in_process_server() else {
         return;
     };
     let router = server.server.router.clone();
