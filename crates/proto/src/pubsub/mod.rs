@@ -14,6 +14,12 @@
 
 use xmppd_xml::Element;
 
+mod event;
+mod owner;
+
+pub use event::{Event, EventKind};
+pub use owner::{OwnerRequest, configure_result};
+
 use crate::data_form::{DataForm, FormType};
 use crate::error::{DefinedCondition, StanzaError};
 use crate::ns;
@@ -147,7 +153,7 @@ impl Item {
     /// Reads an `<item/>` of any pubsub namespace. More than one payload element is
     /// `invalid-payload` for the caller to decide (§7.1.3.5); here only the first is kept and
     /// [`Item::payload_count`] tells.
-    fn parse(el: &Element) -> Item {
+    pub(crate) fn parse(el: &Element) -> Item {
         Item {
             id: el.attr("id").map(str::to_owned),
             payload: el.children().next().cloned(),
@@ -197,7 +203,7 @@ pub enum PubSubRequest {
 }
 
 /// The `node` attribute of an action, required and non-empty.
-fn node(el: &Element) -> Result<String, PubSubParseError> {
+pub(crate) fn node(el: &Element) -> Result<String, PubSubParseError> {
     match el.attr("node") {
         Some(n) if !n.is_empty() => Ok(n.to_owned()),
         _ => Err(PubSubParseError::NodeIdRequired),
@@ -205,7 +211,10 @@ fn node(el: &Element) -> Result<String, PubSubParseError> {
 }
 
 /// The form inside `<publish-options/>` or `<configure/>`, with the `FORM_TYPE` expected.
-fn options_form(el: &Element, form_type: &str) -> Result<Option<DataForm>, PubSubParseError> {
+pub(crate) fn options_form(
+    el: &Element,
+    form_type: &str,
+) -> Result<Option<DataForm>, PubSubParseError> {
     let Some(x) = el.child("x", ns::DATA_FORMS) else {
         return Ok(None);
     };
@@ -345,187 +354,14 @@ pub fn items_result<'a>(node: &str, items: impl IntoIterator<Item = &'a Item>) -
     Element::new("pubsub", NS_PUBSUB).with_child(el)
 }
 
-/// A request in `http://jabber.org/protocol/pubsub#owner`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OwnerRequest {
-    /// §8.2: the configuration form (get), or a new configuration (set; `form` is `None`
-    /// for a `cancel` submission, which changes nothing).
-    Configure {
-        /// The node.
-        node: String,
-        /// The submitted form.
-        form: Option<DataForm>,
-    },
-    /// §8.4: delete the node.
-    Delete {
-        /// The node.
-        node: String,
-    },
-    /// §8.5: delete every item of the node.
-    Purge {
-        /// The node.
-        node: String,
-    },
-    /// An owner action this service does not implement (`subscriptions`, `affiliations` …).
-    Other(String),
-}
-
-impl TryFrom<&Element> for OwnerRequest {
-    type Error = PubSubParseError;
-
-    fn try_from(el: &Element) -> Result<Self, PubSubParseError> {
-        expect(el, "pubsub", NS_OWNER)?;
-        let Some(action) = el.children().find(|c| c.ns() == NS_OWNER) else {
-            return Err(PayloadError::invalid("<pubsub/> names no action").into());
-        };
-        match action.name() {
-            "configure" => {
-                let node = node(action)?;
-                let cancelled = action
-                    .child("x", ns::DATA_FORMS)
-                    .is_some_and(|x| x.attr("type") == Some("cancel"));
-                let form = if cancelled {
-                    None
-                } else {
-                    options_form(action, NS_NODE_CONFIG)?
-                };
-                Ok(OwnerRequest::Configure { node, form })
-            }
-            "delete" => Ok(OwnerRequest::Delete {
-                node: node(action)?,
-            }),
-            "purge" => Ok(OwnerRequest::Purge {
-                node: node(action)?,
-            }),
-            other => Ok(OwnerRequest::Other(other.to_owned())),
-        }
-    }
-}
-
-impl OwnerRequest {
-    /// The `<pubsub xmlns='…#owner'/>` element.
-    pub fn to_element(&self) -> Element {
-        let action = match self {
-            OwnerRequest::Configure { node, form } => {
-                let mut c = Element::new("configure", NS_OWNER).with_attr("node", node);
-                if let Some(form) = form {
-                    c.push_child(form.to_element());
-                }
-                c
-            }
-            OwnerRequest::Delete { node } => {
-                Element::new("delete", NS_OWNER).with_attr("node", node)
-            }
-            OwnerRequest::Purge { node } => Element::new("purge", NS_OWNER).with_attr("node", node),
-            OwnerRequest::Other(name) => Element::new(name, NS_OWNER),
-        };
-        Element::new("pubsub", NS_OWNER).with_child(action)
-    }
-}
-
-/// The `<pubsub xmlns='…#owner'><configure node>FORM</configure></pubsub>` answer (§8.2.1).
-pub fn configure_result(node: &str, form: &DataForm) -> Element {
-    Element::new("pubsub", NS_OWNER).with_child(
-        Element::new("configure", NS_OWNER)
-            .with_attr("node", node)
-            .with_child(form.to_element()),
-    )
-}
-
-/// What a notification says happened to a node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    /// §7.1.2: items were published.
-    Items(Vec<Item>),
-    /// §7.2.2: items were deleted.
-    Retract(Vec<String>),
-    /// §8.4.2: the node was deleted.
-    Delete,
-    /// §8.5.2: every item was deleted.
-    Purge,
-}
-
-/// An `<event xmlns='…#event'/>` notification.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
-    /// The node.
-    pub node: String,
-    /// What happened.
-    pub kind: EventKind,
-}
-
-impl Event {
-    /// The `<event/>` element.
-    pub fn to_element(&self) -> Element {
-        let child = match &self.kind {
-            EventKind::Items(items) => {
-                let mut el = Element::new("items", NS_EVENT).with_attr("node", &self.node);
-                for item in items {
-                    el.push_child(item.to_element_in(NS_EVENT));
-                }
-                el
-            }
-            EventKind::Retract(ids) => {
-                let mut el = Element::new("items", NS_EVENT).with_attr("node", &self.node);
-                for id in ids {
-                    el.push_child(Element::new("retract", NS_EVENT).with_attr("id", id));
-                }
-                el
-            }
-            EventKind::Delete => Element::new("delete", NS_EVENT).with_attr("node", &self.node),
-            EventKind::Purge => Element::new("purge", NS_EVENT).with_attr("node", &self.node),
-        };
-        Element::new("event", NS_EVENT).with_child(child)
-    }
-}
-
-impl TryFrom<&Element> for Event {
-    type Error = PayloadError;
-
-    fn try_from(el: &Element) -> Result<Self, PayloadError> {
-        expect(el, "event", NS_EVENT)?;
-        let Some(child) = el.children().find(|c| c.ns() == NS_EVENT) else {
-            return Err(PayloadError::invalid("<event/> is empty"));
-        };
-        let node = child
-            .attr("node")
-            .ok_or_else(|| PayloadError::invalid("an event names its node"))?
-            .to_owned();
-        let kind = match child.name() {
-            "items" => {
-                let retracts: Vec<String> = child
-                    .children()
-                    .filter(|c| c.is("retract", NS_EVENT))
-                    .filter_map(|c| c.attr("id").map(str::to_owned))
-                    .collect();
-                if retracts.is_empty() {
-                    EventKind::Items(
-                        child
-                            .children()
-                            .filter(|c| c.is("item", NS_EVENT))
-                            .map(Item::parse)
-                            .collect(),
-                    )
-                } else {
-                    EventKind::Retract(retracts)
-                }
-            }
-            "delete" => EventKind::Delete,
-            "purge" => EventKind::Purge,
-            other => return Err(PayloadError::invalid(format!("unknown event <{other}/>"))),
-        };
-        Ok(Event { node, kind })
-    }
-}
-
-into_element!(PubSubRequest, OwnerRequest, Event);
+into_element!(PubSubRequest);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_util::element;
 
-    fn error_app(e: &StanzaError) -> Option<String> {
+    pub(super) fn error_app(e: &StanzaError) -> Option<String> {
         e.app.as_ref().map(|a| a.name().to_owned())
     }
 
@@ -562,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn items_retract_and_owner_requests_round_trip() {
+    fn items_and_retract_round_trip() {
         let el = element(
             "<pubsub xmlns='http://jabber.org/protocol/pubsub'>\
                <items node='n' max_items='2'><item id='a'/></items></pubsub>",
@@ -586,16 +422,6 @@ mod tests {
             PubSubRequest::try_from(&retract.to_element()).unwrap(),
             retract
         );
-        for owner in [
-            OwnerRequest::Delete { node: "n".into() },
-            OwnerRequest::Purge { node: "n".into() },
-            OwnerRequest::Configure {
-                node: "n".into(),
-                form: None,
-            },
-        ] {
-            assert_eq!(OwnerRequest::try_from(&owner.to_element()).unwrap(), owner);
-        }
     }
 
     #[test]
@@ -609,10 +435,6 @@ mod tests {
         );
         let e = StanzaError::from(PubSubRequest::try_from(&el).unwrap_err());
         assert_eq!(error_app(&e).as_deref(), Some("item-required"));
-        let el =
-            element("<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><purge/></pubsub>");
-        let e = StanzaError::from(OwnerRequest::try_from(&el).unwrap_err());
-        assert_eq!(error_app(&e).as_deref(), Some("nodeid-required"));
     }
 
     #[test]
@@ -645,26 +467,5 @@ mod tests {
         let unsupported = PubSubCondition::Unsupported("subscribe").to_element();
         assert_eq!(unsupported.attr("feature"), Some("subscribe"));
         assert_eq!(unsupported.ns(), NS_ERRORS);
-    }
-
-    #[test]
-    fn events_round_trip() {
-        for kind in [
-            EventKind::Items(vec![Item {
-                id: Some("1".into()),
-                payload: Some(Element::new("tune", "http://jabber.org/protocol/tune")),
-            }]),
-            EventKind::Retract(vec!["1".into()]),
-            EventKind::Delete,
-            EventKind::Purge,
-        ] {
-            let event = Event {
-                node: "n".into(),
-                kind,
-            };
-            assert_eq!(Event::try_from(&event.to_element()).unwrap(), event);
-        }
-        let el = element("<event xmlns='http://jabber.org/protocol/pubsub#event'/>");
-        assert!(Event::try_from(&el).is_err());
     }
 }
