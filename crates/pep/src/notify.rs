@@ -211,3 +211,33 @@ impl Pep {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use xmppd_proto::pubsub::Item;
+
+    use super::*;
+    use crate::config::{AccessModel, MaxItems};
+
+    /// `pubsub#deliver_payloads` off: the notification names the item without its payload.
+    #[test]
+    fn payloads_are_left_out_when_the_node_does_not_deliver_them() {
+        let mut config = NodeConfig::default_with(AccessModel::Presence, MaxItems::Count(1));
+        let event = || Event {
+            node: "n".into(),
+            kind: EventKind::Items(vec![Item {
+                id: Some("1".into()),
+                payload: Some(Element::new("x", "urn:x")),
+            }]),
+        };
+        assert!(
+            event_element(&config, event())
+                .to_string()
+                .contains("urn:x")
+        );
+        config.deliver_payloads = false;
+        let el = event_element(&config, event());
+        assert!(!el.to_string().contains("urn:x"), "{el}");
+        assert!(el.to_string().contains("id=\"1\""), "{el}");
+    }
+}
