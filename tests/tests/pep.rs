@@ -401,7 +401,7 @@ fn nodes(items: &xmppd_xml::Element) -> Vec<String> {
     nodes
 }
 
-/// XEP-0163 §4.1: the account is a `pubsub/pep` service with the PEP features; §4.2:
+/// XEP-0163 §6.1: the account is a `pubsub/pep` service with the PEP features; §6.2:
 /// disco#items lists the nodes each requester may read.
 #[tokio::test]
 async fn the_account_is_discovered_as_a_pep_service() -> anyhow::Result<()> {

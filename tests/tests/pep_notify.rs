@@ -96,7 +96,7 @@ async fn notifications_follow_caps_and_subscriptions() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// §6.2: a contact's resource that becomes available with interest gets the last item.
+/// XEP-0163 §4.3.4: a contact's resource that becomes available with interest gets the last item.
 #[tokio::test]
 async fn a_contact_coming_online_gets_the_last_item() -> anyhow::Result<()> {
     let server = server().await?;
@@ -122,7 +122,7 @@ async fn a_contact_coming_online_gets_the_last_item() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// §6.2 "on_sub": bob's caps presence reaches alice before any subscription (directed
+/// XEP-0163 §4.3.4 "on_sub": bob's caps presence reaches alice before any subscription (directed
 /// presence); nothing is sent then, and the last item goes once alice approves him.
 #[tokio::test]
 async fn caps_seen_before_the_subscription_serve_it_when_approved() -> anyhow::Result<()> {

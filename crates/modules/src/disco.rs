@@ -15,9 +15,9 @@
 //! answer; everybody else gets `service-unavailable`, exactly what a missing account gets from
 //! the router (RFC 6121 §8.5.1), so the answer tells a stranger nothing. Modules add
 //! identities beside `account/registered` ([`xmppd_core::Registry::account_identity`]: a PEP
-//! service's `pubsub/pep`, XEP-0163 §4.1). disco#items lists what the modules'
+//! service's `pubsub/pep`, XEP-0163 §6.1). disco#items lists what the modules'
 //! [`xmppd_core::AccountItems`] give the requester, each applying its own access rules
-//! (XEP-0163 §4.2: the PEP nodes the requester may retrieve, which for a stranger are the open
+//! (XEP-0163 §6.2: the PEP nodes the requester may retrieve, which for a stranger are the open
 //! ones, so §8 rule 2 holds); available resources are not listed, as Prosody and ejabberd do
 //! not either.
 //!

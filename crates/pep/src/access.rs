@@ -1,6 +1,6 @@
 //! Who may retrieve a node's items and receive its notifications: the access models of
 //! XEP-0060 §4.5 as a PEP service applies them (XEP-0163 §4), and the error each refusal
-//! carries (XEP-0060 §6.5.9.x, §6.1.3.x).
+//! carries (XEP-0060 §6.5.9).
 //!
 //! The requester's relation to the owner is read once (the roster item), then the decision is
 //! a pure function of the model and that relation — the table `access_tests` checks row by
@@ -30,11 +30,11 @@ pub enum Relation {
 /// Why access is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Denied {
-    /// `presence`: not subscribed to the owner's presence (§6.5.9.7).
+    /// `presence`: not subscribed to the owner's presence (§6.5.9.6).
     PresenceSubscriptionRequired,
-    /// `roster`: in none of the allowed groups (§6.5.9.8).
+    /// `roster`: in none of the allowed groups (§6.5.9.7).
     NotInRosterGroup,
-    /// `whitelist`: not on it (§6.5.9.9).
+    /// `whitelist`: not on it (§6.5.9.8).
     ClosedNode,
 }
 

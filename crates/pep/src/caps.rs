@@ -6,7 +6,7 @@
 //!   and from its own sessions (the session hook) records, per (owner, full JID), the `ver`
 //!   of its `<c hash='sha-1'/>`; unavailable presence, or available presence without caps,
 //!   forgets it. Presence from entities that are not (yet) subscribed is kept too: a
-//!   subscription approved later can then be served at once (XEP-0163 §6.2 "on_sub").
+//!   subscription approved later can then be served at once (XEP-0163 §4.3.4, "on_sub").
 //!   At most `max_caps_per_account` resources are kept per account.
 //! - **Verification** (XEP-0115 §5.4): an unknown `ver` is asked once, with a disco#info to
 //!   `node#ver` at the first resource that showed it (from the host's domain, whose answers
@@ -155,7 +155,7 @@ impl CapsTracker {
             let mut entries = self.presences.entry(owner.clone()).or_default();
             match entries.get(from) {
                 Some(old) if *old == ver => return Seen::Nothing,
-                // A resource that changes its caps is not newly available (§6.2 note).
+                // A resource that changes its caps is not newly available (XEP-0163 §4.3.3 note).
                 Some(_) => {
                     entries.insert(from.clone(), ver);
                     return Seen::Nothing;

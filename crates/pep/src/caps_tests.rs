@@ -85,7 +85,7 @@ fn a_hash_is_verified_once_and_serves_everyone_waiting() {
     assert_eq!(served.len(), 2);
     assert!(served[0].2.contains("urn:xmpp:omemo:2:devices"));
     assert!(!tracker.claims(&reply));
-    // A repeated presence is not initial presence (XEP-0163 §6.2 note).
+    // A repeated presence is not initial presence (XEP-0163 §4.3.3 note).
     assert_eq!(
         tracker.observe(
             &owner,

@@ -51,7 +51,7 @@ impl AccessModel {
     }
 }
 
-/// When the last item goes to a subscriber (XEP-0060 §12.9; XEP-0163 §6.2 default).
+/// When the last item goes to a subscriber (XEP-0060 §12.9; XEP-0163 §4.3.4 default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SendLast {
@@ -126,7 +126,7 @@ pub struct NodeConfig {
     /// `pubsub#max_items`.
     pub max_items: MaxItems,
     /// `pubsub#persist_items`: without it, only the last item is kept (to send it on
-    /// presence, XEP-0163 §6.2).
+    /// presence, XEP-0163 §4.3.4).
     pub persist_items: bool,
     /// `pubsub#send_last_published_item`.
     pub send_last: SendLast,

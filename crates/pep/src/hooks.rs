@@ -93,7 +93,7 @@ impl SessionHook for PepHooks {
 
 #[async_trait]
 impl SubscriptionHook for PepHooks {
-    /// A contact the owner now shares presence with is a new subscriber (XEP-0163 §6.2).
+    /// A contact the owner now shares presence with is a new subscriber (XEP-0163 §4.3.4).
     async fn subscription_changed(
         &self,
         router: &Router,
@@ -126,7 +126,7 @@ impl IqResponseHook for PepHooks {
 
 #[async_trait]
 impl AccountItems for PepHooks {
-    /// The nodes `requester` may read (XEP-0163 §4.2).
+    /// The nodes `requester` may read (XEP-0163 §6.2).
     async fn items(&self, _router: &Router, account: &BareJid, requester: &Jid) -> Vec<DiscoItem> {
         let listed = async {
             let relation = self.0.relation(account, requester).await?;

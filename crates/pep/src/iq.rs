@@ -72,7 +72,7 @@ impl IqHandler for PubSubIq {
                 true,
             ) => {
                 owner_only(&request)?;
-                // §7.1.3.6: a persistent node needs an item; one item per publish here.
+                // §7.1.3.7: a persistent node needs an item; one item per publish here.
                 let item = match (items.pop(), items.is_empty()) {
                     (None, _) => {
                         return Err(
@@ -82,7 +82,7 @@ impl IqHandler for PubSubIq {
                     (Some(_), false) => return Err(unsupported("multi-items")),
                     (Some(item), true) => item,
                 };
-                // §7.1.3.5: exactly one payload element.
+                // §7.1.3.6: exactly one payload element.
                 if payload_counts.first() != Some(&1) {
                     return Err(PubSubCondition::InvalidPayload.error(DefinedCondition::BadRequest));
                 }

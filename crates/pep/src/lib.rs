@@ -14,12 +14,14 @@
 //!   caps ([`caps`]). The event is serialised once and each copy differs only in `to`
 //!   ([`xmppd_core::Router::route_copies`]); the roster is read once per publish, the caps
 //!   are in memory, and no storage is touched per recipient.
-//! - **The last item** (§6.2, `send_last_published_item` `on_sub_and_presence`) goes to a
+//! - **The last item** (§4.3.4, `send_last_published_item` `on_sub_and_presence`) goes to a
 //!   resource when its caps presence first arrives (once its hash is verified) and to the
 //!   resources of a contact when the owner approves its subscription (the subscription hook),
 //!   including resources whose presence came before the subscription existed.
-//! - **Discovery** (§4.1): the account gets the identity `pubsub/pep` and the features of
-//!   [`FEATURES`]; disco#items on the account lists the nodes the requester may read.
+//! - **Discovery** (§6.1): the account gets the identity `pubsub/pep` and the features of
+//!   [`FEATURES`]; disco#items on the account lists the nodes the requester may read (§6.2).
+//!   The server's own disco#info lists none of them: XEP-0163 discovers PEP on the account,
+//!   which is where clients look.
 //!
 //! Other modules use the same rules through [`PepHandle`] (bookmarks conversion, avatar
 //! conversion).
@@ -57,7 +59,7 @@ use store::PepStore;
 /// The stores the module keeps its data under.
 pub const STORES: &[&str] = &[store::NODES, store::ITEMS];
 
-/// The XEP-0060 features of the service (XEP-0163 §4.1), listed on every account.
+/// The XEP-0060 features of the service (XEP-0163 §6.1), listed on every account.
 pub const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub",
     "http://jabber.org/protocol/pubsub#access-open",

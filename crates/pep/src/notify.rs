@@ -137,7 +137,7 @@ impl Pep {
     }
 
     /// Sends `to` the last item of each node of `owner` it wants (`interests`) and may read,
-    /// whose `send_last_published_item` covers `occasion` (XEP-0163 §6.2).
+    /// whose `send_last_published_item` covers `occasion` (XEP-0163 §4.3.4).
     pub(crate) async fn send_last(
         &self,
         router: &Router,

@@ -281,8 +281,8 @@ pub trait SessionHook: Send + Sync + 'static {
 
 /// The subscription between a local account and a contact changed, and the roster holds the
 /// new state: a contact approved by the user now sees the user's presence, and with it
-/// whatever else presence grants (XEP-0163 §6.2: the last published items go to a new
-/// subscriber, §4 auto-subscribe). Told for either end that is a local account, once per
+/// whatever else presence grants (XEP-0163 §4.3.4: the last published items go to a new
+/// subscriber, §4.1 auto-subscribe). Told for either end that is a local account, once per
 /// stored change, after the roster push and the presence the change sends.
 #[async_trait]
 pub trait SubscriptionHook: Send + Sync + 'static {

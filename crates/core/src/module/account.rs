@@ -2,7 +2,7 @@
 //! server on the user's behalf): identities beside `account/registered` and disco#items.
 //!
 //! The disco module answers those queries; it knows no feature. A feature that makes an
-//! account more than a registered user — a PEP service (XEP-0163 §4.1: identity `pubsub/pep`,
+//! account more than a registered user — a PEP service (XEP-0163 §6.1: identity `pubsub/pep`,
 //! its nodes as items) — registers here, and the answer lists it only on the hosts that run
 //! the module.
 
@@ -19,13 +19,13 @@ use crate::router::Router;
 #[async_trait]
 pub trait AccountItems: Send + Sync + 'static {
     /// The items of `account` that `requester` may see; each provider decides its own access
-    /// rules (XEP-0163 §4.2: only the nodes the requester may retrieve). A failure is logged
+    /// rules (XEP-0163 §6.2: only the nodes the requester may retrieve). A failure is logged
     /// and lists nothing.
     async fn items(&self, router: &Router, account: &BareJid, requester: &Jid) -> Vec<DiscoItem>;
 }
 
 impl Registry {
-    /// Adds an identity to every account's disco#info, e.g. `pubsub/pep` (XEP-0163 §4.1).
+    /// Adds an identity to every account's disco#info, e.g. `pubsub/pep` (XEP-0163 §6.1).
     pub fn account_identity(&mut self, category: &'static str, kind: &'static str) {
         let module = self.current();
         if !self

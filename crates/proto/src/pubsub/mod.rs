@@ -8,8 +8,8 @@
 //! A request names one action; other children of `<pubsub/>` (`<subscribe/>`, `<create/>` …)
 //! are reported as [`PubSubRequest::Other`] so the service can answer `feature-not-implemented`
 //! with `<unsupported feature='…'/>` (§5.4 and the error table of §7) rather than a parse error.
-//! A missing `node` is `nodeid-required` (§6.5.9.4, §7.1.3.3); a retract without an item id is
-//! `item-required` (§7.2.3.3). Both are reported by [`PubSubParseError`], which knows its
+//! A missing `node` is `nodeid-required` (§7.2.3.3); a retract without an item id is
+//! `item-required` (§7.2.3.4). Both are reported by [`PubSubParseError`], which knows its
 //! stanza error.
 
 use xmppd_xml::Element;
@@ -100,10 +100,10 @@ pub enum PubSubParseError {
     /// Not a pubsub payload (or malformed in a way no pubsub condition names).
     #[error(transparent)]
     Payload(#[from] PayloadError),
-    /// The action names no node (§7.1.3.3): `bad-request` + `nodeid-required`.
+    /// The action names no node (§7.2.3.3): `bad-request` + `nodeid-required`.
     #[error("the request names no node")]
     NodeIdRequired,
-    /// A retract without an item id (§7.2.3.3): `bad-request` + `item-required`.
+    /// A retract without an item id (§7.2.3.4): `bad-request` + `item-required`.
     #[error("the request names no item")]
     ItemRequired,
     /// A form of the wrong `FORM_TYPE` or shape: `bad-request` + `invalid-options`.
@@ -151,7 +151,7 @@ impl Item {
     }
 
     /// Reads an `<item/>` of any pubsub namespace. More than one payload element is
-    /// `invalid-payload` for the caller to decide (§7.1.3.5); here only the first is kept and
+    /// `invalid-payload` for the caller to decide (§7.1.3.6); here only the first is kept and
     /// [`Item::payload_count`] tells.
     pub(crate) fn parse(el: &Element) -> Item {
         Item {
@@ -175,7 +175,7 @@ pub enum PubSubRequest {
         node: String,
         /// The items published (one, usually).
         items: Vec<Item>,
-        /// How many payload elements each item carried, in order (§7.1.3.5).
+        /// How many payload elements each item carried, in order (§7.1.3.6).
         payload_counts: Vec<usize>,
         /// XEP-0223 / §7.1.5 preconditions, the form's fields other than `FORM_TYPE`.
         options: Option<DataForm>,
