@@ -198,7 +198,7 @@ async fn access_models_are_enforced_on_every_read() -> anyhow::Result<()> {
 /// a request without a node, an unimplemented action.
 #[tokio::test]
 async fn bad_requests_get_the_errors_xep_0060_names() -> anyhow::Result<()> {
-    let server = server_with("max_item_bytes = 1000").await?;
+    let server = server_with("max_item_bytes = 1000\nmax_nodes = 2").await?;
     let mut alice = online(&server, "alice", "phone", 0).await?;
     let mut bob = online(&server, "bob", "desk", 0).await?;
     publish(
@@ -296,6 +296,17 @@ async fn bad_requests_get_the_errors_xep_0060_names() -> anyhow::Result<()> {
         let answer = request(&mut alice, &[], id, &iq).await?;
         assert_error(&answer, defined, pubsub);
     }
+
+    // A publish in a get is a bad request; a third node is over `max_nodes`.
+    let iq = format!(
+        "<iq type='get' id='get-pub'><pubsub xmlns='{PUBSUB}'><publish node='tune'><item><x xmlns='urn:x'/></item></publish></pubsub></iq>"
+    );
+    let answer = request(&mut alice, &[], "get-pub", &iq).await?;
+    assert_error(&answer, "bad-request", None);
+    publish(&mut alice, &[], "second", None, "<x xmlns='urn:x'/>", &[]).await?;
+    let iq = publish_iq("third", "third", None, "<x xmlns='urn:x'/>", &[]);
+    let answer = request(&mut alice, &[], "third", &iq).await?;
+    assert_error(&answer, "not-allowed", None);
 
     // Bob on alice's account: publish, configure, delete and purge are the owner's.
     let owner_only = [
@@ -492,4 +503,16 @@ async fn items_survive_a_restart() -> anyhow::Result<()> {
     let answer = request(&mut alice, &[], "again", &iq).await?;
     assert_error(&answer, "conflict", Some("precondition-not-met"));
     Ok(())
+}
+
+/// `[modules.pep]` refuses unknown keys, naming the line and the key.
+#[test]
+fn a_misspelt_pep_setting_names_its_line_and_key() {
+    let text = "[modules.pep]\nmax_nodez = 3\n";
+    let err = xmppd::config::Config::parse(text, std::path::Path::new("xmppd.toml"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("max_nodez"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
 }
