@@ -281,3 +281,24 @@ async fn a_remote_contact_is_notified_over_federation() -> anyhow::Result<()> {
     assert_eq!(item_ids(&event), ["t2"], "{event}");
     Ok(())
 }
+
+/// With every caps slot of alice's taken by a stranger's directed presence, a subscriber's
+/// resource still gets in (the stranger's entries make room) and receives the last item.
+#[tokio::test]
+async fn strangers_cannot_crowd_out_a_subscribers_caps() -> anyhow::Result<()> {
+    let text: std::sync::Arc<str> =
+        std::sync::Arc::from("[modules.pep]\nmax_caps_per_account = 1\n");
+    let server = TestServer::start_with(move |c| c.text = Some(text)).await?;
+    add_users(&server, &["alice", "bob", "carol"]).await?;
+    let mut alice = online_with_roster(&server, "alice", "phone", 0).await?;
+    let mut bob = online_with_roster(&server, "bob", "desk", 0).await?;
+    befriend(&mut alice, "alice", &mut bob, "bob").await?;
+    publish(&mut alice, &[], TUNE, Some("t1"), &tune("kept"), &[]).await?;
+    let mut carol = caps_online(&server, "carol", "pad", &[TUNE]).await?;
+    show_caps(&mut carol, &[TUNE], Some(ALICE)).await?;
+    quiet(&mut carol, &[TUNE]).await?;
+    show_caps(&mut bob, &[TUNE], None).await?;
+    let event = expect_event(&mut bob, &[TUNE], ALICE, TUNE).await?;
+    assert_eq!(item_ids(&event), ["t1"], "{event}");
+    Ok(())
+}

@@ -7,7 +7,10 @@
 //!   of its `<c hash='sha-1'/>`; unavailable presence, or available presence without caps,
 //!   forgets it. Presence from entities that are not (yet) subscribed is kept too: a
 //!   subscription approved later can then be served at once (XEP-0163 §4.3.4, "on_sub").
-//!   At most `max_caps_per_account` resources are kept per account.
+//!   At most `max_caps_per_account` resources are kept per account; when they are taken, a
+//!   subscriber's new resource makes room by evicting those of non-subscribers
+//!   ([`Seen::Full`], [`CapsTracker::retain`]), so strangers' directed presence cannot crowd
+//!   out the contacts.
 //! - **Verification** (XEP-0115 §5.4): an unknown `ver` is asked once, with a disco#info to
 //!   `node#ver` at the first resource that showed it (from the host's domain, whose answers
 //!   the iq response hook claims by id); the answer's §5 hash must equal `ver`. A verified
@@ -51,6 +54,8 @@ pub enum Seen {
     Waiting,
     /// A new hash: send this disco#info query (and wait, as [`Seen::Waiting`]).
     Query(Stanza),
+    /// A new resource, but the account has as many as it may keep: nothing was recorded.
+    Full,
 }
 
 struct Query {
@@ -160,10 +165,7 @@ impl CapsTracker {
                     entries.insert(from.clone(), ver);
                     return Seen::Nothing;
                 }
-                None if entries.len() >= self.per_account => {
-                    tracing::debug!(%owner, %from, "caps not kept: too many resources");
-                    return Seen::Nothing;
-                }
+                None if entries.len() >= self.per_account => return Seen::Full,
                 None => {
                     entries.insert(from.clone(), ver.clone());
                 }
@@ -204,6 +206,13 @@ impl CapsTracker {
                 drop(entries);
                 self.presences.remove_if(owner, |_, e| e.is_empty());
             }
+        }
+    }
+
+    /// Keeps only the resources of `owner` whose bare JID `keep` accepts.
+    pub fn retain(&self, owner: &BareJid, keep: impl Fn(&BareJid) -> bool) {
+        if let Some(mut entries) = self.presences.get_mut(owner) {
+            entries.retain(|jid, _| keep(&jid.to_bare()));
         }
     }
 

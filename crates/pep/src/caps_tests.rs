@@ -142,15 +142,26 @@ fn unavailable_presence_forgets_and_limits_hold() {
         &presence(bob.as_str(), Some(&caps), None),
         "x",
     );
-    // Over the per-account limit: not kept.
+    // Over the per-account limit: not kept, until room is made.
+    let carol_caps = presence(carol.as_str(), Some(&caps), None);
     assert_eq!(
-        tracker.observe(
-            &owner,
-            &carol,
-            &presence(carol.as_str(), Some(&caps), None),
-            "x"
-        ),
-        Seen::Nothing
+        tracker.observe(&owner, &carol, &carol_caps, "x"),
+        Seen::Full
+    );
+    tracker.retain(&owner, |b| b.as_str() == "carol@y");
+    assert!(tracker.presences.get(&owner).is_some_and(|e| e.is_empty()));
+    // (Its hash is still being verified: it waits.)
+    assert_eq!(
+        tracker.observe(&owner, &carol, &carol_caps, "x"),
+        Seen::Waiting
+    );
+    let carol_gone = presence(carol.as_str(), None, Some("unavailable"));
+    tracker.observe(&owner, &carol, &carol_gone, "x");
+    tracker.observe(
+        &owner,
+        &bob,
+        &presence(bob.as_str(), Some(&caps), None),
+        "x",
     );
     tracker.observe(
         &owner,

@@ -1,6 +1,7 @@
 //! Where PEP listens: presence to an account and from its sessions (caps), subscription
 //! changes (new subscribers), the answers to caps queries, and account disco#items.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,8 +25,12 @@ impl PepHooks {
     /// A presence `owner` received from (or, for its own resources, sent as) `from`.
     async fn presence(&self, router: &Router, owner: &BareJid, from: &FullJid, stanza: &Stanza) {
         let host = owner.domain().as_str();
-        match self.0.caps.observe(owner, from, stanza, host) {
-            Seen::Nothing | Seen::Waiting => {}
+        let mut seen = self.0.caps.observe(owner, from, stanza, host);
+        if seen == Seen::Full && self.make_room(owner, from).await {
+            seen = self.0.caps.observe(owner, from, stanza, host);
+        }
+        match seen {
+            Seen::Nothing | Seen::Waiting | Seen::Full => {}
             Seen::Available(interests) => {
                 self.0
                     .send_last(router, owner, from, &interests, Occasion::Presence)
@@ -33,6 +38,32 @@ impl PepHooks {
             }
             Seen::Query(query) => router.route(query).await,
         }
+    }
+}
+
+impl PepHooks {
+    /// The account keeps as many resources' caps as it may: if `from` is the owner's or a
+    /// subscriber's, the resources of everyone else go (one roster read, only when full).
+    async fn make_room(&self, owner: &BareJid, from: &FullJid) -> bool {
+        let items = match self.0.roster.items(owner).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!(%owner, error = %e, "roster unreadable: no room made for caps");
+                return false;
+            }
+        };
+        let subscribers: HashSet<String> = items
+            .into_iter()
+            .filter(|i| i.subscription.from())
+            .map(|i| i.jid)
+            .collect();
+        let keep = |jid: &BareJid| jid == owner || subscribers.contains(jid.as_str());
+        if !keep(&from.to_bare()) {
+            tracing::debug!(%owner, %from, "caps not kept: too many resources");
+            return false;
+        }
+        self.0.caps.retain(owner, keep);
+        true
     }
 }
 
