@@ -269,7 +269,7 @@ impl CapsTracker {
             .collect()
     }
 
-    fn remember(&self, ver: Arc<str>, interests: Interests) {
+    pub(crate) fn remember(&self, ver: Arc<str>, interests: Interests) {
         let mut verified = lock(&self.verified);
         if verified.map.insert(ver.clone(), interests).is_none() {
             verified.order.push_back(ver);

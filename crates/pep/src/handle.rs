@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use jid::{BareJid, Jid};
 use xmppd_core::Router;
+use xmppd_proto::StanzaError;
 use xmppd_proto::data_form::{DataForm, FormType};
 use xmppd_proto::pubsub::{Event, EventKind, Item};
 
@@ -15,6 +16,12 @@ use crate::store::NodeRecord;
 use crate::{Pep, PepError};
 
 /// The PEP service of every account, for other modules. Cheap to clone.
+///
+/// Writes act as the owner (the calling module has decided the owner asked: a bookmarks
+/// conversion on the owner's behalf); reads take the requester and apply the access model.
+/// Notifications and limits are those of the protocol. A module built on PEP is declared
+/// after `pep` in the server's `modules.rs` and given the handle the `pep` declaration kept
+/// from [`crate::PepModule::handle`].
 #[derive(Clone)]
 pub struct PepHandle(pub(crate) Arc<Pep>);
 
@@ -40,10 +47,17 @@ pub(crate) fn fresh_id() -> String {
 }
 
 impl PepHandle {
+    /// A node name or item id within the length limit, and without U+0001, which separates
+    /// them in storage keys (XML cannot carry it; an in-process caller could).
     fn check_name(&self, name: &str) -> Result<(), PepError> {
         let max = self.0.settings.max_name_bytes;
         if name.len() > max {
             return Err(PepError::NameTooLong(max));
+        }
+        if name.contains('\u{1}') {
+            return Err(PepError::Refused(StanzaError::bad_request(
+                "a node name or item id cannot contain U+0001",
+            )));
         }
         Ok(())
     }
@@ -290,3 +304,7 @@ impl PepHandle {
             .to_form(FormType::Form))
     }
 }
+
+#[cfg(test)]
+#[path = "handle_tests.rs"]
+mod tests;
