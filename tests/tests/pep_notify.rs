@@ -118,6 +118,9 @@ async fn a_contact_coming_online_gets_the_last_item() -> anyhow::Result<()> {
     let mut bob = caps_online(&server, "bob", "phone", &[TUNE]).await?;
     let event = expect_event(&mut bob, &[TUNE], ALICE, TUNE).await?;
     assert_eq!(item_ids(&event), ["new"], "only the last item: {event}");
+    // Stamped with when it was published (the §4.3.4 example).
+    let delay = event.child("delay", "urn:xmpp:delay");
+    assert!(delay.and_then(|d| d.attr("stamp")).is_some(), "{event}");
     quiet(&mut bob, &[TUNE]).await?;
     Ok(())
 }

@@ -121,11 +121,16 @@ impl PepHandle {
                 NodeRecord {
                     config,
                     items: Vec::new(),
+                    last_published_us: None,
                 }
             }
         };
         record.items.retain(|i| *i != id);
         record.items.push(id.clone());
+        record.last_published_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_micros()).ok());
         let dropped = self.trim(&mut record);
         pep.store.put_item(owner, node, &item).await?;
         pep.store.delete_items(owner, node, &dropped).await?;
@@ -209,6 +214,9 @@ impl PepHandle {
         if let Some(missing) = ids.iter().find(|id| !record.items.contains(id)) {
             return Err(PepError::NotFound(format!("no item {missing}")));
         }
+        if record.items.last().is_some_and(|last| ids.contains(last)) {
+            record.last_published_us = None;
+        }
         record.items.retain(|i| !ids.contains(i));
         pep.store.delete_items(owner, node, ids).await?;
         pep.store.put_node(owner, node, &record).await?;
@@ -255,6 +263,7 @@ impl PepHandle {
         let guard = pep.locks.lock(owner.as_str()).await;
         let mut record = self.existing(owner, node).await?;
         let items = std::mem::take(&mut record.items);
+        record.last_published_us = None;
         pep.store.delete_items(owner, node, &items).await?;
         if kind == EventKind::Delete {
             pep.store.delete_node(owner, node).await?;

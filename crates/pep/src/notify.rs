@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use jid::{BareJid, FullJid, Jid};
 use xmppd_core::Router;
+use xmppd_proto::delay::Delay;
 use xmppd_proto::pubsub::{Event, EventKind};
 use xmppd_proto::{Stanza, StanzaKind, ns};
 use xmppd_xml::Element;
@@ -31,6 +32,14 @@ fn headline(owner: &BareJid, event: Element) -> Stanza {
         .with_attr("id", fresh_id())
         .with_child(event);
     Stanza::new_unchecked(StanzaKind::Message, Some(from), None, el)
+}
+
+/// `stanza` with `child` appended (the stanza is the module's own, not yet routed).
+fn with_child(stanza: Stanza, child: Element) -> Stanza {
+    let (kind, from) = (stanza.kind(), stanza.from().cloned());
+    let mut el = stanza.into_element();
+    el.push_child(child);
+    Stanza::new_unchecked(kind, from, None, el)
 }
 
 /// The event as sent: without payloads when the node does not deliver them (§4.3 of
@@ -193,7 +202,14 @@ impl Pep {
                 node,
                 kind: EventKind::Items(vec![item]),
             };
-            let stanza = headline(owner, event_element(&record.config, event));
+            let mut stanza = headline(owner, event_element(&record.config, event));
+            if let Some(us) = record
+                .last_published_us
+                .and_then(|us| u64::try_from(us).ok())
+            {
+                let stamp = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
+                stanza = with_child(stanza, Delay::new(stamp).to_element());
+            }
             router
                 .route_copies(stanza, std::slice::from_ref(&to_jid))
                 .await;

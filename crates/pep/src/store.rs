@@ -34,6 +34,11 @@ pub struct NodeRecord {
     pub config: NodeConfig,
     /// The ids of its items, oldest first.
     pub items: Vec<String>,
+    /// When the last of them was published (microseconds since the epoch), for the
+    /// `<delay/>` of the last item sent later (XEP-0163 §4.3.4 example); unknown once the
+    /// last item is retracted.
+    #[serde(default)]
+    pub last_published_us: Option<i64>,
 }
 
 /// The PEP stores of every account.
@@ -195,6 +200,7 @@ mod tests {
         let record = NodeRecord {
             config: NodeConfig::default_with(AccessModel::Open, MaxItems::Max),
             items: vec!["1".into()],
+            last_published_us: Some(1),
         };
         let item = |text: &str| Item {
             id: Some("1".into()),
