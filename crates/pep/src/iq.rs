@@ -13,6 +13,7 @@ use xmppd_proto::{DefinedCondition, StanzaError};
 use xmppd_xml::Element;
 
 use crate::handle::PepHandle;
+use crate::observe::NodeChange;
 use crate::{Pep, PepError};
 
 /// `<pubsub xmlns='http://jabber.org/protocol/pubsub'/>`.
@@ -86,9 +87,18 @@ impl IqHandler for PubSubIq {
                 if payload_counts.first() != Some(&1) {
                     return Err(PubSubCondition::InvalidPayload.error(DefinedCondition::BadRequest));
                 }
+                let observers = self.0.observers.of(&node);
+                let copy = (!observers.is_empty()).then(|| item.clone());
                 let id = pep
                     .publish(request.router, owner, &node, item, options.as_ref())
                     .await?;
+                if let Some(mut item) = copy {
+                    item.id = Some(id.clone());
+                    for observer in observers {
+                        let change = NodeChange::Published(&item);
+                        observer.changed(request.router, owner, &node, change).await;
+                    }
+                }
                 Ok(Some(publish_result(&node, &id)))
             }
             (
@@ -108,6 +118,11 @@ impl IqHandler for PubSubIq {
                 owner_only(&request)?;
                 pep.retract(request.router, owner, &node, &ids, notify)
                     .await?;
+                let change = NodeChange::Retracted(&ids);
+                self.0
+                    .observers
+                    .tell(request.router, owner, &node, change)
+                    .await;
                 Ok(None)
             }
             (PubSubRequest::Other(action), _) => Err(unsupported(feature_of(&action))),
@@ -140,10 +155,18 @@ impl IqHandler for OwnerIq {
             }
             (OwnerRequest::Delete { node }, true) => {
                 pep.delete(request.router, owner, &node).await?;
+                let observers = &self.0.observers;
+                observers
+                    .tell(request.router, owner, &node, NodeChange::Cleared)
+                    .await;
                 Ok(None)
             }
             (OwnerRequest::Purge { node }, true) => {
                 pep.purge(request.router, owner, &node).await?;
+                let observers = &self.0.observers;
+                observers
+                    .tell(request.router, owner, &node, NodeChange::Cleared)
+                    .await;
                 Ok(None)
             }
             (OwnerRequest::Other(action), _) => Err(unsupported(feature_of(&action))),

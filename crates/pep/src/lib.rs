@@ -38,6 +38,7 @@ mod handle;
 mod hooks;
 mod iq;
 mod notify;
+mod observe;
 pub mod store;
 
 use std::sync::Arc;
@@ -52,6 +53,7 @@ use xmppd_proto::{DefinedCondition, StanzaError};
 pub use access::{Denied, Relation};
 pub use config::{AccessModel, MaxItems, NodeConfig};
 pub use handle::PepHandle;
+pub use observe::{NodeChange, PepObserver, PepObservers};
 
 use caps::CapsTracker;
 use store::PepStore;
@@ -191,6 +193,8 @@ struct Pep {
     caps: CapsTracker,
     /// Serialise changes to one account's nodes.
     locks: StripedLocks,
+    /// Modules told of the changes clients make.
+    observers: PepObservers,
 }
 
 /// The PEP module.
@@ -213,6 +217,7 @@ impl PepModule {
             roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
             caps,
             locks: StripedLocks::new(64),
+            observers: PepObservers::default(),
             settings,
         };
         PepModule {
@@ -223,6 +228,11 @@ impl PepModule {
     /// The in-process API, for modules built on PEP.
     pub fn handle(&self) -> PepHandle {
         self.handle.clone()
+    }
+
+    /// Where modules built on PEP subscribe to the changes clients make.
+    pub fn observers(&self) -> PepObservers {
+        self.handle.0.observers.clone()
     }
 }
 
