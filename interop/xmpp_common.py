@@ -82,6 +82,27 @@ def run_scenario(scenario, args, failures=()):
     return 0
 
 
+async def first_match(queue, timeout, match, what):
+    """Takes items from `queue` until `match(item)` (a function or a coroutine function)
+    returns something other than None, and returns that; raises Failure("no {what} within
+    {timeout} s") when time runs out. `match` may raise Failure itself."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        left = deadline - loop.time()
+        if left <= 0:
+            raise Failure(f"no {what} within {timeout} s")
+        try:
+            item = await asyncio.wait_for(queue.get(), left)
+        except asyncio.TimeoutError:
+            continue
+        found = match(item)
+        if asyncio.iscoroutine(found):
+            found = await found
+        if found is not None:
+            return found
+
+
 def two_user_main(doc, scenario, done):
     """The main of a script in which alice and bob (--alice, --bob; their passwords in the
     environment variables --alice-password-env and --bob-password-env name) run
