@@ -32,6 +32,7 @@ impl MemoryTransport {
             max_auth_failures: 3,
             fake_salt_secret: [9; 32],
             bound_features: Arc::new(HashMap::new()),
+            registration: Arc::default(),
         };
         let responder = C2sResponder::new(policy, true, ChannelBindingData::none());
         MemoryTransport {

@@ -153,6 +153,7 @@ pin_project_lite::pin_project! {
 /// Runs one accepted connection to its end.
 pub(crate) async fn run(
     socket: TcpStream,
+    peer: std::net::IpAddr,
     kind: ListenerKind,
     ctx: Arc<C2sContext>,
     conn_id: u64,
@@ -166,7 +167,8 @@ pub(crate) async fn run(
             responder,
             conn_id,
             ctx.limits.session_queue,
-        ),
+        )
+        .with_peer(peer),
         reader: Reader::new(pre_auth_limits(&ctx)),
         ctx,
         timer: Box::pin(Timer {
@@ -385,11 +387,15 @@ impl Conn {
                             let saved = e.condition == Cond::SystemShutdown
                                 && session.resumable()
                                 && self.ctx.router.stream_management().saves_sessions();
+                            let drain = session.drains_before_close();
                             if saved {
                                 // To the client this is a lost link: it resumes the session,
                                 // saved now and restored at the next start.
                                 Some(Flow::Closed)
                             } else {
+                                if drain {
+                                    Box::pin(self.write_queued(io)).await;
+                                }
                                 Some(Box::pin(self.close_with(io, e)).await)
                             }
                         }
@@ -476,6 +482,19 @@ impl Conn {
                 session.unwritten(std::iter::once(first).chain(more));
             }
             Some(Flow::Lost)
+        }
+    }
+
+    /// Writes what the session's queue holds now (before a stream error that must follow it).
+    async fn write_queued<S: AsyncWrite + Unpin>(&mut self, io: &mut S) {
+        let mut bytes = Vec::new();
+        if let Some(session) = self.stream.session_mut() {
+            while let Next::Item(outbound) = session.next_now() {
+                bytes.extend_from_slice(&outbound.bytes);
+            }
+        }
+        if !bytes.is_empty() {
+            self.write(io, &bytes).await;
         }
     }
 

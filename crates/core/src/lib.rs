@@ -28,8 +28,9 @@ pub use hooks::{
     SessionHook, SessionRef, SessionStateHook, Subscription, SubscriptionHook, SubscriptionKind,
 };
 pub use module::{
-    AccountItems, ConfigSource, HostModules, IqHandler, IqRequest, IqTarget, IqType, Module,
-    ModuleCtx, ModuleError, NoSettings, Registry, RegistryBuilder, RouterHandle, Service,
+    AccountItems, ConfigSource, HostModules, InBandRegistration, IqHandler, IqRequest, IqTarget,
+    IqType, Module, ModuleCtx, ModuleError, NoSettings, RegistrationRequest, Registry,
+    RegistryBuilder, RouterHandle, Service,
 };
 pub use outbound::Outbound;
 pub use queue::{Next, QueueReceiver, QueueSender, QueueSignal, session_queue};

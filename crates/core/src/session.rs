@@ -29,6 +29,9 @@ pub struct SessionControl {
     /// Set with the token; read without the token's lock by a task that is woken through its
     /// queue instead.
     kicked: AtomicBool,
+    /// Whether the stanzas queued when the kick came are written before the stream error
+    /// (an answer the client must still see, such as the result of its account's removal).
+    drain: AtomicBool,
     /// A client session's queue: its task waits on it anyway, so a kick wakes it there rather
     /// than through a second waiter polled on every wake-up.
     wake: Option<QueueSignal>,
@@ -57,6 +60,19 @@ impl SessionControl {
         if let Some(queue) = &self.wake {
             queue.notify();
         }
+    }
+
+    /// Like [`SessionControl::kick`], but the session first writes what is queued for it
+    /// now: it ends after the answers already on their way.
+    pub fn kick_after_queued(&self, error: StreamError) {
+        self.drain.store(true, Ordering::Release);
+        self.kick(error);
+    }
+
+    /// Whether the kick lets the session write what was queued first
+    /// ([`SessionControl::kick_after_queued`]).
+    pub fn drains_before_close(&self) -> bool {
+        self.drain.load(Ordering::Acquire)
     }
 
     /// Wakes the session's task without ending it (another stream claims the session).
@@ -358,6 +374,18 @@ impl SessionRegistry {
     /// Whether no session is bound.
     pub fn is_empty(&self) -> bool {
         self.by_bare.is_empty()
+    }
+
+    /// Ends every session of an account (its removal) with `error`, each once it has written
+    /// what is queued for it now; returns how many there were.
+    pub fn end_account(&self, bare: &BareJid, error: &StreamError) -> usize {
+        let Some(entries) = self.by_bare.get(bare.as_str()) else {
+            return 0;
+        };
+        for e in entries.iter() {
+            e.control.kick_after_queued(error.clone());
+        }
+        entries.len()
     }
 
     /// Kicks every session (shutdown).

@@ -136,6 +136,26 @@ impl Module for Im {
     }
 }
 
+/// Ends every presence subscription of an account that is being removed (XEP-0077 §3.2:
+/// the server "SHOULD also cancel all existing presence subscriptions related to that
+/// entity"), as removing each roster item would (RFC 6121 §2.5.2): contacts get
+/// `unsubscribe` and `unsubscribed`, and those that saw the account's presence its
+/// unavailable presence. The roster itself goes with the account's data.
+pub async fn end_all_subscriptions(
+    router: &Router,
+    roster: &RosterStore,
+    user: &BareJid,
+) -> Result<(), xmppd_core::storage::StorageError> {
+    for item in roster.items(user).await? {
+        let Ok(contact) = BareJid::new(&item.jid) else {
+            continue;
+        };
+        let pending_in = roster.has_pending(user, &contact).await?;
+        roster_iq::end_subscriptions(router, user, &contact, &item, pending_in).await;
+    }
+    Ok(())
+}
+
 /// A presence the server makes: `<presence type? from to/>`.
 pub(crate) fn presence(kind: Option<&str>, from: Jid, to: Jid) -> Stanza {
     let mut el = Element::new("presence", ns::CLIENT)

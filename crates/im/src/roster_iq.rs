@@ -139,30 +139,41 @@ impl RosterIq {
                 let ver = im.roster.bump_version(user).await.map_err(internal)?;
                 drop(guard);
                 push(router, user, ver, RosterItem::removed_element(&jid)).await;
-                // §2.5.2: the subscriptions end both ways, and the contact hears of it.
-                let state = item.state(pending_in);
-                let (from, to) = (Jid::from(user.clone()), Jid::from(jid.clone()));
-                if state.sub.to() || state.pending_out {
-                    router
-                        .route(presence(Some("unsubscribe"), from.clone(), to.clone()))
-                        .await;
-                }
-                if state.sub.from() || state.pending_in {
-                    router
-                        .route(presence(Some("unsubscribed"), from, to.clone()))
-                        .await;
-                }
-                if state.sub.from() {
-                    apply_effect(router, Effect::SendUnavailable, user, &to).await;
-                }
-                let none = xmppd_core::Subscription::default();
-                router
-                    .subscription_changed(user, &jid, crate::subscription::view(&state), none)
-                    .await;
+                end_subscriptions(router, user, &jid, &item, pending_in).await;
             }
         }
         Ok(())
     }
+}
+
+/// §2.5.2: the subscriptions between `user` and a contact leaving the roster end both ways,
+/// and the contact hears of it (and no longer sees the user's presence).
+pub(crate) async fn end_subscriptions(
+    router: &Router,
+    user: &BareJid,
+    contact: &BareJid,
+    item: &RosterItem,
+    pending_in: bool,
+) {
+    let state = item.state(pending_in);
+    let (from, to) = (Jid::from(user.clone()), Jid::from(contact.clone()));
+    if state.sub.to() || state.pending_out {
+        router
+            .route(presence(Some("unsubscribe"), from.clone(), to.clone()))
+            .await;
+    }
+    if state.sub.from() || state.pending_in {
+        router
+            .route(presence(Some("unsubscribed"), from, to.clone()))
+            .await;
+    }
+    if state.sub.from() {
+        apply_effect(router, Effect::SendUnavailable, user, &to).await;
+    }
+    let none = xmppd_core::Subscription::default();
+    router
+        .subscription_changed(user, contact, crate::subscription::view(&state), none)
+        .await;
 }
 
 /// Carries out a transition's presence side effect from `user` to `contact`.

@@ -66,8 +66,8 @@ impl Disco {
     }
 }
 
-/// The server's disco#info answer for `host` (without a node): its identity and the features
-/// of the modules enabled there.
+/// The server's disco#info answer for `host` (without a node): its identity, the features
+/// of the modules enabled there and the forms they added.
 pub fn server_info(registry: &Registry, host: &str) -> DiscoInfoResult {
     let mut info = DiscoInfoResult::default();
     info.identities
@@ -77,6 +77,8 @@ pub fn server_info(registry: &Registry, host: &str) -> DiscoInfoResult {
         .into_iter()
         .map(str::to_owned)
         .collect();
+    // XEP-0128 forms (XEP-0157 contact addresses …), hashed into the caps as well.
+    info.extensions = registry.server_forms(host);
     info
 }
 

@@ -324,7 +324,14 @@ pub async fn start_with_modules(
             )
         })
         .collect();
+    let registration = config
+        .hosts
+        .iter()
+        .filter(|h| router.registry().registration_on(&h.name).is_some())
+        .map(|h| h.name.clone())
+        .collect();
     let policy = C2sPolicy {
+        registration: Arc::new(registration),
         hosts: Arc::new(hosts),
         require_tls: config.require_tls,
         max_auth_failures: config.max_auth_failures,

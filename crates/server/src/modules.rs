@@ -7,9 +7,11 @@ use xmppd_core::{
 };
 use xmppd_im::Im;
 use xmppd_modules::{
-    Avatars, Blocking, BlockingSettings, Carbons, Disco, LastActivity, Mam, MamSettings, Ping,
-    PrivateInterceptors, PrivateSettings, PrivateXml, Push, PushSettings, Time, VCardObservers,
-    VCardSettings, VCardStore, VCards, Version, VersionSettings,
+    Avatars, Blocking, BlockingSettings, Carbons, ContactInfo, ContactInfoSettings, Disco,
+    ExternalServices, ExternalServicesSettings, LastActivity, Mam, MamSettings, Ping,
+    PrivateInterceptors, PrivateSettings, PrivateXml, Push, PushSettings, Register,
+    RegisterSettings, Time, VCardObservers, VCardSettings, VCardStore, VCards, Version,
+    VersionSettings,
 };
 use xmppd_pep::{PepModule, PepSettings};
 
@@ -39,6 +41,19 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
     })?;
     b.module("disco", |_: NoSettings, ctx| {
         Ok(Disco::new(&ctx.storage(&[])?))
+    })?;
+    // XEP-0077: creating accounts before authentication (off by default), password changes
+    // and account removal.
+    b.module("register", |s: RegisterSettings, ctx| {
+        Ok(Register::new(&ctx.storage(&[])?, s))
+    })?;
+    // XEP-0157: contact addresses in the server's disco#info.
+    b.module("contact_info", |s: ContactInfoSettings, _| {
+        Ok(ContactInfo::new(&s))
+    })?;
+    // XEP-0215: STUN/TURN servers and TURN credentials.
+    b.module("external_services", |s: ExternalServicesSettings, _| {
+        ExternalServices::new(s)
     })?;
     b.module("carbons", |_: NoSettings, _| Ok(Carbons::default()))?;
     // XEP-0163 on the XEP-0060 subset it needs.

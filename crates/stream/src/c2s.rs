@@ -16,6 +16,9 @@
 //!    `<bind/>` → [`C2sOutput::Bind`], answered by [`C2sResponder::bound`];
 //! 5. from then on every element is a [`C2sOutput::Stanza`] for the session.
 //!
+//! On a host open to in-band registration, a `jabber:iq:register` iq is the one stanza
+//! accepted at step 3 ([`C2sOutput::Register`], see `c2s_register.rs`).
+//!
 //! Setup errors still get our stream header first (§4.9.1.2): [`C2sResponder::error_bytes`]
 //! adds it when it was not yet sent.
 
@@ -23,7 +26,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use jid::{BareJid, FullJid};
-use xmppd_proto::{DefinedCondition, StanzaError, StreamError, StreamErrorCondition as Cond, ns};
+use xmppd_proto::register::NS_FEATURE as NS_REGISTER_FEATURE;
+use xmppd_proto::{StreamError, StreamErrorCondition as Cond, ns};
 use xmppd_xml::{Element, StreamEvent, StreamHeader};
 
 use crate::header::{new_stream_id, response_header};
@@ -46,6 +50,9 @@ pub struct C2sPolicy {
     /// Informative features offered beside `<bind/>` once authenticated (roster versioning,
     /// subscription pre-approval), per host, as the modules enabled there declared them.
     pub bound_features: Arc<std::collections::HashMap<String, Vec<Element>>>,
+    /// Hosts where a client may create an account before authenticating (XEP-0077), offered
+    /// as the `<register/>` stream feature; see [`C2sOutput::Register`].
+    pub registration: Arc<HashSet<String>>,
 }
 
 /// Where the negotiation stands.
@@ -81,6 +88,19 @@ pub enum C2sOutput {
         host: String,
         /// The prepared localpart.
         username: String,
+    },
+    /// A `jabber:iq:register` iq before authentication (XEP-0077 §3.1.1) on a host open to
+    /// registration: hand the query to the host's registration and call
+    /// [`C2sResponder::registered`] with its answer.
+    Register {
+        /// The addressed host.
+        host: String,
+        /// The iq's id.
+        iq_id: String,
+        /// `set` (create the account) rather than `get` (which fields to fill in).
+        set: bool,
+        /// The `<query/>`.
+        query: Element,
     },
     /// Authentication succeeded for this account.
     Authenticated(BareJid),
@@ -299,6 +319,9 @@ impl C2sResponder {
             }
             features.push_child(cb);
         }
+        if self.registration_open() {
+            features.push_child(Element::new("register", NS_REGISTER_FEATURE));
+        }
         features
     }
 
@@ -339,6 +362,7 @@ impl C2sResponder {
                 out.push(C2sOutput::StartTls);
                 self.phase = Phase::AwaitHeader;
             }
+            Phase::Features if self.is_register_iq(&el) => self.on_register(el, out),
             Phase::AwaitBind if el.is("iq", ns::CLIENT) => self.on_bind(&el, out),
             Phase::AwaitBind if el.ns() == ns::SM => out.push(C2sOutput::StreamManagement(el)),
             Phase::Features | Phase::Authenticating | Phase::AwaitBind if is_stanza => {
@@ -510,92 +534,14 @@ impl C2sResponder {
             );
         }
     }
-
-    fn on_bind(&mut self, iq: &Element, out: &mut Vec<C2sOutput>) {
-        let id = iq.attr("id").unwrap_or_default().to_owned();
-        let bind = iq.child("bind", ns::BIND);
-        let (Some(bind), Some("set"), Some(user)) = (bind, iq.attr("type"), self.user.as_ref())
-        else {
-            return self.close(Cond::NotAuthorized, "bind a resource first", out);
-        };
-        let requested = bind.child("resource", ns::BIND).map(Element::text);
-        let jid = match requested
-            .as_deref()
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-        {
-            Some(resource) => match user.with_resource_str(resource) {
-                Ok(jid) => jid,
-                Err(e) => {
-                    let error = StanzaError::bad_request(format!("invalid resource: {e}"));
-                    out.push(C2sOutput::Send(bytes_of(&iq_error(&id, &error))));
-                    return;
-                }
-            },
-            None => match user.with_resource_str(&new_stream_id()[..12]) {
-                Ok(jid) => jid,
-                Err(_) => {
-                    let error = StanzaError::new(DefinedCondition::InternalServerError);
-                    out.push(C2sOutput::Send(bytes_of(&iq_error(&id, &error))));
-                    return;
-                }
-            },
-        };
-        out.push(C2sOutput::Bind { iq_id: id, jid });
-    }
-
-    /// Completes a bind: the session is registered under `jid`; returns the result iq.
-    pub fn bound(&mut self, iq_id: &str, jid: &FullJid) -> Vec<u8> {
-        self.phase = Phase::Bound;
-        let result = Element::new("iq", ns::CLIENT)
-            .with_attr("type", "result")
-            .with_attr("id", iq_id)
-            .with_child(
-                Element::new("bind", ns::BIND)
-                    .with_child(Element::new("jid", ns::BIND).with_text(jid.as_str())),
-            );
-        bytes_of(&result)
-    }
-
-    /// Marks the stream as carrying a session that already exists (moved here from another
-    /// stream, as stream management resumption does) instead of binding a new one.
-    pub fn attached(&mut self) {
-        self.phase = Phase::Bound;
-    }
-
-    fn on_bound_element(&mut self, el: Element, out: &mut Vec<C2sOutput>) {
-        if el.ns() == ns::SM {
-            out.push(C2sOutput::StreamManagement(el));
-            return;
-        }
-        if el.is("iq", ns::CLIENT) {
-            let id = el.attr("id").unwrap_or_default();
-            let single = el.children().count() == 1;
-            if single && el.attr("type") == Some("set") && el.has_child("session", ns::SESSION) {
-                // RFC 3921 session establishment is a no-op kept for old clients.
-                let result = Element::new("iq", ns::CLIENT)
-                    .with_attr("type", "result")
-                    .with_attr("id", id);
-                out.push(C2sOutput::Send(bytes_of(&result)));
-                return;
-            }
-            if single && el.attr("type") == Some("set") && el.has_child("bind", ns::BIND) {
-                let error = StanzaError::new(DefinedCondition::NotAllowed)
-                    .with_text("a resource is already bound on this stream");
-                out.push(C2sOutput::Send(bytes_of(&iq_error(id, &error))));
-                return;
-            }
-        }
-        out.push(C2sOutput::Stanza(el));
-    }
 }
 
-fn iq_error(id: &str, error: &StanzaError) -> Element {
-    Element::new("iq", ns::CLIENT)
-        .with_attr("type", "error")
-        .with_attr("id", id)
-        .with_child(error.to_element(ns::CLIENT))
-}
+#[path = "c2s_bound.rs"]
+mod bound;
+#[path = "c2s_register.rs"]
+mod register;
+
+use bound::iq_error;
 
 #[cfg(test)]
 #[path = "c2s_tests.rs"]

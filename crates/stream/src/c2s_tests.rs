@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use xmppd_proto::{StreamErrorCondition, ns};
+use xmppd_proto::{DefinedCondition, StanzaError, StreamErrorCondition, ns};
 use xmppd_xml::{Element, Limits, Reader, StreamEvent, StreamHeader};
 
 use super::*;
@@ -16,7 +16,35 @@ fn policy(require_tls: bool) -> C2sPolicy {
         max_auth_failures: 2,
         fake_salt_secret: [7; 32],
         bound_features: Arc::default(),
+        registration: Arc::default(),
     }
+}
+
+/// A policy with in-band registration open on example.org.
+fn open_policy(require_tls: bool) -> C2sPolicy {
+    C2sPolicy {
+        registration: Arc::new(HashSet::from(["example.org".to_owned()])),
+        ..policy(require_tls)
+    }
+}
+
+fn register_iq(kind: &str, id: &str) -> StreamEvent {
+    let query = Element::new("query", xmppd_proto::register::NS_REGISTER)
+        .with_child(Element::new("username", xmppd_proto::register::NS_REGISTER).with_text("bill"));
+    StreamEvent::Stanza(
+        Element::new("iq", ns::CLIENT)
+            .with_attr("type", kind)
+            .with_attr("id", id)
+            .with_child(query),
+    )
+}
+
+fn stanza_error(reply: &Element) -> Option<&str> {
+    reply
+        .child("error", ns::CLIENT)?
+        .children()
+        .find(|c| c.ns() == ns::STANZAS)
+        .map(Element::name)
 }
 
 fn header(to: &str) -> StreamEvent {
@@ -278,5 +306,106 @@ fn unknown_mechanism_and_bad_resource() {
             .child("error", ns::CLIENT)
             .unwrap()
             .has_child("bad-request", ns::STANZAS)
+    );
+}
+
+#[test]
+fn registration_is_offered_only_where_open_and_only_after_required_tls() {
+    let register = |f: &Element| f.has_child("register", xmppd_proto::register::NS_FEATURE);
+    let mut r = C2sResponder::new(policy(false), true, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    assert!(!register(&sent(&out)[0]));
+
+    let mut r = C2sResponder::new(open_policy(true), false, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    assert!(!register(&sent(&out)[0]), "not before the required TLS");
+    let mut out = Vec::new();
+    r.handle(register_iq("get", "r1"), &mut out);
+    assert_eq!(closed_with(&out), Some(StreamErrorCondition::NotAuthorized));
+
+    let mut r = C2sResponder::new(open_policy(true), true, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    assert!(register(&sent(&out)[0]));
+}
+
+#[test]
+fn a_closed_host_answers_service_unavailable_and_keeps_the_stream() {
+    let mut r = C2sResponder::new(policy(true), true, ChannelBindingData::none());
+    r.handle(header("example.org"), &mut Vec::new());
+    for _ in 0..3 {
+        let mut out = Vec::new();
+        r.handle(register_iq("get", "r1"), &mut out);
+        let reply = sent(&out).pop().unwrap();
+        assert_eq!(reply.attr("id"), Some("r1"));
+        assert_eq!(stanza_error(&reply), Some("service-unavailable"));
+        assert_eq!(closed_with(&out), None, "gets are not failed attempts");
+    }
+    let mut out = Vec::new();
+    r.handle(register_iq("set", "r2"), &mut out);
+    assert_eq!(stanza_error(&sent(&out)[0]), Some("service-unavailable"));
+}
+
+#[test]
+fn an_open_host_hands_the_query_over_and_sends_the_answer() {
+    let mut r = C2sResponder::new(open_policy(true), true, ChannelBindingData::none());
+    r.handle(header("example.org"), &mut Vec::new());
+    let mut out = Vec::new();
+    r.handle(register_iq("set", "r1"), &mut out);
+    let [
+        C2sOutput::Register {
+            host,
+            iq_id,
+            set,
+            query,
+        },
+    ] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (host.as_str(), iq_id.as_str(), *set),
+        ("example.org", "r1", true)
+    );
+    assert!(query.has_child("username", xmppd_proto::register::NS_REGISTER));
+    let mut out = Vec::new();
+    r.registered("r1", true, Ok(None), &mut out);
+    let reply = sent(&out).pop().unwrap();
+    assert_eq!(
+        (reply.attr("type"), reply.attr("id")),
+        (Some("result"), Some("r1"))
+    );
+    assert_eq!(r.phase(), Phase::Features, "authentication follows");
+
+    // A malformed iq is a bad request, and anything but register still ends the stream.
+    let mut two = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "get")
+        .with_attr("id", "r3")
+        .with_child(Element::new("query", xmppd_proto::register::NS_REGISTER));
+    two.push_child(Element::new("ping", ns::PING));
+    let mut out = Vec::new();
+    r.handle(StreamEvent::Stanza(two), &mut out);
+    assert_eq!(stanza_error(&sent(&out)[0]), Some("bad-request"));
+    let mut out = Vec::new();
+    r.handle(el("message", ns::CLIENT), &mut out);
+    assert_eq!(closed_with(&out), Some(StreamErrorCondition::NotAuthorized));
+}
+
+#[test]
+fn failed_registrations_count_as_failed_attempts() {
+    let mut r = C2sResponder::new(open_policy(true), true, ChannelBindingData::none());
+    r.handle(header("example.org"), &mut Vec::new());
+    let conflict = || StanzaError::new(DefinedCondition::Conflict);
+    let mut out = Vec::new();
+    r.registered("r1", true, Err(conflict()), &mut out);
+    assert_eq!(stanza_error(&sent(&out)[0]), Some("conflict"));
+    assert_eq!(closed_with(&out), None);
+    let mut out = Vec::new();
+    r.registered("r2", true, Err(conflict()), &mut out);
+    assert_eq!(
+        closed_with(&out),
+        Some(StreamErrorCondition::PolicyViolation)
     );
 }

@@ -24,10 +24,11 @@ pub use session::{ClientSession, MAX_DIRECTED_PRESENCE};
 use std::sync::Arc;
 
 use tracing::{error, info};
-use xmppd_proto::{StreamError, StreamErrorCondition as Cond, ns};
+use xmppd_proto::{StanzaError, StreamError, StreamErrorCondition as Cond, ns};
 use xmppd_stream::{C2sOutput, C2sResponder};
 use xmppd_xml::StreamEvent;
 
+use crate::module::{IqType, RegistrationRequest};
 use crate::router::Router;
 
 /// What a transport must do, in order, after an event.
@@ -57,6 +58,8 @@ pub struct ClientStream {
     conn_id: u64,
     queue_capacity: usize,
     session: Option<ClientSession>,
+    /// The address the client connects from, for registration policies.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl ClientStream {
@@ -74,7 +77,15 @@ impl ClientStream {
             conn_id,
             queue_capacity,
             session: None,
+            peer: None,
         }
+    }
+
+    /// The stream of a client connecting from `peer` (IPv4-mapped IPv6 addresses are taken
+    /// as the IPv4 address they carry).
+    pub fn with_peer(mut self, peer: std::net::IpAddr) -> Self {
+        self.peer = Some(peer.to_canonical());
+        self
     }
 
     /// The negotiation (for TLS state and stream error bytes).
@@ -163,6 +174,29 @@ impl ClientStream {
                             return;
                         }
                     }
+                }
+                C2sOutput::Register {
+                    host,
+                    iq_id,
+                    set,
+                    query,
+                } => {
+                    let answer = match self.router.registry().registration_on(&host) {
+                        Some(registration) => {
+                            let request = RegistrationRequest {
+                                host: &host,
+                                peer: self.peer,
+                                iq_type: if set { IqType::Set } else { IqType::Get },
+                                query: &query,
+                                router: &self.router,
+                            };
+                            registration.handle(request).await
+                        }
+                        None => Err(StanzaError::service_unavailable()),
+                    };
+                    let mut more = Vec::new();
+                    self.responder.registered(&iq_id, set, answer, &mut more);
+                    queue.extend(more);
                 }
                 C2sOutput::Authenticated(jid) => {
                     tracing::Span::current().record("jid", tracing::field::display(&jid));

@@ -123,6 +123,12 @@ impl ClientSession {
         self.control.is_kicked().then(|| self.control.reason())
     }
 
+    /// Whether the session writes what is queued before the stream error of its kick
+    /// ([`SessionControl::kick_after_queued`]).
+    pub fn drains_before_close(&self) -> bool {
+        self.control.drains_before_close()
+    }
+
     /// The next stanza to write, without waiting. With stream management it counts as sent
     /// from here on, and stays until the client acknowledges it; while the client is
     /// inactive, what can wait is held back (see [`crate::client::csi`]).

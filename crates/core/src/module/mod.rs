@@ -13,6 +13,7 @@
 mod account;
 mod builder;
 mod iq;
+mod registration;
 mod service;
 
 pub use account::AccountItems;
@@ -21,11 +22,13 @@ pub use builder::{
     ConfigSource, HostModules, ModuleCtx, ModuleError, NoSettings, RegistryBuilder, RouterHandle,
 };
 pub use iq::{IqHandler, IqRequest, IqTarget, IqType};
+pub use registration::{InBandRegistration, RegistrationRequest};
 pub use service::Service;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use xmppd_proto::data_form::DataForm;
 use xmppd_xml::Element;
 
 use crate::hooks::{
@@ -95,6 +98,10 @@ pub struct Registry {
     /// Services of the server (component domains: every host; in-process services: theirs).
     server_items: Vec<(Option<String>, String)>,
     stream_features: Vec<(ModuleId, Element)>,
+    /// XEP-0128 forms in the server's disco#info (XEP-0157 contact addresses …).
+    server_forms: Vec<(ModuleId, DataForm)>,
+    /// The module that creates accounts before authentication, if any.
+    in_band_registration: Option<(ModuleId, Arc<dyn InBandRegistration>)>,
     pub(crate) services: HashMap<String, ServiceRoute, crate::FastHasher>,
     pub(crate) hooks: Hooks,
     /// Modules enabled per host; a host missing here runs every module.
@@ -309,6 +316,47 @@ impl Registry {
             .filter(|(m, _)| self.enabled(host, *m))
             .map(|(_, f)| f.clone())
             .collect()
+    }
+
+    /// Adds a XEP-0128 form (one `FORM_TYPE`) to the server's disco#info on the hosts that
+    /// run the module; it is part of the server's entity capabilities (XEP-0115 §5.4).
+    pub fn server_form(&mut self, form: DataForm) {
+        let module = self.current();
+        self.server_forms.push((module, form));
+    }
+
+    /// The XEP-0128 forms of `host`'s disco#info.
+    pub fn server_forms(&self, host: &str) -> Vec<DataForm> {
+        self.server_forms
+            .iter()
+            .filter(|(m, _)| self.enabled(host, *m))
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    /// Lets `handler` create accounts for clients that have not authenticated, on the hosts
+    /// that run the module (see [`InBandRegistration`]). Only one module may.
+    pub fn in_band_registration(&mut self, handler: Arc<dyn InBandRegistration>) {
+        let module = self.current();
+        if let Some((other, _)) = &self.in_band_registration {
+            let message = format!(
+                "in-band registration is claimed by both {} and {}",
+                self.module_name(*other),
+                self.module_name(module)
+            );
+            self.conflict
+                .get_or_insert(ModuleError::Registration(message));
+            return;
+        }
+        self.in_band_registration = Some((module, handler));
+    }
+
+    /// Who creates accounts before authentication on `host`, if anyone does.
+    pub fn registration_on(&self, host: &str) -> Option<Arc<dyn InBandRegistration>> {
+        self.in_band_registration
+            .as_ref()
+            .filter(|(m, _)| self.enabled(host, *m))
+            .map(|(_, handler)| handler.clone())
     }
 
     /// The disco#info features of `host`, sorted.

@@ -1,0 +1,100 @@
+//! In-band registration before authentication (XEP-0077 §3.1.1).
+//!
+//! A client that has no account yet may, on a host open to registration, send
+//! `jabber:iq:register` iqs in place of SASL: a get asks which fields to fill in, a set
+//! creates the account, after which the client authenticates on the same stream as usual.
+//! Everything else a client sends before authenticating still ends the stream.
+//!
+//! The negotiation only recognises the iq and answers what needs no account database:
+//! `service-unavailable` on a host that is not open (§3.1: "If the host does not support
+//! In-Band Registration, it MUST return a service-unavailable error") and `bad-request` for a
+//! malformed iq. The rest — the fields, the rules, the rate limits by address, creating the
+//! account — is the caller's [`C2sOutput::Register`], answered through
+//! [`C2sResponder::registered`], exactly as SASL's credential lookups are. A failed set
+//! counts as a failed authentication attempt, so one stream cannot try usernames forever.
+
+use xmppd_proto::register::NS_REGISTER;
+use xmppd_proto::{StanzaError, StreamErrorCondition as Cond, ns};
+use xmppd_xml::Element;
+
+use super::{C2sOutput, C2sResponder, bytes_of, iq_error};
+
+impl C2sResponder {
+    /// Whether the addressed host lets clients register before authenticating.
+    pub(super) fn registration_open(&self) -> bool {
+        self.host()
+            .is_some_and(|host| self.policy.registration.contains(host))
+    }
+
+    /// An iq request for the server whose payload is a `jabber:iq:register` query.
+    pub(super) fn is_register_iq(&self, el: &Element) -> bool {
+        let to_us = match el.attr("to") {
+            None => true,
+            Some(to) => Some(to) == self.host(),
+        };
+        el.is("iq", ns::CLIENT)
+            && to_us
+            && matches!(el.attr("type"), Some("get" | "set"))
+            && el.children().any(|c| c.is("query", NS_REGISTER))
+    }
+
+    pub(super) fn on_register(&mut self, iq: Element, out: &mut Vec<C2sOutput>) {
+        let iq_id = iq.attr("id").unwrap_or_default().to_owned();
+        let set = iq.attr("type") == Some("set");
+        if iq_id.is_empty() || iq.children().count() != 1 {
+            // RFC 6120 §8.2.3: an iq has an id and exactly one payload.
+            let error = StanzaError::bad_request("an iq needs an id and exactly one payload");
+            return self.registered(&iq_id, set, Err(error), out);
+        }
+        let (true, Some(host)) = (self.registration_open(), self.host.clone()) else {
+            let error = StanzaError::service_unavailable()
+                .with_text("this server does not offer in-band registration");
+            return self.registered(&iq_id, set, Err(error), out);
+        };
+        let Some(query) = iq.children().next().cloned() else {
+            return;
+        };
+        out.push(C2sOutput::Register {
+            host,
+            iq_id,
+            set,
+            query,
+        });
+    }
+
+    /// Answers the registration iq `iq_id` (a `set`, or a get) with the result's payload or
+    /// the error. A set that failed counts as a failed attempt: at the limit the stream ends.
+    pub fn registered(
+        &mut self,
+        iq_id: &str,
+        set: bool,
+        answer: Result<Option<Element>, StanzaError>,
+        out: &mut Vec<C2sOutput>,
+    ) {
+        match answer {
+            Ok(payload) => {
+                let mut result = Element::new("iq", ns::CLIENT)
+                    .with_attr("type", "result")
+                    .with_attr("id", iq_id);
+                if let Some(payload) = payload {
+                    result.push_child(payload);
+                }
+                out.push(C2sOutput::Send(bytes_of(&result)));
+            }
+            Err(error) => {
+                out.push(C2sOutput::Send(bytes_of(&iq_error(iq_id, &error))));
+                if !set {
+                    return;
+                }
+                self.failures += 1;
+                if self.failures >= self.policy.max_auth_failures {
+                    self.close(
+                        Cond::PolicyViolation,
+                        "too many failed registration or authentication attempts",
+                        out,
+                    );
+                }
+            }
+        }
+    }
+}
