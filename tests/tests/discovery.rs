@@ -183,17 +183,6 @@ fn verification_string(info: &Element) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha1::digest(s.as_bytes()))
 }
 
-/// The caps `ver` xmpp-parsers computes for a disco#info `<query/>`.
-fn xmpp_rs_ver(info: &Element) -> anyhow::Result<String> {
-    use tokio_xmpp::minidom;
-    use tokio_xmpp::parsers::{caps, disco, hashes};
-    let el: minidom::Element = info.to_string().parse()?;
-    let info = disco::DiscoInfoResult::try_from(el)?;
-    let hash = caps::hash_caps(&caps::compute_disco(&info), hashes::Algo::Sha_1)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(hash.hash))
-}
-
 #[tokio::test]
 async fn the_stream_features_carry_the_servers_capabilities() -> anyhow::Result<()> {
     let server = TestServer::start().await?;

@@ -264,3 +264,16 @@ async fn reply(client: &mut TestClient, iq: &Element) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The caps `ver` xmpp-parsers (xmpp-rs) computes for a disco#info `<query/>`: a second
+/// implementation of XEP-0115 §5, extended forms included.
+pub fn xmpp_rs_ver(info: &Element) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    use tokio_xmpp::minidom;
+    use tokio_xmpp::parsers::{caps, disco, hashes};
+    let el: minidom::Element = info.to_string().parse()?;
+    let info = disco::DiscoInfoResult::try_from(el)?;
+    let hash = caps::hash_caps(&caps::compute_disco(&info), hashes::Algo::Sha_1)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(hash.hash))
+}

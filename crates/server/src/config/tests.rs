@@ -181,3 +181,36 @@ fn deploy_example_config_parses() {
     assert_eq!(config.listen.len(), 2);
     assert_eq!(config.s2s_listen.len(), 1);
 }
+
+/// The registration, external services and contact address sections: each mistake is
+/// reported with the file, its line, the key and what to write instead.
+#[test]
+fn module_settings_errors_say_where_and_how_to_fix() {
+    for (text, line, wanted) in [
+        (
+            "[modules.register]\nenabled = true\nallow = [\"10.0.0/8\"]\n",
+            "line 3",
+            "write ADDRESS/PREFIX",
+        ),
+        (
+            "[modules.external_services]\nturn_secret = \"s\"\n\n[[modules.external_services.services]]\ntype = \"turm\"\nhost = \"h\"\n",
+            "line 5",
+            "unknown variant `turm`, expected one of `stun`, `turn`, `turns`",
+        ),
+        (
+            "[general]\n\n[modules.external_services]\n[[modules.external_services.services]]\ntype = \"turn\"\nhost = \"turn.example.org\"\n",
+            // A mistake of the whole section is reported at its header.
+            "line 3",
+            "set `turn_secret` (or `turn_secret_file`) to coturn's `static-auth-secret`",
+        ),
+        (
+            "[modules.contact_info]\nabuse = [\"abuse@example.org\"]\n",
+            "line 2",
+            "write it with its scheme",
+        ),
+    ] {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.starts_with("/etc/xmppd/xmppd.toml: [modules."), "{e}");
+        assert!(e.contains(line) && e.contains(wanted), "{e}");
+    }
+}
