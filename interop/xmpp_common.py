@@ -103,21 +103,31 @@ async def first_match(queue, timeout, match, what):
             return found
 
 
-def two_user_main(doc, scenario, done):
-    """The main of a script in which alice and bob (--alice, --bob; their passwords in the
-    environment variables --alice-password-env and --bob-password-env name) run
+def scenario_main(doc, scenario, done, add_arguments):
+    """The main of a script: the common options and those `add_arguments(parser)` adds, then
     `scenario(args)`; logs `done` when it held. Returns the exit status."""
     p = base_parser(doc.split("\n\n")[0])
-    p.add_argument("--alice", required=True, help="first account, user@domain")
-    p.add_argument("--bob", required=True, help="second account, user@domain")
-    p.add_argument("--alice-password-env", default="ALICE_PASSWORD")
-    p.add_argument("--bob-password-env", default="BOB_PASSWORD")
+    add_arguments(p)
     args = p.parse_args()
     setup_logging(args.debug)
     status = run_scenario(scenario, args)
     if status == 0:
         log(done)
     return status
+
+
+def two_user_main(doc, scenario, done):
+    """The main of a script in which alice and bob (--alice, --bob; their passwords in the
+    environment variables --alice-password-env and --bob-password-env name) run
+    `scenario(args)`; logs `done` when it held. Returns the exit status."""
+
+    def accounts(p):
+        p.add_argument("--alice", required=True, help="first account, user@domain")
+        p.add_argument("--bob", required=True, help="second account, user@domain")
+        p.add_argument("--alice-password-env", default="ALICE_PASSWORD")
+        p.add_argument("--bob-password-env", default="BOB_PASSWORD")
+
+    return scenario_main(doc, scenario, done, accounts)
 
 
 class Client(slixmpp.ClientXMPP):
