@@ -7,23 +7,31 @@
 //!
 //! The negotiation only recognises the iq and answers what needs no account database:
 //! `service-unavailable` on a host that is not open (§3.1: "If the host does not support
-//! In-Band Registration, it MUST return a service-unavailable error") and `bad-request` for a
+//! In-Band Registration, it MUST return a service-unavailable error"), `not-authorized` on an
+//! open host before TLS (registration is offered only under TLS, §11) and `bad-request` for a
 //! malformed iq. The rest — the fields, the rules, the rate limits by address, creating the
 //! account — is the caller's [`C2sOutput::Register`], answered through
 //! [`C2sResponder::registered`], exactly as SASL's credential lookups are. A failed set
 //! counts as a failed authentication attempt, so one stream cannot try usernames forever.
 
 use xmppd_proto::register::NS_REGISTER;
-use xmppd_proto::{StanzaError, StreamErrorCondition as Cond, ns};
+use xmppd_proto::{DefinedCondition, StanzaError, StreamErrorCondition as Cond, ns};
 use xmppd_xml::Element;
 
 use super::{C2sOutput, C2sResponder, bytes_of, iq_error};
 
 impl C2sResponder {
     /// Whether the addressed host lets clients register before authenticating.
-    pub(super) fn registration_open(&self) -> bool {
+    fn host_open(&self) -> bool {
         self.host()
             .is_some_and(|host| self.policy.registration.contains(host))
+    }
+
+    /// Whether registration is offered on this stream: on an open host, and only under TLS,
+    /// required or not, since the password travels in the clear inside the stream (XEP-0077
+    /// §11: not "unless the channel … has been secured").
+    pub(super) fn registration_open(&self) -> bool {
+        self.tls && self.host_open()
     }
 
     /// An iq request for the server whose payload is a `jabber:iq:register` query.
@@ -47,8 +55,13 @@ impl C2sResponder {
             return self.registered(&iq_id, set, Err(error), out);
         }
         let (true, Some(host)) = (self.registration_open(), self.host.clone()) else {
-            let error = StanzaError::service_unavailable()
-                .with_text("this server does not offer in-band registration");
+            let error = if self.host_open() {
+                StanzaError::new(DefinedCondition::NotAuthorized)
+                    .with_text("register over TLS: negotiate STARTTLS first")
+            } else {
+                StanzaError::service_unavailable()
+                    .with_text("this server does not offer in-band registration")
+            };
             return self.registered(&iq_id, set, Err(error), out);
         };
         let Some(query) = iq.children().next().cloned() else {

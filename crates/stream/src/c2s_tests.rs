@@ -329,6 +329,15 @@ fn registration_is_offered_only_where_open_and_only_after_required_tls() {
     let mut out = Vec::new();
     r.handle(header("example.org"), &mut out);
     assert!(register(&sent(&out)[0]));
+
+    // TLS not required: still only under TLS, and an attempt in the clear is refused.
+    let mut r = C2sResponder::new(open_policy(false), false, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    assert!(!register(&sent(&out)[0]), "not in the clear");
+    let mut out = Vec::new();
+    r.handle(register_iq("set", "r1"), &mut out);
+    assert_eq!(stanza_error(&sent(&out)[0]), Some("not-authorized"));
 }
 
 #[test]

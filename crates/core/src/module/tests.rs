@@ -191,3 +191,50 @@ fn a_module_declared_twice_is_refused() {
     builder.module("probe", build).unwrap();
     assert!(builder.module("probe", build).is_err());
 }
+
+struct SignUp;
+
+#[async_trait]
+impl InBandRegistration for SignUp {
+    async fn handle(
+        &self,
+        _request: RegistrationRequest<'_>,
+    ) -> Result<Option<Element>, StanzaError> {
+        Ok(None)
+    }
+}
+
+/// A module that lets clients register and adds a disco#info form.
+struct Signs;
+
+impl Module for Signs {
+    fn register(self: Arc<Self>, registry: &mut Registry) {
+        registry.in_band_registration(Arc::new(SignUp));
+        registry.server_form(
+            DataForm::new(xmppd_proto::data_form::FormType::Result)
+                .with_field(xmppd_proto::data_form::Field::form_type("urn:example:info")),
+        );
+    }
+}
+
+#[test]
+fn registration_and_forms_follow_the_hosts_modules_and_registration_is_claimed_once() {
+    let mut registry = Registry::new();
+    registry.add_module("signs", Arc::new(Signs));
+    registry.set_host_modules("closed.example", &[]);
+    let registry = registry.finish().unwrap();
+    assert!(registry.registration_on("open.example").is_some());
+    assert!(registry.registration_on("closed.example").is_none());
+    let forms = registry.server_forms("open.example");
+    assert_eq!(forms[0].form_type(), Some("urn:example:info"));
+    assert!(registry.server_forms("closed.example").is_empty());
+
+    let mut registry = Registry::new();
+    registry.add_module("signs", Arc::new(Signs));
+    registry.add_module("again", Arc::new(Signs));
+    let err = registry.finish().unwrap_err().to_string();
+    assert!(
+        err.contains("in-band registration is claimed by both signs and again"),
+        "{err}"
+    );
+}
