@@ -81,6 +81,10 @@ pub(crate) trait Transport: AsyncWrite + Unpin {
     /// TLS may hold decrypted bytes the socket no longer shows as readable, which is why a
     /// read is always tried before waiting for readiness.
     fn read_now(&mut self, reader: &mut Reader) -> Poll<std::io::Result<usize>>;
+
+    /// The client's address, asked of the socket when needed rather than kept in every
+    /// connection.
+    fn peer_ip(&self) -> Option<std::net::IpAddr>;
 }
 
 impl Transport for TcpStream {
@@ -88,6 +92,10 @@ impl Transport for TcpStream {
     /// which would add its size to every idle connection's task.
     fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
         std::future::poll_fn(|cx| self.poll_read_ready(cx))
+    }
+
+    fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.peer_addr().ok().map(|a| a.ip())
     }
 
     /// Into the thread's buffer, then into the reader.
@@ -111,6 +119,10 @@ impl Transport for TcpStream {
 impl Transport for ServerTlsStream {
     fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
         ServerTlsStream::readable(self)
+    }
+
+    fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.peer_addr().ok().map(|a| a.ip())
     }
 
     /// Decrypted records go to the reader as they are decrypted.
@@ -153,7 +165,6 @@ pin_project_lite::pin_project! {
 /// Runs one accepted connection to its end.
 pub(crate) async fn run(
     socket: TcpStream,
-    peer: std::net::IpAddr,
     kind: ListenerKind,
     ctx: Arc<C2sContext>,
     conn_id: u64,
@@ -167,8 +178,7 @@ pub(crate) async fn run(
             responder,
             conn_id,
             ctx.limits.session_queue,
-        )
-        .with_peer(peer),
+        ),
         reader: Reader::new(pre_auth_limits(&ctx)),
         ctx,
         timer: Box::pin(Timer {
@@ -499,8 +509,15 @@ impl Conn {
     }
 
     /// Drains parsed events into the client stream and carries out what it asks.
-    async fn process_input<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> Option<Flow> {
+    async fn process_input<S: Transport>(&mut self, io: &mut S) -> Option<Flow> {
         let mut actions = Vec::new();
+        // Only a client that has not bound a resource may need its address (registration):
+        // one system call per negotiation event, none per stanza.
+        let peer = if self.stream.session().is_none() {
+            io.peer_ip()
+        } else {
+            None
+        };
         loop {
             let event = match self.reader.next_event() {
                 Ok(Some(event)) => event,
@@ -508,7 +525,9 @@ impl Conn {
                 Err(e) => return Some(self.close_with(io, StreamError::from(&e)).await),
             };
             actions.clear();
-            self.stream.handle_event(event, &mut actions).await;
+            self.stream
+                .handle_event_from(event, peer, &mut actions)
+                .await;
             if actions.contains(&StreamAction::StartTls) && self.reader.skip_whitespace() > 0 {
                 // Bytes pipelined behind <starttls/> (other than the newline clients such as
                 // go-xmpp write after it): refuse rather than risk injection.

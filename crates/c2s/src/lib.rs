@@ -135,7 +135,7 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         tracker.spawn(
             async move {
-                connection::run(socket, peer.ip(), kind, ctx, conn_id, shutdown).await;
+                connection::run(socket, kind, ctx, conn_id, shutdown).await;
                 drop(permit);
                 info!("connection closed");
             }

@@ -135,6 +135,11 @@ impl ServerTlsStream {
         }
     }
 
+    /// The address of the peer (read from the socket, not kept).
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.socket.peer_addr()
+    }
+
     /// The SNI the client sent, if any.
     pub fn server_name(&self) -> Option<&str> {
         self.server_name.as_deref()

@@ -58,8 +58,6 @@ pub struct ClientStream {
     conn_id: u64,
     queue_capacity: usize,
     session: Option<ClientSession>,
-    /// The address the client connects from, for registration policies.
-    peer: Option<std::net::IpAddr>,
 }
 
 impl ClientStream {
@@ -77,15 +75,7 @@ impl ClientStream {
             conn_id,
             queue_capacity,
             session: None,
-            peer: None,
         }
-    }
-
-    /// The stream of a client connecting from `peer` (IPv4-mapped IPv6 addresses are taken
-    /// as the IPv4 address they carry).
-    pub fn with_peer(mut self, peer: std::net::IpAddr) -> Self {
-        self.peer = Some(peer.to_canonical());
-        self
     }
 
     /// The negotiation (for TLS state and stream error bytes).
@@ -141,6 +131,20 @@ impl ClientStream {
 
     /// Handles one event of the client's stream; appends what the transport must do.
     pub async fn handle_event(&mut self, event: StreamEvent, actions: &mut Vec<StreamAction>) {
+        self.handle_event_from(event, None, actions).await;
+    }
+
+    /// [`ClientStream::handle_event`] for a transport that knows the client's address, which
+    /// registration policies need before authentication (IPv4-mapped IPv6 addresses count as
+    /// the IPv4 address they carry). The address is not kept: an idle connection's state
+    /// stays as small as it was.
+    pub async fn handle_event_from(
+        &mut self,
+        event: StreamEvent,
+        peer: Option<std::net::IpAddr>,
+        actions: &mut Vec<StreamAction>,
+    ) {
+        let peer = peer.map(|ip| ip.to_canonical());
         let mut outputs = Vec::new();
         self.responder.handle(event, &mut outputs);
         let mut queue: std::collections::VecDeque<C2sOutput> = outputs.into();
@@ -185,7 +189,7 @@ impl ClientStream {
                         Some(registration) => {
                             let request = RegistrationRequest {
                                 host: &host,
-                                peer: self.peer,
+                                peer,
                                 iq_type: if set { IqType::Set } else { IqType::Get },
                                 query: &query,
                                 router: &self.router,
