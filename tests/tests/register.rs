@@ -346,3 +346,42 @@ async fn removal_deletes_the_data_and_closes_every_session() -> anyhow::Result<(
     again.expect_silence(SILENCE).await?;
     Ok(())
 }
+
+/// Waits (at most two seconds) until `user` has `count` sessions on the server.
+async fn sessions_become(server: &TestServer, user: &str, count: usize) -> anyhow::Result<()> {
+    let bare = jid::BareJid::new(&format!("{user}@localhost"))?;
+    for _ in 0..40 {
+        if server.server.router.sessions().resources(&bare).len() == count {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{user} does not have {count} sessions")
+}
+
+#[tokio::test]
+async fn removal_also_ends_a_session_waiting_for_resumption() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    add_users(&server, &["alice"]).await?;
+    let mut phone = server.login("alice", &password("alice"), "phone").await?;
+    phone
+        .send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await?;
+    phone
+        .expect("enabled", |e| e.is("enabled", "urn:xmpp:sm:3"))
+        .await?;
+    // The link breaks without a stream close: the session waits to be resumed.
+    drop(phone);
+    let mut laptop = server.login("alice", &password("alice"), "laptop").await?;
+    sessions_become(&server, "alice", 2).await?;
+    laptop
+        .send(&format!(
+            "<iq type='set' id='unreg1'><query xmlns='{NS_REGISTER}'><remove/></query></iq>"
+        ))
+        .await?;
+    let reply = answer(&mut laptop, "unreg1").await?;
+    assert!(is_result(&reply), "{reply}");
+    assert_eq!(laptop.expect_stream_error().await?, "not-authorized");
+    sessions_become(&server, "alice", 0).await?;
+    Ok(())
+}
