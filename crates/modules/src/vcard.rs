@@ -219,6 +219,14 @@ impl VCardObservers {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+
+    /// Tells every observer that `user`'s vCard changed: the vCard module after a client's
+    /// set, and modules that write vCards themselves (XEP-0398's conversion).
+    pub async fn notify(&self, router: &Router, user: &BareJid, photo_hash: Option<&str>) {
+        for observer in self.all() {
+            observer.vcard_changed(router, user, photo_hash).await;
+        }
+    }
 }
 
 /// The vcard-temp module.
@@ -268,9 +276,7 @@ impl VCards {
         }
         let vcard = VCard::try_from(payload)?;
         let photo = self.store.put(user, &vcard).await?;
-        for observer in self.observers.all() {
-            observer.vcard_changed(router, user, photo.as_deref()).await;
-        }
+        self.observers.notify(router, user, photo.as_deref()).await;
         Ok(())
     }
 }

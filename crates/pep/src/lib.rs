@@ -32,6 +32,7 @@
 //! `<unsupported feature='…'/>` (XEP-0060 §5.4 and the error tables).
 
 pub mod access;
+pub mod bookmarks;
 pub mod caps;
 pub mod config;
 mod handle;
@@ -40,6 +41,7 @@ mod iq;
 mod notify;
 mod observe;
 pub mod store;
+pub mod vcard_conversion;
 
 use std::sync::Arc;
 

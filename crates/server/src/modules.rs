@@ -6,6 +6,7 @@ use xmppd_core::{
     ConfigSource, HostModules, ModuleError, NoSettings, Registry, RegistryBuilder, RouterHandle,
 };
 use xmppd_im::Im;
+use xmppd_modules::private::PrivateStore;
 use xmppd_modules::{
     Avatars, Blocking, BlockingSettings, Carbons, ContactInfo, ContactInfoSettings, Disco,
     ExternalServices, ExternalServicesSettings, LastActivity, Mam, MamSettings, Ping,
@@ -13,7 +14,9 @@ use xmppd_modules::{
     RegisterSettings, Time, VCardObservers, VCardSettings, VCardStore, VCards, Version,
     VersionSettings,
 };
-use xmppd_pep::{PepModule, PepSettings};
+use xmppd_pep::bookmarks::Bookmarks;
+use xmppd_pep::vcard_conversion::VCardConversion;
+use xmppd_pep::{PepHandle, PepModule, PepObservers, PepSettings};
 
 use crate::Config;
 use crate::config::ConfigError;
@@ -57,9 +60,19 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
     })?;
     b.module("carbons", |_: NoSettings, _| Ok(Carbons::default()))?;
     // XEP-0163 on the XEP-0060 subset it needs.
+    // The modules built on PEP (bookmarks, avatar conversion) get its handle and observers;
+    // without PEP on some host, they cannot run (a configuration error naming them).
+    let mut pep: Option<(PepHandle, PepObservers)> = None;
     b.module("pep", |s: PepSettings, ctx| {
-        Ok(PepModule::new(&ctx.storage(xmppd_pep::STORES)?, s))
+        let module = PepModule::new(&ctx.storage(xmppd_pep::STORES)?, s);
+        pep = Some((module.handle(), module.observers()));
+        Ok(module)
     })?;
+    let needs_pep = |module: &str| ModuleError::Invalid {
+        module: module.to_owned(),
+        message: "it is built on PEP: add \"pep\" to the modules of every host that runs it"
+            .to_owned(),
+    };
     b.module("version", |cfg: VersionSettings, _| Ok(Version::new(cfg)))?;
     b.module("time", |_: NoSettings, _| Ok(Time))?;
     b.module("last", |_: NoSettings, ctx| {
@@ -78,17 +91,41 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
         Ok(VCards::new(&storage, s, observers))
     })?;
     // XEP-0153: reads the vCards' photo hashes, stamps presence, told of vCard changes.
+    let observers = vcard_observers.clone();
     b.module("avatar", move |_: NoSettings, ctx| {
         let avatars = Avatars::new(VCardStore::new(&ctx.storage(&[])?));
-        vcard_observers.add(avatars.observer());
+        observers.add(avatars.observer());
         Ok(avatars)
     })?;
-    // XEP-0049; XEP-0048 bookmarks will take over `storage:bookmarks` through the
-    // interceptors.
+    // XEP-0398: the PEP avatar and the vCard photo kept the same, both ways.
+    b.module("vcard_conversion", |_: NoSettings, ctx| {
+        let (handle, observers) = pep.clone().ok_or_else(|| needs_pep(ctx.name()))?;
+        let vcards = VCardStore::new(&ctx.storage(&[])?);
+        Ok(VCardConversion::new(
+            handle,
+            observers,
+            vcards,
+            vcard_observers,
+        ))
+    })?;
+    // XEP-0049; XEP-0048 bookmarks take over `storage:bookmarks` through the interceptors.
     let private_interceptors = PrivateInterceptors::default();
+    let interceptors = private_interceptors.clone();
     b.module("private", move |s: PrivateSettings, ctx| {
         let storage = ctx.storage(&[xmppd_modules::private::STORE])?;
-        Ok(PrivateXml::new(&storage, s, private_interceptors))
+        Ok(PrivateXml::new(&storage, s, interceptors))
+    })?;
+    // XEP-0402 with XEP-0048 through private XML and PEP (XEP-0411): the private store is
+    // only read (for XEP-0048's `<url/>` bookmarks), so its limits do not matter here.
+    b.module("bookmarks", |_: NoSettings, ctx| {
+        let (handle, observers) = pep.clone().ok_or_else(|| needs_pep(ctx.name()))?;
+        let private = PrivateStore::new(&ctx.storage(&[])?, PrivateSettings::default());
+        Ok(Bookmarks::new(
+            handle,
+            observers,
+            private,
+            private_interceptors,
+        ))
     })?;
     // XEP-0313, after "im" so that hooks of equal priority never depend on the order.
     b.module("mam", |s: MamSettings, ctx| {
