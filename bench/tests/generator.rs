@@ -152,3 +152,38 @@ async fn fanout_builds_rosters_then_counts_every_contacts_presence() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn pep_builds_a_star_and_counts_every_contacts_notification() {
+    let (server, ctx) = setup(8).await;
+    // A publisher (u1) with six contacts, all with +notify caps; u0 and u7 are outside.
+    let settings = scenarios::PepSettings {
+        groups: scenarios::Groups {
+            first: 1,
+            count: 1,
+            size: 7,
+            shape: scenarios::Shape::Star,
+        },
+        publishes: 5,
+        window: 2,
+        setup_timeout: Duration::from_secs(30),
+        timeout: Duration::from_secs(30),
+    };
+    let v = scenarios::pep(&ctx, &settings).await;
+    assert_eq!(v["setup"], "build", "{v}");
+    assert_eq!(v["warm_fraction"], 1.0, "{v}");
+    assert_eq!(v["publish_ok"], 5, "{v}");
+    // 5 items × 6 contacts, each once; the members answered the server's caps query.
+    assert_eq!(v["expected"], 30, "{v}");
+    assert_eq!(v["delivered"], 30, "{v}");
+    assert_eq!(v["repeats"], 0, "{v}");
+    assert!(
+        v["disco_queries_answered"].as_u64().is_some_and(|n| n >= 1),
+        "{v}"
+    );
+    // The star is kept: a second run finds it.
+    let v = scenarios::pep(&ctx, &settings).await;
+    assert_eq!(v["setup"], "present", "{v}");
+    assert_eq!(v["delivered"], 30, "{v}");
+    server.stop().await;
+}
