@@ -94,7 +94,10 @@ impl C2sContext {
         }
     }
 
-    fn conn_id(&self) -> u64 {
+    /// A connection id no other client connection of this server has, whatever carries it
+    /// (TCP here, WebSocket and BOSH in the HTTP crate): the session registry tells a
+    /// replaced session from its replacement by it.
+    pub fn conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
 }

@@ -16,6 +16,7 @@ pub mod disco;
 pub mod error;
 pub mod extdisco;
 pub mod forwarded;
+pub mod host_meta;
 pub mod mam;
 pub mod ns;
 pub mod payload;

@@ -64,3 +64,5 @@ pub const VCARD: &str = "vcard-temp";
 pub const VCARD_UPDATE: &str = "vcard-temp:x:update";
 /// XEP-0049: Private XML Storage.
 pub const PRIVATE: &str = "jabber:iq:private";
+/// RFC 7395: the framing of XMPP over WebSocket (`<open/>`, `<close/>`).
+pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";

@@ -85,6 +85,8 @@ pub struct RunningServer {
     pub s2s_listeners: Vec<(S2sListenerKind, SocketAddr)>,
     /// The bound component listeners, in configuration order of their first component.
     pub component_listeners: Vec<SocketAddr>,
+    /// The bound HTTP listeners.
+    pub http_listeners: Vec<(xmppd_http::HttpKind, SocketAddr)>,
     /// The router (for tests and admin introspection).
     pub router: Arc<Router>,
     shutdown: CancellationToken,
@@ -103,6 +105,14 @@ impl RunningServer {
     /// The first federation listener of a kind.
     pub fn s2s_addr(&self, kind: S2sListenerKind) -> Option<SocketAddr> {
         self.s2s_listeners
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, a)| *a)
+    }
+
+    /// The first HTTP listener of a kind.
+    pub fn http_addr(&self, kind: xmppd_http::HttpKind) -> Option<SocketAddr> {
+        self.http_listeners
             .iter()
             .find(|(k, _)| *k == kind)
             .map(|(_, a)| *a)
@@ -367,6 +377,24 @@ pub async fn start_with_modules(
             tracker.clone(),
         ));
     }
+    let mut http_listeners = Vec::new();
+    if !config.http_listen.is_empty() {
+        let http = xmppd_http::HttpContext::new(
+            ctx.clone(),
+            config.http.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        );
+        for listen in &config.http_listen {
+            let listener = TcpListener::bind(listen.addr)
+                .await
+                .with_context(|| format!("cannot listen for HTTP on {}", listen.addr))?;
+            let addr = listener.local_addr()?;
+            info!(%addr, kind = ?listen.kind, "listening for HTTP");
+            http_listeners.push((listen.kind, addr));
+            tracker.spawn(xmppd_http::serve(listener, listen.kind, http.clone()));
+        }
+    }
     // Components sharing an address share a listener; the stream header says which one.
     let mut by_addr: Vec<(SocketAddr, HashMap<String, String>)> = Vec::new();
     for c in &config.components {
@@ -398,6 +426,7 @@ pub async fn start_with_modules(
         listeners,
         s2s_listeners,
         component_listeners,
+        http_listeners,
         router,
         shutdown,
         tracker,

@@ -122,9 +122,22 @@ pub enum C2sOutput {
     PeerClosed,
 }
 
+/// How a client stream is carried, which decides how its header, its errors and its end are
+/// written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// One XML document over TCP (RFC 6120): `<stream:stream>` … `</stream:stream>`.
+    Stream,
+    /// XMPP over WebSocket (RFC 7395): every message is a complete element; the stream
+    /// header is `<open/>` and its end `<close/>` (§3.3.2), stream errors declare their
+    /// prefix (§3.6.3), and there is no STARTTLS (§3.1: TLS is the WebSocket's, `wss:`).
+    WebSocket,
+}
+
 /// The negotiation state of one client connection.
 pub struct C2sResponder {
     policy: C2sPolicy,
+    framing: Framing,
     phase: Phase,
     tls: bool,
     cb: ChannelBindingData,
@@ -163,6 +176,7 @@ impl C2sResponder {
     pub fn new(policy: C2sPolicy, tls: bool, cb: ChannelBindingData) -> Self {
         C2sResponder {
             policy,
+            framing: Framing::Stream,
             phase: Phase::AwaitHeader,
             tls,
             cb,
@@ -173,6 +187,34 @@ impl C2sResponder {
             sasl: None,
             pending_user: None,
             failures: 0,
+        }
+    }
+
+    /// A responder for a WebSocket connection (RFC 7395); `tls` is true when the WebSocket
+    /// runs over TLS (directly, or behind a trusted proxy that terminates it).
+    pub fn websocket(policy: C2sPolicy, tls: bool, cb: ChannelBindingData) -> Self {
+        let mut responder = Self::new(policy, tls, cb);
+        responder.framing = Framing::WebSocket;
+        responder
+    }
+
+    /// How the stream is carried.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Our stream header: `<stream:stream>` or, over WebSocket, `<open/>` (RFC 7395 §3.4).
+    fn header(&self, from: &str) -> Vec<u8> {
+        match self.framing {
+            Framing::Stream => response_header(ns::CLIENT, from, None, &self.stream_id),
+            Framing::WebSocket => {
+                let open = Element::new("open", ns::FRAMING)
+                    .with_attr("from", from)
+                    .with_attr("id", &self.stream_id)
+                    .with_attr("version", "1.0")
+                    .with_attr("xml:lang", "en");
+                crate::header::element_bytes(&open, "")
+            }
         }
     }
 
@@ -202,10 +244,24 @@ impl C2sResponder {
         let mut out = Vec::new();
         if !self.header_sent {
             let from = self.host.clone().unwrap_or_else(|| "localhost".to_owned());
-            out = response_header(ns::CLIENT, &from, None, &self.stream_id);
+            out = self.header(&from);
             self.header_sent = true;
         }
-        out.extend_from_slice(&error.to_closing_bytes());
+        match self.framing {
+            Framing::Stream => out.extend_from_slice(&error.to_closing_bytes()),
+            Framing::WebSocket => {
+                // RFC 7395 §3.6.3: the error, with its prefix declared, then `<close/>`.
+                // Written with the `stream:` prefix, which clients match by name.
+                out.extend_from_slice(b"<stream:error xmlns:stream=\"");
+                out.extend_from_slice(ns::STREAM.as_bytes());
+                out.extend_from_slice(b"\">");
+                for child in error.to_element().children() {
+                    child.write_to(&mut out, ns::STREAM);
+                }
+                out.extend_from_slice(b"</stream:error>");
+                out.extend_from_slice(&close_bytes());
+            }
+        }
         self.phase = Phase::Closed;
         out
     }
@@ -250,12 +306,7 @@ impl C2sResponder {
         }
         // Our header goes out before any setup error (RFC 6120 §4.9.1.2).
         let from = self.host.clone().unwrap_or_else(|| "localhost".to_owned());
-        out.push(C2sOutput::Send(response_header(
-            ns::CLIENT,
-            &from,
-            None,
-            &self.stream_id,
-        )));
+        out.push(C2sOutput::Send(self.header(&from)));
         self.header_sent = true;
         if header.default_ns.as_deref() != Some(ns::CLIENT) {
             return self.close(
@@ -298,7 +349,7 @@ impl C2sResponder {
             }
             return features;
         }
-        if !self.tls {
+        if !self.tls && self.framing == Framing::Stream {
             crate::header::push_starttls(&mut features, self.policy.require_tls);
             if self.policy.require_tls {
                 return features;
@@ -357,7 +408,9 @@ impl C2sResponder {
             Phase::Features | Phase::Authenticating if el.ns() == ns::SASL => {
                 self.on_sasl(&el, out);
             }
-            Phase::Features if el.is("starttls", ns::TLS) && !self.tls => {
+            Phase::Features
+                if el.is("starttls", ns::TLS) && !self.tls && self.framing == Framing::Stream =>
+            {
                 out.push(C2sOutput::Send(bytes_of(&Element::new("proceed", ns::TLS))));
                 out.push(C2sOutput::StartTls);
                 self.phase = Phase::AwaitHeader;
@@ -542,6 +595,11 @@ mod bound;
 mod register;
 
 use bound::iq_error;
+
+/// RFC 7395 §3.6: the end of a stream over WebSocket.
+pub fn close_bytes() -> Vec<u8> {
+    crate::header::element_bytes(&Element::new("close", ns::FRAMING), "")
+}
 
 #[cfg(test)]
 #[path = "c2s_tests.rs"]

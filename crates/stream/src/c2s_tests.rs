@@ -418,3 +418,48 @@ fn failed_registrations_count_as_failed_attempts() {
         Some(StreamErrorCondition::PolicyViolation)
     );
 }
+
+#[test]
+fn websocket_framing_opens_with_open_and_never_offers_starttls() {
+    // RFC 7395 §3.4: <open/> answers <open/>; §3.1: TLS belongs to the WebSocket.
+    let mut r = C2sResponder::websocket(policy(false), false, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    let C2sOutput::Send(open) = &out[0] else {
+        panic!("expected the header first: {out:?}");
+    };
+    let open = String::from_utf8(open.clone()).unwrap();
+    assert!(
+        open.starts_with("<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\""),
+        "{open}"
+    );
+    assert!(
+        open.ends_with("/>") && open.contains("version=\"1.0\""),
+        "{open}"
+    );
+    let features = sent(&out[1..]);
+    assert!(!features[0].has_child("starttls", ns::TLS));
+    assert!(features[0].has_child("mechanisms", ns::SASL));
+
+    let mut out = Vec::new();
+    r.handle(el("starttls", ns::TLS), &mut out);
+    assert_eq!(
+        closed_with(&out),
+        Some(StreamErrorCondition::PolicyViolation)
+    );
+}
+
+#[test]
+fn websocket_stream_errors_declare_their_prefix_and_close() {
+    // RFC 7395 §3.6.3: the error (with a header first if none was sent), then <close/>.
+    let mut r = C2sResponder::websocket(policy(false), true, ChannelBindingData::none());
+    let bytes = r.error_bytes(&StreamError::new(StreamErrorCondition::NotWellFormed));
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.starts_with("<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\""));
+    assert!(text.contains(
+        "<stream:error xmlns:stream=\"http://etherx.jabber.org/streams\">\
+         <not-well-formed xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/></stream:error>"
+    ));
+    assert!(text.ends_with("<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\"/>"));
+    assert!(!text.contains("</stream:stream>"));
+}

@@ -11,4 +11,4 @@ pub mod header;
 pub mod s2s;
 pub mod sasl;
 
-pub use c2s::{C2sOutput, C2sPolicy, C2sResponder, Phase};
+pub use c2s::{C2sOutput, C2sPolicy, C2sResponder, Framing, Phase};

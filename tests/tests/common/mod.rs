@@ -8,6 +8,7 @@ pub mod echo;
 pub mod federation;
 pub mod mam;
 pub mod pep;
+pub mod ws;
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 use toml::Spanned;
 use xmppd_c2s::ListenerKind;
+use xmppd_http::HttpKind;
 use xmppd_s2s::S2sListenerKind;
 
 use super::{ConfigError, Validator};
@@ -36,23 +37,45 @@ pub struct S2sListenConfig {
     pub addr: SocketAddr,
 }
 
+/// An HTTP listener (WebSocket, host-meta).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpListenConfig {
+    /// Plain HTTP or HTTPS.
+    pub kind: HttpKind,
+    /// Where to listen.
+    pub addr: SocketAddr,
+}
+
+/// The listeners of every kind.
+pub(super) type Listeners = (
+    Vec<ListenConfig>,
+    Vec<S2sListenConfig>,
+    Vec<HttpListenConfig>,
+);
+
+enum Kind {
+    C2s(ListenerKind),
+    S2s(S2sListenerKind),
+    Http(HttpKind),
+}
+
 impl Validator<'_> {
-    pub(super) fn listeners(
-        &self,
-        raw: &[RawListen],
-    ) -> Result<(Vec<ListenConfig>, Vec<S2sListenConfig>), ConfigError> {
+    pub(super) fn listeners(&self, raw: &[RawListen]) -> Result<Listeners, ConfigError> {
         let mut out: Vec<ListenConfig> = Vec::new();
         let mut s2s: Vec<S2sListenConfig> = Vec::new();
+        let mut http: Vec<HttpListenConfig> = Vec::new();
         for (i, l) in raw.iter().enumerate() {
             let key = |k: &str| format!("listen[{i}].{k}");
             let kind = match l.kind.get_ref().as_str() {
-                "c2s" => Ok(ListenerKind::StartTls),
-                "c2s_tls" => Ok(ListenerKind::DirectTls),
-                "s2s" => Err(S2sListenerKind::StartTls),
-                "s2s_tls" => Err(S2sListenerKind::DirectTls),
+                "c2s" => Kind::C2s(ListenerKind::StartTls),
+                "c2s_tls" => Kind::C2s(ListenerKind::DirectTls),
+                "s2s" => Kind::S2s(S2sListenerKind::StartTls),
+                "s2s_tls" => Kind::S2s(S2sListenerKind::DirectTls),
+                "http" => Kind::Http(HttpKind::Plain),
+                "https" => Kind::Http(HttpKind::Tls),
                 other => {
                     let msg = format!(
-                        "unknown listener kind '{other}'; use \"c2s\", \"c2s_tls\", \"s2s\" or \"s2s_tls\""
+                        "unknown listener kind '{other}'; use \"c2s\", \"c2s_tls\", \"s2s\", \"s2s_tls\", \"http\" or \"https\""
                     );
                     return Err(self.invalid(l.kind.span(), &key("kind"), msg));
                 }
@@ -60,16 +83,19 @@ impl Validator<'_> {
             let example = " (e.g. \"0.0.0.0\" or \"::\")";
             let ip = self.ip(l.address.as_ref(), &key("address"), example)?;
             let addr = SocketAddr::new(ip, *l.port.get_ref());
-            let taken = out.iter().any(|o| o.addr == addr) || s2s.iter().any(|o| o.addr == addr);
+            let taken = out.iter().any(|o| o.addr == addr)
+                || s2s.iter().any(|o| o.addr == addr)
+                || http.iter().any(|o| o.addr == addr);
             if addr.port() != 0 && taken {
                 let msg = format!("{addr} is used by two listeners");
                 return Err(self.invalid(l.port.span(), &key("port"), msg));
             }
             match kind {
-                Ok(kind) => out.push(ListenConfig { kind, addr }),
-                Err(kind) => s2s.push(S2sListenConfig { kind, addr }),
+                Kind::C2s(kind) => out.push(ListenConfig { kind, addr }),
+                Kind::S2s(kind) => s2s.push(S2sListenConfig { kind, addr }),
+                Kind::Http(kind) => http.push(HttpListenConfig { kind, addr }),
             }
         }
-        Ok((out, s2s))
+        Ok((out, s2s, http))
     }
 }

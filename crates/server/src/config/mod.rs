@@ -1,5 +1,5 @@
 //! The TOML configuration, laid out like MongooseIM's: `[general]`, `[[host]]`, `[[listen]]`,
-//! `[s2s]`, `[[component]]`, `[storage]`, `[limits]`, `[sm]`, `[modules.NAME]`. Unknown keys are errors, and every error names the file, the line
+//! `[s2s]`, `[[component]]`, `[storage]`, `[limits]`, `[sm]`, `[http]`, `[modules.NAME]`. Unknown keys are errors, and every error names the file, the line
 //! and the key, because a server that silently ignores a typo in its config is worse than one
 //! that refuses to start.
 //!
@@ -22,6 +22,7 @@ use xmppd_core::client::sm::SmConfig;
 
 mod components;
 mod hosts;
+mod http;
 mod limits;
 mod listen;
 mod modules;
@@ -31,12 +32,13 @@ mod storage;
 
 pub use components::ComponentConfig;
 pub use hosts::HostConfig;
-pub use listen::{ListenConfig, S2sListenConfig};
+pub use listen::{HttpListenConfig, ListenConfig, S2sListenConfig};
 pub use s2s::S2sConfig;
 pub use storage::StorageChoice;
 
 use components::RawComponent;
 use hosts::RawHost;
+use http::RawHttp;
 use limits::RawLimits;
 use listen::RawListen;
 use modules::RawModuleSections;
@@ -98,6 +100,8 @@ struct RawConfig {
     sm: RawSm,
     #[serde(default)]
     modules: RawModuleSections,
+    #[serde(default)]
+    http: RawHttp,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -126,6 +130,10 @@ pub struct Config {
     pub listen: Vec<ListenConfig>,
     /// Federation listeners.
     pub s2s_listen: Vec<S2sListenConfig>,
+    /// HTTP listeners (WebSocket, host-meta).
+    pub http_listen: Vec<HttpListenConfig>,
+    /// The HTTP listeners' settings (`[http]`).
+    pub http: xmppd_http::HttpSettings,
     /// Federation.
     pub s2s: S2sConfig,
     /// Storage backend.
@@ -172,6 +180,8 @@ impl Config {
                 },
             ],
             s2s_listen: Vec::new(),
+            http_listen: Vec::new(),
+            http: xmppd_http::HttpSettings::default(),
             s2s: S2sConfig::default(),
             storage: StorageChoice::Sqlite(PathBuf::from("xmppd.db")),
             components: Vec::new(),
@@ -232,7 +242,7 @@ impl Config {
             config.hosts = v.hosts(&raw.host, &base, &known)?;
         }
         if !raw.listen.is_empty() {
-            (config.listen, config.s2s_listen) = v.listeners(&raw.listen)?;
+            (config.listen, config.s2s_listen, config.http_listen) = v.listeners(&raw.listen)?;
         }
         if let Some(storage) = raw.storage {
             config.storage = v.storage(storage)?;
@@ -241,6 +251,7 @@ impl Config {
         v.limits(raw.limits, &mut config)?;
         config.sm = v.sm(raw.sm)?;
         config.s2s = v.s2s(raw.s2s, &base)?;
+        config.http = v.http(raw.http, &config.hosts)?;
         crate::modules::validate(&config)?;
         Ok(config)
     }

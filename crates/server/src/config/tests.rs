@@ -123,7 +123,7 @@ fn invalid_values_name_line_and_key() {
     .to_string();
     assert_eq!(
         e,
-        "/etc/xmppd/xmppd.toml:6: `listen[1].kind`: unknown listener kind 's2c'; use \"c2s\", \"c2s_tls\", \"s2s\" or \"s2s_tls\""
+        "/etc/xmppd/xmppd.toml:6: `listen[1].kind`: unknown listener kind 's2c'; use \"c2s\", \"c2s_tls\", \"s2s\", \"s2s_tls\", \"http\" or \"https\""
     );
     let e = parse("[limits]\nmax_stanza_bytes = 100\n")
         .unwrap_err()
@@ -213,4 +213,90 @@ fn module_settings_errors_say_where_and_how_to_fix() {
         assert!(e.starts_with("/etc/xmppd/xmppd.toml: [modules."), "{e}");
         assert!(e.contains(line) && e.contains(wanted), "{e}");
     }
+}
+
+#[test]
+fn http_section_and_listeners_are_read() {
+    let c = parse(
+        r#"
+[[host]]
+name = "example.org"
+
+[[host]]
+name = "example.net"
+
+[[listen]]
+kind = "https"
+port = 5443
+
+[[listen]]
+kind = "http"
+address = "127.0.0.1"
+port = 5280
+
+[http]
+max_header_bytes = 32768
+max_body_bytes = 65536
+max_connections_per_ip = 10
+requests_per_second = 5
+request_burst = 20
+trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
+websocket_path = "/ws"
+websocket_max_fragments = 16
+allow_origin = "https://chat.example.org"
+
+[[http.host]]
+name = "example.net"
+websocket = false
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.http_listen.len(), 2);
+    assert_eq!(c.http_listen[0].kind, xmppd_http::HttpKind::Tls);
+    assert_eq!(c.http_listen[1].addr.port(), 5280);
+    assert_eq!(c.http.max_header_bytes, 32768);
+    assert_eq!(c.http.max_connections_per_ip, 10);
+    assert_eq!(c.http.websocket_path, "/ws");
+    assert_eq!(c.http.websocket_max_fragments, 16);
+    assert!(c.http.trusted_proxies.trusts("10.1.2.3".parse().unwrap()));
+    assert!(!c.http.trusted_proxies.trusts("192.0.2.1".parse().unwrap()));
+    assert!(c.http.host("example.org").websocket);
+    assert!(!c.http.host("example.net").websocket);
+    assert_eq!(c.http.allow_origin, "https://chat.example.org");
+}
+
+#[test]
+fn http_errors_name_line_and_key() {
+    let cases = [
+        (
+            "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            "/etc/xmppd/xmppd.toml:2: `http.trusted_proxies[0]`: '10.0.0.0/33' is not an IP address or a range",
+        ),
+        (
+            "[http]\nmax_header_bytes = 1024\n",
+            "/etc/xmppd/xmppd.toml:2: `http.max_header_bytes`: must be at least 8192",
+        ),
+        (
+            "[http]\n\nwebsocket_path = \"ws\"\n",
+            "/etc/xmppd/xmppd.toml:3: `http.websocket_path`: must be a path",
+        ),
+        (
+            "[http]\nallow_origin = \"chat.example.org\"\n",
+            "/etc/xmppd/xmppd.toml:2: `http.allow_origin`: must be \"*\" or one origin",
+        ),
+        (
+            "[[http.host]]\nname = \"example.com\"\n",
+            "/etc/xmppd/xmppd.toml:2: `http.host[0].name`: example.com is not a [[host]]",
+        ),
+        (
+            "[[http.host]]\nname = \"localhost\"\nwebsocket_url = \"https://x/ws\"\n",
+            "/etc/xmppd/xmppd.toml:3: `http.host[0].websocket_url`: must be a URL",
+        ),
+    ];
+    for (text, expected) in cases {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.starts_with(expected), "{text}: {e}");
+    }
+    let e = parse("[http]\nmax_body = 1\n").unwrap_err().to_string();
+    assert!(e.contains("line 2") && e.contains("max_body"), "{e}");
 }

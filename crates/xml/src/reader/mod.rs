@@ -253,6 +253,13 @@ impl Reader {
         self.buffered()
     }
 
+    /// Whether everything fed so far has been consumed by complete top-level elements: no
+    /// stanza is half-read and no markup is half-scanned. Transports that carry one element
+    /// per message (WebSocket, RFC 7395 §3.3.3) check this after each message.
+    pub fn at_element_boundary(&self) -> bool {
+        self.pending.is_none() && self.tree.depth() == 0 && self.buffered() == 0
+    }
+
     /// Capacity of the internal input buffer (for memory accounting and tests).
     pub fn buffer_capacity(&self) -> usize {
         self.buf.capacity()

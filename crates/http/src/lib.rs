@@ -1,0 +1,232 @@
+//! HTTP listeners: XMPP over WebSocket (RFC 7395) and connection discovery (XEP-0156
+//! host-meta), on axum (hyper) with the client listeners' TLS.
+//!
+//! One accept loop per `[[listen]]` of kind `http` or `https`, under a connection semaphore
+//! and the per-address budget of [`per_ip`]; `https` uses the c2s [`TlsSetup`] (a certificate
+//! per host chosen by SNI), whose channel-binding data is kept so that SCRAM-*-PLUS works
+//! over `wss:` as over TCP. hyper serves HTTP/1.1 on each connection with the header limits
+//! and timeout of [`HttpSettings`]; everything else is the axum router of [`routes`], which
+//! every request reaches with its [`ConnInfo`] and the client address read through the
+//! trusted proxies ([`proxy`]).
+//!
+//! The router is where later HTTP services slot in: BOSH (XEP-0206) beside the WebSocket
+//! route, with its own link in host-meta, and HTTP upload (XEP-0363) under its own paths,
+//! sharing the listeners, the limits and the host resolution.
+
+pub mod per_ip;
+pub mod proxy;
+mod routes;
+pub mod settings;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument as _, debug, info_span};
+use xmppd_c2s::{C2sContext, TlsSetup};
+use xmppd_core::listener::accept_next;
+use xmppd_stream::sasl::ChannelBindingData;
+
+pub use settings::{HostWeb, HttpSettings};
+
+use per_ip::{ConnectionGuard, PerIp};
+
+/// Whether a listener speaks plain HTTP or HTTPS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpKind {
+    /// Plain HTTP: behind a TLS-terminating proxy, or for development.
+    Plain,
+    /// HTTPS with the hosts' certificates.
+    Tls,
+}
+
+/// Everything the HTTP listeners share.
+#[derive(Debug)]
+pub struct HttpContext {
+    /// The client listeners' context: router, TLS, negotiation policy, limits and the
+    /// connection ids, which WebSocket sessions share with TCP ones.
+    pub c2s: Arc<C2sContext>,
+    /// The `[http]` settings.
+    pub settings: HttpSettings,
+    /// Per-address budgets of every HTTP listener.
+    pub per_ip: Arc<PerIp>,
+    /// The client negotiation policy of WebSocket streams: the c2s one, serving only the
+    /// hosts that have WebSocket enabled (a stream to another gets `host-unknown`).
+    ws_policy: xmppd_stream::C2sPolicy,
+    /// Connections served since the start (for log spans).
+    served: AtomicU64,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl HttpContext {
+    /// The shared context; WebSocket sessions run under `tracker` until `shutdown`.
+    pub fn new(
+        c2s: Arc<C2sContext>,
+        settings: HttpSettings,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Arc<Self> {
+        let per_ip = PerIp::new(
+            settings.max_connections_per_ip,
+            settings.requests_per_second,
+            settings.request_burst,
+        );
+        let mut ws_policy = c2s.policy.clone();
+        ws_policy.hosts = Arc::new(
+            ws_policy
+                .hosts
+                .iter()
+                .filter(|h| settings.host(h).websocket)
+                .cloned()
+                .collect(),
+        );
+        Arc::new(HttpContext {
+            ws_policy,
+            c2s,
+            settings,
+            per_ip,
+            served: AtomicU64::new(1),
+            shutdown,
+            tracker,
+        })
+    }
+
+    fn tls(&self) -> &TlsSetup {
+        &self.c2s.tls
+    }
+}
+
+/// What a request knows of the connection it came on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The TCP peer (a proxy, or the client itself).
+    pub peer: SocketAddr,
+    /// Whether the connection is HTTPS.
+    pub tls: bool,
+    /// The TLS connection's channel-binding data (none for plain HTTP).
+    pub channel_binding: ChannelBindingData,
+    /// The connection's place in its address's budget, held by whatever outlives the
+    /// connection (an upgraded WebSocket) as long as it runs.
+    _guard: Option<ConnectionGuard>,
+}
+
+/// Accepts connections until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, kind: HttpKind, ctx: Arc<HttpContext>) {
+    let permits = Arc::new(Semaphore::new(ctx.settings.max_connections));
+    let router = routes::router(ctx.clone());
+    loop {
+        let permit = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let Some((socket, peer)) = accept_next(&listener, &ctx.shutdown).await else {
+            return;
+        };
+        // A proxy's connections carry many clients; theirs are counted per request.
+        let guard = if ctx.settings.trusted_proxies.trusts(peer.ip()) {
+            None
+        } else {
+            match ctx.per_ip.connect(peer.ip()) {
+                Some(guard) => Some(guard),
+                None => {
+                    debug!(%peer, "too many connections from this address");
+                    continue;
+                }
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let n = ctx.served.fetch_add(1, Ordering::Relaxed);
+        let span = info_span!("http", conn = n, %peer);
+        let ctx2 = ctx.clone();
+        let router = router.clone();
+        ctx.tracker.spawn(
+            async move {
+                connection(socket, peer, kind, guard, ctx2, router).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Serves one connection: the TLS handshake (within the header timeout) and then HTTP/1.1
+/// until the client is done, the connection upgrades, or the server shuts down.
+async fn connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    kind: HttpKind,
+    guard: Option<ConnectionGuard>,
+    ctx: Arc<HttpContext>,
+    router: axum::Router,
+) {
+    let limit = ctx.settings.header_timeout;
+    match kind {
+        HttpKind::Plain => {
+            let info = ConnInfo {
+                peer,
+                tls: false,
+                channel_binding: ChannelBindingData::none(),
+                _guard: guard,
+            };
+            serve_http(TokioIo::new(socket), info, &ctx, router).await;
+        }
+        HttpKind::Tls => {
+            let mut tls = match tokio::time::timeout(limit, ctx.tls().accept(socket)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed"),
+                Err(_) => return debug!("TLS handshake timed out"),
+            };
+            let channel_binding = ctx.tls().channel_binding(&mut tls);
+            let info = ConnInfo {
+                peer,
+                tls: true,
+                channel_binding,
+                _guard: guard,
+            };
+            serve_http(TokioIo::new(tls), info, &ctx, router).await;
+        }
+    }
+}
+
+async fn serve_http<I>(io: TokioIo<I>, info: ConnInfo, ctx: &HttpContext, router: axum::Router)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let info = Arc::new(info);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+        req.extensions_mut().insert(info.clone());
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        hyper::service::Service::call(&service, req)
+    });
+    let settings = &ctx.settings;
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        .max_headers(settings.max_headers);
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                debug!(error = %e, "HTTP connection ended with an error");
+            }
+        }
+        _ = ctx.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+        }
+    }
+}

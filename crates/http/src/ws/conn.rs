@@ -1,0 +1,494 @@
+//! One XMPP-over-WebSocket connection, from the upgrade to the close.
+//!
+//! The shape is that of the TCP connection (`xmppd_c2s::connection`): one `select!` over the
+//! socket, the session's queue, the timer and the shutdown; what was read goes through
+//! [`Decoder`] (frames) and [`MessageReader`] (XML) into the [`ClientStream`], and what the
+//! stream asks to send is cut by [`framing::messages`] into one text frame per element.
+//!
+//! Ending: the client's `<close/>` is answered with ours and a close frame (RFC 7395 §3.6.1);
+//! a stream error is sent, followed by `<close/>` and a close frame (§3.6.3); a framing error
+//! closes with its RFC 6455 code (1009 for a message over the limit). A connection that drops
+//! without `<close/>`, or a close frame alone, is a lost link: a resumable session then
+//! waits for its client (XEP-0198), as it would after a TCP connection broke.
+//!
+//! An idle connection holds no read buffer: reads go into the worker thread's buffer, and
+//! the decoder and the XML reader keep bytes only while a frame or an element is incomplete.
+
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tracing::debug;
+use xmppd_core::{ClientStream, Next, QueueSignal, StreamAction};
+use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
+use xmppd_stream::C2sResponder;
+use xmppd_stream::sasl::ChannelBindingData;
+use xmppd_xml::{Limits, StreamEvent};
+
+use super::frame::{self, Decoder, Frame, FrameLimits, code};
+use super::framing::{self, MessageReader};
+use crate::HttpContext;
+
+/// Bytes read from the socket at once.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Stanzas written in one batch before flushing.
+const WRITE_BATCH: usize = 64;
+
+thread_local! {
+    /// The read buffer of every WebSocket on this worker thread; a read fills it and hands
+    /// the bytes to the connection's decoder before anything else runs.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+}
+
+/// How the connection ended.
+enum End {
+    /// Closed by either side: the session ends.
+    Closed,
+    /// The link broke or went silent: a resumable session waits for its client.
+    Lost,
+}
+
+/// What a wait produced.
+enum Input {
+    Read(std::io::Result<usize>),
+    Queue,
+    Timer,
+    Shutdown,
+}
+
+struct Conn {
+    ctx: Arc<HttpContext>,
+    io: TokioIo<Upgraded>,
+    stream: ClientStream,
+    decoder: Decoder,
+    reader: MessageReader,
+    /// The authentication deadline until a resource is bound, then the keepalive.
+    timer: Pin<Box<Sleep>>,
+    bound: bool,
+    /// Whether the queue may hold stanzas without a wake-up pending (a batch was taken).
+    queue_now: bool,
+    last_read: Instant,
+    /// When the client was asked to show it is there, without an answer yet.
+    probe_at: Option<Instant>,
+}
+
+/// Runs an upgraded connection to its end.
+pub(crate) async fn run(
+    upgraded: Upgraded,
+    ctx: Arc<HttpContext>,
+    conn_id: u64,
+    tls: bool,
+    cb: ChannelBindingData,
+) {
+    let limits = ctx.c2s.limits;
+    let responder = C2sResponder::websocket(ctx.ws_policy.clone(), tls, cb);
+    let stream = ClientStream::new(
+        ctx.c2s.router.clone(),
+        responder,
+        conn_id,
+        limits.session_queue,
+    );
+    let frame_limits = FrameLimits {
+        // A message is one stanza; the XML reader applies the stanza limit within it.
+        max_message: limits.max_stanza_bytes,
+        max_fragments: ctx.settings.websocket_max_fragments,
+    };
+    let mut conn = Conn {
+        io: TokioIo::new(upgraded),
+        stream,
+        decoder: Decoder::new(frame_limits),
+        reader: MessageReader::new(xml_limits(&ctx, false)),
+        timer: Box::pin(tokio::time::sleep(limits.auth_timeout)),
+        bound: false,
+        queue_now: false,
+        last_read: Instant::now(),
+        probe_at: None,
+        ctx,
+    };
+    let end = conn.drive().await;
+    if matches!(end, End::Closed) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.io.shutdown()).await;
+    }
+    Box::pin(conn.stream.finish(matches!(end, End::Lost))).await;
+}
+
+fn xml_limits(ctx: &HttpContext, authenticated: bool) -> Limits {
+    let l = &ctx.c2s.limits;
+    Limits {
+        max_stanza_bytes: if authenticated {
+            l.max_stanza_bytes
+        } else {
+            l.max_stanza_bytes_unauthenticated
+        },
+        max_depth: l.max_depth,
+        max_attrs: l.max_attrs,
+    }
+}
+
+/// Reads what the socket has into the thread's buffer and feeds it to `decoder` at once, so
+/// no buffer is held while waiting.
+fn poll_read_into(
+    io: &mut TokioIo<Upgraded>,
+    decoder: &mut Decoder,
+    frames: &mut Vec<Frame>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    READ_BUF.with_borrow_mut(|buf| {
+        let mut read = ReadBuf::new(buf);
+        match Pin::new(io).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                let filled = read.filled();
+                let n = filled.len();
+                if let Err(e) = decoder.feed(filled, frames) {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        e,
+                    )));
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+}
+
+async fn queue_wait(signal: Option<QueueSignal>) {
+    match signal {
+        Some(signal) => signal.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Conn {
+    async fn drive(&mut self) -> End {
+        let mut frames = Vec::new();
+        let shutdown = self.ctx.shutdown.clone();
+        loop {
+            if self.stream.session().is_some() && !self.bound {
+                self.bound = true;
+                self.queue_now = true;
+                self.last_read = Instant::now();
+                self.arm_keepalive();
+                if shutdown.is_cancelled() {
+                    return self.close_with(system_shutdown()).await;
+                }
+            }
+            let signal = self.stream.session().map(|s| s.signal());
+            let queued_now = self.bound && self.queue_now;
+            let input = {
+                let Conn {
+                    io, decoder, timer, ..
+                } = self;
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled(), if !self.bound => Input::Shutdown,
+                    _ = timer.as_mut() => Input::Timer,
+                    _ = queue_wait(signal), if !queued_now => Input::Queue,
+                    _ = std::future::ready(()), if queued_now => Input::Queue,
+                    r = std::future::poll_fn(|cx| poll_read_into(io, decoder, &mut frames, cx)) => {
+                        Input::Read(r)
+                    }
+                }
+            };
+            let end = match input {
+                Input::Shutdown => Some(self.close_with(system_shutdown()).await),
+                Input::Timer if self.bound => self.keepalive().await,
+                Input::Timer => {
+                    let e = StreamError::with_text(
+                        Cond::ConnectionTimeout,
+                        "authentication and resource binding took too long",
+                    );
+                    Some(self.close_with(e).await)
+                }
+                Input::Queue => self.on_queue().await,
+                Input::Read(Ok(0)) => {
+                    debug!("peer closed the connection");
+                    Some(End::Lost)
+                }
+                Input::Read(Ok(_)) => {
+                    self.last_read = Instant::now();
+                    self.probe_at = None;
+                    Box::pin(self.on_frames(&mut frames)).await
+                }
+                Input::Read(Err(e)) => Some(self.on_read_error(e).await),
+            };
+            if let Some(end) = end {
+                return end;
+            }
+        }
+    }
+
+    async fn on_read_error(&mut self, e: std::io::Error) -> End {
+        let framing = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<frame::FrameError>())
+            .cloned();
+        match framing {
+            Some(e) => {
+                debug!(error = %e, "WebSocket framing error");
+                let mut out = Vec::new();
+                frame::close(&mut out, e.code());
+                self.write(&out).await;
+                End::Closed
+            }
+            None => {
+                debug!(error = %e, "read failed");
+                End::Lost
+            }
+        }
+    }
+
+    /// Handles the frames a read completed.
+    async fn on_frames(&mut self, frames: &mut Vec<Frame>) -> Option<End> {
+        for f in std::mem::take(frames) {
+            let end = match f {
+                Frame::Text(text) => self.on_message(&text).await,
+                Frame::Binary(_) => {
+                    // RFC 7395 §3.2: XMPP travels in text frames.
+                    debug!("binary frame refused");
+                    let mut out = Vec::new();
+                    frame::close(&mut out, code::UNSUPPORTED);
+                    self.write(&out).await;
+                    Some(End::Closed)
+                }
+                Frame::Ping(payload) => {
+                    let mut out = Vec::new();
+                    frame::pong(&mut out, &payload);
+                    (!self.write(&out).await).then_some(End::Lost)
+                }
+                Frame::Pong => None,
+                Frame::Close(code) => {
+                    // Without <close/> first: the client went away, as a dropped TCP link.
+                    debug!(?code, "close frame without <close/>");
+                    let mut out = Vec::new();
+                    frame::close(&mut out, code.unwrap_or(code::NORMAL));
+                    self.write(&out).await;
+                    Some(End::Lost)
+                }
+            };
+            if end.is_some() {
+                return end;
+            }
+        }
+        None
+    }
+
+    /// One text message: its XML events through the client stream.
+    async fn on_message(&mut self, text: &[u8]) -> Option<End> {
+        let mut events = Vec::new();
+        if let Err(e) = self.reader.message(text, &mut events) {
+            return Some(self.close_with(StreamError::from(&e)).await);
+        }
+        let mut actions = Vec::new();
+        for event in events {
+            let closing = matches!(event, StreamEvent::Close);
+            actions.clear();
+            self.stream.handle_event(event, &mut actions).await;
+            if let Some(end) = self.execute(&mut actions).await {
+                return Some(end);
+            }
+            if closing {
+                return Some(End::Closed);
+            }
+        }
+        None
+    }
+
+    async fn execute(&mut self, actions: &mut Vec<StreamAction>) -> Option<End> {
+        let mut out = Vec::new();
+        for action in actions.drain(..) {
+            match action {
+                StreamAction::Send(bytes) => push_messages(&mut out, &bytes),
+                StreamAction::Restart => {
+                    // The new <open/> comes as a message of its own; the reader goes on.
+                    self.reader.set_limits(xml_limits(&self.ctx, true));
+                }
+                StreamAction::Bound => {}
+                // The responder never offers STARTTLS on a WebSocket.
+                StreamAction::StartTls => {}
+                StreamAction::Close(bytes) => {
+                    push_messages(&mut out, &bytes);
+                    frame::close(&mut out, code::NORMAL);
+                    self.write(&out).await;
+                    return Some(End::Closed);
+                }
+                StreamAction::PeerClosed => {
+                    push_messages(&mut out, &xmppd_stream::c2s::close_bytes());
+                    frame::close(&mut out, code::NORMAL);
+                    self.write(&out).await;
+                    return Some(End::Closed);
+                }
+            }
+        }
+        if !out.is_empty() && !self.write(&out).await {
+            return Some(End::Lost);
+        }
+        None
+    }
+
+    async fn close_with(&mut self, error: StreamError) -> End {
+        let bytes = self.stream.error_bytes(&error);
+        let mut out = Vec::new();
+        push_messages(&mut out, &bytes);
+        frame::close(&mut out, code::NORMAL);
+        self.write(&out).await;
+        End::Closed
+    }
+
+    /// Writes and flushes within the write timeout; `false` when the link is gone.
+    async fn write(&mut self, bytes: &[u8]) -> bool {
+        let io = &mut self.io;
+        let write = async {
+            io.write_all(bytes).await?;
+            io.flush().await
+        };
+        match tokio::time::timeout(self.ctx.c2s.limits.write_timeout, write).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                debug!(error = %e, "write failed");
+                false
+            }
+            Err(_) => {
+                debug!("write timed out");
+                false
+            }
+        }
+    }
+
+    /// The session's queue: a kick, or stanzas to write (a batch per write).
+    async fn on_queue(&mut self) -> Option<End> {
+        let ctx = self.ctx.clone();
+        let session = self.stream.session_mut()?;
+        if session.takeover_requested() {
+            let e =
+                StreamError::with_text(Cond::Conflict, "the session was resumed on another stream");
+            return Some(self.close_with(e).await);
+        }
+        if let Some(e) = session.kicked() {
+            let saved = e.condition == Cond::SystemShutdown
+                && session.resumable()
+                && ctx.c2s.router.stream_management().saves_sessions();
+            if saved {
+                // To the client this is a lost link: it resumes the session after the restart.
+                return Some(End::Closed);
+            }
+            return Some(self.close_with(e).await);
+        }
+        let mut batch = Vec::new();
+        match session.next_now() {
+            Next::Item(first) => batch.push(first),
+            Next::Empty => {
+                self.queue_now = false;
+                return None;
+            }
+            Next::Finished => return Some(End::Closed),
+        }
+        self.queue_now = true;
+        while batch.len() < WRITE_BATCH {
+            match session.try_recv() {
+                Some(next) => batch.push(next),
+                None => break,
+            }
+        }
+        let every = ctx.c2s.router.stream_management().config().request_every;
+        let ack_request = session.ack_request_due(every);
+        let mut out = Vec::new();
+        for outbound in &batch {
+            push_messages(&mut out, &outbound.bytes);
+        }
+        if let Some(r) = ack_request {
+            push_messages(&mut out, r);
+            self.probe_at.get_or_insert_with(Instant::now);
+        }
+        if self.write(&out).await {
+            self.arm_keepalive();
+            None
+        } else {
+            if let Some(session) = self.stream.session_mut() {
+                session.unwritten(batch);
+            }
+            Some(End::Lost)
+        }
+    }
+
+    /// How long stanzas sent may wait for an `<r/>` (XEP-0198 §4, `[sm]`).
+    fn request_after(&self) -> Duration {
+        let sm = self.ctx.c2s.router.stream_management();
+        sm.config().request_after
+    }
+
+    /// When the keepalive must look again (as for TCP: a probe unanswered, a quiet client,
+    /// stanzas due an `<r/>`).
+    fn arm_keepalive(&mut self) {
+        let limits = &self.ctx.c2s.limits;
+        let base = match self.probe_at {
+            Some(at) => at + limits.dead_after,
+            None => self.last_read + limits.ping_after,
+        };
+        let after = self.request_after();
+        let next = match self
+            .stream
+            .session()
+            .and_then(|s| s.ack_request_deadline(after))
+        {
+            Some(due) => base.min(due),
+            None => base,
+        };
+        self.timer.as_mut().reset(next);
+    }
+
+    /// A quiet client is asked to answer: `<r/>` under stream management, else a WebSocket
+    /// ping (RFC 6455 §5.5.2), which every client answers without its application's help.
+    /// One silent for `dead_after` more is gone.
+    async fn keepalive(&mut self) -> Option<End> {
+        let now = Instant::now();
+        let limits = self.ctx.c2s.limits;
+        if self
+            .probe_at
+            .is_some_and(|at| now >= at + limits.dead_after)
+        {
+            debug!("the client stopped answering");
+            return Some(End::Lost);
+        }
+        let after = self.request_after();
+        let ping_due = self.probe_at.is_none() && now >= self.last_read + limits.ping_after;
+        let session = self.stream.session_mut()?;
+        let request_due = session
+            .ack_request_deadline(after)
+            .is_some_and(|due| due <= now);
+        let mut out = Vec::new();
+        if session.sm_enabled() && (request_due || ping_due) {
+            push_messages(&mut out, xmppd_proto::sm::REQUEST_BYTES);
+            session.ack_requested();
+        } else if ping_due {
+            frame::ping(&mut out);
+        }
+        if !out.is_empty() {
+            self.probe_at.get_or_insert(now);
+            if !self.write(&out).await {
+                return Some(End::Lost);
+            }
+        }
+        self.arm_keepalive();
+        None
+    }
+}
+
+/// Appends one text frame per element of `bytes`.
+fn push_messages(out: &mut Vec<u8>, bytes: &[u8]) {
+    for message in framing::messages(bytes) {
+        frame::text(out, &message);
+    }
+}
+
+fn system_shutdown() -> StreamError {
+    StreamError::with_text(Cond::SystemShutdown, "the server is shutting down")
+}
