@@ -5,7 +5,9 @@ Used to check what another client (go-sendxmpp) sends: the script creates --read
 it is available (so the sender can start), then waits for the next message. It must not be
 an error, must carry exactly --expect-body (compared after stripping one trailing newline,
 which senders reading stdin may keep) and come from --expect-from (a bare JID; any resource).
-Exit status 0 when it did, 1 otherwise (including after --timeout seconds).
+With --reply, it then answers the sender's full JID with that body, and stays a second
+before logging out so the reply is on its way. Exit status 0 when it did, 1 otherwise (including
+after --timeout seconds).
 
     BOB_PASSWORD=… slixmpp_receive.py --port 5222 --ca ca.pem --jid bob@localhost \
         --expect-from alice@localhost --expect-body 'hello' --ready-file /tmp/ready
@@ -46,6 +48,10 @@ async def scenario(args):
         if body != args.expect_body:
             raise Failure(f"body {msg['body']!r}, expected {args.expect_body!r}")
         log(f"{me.boundjid.bare}: received {body!r} from {msg['from']}")
+        if args.reply is not None:
+            me.send_message(mto=msg["from"], mbody=args.reply, mtype="chat")
+            log(f"{me.boundjid.bare}: replied {args.reply!r} to {msg['from']}")
+            await asyncio.sleep(1)
     finally:
         await me.close()
 
@@ -57,6 +63,7 @@ def main():
     p.add_argument("--expect-from", required=True, help="bare JID of the sender")
     p.add_argument("--expect-body", required=True)
     p.add_argument("--ready-file", required=True, help="created once logged in and available")
+    p.add_argument("--reply", help="answer the message with this body")
     p.add_argument("--wait", type=float, default=20.0, help="how long to wait for the message")
     args = p.parse_args()
     setup_logging(args.debug)

@@ -19,7 +19,7 @@ use futures::SinkExt as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use xmppd::config::{HostConfig, HttpListenConfig};
-use xmppd_http::{HostWeb, HttpKind};
+use xmppd_http::HttpKind;
 use xmppd_testkit::TestServer;
 
 const SM: &str = "urn:xmpp:sm:3";
@@ -60,7 +60,7 @@ async fn login_over_wss_and_exchange_messages_with_a_tcp_client() -> anyhow::Res
     let (server, addr) = server(|_| {}).await?;
     let mut ws = ws::connect(&server, addr).await?;
     let (open_el, features) = open(&mut ws, "localhost").await?;
-    // RFC 7395 §3.4: the server's <open/> names itself and the stream.
+    // RFC 7395 "Stream Initiation": the server's <open/> names itself and the stream.
     assert_eq!(open_el.attr("from"), Some("localhost"));
     assert_eq!(open_el.attr("version"), Some("1.0"));
     assert!(open_el.attr("id").is_some_and(|id| !id.is_empty()));
@@ -118,7 +118,7 @@ async fn login_over_wss_and_exchange_messages_with_a_tcp_client() -> anyhow::Res
     assert_eq!(got.attr("from"), Some("bob@localhost/tcp"));
     assert_eq!(body(&got).as_deref(), Some("hello <web>"));
 
-    // RFC 7395 §3.6.1: <close/> is answered with <close/> and a close frame.
+    // RFC 7395 "Closing the Connection": <close/> is answered with <close/> and a close frame.
     send(&mut ws, &format!("<close xmlns='{FRAMING}'/>")).await?;
     let close = recv_el(&mut ws).await?;
     assert!(close.is("close", FRAMING), "{close}");
@@ -302,13 +302,7 @@ async fn a_host_without_websocket_is_unknown_there() -> anyhow::Result<()> {
             tls: None,
             modules: None,
         });
-        c.http.hosts.insert(
-            "example.net".into(),
-            HostWeb {
-                websocket: false,
-                websocket_url: None,
-            },
-        );
+        ws::without_websocket(c, "example.net");
     })
     .await?;
     let mut ws = ws::connect(&server, addr).await?;

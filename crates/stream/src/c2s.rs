@@ -129,8 +129,8 @@ pub enum Framing {
     /// One XML document over TCP (RFC 6120): `<stream:stream>` … `</stream:stream>`.
     Stream,
     /// XMPP over WebSocket (RFC 7395): every message is a complete element; the stream
-    /// header is `<open/>` and its end `<close/>` (§3.3.2), stream errors declare their
-    /// prefix (§3.6.3), and there is no STARTTLS (§3.1: TLS is the WebSocket's, `wss:`).
+    /// header is `<open/>` and its end `<close/>` ("XMPP Framing"), stream errors declare their
+    /// prefix ("Stream Errors"), and there is no STARTTLS (TLS is the WebSocket's own, `wss:`).
     WebSocket,
 }
 
@@ -203,7 +203,7 @@ impl C2sResponder {
         self.framing
     }
 
-    /// Our stream header: `<stream:stream>` or, over WebSocket, `<open/>` (RFC 7395 §3.4).
+    /// Our stream header: `<stream:stream>` or, over WebSocket, `<open/>` (RFC 7395 "Stream Initiation").
     fn header(&self, from: &str) -> Vec<u8> {
         match self.framing {
             Framing::Stream => response_header(ns::CLIENT, from, None, &self.stream_id),
@@ -250,7 +250,7 @@ impl C2sResponder {
         match self.framing {
             Framing::Stream => out.extend_from_slice(&error.to_closing_bytes()),
             Framing::WebSocket => {
-                // RFC 7395 §3.6.3: the error, with its prefix declared, then `<close/>`.
+                // RFC 7395 "Stream Errors": the error, with its prefix declared, then `<close/>`.
                 // Written with the `stream:` prefix, which clients match by name.
                 out.extend_from_slice(b"<stream:error xmlns:stream=\"");
                 out.extend_from_slice(ns::STREAM.as_bytes());
@@ -596,7 +596,7 @@ mod register;
 
 use bound::iq_error;
 
-/// RFC 7395 §3.6: the end of a stream over WebSocket.
+/// RFC 7395 "Closing the Connection": the end of a stream over WebSocket.
 pub fn close_bytes() -> Vec<u8> {
     crate::header::element_bytes(&Element::new("close", ns::FRAMING), "")
 }

@@ -421,7 +421,7 @@ fn failed_registrations_count_as_failed_attempts() {
 
 #[test]
 fn websocket_framing_opens_with_open_and_never_offers_starttls() {
-    // RFC 7395 §3.4: <open/> answers <open/>; §3.1: TLS belongs to the WebSocket.
+    // RFC 7395 "Stream Initiation": <open/> answers <open/>; TLS belongs to the WebSocket.
     let mut r = C2sResponder::websocket(policy(false), false, ChannelBindingData::none());
     let mut out = Vec::new();
     r.handle(header("example.org"), &mut out);
@@ -451,7 +451,7 @@ fn websocket_framing_opens_with_open_and_never_offers_starttls() {
 
 #[test]
 fn websocket_stream_errors_declare_their_prefix_and_close() {
-    // RFC 7395 §3.6.3: the error (with a header first if none was sent), then <close/>.
+    // RFC 7395 "Stream Errors": the error (with a header first if none was sent), then <close/>.
     let mut r = C2sResponder::websocket(policy(false), true, ChannelBindingData::none());
     let bytes = r.error_bytes(&StreamError::new(StreamErrorCondition::NotWellFormed));
     let text = String::from_utf8(bytes).unwrap();

@@ -1,7 +1,7 @@
 //! A WebSocket XMPP client for the end-to-end tests (RFC 7395), on tokio-tungstenite: an
 //! implementation of RFC 6455 independent of the server's. Every message the server sends is
 //! parsed as a document of its own, with no namespace inherited from anywhere, so a message
-//! that does not declare its namespaces (RFC 7395 §3.3.3) fails the test.
+//! that does not declare its namespaces (RFC 7395 "XMPP Framing") fails the test.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -257,7 +257,7 @@ pub async fn bind(ws: &mut Wss, resource: &str) -> anyhow::Result<()> {
 }
 
 /// The stream error condition and then the `<close/>` and close frame that must follow it
-/// (RFC 7395 §3.6.3).
+/// (RFC 7395 "Stream Errors").
 pub async fn expect_stream_error(ws: &mut Wss) -> anyhow::Result<String> {
     let error = expect(ws, "a stream error", |e| e.is("error", STREAM)).await?;
     let condition = error
@@ -344,6 +344,15 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+}
+
+/// Turns WebSocket off for `host` (`[[http.host]] websocket = false`).
+pub fn without_websocket(config: &mut xmppd::Config, host: &str) {
+    let web = xmppd_http::HostWeb {
+        websocket: false,
+        websocket_url: None,
+    };
+    config.http.hosts.insert(host.to_owned(), web);
 }
 
 /// The TLS client configuration of the test CA (re-exported for one-off connections).

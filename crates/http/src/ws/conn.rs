@@ -5,8 +5,8 @@
 //! [`Decoder`] (frames) and [`MessageReader`] (XML) into the [`ClientStream`], and what the
 //! stream asks to send is cut by [`framing::messages`] into one text frame per element.
 //!
-//! Ending: the client's `<close/>` is answered with ours and a close frame (RFC 7395 §3.6.1);
-//! a stream error is sent, followed by `<close/>` and a close frame (§3.6.3); a framing error
+//! Ending: the client's `<close/>` is answered with ours and a close frame (RFC 7395 "Closing the Connection");
+//! a stream error is sent, followed by `<close/>` and a close frame ("Stream Errors"); a framing error
 //! closes with its RFC 6455 code (1009 for a message over the limit). A connection that drops
 //! without `<close/>`, or a close frame alone, is a lost link: a resumable session then
 //! waits for its client (XEP-0198), as it would after a TCP connection broke.
@@ -252,7 +252,7 @@ impl Conn {
             let end = match f {
                 Frame::Text(text) => self.on_message(&text).await,
                 Frame::Binary(_) => {
-                    // RFC 7395 §3.2: XMPP travels in text frames.
+                    // RFC 7395 "WebSocket Messages": XMPP travels in text frames.
                     debug!("binary frame refused");
                     let mut out = Vec::new();
                     frame::close(&mut out, code::UNSUPPORTED);

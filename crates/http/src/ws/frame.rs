@@ -27,7 +27,7 @@ pub mod code {
     pub const GOING_AWAY: u16 = 1001;
     /// The peer broke the framing protocol.
     pub const PROTOCOL: u16 = 1002;
-    /// A data type we do not accept (binary frames: RFC 7395 §3.2 uses text).
+    /// A data type we do not accept (binary frames: RFC 7395 "WebSocket Messages" uses text).
     pub const UNSUPPORTED: u16 = 1003;
     /// A text message that is not UTF-8.
     pub const INVALID_DATA: u16 = 1007;

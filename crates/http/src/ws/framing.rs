@@ -1,17 +1,17 @@
-//! XMPP framing over WebSocket (RFC 7395 §3.3): one complete element per message, both ways.
+//! XMPP framing over WebSocket (RFC 7395 "XMPP Framing"): one complete element per message, both ways.
 //!
 //! Inbound, every message goes through the same restricted-XML [`Reader`] and limits as a
 //! TCP stream: the reader is given a stream header of our own once (declaring `jabber:client`
 //! as the default namespace, so a client that leaves it off its stanzas is still understood),
 //! and each message is fed to it as the next top-level element. `<open/>` and `<close/>` of
 //! the framing namespace become the stream's start and end; a message that leaves an element
-//! unfinished is `not-well-formed` (§3.3.3: each message is a complete document).
+//! unfinished is `not-well-formed` ("XMPP Framing": each message is a complete document).
 //!
 //! Outbound, the client stream produces bytes as it would for TCP: elements of the content
 //! namespace without `xmlns` (the stream header declared it there) and stream-level elements
 //! with the `stream:` prefix; several elements may come at once (stanzas held back while the
 //! client was inactive). [`messages`] cuts them into one message per element and declares on
-//! each what the header would have: §3.3.3 requires every message to stand alone. The bytes
+//! each what the header would have: "XMPP Framing" requires every message to stand alone. The bytes
 //! are our own serialiser's, in which every `<` and `>` is markup, so cutting them needs no
 //! parser.
 
@@ -56,14 +56,14 @@ impl MessageReader {
         }
         if !self.reader.at_element_boundary() {
             return Err(XmlError::NotWellFormed(
-                "a WebSocket message must hold complete elements (RFC 7395 §3.3.3)".into(),
+                "a WebSocket message must hold complete elements (RFC 7395)".into(),
             ));
         }
         Ok(())
     }
 }
 
-/// `<open/>` as the stream header it stands for (RFC 7395 §3.4): its attributes, with
+/// `<open/>` as the stream header it stands for (RFC 7395 "Stream Initiation"): its attributes, with
 /// `jabber:client` as the content namespace.
 fn open_event(el: &Element) -> StreamEvent {
     StreamEvent::Open(StreamHeader {

@@ -1,7 +1,7 @@
 //! XMPP over WebSocket (RFC 7395).
 //!
 //! The opening handshake (RFC 6455 §4.2) is answered here, in the HTTP router: a WebSocket
-//! upgrade with the `xmpp` subprotocol (RFC 7395 §3.3.1: the server must not accept the
+//! upgrade with the `xmpp` subprotocol (RFC 7395 "WebSocket Handshake": the server must not accept the
 //! connection without it, so a request that does not offer it gets 400 and no upgrade). The
 //! upgraded connection then runs in [`conn`], which drives the same transport-independent
 //! client session as TCP: same negotiation (SASL, bind, stream management), same XML reader
@@ -23,7 +23,7 @@ use tracing::{Instrument as _, debug, info_span};
 use crate::proxy::ClientAddr;
 use crate::{ConnInfo, HttpContext};
 
-/// The subprotocol of RFC 7395 §3.3.1.
+/// The subprotocol of RFC 7395 "WebSocket Handshake".
 pub const SUBPROTOCOL: &str = "xmpp";
 
 /// RFC 6455 §1.3: the GUID hashed with the client's key.
@@ -85,7 +85,7 @@ pub(crate) async fn upgrade(State(ctx): State<Arc<HttpContext>>, mut req: Reques
     if !has_token(headers, header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL) {
         return refuse(
             StatusCode::BAD_REQUEST,
-            "the xmpp subprotocol is required (RFC 7395 §3.3.1)",
+            "the xmpp subprotocol is required (RFC 7395)",
         );
     }
     let accept = accept_key(key);
