@@ -292,3 +292,29 @@ async fn listener_limits() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn silent_and_idle_connections_are_closed_after_the_header_timeout() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = server(|c| c.http.header_timeout = std::time::Duration::from_secs(1)).await?;
+    let plain = addr(&server, HttpKind::Plain)?;
+    // Nothing sent at all.
+    let mut silent = TcpStream::connect(plain).await?;
+    // A request, then nothing (a keep-alive connection left idle).
+    let mut idle = TcpStream::connect(plain).await?;
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let started = std::time::Instant::now();
+    for conn in [&mut silent, &mut idle] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            conn.read_to_end(&mut buf),
+        )
+        .await;
+        assert!(read.is_ok(), "the connection must be closed");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    server.stop().await;
+    Ok(())
+}

@@ -44,6 +44,22 @@ async fn server(
     Ok((server, addr))
 }
 
+/// Adds a plain HTTP listener.
+fn with_plain_http(c: &mut xmppd::Config) {
+    c.http_listen.push(HttpListenConfig {
+        kind: HttpKind::Plain,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+    });
+}
+
+/// The SASL mechanisms of a features element.
+fn mechanisms(features: &xmppd_xml::Element) -> Vec<String> {
+    features
+        .child("mechanisms", SASL)
+        .map(|m| m.children().map(|c| c.text()).collect())
+        .unwrap_or_default()
+}
+
 async fn login(
     server: &TestServer,
     addr: SocketAddr,
@@ -66,15 +82,12 @@ async fn login_over_wss_and_exchange_messages_with_a_tcp_client() -> anyhow::Res
     assert!(open_el.attr("id").is_some_and(|id| !id.is_empty()));
     // No STARTTLS over WebSocket; PLAIN and channel binding because this is wss.
     assert!(!features.has_child("starttls", "urn:ietf:params:xml:ns:xmpp-tls"));
-    let mechanisms: Vec<String> = features
-        .child("mechanisms", SASL)
-        .map(|m| m.children().map(|c| c.text()).collect())
-        .unwrap_or_default();
+    let offered = mechanisms(&features);
     assert!(
-        mechanisms.iter().any(|m| m == "SCRAM-SHA-256-PLUS"),
-        "{mechanisms:?}"
+        offered.iter().any(|m| m == "SCRAM-SHA-256-PLUS"),
+        "{offered:?}"
     );
-    assert!(mechanisms.iter().any(|m| m == "PLAIN"), "{mechanisms:?}");
+    assert!(offered.iter().any(|m| m == "PLAIN"), "{offered:?}");
     ws::authenticate(&mut ws, "SCRAM-SHA-256", "alice", &password("alice")).await?;
     let (_, bound_features) = open(&mut ws, "localhost").await?;
     assert!(bound_features.has_child("bind", "urn:ietf:params:xml:ns:xmpp-bind"));
@@ -317,6 +330,106 @@ async fn a_host_without_websocket_is_unknown_there() -> anyhow::Result<()> {
     let (open_el, _) = open(&mut ws, "localhost").await?;
     assert_eq!(open_el.attr("from"), Some("localhost"));
     let _ = STREAM;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn handshakes_that_are_not_xmpp_websockets_are_refused() -> anyhow::Result<()> {
+    let (server, _) = server(|c| {
+        with_plain_http(c);
+    })
+    .await?;
+    let plain = server
+        .server
+        .http_addr(HttpKind::Plain)
+        .ok_or_else(|| anyhow::anyhow!("no HTTP listener"))?;
+    let upgrade = |version: &'static str, key: &'static str| {
+        vec![
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", version),
+            ("Sec-WebSocket-Key", key),
+            ("Sec-WebSocket-Protocol", "xmpp"),
+        ]
+    };
+    let good_key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let cases: Vec<(Vec<(&str, &str)>, u16)> = vec![
+        // A plain GET of the endpoint.
+        (Vec::new(), 400),
+        // RFC 6455 §4.4: another version gets 426 and the one we speak.
+        (upgrade("8", good_key), 426),
+        // A key that is not 16 bytes in base64.
+        (upgrade("13", "short"), 400),
+        // Plain HTTP from a client, while TLS is required.
+        (upgrade("13", good_key), 403),
+    ];
+    for (headers, expected) in cases {
+        let io = tokio::net::TcpStream::connect(plain).await?;
+        let (status, response_headers, _) =
+            ws::http_request(io, "GET", "localhost", "/xmpp-websocket", &headers).await?;
+        assert_eq!(status, expected, "{headers:?}");
+        if expected == 426 {
+            assert_eq!(
+                ws::header(&response_headers, "sec-websocket-version"),
+                Some("13")
+            );
+        }
+    }
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn behind_a_trusted_tls_proxy_plain_http_carries_the_websocket() -> anyhow::Result<()> {
+    let proxy = "127.0.0.1".parse()?;
+    let (server, _) = server(|c| {
+        with_plain_http(c);
+        c.http.trusted_proxies = xmppd_http::proxy::TrustedProxies(vec![proxy]);
+    })
+    .await?;
+    let plain = server
+        .server
+        .http_addr(HttpKind::Plain)
+        .ok_or_else(|| anyhow::anyhow!("no HTTP listener"))?;
+    let io = tokio::net::TcpStream::connect(plain).await?;
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://localhost:{}/xmpp-websocket",
+            plain.port()
+        ))?;
+    for (k, v) in [
+        ("Sec-WebSocket-Protocol", "xmpp"),
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("X-Forwarded-Proto", "https"),
+    ] {
+        request.headers_mut().insert(k, v.parse()?);
+    }
+    let (mut ws, response) = tokio_tungstenite::client_async(request, io).await?;
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.as_bytes()),
+        Some(&b"xmpp"[..])
+    );
+    ws.send(Message::text(format!(
+        "<open xmlns='{FRAMING}' to='localhost' version='1.0'/>"
+    )))
+    .await?;
+    use futures::StreamExt as _;
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await? {
+            Some(Ok(Message::Text(t))) => texts.push(t.to_string()),
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+    }
+    let features = ws::parse_message(&texts[1])?;
+    // TLS is the proxy's: PLAIN is offered, channel binding (to our TLS) is not.
+    let offered = mechanisms(&features);
+    assert!(offered.iter().any(|m| m == "PLAIN"), "{offered:?}");
+    assert!(!offered.iter().any(|m| m.ends_with("-PLUS")), "{offered:?}");
     server.stop().await;
     Ok(())
 }

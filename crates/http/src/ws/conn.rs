@@ -114,9 +114,41 @@ pub(crate) async fn run(
     };
     let end = conn.drive().await;
     if matches!(end, End::Closed) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), conn.io.shutdown()).await;
+        Box::pin(linger(&mut conn.io, &mut conn.decoder)).await;
     }
     Box::pin(conn.stream.finish(matches!(end, End::Lost))).await;
+}
+
+/// Most bytes read and dropped after our close frame.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// After our close frame: ends our side, then reads what the client still sends until its
+/// close frame (or the end of the connection), for at most a second and [`LINGER_BYTES`].
+/// Closing a socket with unread bytes resets the connection, and a reset can destroy our
+/// close frame before the client has read it (RFC 6455 §7.1.1 has the server wait for the
+/// client's close as well). After a framing error the decoder decodes nothing more, and the
+/// bytes are only drained.
+async fn linger(io: &mut TokioIo<Upgraded>, decoder: &mut Decoder) {
+    let drain = async {
+        io.shutdown().await?;
+        let mut dropped = 0;
+        let mut buf = [0u8; 1024];
+        let mut frames = Vec::new();
+        while dropped < LINGER_BYTES {
+            let n = tokio::io::AsyncReadExt::read(io, &mut buf).await?;
+            let read = buf.get(..n).unwrap_or_default();
+            if n == 0 || decoder.feed(read, &mut frames).is_err() {
+                break;
+            }
+            if frames.iter().any(|f| matches!(f, Frame::Close(_))) {
+                break;
+            }
+            frames.clear();
+            dropped += n;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 fn xml_limits(ctx: &HttpContext, authenticated: bool) -> Limits {
