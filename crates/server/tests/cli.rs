@@ -76,34 +76,46 @@ fn adduser_reads_the_password_from_stdin_and_refuses_duplicates() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
 
+/// What `xmppd COMMAND` says on stderr when it refuses the configuration `extra` completes.
+fn refused(
+    dir: &std::path::Path,
+    extra: &str,
+    command: &str,
+) -> anyhow::Result<(std::path::PathBuf, String)> {
+    let config = write_config(dir, extra)?;
+    let path = config.to_str().ok_or_else(|| anyhow::anyhow!("path"))?;
+    let out = xmppd().args(["--config", path, command]).output()?;
+    anyhow::ensure!(!out.status.success(), "the configuration was accepted");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    anyhow::ensure!(!stderr.contains("panicked"), "{stderr}");
+    Ok((config, stderr))
+}
+
 #[test]
 fn bad_configuration_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "\n[storage]\nbackend = \"mongodb\"\n").unwrap();
-    let out = xmppd()
-        .args(["--config", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (config, stderr) =
+        refused(dir.path(), "\n[storage]\nbackend = \"mongodb\"\n", "check").unwrap();
     let expected = format!(
         "{}:13: `storage.backend`: unknown backend 'mongodb'",
         config.display()
     );
     assert!(stderr.contains(&expected), "{stderr}");
 
-    let config = write_config(dir.path(), "\n[limits]\nmax_stanzas = 3\n").unwrap();
-    let out = xmppd()
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = refused(dir.path(), "\n[limits]\nmax_stanzas = 3\n", "serve").unwrap();
     assert!(
         stderr.contains("line 13") && stderr.contains("max_stanzas"),
         "{stderr}"
     );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let http =
+        "\n[[listen]]\nkind = \"https\"\nport = 0\n\n[http]\ntrusted_proxies = [\"10.0.0.0/40\"]\n";
+    let (config, stderr) = refused(dir.path(), http, "check").unwrap();
+    let expected = format!(
+        "{}:17: `http.trusted_proxies[0]`: '10.0.0.0/40' is not an IP address or a range like 10.0.0.0/8",
+        config.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
 }
 
 #[test]

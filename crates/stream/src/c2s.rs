@@ -30,7 +30,8 @@ use xmppd_proto::register::NS_FEATURE as NS_REGISTER_FEATURE;
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond, ns};
 use xmppd_xml::{Element, StreamEvent, StreamHeader};
 
-use crate::header::{new_stream_id, response_header};
+use crate::framing::Framing;
+use crate::header::new_stream_id;
 use crate::sasl::{
     ChannelBindingData, Failure, FailureCondition, Mechanism, ServerSession, Step,
     StoredCredentials, decode_b64, encode_b64, offered_mechanisms,
@@ -122,18 +123,6 @@ pub enum C2sOutput {
     PeerClosed,
 }
 
-/// How a client stream is carried, which decides how its header, its errors and its end are
-/// written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// One XML document over TCP (RFC 6120): `<stream:stream>` … `</stream:stream>`.
-    Stream,
-    /// XMPP over WebSocket (RFC 7395): every message is a complete element; the stream
-    /// header is `<open/>` and its end `<close/>` ("XMPP Framing"), stream errors declare their
-    /// prefix ("Stream Errors"), and there is no STARTTLS (TLS is the WebSocket's own, `wss:`).
-    WebSocket,
-}
-
 /// The negotiation state of one client connection.
 pub struct C2sResponder {
     policy: C2sPolicy,
@@ -198,26 +187,6 @@ impl C2sResponder {
         responder
     }
 
-    /// How the stream is carried.
-    pub fn framing(&self) -> Framing {
-        self.framing
-    }
-
-    /// Our stream header: `<stream:stream>` or, over WebSocket, `<open/>` (RFC 7395 "Stream Initiation").
-    fn header(&self, from: &str) -> Vec<u8> {
-        match self.framing {
-            Framing::Stream => response_header(ns::CLIENT, from, None, &self.stream_id),
-            Framing::WebSocket => {
-                let open = Element::new("open", ns::FRAMING)
-                    .with_attr("from", from)
-                    .with_attr("id", &self.stream_id)
-                    .with_attr("version", "1.0")
-                    .with_attr("xml:lang", "en");
-                crate::header::element_bytes(&open, "")
-            }
-        }
-    }
-
     /// Where the negotiation stands.
     pub fn phase(&self) -> Phase {
         self.phase
@@ -244,24 +213,10 @@ impl C2sResponder {
         let mut out = Vec::new();
         if !self.header_sent {
             let from = self.host.clone().unwrap_or_else(|| "localhost".to_owned());
-            out = self.header(&from);
+            out = self.framing.header(&from, &self.stream_id);
             self.header_sent = true;
         }
-        match self.framing {
-            Framing::Stream => out.extend_from_slice(&error.to_closing_bytes()),
-            Framing::WebSocket => {
-                // RFC 7395 "Stream Errors": the error, with its prefix declared, then `<close/>`.
-                // Written with the `stream:` prefix, which clients match by name.
-                out.extend_from_slice(b"<stream:error xmlns:stream=\"");
-                out.extend_from_slice(ns::STREAM.as_bytes());
-                out.extend_from_slice(b"\">");
-                for child in error.to_element().children() {
-                    child.write_to(&mut out, ns::STREAM);
-                }
-                out.extend_from_slice(b"</stream:error>");
-                out.extend_from_slice(&close_bytes());
-            }
-        }
+        out.extend_from_slice(&self.framing.closing(error));
         self.phase = Phase::Closed;
         out
     }
@@ -306,7 +261,7 @@ impl C2sResponder {
         }
         // Our header goes out before any setup error (RFC 6120 §4.9.1.2).
         let from = self.host.clone().unwrap_or_else(|| "localhost".to_owned());
-        out.push(C2sOutput::Send(self.header(&from)));
+        out.push(C2sOutput::Send(self.framing.header(&from, &self.stream_id)));
         self.header_sent = true;
         if header.default_ns.as_deref() != Some(ns::CLIENT) {
             return self.close(
@@ -595,11 +550,6 @@ mod bound;
 mod register;
 
 use bound::iq_error;
-
-/// RFC 7395 "Closing the Connection": the end of a stream over WebSocket.
-pub fn close_bytes() -> Vec<u8> {
-    crate::header::element_bytes(&Element::new("close", ns::FRAMING), "")
-}
 
 #[cfg(test)]
 #[path = "c2s_tests.rs"]

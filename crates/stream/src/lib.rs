@@ -7,8 +7,10 @@
 pub mod c2s;
 pub mod component;
 pub mod dialback;
+pub mod framing;
 pub mod header;
 pub mod s2s;
 pub mod sasl;
 
-pub use c2s::{C2sOutput, C2sPolicy, C2sResponder, Framing, Phase};
+pub use c2s::{C2sOutput, C2sPolicy, C2sResponder, Phase};
+pub use framing::Framing;

@@ -353,7 +353,7 @@ impl Conn {
                     return Some(End::Closed);
                 }
                 StreamAction::PeerClosed => {
-                    push_messages(&mut out, &xmppd_stream::c2s::close_bytes());
+                    push_messages(&mut out, &xmppd_stream::framing::close_bytes());
                     frame::close(&mut out, code::NORMAL);
                     self.write(&out).await;
                     return Some(End::Closed);
