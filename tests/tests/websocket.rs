@@ -433,3 +433,27 @@ async fn behind_a_trusted_tls_proxy_plain_http_carries_the_websocket() -> anyhow
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_websocket_keeps_its_place_in_the_listeners_connection_limit() -> anyhow::Result<()> {
+    let (server, addr) = server(|c| c.http.max_connections = 1).await?;
+    let mut ws = login(&server, addr, "alice", "only").await?;
+    // The upgrade ended the HTTP exchange, not the connection: a second one waits.
+    let io = ws::tls(&server, addr, "localhost");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), io)
+            .await
+            .is_err(),
+        "a second connection must wait while the WebSocket runs"
+    );
+    send(&mut ws, &format!("<close xmlns='{FRAMING}'/>")).await?;
+    recv_el(&mut ws).await?;
+    drop(ws);
+    let io =
+        tokio::time::timeout(Duration::from_secs(5), ws::tls(&server, addr, "localhost")).await??;
+    let (status, _, _) =
+        ws::http_request(io, "GET", "localhost", "/.well-known/host-meta", &[]).await?;
+    assert_eq!(status, 200);
+    server.stop().await;
+    Ok(())
+}

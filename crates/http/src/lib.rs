@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info_span};
@@ -113,9 +113,9 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The TLS connection's channel-binding data (none for plain HTTP).
     pub channel_binding: ChannelBindingData,
-    /// The connection's place in its address's budget, held by whatever outlives the
-    /// connection (an upgraded WebSocket) as long as it runs.
-    _guard: Option<ConnectionGuard>,
+    /// The connection's places in the listener's and its address's budgets, held by whatever
+    /// outlives the HTTP connection (an upgraded WebSocket) as long as it runs.
+    _slots: (OwnedSemaphorePermit, Option<ConnectionGuard>),
 }
 
 /// Accepts connections until `shutdown` is cancelled.
@@ -150,13 +150,9 @@ pub async fn serve(listener: TcpListener, kind: HttpKind, ctx: Arc<HttpContext>)
         let span = info_span!("http", conn = n, %peer);
         let ctx2 = ctx.clone();
         let router = router.clone();
-        ctx.tracker.spawn(
-            async move {
-                connection(socket, peer, kind, guard, ctx2, router).await;
-                drop(permit);
-            }
-            .instrument(span),
-        );
+        let slots = (permit, guard);
+        ctx.tracker
+            .spawn(connection(socket, peer, kind, slots, ctx2, router).instrument(span));
     }
 }
 
@@ -166,7 +162,7 @@ async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
     kind: HttpKind,
-    guard: Option<ConnectionGuard>,
+    slots: (OwnedSemaphorePermit, Option<ConnectionGuard>),
     ctx: Arc<HttpContext>,
     router: axum::Router,
 ) {
@@ -177,7 +173,7 @@ async fn connection(
                 peer,
                 tls: false,
                 channel_binding: ChannelBindingData::none(),
-                _guard: guard,
+                _slots: slots,
             };
             serve_http(TokioIo::new(socket), info, &ctx, router).await;
         }
@@ -192,7 +188,7 @@ async fn connection(
                 peer,
                 tls: true,
                 channel_binding,
-                _guard: guard,
+                _slots: slots,
             };
             serve_http(TokioIo::new(tls), info, &ctx, router).await;
         }
