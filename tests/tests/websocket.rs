@@ -329,7 +329,6 @@ async fn a_host_without_websocket_is_unknown_there() -> anyhow::Result<()> {
     let mut ws = ws::connect(&server, addr).await?;
     let (open_el, _) = open(&mut ws, "localhost").await?;
     assert_eq!(open_el.attr("from"), Some("localhost"));
-    let _ = STREAM;
     server.stop().await;
     Ok(())
 }
@@ -455,5 +454,19 @@ async fn a_websocket_keeps_its_place_in_the_listeners_connection_limit() -> anyh
         ws::http_request(io, "GET", "localhost", "/.well-known/host-meta", &[]).await?;
     assert_eq!(status, 200);
     server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_shutdown_is_a_system_shutdown_then_going_away() -> anyhow::Result<()> {
+    let (server, addr) = server(|_| {}).await?;
+    let mut ws = login(&server, addr, "alice", "down").await?;
+    let stopping = tokio::spawn(server.stop());
+    let error = expect(&mut ws, "a stream error", |e| e.is("error", STREAM)).await?;
+    assert!(error.has_child("system-shutdown", ws::STREAMS), "{error}");
+    assert!(recv_el(&mut ws).await?.is("close", FRAMING));
+    assert!(matches!(recv(&mut ws).await?, Received::Closed(Some(1001))));
+    drop(ws);
+    stopping.await?;
     Ok(())
 }

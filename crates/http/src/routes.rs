@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +41,11 @@ pub(crate) fn router(ctx: Arc<HttpContext>) -> Router {
         )
         .route(&ws_path, get(crate::ws::upgrade))
         .fallback(not_found)
+        // Bodies sent without a length are cut off at the same limit by the extractors that
+        // read them (BOSH, upload).
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(ctx.settings.max_body_bytes).unwrap_or(usize::MAX),
+        ))
         .layer(middleware::from_fn_with_state(ctx.clone(), admit))
         .with_state(ctx)
 }

@@ -367,10 +367,15 @@ impl Conn {
     }
 
     async fn close_with(&mut self, error: StreamError) -> End {
+        let close_code = if error.condition == Cond::SystemShutdown {
+            code::GOING_AWAY
+        } else {
+            code::NORMAL
+        };
         let bytes = self.stream.error_bytes(&error);
         let mut out = Vec::new();
         push_messages(&mut out, &bytes);
-        frame::close(&mut out, code::NORMAL);
+        frame::close(&mut out, close_code);
         self.write(&out).await;
         End::Closed
     }
