@@ -210,7 +210,7 @@ impl Conn {
                 self.last_read = Instant::now();
                 self.arm_keepalive();
                 if shutdown.is_cancelled() {
-                    return self.close_with(system_shutdown()).await;
+                    return Box::pin(self.close_with(system_shutdown())).await;
                 }
             }
             let signal = self.stream.session().map(|s| s.signal());
@@ -231,16 +231,18 @@ impl Conn {
                 }
             };
             let end = match input {
-                Input::Shutdown => Some(self.close_with(system_shutdown()).await),
-                Input::Timer if self.bound => self.keepalive().await,
+                // Each handler is boxed: inline, the largest of them would size the task of
+                // every idle connection.
+                Input::Shutdown => Some(Box::pin(self.close_with(system_shutdown())).await),
+                Input::Timer if self.bound => Box::pin(self.keepalive()).await,
                 Input::Timer => {
                     let e = StreamError::with_text(
                         Cond::ConnectionTimeout,
                         "authentication and resource binding took too long",
                     );
-                    Some(self.close_with(e).await)
+                    Some(Box::pin(self.close_with(e)).await)
                 }
-                Input::Queue => self.on_queue().await,
+                Input::Queue => Box::pin(self.on_queue()).await,
                 Input::Read(Ok(0)) => {
                     debug!("peer closed the connection");
                     Some(End::Lost)
@@ -250,7 +252,7 @@ impl Conn {
                     self.probe_at = None;
                     Box::pin(self.on_frames(&mut frames)).await
                 }
-                Input::Read(Err(e)) => Some(self.on_read_error(e).await),
+                Input::Read(Err(e)) => Some(Box::pin(self.on_read_error(e)).await),
             };
             if let Some(end) = end {
                 return end;
