@@ -291,3 +291,21 @@ async fn the_legacy_pep_node_follows_and_is_taken_in() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// The modules built on PEP cannot run without it: the server refuses to start and says why.
+#[tokio::test]
+async fn bookmarks_without_pep_is_a_configuration_error() -> anyhow::Result<()> {
+    for module in ["bookmarks", "vcard_conversion"] {
+        let started = TestServer::start_with(|config: &mut xmppd::config::Config| {
+            let modules = ["im", "disco", "private", "vcard", module];
+            config.modules = Some(modules.iter().map(|m| (*m).to_owned()).collect());
+        })
+        .await;
+        let Err(e) = started else {
+            anyhow::bail!("{module} started without pep");
+        };
+        let text = format!("{e:#}");
+        assert!(text.contains(module) && text.contains("\"pep\""), "{text}");
+    }
+    Ok(())
+}
