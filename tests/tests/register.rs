@@ -202,28 +202,23 @@ async fn a_user_changes_the_password_and_logs_in_with_it() -> anyhow::Result<()>
             "<iq type='set' to='localhost' id='{id}'><query xmlns='{NS_REGISTER}'>{body}</query></iq>"
         )
     };
-    alice
-        .send(&change(
+    for (id, body, condition) in [
+        (
             "c1",
             "<username>bob</username><password>new-pass</password>",
-        ))
-        .await?;
-    expect_error(&mut alice, "iq", "c1", "localhost", "not-authorized").await?;
-    alice
-        .send(&change("c2", "<password>new-pass</password>"))
-        .await?;
-    expect_error(&mut alice, "iq", "c2", "localhost", "bad-request").await?;
-    alice
-        .send(&change("c3", "<username>alice</username><password/>"))
-        .await?;
-    expect_error(&mut alice, "iq", "c3", "localhost", "bad-request").await?;
-    alice
-        .send(&change(
+            "not-authorized",
+        ),
+        ("c2", "<password>new-pass</password>", "bad-request"),
+        ("c3", "<username>alice</username><password/>", "bad-request"),
+        (
             "c4",
             "<username>alice</username><password>short</password>",
-        ))
-        .await?;
-    expect_error(&mut alice, "iq", "c4", "localhost", "not-acceptable").await?;
+            "not-acceptable",
+        ),
+    ] {
+        alice.send(&change(id, body)).await?;
+        expect_error(&mut alice, "iq", id, "localhost", condition).await?;
+    }
     // Another account's registration is not alice's to change.
     alice
         .send(&format!(
