@@ -219,6 +219,18 @@ async fn private_xml_and_xep_0402_clients_see_the_same_rooms() -> anyhow::Result
         "{garden}"
     );
 
+    // A room without a valid JID is refused, and nothing changes.
+    let bad = "<storage xmlns='storage:bookmarks'><conference name='No room'/></storage>";
+    let iq = format!("<iq type='set' id='s3'><query xmlns='jabber:iq:private'>{bad}</query></iq>");
+    let answer = request(&mut legacy, &[], "s3", &iq).await?;
+    assert_eq!(
+        conditions(&answer).0.as_deref(),
+        Some("bad-request"),
+        "{answer}"
+    );
+    let rooms = modern_rooms(&mut modern).await?;
+    assert_eq!(rooms.len(), 2);
+
     // Bookmarks are alice's alone.
     let mut bob = server.login("bob", &password("bob"), "desk").await?;
     let answer = fetch(&mut bob, &[], ALICE, NODE, None, &[]).await?;

@@ -220,12 +220,17 @@ impl Bookmarks {
         owner: &BareJid,
         storage: &Element,
     ) -> Result<(), StanzaError> {
-        let existing = self.conferences(owner).await?;
-        let wanted: Vec<Conference> = storage
+        // Checked whole before anything changes: a room without a valid JID is refused.
+        let wanted = storage
             .children()
             .filter(|c| c.is("conference", LEGACY))
-            .filter_map(Conference::from_legacy)
-            .collect();
+            .map(|c| {
+                Conference::from_legacy(c).ok_or_else(|| {
+                    StanzaError::bad_request("a bookmarked conference needs a valid room JID")
+                })
+            })
+            .collect::<Result<Vec<Conference>, StanzaError>>()?;
+        let existing = self.conferences(owner).await?;
         let form = options(NODE);
         for w in &wanted {
             let old = existing.iter().find(|e| e.jid == w.jid);
