@@ -18,6 +18,7 @@ pub mod extdisco;
 pub mod forwarded;
 pub mod host_meta;
 pub mod mam;
+pub mod muc;
 pub mod ns;
 pub mod payload;
 pub mod private;

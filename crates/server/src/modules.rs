@@ -14,6 +14,7 @@ use xmppd_modules::{
     RegisterSettings, Time, VCardObservers, VCardSettings, VCardStore, VCards, Version,
     VersionSettings,
 };
+use xmppd_muc::{Muc, MucSettings};
 use xmppd_pep::bookmarks::Bookmarks;
 use xmppd_pep::vcard_conversion::VCardConversion;
 use xmppd_pep::{PepHandle, PepModule, PepObservers, PepSettings};
@@ -135,6 +136,10 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
             xmppd_modules::mam::KEY_STORE,
         ];
         Mam::new(&ctx.storage(&stores)?, s)
+    })?;
+    // XEP-0045 rooms on `conference.<host>`, with their archives (XEP-0313).
+    b.module("muc", |s: MucSettings, ctx| {
+        Muc::new(&ctx.storage(xmppd_muc::STORES)?, s, ctx.hosts().to_vec())
     })?;
     Ok(())
 }

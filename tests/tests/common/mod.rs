@@ -7,6 +7,7 @@ pub mod component;
 pub mod echo;
 pub mod federation;
 pub mod mam;
+pub mod muc;
 pub mod pep;
 pub mod ws;
 

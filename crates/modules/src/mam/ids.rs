@@ -25,7 +25,7 @@ const ROUNDS: u8 = 4;
 
 /// One host's permutation.
 #[derive(Clone)]
-pub(crate) struct IdCipher {
+pub struct IdCipher {
     key: [u8; 32],
 }
 
@@ -63,13 +63,13 @@ impl IdCipher {
     }
 
     /// The public id of a store id (which is decimal by the storage contract).
-    pub(crate) fn encode(&self, store_id: &str) -> String {
+    pub fn encode(&self, store_id: &str) -> String {
         let n: u64 = store_id.parse().unwrap_or(0);
         format!("{:016x}", self.permute(n))
     }
 
     /// The store id of a public id; `None` for anything this server did not hand out.
-    pub(crate) fn decode(&self, public: &str) -> Option<String> {
+    pub fn decode(&self, public: &str) -> Option<String> {
         if public.len() != 16
             || !public
                 .bytes()
@@ -83,14 +83,15 @@ impl IdCipher {
     }
 }
 
-/// The ciphers of the hosts, loaded on first use.
-pub(crate) struct IdKeys {
+/// The ciphers of the hosts (or MUC service domains), loaded on first use.
+pub struct IdKeys {
     keyval: Arc<dyn KeyVal>,
     hosts: DashMap<String, Arc<OnceCell<IdCipher>>>,
 }
 
 impl IdKeys {
-    pub(crate) fn new(keyval: Arc<dyn KeyVal>) -> Self {
+    /// Keys kept in `keyval` (store [`KEY_STORE`], one per host, user empty).
+    pub fn new(keyval: Arc<dyn KeyVal>) -> Self {
         IdKeys {
             keyval,
             hosts: DashMap::new(),
@@ -98,7 +99,7 @@ impl IdKeys {
     }
 
     /// The cipher of `host`, creating its key if it has none yet.
-    pub(crate) async fn cipher(&self, host: &str) -> StorageResult<IdCipher> {
+    pub async fn cipher(&self, host: &str) -> StorageResult<IdCipher> {
         let cell = self.hosts.entry(host.to_owned()).or_default().clone();
         cell.get_or_try_init(|| self.load(host)).await.cloned()
     }

@@ -94,10 +94,10 @@ use xmppd_proto::mam::{DefaultPolicy, EXTENDED};
 use xmppd_proto::stanza_id::StanzaId;
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 
-use ids::IdKeys;
-pub use ids::KEY_STORE;
+pub use ids::{IdCipher, IdKeys, KEY_STORE};
 use prefs::PrefsStore;
-use writer::Writer;
+pub use query::{ArchiveView, Page, QueryError};
+pub use writer::Writer;
 
 /// The Archive store of the messages.
 pub const STORE: &str = "mam";

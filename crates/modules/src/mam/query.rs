@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use jid::{BareJid, FullJid, Jid};
 use tracing::warn;
 use xmppd_core::router::client_bytes;
-use xmppd_core::storage::{ArchiveQuery, ArchiveRecord, StorageError};
+use xmppd_core::storage::{ArchiveQuery, ArchiveRecord, ArchiveStore, StorageError};
 use xmppd_core::{IqHandler, IqRequest, Outbound};
 use xmppd_im::parse_stored;
 use xmppd_proto::data_form::{DataForm, FORM_TYPE};
@@ -37,6 +37,7 @@ use xmppd_proto::rsm::{Before, SetResult};
 use xmppd_proto::{DefinedCondition, ErrorType, Stanza, StanzaError, StanzaKind, ns};
 use xmppd_xml::Element;
 
+use super::ids::IdCipher;
 use super::{Inner, STORE, now_us, owner, time_of};
 
 /// Most ids one `ids` field may name.
@@ -44,7 +45,7 @@ const MAX_IDS: usize = 1000;
 
 /// Why a query is refused.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum QueryError {
+pub enum QueryError {
     /// Someone else's archive (§9.1).
     #[error("only the account itself may use its archive")]
     Forbidden,
@@ -222,9 +223,11 @@ impl IqHandler for QueryHandler {
 }
 
 /// A selected page: the results in the order they are sent, and the `<fin/>`.
-pub(crate) struct Page {
-    pub(crate) results: Vec<ArchivedResult>,
-    pub(crate) fin: Fin,
+pub struct Page {
+    /// The results, in the order they are sent.
+    pub results: Vec<ArchivedResult>,
+    /// The `<fin/>`.
+    pub fin: Fin,
 }
 
 /// The `<message/>` carrying one result, from the archive (the user's bare JID) to the
@@ -249,9 +252,13 @@ fn result_message(user: &BareJid, to: &FullJid, result: ArchivedResult) -> Outbo
 /// One stored record as a result. A record that no longer parses keeps its place, id and
 /// time with an empty placeholder message (§3.2 allows placeholders), so paging stays
 /// consistent.
-fn to_result(user: &BareJid, queryid: Option<&str>, record: ArchiveRecord) -> ArchivedResult {
+fn to_result(archive: &str, queryid: Option<&str>, record: ArchiveRecord) -> ArchivedResult {
     let message = parse_stored(&record.payload).unwrap_or_else(|| {
-        warn!(%user, id = record.id, "an archived message is corrupt; sent as a placeholder");
+        warn!(
+            archive,
+            id = record.id,
+            "an archived message is corrupt; sent as a placeholder"
+        );
         Element::new("message", ns::CLIENT)
     });
     ArchivedResult {
@@ -261,26 +268,39 @@ fn to_result(user: &BareJid, queryid: Option<&str>, record: ArchiveRecord) -> Ar
     }
 }
 
-impl Inner {
-    /// The oldest time a query may see: records past retention may not be trimmed yet.
-    fn visible_from(&self) -> Option<i64> {
-        self.settings.expire_before_us(now_us())
-    }
+/// One archive as a query reads it: the user archive of an account, or a MUC room's.
+pub struct ArchiveView<'a> {
+    /// The archive shape.
+    pub archive: &'a dyn ArchiveStore,
+    /// Its `(host, user, store)`.
+    pub host: &'a str,
+    /// See `host`.
+    pub node: &'a str,
+    /// See `host`.
+    pub store: &'a str,
+    /// The public ids of this archive's host.
+    pub cipher: &'a IdCipher,
+    /// Most results in a page.
+    pub max_page: usize,
+    /// The oldest time a query may see (retention not yet swept).
+    pub visible_from: Option<i64>,
+    /// The archive's name in logs.
+    pub label: &'a str,
+}
 
+impl ArchiveView<'_> {
     /// Fails with `item-not-found` unless every id is in `user`'s archive.
-    async fn check_ids_exist(&self, user: &BareJid, ids: BTreeSet<&str>) -> Result<(), QueryError> {
+    async fn check_ids_exist(&self, ids: BTreeSet<&str>) -> Result<(), QueryError> {
         if ids.is_empty() {
             return Ok(());
         }
-        let (host, node) = owner(user);
         let probe = ArchiveQuery {
             ids: Some(ids.iter().map(|s| (*s).to_owned()).collect()),
             ..ArchiveQuery::default()
         };
         let found: BTreeSet<String> = self
-            .storage
             .archive
-            .query(host, node, STORE, &probe)
+            .query(self.host, self.node, self.store, &probe)
             .await?
             .into_iter()
             .map(|r| r.id)
@@ -292,16 +312,11 @@ impl Inner {
     }
 
     /// Selects the page `query` asks for, at most `room` results.
-    pub(crate) async fn page(
-        &self,
-        user: &BareJid,
-        query: &Query,
-        room: usize,
-    ) -> Result<Page, QueryError> {
+    pub async fn page(&self, query: &Query, room: usize) -> Result<Page, QueryError> {
         let mut filter = parse_form(query.form.as_ref())?;
         let mut set = query.set.clone().unwrap_or_default();
         // Public ids to store ids; one this server never handed out is not in the archive.
-        let cipher = self.ids.cipher(user.domain().as_str()).await?;
+        let cipher = self.cipher;
         let decode = |id: &String| {
             cipher
                 .decode(id)
@@ -326,9 +341,9 @@ impl Inner {
             referenced.insert(id);
         }
         referenced.extend(filter.ids.iter().flatten().map(String::as_str));
-        self.check_ids_exist(user, referenced).await?;
+        self.check_ids_exist(referenced).await?;
 
-        let start_us = match (filter.start_us, self.visible_from()) {
+        let start_us = match (filter.start_us, self.visible_from) {
             (Some(s), Some(v)) => Some(s.max(v)),
             (s, v) => s.or(v),
         };
@@ -342,10 +357,10 @@ impl Inner {
             ids: filter.ids,
             ..ArchiveQuery::default()
         };
-        let (host, node) = owner(user);
-        let archive = &self.storage.archive;
-        let count = archive.count_matching(host, node, STORE, &base).await?;
-        let max_page = self.settings.max_page.get();
+        let (host, node, store) = (self.host, self.node, self.store);
+        let archive = self.archive;
+        let count = archive.count_matching(host, node, store, &base).await?;
+        let max_page = self.max_page;
         let max = set.max.unwrap_or(max_page).min(max_page);
         if max == 0 {
             // RSM §2.6: only the count.
@@ -375,7 +390,7 @@ impl Inner {
             q.after_id = later(q.after_id, set.after.clone());
             q.before_id = earlier(q.before_id, rsm_before);
         }
-        let mut records = archive.query(host, node, STORE, &q).await?;
+        let mut records = archive.query(host, node, store, &q).await?;
         let complete = records.len() <= max;
         if !complete {
             if backwards {
@@ -393,7 +408,7 @@ impl Inner {
                     ..base
                 };
                 let n = archive
-                    .count_matching(host, node, STORE, &before_first)
+                    .count_matching(host, node, store, &before_first)
                     .await?;
                 Some(count_usize(n))
             }
@@ -412,7 +427,7 @@ impl Inner {
             .into_iter()
             .map(|mut r| {
                 r.id = cipher.encode(&r.id);
-                to_result(user, queryid, r)
+                to_result(self.label, queryid, r)
             })
             .collect();
         Ok(Page {
@@ -420,22 +435,68 @@ impl Inner {
             fin: Fin { complete, set },
         })
     }
+}
+
+impl Inner {
+    /// The oldest time a query may see: records past retention may not be trimmed yet.
+    fn visible_from(&self) -> Option<i64> {
+        self.settings.expire_before_us(now_us())
+    }
+
+    /// Runs `f` on the view of `user`'s archive.
+    async fn with_view<T>(
+        &self,
+        user: &BareJid,
+        f: impl AsyncFnOnce(ArchiveView<'_>) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
+        let (host, node) = owner(user);
+        let cipher = self.ids.cipher(user.domain().as_str()).await?;
+        let label = user.to_string();
+        f(ArchiveView {
+            archive: &*self.storage.archive,
+            host,
+            node,
+            store: STORE,
+            cipher: &cipher,
+            max_page: self.settings.max_page.get(),
+            visible_from: self.visible_from(),
+            label: &label,
+        })
+        .await
+    }
+
+    /// Selects the page `query` asks for in `user`'s archive, at most `room` results.
+    pub(crate) async fn page(
+        &self,
+        user: &BareJid,
+        query: &Query,
+        room: usize,
+    ) -> Result<Page, QueryError> {
+        self.with_view(user, async |view| view.page(query, room).await)
+            .await
+    }
 
     /// The archive's first and last messages (§5).
     pub(crate) async fn metadata(&self, user: &BareJid) -> Result<Metadata, QueryError> {
-        let (host, node) = owner(user);
+        self.with_view(user, async |view| view.metadata().await)
+            .await
+    }
+}
+
+impl ArchiveView<'_> {
+    /// The archive's first and last messages (§5).
+    pub async fn metadata(&self) -> Result<Metadata, QueryError> {
         let end = |reverse| ArchiveQuery {
-            start_us: self.visible_from(),
+            start_us: self.visible_from,
             limit: Some(1),
             reverse,
             ..ArchiveQuery::default()
         };
-        let archive = &self.storage.archive;
-        let first = archive.query(host, node, STORE, &end(false)).await?;
-        let last = archive.query(host, node, STORE, &end(true)).await?;
-        let cipher = self.ids.cipher(user.domain().as_str()).await?;
+        let (host, node, store) = (self.host, self.node, self.store);
+        let first = self.archive.query(host, node, store, &end(false)).await?;
+        let last = self.archive.query(host, node, store, &end(true)).await?;
         let bound = |r: &ArchiveRecord| Bound {
-            id: cipher.encode(&r.id),
+            id: self.cipher.encode(&r.id),
             timestamp: time_of(r.timestamp_us),
         };
         Ok(Metadata {

@@ -29,14 +29,14 @@ struct Job {
 }
 
 /// The handle hooks append through.
-pub(crate) struct Writer {
+pub struct Writer {
     jobs: mpsc::Sender<Job>,
 }
 
 impl Writer {
     /// Starts the writer task over `archive` (inside the tokio runtime). The task ends when
     /// the handle is dropped, after committing what was queued.
-    pub(crate) fn spawn(archive: Arc<dyn ArchiveStore>, max_batch: usize) -> Result<Self, String> {
+    pub fn spawn(archive: Arc<dyn ArchiveStore>, max_batch: usize) -> Result<Self, String> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| format!("the archive writer needs the runtime: {e}"))?;
         let (jobs, rx) = mpsc::channel(QUEUE);
@@ -45,7 +45,7 @@ impl Writer {
     }
 
     /// Appends a record; returns its id once the transaction holding it is committed.
-    pub(crate) async fn append(&self, append: ArchiveAppend) -> Result<String, ArchiveError> {
+    pub async fn append(&self, append: ArchiveAppend) -> Result<String, ArchiveError> {
         let (done, committed) = oneshot::channel();
         self.jobs
             .send(Job { append, done })

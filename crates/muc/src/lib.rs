@@ -1,0 +1,211 @@
+//! XEP-0045: Multi-User Chat — the rooms of `conference.<host>`, an in-process service on its
+//! own domain (reached from local sessions and, over federation, from other servers alike).
+//!
+//! # Rooms
+//!
+//! A room is created by the first presence that enters it (XEP-0045 §10.1), owned by its
+//! creator and **locked** until configured: an instant room by an empty form, or a reserved
+//! one by the form (§10.1.2, §10.1.3); anyone else is refused with `item-not-found`
+//! meanwhile (§7.2.11). A **temporary** room is gone when its last occupant leaves; a
+//! **persistent** one keeps its configuration, affiliations and subject in storage
+//! ([`store`]) and is loaded again on the first stanza after a restart.
+//!
+//! Each room's state is behind one lock: everything addressed to the room is handled in turn,
+//! by the task of whoever sent it, so that a sender learns the outcome (an archived message
+//! is committed before its sender's stream counts it as handled). A room is reached only by
+//! its address through the router, which is what lets the cluster place it on one node.
+//!
+//! # What goes out
+//!
+//! - **Groupchat** is reflected to every occupant, the sender included, with the sender's `id`
+//!   kept, the room's XEP-0359 `<stanza-id/>` and the sender's XEP-0421 `<occupant-id/>`
+//!   (both first stripped from what the sender wrote: forged ones never pass). It is
+//!   serialised once per room message; each occupant's copy differs only in `to`
+//!   ([`xmppd_core::Router::route_copies`]).
+//! - **Occupant presence** goes in two versions, with and without the real JID (§7.2.3:
+//!   moderators of a semi-anonymous room and everyone in a non-anonymous one see it).
+//! - **History** (§7.2.15) is kept in memory (the room's `historylength`), and loaded from the
+//!   archive when a persistent room comes back.
+//!
+//! Room archives (XEP-0313 on the room JID) use the user archive's query engine, so the same
+//! filters, paging and unpredictable ids apply.
+
+pub mod config;
+mod disco;
+mod service;
+pub mod store;
+
+mod room;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use xmppd_core::storage::Storage;
+use xmppd_core::{Module, ModuleError, Registry};
+use xmppd_modules::mam::{IdKeys, Writer};
+
+use service::MucService;
+use store::RoomStore;
+
+/// The stores the module keeps its data under.
+pub const STORES: &[&str] = &[store::ROOMS, store::ARCHIVE, store::OWNED, store::SECRET];
+
+/// Who may create rooms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CreateRooms {
+    /// Any user, from any server.
+    Anyone,
+    /// Accounts of this server.
+    Local,
+    /// Only the service's admins.
+    Admins,
+}
+
+/// `[modules.muc]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MucSettings {
+    /// The service is at `SUBDOMAIN.<host>` (default `conference`).
+    pub subdomain: String,
+    /// Who may create rooms (default `local`); others get `not-allowed` (§7.2.? table).
+    pub create_rooms: CreateRooms,
+    /// Bare JIDs that own every room of the service and may always create rooms.
+    pub admins: Vec<String>,
+    /// Most occupants in one room, whatever its configuration says (default 2000).
+    pub max_occupants: usize,
+    /// `muc#roomconfig_maxusers` of a new room (default 200).
+    pub default_max_users: usize,
+    /// Most rooms one user may own, the service's admins excepted (default 100).
+    pub max_rooms_per_user: u64,
+    /// The longest discussion history a room may keep (default 100 messages).
+    pub max_history: usize,
+    /// History length of a new room (default 20).
+    pub default_history: usize,
+    /// Largest groupchat or private message, serialised (default 65536 bytes); larger is
+    /// `policy-violation` (§16? the limits).
+    pub max_message_bytes: usize,
+    /// Longest nickname in bytes (default 256; a JID resource may be 1023).
+    pub max_nick_bytes: usize,
+    /// Messages per second one occupant may send on average (default 10).
+    pub messages_per_second: f64,
+    /// How many messages an occupant may send at once before the rate applies (default 30).
+    pub message_burst: u32,
+    /// Whether a new room archives its messages (default true).
+    pub archive_by_default: bool,
+    /// Most messages a room archive keeps, the oldest removed first (default 100000; 0: no
+    /// limit).
+    pub archive_max_messages: u64,
+    /// Most results in one archive page (default 100).
+    pub archive_max_page: usize,
+    /// Rooms listed in one disco#items page without RSM (default 100).
+    pub max_items_page: usize,
+}
+
+impl Default for MucSettings {
+    fn default() -> Self {
+        MucSettings {
+            subdomain: "conference".to_owned(),
+            create_rooms: CreateRooms::Local,
+            admins: Vec::new(),
+            max_occupants: 2000,
+            default_max_users: 200,
+            max_rooms_per_user: 100,
+            max_history: 100,
+            default_history: 20,
+            max_message_bytes: 65_536,
+            max_nick_bytes: 256,
+            messages_per_second: 10.0,
+            message_burst: 30,
+            archive_by_default: true,
+            archive_max_messages: 100_000,
+            archive_max_page: 100,
+            max_items_page: 100,
+        }
+    }
+}
+
+/// What the rooms of every service share.
+pub(crate) struct Shared {
+    pub(crate) settings: MucSettings,
+    pub(crate) admins: Vec<jid::BareJid>,
+    pub(crate) store: RoomStore,
+    pub(crate) writer: Writer,
+    pub(crate) ids: IdKeys,
+    /// The hosts served here (for `create_rooms = "local"`).
+    pub(crate) hosts: Vec<String>,
+}
+
+/// The MUC module: one service per host.
+pub struct Muc {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Muc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Muc")
+            .field("settings", &self.shared.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Muc {
+    /// The module for `hosts` over `storage` (claimed as [`STORES`]); starts the archive
+    /// writer, so it must be called inside the tokio runtime.
+    pub fn new(
+        storage: &Storage,
+        settings: MucSettings,
+        hosts: Vec<String>,
+    ) -> Result<Self, ModuleError> {
+        let invalid = |message: String| ModuleError::Invalid {
+            module: "muc".to_owned(),
+            message,
+        };
+        let mut admins = Vec::with_capacity(settings.admins.len());
+        for a in &settings.admins {
+            let jid = jid::BareJid::new(a)
+                .map_err(|e| invalid(format!("admins: '{a}' is not a bare JID: {e}")))?;
+            admins.push(jid);
+        }
+        if settings.subdomain.is_empty() || settings.subdomain.contains(['.', '@', '/']) {
+            return Err(invalid(format!(
+                "subdomain '{}' must be one DNS label (\"conference\")",
+                settings.subdomain
+            )));
+        }
+        if settings.max_occupants == 0 || settings.archive_max_page == 0 {
+            return Err(invalid(
+                "max_occupants and archive_max_page must be at least 1".to_owned(),
+            ));
+        }
+        if settings.messages_per_second.is_nan()
+            || settings.messages_per_second <= 0.0
+            || settings.message_burst == 0
+        {
+            return Err(invalid(
+                "messages_per_second and message_burst must be above 0".to_owned(),
+            ));
+        }
+        let writer = Writer::spawn(storage.archive.clone(), 256).map_err(invalid)?;
+        Ok(Muc {
+            shared: Arc::new(Shared {
+                admins,
+                store: RoomStore::new(storage),
+                writer,
+                ids: IdKeys::new(storage.keyval.clone()),
+                settings,
+                hosts,
+            }),
+        })
+    }
+}
+
+impl Module for Muc {
+    fn register(self: Arc<Self>, registry: &mut Registry) {
+        for host in &self.shared.hosts {
+            let domain = format!("{}.{host}", self.shared.settings.subdomain);
+            let service = MucService::new(domain.clone(), self.shared.clone());
+            registry.service(host, &domain, Arc::new(service));
+        }
+    }
+}
