@@ -278,3 +278,84 @@ async fn a_persistent_room_survives_a_restart() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// Two resources of one account under one nickname: both get the room's traffic and the
+/// private messages to that nickname; a private message one of them sends is carbon-copied to
+/// the account's other resources (XEP-0280 §6.1), one it receives is not (the room reached
+/// them all itself). When one resource leaves, the occupant stays.
+#[tokio::test]
+async fn several_resources_share_one_nickname() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    create_instant(&mut alice, ROOM, "Alice").await?;
+    let mut phone = online(&server, "bob", "phone", 0).await?;
+    let mut laptop = online(&server, "bob", "laptop", 0).await?;
+    expect_presence(&mut phone, "bob@localhost/laptop", None).await?;
+    let carbons = "<enable xmlns='urn:xmpp:carbons:2'/>";
+    for client in [&mut phone, &mut laptop] {
+        let answer = iq(client, "bob@localhost", "set", carbons).await?;
+        assert_eq!(answer.attr("type"), Some("result"), "{answer}");
+    }
+    enter(&mut phone, ROOM, "Bob", "").await?;
+    expect_presence_from(&mut alice, "coven@conference.localhost/Bob").await?;
+    let entry = enter(&mut laptop, ROOM, "Bob", "").await?;
+    assert_eq!(item(own_presence(&entry)?).unwrap().1, "participant");
+    // Alice saw no second arrival.
+    say(&mut alice, ROOM, "a1", "to all").await?;
+    let next = collect_until(&mut alice, "her own message", 10, |e| body(e).is_some()).await?;
+    assert_eq!(next.len(), 1, "a second resource was announced: {next:?}");
+    for client in [&mut phone, &mut laptop] {
+        expect_groupchat(client, "coven@conference.localhost/Alice", "to all").await?;
+    }
+    alice
+        .send(&format!(
+            "<message to='{ROOM}/Bob' type='chat'><body>to bob</body></message>"
+        ))
+        .await?;
+    for client in [&mut phone, &mut laptop] {
+        let pm = collect_until(client, "the private message", 10, |e| {
+            body(e).as_deref() == Some("to bob")
+        })
+        .await?;
+        let pm = pm.last().unwrap();
+        assert_eq!(
+            pm.attr("from"),
+            Some("coven@conference.localhost/Alice"),
+            "not a carbon: {pm}"
+        );
+    }
+    phone
+        .send(&format!(
+            "<message to='{ROOM}/Alice' type='chat'><body>to alice</body><x xmlns='{MUC_USER}'/></message>"
+        ))
+        .await?;
+    let copy = collect_until(&mut laptop, "the sent carbon", 10, |e| {
+        e.child("sent", "urn:xmpp:carbons:2").is_some()
+    })
+    .await?;
+    assert!(copy.last().unwrap().to_string().contains("to alice"));
+    let pm = collect_until(&mut alice, "Bob's private message", 10, |e| {
+        body(e).as_deref() == Some("to alice")
+    })
+    .await?;
+    assert_eq!(
+        pm.last().unwrap().attr("from"),
+        Some("coven@conference.localhost/Bob")
+    );
+    // One resource leaves; Bob is still in.
+    laptop
+        .send(&format!("<presence to='{ROOM}/Bob' type='unavailable'/>"))
+        .await?;
+    let left = expect_presence_from(&mut laptop, "coven@conference.localhost/Bob").await?;
+    assert_eq!(codes(&left), [110]);
+    alice.expect_silence(SILENCE).await?;
+    say(&mut alice, ROOM, "a2", "still there?").await?;
+    expect_groupchat(
+        &mut phone,
+        "coven@conference.localhost/Alice",
+        "still there?",
+    )
+    .await?;
+    server.stop().await;
+    Ok(())
+}

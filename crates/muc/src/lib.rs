@@ -96,6 +96,9 @@ pub struct MucSettings {
     /// Most messages a room archive keeps, the oldest removed first (default 100000; 0: no
     /// limit).
     pub archive_max_messages: u64,
+    /// Days a room archive keeps a message (default 0: no limit); older ones are removed as
+    /// the room archives new ones, and no query sees them meanwhile.
+    pub archive_retention_days: u32,
     /// Most results in one archive page (default 100).
     pub archive_max_page: usize,
     /// Rooms listed in one disco#items page without RSM (default 100).
@@ -119,10 +122,26 @@ impl Default for MucSettings {
             message_burst: 30,
             archive_by_default: true,
             archive_max_messages: 100_000,
+            archive_retention_days: 0,
             archive_max_page: 100,
             max_items_page: 100,
         }
     }
+}
+
+impl MucSettings {
+    /// Archived messages older than this (µs since the epoch) are expired, if retention is on.
+    pub(crate) fn expire_before_us(&self, now_us: i64) -> Option<i64> {
+        (self.archive_retention_days > 0)
+            .then(|| now_us.saturating_sub(i64::from(self.archive_retention_days) * 86_400_000_000))
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// What the rooms of every service share.
@@ -207,5 +226,65 @@ impl Module for Muc {
             let service = MucService::new(domain.clone(), self.shared.clone());
             registry.service(host, &domain, Arc::new(service));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_expires_what_is_older_than_the_days_kept() {
+        let mut s = MucSettings::default();
+        assert_eq!(s.expire_before_us(1_000_000_000_000), None);
+        s.archive_retention_days = 2;
+        assert_eq!(
+            s.expire_before_us(1_000_000_000_000),
+            Some(1_000_000_000_000 - 2 * 86_400_000_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_refused_with_their_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = xmppd_storage::StorageConfig::Sqlite {
+            path: dir.path().join("muc.db"),
+        };
+        let storage = xmppd_storage::open(&config).await.expect("storage");
+        let hosts = vec!["localhost".to_owned()];
+        for (settings, named) in [
+            (
+                MucSettings {
+                    subdomain: "a.b".into(),
+                    ..MucSettings::default()
+                },
+                "subdomain",
+            ),
+            (
+                MucSettings {
+                    admins: vec!["@@".into()],
+                    ..MucSettings::default()
+                },
+                "admins",
+            ),
+            (
+                MucSettings {
+                    max_occupants: 0,
+                    ..MucSettings::default()
+                },
+                "max_occupants",
+            ),
+            (
+                MucSettings {
+                    messages_per_second: f64::NAN,
+                    ..MucSettings::default()
+                },
+                "messages_per_second",
+            ),
+        ] {
+            let e = Muc::new(&storage, settings, hosts.clone()).expect_err(named);
+            assert!(e.to_string().contains(named), "{e}");
+        }
+        assert!(Muc::new(&storage, MucSettings::default(), hosts).is_ok());
     }
 }

@@ -52,6 +52,16 @@ pub async fn two_servers_with(
     extra_on_a: Option<ExtraModules>,
     more_domains_of_a: &[&str],
 ) -> anyhow::Result<(TestPki, TestServer, TestServer)> {
+    two_servers_routing(auth, extra_on_a, more_domains_of_a, &[]).await
+}
+
+/// [`two_servers_with`], with b.test's services routed from a.test too.
+pub async fn two_servers_routing(
+    auth: Auth,
+    extra_on_a: Option<ExtraModules>,
+    more_domains_of_a: &[&str],
+    more_domains_of_b: &[&str],
+) -> anyhow::Result<(TestPki, TestServer, TestServer)> {
     let pki = TestPki::new(&[A, B])?;
     let a_addr = free_port([127, 0, 0, 1])?;
     let b_addr = free_port([127, 0, 0, 2])?;
@@ -65,7 +75,12 @@ pub async fn two_servers_with(
         &pki,
         a_addr,
         trust,
-        |c| configure(c, B, b_addr),
+        |c| {
+            configure(c, B, b_addr);
+            for domain in more_domains_of_b {
+                route_to(c, domain, b_addr);
+            }
+        },
         extra_on_a,
     )
     .await?;

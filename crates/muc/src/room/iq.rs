@@ -305,7 +305,7 @@ impl Room {
             store: crate::store::ARCHIVE,
             cipher,
             max_page: ctx.shared.settings.archive_max_page,
-            visible_from: None,
+            visible_from: ctx.shared.settings.expire_before_us(crate::now_us()),
             label: self.jid.as_str(),
         }
     }

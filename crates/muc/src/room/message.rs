@@ -1,7 +1,7 @@
 //! Messages: to all occupants (XEP-0045 §7.4), the subject (§8.1), private messages (§7.5),
 //! mediated invitations and declines (§7.8.2), and voice requests (§7.13, §8.6).
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use jid::{FullJid, Jid};
 use xmppd_core::storage::NewArchiveRecord;
@@ -16,12 +16,6 @@ use crate::config::AllowPm;
 
 fn refuse(condition: DefinedCondition, text: &str) -> StanzaError {
     StanzaError::new(condition).with_text(text)
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// A random id for a message the room does not archive.
@@ -217,7 +211,7 @@ impl Room {
             store: crate::store::ARCHIVE.to_owned(),
             record: NewArchiveRecord {
                 with: from.to_string(),
-                timestamp_us: now_us(),
+                timestamp_us: crate::now_us(),
                 payload: message.to_bytes(),
             },
             keep_last: (max > 0).then_some(max),
