@@ -224,6 +224,16 @@ async fn a_persistent_room_survives_a_restart() -> anyhow::Result<()> {
     let server = server.restart().await?;
     let mut bob = online(&server, "bob", "phone", 0).await?;
     let mut carol = online(&server, "carol", "pc", 0).await?;
+    // Listed from storage before anyone brings the room back.
+    let items = iq(
+        &mut carol,
+        SERVICE,
+        "get",
+        "<query xmlns='http://jabber.org/protocol/disco#items'/>",
+    )
+    .await?;
+    let text = items.to_string();
+    assert!(text.contains(ROOM) && text.contains("The Coven"), "{items}");
     let entry = enter(&mut bob, ROOM, "Bob", "").await?;
     let own = own_presence(&entry)?;
     assert_eq!(item(own).unwrap().0, "member", "{own}");

@@ -6,7 +6,7 @@
 //! sorted by JID; hidden rooms and rooms still locked are left out. The RSM UIDs are the room
 //! JIDs, so paging stays consistent while rooms come and go.
 
-use jid::{BareJid, Jid};
+use jid::Jid;
 use xmppd_core::Router;
 use xmppd_proto::disco::{DiscoInfoResult, DiscoItem, DiscoItemsResult, Identity};
 use xmppd_proto::muc;
@@ -59,12 +59,23 @@ impl MucService {
         .to_element()
     }
 
-    /// The public rooms, `(JID, name)`, sorted by JID.
+    /// The public rooms, `(JID, name)`, sorted by JID: the stored directory of persistent
+    /// rooms, with the rooms in memory as they are now (temporary ones, and any change not
+    /// yet stored).
     async fn public_rooms(&self) -> Result<Vec<(String, String)>, StanzaError> {
-        let mut names = self.shared.store.rooms(&self.domain).await.map_err(|e| {
-            tracing::warn!(error = %e, "the rooms could not be listed");
-            StanzaError::new(DefinedCondition::InternalServerError)
-        })?;
+        let stored = self
+            .shared
+            .store
+            .directory(&self.domain)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "the rooms could not be listed");
+                StanzaError::new(DefinedCondition::InternalServerError)
+            })?;
+        let mut rooms: std::collections::BTreeMap<String, Option<String>> = stored
+            .into_iter()
+            .map(|(n, display)| (n, Some(display)))
+            .collect();
         let live: Vec<(String, crate::service::RoomRef)> = self
             .rooms
             .lock()
@@ -72,34 +83,14 @@ impl MucService {
             .iter()
             .map(|(n, r)| (n.clone(), r.clone()))
             .collect();
-        for (n, _) in &live {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
+        for (name, room) in live {
+            let room = room.lock().await;
+            rooms.insert(name, listed(&room));
         }
-        names.sort();
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let Ok(jid) = BareJid::new(&format!("{name}@{}", self.domain)) else {
-                continue;
-            };
-            let entry = match live.iter().find(|(n, _)| *n == name) {
-                Some((_, room)) => {
-                    let room = room.lock().await;
-                    listed(&room)
-                }
-                None => match self.shared.store.load(&jid).await {
-                    Ok(Some(stored)) => {
-                        (stored.config.public).then(|| display_name(&stored.config.name, &name))
-                    }
-                    _ => None,
-                },
-            };
-            if let Some(display) = entry {
-                out.push((jid.to_string(), display));
-            }
-        }
-        Ok(out)
+        Ok(rooms
+            .into_iter()
+            .filter_map(|(name, display)| Some((format!("{name}@{}", self.domain), display?)))
+            .collect())
     }
 
     /// disco#items: one page of the public rooms.

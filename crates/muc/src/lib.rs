@@ -48,7 +48,13 @@ use service::MucService;
 use store::RoomStore;
 
 /// The stores the module keeps its data under.
-pub const STORES: &[&str] = &[store::ROOMS, store::ARCHIVE, store::OWNED, store::SECRET];
+pub const STORES: &[&str] = &[
+    store::ROOMS,
+    store::ARCHIVE,
+    store::OWNED,
+    store::SECRET,
+    store::DIRECTORY,
+];
 
 /// Who may create rooms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

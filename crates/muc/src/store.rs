@@ -8,7 +8,9 @@
 //! - Map `muc_owned` under each user's own host and name: the rooms the user created and
 //!   still owns (key: the room JID), for the per-user room limit (XEP-0045 §17.? security
 //!   "limiting the number of rooms that any given non-administrative user can own");
-//! - KeyVal `muc_secret` under the service's domain: the key occupant ids are derived from.
+//! - KeyVal `muc_secret` under the service's domain: the key occupant ids are derived from;
+//! - Map `muc_directory` under the service's domain: the public persistent rooms and their
+//!   names, for disco#items.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +33,9 @@ pub const ARCHIVE: &str = "muc_archive";
 pub const OWNED: &str = "muc_owned";
 /// The occupant-id key.
 pub const SECRET: &str = "muc_secret";
+/// The public persistent rooms of a service (key: the room's localpart, value: its name),
+/// so that listing thousands of rooms is one read.
+pub const DIRECTORY: &str = "muc_directory";
 
 /// One user's standing in a room, with the nickname reserved for them (§7.10).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,28 +129,45 @@ impl RoomStore {
         }
     }
 
-    /// Stores the room.
+    /// Stores the room, and its directory entry if it is public.
     pub async fn save(&self, room: &BareJid, stored: &StoredRoom) -> StorageResult<()> {
         let (host, name) = parts(room);
         let bytes = serde_json::to_vec(stored).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        self.keyval.put(host, name, ROOMS, &bytes).await
+        self.keyval.put(host, name, ROOMS, &bytes).await?;
+        if stored.config.public {
+            let display = if stored.config.name.is_empty() {
+                name
+            } else {
+                stored.config.name.as_str()
+            };
+            self.map
+                .put(host, "", DIRECTORY, name, display.as_bytes())
+                .await
+        } else {
+            self.map.delete(host, "", DIRECTORY, name).await.map(drop)
+        }
+    }
+
+    /// The public persistent rooms of a service domain: (localpart, name), sorted.
+    pub async fn directory(&self, domain: &str) -> StorageResult<Vec<(String, String)>> {
+        Ok(self
+            .map
+            .list(domain, "", DIRECTORY)
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect())
     }
 
     /// Forgets the room and its archive (destruction, or no longer persistent).
     pub async fn remove(&self, room: &BareJid, archive_too: bool) -> StorageResult<()> {
         let (host, name) = parts(room);
         self.keyval.delete(host, name, ROOMS).await?;
+        self.map.delete(host, "", DIRECTORY, name).await?;
         if archive_too {
             self.archive.clear(host, name, ARCHIVE).await?;
         }
         Ok(())
-    }
-
-    /// The persistent rooms of a service domain, sorted.
-    pub async fn rooms(&self, domain: &str) -> StorageResult<Vec<String>> {
-        let mut rooms = self.keyval.users(domain, ROOMS).await?;
-        rooms.sort();
-        Ok(rooms)
     }
 
     /// Appends a message to the room's archive; returns its id.
