@@ -516,3 +516,65 @@ async fn only_the_configured_users_create_rooms() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// Archived messages leave the room in the order they are archived, whoever sends them and
+/// however fast: every occupant receives the same sequence, and it is the archive's.
+#[tokio::test]
+async fn archived_messages_arrive_in_archive_order() -> anyhow::Result<()> {
+    let server = server_with("messages_per_second = 1000.0\nmessage_burst = 1000").await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    create_instant(&mut alice, ROOM, "Alice").await?;
+    let mut bob = online(&server, "bob", "phone", 0).await?;
+    enter(&mut bob, ROOM, "Bob", "").await?;
+    const N: usize = 40;
+    let mut batch_a = String::new();
+    let mut batch_b = String::new();
+    for n in 0..N {
+        batch_a.push_str(&format!(
+            "<message to='{ROOM}' type='groupchat' id='a{n}'><body>a{n}</body></message>"
+        ));
+        batch_b.push_str(&format!(
+            "<message to='{ROOM}' type='groupchat' id='b{n}'><body>b{n}</body></message>"
+        ));
+    }
+    alice.send(&batch_a).await?;
+    bob.send(&batch_b).await?;
+    let mut sequences = Vec::new();
+    for client in [&mut alice, &mut bob] {
+        let mut seen = Vec::new();
+        while seen.len() < 2 * N {
+            let el = client.recv().await?;
+            if el.attr("type") == Some("groupchat")
+                && let Some(sid) = el.child("stanza-id", "urn:xmpp:sid:0")
+            {
+                seen.push((
+                    body(&el).unwrap_or_default(),
+                    sid.attr("id").unwrap_or("").to_owned(),
+                ));
+            }
+        }
+        sequences.push(seen);
+    }
+    assert_eq!(
+        sequences[0], sequences[1],
+        "the occupants saw different orders"
+    );
+    let (results, _) = room_archive(
+        &mut bob,
+        "",
+        "<set xmlns='http://jabber.org/protocol/rsm'><max>100</max></set>",
+    )
+    .await?;
+    let archived: Vec<String> = results
+        .iter()
+        .filter_map(|m| {
+            m.child("result", "urn:xmpp:mam:2")?
+                .attr("id")
+                .map(str::to_owned)
+        })
+        .collect();
+    let live: Vec<String> = sequences[0].iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(live, archived, "live order differs from the archive's");
+    server.stop().await;
+    Ok(())
+}

@@ -159,6 +159,8 @@ pub(crate) struct Shared {
     pub(crate) ids: IdKeys,
     /// The hosts served here (for `create_rooms = "local"`).
     pub(crate) hosts: Vec<String>,
+    /// The router, for the rooms' outboxes.
+    pub(crate) router: xmppd_core::RouterHandle,
 }
 
 /// The MUC module: one service per host.
@@ -181,6 +183,7 @@ impl Muc {
         storage: &Storage,
         settings: MucSettings,
         hosts: Vec<String>,
+        router: xmppd_core::RouterHandle,
     ) -> Result<Self, ModuleError> {
         let invalid = |message: String| ModuleError::Invalid {
             module: "muc".to_owned(),
@@ -220,6 +223,7 @@ impl Muc {
                 ids: IdKeys::new(storage.keyval.clone()),
                 settings,
                 hosts,
+                router,
             }),
         })
     }
@@ -288,9 +292,10 @@ mod tests {
                 "messages_per_second",
             ),
         ] {
-            let e = Muc::new(&storage, settings, hosts.clone()).expect_err(named);
+            let e =
+                Muc::new(&storage, settings, hosts.clone(), Default::default()).expect_err(named);
             assert!(e.to_string().contains(named), "{e}");
         }
-        assert!(Muc::new(&storage, MucSettings::default(), hosts).is_ok());
+        assert!(Muc::new(&storage, MucSettings::default(), hosts, Default::default()).is_ok());
     }
 }

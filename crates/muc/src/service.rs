@@ -22,7 +22,7 @@ use xmppd_proto::stanza::parse_stored;
 use xmppd_proto::stanza_id::StanzaId;
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind};
 
-use crate::room::{Ctx, IqAnswer, Room};
+use crate::room::{Ctx, Deferred, IqAnswer, Room};
 use crate::store::StoredRoom;
 use crate::{CreateRooms, Shared};
 
@@ -120,7 +120,7 @@ impl MucService {
                         .push_child(StanzaId::new(cipher.encode(&r.id), by.clone()).to_element());
                     let at = UNIX_EPOCH
                         + Duration::from_micros(u64::try_from(r.timestamp_us).unwrap_or(0));
-                    room.history.push(message, at);
+                    room.with_history(|h| h.push(message, at));
                 }
             }
             Err(e) => warn!(room = %room.jid, error = %e, "the room's history could not be read"),
@@ -263,7 +263,22 @@ impl MucService {
                     }
                 }
             } else {
-                dispatch(&mut guard, &ctx, &stanza, &real, nick.as_deref()).await
+                match dispatch(&mut guard, &ctx, &stanza, &real, nick.as_deref()).await {
+                    Ok(Handled::Now(reply)) => reply,
+                    Ok(Handled::Later(deferred)) => {
+                        // An archived message: its commit and delivery are waited for
+                        // without holding the room.
+                        drop(guard);
+                        return match deferred.await {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => stanza.error_reply(&e),
+                            Err(_) => stanza.error_reply(&StanzaError::new(
+                                DefinedCondition::InternalServerError,
+                            )),
+                        };
+                    }
+                    Err(e) => stanza.error_reply(&e),
+                }
             };
             if guard.closed {
                 self.forget(name, &room, &guard).await;
@@ -274,6 +289,14 @@ impl MucService {
     }
 }
 
+/// What became of a stanza a room took.
+enum Handled {
+    /// Done; this goes back to the sender, if anything.
+    Now(Option<Stanza>),
+    /// An archived message on its way out.
+    Later(Deferred),
+}
+
 /// Hands a stanza to the room's handler for its kind and target.
 async fn dispatch(
     room: &mut Room,
@@ -281,7 +304,14 @@ async fn dispatch(
     stanza: &Stanza,
     real: &Jid,
     nick: Option<&str>,
-) -> Option<Stanza> {
+) -> Result<Handled, StanzaError> {
+    let groupchat = stanza.kind() == StanzaKind::Message
+        && nick.is_none()
+        && stanza.type_attr() == Some("groupchat");
+    if !groupchat {
+        // Nothing the room says may overtake archived messages still on their way.
+        room.flush().await;
+    }
     let result = match (stanza.kind(), nick) {
         (StanzaKind::Presence, Some(nick)) => match real.try_as_full() {
             Ok(full) => room.presence(ctx, full, nick, stanza).await,
@@ -292,32 +322,33 @@ async fn dispatch(
         },
         (StanzaKind::Presence, None) => {
             if stanza.type_attr().is_some() {
-                return None;
+                return Ok(Handled::Now(None));
             }
             Err(refuse(
                 DefinedCondition::JidMalformed,
                 "enter a room as room@service/nickname",
             ))
         }
-        (StanzaKind::Message, None) => room.message_to_room(ctx, real, stanza).await,
+        (StanzaKind::Message, None) => {
+            return Ok(match room.message_to_room(ctx, real, stanza).await? {
+                Some(deferred) => Handled::Later(deferred),
+                None => Handled::Now(None),
+            });
+        }
         (StanzaKind::Message, Some(nick)) => room.private_message(ctx, real, nick, stanza).await,
         (StanzaKind::Iq, target) => {
             let answer = match target {
                 None => room.iq(ctx, real, stanza).await,
                 Some(nick) => room.iq_to_occupant(ctx, real, nick, stanza).await,
             };
-            return match answer {
-                Ok(IqAnswer::Result(payload)) => Some(stanza.iq_result(payload)),
-                Ok(IqAnswer::Destroyed) => Some(stanza.iq_result(None)),
-                Ok(IqAnswer::Forwarded) => None,
-                Err(e) => stanza.error_reply(&e),
-            };
+            return Ok(Handled::Now(match answer? {
+                IqAnswer::Result(payload) => Some(stanza.iq_result(payload)),
+                IqAnswer::Destroyed => Some(stanza.iq_result(None)),
+                IqAnswer::Forwarded => None,
+            }));
         }
     };
-    match result {
-        Ok(()) => None,
-        Err(e) => stanza.error_reply(&e),
-    }
+    result.map(|()| Handled::Now(None))
 }
 
 #[async_trait]

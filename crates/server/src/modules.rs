@@ -139,7 +139,12 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
     })?;
     // XEP-0045 rooms on `conference.<host>`, with their archives (XEP-0313).
     b.module("muc", |s: MucSettings, ctx| {
-        Muc::new(&ctx.storage(xmppd_muc::STORES)?, s, ctx.hosts().to_vec())
+        Muc::new(
+            &ctx.storage(xmppd_muc::STORES)?,
+            s,
+            ctx.hosts().to_vec(),
+            ctx.router(),
+        )
     })?;
     Ok(())
 }

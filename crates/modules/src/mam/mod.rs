@@ -97,7 +97,7 @@ use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 pub use ids::{IdCipher, IdKeys, KEY_STORE};
 use prefs::PrefsStore;
 pub use query::{ArchiveView, Page, QueryError};
-pub use writer::Writer;
+pub use writer::{Pending, Writer};
 
 /// The Archive store of the messages.
 pub const STORE: &str = "mam";

@@ -46,12 +46,30 @@ impl Writer {
 
     /// Appends a record; returns its id once the transaction holding it is committed.
     pub async fn append(&self, append: ArchiveAppend) -> Result<String, ArchiveError> {
+        self.submit(append).await?.committed().await
+    }
+
+    /// Queues a record and returns without waiting for its commit. Records are committed in
+    /// the order they were submitted (their ids increase in that order), so a caller may
+    /// submit while holding a lock that orders its records, release it, and only then wait.
+    pub async fn submit(&self, append: ArchiveAppend) -> Result<Pending, ArchiveError> {
         let (done, committed) = oneshot::channel();
         self.jobs
             .send(Job { append, done })
             .await
             .map_err(|_| ArchiveError::WriterGone)?;
-        match committed.await {
+        Ok(Pending(committed))
+    }
+}
+
+/// A submitted record on its way to a commit.
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<StorageResult<String>>);
+
+impl Pending {
+    /// The record's id, once committed.
+    pub async fn committed(self) -> Result<String, ArchiveError> {
+        match self.0.await {
             Ok(result) => Ok(result?),
             Err(_) => Err(ArchiveError::WriterGone),
         }

@@ -204,7 +204,8 @@ impl Room {
         self.send_to(ctx, StanzaKind::Presence, own, &to).await;
         // 3. History, 4. the subject (§7.2.15, §7.2.16).
         let room = Jid::from(self.jid.clone());
-        for mut m in self.history.select(&join.history, &room, SystemTime::now()) {
+        let history = self.with_history(|h| h.select(&join.history, &room, SystemTime::now()));
+        for mut m in history {
             m.set_attr("to", to.as_str());
             self.send_to(ctx, StanzaKind::Message, m, &to).await;
         }

@@ -4,6 +4,7 @@
 use std::time::{Instant, SystemTime};
 
 use jid::{FullJid, Jid};
+use tokio::sync::oneshot;
 use xmppd_core::storage::NewArchiveRecord;
 use xmppd_proto::data_form::{DataForm, Field, FieldType, FormType};
 use xmppd_proto::muc::{self, Affiliation, Role};
@@ -11,7 +12,8 @@ use xmppd_proto::stanza_id::StanzaId;
 use xmppd_proto::{DefinedCondition, ErrorType, Stanza, StanzaError, StanzaKind, ns};
 use xmppd_xml::Element;
 
-use super::{Ctx, Room};
+use super::outbox::{Outbox, Queued};
+use super::{Ctx, Deferred, Room};
 use crate::config::AllowPm;
 
 fn refuse(condition: DefinedCondition, text: &str) -> StanzaError {
@@ -71,11 +73,22 @@ impl Room {
         ctx: &Ctx<'_>,
         real: &Jid,
         stanza: &Stanza,
-    ) -> Result<(), StanzaError> {
+    ) -> Result<Option<Deferred>, StanzaError> {
         let el = stanza.element();
         if stanza.type_attr() == Some("groupchat") {
             return self.groupchat(ctx, real, el).await;
         }
+        self.other_message(ctx, real, stanza).await.map(|()| None)
+    }
+
+    /// A message to the room that is not groupchat.
+    async fn other_message(
+        &mut self,
+        ctx: &Ctx<'_>,
+        real: &Jid,
+        stanza: &Stanza,
+    ) -> Result<(), StanzaError> {
+        let el = stanza.element();
         if stanza.type_attr() == Some("error") {
             // A delivery error from an occupant's server: the occupant is gone (§? 333).
             if let Some(o) = self.occupant_of(real) {
@@ -111,7 +124,7 @@ impl Room {
         ctx: &Ctx<'_>,
         real: &Jid,
         el: &Element,
-    ) -> Result<(), StanzaError> {
+    ) -> Result<Option<Deferred>, StanzaError> {
         let Some(o) = self.occupant_of(real) else {
             return Err(refuse(
                 DefinedCondition::NotAcceptable,
@@ -140,7 +153,7 @@ impl Room {
             self.save(ctx).await?;
         }
         let Some(from) = self.occupant_jid(&nick) else {
-            return Ok(());
+            return Ok(None);
         };
         let room = Jid::from(self.jid.clone());
         // The copy the occupants get: `from` the occupant JID, the sender's id, no claimed
@@ -163,15 +176,14 @@ impl Room {
             out.push_child(child.clone());
         }
         out.push_child(muc::occupant_id(&occupant_id));
-        let archived = has_body && self.config.archiving;
-        let stanza_id = if archived {
-            self.archive(ctx, &out, &from).await?
-        } else {
-            random_id()
-        };
-        out.push_child(StanzaId::new(stanza_id, room).to_element());
+        if has_body && self.config.archiving {
+            return self.archive(ctx, out, &from).await.map(Some);
+        }
+        // Nothing to commit: out now, after whatever archived messages are still queued.
+        self.flush().await;
+        out.push_child(StanzaId::new(random_id(), room).to_element());
         if has_body {
-            self.history.push(out.clone(), SystemTime::now());
+            self.with_history(|h| h.push(out.clone(), SystemTime::now()));
         }
         let from = Some(Jid::from(from));
         ctx.router
@@ -180,16 +192,17 @@ impl Room {
                 &self.recipients,
             )
             .await;
-        Ok(())
+        Ok(None)
     }
 
-    /// Commits a message to the room's archive; returns its public id.
+    /// Submits a message to the room's archive and queues it in the outbox, which sends it
+    /// once committed ([`super::outbox`]); the sender waits on what is returned.
     async fn archive(
-        &self,
+        &mut self,
         ctx: &Ctx<'_>,
-        message: &Element,
+        message: Element,
         from: &FullJid,
-    ) -> Result<String, StanzaError> {
+    ) -> Result<Deferred, StanzaError> {
         let failed = |e: &dyn std::fmt::Display| {
             tracing::warn!(room = %self.jid, error = %e, "a room message could not be archived");
             refuse(
@@ -215,15 +228,36 @@ impl Room {
                 payload: message.to_bytes(),
             },
             keep_last: (max > 0).then_some(max),
-            expire_before_us: None,
+            expire_before_us: ctx.shared.settings.expire_before_us(crate::now_us()),
         };
-        let id = ctx
+        if self.outbox.is_none() {
+            self.outbox = Outbox::start(
+                &ctx.shared.router,
+                self.history.clone(),
+                Jid::from(self.jid.clone()),
+            );
+        }
+        let Some(outbox) = &self.outbox else {
+            return Err(failed(&"the room's outbox could not start"));
+        };
+        let commit = ctx
             .shared
             .writer
-            .append(append)
+            .submit(append)
             .await
             .map_err(|e| failed(&e))?;
-        Ok(cipher.encode(&id))
+        let (done, deferred) = oneshot::channel();
+        outbox
+            .queue(Queued {
+                commit,
+                message,
+                from: Jid::from(from.clone()),
+                recipients: self.recipients.clone(),
+                cipher,
+                done,
+            })
+            .await?;
+        Ok(deferred)
     }
 
     /// A private message to an occupant (§7.5).

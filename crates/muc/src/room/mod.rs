@@ -9,9 +9,11 @@ mod enter;
 mod history;
 mod iq;
 mod message;
+mod outbox;
 mod owner;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use base64::Engine;
@@ -29,6 +31,9 @@ use crate::store::{AffiliationEntry, StoredRoom, Subject};
 
 pub(crate) use history::History;
 pub(crate) use iq::IqAnswer;
+
+/// The outcome of an archived message, which its sender waits for outside the room's lock.
+pub(crate) type Deferred = tokio::sync::oneshot::Receiver<Result<(), StanzaError>>;
 
 /// What a room handler needs besides the room.
 pub(crate) struct Ctx<'a> {
@@ -72,8 +77,11 @@ pub(crate) struct Room {
     /// Occupants' nicknames by real full JID.
     by_session: HashMap<FullJid, String>,
     /// Every occupant session, the recipients of groupchat; rebuilt on joins and leaves.
-    recipients: Vec<Jid>,
-    pub(crate) history: History,
+    recipients: Arc<[Jid]>,
+    /// Shared with the outbox, which records archived messages as they go out.
+    pub(crate) history: Arc<Mutex<History>>,
+    /// Archived groupchat on its way out, once the room has archived a message.
+    outbox: Option<outbox::Outbox>,
     /// Created and not yet configured (§10.1.1).
     pub(crate) locked: bool,
     /// Destroyed, or a temporary room that emptied: the service forgets it.
@@ -102,8 +110,9 @@ impl Room {
             subject: stored.subject,
             occupants: HashMap::new(),
             by_session: HashMap::new(),
-            recipients: Vec::new(),
-            history,
+            recipients: Arc::from(Vec::new()),
+            history: Arc::new(Mutex::new(history)),
+            outbox: None,
             locked: false,
             closed: false,
         }
@@ -244,11 +253,28 @@ impl Room {
     }
 
     fn rebuild_recipients(&mut self) {
-        self.recipients.clear();
+        let mut recipients = Vec::with_capacity(self.recipients.len() + 1);
         for o in self.occupants.values() {
-            self.recipients
-                .extend(o.sessions.iter().map(|s| Jid::from(s.jid.clone())));
+            recipients.extend(o.sessions.iter().map(|s| Jid::from(s.jid.clone())));
         }
+        self.recipients = Arc::from(recipients);
+    }
+
+    /// Returns once every archived message queued so far has gone out, so that what the room
+    /// sends next does not overtake it.
+    pub(crate) async fn flush(&self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.flush().await;
+        }
+    }
+
+    /// Runs `f` on the history (a poisoned lock only means a panic elsewhere mid-push).
+    pub(crate) fn with_history<T>(&self, f: impl FnOnce(&mut History) -> T) -> T {
+        let mut h = match self.history.lock() {
+            Ok(h) => h,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut h)
     }
 
     /// The `muc#user` item describing an occupant to a recipient.

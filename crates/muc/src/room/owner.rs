@@ -103,7 +103,8 @@ impl Room {
         }
         let before = self.config.clone();
         let lists = self.config.apply(form, Self::limits(ctx))?;
-        self.history.set_capacity(self.config.history_length);
+        let capacity = self.config.history_length;
+        self.with_history(|h| h.set_capacity(capacity));
         let was_locked = self.locked;
         self.locked = false;
         for (list, affiliation) in [
