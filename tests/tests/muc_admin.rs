@@ -437,6 +437,25 @@ async fn bad_requests_get_the_errors_the_xep_names() -> anyhow::Result<()> {
         "item-not-found",
     )
     .await?;
+    // A participant changing the subject, until the room allows it.
+    bob.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='s1'><subject>mine</subject></message>"
+    ))
+    .await?;
+    expect_error(bob, "message", "s1", ROOM, "forbidden").await?;
+    configure(alice, ROOM, &[("muc#roomconfig_changesubject", &["1"])]).await?;
+    bob.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='s2'><subject>ours</subject></message>"
+    ))
+    .await?;
+    let subject = collect_until(alice, "the new subject", 20, |e| {
+        e.child("subject", CLIENT).map(|s| s.text()).as_deref() == Some("ours")
+    })
+    .await?;
+    assert_eq!(
+        subject.last().unwrap().attr("from"),
+        Some(occupant("Bob").as_str())
+    );
     // An affiliation change by a participant, a malformed item.
     let answer = admin(bob, "<item jid='alice@localhost' affiliation='none'/>").await?;
     assert_eq!(condition(&answer).as_deref(), Some("forbidden"));
