@@ -336,3 +336,35 @@ async fn authenticated_connection_is_not_timed_out() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// An unknown element with a 12 KB name before authentication: the stream error quotes at
+/// most a short prefix of it, so a peer cannot make the server echo (or log) its bytes at
+/// full size.
+#[tokio::test]
+async fn an_error_never_echoes_more_than_a_short_prefix() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut client = TestClient::connect(server.starttls_addr()).await?;
+    client.open_stream("localhost").await?;
+    let name = format!("x{}", "y".repeat(12_000));
+    client
+        .send(&format!("<{name} xmlns='jabber:client'/>"))
+        .await?;
+    let mut text = None;
+    for _ in 0..10 {
+        match client.next_event().await? {
+            xmppd_xml::StreamEvent::Stanza(el) if el.is("error", xmppd_xml::STREAM_NS) => {
+                text = Some(
+                    el.child("text", "urn:ietf:params:xml:ns:xmpp-streams")
+                        .map(|t| t.text())
+                        .unwrap_or_default(),
+                );
+                break;
+            }
+            _ => continue,
+        }
+    }
+    let text = text.expect("a stream error");
+    assert!(text.len() <= 256, "the error text is {} bytes", text.len());
+    server.stop().await;
+    Ok(())
+}

@@ -87,6 +87,22 @@ conditions! {
     UnexpectedRequest => "unexpected-request", Wait;
 }
 
+/// The longest error text sent or logged, in bytes.
+pub const MAX_TEXT: usize = 256;
+
+/// `text` cut to [`MAX_TEXT`] bytes at a character boundary, marked with `…` when cut.
+pub fn bounded(mut text: String) -> String {
+    if text.len() > MAX_TEXT {
+        let mut end = MAX_TEXT - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// A stanza error to return to the sender.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StanzaError {
@@ -112,9 +128,10 @@ impl StanzaError {
         }
     }
 
-    /// Adds a human-readable text.
+    /// Adds a human-readable text, cut to [`MAX_TEXT`] bytes (it may quote what the sender
+    /// sent).
     pub fn with_text(mut self, text: impl Into<String>) -> Self {
-        self.text = Some(text.into());
+        self.text = Some(bounded(text.into()));
         self
     }
 
@@ -229,5 +246,25 @@ mod tests {
         let err = StanzaError::from_element(&el);
         assert_eq!(err.condition, DefinedCondition::UndefinedCondition);
         assert_eq!(err.error_type, ErrorType::Cancel);
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_at_a_character_boundary() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(400);
+        let cut = bounded(long);
+        assert!(cut.len() <= MAX_TEXT && cut.ends_with('…'), "{}", cut.len());
+        let e = StanzaError::bad_request("x".repeat(10_000));
+        assert!(e.text.unwrap().len() <= MAX_TEXT);
+        let s = crate::stream_error::StreamError::with_text(
+            crate::stream_error::StreamErrorCondition::UnsupportedStanzaType,
+            "y".repeat(20_000),
+        );
+        assert!(s.text.unwrap().len() <= MAX_TEXT);
     }
 }

@@ -80,11 +80,13 @@ impl StreamError {
         }
     }
 
-    /// A stream error with a text saying what happened.
+    /// A stream error with a text saying what happened. The text is cut to
+    /// [`crate::error::MAX_TEXT`] bytes: texts quote what a peer sent (an unknown element's
+    /// name), and an error must never echo a peer's bytes back or into the log at full size.
     pub fn with_text(condition: StreamErrorCondition, text: impl Into<String>) -> Self {
         StreamError {
             condition,
-            text: Some(text.into()),
+            text: Some(crate::error::bounded(text.into())),
             app: None,
         }
     }
