@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::client::DirectedPresence;
 use crate::extensions::Extensions;
 use crate::outbound::Outbound;
 use crate::queue::{QueueSender, QueueSignal, TrySendError};
@@ -38,6 +39,9 @@ pub struct SessionControl {
     /// The modules' per-session state (carbons, CSI, stream management …), reachable from
     /// the session's task and from routing alike.
     ext: Extensions,
+    /// Where a client session sent directed presence: here, not in its task, so that a
+    /// replacement can tell them the old presence ended (see [`DirectedPresence`]).
+    directed: DirectedPresence,
 }
 
 impl SessionControl {
@@ -85,6 +89,11 @@ impl SessionControl {
     /// The modules' state for this session.
     pub fn ext(&self) -> &Extensions {
         &self.ext
+    }
+
+    /// Where the session sent directed presence (RFC 6121 §4.6).
+    pub(crate) fn directed(&self) -> &DirectedPresence {
+        &self.directed
     }
 
     /// Whether [`SessionControl::kick`] was called.
@@ -156,6 +165,12 @@ impl ResourceInfo {
     /// The modules' state for this session.
     pub fn ext(&self) -> &Extensions {
         self.control.ext()
+    }
+
+    /// The entities the session sent directed presence to, forgotten: the caller tells them
+    /// its presence ended.
+    pub(crate) fn take_directed(&self) -> Vec<jid::Jid> {
+        self.control.directed().take()
     }
 
     /// Queues a stanza for this session. A full queue ends the session (slow consumer) and

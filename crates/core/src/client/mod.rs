@@ -14,12 +14,14 @@
 //! client authenticated as the same account.
 
 pub mod csi;
+mod directed;
 mod session;
 mod session_sm;
 pub mod sm;
 mod stream_sm;
 
-pub use session::{ClientSession, MAX_DIRECTED_PRESENCE};
+pub use directed::{DirectedPresence, MAX_DIRECTED_PRESENCE};
+pub use session::ClientSession;
 
 use std::sync::Arc;
 

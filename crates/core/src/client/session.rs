@@ -10,7 +10,6 @@
 //! to another (stream management resumption) keeps the registration, the queue and the
 //! presence; only [`ClientSession::end`] unbinds it.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use jid::{FullJid, Jid};
@@ -29,11 +28,8 @@ use crate::router::Router;
 use crate::session::SessionControl;
 
 use super::csi::CsiHold;
+use super::directed::MAX_DIRECTED_PRESENCE;
 use super::sm::state::SmState;
-
-/// Directed-presence targets one session may have at once: each must later get its
-/// unavailable, so the set cannot be allowed to grow without bound.
-pub const MAX_DIRECTED_PRESENCE: usize = 1000;
 
 /// A session after resource binding.
 #[derive(Debug)]
@@ -42,16 +38,9 @@ pub struct ClientSession {
     pub(super) conn_id: u64,
     pub(super) rx: QueueReceiver,
     pub(super) control: Arc<SessionControl>,
-    /// Whether the session has sent available presence (RFC 6121 §4.2).
+    /// Whether the session has sent available presence (RFC 6121 §4.2). Where it sent
+    /// directed presence meanwhile is kept in its control (see [`super::DirectedPresence`]).
     pub(super) available: bool,
-    /// Where it sent directed available presence while available (§4.6.2); cleared when it
-    /// becomes unavailable, after telling them. Boxed, and absent until used: few sessions
-    /// send directed presence, and inline the set is 48 bytes of every connection's task.
-    #[expect(
-        clippy::box_collection,
-        reason = "the box keeps an unused set to one pointer in every session"
-    )]
-    pub(super) directed: Option<Box<HashSet<Jid>>>,
     /// Stanzas taken from the queue whose write failed.
     pub(super) unwritten: Vec<Arc<Stanza>>,
     /// Stream management, once enabled (boxed: most sessions of a busy server are idle and
@@ -73,8 +62,12 @@ impl ClientSession {
         if let Some(old) = replaced
             && old.priority.is_some()
         {
-            // The kicked task stays silent: the full JID is live again.
-            announce_unavailable(router, &jid, old.ext(), &[]).await;
+            // The kicked task stays silent: the full JID is live again. The entities the old
+            // session sent directed presence to are told here, before the new session can
+            // send them any (RFC 6121 §4.6.3): a room would otherwise keep the old occupant
+            // and send its traffic to the new session.
+            let directed = old.take_directed();
+            announce_unavailable(router, &jid, old.ext(), &directed).await;
         }
         let session = ClientSession {
             jid,
@@ -82,7 +75,6 @@ impl ClientSession {
             rx,
             control,
             available: false,
-            directed: None,
             unwritten: Vec::new(),
             sm: None,
             csi: None,
@@ -270,10 +262,7 @@ impl ClientSession {
 
     /// The entities that had directed presence, forgotten.
     pub(super) fn take_directed(&mut self) -> Vec<Jid> {
-        self.directed
-            .take()
-            .map(|d| d.into_iter().collect())
-            .unwrap_or_default()
+        self.control.directed().take()
     }
 
     /// Remembers directed presence (RFC 6121 §4.6): available presence adds the target
@@ -282,21 +271,15 @@ impl ClientSession {
     /// [`MAX_DIRECTED_PRESENCE`]; the presence is then refused rather than sent untracked, so
     /// no entity is left believing the session is online.
     fn track_directed(&mut self, stanza: &Stanza, to: Jid) -> bool {
+        let directed = self.control.directed();
         match stanza.type_attr() {
-            None if self.available && !self.directed.as_ref().is_some_and(|d| d.contains(&to)) => {
-                if self.directed.as_ref().map_or(0, |d| d.len()) >= MAX_DIRECTED_PRESENCE {
-                    return false;
-                }
-                self.directed.get_or_insert_default().insert(to);
-            }
+            None if self.available => directed.add(to),
             Some("unavailable") => {
-                if let Some(directed) = self.directed.as_mut() {
-                    directed.remove(&to);
-                }
+                directed.remove(&to);
+                true
             }
-            _ => {}
+            _ => true,
         }
-        true
     }
 
     /// Presence without `to` is the session's broadcast presence.

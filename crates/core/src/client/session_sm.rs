@@ -261,9 +261,10 @@ impl ClientSession {
                 xml: String::from_utf8_lossy(&crate::router::client_bytes(&stanza)).into_owned(),
             }),
             directed: self
-                .directed
+                .control
+                .directed()
+                .snapshot()
                 .iter()
-                .flat_map(|d| d.iter())
                 .map(|j| j.to_string())
                 .collect(),
             modules: router.registry().save_session_state(self.control.ext()),
@@ -303,6 +304,7 @@ impl ClientSession {
         router
             .registry()
             .restore_session_state(control.ext(), &restored.modules);
+        control.directed().restore(restored.directed);
         let mut state = SmState::restored(
             restored.id.clone(),
             restored.window,
@@ -323,8 +325,6 @@ impl ClientSession {
             rx,
             control,
             available,
-            directed: (!restored.directed.is_empty())
-                .then(|| Box::new(restored.directed.into_iter().collect())),
             unwritten: Vec::new(),
             sm: Some(Box::new(state)),
             csi: None,
