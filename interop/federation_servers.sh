@@ -106,6 +106,7 @@ ssl = { certificate = "$d/$domain.crt", key = "$d/$domain.key", cafile = "$d/ca.
 modules_enabled = { $modules }
 modules_disabled = { $disabled }
 VirtualHost "$domain"
+$fed_prosody_extra
 LUA
     FED_PASSWORD[prosody]="$(fed_new_password bob)"
     prosodyctl --config "$d/prosody.cfg.lua" register bob "$domain" "${FED_PASSWORD[prosody]}" \
