@@ -1,12 +1,14 @@
 //! SASL over real TLS (RFC 6120 §6): every mechanism we offer logs in, -PLUS with both
 //! channel-binding types, wrong credentials fail the same way for known and unknown users,
-//! and too many failures end the stream.
+//! too many failures end the stream, and the `y` flag is refused where channel binding is
+//! offered and accepted on a listener configured without it.
 
 mod common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::Digest as _;
+use xmppd_c2s::ChannelBinding;
 use xmppd_stream::sasl::{ClientChannelBinding, ScramClient, ScramHash};
 use xmppd_testkit::{TestClient, TestServer};
 use xmppd_xml::Element;
@@ -263,6 +265,53 @@ async fn too_many_failures_end_the_stream_with_policy_violation() -> anyhow::Res
     let error = result.err().map(|e| e.to_string());
     assert_eq!(error.as_deref(), Some("sasl failure: not-authorized"));
     assert_eq!(client.expect_stream_error().await?, "policy-violation");
+    server.stop().await;
+    Ok(())
+}
+
+/// SCRAM-SHA-256 with the `y` flag: "I support channel binding, but you do not".
+async fn log_in_saying_y(client: &mut TestClient) -> anyhow::Result<()> {
+    client
+        .authenticate_with(
+            "SCRAM-SHA-256",
+            "alice",
+            "correct horse",
+            ClientChannelBinding::UnsupportedByServer,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_y_flag_is_a_downgrade_where_channel_binding_is_offered_and_honest_where_it_is_off()
+-> anyhow::Result<()> {
+    // The STARTTLS listener offers channel binding, the direct-TLS one is configured not to.
+    let server =
+        TestServer::start_with(|c| c.listen[1].channel_binding = ChannelBinding::Off).await?;
+    server.add_user("alice", "correct horse").await?;
+    let mut offered = after_starttls(&server).await?;
+    let result = log_in_saying_y(&mut offered).await;
+    let error = result.err().map(|e| e.to_string());
+    assert_eq!(error.as_deref(), Some("sasl failure: not-authorized"));
+
+    let mut off = TestClient::connect_tls(
+        server.direct_tls_addr(),
+        server.tls_client_config(),
+        "localhost",
+    )
+    .await?;
+    let features = off.open_stream("localhost").await?;
+    assert!(
+        !features.has_child("sasl-channel-binding", SASL_CB),
+        "no XEP-0440 list: {features}"
+    );
+    assert_eq!(
+        off.mechanisms(),
+        ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"],
+        "no -PLUS mechanism"
+    );
+    log_in_saying_y(&mut off).await?;
+    let jid = off.bind(Some("desk")).await?;
+    assert_eq!(jid.as_str(), "alice@localhost/desk");
     server.stop().await;
     Ok(())
 }

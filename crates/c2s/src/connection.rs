@@ -36,7 +36,7 @@ use xmppd_xml::{Limits, Reader};
 
 use crate::thread_buffer::ThreadBuffer;
 use crate::tls_stream::ServerTlsStream;
-use crate::{C2sContext, ListenerKind};
+use crate::{C2sContext, ChannelBinding, ListenerKind};
 
 #[path = "keepalive.rs"]
 mod keepalive;
@@ -166,6 +166,7 @@ pin_project_lite::pin_project! {
 pub(crate) async fn run(
     socket: TcpStream,
     kind: ListenerKind,
+    channel_binding: ChannelBinding,
     ctx: Arc<C2sContext>,
     conn_id: u64,
     shutdown: CancellationToken,
@@ -198,7 +199,10 @@ pub(crate) async fn run(
     // own: inline, the compiler lays each out beside the others in the task, and every idle
     // connection's task was 5.8 KiB instead of 2.4 KiB.
     if upgrade && let Some(mut tls) = Box::pin(handshake(&conn, socket)).await {
-        let cb = conn.ctx.tls.channel_binding(&mut tls);
+        let cb = match channel_binding {
+            ChannelBinding::Offered => conn.ctx.tls.channel_binding(&mut tls),
+            ChannelBinding::Off => ChannelBindingData::none(),
+        };
         conn.stream.responder_mut().tls_established(cb);
         conn.reader = Reader::new(pre_auth_limits(&conn.ctx));
         // A second STARTTLS is refused by the responder, so this run ends the stream.

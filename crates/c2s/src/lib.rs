@@ -111,10 +111,26 @@ pub enum ListenerKind {
     DirectTls,
 }
 
+/// Whether a listener offers SASL channel binding: the SCRAM `-PLUS` mechanisms with the
+/// types its TLS sessions allow, announced per XEP-0440.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// Offered. A client that then says it supports channel binding but believes we do not
+    /// (the `y` flag) has seen a stripped feature list and is refused (RFC 5802 §6).
+    #[default]
+    Offered,
+    /// Not offered, so the `y` flag is an honest answer and accepted. For clients that can
+    /// bind only to `tls-unique`, which TLS 1.3 does not define (RFC 9266), and then retry
+    /// with `y` — slixmpp 1.8.3 as Debian 12 ships it under poezio — at the price of the
+    /// protection against a man in the middle that channel binding gives every client.
+    Off,
+}
+
 /// Accepts connections until `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     kind: ListenerKind,
+    channel_binding: ChannelBinding,
     ctx: Arc<C2sContext>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -138,7 +154,7 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         tracker.spawn(
             async move {
-                connection::run(socket, kind, ctx, conn_id, shutdown).await;
+                connection::run(socket, kind, channel_binding, ctx, conn_id, shutdown).await;
                 drop(permit);
                 info!("connection closed");
             }

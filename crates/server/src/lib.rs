@@ -372,6 +372,7 @@ pub async fn start_with_modules(
         tracker.spawn(xmppd_c2s::serve(
             listener,
             listen.kind,
+            listen.channel_binding,
             ctx.clone(),
             shutdown.clone(),
             tracker.clone(),

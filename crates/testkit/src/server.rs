@@ -10,7 +10,7 @@ use rustls::pki_types::CertificateDer;
 use tempfile::TempDir;
 use xmppd::RunningServer;
 use xmppd::config::{Config, HostConfig, ListenConfig, S2sListenConfig};
-use xmppd_c2s::ListenerKind;
+use xmppd_c2s::{ChannelBinding, ListenerKind};
 use xmppd_s2s::S2sListenerKind;
 
 /// A running server with a temp dir, test CA and its accounts.
@@ -157,6 +157,7 @@ impl TestServer {
         config.listen = vec![ListenConfig {
             kind: ListenerKind::StartTls,
             addr: loopback,
+            channel_binding: ChannelBinding::Offered,
         }];
         config.s2s_listen = vec![S2sListenConfig {
             kind: S2sListenerKind::StartTls,
@@ -217,10 +218,12 @@ impl TestServer {
             ListenConfig {
                 kind: ListenerKind::StartTls,
                 addr: loopback,
+                channel_binding: ChannelBinding::Offered,
             },
             ListenConfig {
                 kind: ListenerKind::DirectTls,
                 addr: loopback,
+                channel_binding: ChannelBinding::Offered,
             },
         ];
         adjust(&mut config);

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 use toml::Spanned;
-use xmppd_c2s::ListenerKind;
+use xmppd_c2s::{ChannelBinding, ListenerKind};
 use xmppd_http::HttpKind;
 use xmppd_s2s::S2sListenerKind;
 
@@ -17,6 +17,8 @@ pub(super) struct RawListen {
     #[serde(default)]
     address: Option<Spanned<String>>,
     port: Spanned<u16>,
+    #[serde(default)]
+    channel_binding: Option<Spanned<bool>>,
 }
 
 /// One listening socket.
@@ -26,6 +28,8 @@ pub struct ListenConfig {
     pub kind: ListenerKind,
     /// Where to listen.
     pub addr: SocketAddr,
+    /// Whether SASL channel binding is offered (`channel_binding`, default true).
+    pub channel_binding: ChannelBinding,
 }
 
 /// A federation listener.
@@ -90,8 +94,21 @@ impl Validator<'_> {
                 let msg = format!("{addr} is used by two listeners");
                 return Err(self.invalid(l.port.span(), &key("port"), msg));
             }
+            let channel_binding = match (&kind, &l.channel_binding) {
+                (_, None) => ChannelBinding::Offered,
+                (Kind::C2s(_), Some(on)) if *on.get_ref() => ChannelBinding::Offered,
+                (Kind::C2s(_), Some(_)) => ChannelBinding::Off,
+                (_, Some(on)) => {
+                    let msg = "channel_binding applies to client listeners (\"c2s\", \"c2s_tls\")";
+                    return Err(self.invalid(on.span(), &key("channel_binding"), msg));
+                }
+            };
             match kind {
-                Kind::C2s(kind) => out.push(ListenConfig { kind, addr }),
+                Kind::C2s(kind) => out.push(ListenConfig {
+                    kind,
+                    addr,
+                    channel_binding,
+                }),
                 Kind::S2s(kind) => s2s.push(S2sListenConfig { kind, addr }),
                 Kind::Http(kind) => http.push(HttpListenConfig { kind, addr }),
             }

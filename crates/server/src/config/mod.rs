@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
-use xmppd_c2s::{C2sLimits, ListenerKind};
+use xmppd_c2s::{C2sLimits, ChannelBinding, ListenerKind};
 use xmppd_core::client::sm::SmConfig;
 
 mod components;
@@ -173,10 +173,12 @@ impl Config {
                 ListenConfig {
                     kind: ListenerKind::StartTls,
                     addr: SocketAddr::new(loopback, 5222),
+                    channel_binding: ChannelBinding::Offered,
                 },
                 ListenConfig {
                     kind: ListenerKind::DirectTls,
                     addr: SocketAddr::new(loopback, 5223),
+                    channel_binding: ChannelBinding::Offered,
                 },
             ],
             s2s_listen: Vec::new(),

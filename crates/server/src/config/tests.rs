@@ -300,3 +300,20 @@ fn http_errors_name_line_and_key() {
     let e = parse("[http]\nmax_body = 1\n").unwrap_err().to_string();
     assert!(e.contains("line 2") && e.contains("max_body"), "{e}");
 }
+
+#[test]
+fn channel_binding_can_be_turned_off_per_client_listener() {
+    let c = parse(
+        "[[listen]]\nkind = \"c2s\"\nport = 5222\n\n[[listen]]\nkind = \"c2s_tls\"\nport = 5223\nchannel_binding = false\n",
+    )
+    .unwrap();
+    let offered: Vec<_> = c.listen.iter().map(|l| l.channel_binding).collect();
+    assert_eq!(offered, [ChannelBinding::Offered, ChannelBinding::Off]);
+    let e = parse("[[listen]]\nkind = \"s2s\"\nport = 5269\nchannel_binding = false\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "/etc/xmppd/xmppd.toml:4: `listen[0].channel_binding`: channel_binding applies to client listeners (\"c2s\", \"c2s_tls\")"
+    );
+}
