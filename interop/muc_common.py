@@ -21,6 +21,7 @@ NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner"
 NS_DATA = "jabber:x:data"
+NS_ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig"
 NS_DELAY = "urn:xmpp:delay"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
@@ -146,16 +147,24 @@ class Occupant(Client):
         )
         return pres, mark
 
-    async def configure_instant(self, room, step):
-        """Accepts the default configuration (an instant room, §10.1.2): an empty submitted
-        form, which unlocks the room."""
+    async def configure(self, room, step, fields=None):
+        """Submits the room's configuration, which unlocks a new room: `fields`, a {var: value}
+        dict of muc#roomconfig fields (§10.1.3), or an empty form, which accepts the default
+        configuration (an instant room, §10.1.2)."""
         iq = self.make_iq_set(ito=room)
         query = iq.xml.makeelement(q(NS_MUC_OWNER, "query"), {})
         form = query.makeelement(q(NS_DATA, "x"), {"type": "submit"})
+        values = {"FORM_TYPE": NS_ROOMCONFIG, **fields} if fields else {}
+        for var, value in values.items():
+            field = form.makeelement(q(NS_DATA, "field"), {"var": var})
+            text = field.makeelement(q(NS_DATA, "value"), {})
+            text.text = value
+            field.append(text)
+            form.append(field)
         query.append(form)
         iq.xml.append(query)
         await iq.send(timeout=step)
-        log(f"{self.me}: configured {room} as an instant room")
+        log(f"{self.me}: configured {room}: {fields or 'an instant room'}")
 
     async def leave(self, occupant_jid, step):
         """Exits (§7.14): the room answers with our unavailable presence (status 110)."""
@@ -174,6 +183,26 @@ class Occupant(Client):
                 f"lacks status 110: {pres}"
             )
         log(f"{self.me}: left {occupant_jid}")
+
+    async def expect_occupant(self, occupant_jid, step, since, available=True):
+        """The presence of another occupant, at or after `since`; when unavailable, its role
+        must be none (§7.14), unless it is a nickname change (status 303, §7.6)."""
+        gone = available is False
+        pres = await self.presences.expect(
+            lambda p: str(p["from"]) == occupant_jid
+            and p["type"] != "error"
+            and (p["type"] == "unavailable") == gone,
+            step,
+            f"{'unavailable' if gone else 'available'} presence of {occupant_jid} at {self.me}",
+            since,
+        )
+        if gone and 303 not in status_codes(pres) and item_attr(pres, "role") != "none":
+            raise Failure(
+                f"{self.me}: {occupant_jid} left with role {item_attr(pres, 'role')!r}, "
+                f"not none: {pres}"
+            )
+        log(f"{self.me}: sees {occupant_jid} {'leave' if gone else 'in the room'}")
+        return pres
 
     def groupchat(self, room, body):
         """Sends a groupchat message with an id of its own; returns the id."""

@@ -104,7 +104,7 @@ async def create_instant(creator, room, step, locked_out=None):
         mark = client.presences.mark()
         client.join_stanza(occupant_jid, 0).send()
         await expect_presence_error(client, occupant_jid, "item-not-found", step, mark)
-    await creator.configure_instant(room, step)
+    await creator.configure(room, step)
 
 
 async def expect_presence_error(client, occupant_jid, condition, step, since):
@@ -121,27 +121,6 @@ async def expect_presence_error(client, occupant_jid, condition, step, since):
             f"expected {condition!r}: {pres}"
         )
     log(f"{client.me}: refused by {occupant_jid} with {condition}")
-
-
-async def expect_occupant(client, occupant_jid, step, since, available=True):
-    """The presence of another occupant; when unavailable, its role must be none (§7.14),
-    unless it is a nickname change (status 303, §7.6)."""
-    want = "unavailable" if available is False else None
-    pres = await client.presences.expect(
-        lambda p: str(p["from"]) == occupant_jid
-        and p["type"] != "error"
-        and ((p["type"] == "unavailable") == (want == "unavailable")),
-        step,
-        f"{'unavailable' if want else 'available'} presence of {occupant_jid} at {client.me}",
-        since,
-    )
-    if want and 303 not in status_codes(pres) and item_attr(pres, "role") != "none":
-        raise Failure(
-            f"{client.me}: {occupant_jid} left with role {item_attr(pres, 'role')!r}, "
-            f"not none: {pres}"
-        )
-    log(f"{client.me}: sees {occupant_jid} {'leave' if want else 'in the room'}")
-    return pres
 
 
 async def expect_subject(client, room, subject, step, since):
@@ -180,10 +159,10 @@ async def room(args):
         # Entering without history: the creator's presence first, then ours, then the subject.
         c_mark, i_mark = creator.presences.mark(), joiner.inbox.mark()
         pres, mark = await joiner.join(j_jid, step, history=0)
-        seen = await expect_occupant(joiner, c_jid, step, mark)
+        seen = await joiner.expect_occupant(c_jid, step, mark)
         if joiner.presences.index_of(seen) > joiner.presences.index_of(pres):
             raise Failure("the joiner got its own presence before the creator's (§7.2.2)")
-        await expect_occupant(creator, j_jid, step, c_mark)
+        await creator.expect_occupant(j_jid, step, c_mark)
         await expect_subject(joiner, room, subject, step, i_mark)
 
         started = time.time()
@@ -203,12 +182,12 @@ async def room(args):
         got = await joiner.plugin["xep_0045"].set_self_nick(room, new_nick, timeout=step)
         if got != new_nick:
             raise Failure(f"the room gave the nickname {got!r}, not {new_nick!r}")
-        gone = await expect_occupant(creator, j_jid, step, c_mark, available=False)
+        gone = await creator.expect_occupant(j_jid, step, c_mark, available=False)
         if 303 not in status_codes(gone) or item_attr(gone, "nick") != new_nick:
             raise Failure(
                 f"the creator saw {j_jid} leave without status 303 and nick {new_nick}: {gone}"
             )
-        await expect_occupant(creator, j2_jid, step, c_mark)
+        await creator.expect_occupant(j2_jid, step, c_mark)
         await joiner.presences.expect(
             lambda p: str(p["from"]) == j2_jid
             and p["type"] != "unavailable"
@@ -242,7 +221,7 @@ async def room(args):
         # Exit, a message meanwhile, entry with history (§7.2.13) and the subject after it.
         c_mark = creator.presences.mark()
         await joiner.leave(j2_jid, step)
-        await expect_occupant(creator, j2_jid, step, c_mark, available=False)
+        await creator.expect_occupant(j2_jid, step, c_mark, available=False)
         body = f"while {new_nick} was away <&> {time.time_ns()}"
         mark = creator.inbox.mark()
         msg_id = creator.groupchat(room, body)
@@ -287,7 +266,7 @@ async def departure(args):
 
         c_mark = creator.presences.mark()
         await joiner.join(j_jid, step, history=0)
-        await expect_occupant(creator, j_jid, step, c_mark)
+        await creator.expect_occupant(j_jid, step, c_mark)
         for sender, receiver, sender_jid in ((joiner, creator, j_jid), (creator, joiner, c_jid)):
             body = f"{sender.me} before the cut <&> {time.time_ns()}"
             mark = receiver.inbox.mark()
@@ -302,14 +281,14 @@ async def departure(args):
         await again.ready
         joiner.abort()
         log(f"{again.boundjid}: logged in again, replacing the occupant's session")
-        await expect_occupant(creator, j_jid, step, c_mark, available=False)
+        await creator.expect_occupant(j_jid, step, c_mark, available=False)
         await again.join(j_jid, step, history=0)
-        await expect_occupant(creator, j_jid, step, c_mark)
+        await creator.expect_occupant(j_jid, step, c_mark)
 
         c_mark = creator.presences.mark()
         again.abort()
         log(f"{again.me}: connection cut without leaving {room}")
-        await expect_occupant(creator, j_jid, step, c_mark, available=False)
+        await creator.expect_occupant(j_jid, step, c_mark, available=False)
     finally:
         await close(creator, joiner, *([again] if again else []))
 
