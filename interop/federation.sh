@@ -36,7 +36,8 @@
 #   - each user pings (XEP-0199) the other server's domain and gets a result;
 #   - the peers' logs show the expected authentication (EXTERNAL or dialback) both ways.
 # With the pair xmppd-prosody, interop/federation_muc.sh then puts xmppd's user in rooms on
-# Prosody's MUC component, conference.b.test.
+# Prosody's MUC component, conference.b.test, and Prosody's user in rooms of xmppd's MUC
+# service, conference.a.test.
 # Each check prints PASS or FAIL; the exit status is non-zero if any failed. Every wait is
 # bounded; only the processes started here are stopped, by their PID (ejabberd through
 # `ejabberdctl stop` on its private node, then by PID if need be).

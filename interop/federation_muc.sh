@@ -1,12 +1,14 @@
-# Multi-user chat across federation: xmppd's users in rooms on Prosody's MUC component, over
-# s2s. Sourced by interop/federation.sh, whose servers, users, certificates and helpers it
-# uses (fed_start_xmppd, fed_start_prosody, FED_PASSWORD, check, …).
+# Multi-user chat across federation, over s2s: xmppd's users in rooms on Prosody's MUC
+# component, and Prosody's users in rooms of xmppd's MUC service. Sourced by
+# interop/federation.sh, whose servers, users, certificates and helpers it uses
+# (fed_start_pair, fed_stop_xmppd, FED_PASSWORD, check, …).
 #
-# xmppd serves a.test on 127.0.0.11 and Prosody b.test on 127.0.0.12 with a MUC component,
-# conference.b.test (its own s2s domain: /etc/hosts and the certificates name it too). Both
-# trust the fed CA and insist on certificates, so every stream between them, the
-# component's included, is authenticated with SASL EXTERNAL. slixmpp_muc.py, with alice@a.test
-# on xmppd and bob@b.test on Prosody:
+# xmppd serves a.test on 127.0.0.11, with its MUC service conference.a.test, and Prosody b.test
+# on 127.0.0.12 with a MUC component, conference.b.test (each its own s2s domain: /etc/hosts
+# and the certificates name them too). Both trust the fed CA and insist on certificates, so
+# every stream between them, the services' included, is authenticated with SASL EXTERNAL.
+# slixmpp_muc.py, with alice@a.test on xmppd and bob@b.test on Prosody, first in a room bob
+# makes on conference.b.test (alice is the one joining):
 #   room       bob creates a room on conference.b.test; alice is refused while it is locked
 #              (a presence error from the remote room), enters once it is configured, gets the
 #              subject; groupchat messages both ways (reflections keep their ids), a nickname
@@ -19,6 +21,8 @@
 #              before she enters again; then her connection is cut without leaving the room,
 #              and bob sees her leave: both times xmppd sent the room unavailable presence
 #              for her directed presence (RFC 6121 §4.6.3).
+# then the same two scenarios in a room alice makes on conference.a.test, which bob joins from
+# Prosody: xmppd's rooms with a remote occupant, whose departures Prosody announces.
 # Only the cert variant: the s2s authentication methods are checked by the pairs already.
 
 # fed_muc_prosody: Prosody's part of the configuration (the MUC component).
@@ -48,13 +52,17 @@ fed_muc_checks() {
     local d="$fed_dir/muc" before="$failed" label="muc/cert"
     mkdir -p "$d"
     chmod o+x "$d"
-    fed_say "$label: alice@a.test (xmppd) in rooms on conference.b.test (Prosody's MUC)"
+    fed_say "$label: alice@a.test (xmppd) and bob@b.test (Prosody) in rooms on conference.b.test and conference.a.test"
     check "$label: xmppd and Prosody with its MUC component start" fed_muc_start "$d"
     if [[ "$failed" -eq "$before" ]]; then
         check "$label: alice@a.test in bob's room on conference.b.test: locked, subject, messages with their ids, nick change, private messages, history after leaving" \
             fed_muc_slixmpp room bob conference.b.test
         check "$label: errors from the remote room reach alice@a.test; a new login with her resource, then her cut connection, make her leave bob's room (RFC 6121 §4.6.3)" \
             fed_muc_slixmpp departure bob conference.b.test
+        check "$label: bob@b.test in alice's room on conference.a.test (xmppd's MUC): locked, subject, messages with their ids, nick change, private messages, history after leaving" \
+            fed_muc_slixmpp room alice conference.a.test
+        check "$label: errors from xmppd's room reach bob@b.test; a new login with his resource, then his cut connection, make him leave alice's room" \
+            fed_muc_slixmpp departure alice conference.a.test
     fi
     fed_stop_prosody
     fed_stop_xmppd
