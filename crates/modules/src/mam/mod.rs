@@ -99,6 +99,11 @@ use prefs::PrefsStore;
 pub use query::{ArchiveView, Page, QueryError};
 pub use writer::{Pending, Writer};
 
+/// Whether an append to an archive capped at `max` records also trims it (see [`trim_now`]).
+pub fn keep_last(max: u64) -> Option<u64> {
+    (max > 0 && trim_now(max)).then_some(max)
+}
+
 /// The Archive store of the messages.
 pub const STORE: &str = "mam";
 /// The KeyVal store of the preferences.
@@ -306,7 +311,7 @@ fn not_archived() -> StanzaError {
 /// archives of a few thousand). One append in `max / 10` (at random, at least every one for
 /// small limits) does it: the walk costs about ten entries per message, and an archive
 /// exceeds its limit by about a tenth at most before it is trimmed back.
-fn trim_now(max: u64) -> bool {
+pub fn trim_now(max: u64) -> bool {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new({
@@ -351,7 +356,7 @@ impl Inner {
                 timestamp_us: now,
                 payload: client_bytes(stanza).to_vec(),
             },
-            keep_last: (max > 0 && trim_now(max)).then_some(max),
+            keep_last: keep_last(max),
             expire_before_us: self.settings.expire_before_us(now),
         };
         self.writer.append(append).await

@@ -227,7 +227,8 @@ impl Room {
                 timestamp_us: crate::now_us(),
                 payload: message.to_bytes(),
             },
-            keep_last: (max > 0).then_some(max),
+            // Trimming walks the archive's index: done on a tenth of the appends.
+            keep_last: xmppd_modules::mam::keep_last(max),
             expire_before_us: ctx.shared.settings.expire_before_us(crate::now_us()),
         };
         if self.outbox.is_none() {
