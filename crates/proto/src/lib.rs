@@ -33,6 +33,7 @@ pub mod stanza_id;
 pub mod stream_error;
 #[cfg(test)]
 mod test_util;
+pub mod upload;
 pub mod vcard;
 pub mod vcard_update;
 
