@@ -86,8 +86,8 @@ async fn the_component_is_listed_in_the_servers_disco_items() -> anyhow::Result<
         .child("query", "http://jabber.org/protocol/disco#items")
         .expect("query");
     let items: Vec<_> = query.children().filter_map(|i| i.attr("jid")).collect();
-    // The component beside the server's own group chat service.
-    assert_eq!(items, ["conference.localhost", IRC]);
+    // The component beside the server's own group chat and upload services.
+    assert_eq!(items, ["conference.localhost", IRC, "upload.localhost"]);
     Ok(())
 }
 

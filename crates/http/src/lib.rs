@@ -10,13 +10,15 @@
 //! trusted proxies ([`proxy`]).
 //!
 //! The router is where later HTTP services slot in: BOSH (XEP-0206) beside the WebSocket
-//! route, with its own link in host-meta, and HTTP upload (XEP-0363) under its own paths,
-//! sharing the listeners, the limits and the host resolution.
+//! route, with its own link in host-meta. HTTP upload (XEP-0363) is under `/upload/`
+//! ([`upload`]), sharing the listeners, the limits and the client address resolution; its
+//! bodies are bounded by their slot, not by `max_body_bytes`.
 
 pub mod per_ip;
 pub mod proxy;
 mod routes;
 pub mod settings;
+mod upload;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -60,6 +62,8 @@ pub struct HttpContext {
     /// The client negotiation policy of WebSocket streams: the c2s one, serving only the
     /// hosts that have WebSocket enabled (a stream to another gets `host-unknown`).
     ws_policy: xmppd_stream::C2sPolicy,
+    /// The upload service's files (XEP-0363), when the `upload` module runs.
+    upload: Option<Arc<xmppd_upload::Uploads>>,
     /// Connections served since the start (for log spans).
     served: AtomicU64,
     shutdown: CancellationToken,
@@ -67,10 +71,12 @@ pub struct HttpContext {
 }
 
 impl HttpContext {
-    /// The shared context; WebSocket sessions run under `tracker` until `shutdown`.
+    /// The shared context; WebSocket sessions run under `tracker` until `shutdown`; uploads
+    /// are served when `upload` is given.
     pub fn new(
         c2s: Arc<C2sContext>,
         settings: HttpSettings,
+        upload: Option<Arc<xmppd_upload::Uploads>>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Arc<Self> {
@@ -93,6 +99,7 @@ impl HttpContext {
             c2s,
             settings,
             per_ip,
+            upload,
             served: AtomicU64::new(1),
             shutdown,
             tracker,

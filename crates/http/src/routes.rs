@@ -14,7 +14,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use xmppd_proto::host_meta::{HostMeta, REL_WEBSOCKET};
 
 use crate::proxy::ClientAddr;
@@ -40,6 +40,7 @@ pub(crate) fn router(ctx: Arc<HttpContext>) -> Router {
             get(host_meta_jrd).options(preflight),
         )
         .route(&ws_path, get(crate::ws::upgrade))
+        .route(crate::upload::ROUTE, any(crate::upload::handle))
         .fallback(not_found)
         // Bodies sent without a length are cut off at the same limit by the extractors that
         // read them (BOSH, upload).
@@ -76,7 +77,9 @@ async fn admit(State(ctx): State<Arc<HttpContext>>, mut req: Request, next: Next
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > ctx.settings.max_body_bytes) {
+    // An upload's body is bounded by its slot, checked by the upload handler.
+    let upload = ctx.upload.is_some() && req.uri().path().starts_with(crate::upload::PREFIX);
+    if !upload && announced.is_some_and(|len| len > ctx.settings.max_body_bytes) {
         return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
     }
     if let Some(site) = site(&ctx, req.headers(), &client) {

@@ -301,7 +301,7 @@ pub async fn start_with_modules(
     let tls = TlsSetup::new(host_certs)?;
     let hosts: HashSet<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
     let component_domains: Vec<String> = config.components.iter().map(|c| c.name.clone()).collect();
-    let (registry, router_handle) = modules::registry(config, &storage, extra)?;
+    let (registry, router_handle, wired) = modules::registry(config, &storage, extra)?;
     // In-process services federate under their parent host's certificate.
     for (domain, host) in registry.service_domains() {
         if let Some(key) = s2s_keys
@@ -383,6 +383,7 @@ pub async fn start_with_modules(
         let http = xmppd_http::HttpContext::new(
             ctx.clone(),
             config.http.clone(),
+            wired.upload.clone(),
             shutdown.clone(),
             tracker.clone(),
         );
@@ -393,6 +394,11 @@ pub async fn start_with_modules(
             let addr = listener.local_addr()?;
             info!(%addr, kind = ?listen.kind, "listening for HTTP");
             http_listeners.push((listen.kind, addr));
+            if listen.kind == xmppd_http::HttpKind::Tls
+                && let Some(upload) = &wired.upload
+            {
+                upload.set_https_port(addr.port());
+            }
             tracker.spawn(xmppd_http::serve(listener, listen.kind, http.clone()));
         }
     }

@@ -18,13 +18,25 @@ use xmppd_muc::{Muc, MucSettings};
 use xmppd_pep::bookmarks::Bookmarks;
 use xmppd_pep::vcard_conversion::VCardConversion;
 use xmppd_pep::{PepHandle, PepModule, PepObservers, PepSettings};
+use xmppd_upload::{Upload, UploadSettings, Uploads};
 
 use crate::Config;
 use crate::config::ConfigError;
 
+/// What modules hand to the rest of the server besides the registry.
+#[derive(Debug, Default)]
+pub struct Wired {
+    /// The upload service's files, for the HTTP listeners.
+    pub upload: Option<std::sync::Arc<Uploads>>,
+}
+
 /// Declares every module, in registration order (which is also the order of hooks of equal
 /// priority).
-fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleError> {
+fn declare(
+    b: &mut RegistryBuilder<'_>,
+    config: &Config,
+    wired: &mut Wired,
+) -> Result<(), ModuleError> {
     b.module("ping", |_: NoSettings, _| Ok(Ping))?;
     // XEP-0191, before "im" so that its filter's priority ties never matter.
     b.module("blocking", |s: BlockingSettings, ctx| {
@@ -146,6 +158,13 @@ fn declare(b: &mut RegistryBuilder<'_>, config: &Config) -> Result<(), ModuleErr
             ctx.router(),
         )
     })?;
+    // XEP-0363 slots on `upload.<host>`; the HTTP listeners serve the files.
+    b.module("upload", |s: UploadSettings, ctx| {
+        let storage = ctx.storage(xmppd_upload::STORES)?;
+        let module = Upload::new(&storage, s, ctx.hosts().to_vec(), &config.data_dir)?;
+        wired.upload = Some(module.uploads());
+        Ok(module)
+    })?;
     Ok(())
 }
 
@@ -173,7 +192,7 @@ fn source(config: &Config) -> Option<ConfigSource> {
 pub fn names() -> Vec<&'static str> {
     let mut b = RegistryBuilder::validating(Vec::new());
     // Without configuration nothing can fail: every module gets its defaults.
-    let _ = declare(&mut b, &Config::default_localhost());
+    let _ = declare(&mut b, &Config::default_localhost(), &mut Wired::default());
     b.declared().to_vec()
 }
 
@@ -185,7 +204,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         b = b.with_config(source);
     }
     let path = config.source.clone().unwrap_or_default();
-    declare(&mut b, config).map_err(|e| ConfigError::Syntax {
+    declare(&mut b, config, &mut Wired::default()).map_err(|e| ConfigError::Syntax {
         path,
         message: match e {
             ModuleError::Config {
@@ -196,12 +215,13 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     })
 }
 
-/// Builds the registry with the modules each host runs, and the handle to give the router.
+/// Builds the registry with the modules each host runs, the handle to give the router, and
+/// what the modules hand to the listeners.
 pub fn registry(
     config: &Config,
     storage: &Storage,
     extra: Option<ExtraModules>,
-) -> Result<(Registry, RouterHandle), ModuleError> {
+) -> Result<(Registry, RouterHandle, Wired), ModuleError> {
     let mut b = RegistryBuilder::new(storage, hosts(config));
     if let Some(source) = source(config) {
         b = b.with_config(source);
@@ -209,9 +229,11 @@ pub fn registry(
     for component in &config.components {
         b.registry_mut().server_item(component.name.clone());
     }
-    declare(&mut b, config)?;
+    let mut wired = Wired::default();
+    declare(&mut b, config, &mut wired)?;
     if let Some(extra) = extra {
         extra(&mut b)?;
     }
-    b.finish()
+    let (registry, handle) = b.finish()?;
+    Ok((registry, handle, wired))
 }
