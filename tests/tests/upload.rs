@@ -135,25 +135,11 @@ async fn http(
         Ok(Err(e)) => return Err(e.into()),
         Err(_) => bail!("no response to {method} {path}"),
     }
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow!("no head"))?;
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("bad status line: {head}"))?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+    let (status, headers, body) = ws::parse_response(&response)?;
     Ok(Answer {
         status,
         headers,
-        body: response[split + 4..].to_vec(),
+        body,
     })
 }
 
@@ -388,94 +374,93 @@ async fn bad_slot_requests_get_the_errors_of_the_xep() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a bad PUT sends (what it tests, path, headers, body) and the status it gets.
+type PutCase<'a> = (&'a str, &'a str, [(&'a str, &'a str); 2], &'a [u8], u16);
+
 #[tokio::test]
 async fn bad_puts_are_refused_and_leave_nothing_behind() -> anyhow::Result<()> {
     let server = server("").await?;
     let mut client = alice(&server).await?;
     let slot = slot(&mut client, "a.txt", 10, Some("text/plain")).await?;
     let path = path_of(&slot.put)?.to_owned();
-    let unsigned = path.split_once('?').context("query")?.0;
+    let unsigned = path.split_once('?').context("query")?.0.to_owned();
     let forged = match path.rfind("&s=") {
         Some(i) => format!("{}&s={}", &path[..i], "00".repeat(32)),
         None => bail!("no signature in {path}"),
     };
     let later = path.replace("&e=", "&e=9");
-    for p in [unsigned, forged.as_str(), later.as_str()] {
-        let a = http(
-            &server,
-            "PUT",
-            p,
-            &[("Content-Type", "text/plain"), ("Content-Length", "10")],
-            b"0123456789",
-        )
-        .await?;
-        assert_eq!(a.status, 403, "{p}");
-    }
     let other_name = path.replace("/a.txt?", "/b.txt?");
-    let a = http(
-        &server,
-        "PUT",
-        &other_name,
-        &[("Content-Type", "text/plain"), ("Content-Length", "10")],
-        b"0123456789",
-    )
-    .await?;
-    assert_eq!(a.status, 403);
-    // Larger than the slot, announced: 413; shorter: 400; another type: 400.
-    let a = http(
-        &server,
-        "PUT",
-        &path,
-        &[("Content-Type", "text/plain"), ("Content-Length", "11")],
-        b"01234567890",
-    )
-    .await?;
-    assert_eq!(a.status, 413);
-    let a = http(
-        &server,
-        "PUT",
-        &path,
-        &[("Content-Type", "text/plain"), ("Content-Length", "9")],
-        b"012345678",
-    )
-    .await?;
-    assert_eq!(a.status, 400);
-    let a = http(
-        &server,
-        "PUT",
-        &path,
-        &[("Content-Type", "text/html"), ("Content-Length", "10")],
-        b"0123456789",
-    )
-    .await?;
-    assert_eq!(a.status, 400);
-    // Larger than the slot, unannounced (chunked): 413 once the slot is passed.
-    let chunked = b"b\r\n01234567890\r\n0\r\n\r\n";
-    let a = http(
-        &server,
-        "PUT",
-        &path,
-        &[
-            ("Content-Type", "text/plain"),
-            ("Transfer-Encoding", "chunked"),
-        ],
-        chunked,
-    )
-    .await?;
-    assert_eq!(a.status, 413);
-    let short = b"3\r\n012\r\n0\r\n\r\n";
-    let a = http(
-        &server,
-        "PUT",
-        &path,
-        &[
-            ("Content-Type", "text/plain"),
-            ("Transfer-Encoding", "chunked"),
-        ],
-        short,
-    )
-    .await?;
-    assert_eq!(a.status, 400);
+    const TEXT: (&str, &str) = ("Content-Type", "text/plain");
+    const CHUNKED: (&str, &str) = ("Transfer-Encoding", "chunked");
+    let cases: [PutCase; 9] = [
+        (
+            "unsigned",
+            &unsigned,
+            [TEXT, ("Content-Length", "10")],
+            b"0123456789",
+            403,
+        ),
+        (
+            "forged",
+            &forged,
+            [TEXT, ("Content-Length", "10")],
+            b"0123456789",
+            403,
+        ),
+        (
+            "expiry changed",
+            &later,
+            [TEXT, ("Content-Length", "10")],
+            b"0123456789",
+            403,
+        ),
+        (
+            "name changed",
+            &other_name,
+            [TEXT, ("Content-Length", "10")],
+            b"0123456789",
+            403,
+        ),
+        (
+            "announced larger",
+            &path,
+            [TEXT, ("Content-Length", "11")],
+            b"01234567890",
+            413,
+        ),
+        (
+            "announced shorter",
+            &path,
+            [TEXT, ("Content-Length", "9")],
+            b"012345678",
+            400,
+        ),
+        (
+            "another type",
+            &path,
+            [("Content-Type", "text/html"), ("Content-Length", "10")],
+            b"0123456789",
+            400,
+        ),
+        (
+            "chunked, larger",
+            &path,
+            [TEXT, CHUNKED],
+            b"b\r\n01234567890\r\n0\r\n\r\n",
+            413,
+        ),
+        (
+            "chunked, shorter",
+            &path,
+            [TEXT, CHUNKED],
+            b"3\r\n012\r\n0\r\n\r\n",
+            400,
+        ),
+    ];
+    for (what, p, headers, body, status) in cases {
+        let a = http(&server, "PUT", p, &headers, body).await?;
+        assert_eq!(a.status, status, "{what}: {p}");
+    }
     assert_eq!(get(&server, &slot.get).await?.status, 404);
     let tmp = server.config.data_dir.join("upload").join("tmp");
     assert_eq!(
@@ -483,18 +468,12 @@ async fn bad_puts_are_refused_and_leave_nothing_behind() -> anyhow::Result<()> {
         0,
         "a partial upload was left"
     );
-    // The slot still works after all that.
-    let a = http(
-        &server,
-        "PUT",
-        &path,
-        &[
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", "10"),
-        ],
-        b"0123456789",
-    )
-    .await?;
+    // The slot still works after all that (a charset parameter is no other type).
+    let headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", "10"),
+    ];
+    let a = http(&server, "PUT", &path, &headers, b"0123456789").await?;
     assert_eq!(a.status, 201);
     assert_eq!(get(&server, &slot.get).await?.body, b"0123456789");
     Ok(())

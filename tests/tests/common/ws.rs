@@ -321,10 +321,20 @@ where
         Ok(Err(e)) => return Err(e.into()),
         Err(_) => bail!("no response to {method} {path}"),
     }
-    let text = String::from_utf8(response)?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("no head: {text}"))?;
+    let (status, headers, body) = parse_response(&response)?;
+    Ok((status, headers, String::from_utf8(body)?))
+}
+
+/// An HTTP response: status, headers (names in lowercase) and body bytes.
+pub type Response = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// A whole HTTP/1.1 response.
+pub fn parse_response(response: &[u8]) -> anyhow::Result<Response> {
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("no head: {}", String::from_utf8_lossy(response)))?;
+    let head = String::from_utf8_lossy(&response[..split]);
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -335,7 +345,7 @@ where
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    Ok((status, headers, body.to_owned()))
+    Ok((status, headers, response[split + 4..].to_vec()))
 }
 
 /// A header of a response.
