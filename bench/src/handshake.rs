@@ -109,6 +109,7 @@ impl Handshake {
             Seen::Presence {
                 from,
                 kind: Some(b"subscribe"),
+                ..
             } => {
                 let Some(from) = self.member(from) else {
                     return;
@@ -121,6 +122,7 @@ impl Handshake {
             Seen::Presence {
                 from,
                 kind: Some(b"subscribed"),
+                ..
             } => {
                 if let Some(from) = self.member(from) {
                     self.answered(from);
@@ -293,6 +295,7 @@ mod tests {
             Seen::Presence {
                 from: Some(b"u0@localhost"),
                 kind: Some(b"subscribe"),
+                inner: b"",
             },
             &mut out,
         );
@@ -306,6 +309,7 @@ mod tests {
             Seen::Presence {
                 from: Some(b"u3@localhost/b"),
                 kind: Some(b"subscribe"),
+                inner: b"",
             },
             &mut out,
         );
@@ -324,6 +328,7 @@ mod tests {
                 Seen::Presence {
                     from: Some(from),
                     kind,
+                    inner: b"",
                 },
                 &mut out,
             );
@@ -343,6 +348,7 @@ mod tests {
         let subscribed = |from: &'static [u8]| Seen::Presence {
             from: Some(from),
             kind: Some(b"subscribed"),
+            inner: b"",
         };
         // An answer makes room for one more request, a repeated answer does not.
         hs.on(subscribed(b"u3@localhost"), &mut out);
@@ -486,6 +492,7 @@ mod tests {
         let from = |jid: &'static [u8]| Seen::Presence {
             from: Some(jid),
             kind: Some(b"subscribe"),
+            inner: b"",
         };
         member.on(from(b"u1@localhost"), &mut out);
         assert!(out.is_empty());

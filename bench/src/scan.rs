@@ -20,8 +20,13 @@ pub const BODY_LEN: usize = 100;
 
 /// Appends one benchmark message for `to` carrying `seq` and the send time `sent_ns`.
 pub fn write_message(out: &mut Vec<u8>, to: &str, seq: u64, sent_ns: u64) {
+    write_message_of_type(out, to, "chat", seq, sent_ns);
+}
+
+/// [`write_message`] with another message type (`groupchat` for a MUC room).
+pub fn write_message_of_type(out: &mut Vec<u8>, to: &str, kind: &str, seq: u64, sent_ns: u64) {
     use std::io::Write as _;
-    let _ = write!(out, "<message to='{to}' type='chat' id='m{seq}'><body>");
+    let _ = write!(out, "<message to='{to}' type='{kind}' id='m{seq}'><body>");
     let body_start = out.len();
     let _ = write!(out, "{seq} {sent_ns} ");
     let pad = BODY_LEN.saturating_sub(out.len() - body_start);
@@ -252,6 +257,19 @@ fn scan_tags(
     }
 }
 
+/// The benchmark body in a message's inner bytes (as [`Seen::Message`] hands them out).
+pub fn delivery_in(inner: &[u8]) -> Option<Delivery> {
+    let open = memmem::find(inner, OPEN)?;
+    let after = &inner[open + OPEN.len()..];
+    // `<body>` or `<body xml:lang='en'>`, not `<bodyguard>`.
+    if !after.first().is_some_and(|b| is_name_end(*b)) {
+        return None;
+    }
+    let gt = memchr::memchr(b'>', after)? + 1;
+    let close = memmem::find(&after[gt..], CLOSE)?;
+    parse_body(&after[gt..gt + close])
+}
+
 fn parse_body(body: &[u8]) -> Option<Delivery> {
     let mut parts = body.split(|b| *b == b' ');
     let seq = parse_u64(parts.next()?)?;
@@ -315,6 +333,8 @@ pub enum Seen<'a> {
         from: Option<&'a [u8]>,
         /// Its `type` attribute (absent for available presence).
         kind: Option<&'a [u8]>,
+        /// The bytes between its start and end tags (empty when self-closing).
+        inner: &'a [u8],
     },
     /// An iq stanza.
     Iq {
@@ -332,6 +352,8 @@ pub enum Seen<'a> {
     Message {
         /// Its `from` attribute.
         from: Option<&'a [u8]>,
+        /// Its `type` attribute.
+        kind: Option<&'a [u8]>,
         /// The bytes between its start and end tags (empty when self-closing).
         inner: &'a [u8],
     },
@@ -434,10 +456,15 @@ impl StanzaScanner {
                     kind: attr(attrs, b"type"),
                     inner,
                 },
-                b"</message>" => Seen::Message { from, inner },
+                b"</message>" => Seen::Message {
+                    from,
+                    kind: attr(attrs, b"type"),
+                    inner,
+                },
                 _ => Seen::Presence {
                     from,
                     kind: attr(attrs, b"type"),
+                    inner,
                 },
             });
             pos = end;

@@ -159,9 +159,9 @@ fn accounting_counts_in_flight_and_order() {
 /// What the stanza scanner saw, owned, for comparisons.
 #[derive(Debug, PartialEq, Eq)]
 enum Got {
-    Presence(Option<String>, Option<String>),
+    Presence(Option<String>, Option<String>, String),
     Iq(Option<String>, Option<String>, String),
-    Message(Option<String>, String),
+    Message(Option<String>, Option<String>, String),
 }
 
 fn text(b: Option<&[u8]>) -> Option<String> {
@@ -174,7 +174,11 @@ fn stanzas(chunks: &[&[u8]]) -> (Vec<Got>, bool) {
     for c in chunks {
         s.feed(c, |seen| {
             out.push(match seen {
-                Seen::Presence { from, kind } => Got::Presence(text(from), text(kind)),
+                Seen::Presence { from, kind, inner } => Got::Presence(
+                    text(from),
+                    text(kind),
+                    String::from_utf8_lossy(inner).into_owned(),
+                ),
                 Seen::Iq {
                     id, kind, inner, ..
                 } => Got::Iq(
@@ -182,9 +186,11 @@ fn stanzas(chunks: &[&[u8]]) -> (Vec<Got>, bool) {
                     text(kind),
                     String::from_utf8_lossy(inner).into_owned(),
                 ),
-                Seen::Message { from, inner } => {
-                    Got::Message(text(from), String::from_utf8_lossy(inner).into_owned())
-                }
+                Seen::Message { from, kind, inner } => Got::Message(
+                    text(from),
+                    text(kind),
+                    String::from_utf8_lossy(inner).into_owned(),
+                ),
             })
         });
     }
@@ -205,9 +211,14 @@ const STREAM: &str = "<presence from='u1@localhost/b' to='u0@localhost/b'>\
 fn expected() -> Vec<Got> {
     let s = |v: &str| Some(v.to_owned());
     vec![
-        Got::Presence(s("u1@localhost/b"), None),
-        Got::Message(s("u2@localhost/b"), "<body>hi</body>".to_owned()),
-        Got::Presence(s("u3@localhost"), s("unavailable")),
+        Got::Presence(
+            s("u1@localhost/b"),
+            None,
+            "<priority>0</priority><c xmlns='http://jabber.org/protocol/caps' hash='sha-1'/>"
+                .to_owned(),
+        ),
+        Got::Message(s("u2@localhost/b"), s("chat"), "<body>hi</body>".to_owned()),
+        Got::Presence(s("u3@localhost"), s("unavailable"), String::new()),
         Got::Iq(
             s("push1"),
             s("set"),
@@ -215,7 +226,7 @@ fn expected() -> Vec<Got> {
              jid='u4@localhost'><group>g</group></item></query>"
                 .to_owned(),
         ),
-        Got::Presence(s("u5@localhost"), s("subscribe")),
+        Got::Presence(s("u5@localhost"), s("subscribe"), String::new()),
         Got::Iq(s("r"), s("result"), String::new()),
     ]
 }
@@ -298,4 +309,35 @@ fn roster_items_of_results_and_pushes() {
         roster_items(b"<query xmlns='jabber:iq:roster'/>").count(),
         0
     );
+}
+
+#[test]
+fn the_benchmark_body_is_found_in_a_messages_inner_bytes() {
+    let mut out = Vec::new();
+    write_message_of_type(&mut out, "room@conference.localhost", "groupchat", 7, 99);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(
+        text.starts_with("<message to='room@conference.localhost' type='groupchat' id='m7'>"),
+        "{text}"
+    );
+    let (got, _) = stanzas(&[&out]);
+    let [Got::Message(None, Some(kind), inner)] = &got[..] else {
+        panic!("{got:?}");
+    };
+    assert_eq!(kind, "groupchat");
+    assert_eq!(
+        delivery_in(inner.as_bytes()),
+        Some(Delivery {
+            seq: 7,
+            sent_ns: 99
+        })
+    );
+    // With attributes and other children around it; not in a `<bodyx>`, nor unfinished.
+    assert_eq!(
+        delivery_in(b"<stanza-id id='x'/><body xml:lang='en'>3 4 xx</body><x/>"),
+        Some(Delivery { seq: 3, sent_ns: 4 })
+    );
+    assert_eq!(delivery_in(b"<bodyx>3 4</bodyx>"), None);
+    assert_eq!(delivery_in(b"<body>3 4"), None);
+    assert_eq!(delivery_in(b"<subject>s</subject>"), None);
 }

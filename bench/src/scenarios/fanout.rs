@@ -94,17 +94,23 @@ impl Conn {
         ok
     }
 
-    /// Reads once (until `deadline`) and feeds the scanner; false at the end of the stream,
-    /// on an error or at the deadline.
-    async fn read(&mut self, deadline: Instant, on: impl FnMut(Seen<'_>)) -> bool {
-        let read = tokio::time::timeout_at(deadline.into(), self.session.io.read(&mut self.buf));
-        match read.await {
-            Ok(Ok(n)) if n > 0 => {
+    /// Reads once and feeds the scanner; false at the end of the stream or on an error.
+    /// Dropped before the read returns (a `select!` branch that lost), it has taken nothing.
+    pub(crate) async fn receive(&mut self, on: impl FnMut(Seen<'_>)) -> bool {
+        match self.session.io.read(&mut self.buf).await {
+            Ok(n) if n > 0 => {
                 self.scanner.feed(&self.buf[..n], on);
                 !self.scanner.closed()
             }
             _ => false,
         }
+    }
+
+    /// [`Conn::receive`] until `deadline`; false at the deadline too.
+    pub(crate) async fn read(&mut self, deadline: Instant, on: impl FnMut(Seen<'_>)) -> bool {
+        tokio::time::timeout_at(deadline.into(), self.receive(on))
+            .await
+            .unwrap_or(false)
     }
 }
 
@@ -326,34 +332,24 @@ async fn receive(
 ) -> (Session, Tally, bool) {
     let mut closed = false;
     loop {
-        let Conn {
-            session,
-            scanner,
-            buf,
-            ..
-        } = &mut conn;
-        tokio::select! {
-            r = session.io.read(buf) => match r {
-                Ok(n) if n > 0 => {
-                    let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                    scanner.feed(&buf[..n], |seen| {
-                        if let Seen::Presence { from, kind } = seen {
-                            let from = from.and_then(|f| account_of(f, prefix.as_bytes()));
-                            if tally.record(from, kind) == Arrival::New {
-                                progress.distinct.fetch_add(1, Ordering::Relaxed);
-                                progress.last_ns.fetch_max(now, Ordering::Relaxed);
-                            }
-                        }
+        // The time of arrival, taken once per read.
+        let mut now = None;
+        let on = |seen: Seen<'_>| {
+            if let Seen::Presence { from, kind, .. } = seen {
+                let from = from.and_then(|f| account_of(f, prefix.as_bytes()));
+                if tally.record(from, kind) == Arrival::New {
+                    let now = *now.get_or_insert_with(|| {
+                        u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
                     });
-                    if scanner.closed() {
-                        closed = true;
-                        break;
-                    }
+                    progress.distinct.fetch_add(1, Ordering::Relaxed);
+                    progress.last_ns.fetch_max(now, Ordering::Relaxed);
                 }
-                _ => {
-                    closed = true;
-                    break;
-                }
+            }
+        };
+        tokio::select! {
+            alive = conn.receive(on) => if !alive {
+                closed = true;
+                break;
             },
             _ = stop.wait_for(|s| *s) => break,
             _ = tokio::time::sleep_until(deadline.into()) => break,
