@@ -1,11 +1,12 @@
 //! xmppd-bench: an XMPP load generator (logins, idle sessions, message throughput and
-//! latency, presence fan-out) that drives xmppd, Prosody, ejabberd and a raw TLS relay the
-//! same way, so that one run compares them. See `bench/README.md` for the scenarios and how
+//! latency, presence and PEP fan-out, group chat) that drives xmppd, Prosody, ejabberd and a
+//! raw TLS relay the same way, so that one run compares them. See `bench/README.md` for the scenarios and how
 //! `bench/compare` uses it.
 
 pub mod client;
 pub mod clique;
 pub mod handshake;
 pub mod procstat;
+pub mod room;
 pub mod scan;
 pub mod scenarios;

@@ -82,8 +82,11 @@ enum Command {
         /// Label of the server in the output.
         #[arg(long)]
         label: String,
-        /// Comma-separated: warm, idle, login, throughput, latency, fanout, pep.
-        #[arg(long, default_value = "warm,idle,login,throughput,latency,fanout,pep")]
+        /// Comma-separated: warm, idle, login, throughput, latency, fanout, pep, muc.
+        #[arg(
+            long,
+            default_value = "warm,idle,login,throughput,latency,fanout,pep,muc"
+        )]
         scenarios: String,
         /// Accounts logged in by `warm` (at least the largest of the others).
         #[arg(long, default_value_t = 10_000)]
@@ -108,9 +111,11 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         latency_pairs: usize,
         #[command(flatten)]
-        fanout: FanoutArgs,
+        fanout: Box<FanoutArgs>,
         #[command(flatten)]
         pep: Box<PepArgs>,
+        #[command(flatten)]
+        muc: Box<MucArgs>,
         /// Stream management (XEP-0198) on the sessions of idle, throughput and latency:
         /// enabled after bind (resumable), the server's `<r/>` answered with `<a h/>`.
         #[arg(long)]
@@ -214,6 +219,73 @@ impl PepArgs {
     }
 }
 
+/// The group chat scenario's settings.
+#[derive(clap::Args, Clone)]
+struct MucArgs {
+    /// Room sizes, one room each (occupants, all logged-in clients of the generator).
+    #[arg(long, default_value = "10,100,1000", value_delimiter = ',')]
+    muc_sizes: Vec<usize>,
+    /// Occupants that post (the same in every room: the first accounts of the room).
+    #[arg(long, default_value_t = 5)]
+    muc_senders: usize,
+    /// Copies on their way in a room that the senders' windows aim at (at least one message
+    /// per sender).
+    #[arg(long, default_value_t = 4000)]
+    muc_in_flight: u64,
+    /// Seconds of posting before the measured window (which lasts --secs).
+    #[arg(long, default_value_t = 2.0)]
+    muc_warmup: f64,
+    /// The room owner's account; the other occupants are the accounts after it.
+    #[arg(long, default_value_t = 0)]
+    muc_first: usize,
+    /// The MUC service [default: conference.DOMAIN].
+    #[arg(long)]
+    muc_service: Option<String>,
+    /// Room archiving as the owner configures it.
+    #[arg(long, value_enum, default_value = "off")]
+    muc_archive: Switch,
+    /// The room configuration field that turns archiving on or off
+    /// (`muc#roomconfig_enablearchiving` for xmppd and Prosody, `muc#roomconfig_mam` for
+    /// ejabberd); without it the owner submits an empty form and the server's default decides.
+    #[arg(long)]
+    muc_archive_field: Option<String>,
+    /// Seconds allowed for creating a room and all its joins (Prosody took 400 s for 1,000
+    /// joins on a busy machine: each join is broadcast to every occupant).
+    #[arg(long, default_value_t = 900.0)]
+    muc_setup_timeout: f64,
+    /// Seconds allowed for every copy to arrive after the senders stop.
+    #[arg(long, default_value_t = 60.0)]
+    muc_timeout: f64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
+impl MucArgs {
+    fn settings(&self, domain: &str, secs: Duration) -> anyhow::Result<scenarios::MucSettings> {
+        Ok(scenarios::MucSettings {
+            first: self.muc_first,
+            senders: self.muc_senders,
+            in_flight: self.muc_in_flight,
+            warmup: Duration::try_from_secs_f64(self.muc_warmup)?,
+            secs,
+            service: self
+                .muc_service
+                .clone()
+                .unwrap_or_else(|| format!("conference.{domain}")),
+            archiving: xmppd_bench::room::Archiving {
+                on: matches!(self.muc_archive, Switch::On),
+                field: self.muc_archive_field.clone(),
+            },
+            setup_timeout: Duration::try_from_secs_f64(self.muc_setup_timeout)?,
+            timeout: Duration::try_from_secs_f64(self.muc_timeout)?,
+        })
+    }
+}
+
 fn target(args: &TargetArgs) -> anyhow::Result<Target> {
     Ok(Target {
         addr: args.addr,
@@ -300,13 +372,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             latency_pairs,
             fanout,
             pep,
+            muc,
             sm,
             sm_request_every,
         } => {
             let asked = |name: &str| which.split(',').any(|s| s.trim() == name);
-            if sm && (asked("fanout") || asked("pep")) {
+            if sm && (asked("fanout") || asked("pep") || asked("muc")) {
                 anyhow::bail!(
-                    "--sm applies to idle, throughput and latency; run fanout and pep without it"
+                    "--sm applies to idle, throughput and latency; run fanout, pep and muc \
+                     without it"
                 );
             }
             // Checked before any scenario runs, but only when fan-out is asked for: its groups
@@ -333,6 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             };
             let secs = Duration::from_secs_f64(secs);
+            let muc_settings = muc.settings(&t.domain, secs)?;
             let mut rss_empty = ctx.rss();
             for s in which.split(',') {
                 match s.trim() {
@@ -369,6 +444,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "pep" => {
                         if let Some(pep) = &pep {
                             emit(&label, scenarios::pep(&ctx, pep).await);
+                        }
+                    }
+                    "muc" => {
+                        for &n in &muc.muc_sizes {
+                            emit(&label, scenarios::muc(&ctx, &muc_settings, n).await);
                         }
                     }
                     other => anyhow::bail!("unknown scenario {other}"),

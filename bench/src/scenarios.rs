@@ -2,11 +2,13 @@
 //! RSS (read from `/proc/<server-pid>`) and the generator's own CPU seconds.
 
 pub mod fanout;
+pub mod muc;
 mod pairs;
 pub mod pep;
 
 pub use crate::clique::{Groups, Shape};
 pub use fanout::{FanoutSettings, fanout};
+pub use muc::{MucSettings, muc};
 use pairs::{Plan, run_pairs};
 pub use pep::{PepSettings, pep};
 

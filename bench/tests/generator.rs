@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use xmppd_bench::client::{self, Protocol, Target};
+use xmppd_bench::room::Archiving;
 use xmppd_bench::scenarios::{self, Ctx};
 use xmppd_testkit::TestServer;
 
@@ -185,5 +186,68 @@ async fn pep_builds_a_star_and_counts_every_contacts_notification() {
     let v = scenarios::pep(&ctx, &settings).await;
     assert_eq!(v["setup"], "present", "{v}");
     assert_eq!(v["delivered"], 30, "{v}");
+    server.stop().await;
+}
+
+fn muc_settings(archiving: bool) -> scenarios::MucSettings {
+    scenarios::MucSettings {
+        // u0 stays out of the room.
+        first: 1,
+        senders: 3,
+        // Two messages per sender on their way in a room of 10.
+        in_flight: 60,
+        warmup: Duration::from_millis(200),
+        secs: Duration::from_millis(500),
+        service: "conference.localhost".into(),
+        archiving: Archiving {
+            on: archiving,
+            field: Some("muc#roomconfig_enablearchiving".into()),
+        },
+        setup_timeout: Duration::from_secs(30),
+        timeout: Duration::from_secs(30),
+    }
+}
+
+#[tokio::test]
+#[ignore = "xmppd has no MUC service yet (crates/muc is being written on main); run with \
+            --ignored once the muc module is in crates/server/src/modules.rs"]
+async fn muc_creates_a_room_and_every_occupant_gets_every_copy() {
+    let (server, ctx) = setup(12).await;
+    let v = scenarios::muc(&ctx, &muc_settings(false), 10).await;
+    assert_eq!(v["error"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["joined"], 10, "{v}");
+    assert_eq!(v["window"], 2, "{v}");
+    let sent = v["sent"].as_u64().unwrap_or(0);
+    assert!(sent >= 3, "every sender posted: {v}");
+    // Every occupant, the senders included, has every message once.
+    assert_eq!(v["expected"], sent * 10, "{v}");
+    assert_eq!(v["delivered"], sent * 10, "{v}");
+    assert_eq!(v["missing"], 0, "{v}");
+    assert_eq!(v["fraction"], 1.0, "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    assert!(
+        v["deliveries_per_s"].as_f64().is_some_and(|r| r > 0.0),
+        "{v}"
+    );
+    assert!(
+        v["server_us_per_delivery"]
+            .as_f64()
+            .is_some_and(|c| c > 0.0),
+        "{v}"
+    );
+    // The room was created without an archive: the archive shows nothing.
+    assert!(v["archived"].as_u64().unwrap_or(0) == 0, "{v}");
+
+    // Archiving on: a new room, whose archive holds what was sent.
+    let v = scenarios::muc(&ctx, &muc_settings(true), 4).await;
+    assert_eq!(v["error"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["archive"], "on", "{v}");
+    assert_eq!(v["delivered"], v["expected"], "{v}");
+    assert!(
+        v["archived"]
+            .as_u64()
+            .is_some_and(|a| Some(a) == v["sent"].as_u64()),
+        "{v}"
+    );
     server.stop().await;
 }
