@@ -7,7 +7,8 @@ import json
 import statistics
 import sys
 
-SERVERS = ["xmppd", "baseline", "ejabberd", "prosody", "relay", "xmppd-sm-mam", "xmppd-sm", "ejabberd-sm-mam"]
+SERVERS = ["xmppd", "baseline", "ejabberd", "prosody", "relay", "xmppd-sm-mam", "xmppd-sm", "ejabberd-sm-mam",
+           "xmppd-muc-mam", "ejabberd-muc-mam", "prosody-muc-mam"]
 
 # Ratio columns (numerator, denominator, heading); a column is shown when both servers ran.
 # The first three are shown whenever xmppd ran, as before the stream management variants existed.
@@ -19,6 +20,11 @@ RATIOS = [
     ("xmppd-sm-mam", "xmppd-sm", "archive on/off (xmppd-sm-mam/xmppd-sm)"),
     ("xmppd-sm-mam", "ejabberd-sm-mam", "xmppd-sm-mam/ejabberd-sm-mam"),
     ("xmppd-sm-mam", "xmppd", "xmppd-sm-mam/xmppd"),
+    ("xmppd-muc-mam", "xmppd", "room archive on/off (xmppd-muc-mam/xmppd)"),
+    ("xmppd-muc-mam", "ejabberd-muc-mam", "xmppd-muc-mam/ejabberd-muc-mam"),
+    ("xmppd-muc-mam", "prosody-muc-mam", "xmppd-muc-mam/prosody-muc-mam"),
+    ("ejabberd-muc-mam", "ejabberd", "ejabberd room archive on/off"),
+    ("prosody-muc-mam", "prosody", "Prosody room archive on/off"),
 ]
 ALWAYS = 3
 
@@ -31,8 +37,8 @@ def load(path):
             if not line.startswith("{"):
                 continue
             r = json.loads(line)
-            if r["scenario"] == "login":
-                key = f"login {r['n']}"
+            if r["scenario"] in ("login", "muc"):
+                key = f"{r['scenario']} {r['n']}"
             elif r["scenario"] == "throughput_round":
                 key = f"throughput_round {r['round']}"
             else:
@@ -79,6 +85,10 @@ METRICS = [
     ("PEP fan-out: notifications/s ({n} contacts)", "pep", "notifications_per_s", 0, True),
     ("server CPU us/notification (PEP fan-out)", "pep", "server_us_per_notification", 2, False),
     ("PEP notifications delivered/expected", "pep", "fraction", 3, True),
+    ("group chat: copies delivered/s, room of {n}", "muc", "deliveries_per_s", 0, True),
+    ("server CPU us/delivered copy, room of {n}", "muc", "server_us_per_delivery", 2, False),
+    ("group chat copies delivered/expected, room of {n}", "muc", "fraction", 3, True),
+    ("room archive count/messages sent, room of {n}", "muc", "archived_fraction", 3, True),
 ]
 
 
@@ -138,6 +148,8 @@ def main():
     if any(s.endswith("-sm-mam") or s.endswith("-sm") for s in present):
         print("`-sm`: stream management enabled on every client (`<r/>` answered, the clients' own `<r/>` too);")
         print("`-mam`: message archiving on, archiving every message. Their idle rows are resumable sessions.")
+    if any(s.endswith("-muc-mam") for s in present):
+        print("`-muc-mam`: group chat rooms created with archiving on (the other servers' rooms have it off).")
     errs = [(k, s, r.get("error") or r.get("failed") or r.get("errors") or r.get("out_of_order")) for k, by in rows.items() for s, r in by.items()]
     errs = [e for e in errs if e[2]]
     if errs:
