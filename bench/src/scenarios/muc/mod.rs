@@ -40,7 +40,7 @@ use super::fanout::{Conn, close};
 use super::{Ctx, per, usage};
 use crate::client::Protocol;
 use crate::room::{self, Archiving, Room, Tally, Verdict};
-use occupant::{ArchiveFound, Flow, Phase, Shared, archive_count, create, occupant};
+use occupant::{ArchiveFound, Flow, Phase, Shared, archive_count, create, nick, occupant};
 
 /// The scenario's settings (the room size is given per call).
 #[derive(Clone, Debug)]
@@ -131,7 +131,7 @@ pub async fn muc(ctx: &Ctx, settings: &MucSettings, occupants: usize) -> Value {
     };
     let mut owner = Conn::new(owner);
     let archiving = &settings.archiving;
-    if let Err(e) = create(&mut owner, &room, "n0", archiving, setup_deadline).await {
+    if let Err(e) = create(&mut owner, &room, &nick(0), archiving, setup_deadline).await {
         close(ctx, [owner]).await;
         return fail(v, format!("creating the room: {e}"));
     }

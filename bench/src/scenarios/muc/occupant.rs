@@ -242,6 +242,11 @@ pub(super) async fn archive_count(conn: &mut Conn, room: &Room, deadline: Instan
     found
 }
 
+/// The nickname of the room's `index`th occupant (the owner is 0).
+pub(super) fn nick(index: usize) -> String {
+    format!("n{index}")
+}
+
 /// One occupant as its task ends.
 pub(super) struct Ended {
     pub(super) index: usize,
@@ -263,7 +268,7 @@ pub(super) async fn occupant(
     mut phase: watch::Receiver<Phase>,
     deadline: Instant,
 ) -> Ended {
-    let nick = format!("n{index}");
+    let nick = nick(index);
     let mut tally = Tally::new(shared.flows.len());
     let (mut in_window, mut closed) = (0u64, false);
     if join_first {
