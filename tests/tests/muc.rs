@@ -369,3 +369,25 @@ async fn several_resources_share_one_nickname() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// A delivery error from an occupant's real JID means its session is gone: the room removes
+/// it with status 333 and tells the others.
+#[tokio::test]
+async fn an_error_from_an_occupant_removes_it_with_333() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    create_instant(&mut alice, ROOM, "Alice").await?;
+    let mut bob = online(&server, "bob", "phone", 0).await?;
+    enter(&mut bob, ROOM, "Bob", "").await?;
+    expect_presence_from(&mut alice, "coven@conference.localhost/Bob").await?;
+    bob.send(&format!(
+        "<message to='{ROOM}/Alice' type='error'><error type='cancel'>\
+         <recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ))
+    .await?;
+    let gone = expect_presence_from(&mut alice, "coven@conference.localhost/Bob").await?;
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    assert_eq!(codes(&gone), [333]);
+    server.stop().await;
+    Ok(())
+}

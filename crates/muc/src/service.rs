@@ -22,7 +22,7 @@ use xmppd_proto::stanza::parse_stored;
 use xmppd_proto::stanza_id::StanzaId;
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind};
 
-use crate::room::{Ctx, Deferred, IqAnswer, Room};
+use crate::room::{Ctx, Deferred, IqAnswer, Room, refuse};
 use crate::store::StoredRoom;
 use crate::{CreateRooms, Shared};
 
@@ -36,10 +36,6 @@ pub(crate) struct MucService {
     /// The rooms in memory, by localpart.
     pub(crate) rooms: Mutex<HashMap<String, RoomRef>>,
     secret: OnceCell<Vec<u8>>,
-}
-
-fn refuse(condition: DefinedCondition, text: &str) -> StanzaError {
-    StanzaError::new(condition).with_text(text)
 }
 
 fn internal(e: &dyn std::fmt::Display) -> StanzaError {

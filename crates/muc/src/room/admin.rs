@@ -14,12 +14,8 @@ use xmppd_proto::muc::{self, Affiliation, Item, Role};
 use xmppd_proto::{DefinedCondition, StanzaError, StanzaKind, ns};
 use xmppd_xml::Element;
 
-use super::{Ctx, Room};
+use super::{Ctx, Room, refuse};
 use crate::store::AffiliationEntry;
-
-fn refuse(condition: DefinedCondition, text: &str) -> StanzaError {
-    StanzaError::new(condition).with_text(text)
-}
 
 /// One change of a request.
 enum Change {

@@ -1,5 +1,5 @@
 //! Presence to an occupant JID: entering (XEP-0045 §7.2), changing nickname (§7.6),
-//! changing availability (§7.7), exiting (§7.14), and an occupant's delivery error (§? 333).
+//! changing availability (§7.7), exiting (§7.14), and an occupant's delivery error (333).
 
 use std::time::{Instant, SystemTime};
 
@@ -8,12 +8,8 @@ use xmppd_proto::muc::{self, Affiliation, Item, Join};
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 use xmppd_xml::Element;
 
-use super::{Ctx, Occupant, Room, Session};
+use super::{Ctx, Occupant, Room, Session, refuse};
 use crate::config::Whois;
-
-fn refuse(condition: DefinedCondition, text: &str) -> StanzaError {
-    StanzaError::new(condition).with_text(text)
-}
 
 /// The presence as others see it: the client's own children, minus MUC payloads and any
 /// occupant id it claimed (XEP-0421 §4: the room's is the only one).
@@ -46,12 +42,7 @@ impl Room {
                 return Ok(());
             }
             Some("error") => {
-                // §? "Service removes user because of error response": the occupant's server
-                // says the session is gone.
-                if let Some(o) = self.occupant_of(&Jid::from(real.clone())) {
-                    let nick = o.nick.clone();
-                    self.eject(ctx, &nick, &[333], &Item::default()).await;
-                }
+                self.eject_on_error(ctx, &Jid::from(real.clone())).await;
                 return Ok(());
             }
             // Subscriptions and probes mean nothing to a room.

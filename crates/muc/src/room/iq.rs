@@ -12,11 +12,7 @@ use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 use xmppd_xml::Element;
 
 use super::owner::OwnerOutcome;
-use super::{Ctx, Room};
-
-fn refuse(condition: DefinedCondition, text: &str) -> StanzaError {
-    StanzaError::new(condition).with_text(text)
-}
+use super::{Ctx, Room, refuse};
 
 /// What the room does with an iq.
 pub(crate) enum IqAnswer {

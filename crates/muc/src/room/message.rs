@@ -13,12 +13,8 @@ use xmppd_proto::{DefinedCondition, ErrorType, Stanza, StanzaError, StanzaKind, 
 use xmppd_xml::Element;
 
 use super::outbox::{Outbox, Queued};
-use super::{Ctx, Deferred, Room};
+use super::{Ctx, Deferred, Room, refuse};
 use crate::config::AllowPm;
-
-fn refuse(condition: DefinedCondition, text: &str) -> StanzaError {
-    StanzaError::new(condition).with_text(text)
-}
 
 /// A random id for a message the room does not archive.
 fn random_id() -> String {
@@ -90,16 +86,12 @@ impl Room {
     ) -> Result<(), StanzaError> {
         let el = stanza.element();
         if stanza.type_attr() == Some("error") {
-            // A delivery error from an occupant's server: the occupant is gone (§? 333).
-            if let Some(o) = self.occupant_of(real) {
-                let nick = o.nick.clone();
-                self.eject(ctx, &nick, &[333], &muc::Item::default()).await;
-            }
+            self.eject_on_error(ctx, real).await;
             return Ok(());
         }
         if let Some(x) = el.child("x", muc::NS_USER) {
             if let Some(invite) = x.child("invite", muc::NS_USER) {
-                return self.invite(ctx, real, invite, x).await;
+                return self.invite(ctx, real, invite).await;
             }
             if let Some(decline) = x.child("decline", muc::NS_USER) {
                 return self.decline(ctx, real, decline).await;
@@ -271,10 +263,7 @@ impl Room {
     ) -> Result<(), StanzaError> {
         let el = stanza.element();
         if stanza.type_attr() == Some("error") {
-            if let Some(o) = self.occupant_of(real) {
-                let nick = o.nick.clone();
-                self.eject(ctx, &nick, &[333], &muc::Item::default()).await;
-            }
+            self.eject_on_error(ctx, real).await;
             return Ok(());
         }
         if stanza.type_attr() == Some("groupchat") {
@@ -344,7 +333,6 @@ impl Room {
         ctx: &Ctx<'_>,
         real: &Jid,
         invite: &Element,
-        _x: &Element,
     ) -> Result<(), StanzaError> {
         let Some(o) = self.occupant_of(real) else {
             return Err(refuse(

@@ -35,6 +35,11 @@ pub(crate) use iq::IqAnswer;
 /// The outcome of an archived message, which its sender waits for outside the room's lock.
 pub(crate) type Deferred = tokio::sync::oneshot::Receiver<Result<(), StanzaError>>;
 
+/// An error with the condition XEP-0045 names and a text saying why.
+pub(crate) fn refuse(condition: DefinedCondition, text: &str) -> StanzaError {
+    StanzaError::new(condition).with_text(text)
+}
+
 /// What a room handler needs besides the room.
 pub(crate) struct Ctx<'a> {
     pub(crate) router: &'a Router,
@@ -429,6 +434,15 @@ impl Room {
             .await;
         self.remove_occupant(nick);
         self.close_if_empty();
+    }
+
+    /// A delivery error from an occupant's real JID means its session is gone (XEP-0045
+    /// "Service removes user because of error response"): it leaves with status 333.
+    pub(crate) async fn eject_on_error(&mut self, ctx: &Ctx<'_>, real: &Jid) {
+        if let Some(o) = self.occupant_of(real) {
+            let nick = o.nick.clone();
+            self.eject(ctx, &nick, &[333], &Item::default()).await;
+        }
     }
 
     /// A temporary room without occupants is gone (§10.1: "destroyed when the last occupant

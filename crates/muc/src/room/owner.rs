@@ -8,13 +8,9 @@ use xmppd_proto::muc::{self, Affiliation, Item};
 use xmppd_proto::{DefinedCondition, StanzaError, ns};
 use xmppd_xml::Element;
 
-use super::{Ctx, Room};
+use super::{Ctx, Room, refuse};
 use crate::config::{ConfigLimits, Whois};
 use crate::store::AffiliationEntry;
-
-fn refuse(condition: DefinedCondition, text: &str) -> StanzaError {
-    StanzaError::new(condition).with_text(text)
-}
 
 /// What an owner request did to the room.
 pub(crate) enum OwnerOutcome {
