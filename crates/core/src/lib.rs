@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod client;
+pub mod completion;
 pub mod component;
 pub mod extensions;
 pub mod hooks;

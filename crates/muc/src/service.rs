@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use jid::{BareJid, Jid};
 use tokio::sync::{Mutex, OnceCell};
 use tracing::warn;
+use xmppd_core::module::Routed;
 use xmppd_core::storage::ArchiveQuery;
 use xmppd_core::{Router, Service};
 use xmppd_proto::muc;
@@ -201,19 +202,15 @@ impl MucService {
     }
 
     /// Handles a stanza to a room or occupant JID.
-    async fn to_room(
-        &self,
-        router: &Router,
-        stanza: Stanza,
-        real: Jid,
-        name: &str,
-    ) -> Option<Stanza> {
-        let to = stanza.to()?.clone();
+    async fn to_room(&self, router: &Router, stanza: Stanza, real: Jid, name: &str) -> Routed {
+        let Some(to) = stanza.to().cloned() else {
+            return Routed::Done(None);
+        };
         let jid = to.to_bare();
         let nick = to.resource().map(|r| r.as_str().to_owned());
         let secret = match self.secret().await {
             Ok(s) => s,
-            Err(e) => return stanza.error_reply(&e),
+            Err(e) => return Routed::Done(stanza.error_reply(&e)),
         };
         let ctx = Ctx {
             router,
@@ -227,16 +224,17 @@ impl MucService {
                 Ok(Some(room)) => (room, false),
                 Ok(None) if joining => match self.create(name, &jid, &real.to_bare()).await {
                     Ok(room) => (room, true),
-                    Err(e) => return stanza.error_reply(&e),
+                    Err(e) => return Routed::Done(stanza.error_reply(&e)),
                 },
                 Ok(None) => {
                     if stanza.kind() == StanzaKind::Presence {
-                        return None;
+                        return Routed::Done(None);
                     }
-                    return stanza
-                        .error_reply(&refuse(DefinedCondition::ItemNotFound, "no such room"));
+                    return Routed::Done(
+                        stanza.error_reply(&refuse(DefinedCondition::ItemNotFound, "no such room")),
+                    );
                 }
-                Err(e) => return stanza.error_reply(&e),
+                Err(e) => return Routed::Done(stanza.error_reply(&e)),
             };
             let mut guard = room.lock().await;
             if guard.closed {
@@ -249,7 +247,7 @@ impl MucService {
                 guard.locked = muc::Join::find_in(stanza.element()).is_some();
                 let full = match real.try_as_full() {
                     Ok(f) => f.clone(),
-                    Err(_) => return None,
+                    Err(_) => return Routed::Done(None),
                 };
                 match guard.enter(&ctx, &full, nick, stanza.element(), true).await {
                     Ok(()) => None,
@@ -261,17 +259,11 @@ impl MucService {
             } else {
                 match dispatch(&mut guard, &ctx, &stanza, &real, nick.as_deref()).await {
                     Ok(Handled::Now(reply)) => reply,
-                    Ok(Handled::Later(deferred)) => {
-                        // An archived message: its commit and delivery are waited for
-                        // without holding the room.
+                    Ok(Handled::Later(completion)) => {
+                        // An archived message: the room's outbox sends or bounces it after
+                        // its commit, without holding the room.
                         drop(guard);
-                        return match deferred.await {
-                            Ok(Ok(())) => None,
-                            Ok(Err(e)) => stanza.error_reply(&e),
-                            Err(_) => stanza.error_reply(&StanzaError::new(
-                                DefinedCondition::InternalServerError,
-                            )),
-                        };
+                        return Routed::Later(completion);
                     }
                     Err(e) => stanza.error_reply(&e),
                 }
@@ -279,9 +271,9 @@ impl MucService {
             if guard.closed {
                 self.forget(name, &room, &guard).await;
             }
-            return reply;
+            return Routed::Done(reply);
         }
-        stanza.error_reply(&refuse(DefinedCondition::ItemNotFound, "no such room"))
+        Routed::Done(stanza.error_reply(&refuse(DefinedCondition::ItemNotFound, "no such room")))
     }
 }
 
@@ -350,10 +342,21 @@ async fn dispatch(
 #[async_trait]
 impl Service for MucService {
     async fn handle(&self, router: &Router, stanza: Stanza) -> Option<Stanza> {
-        let real = stanza.from()?.clone();
-        let to = stanza.to()?.clone();
+        match self.handle_from_session(router, stanza).await {
+            Routed::Done(next) => next,
+            Routed::Later(completion) => {
+                completion.done().await;
+                None
+            }
+        }
+    }
+
+    async fn handle_from_session(&self, router: &Router, stanza: Stanza) -> Routed {
+        let (Some(real), Some(to)) = (stanza.from().cloned(), stanza.to()) else {
+            return Routed::Done(None);
+        };
         match to.node().map(|n| n.as_str().to_owned()) {
-            None => self.to_service(router, stanza).await,
+            None => Routed::Done(self.to_service(router, stanza).await),
             Some(name) => self.to_room(router, stanza, real, &name).await,
         }
     }

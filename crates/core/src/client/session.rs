@@ -256,7 +256,9 @@ impl ClientSession {
                 }));
             }
         }
-        router.route_from_session(self.as_ref(), stanza).await;
+        if let Some(completion) = router.route_from_session(self.as_ref(), stanza).await {
+            self.handled_later(completion).await;
+        }
         Ok(None)
     }
 
@@ -326,6 +328,7 @@ impl ClientSession {
     /// management, are routed again once it is unbound, so none is lost silently (see
     /// [`ClientSession::dispose_pending`]).
     pub async fn end(mut self, router: &Router) {
+        self.settle_handled().await;
         self.expire_resumption(router);
         let still_bound = router.sessions().unbind(&self.jid, self.conn_id);
         if still_bound && self.available {

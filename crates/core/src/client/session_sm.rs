@@ -14,8 +14,10 @@ use xmppd_xml::Element;
 
 use super::ClientSession;
 use super::session::announce_unavailable;
+use super::sm::handled::MAX_WAITING;
 use super::sm::persist::{self, Restored, SavedPresence, SavedSession, SavedStanza};
 use super::sm::state::{HandledCountTooHigh, SmState};
+use crate::completion::Completion;
 use crate::hooks::SessionEvent;
 use crate::outbound::Outbound;
 use crate::queue::session_queue;
@@ -31,16 +33,41 @@ impl ClientSession {
         self.sm.is_some()
     }
 
-    /// Client stanzas handled since `<enable/>` (the `h` of `<a/>` and `<resumed/>`).
-    pub fn handled(&self) -> Option<u32> {
-        self.sm.as_ref().map(|sm| sm.handled)
+    /// Client stanzas handled since `<enable/>` (the `h` of `<a/>` and `<resumed/>`), not
+    /// counting any whose completion is still pending, nor what the client sent after it.
+    pub fn handled(&mut self) -> Option<u32> {
+        self.sm.as_mut().map(|sm| sm.handled.settle())
     }
 
     /// Counts one stanza from the client as handled: called once it was processed (routed,
-    /// and committed where a module commits it), never before.
+    /// and committed where a module commits it), never before; behind a pending completion
+    /// it is counted when that completion is done.
     pub fn count_handled(&mut self) {
         if let Some(sm) = self.sm.as_mut() {
-            sm.handled = sm.handled.wrapping_add(1);
+            sm.handled.count();
+        }
+    }
+
+    /// The stanza about to be counted is handled only when `completion` is done (see
+    /// [`crate::completion`]). Without stream management nothing is counted, so nothing
+    /// waits. A session with [`MAX_WAITING`] completions pending waits for the oldest first,
+    /// which holds back its reading.
+    pub async fn handled_later(&mut self, completion: Completion) {
+        let Some(sm) = self.sm.as_mut() else { return };
+        sm.handled.settle();
+        if sm.handled.waiting() >= MAX_WAITING {
+            sm.handled.wait_oldest().await;
+        }
+        sm.handled.wait_for(completion);
+    }
+
+    /// Waits until no completion is pending, so that `h` counts everything handled (before
+    /// the session is saved or ends for good; each completion is one commit away).
+    pub(super) async fn settle_handled(&mut self) {
+        if let Some(sm) = self.sm.as_mut() {
+            while sm.handled.waiting() > 0 {
+                sm.handled.wait_oldest().await;
+            }
         }
     }
 
@@ -174,13 +201,13 @@ impl ClientSession {
     }
 
     /// Forgets the resumption id: the session ends for good.
-    pub(super) fn expire_resumption(&self, router: &Router) {
-        if let Some(sm) = &self.sm
+    pub(super) fn expire_resumption(&mut self, router: &Router) {
+        if let Some(sm) = &mut self.sm
             && let Some(id) = &sm.id
         {
             router
                 .stream_management()
-                .expire(id, &self.jid.to_bare(), sm.handled);
+                .expire(id, &self.jid.to_bare(), sm.handled.settle());
         }
     }
 
@@ -240,6 +267,7 @@ impl ClientSession {
             return self.end(router).await;
         }
         self.rx.close();
+        self.settle_handled().await;
         let mut unsent = self.take_held();
         while let Some(outbound) = self.rx.try_recv() {
             unsent.push(outbound);
@@ -253,7 +281,7 @@ impl ClientSession {
             jid: self.jid.to_string(),
             window_secs: sm.window.as_secs(),
             expires_at: persist::now_secs() + remaining.as_secs(),
-            handled: sm.handled,
+            handled: sm.handled.settle(),
             acked: sm.acked(),
             unacked: sm.unacked().map(SavedStanza::from_outbound).collect(),
             presence: presence.map(|(priority, stanza)| SavedPresence {

@@ -65,7 +65,7 @@ impl ClientStream {
             SmRequest::Enable { resume, max } => self.enable(resume, max, actions),
             SmRequest::Resume { previd, h } => self.resume(&previd, h, actions).await,
             SmRequest::Request => {
-                match self.session.as_ref().and_then(|s| s.handled()) {
+                match self.session.as_mut().and_then(|s| s.handled()) {
                     Some(h) => actions.push(StreamAction::Send(bytes_of(&sm::ack(h)))),
                     None => self.unexpected("stream management is not enabled", actions),
                 }

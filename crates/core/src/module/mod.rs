@@ -23,7 +23,7 @@ pub use builder::{
 };
 pub use iq::{IqHandler, IqRequest, IqTarget, IqType};
 pub use registration::{InBandRegistration, RegistrationRequest};
-pub use service::Service;
+pub use service::{Routed, Service};
 
 use std::collections::HashMap;
 use std::sync::Arc;

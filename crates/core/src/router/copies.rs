@@ -21,6 +21,7 @@ use xmppd_proto::{Stanza, ns};
 use xmppd_xml::writer::escape_attr;
 
 use super::Router;
+use crate::module::Routed;
 use crate::outbound::Outbound;
 use crate::session::DeliveryError;
 
@@ -28,6 +29,30 @@ impl Router {
     /// Routes a copy of `stanza` (its `to` replaced) to each of `recipients`; returns how many
     /// copies were queued directly for a session (the others took the general path).
     pub async fn route_copies(&self, stanza: Stanza, recipients: &[Jid]) -> usize {
+        let mut bounces = Vec::new();
+        let direct = self.copies(stanza, recipients, &mut bounces).await;
+        for bounce in bounces {
+            if let Routed::Later(completion) = self.route_round(bounce, false).await {
+                completion.done().await;
+            }
+        }
+        direct
+    }
+
+    /// [`Router::route_copies`], handing the error bounces back instead of routing them (see
+    /// [`Router::route_keeping_bounce`]).
+    pub async fn route_copies_keeping_bounces(
+        &self,
+        stanza: Stanza,
+        recipients: &[Jid],
+    ) -> Vec<Stanza> {
+        let mut bounces = Vec::new();
+        self.copies(stanza, recipients, &mut bounces).await;
+        bounces
+    }
+
+    /// Queues or routes the copies; their bounces go to `bounces`.
+    async fn copies(&self, stanza: Stanza, recipients: &[Jid], bounces: &mut Vec<Stanza>) -> usize {
         let kind = stanza.kind();
         let from = stanza.from().cloned();
         let mut element = stanza.into_element();
@@ -52,13 +77,10 @@ impl Router {
             }
             let mut copy = element.clone();
             copy.set_attr("to", to.as_str());
-            self.route(Stanza::new_unchecked(
-                kind,
-                from.clone(),
-                Some(to.clone()),
-                copy,
-            ))
-            .await;
+            let copy = Stanza::new_unchecked(kind, from.clone(), Some(to.clone()), copy);
+            if let Some(bounce) = self.route_keeping_bounce(copy).await {
+                bounces.push(bounce);
+            }
         }
         direct
     }

@@ -6,6 +6,7 @@ use jid::{BareJid, FullJid, Jid};
 use xmppd_proto::{Stanza, StanzaKind};
 
 use super::{Router, client_bytes, readdress};
+use crate::completion::Completion;
 use crate::hooks::{Flow, SessionEvent, SessionRef, Subscription};
 use crate::module::ModuleId;
 use crate::outbound::Outbound;
@@ -144,11 +145,17 @@ impl Router {
     }
 
     /// A stanza a client session sent, its `from` stamped: the outbound hooks, then routing.
-    /// Presence without `to` is not for this: see [`Router::session_event`].
-    pub async fn route_from_session(&self, session: SessionRef<'_>, stanza: Stanza) {
+    /// Presence without `to` is not for this: see [`Router::session_event`]. A completion
+    /// comes back when a service finishes the stanza later: the session counts it as
+    /// handled once that is done.
+    pub async fn route_from_session(
+        &self,
+        session: SessionRef<'_>,
+        stanza: Stanza,
+    ) -> Option<Completion> {
         let hooks = &self.registry.hooks.outbound;
         if !hooks.wants(stanza.kind()) {
-            return self.route(stanza).await;
+            return self.route_with(stanza, true).await;
         }
         let host = session.jid.domain().as_str();
         let kind = stanza.kind();
@@ -159,11 +166,14 @@ impl Router {
             }
             stanza = match sub.hook.outbound(self, session, stanza).await {
                 Flow::Continue(stanza) => stanza,
-                Flow::Stop(Some(next)) => return self.route(next).await,
-                Flow::Stop(None) => return,
+                Flow::Stop(Some(next)) => {
+                    self.route(next).await;
+                    return None;
+                }
+                Flow::Stop(None) => return None,
             };
         }
-        self.route(stanza).await
+        self.route_with(stanza, true).await
     }
 
     /// The broadcast presence hooks (enabled on the session's host), in priority order: the

@@ -27,9 +27,10 @@ use xmppd_xml::Element;
 
 use crate::accounts::Accounts;
 use crate::client::sm::{SmConfig, StreamManagement};
+use crate::completion::Completion;
 use crate::component::ComponentRegistry;
 use crate::hooks::Flow;
-use crate::module::Registry;
+use crate::module::{Registry, Routed};
 use crate::outbound::Outbound;
 use crate::session::{DeliveryError, ResourceInfo, SessionRegistry};
 
@@ -197,30 +198,60 @@ impl Router {
 
     /// Routes a stanza whose `from` the server vouches for.
     pub async fn route(&self, stanza: Stanza) {
-        let mut pending = Some(stanza);
-        // Bounces are routed iteratively; an error is never bounced, so this ends after at
-        // most two rounds.
-        for _ in 0..2 {
-            let Some(mut stanza) = pending.take() else {
-                return;
-            };
-            if !self.registry.hooks.pre_route.is_empty() && self.pre_route_applies(&stanza) {
-                match Box::pin(self.run_pre_route(stanza)).await {
-                    Flow::Continue(s) => stanza = s,
-                    Flow::Stop(bounce) => {
-                        pending = bounce;
-                        continue;
-                    }
-                }
+        if let Some(completion) = self.route_with(stanza, false).await {
+            completion.done().await;
+        }
+    }
+
+    /// Routes a stanza and hands its error bounce, if any, back instead of routing it: for a
+    /// sender that the bounce would reach while it is busy routing (a room sending under its
+    /// own lock, whose occupant's error comes back to it).
+    pub async fn route_keeping_bounce(&self, stanza: Stanza) -> Option<Stanza> {
+        match self.route_round(stanza, false).await {
+            Routed::Done(bounce) => bounce,
+            Routed::Later(completion) => {
+                completion.done().await;
+                None
             }
-            pending = match self.route_to_bound_session(stanza) {
-                SessionDelivery::Delivered(_) => None,
-                SessionDelivery::Handled(bounce) => bounce,
-                // Boxed: the general path's future is large (storage, modules, offline), and
-                // inline it would be built and moved for every stanza, most of which never
-                // take it.
-                SessionDelivery::NotBound(stanza) => Box::pin(self.route_once(stanza)).await,
-            };
+        }
+    }
+
+    /// Routes a stanza a client session sent: a service may finish handling it later, and
+    /// then the session is given the [`Completion`] to count it by.
+    pub(super) async fn route_with(
+        &self,
+        stanza: Stanza,
+        may_complete_later: bool,
+    ) -> Option<Completion> {
+        // A bounce is routed once more; an error is never bounced, so that ends it.
+        let bounce = match self.route_round(stanza, may_complete_later).await {
+            Routed::Done(bounce) => bounce?,
+            Routed::Later(completion) => return Some(completion),
+        };
+        if let Routed::Later(completion) = self.route_round(bounce, false).await {
+            completion.done().await;
+        }
+        None
+    }
+
+    /// Routes one stanza: the pre-route filters, then a bound session or the general path.
+    async fn route_round(&self, stanza: Stanza, may_complete_later: bool) -> Routed {
+        let mut stanza = stanza;
+        if !self.registry.hooks.pre_route.is_empty() && self.pre_route_applies(&stanza) {
+            match Box::pin(self.run_pre_route(stanza)).await {
+                Flow::Continue(s) => stanza = s,
+                Flow::Stop(bounce) => return Routed::Done(bounce),
+            }
+        }
+        match self.route_to_bound_session(stanza) {
+            SessionDelivery::Delivered(_) => Routed::Done(None),
+            SessionDelivery::Handled(bounce) => Routed::Done(bounce),
+            // Boxed: the general path's future is large (storage, modules, offline), and
+            // inline it would be built and moved for every stanza, most of which never take
+            // it.
+            SessionDelivery::NotBound(stanza) => {
+                Box::pin(self.route_once(stanza, may_complete_later)).await
+            }
         }
     }
 
@@ -290,30 +321,34 @@ impl Router {
         }
     }
 
-    /// Routes one stanza; returns the error bounce to route next, if any.
-    async fn route_once(&self, stanza: Stanza) -> Option<Stanza> {
+    /// Routes one stanza; returns the error bounce to route next, if any, or the completion
+    /// of a service that finishes it later (only when `may_complete_later`).
+    async fn route_once(&self, stanza: Stanza, may_complete_later: bool) -> Routed {
         let to = match stanza.to() {
             Some(to) => to.clone(),
             // No 'to': handled on behalf of the sender's account (RFC 6120 §10.3).
             None => match stanza.from() {
                 Some(from) => Jid::from(from.to_bare()),
-                None => return None,
+                None => return Routed::Done(None),
             },
         };
         let domain = to.domain().as_str();
         if self.components.is_component(domain) {
-            return self.to_component(stanza, domain);
+            return Routed::Done(self.to_component(stanza, domain));
         }
         if let Some(service) = self.registry.services.get(domain) {
-            return service.service.handle(self, stanza).await;
+            if may_complete_later {
+                return service.service.handle_from_session(self, stanza).await;
+            }
+            return Routed::Done(service.service.handle(self, stanza).await);
         }
         if !self.is_local_domain(domain) {
-            return self.to_remote(stanza, domain);
+            return Routed::Done(self.to_remote(stanza, domain));
         }
         if to.node().is_none() {
-            return self.to_server(&stanza, &to.to_bare()).await;
+            return Routed::Done(self.to_server(&stanza, &to.to_bare()).await);
         }
-        self.to_account(stanza, &to).await
+        Routed::Done(self.to_account(stanza, &to).await)
     }
 
     /// A remote domain: through federation, for stanzas from our own domains only (the server

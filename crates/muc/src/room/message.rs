@@ -4,7 +4,6 @@
 use std::time::{Instant, SystemTime};
 
 use jid::{FullJid, Jid};
-use tokio::sync::oneshot;
 use xmppd_core::storage::NewArchiveRecord;
 use xmppd_proto::data_form::{DataForm, Field, FieldType, FormType};
 use xmppd_proto::muc::{self, Affiliation, Role};
@@ -169,7 +168,7 @@ impl Room {
         }
         out.push_child(muc::occupant_id(&occupant_id));
         if has_body && self.config.archiving {
-            return self.archive(ctx, out, &from).await.map(Some);
+            return self.archive(ctx, out, &from, real).await.map(Some);
         }
         // Nothing to commit: out now, after whatever archived messages are still queued.
         self.flush().await;
@@ -178,22 +177,23 @@ impl Room {
             self.with_history(|h| h.push(out.clone(), SystemTime::now()));
         }
         let from = Some(Jid::from(from));
-        ctx.router
-            .route_copies(
-                Stanza::new_unchecked(StanzaKind::Message, from, None, out),
-                &self.recipients,
-            )
-            .await;
+        ctx.send_copies(
+            Stanza::new_unchecked(StanzaKind::Message, from, None, out),
+            &self.recipients,
+        )
+        .await;
         Ok(None)
     }
 
     /// Submits a message to the room's archive and queues it in the outbox, which sends it
-    /// once committed ([`super::outbox`]); the sender waits on what is returned.
+    /// once committed, or bounces it to `sender` ([`super::outbox`]); the completion
+    /// returned is done then.
     async fn archive(
         &mut self,
         ctx: &Ctx<'_>,
         message: Element,
         from: &FullJid,
+        sender: &Jid,
     ) -> Result<Deferred, StanzaError> {
         let failed = |e: &dyn std::fmt::Display| {
             tracing::warn!(room = %self.jid, error = %e, "a room message could not be archived");
@@ -239,12 +239,13 @@ impl Room {
             .submit(append)
             .await
             .map_err(|e| failed(&e))?;
-        let (done, deferred) = oneshot::channel();
+        let (done, deferred) = xmppd_core::completion::completion();
         outbox
             .queue(Queued {
                 commit,
                 message,
                 from: Jid::from(from.clone()),
+                sender: sender.clone(),
                 recipients: self.recipients.clone(),
                 cipher,
                 done,
@@ -315,12 +316,11 @@ impl Room {
             .iter()
             .map(|s| Jid::from(s.jid.clone()))
             .collect();
-        ctx.router
-            .route_copies(
-                Stanza::new_unchecked(StanzaKind::Message, Some(Jid::from(from)), None, out),
-                &recipients,
-            )
-            .await;
+        ctx.send_copies(
+            Stanza::new_unchecked(StanzaKind::Message, Some(Jid::from(from)), None, out),
+            &recipients,
+        )
+        .await;
         Ok(())
     }
 

@@ -32,8 +32,8 @@ use crate::store::{AffiliationEntry, StoredRoom, Subject};
 pub(crate) use history::History;
 pub(crate) use iq::IqAnswer;
 
-/// The outcome of an archived message, which its sender waits for outside the room's lock.
-pub(crate) type Deferred = tokio::sync::oneshot::Receiver<Result<(), StanzaError>>;
+/// An archived message on its way out: done once it was sent, or bounced to its sender.
+pub(crate) type Deferred = xmppd_core::completion::Completion;
 
 /// An error with the condition XEP-0045 names and a text saying why.
 pub(crate) fn refuse(condition: DefinedCondition, text: &str) -> StanzaError {
@@ -46,6 +46,41 @@ pub(crate) struct Ctx<'a> {
     pub(crate) shared: &'a Shared,
     /// The service's occupant-id key.
     pub(crate) secret: &'a [u8],
+}
+
+impl Ctx<'_> {
+    /// Sends a copy of `stanza` to each of `recipients`. An error bounce of a copy comes back
+    /// to the room, whose lock the sender may hold (or wait for, from the outbox): bounces
+    /// are routed apart ([`route_apart`]).
+    pub(crate) async fn send_copies(&self, stanza: Stanza, recipients: &[Jid]) {
+        let bounces = self
+            .router
+            .route_copies_keeping_bounces(stanza, recipients)
+            .await;
+        route_apart(&self.shared.router, bounces);
+    }
+
+    /// Sends one stanza; its bounce, as with [`Ctx::send_copies`], apart.
+    pub(crate) async fn send(&self, stanza: Stanza) {
+        if let Some(bounce) = self.router.route_keeping_bounce(stanza).await {
+            route_apart(&self.shared.router, vec![bounce]);
+        }
+    }
+}
+
+/// Routes the bounces of what a room sent on a task of their own, which waits for the room's
+/// lock like any other stanza to it: routed inline, a bounce to the room would wait for the
+/// lock its own sender holds.
+pub(crate) fn route_apart(router: &xmppd_core::RouterHandle, bounces: Vec<Stanza>) {
+    if bounces.is_empty() {
+        return;
+    }
+    let Some(router) = router.get() else { return };
+    tokio::spawn(async move {
+        for bounce in bounces {
+            router.route(bounce).await;
+        }
+    });
 }
 
 /// One connected resource of an occupant.
@@ -393,12 +428,11 @@ impl Room {
             }
             let el = self.occupant_presence(o, complete(with_jid), codes, unavailable);
             let from = el.attr("from").and_then(|f| Jid::new(f).ok());
-            ctx.router
-                .route_copies(
-                    Stanza::new_unchecked(StanzaKind::Presence, from, None, el),
-                    recipients,
-                )
-                .await;
+            ctx.send_copies(
+                Stanza::new_unchecked(StanzaKind::Presence, from, None, el),
+                recipients,
+            )
+            .await;
         }
     }
 
@@ -406,8 +440,7 @@ impl Room {
     pub(crate) async fn send_to(&self, ctx: &Ctx<'_>, kind: StanzaKind, mut el: Element, to: &Jid) {
         el.set_attr("to", to.as_str());
         let from = el.attr("from").and_then(|f| Jid::new(f).ok());
-        ctx.router
-            .route(Stanza::new_unchecked(kind, from, Some(to.clone()), el))
+        ctx.send(Stanza::new_unchecked(kind, from, Some(to.clone()), el))
             .await;
     }
 
@@ -415,12 +448,11 @@ impl Room {
     pub(crate) async fn announce(&self, ctx: &Ctx<'_>, mut el: Element) {
         el.set_attr("from", self.jid.as_str());
         let from = Some(Jid::from(self.jid.clone()));
-        ctx.router
-            .route_copies(
-                Stanza::new_unchecked(StanzaKind::Message, from, None, el),
-                &self.recipients,
-            )
-            .await;
+        ctx.send_copies(
+            Stanza::new_unchecked(StanzaKind::Message, from, None, el),
+            &self.recipients,
+        )
+        .await;
     }
 
     /// Removes an occupant by force (kick, ban, lost membership, error, destruction) and tells

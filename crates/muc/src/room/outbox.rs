@@ -21,12 +21,13 @@ use jid::Jid;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 use xmppd_core::RouterHandle;
+use xmppd_core::completion::Completer;
 use xmppd_modules::mam::{IdCipher, Pending};
 use xmppd_proto::stanza_id::StanzaId;
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind};
 use xmppd_xml::Element;
 
-use super::History;
+use super::{History, route_apart};
 
 /// Messages queued in one room before a sender waits for room (under the room's lock).
 const QUEUE: usize = 1024;
@@ -36,10 +37,12 @@ pub(crate) struct Queued {
     pub(crate) commit: Pending,
     pub(crate) message: Element,
     pub(crate) from: Jid,
+    /// The occupant's real JID, for the bounce when the commit fails.
+    pub(crate) sender: Jid,
     pub(crate) recipients: Arc<[Jid]>,
     pub(crate) cipher: IdCipher,
-    /// Told when the message is out, or why it is not.
-    pub(crate) done: oneshot::Sender<Result<(), StanzaError>>,
+    /// Told when the message is out or bounced.
+    pub(crate) done: Completer,
 }
 
 enum Job {
@@ -67,7 +70,7 @@ impl Outbox {
         Some(Outbox { jobs, queued })
     }
 
-    /// Queues a message; its sender waits on the receiver.
+    /// Queues a message; its completion is done once it is out or bounced.
     pub(crate) async fn queue(&self, message: Queued) -> Result<(), StanzaError> {
         self.queued.fetch_add(1, Ordering::AcqRel);
         if self
@@ -96,7 +99,7 @@ impl Outbox {
 
 async fn run(
     mut rx: mpsc::Receiver<Job>,
-    router: RouterHandle,
+    handle: RouterHandle,
     history: Arc<Mutex<History>>,
     queued: Arc<AtomicUsize>,
     room: Jid,
@@ -113,42 +116,43 @@ async fn run(
             commit,
             mut message,
             from,
+            sender,
             recipients,
             cipher,
             done,
         } = q;
-        let outcome = match commit.committed().await {
-            Ok(id) => {
+        match (commit.committed().await, handle.get()) {
+            (Ok(id), Some(router)) => {
                 message.push_child(StanzaId::new(cipher.encode(&id), room.clone()).to_element());
                 if let Ok(mut h) = history.lock() {
                     h.push(message.clone(), SystemTime::now());
                 }
-                match router.get() {
-                    Some(router) => {
-                        router
-                            .route_copies(
-                                Stanza::new_unchecked(
-                                    StanzaKind::Message,
-                                    Some(from),
-                                    None,
-                                    message,
-                                ),
-                                &recipients,
-                            )
-                            .await;
-                        Ok(())
-                    }
-                    // Shutting down: the message is archived; occupants get it from there.
-                    None => Ok(()),
+                let message = Stanza::new_unchecked(StanzaKind::Message, Some(from), None, message);
+                let bounces = router
+                    .route_copies_keeping_bounces(message, &recipients)
+                    .await;
+                // Bounces come back to the room, whose handler may be waiting for this task.
+                route_apart(&handle, bounces);
+            }
+            // Shutting down: the message is archived; occupants get it from there.
+            (Ok(_), None) => {}
+            (Err(e), _) => {
+                warn!(%room, error = %e, "a room message could not be archived");
+                let error = StanzaError::new(DefinedCondition::InternalServerError)
+                    .with_text("the message could not be archived; it was not sent");
+                // The bounce names the room and carries what the sender said.
+                let sent = Stanza::new_unchecked(
+                    StanzaKind::Message,
+                    Some(sender),
+                    Some(room.clone()),
+                    message,
+                );
+                if let Some(bounce) = sent.error_reply(&error) {
+                    route_apart(&handle, vec![bounce]);
                 }
             }
-            Err(e) => {
-                warn!(%room, error = %e, "a room message could not be archived");
-                Err(StanzaError::new(DefinedCondition::InternalServerError)
-                    .with_text("the message could not be archived; it was not sent"))
-            }
-        };
+        }
         queued.fetch_sub(1, Ordering::AcqRel);
-        let _ = done.send(outcome);
+        done.complete();
     }
 }

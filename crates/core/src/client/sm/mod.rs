@@ -11,6 +11,7 @@
 //! through its [`state::Handoff`] and waking its owner, which hands the value over instead of
 //! ending it; so nothing about a session is ever shared between two streams.
 
+pub(crate) mod handled;
 mod park;
 pub(crate) mod persist;
 pub(crate) mod state;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::handled::HandledCount;
 use crate::client::ClientSession;
 use crate::outbound::Outbound;
 
@@ -69,7 +70,7 @@ pub(crate) struct SmState {
     /// When a session waiting for resumption expires.
     pub(crate) deadline: Option<Instant>,
     /// Stanzas from the client handled (its `h`, wrapping at 2^32).
-    pub(crate) handled: u32,
+    pub(crate) handled: HandledCount,
     /// Stanzas the client acknowledged.
     acked: u32,
     /// Written (or about to be), not yet acknowledged, oldest first.
@@ -89,7 +90,7 @@ impl SmState {
             max_unacked: usize::MAX,
             no_resume: false,
             deadline: None,
-            handled: 0,
+            handled: HandledCount::default(),
             acked: 0,
             unacked: VecDeque::new(),
             unrequested: 0,
@@ -106,7 +107,7 @@ impl SmState {
         unacked: VecDeque<Outbound>,
     ) -> Self {
         SmState {
-            handled,
+            handled: HandledCount::at(handled),
             acked,
             unacked,
             ..SmState::new(Some(id), window)
