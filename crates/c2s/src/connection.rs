@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
+use xmppd_core::read_shaper::{ReadRate, ReadShaper};
 use xmppd_core::{ClientStream, Next, Outbound, QueueSignal, StreamAction};
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
 use xmppd_stream::C2sResponder;
@@ -159,6 +160,8 @@ pin_project_lite::pin_project! {
         // When the client was last asked to show it is there (`<r/>` or a ping) without an
         // answer yet.
         probe_at: Option<Instant>,
+        // The listener's read rate, when it has one (XEP-0205 §4.8).
+        shaper: Option<ReadShaper>,
     }
 }
 
@@ -167,6 +170,7 @@ pub(crate) async fn run(
     socket: TcpStream,
     kind: ListenerKind,
     channel_binding: ChannelBinding,
+    read_rate: Option<ReadRate>,
     ctx: Arc<C2sContext>,
     conn_id: u64,
     shutdown: CancellationToken,
@@ -187,6 +191,7 @@ pub(crate) async fn run(
             bound: false,
             last_read: Instant::now(),
             probe_at: None,
+            shaper: read_rate.map(ReadShaper::new),
         }),
     };
     let mut socket = socket;
@@ -266,7 +271,19 @@ fn post_auth_limits(ctx: &C2sContext) -> Limits {
     }
 }
 
-async fn readable_or_now<S: Transport>(io: &S, now: bool) -> std::io::Result<()> {
+/// Resolves when the socket is worth a read: at once when `now`, else when it is readable —
+/// or, while the read shaper holds the connection back, when `paused_until` has come.
+async fn readable_or_now<S: Transport>(
+    io: &S,
+    now: bool,
+    paused_until: Option<Instant>,
+) -> std::io::Result<()> {
+    if let Some(resume) = paused_until {
+        // Boxed: only a client over its rate waits here, and inline the timer would make the
+        // task of every connection larger.
+        Box::pin(tokio::time::sleep_until(resume)).await;
+        return Ok(());
+    }
     if now { Ok(()) } else { io.readable().await }
 }
 
@@ -309,9 +326,16 @@ impl Conn {
         Flow::Closed
     }
 
+    /// When the read shaper lets the connection be read again, if it holds it back now.
+    fn paused_until(&self) -> Option<Instant> {
+        let shaper = self.timer.shaper.as_ref()?;
+        shaper.resume_at(Instant::now())
+    }
+
     async fn drive<S: Transport>(&mut self, io: &mut S, shutdown: &CancellationToken) -> Flow {
-        // Whether the socket may have bytes: true at the start and after readiness or a read.
-        let mut try_read = true;
+        // Whether the socket may have bytes: true at the start and after readiness or a read
+        // (unless the read shaper holds the connection back).
+        let mut try_read = self.paused_until().is_none();
         // Whether the queue may hold stanzas without a pending wake-up (a batch was taken).
         let mut queue_now = false;
         // Created once, not on every wake-up: each creation and drop takes the lock of a
@@ -335,10 +359,17 @@ impl Conn {
                     }
                     // Boxed: negotiation, credential lookups and routing are deep futures, and
                     // inline they would size every idle connection's task for the largest.
-                    Poll::Ready(Ok(_)) => {
+                    Poll::Ready(Ok(n)) => {
                         let timer = self.timer.as_mut().project();
-                        *timer.last_read = Instant::now();
+                        let now = Instant::now();
+                        *timer.last_read = now;
                         *timer.probe_at = None;
+                        // What was read is processed; over the rate, the next read waits.
+                        if let Some(shaper) = timer.shaper.as_mut()
+                            && shaper.consumed(n, now).is_some()
+                        {
+                            try_read = false;
+                        }
                         Box::pin(self.process_input(io)).await
                     }
                     Poll::Ready(Err(e)) => {
@@ -366,6 +397,7 @@ impl Conn {
                 }
             }
             let bound = self.stream.session().is_some();
+            let paused_until = self.paused_until();
             let input = tokio::select! {
                 biased;
                 _ = &mut shutting_down, if !bound => Input::Shutdown,
@@ -373,7 +405,7 @@ impl Conn {
                 woke = queue_or_now(queued.as_mut(), queue_now) => Input::Queue(woke),
                 // After a read, read again at once (TLS may hold more decrypted bytes than the
                 // socket shows), but only once the queue, kicks and shutdown had their turn.
-                ready = readable_or_now(io, try_read) => Input::Readable(ready),
+                ready = readable_or_now(io, try_read, paused_until) => Input::Readable(ready),
             };
             let flow = match input {
                 Input::Shutdown => Some(Box::pin(self.close_with(io, system_shutdown())).await),

@@ -13,14 +13,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, info, info_span};
 use xmppd_core::Router;
 use xmppd_core::listener::accept_next;
-use xmppd_stream::C2sPolicy;
+use xmppd_core::per_address::{ConnectionLimiter, ConnectionLimits, Refusal};
+use xmppd_core::read_shaper::ReadRate;
+use xmppd_proto::{StreamError, StreamErrorCondition};
+use xmppd_stream::sasl::ChannelBindingData;
+use xmppd_stream::{C2sPolicy, C2sResponder};
 
 pub use tls::{HostCertificate, TlsSetup, TlsSetupError};
 
@@ -49,6 +53,9 @@ pub struct C2sLimits {
     /// Time for the client to answer that, or anything sent with `<r/>`, before its link
     /// counts as dead.
     pub dead_after: Duration,
+    /// Connections and connection attempts per client address, over every client listener
+    /// (XEP-0205 §4.1, §4.2).
+    pub per_address: ConnectionLimits,
 }
 
 impl Default for C2sLimits {
@@ -64,6 +71,7 @@ impl Default for C2sLimits {
             max_connections: 100_000,
             ping_after: Duration::from_secs(120),
             dead_after: Duration::from_secs(60),
+            per_address: ConnectionLimits::default(),
         }
     }
 }
@@ -79,6 +87,8 @@ pub struct C2sContext {
     pub policy: C2sPolicy,
     /// Limits.
     pub limits: C2sLimits,
+    /// The connections of every client address, shared by the client listeners.
+    pub connections: Arc<ConnectionLimiter>,
     next_conn_id: AtomicU64,
 }
 
@@ -89,6 +99,7 @@ impl C2sContext {
             router,
             tls,
             policy,
+            connections: ConnectionLimiter::new(limits.per_address),
             limits,
             next_conn_id: AtomicU64::new(1),
         }
@@ -126,11 +137,13 @@ pub enum ChannelBinding {
     Off,
 }
 
-/// Accepts connections until `shutdown` is cancelled.
+/// Accepts connections until `shutdown` is cancelled. Each is read at most at `read_rate`
+/// (XEP-0205 §4.8) when the listener has one.
 pub async fn serve(
     listener: TcpListener,
     kind: ListenerKind,
     channel_binding: ChannelBinding,
+    read_rate: Option<ReadRate>,
     ctx: Arc<C2sContext>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -147,6 +160,13 @@ pub async fn serve(
         let Some((socket, peer)) = accept_next(&listener, &shutdown).await else {
             return;
         };
+        let address_permit = match ctx.connections.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                refuse(&socket, kind, refusal, &ctx);
+                continue;
+            }
+        };
         let _ = socket.set_nodelay(true);
         let conn_id = ctx.conn_id();
         let span = info_span!("c2s", conn = conn_id, %peer, jid = tracing::field::Empty);
@@ -154,11 +174,36 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         tracker.spawn(
             async move {
-                connection::run(socket, kind, channel_binding, ctx, conn_id, shutdown).await;
+                connection::run(
+                    socket,
+                    kind,
+                    channel_binding,
+                    read_rate,
+                    ctx,
+                    conn_id,
+                    shutdown,
+                )
+                .await;
+                drop(address_permit);
                 drop(permit);
                 info!("connection closed");
             }
             .instrument(span),
         );
+    }
+}
+
+/// Closes a connection its address may not open (XEP-0205 §4.1, §4.2: it must not proceed).
+/// On a STARTTLS listener the client first reads why, in a `policy-violation` stream error
+/// written without waiting (a new socket's send buffer takes it whole, and a client that does
+/// not read cannot hold the listener up); on a direct-TLS listener anything but TLS would be
+/// noise, so the connection is just closed.
+fn refuse(socket: &TcpStream, kind: ListenerKind, refusal: Refusal, ctx: &C2sContext) {
+    if kind == ListenerKind::StartTls {
+        let mut responder =
+            C2sResponder::new(ctx.policy.clone(), false, ChannelBindingData::none());
+        let error =
+            StreamError::with_text(StreamErrorCondition::PolicyViolation, refusal.to_string());
+        let _ = socket.try_write(&responder.error_bytes(&error));
     }
 }

@@ -8,8 +8,15 @@
 //! Once the handshake succeeds, the component is registered with the router: stanzas to any
 //! JID at its domain are queued to it (bounded), and its stanzas are routed like anyone's,
 //! after [`xmppd_stream::component`] checked their `from`.
+//!
+//! Before the handshake a connection may send only [`ComponentLimits::handshake_bytes`] in
+//! all (a header and a handshake fit in a few hundred), and answers to handshakes from an
+//! address that failed recently wait, as failed client authentications do (the router's
+//! [`xmppd_core::per_address::AuthThrottle`], shared with them): a weak secret cannot be
+//! guessed online at the speed of the network.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -22,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span};
 use xmppd_core::listener::accept_next;
+use xmppd_core::per_address::{ConnectionLimiter, ConnectionLimits};
 use xmppd_core::{Outbound, Router, SessionControl};
 use xmppd_proto::{
     Rejected, Stanza, StanzaParseError, StreamError, StreamErrorCondition as Cond, bounce_unparsed,
@@ -35,21 +43,27 @@ use xmppd_xml::{Limits, Reader};
 pub struct ComponentLimits {
     /// Largest stanza (components relay whole channels: this is the s2s-sized limit).
     pub max_stanza_bytes: usize,
+    /// Bytes a connection may send before its handshake succeeds.
+    pub handshake_bytes: usize,
     /// Time allowed for the header and handshake.
     pub auth_timeout: Duration,
     /// Stanzas queued to a component before it counts as stalled.
     pub queue: usize,
     /// Time allowed to write one batch.
     pub write_timeout: Duration,
+    /// Connections and connection attempts per address (XEP-0205 §4.1, §4.2).
+    pub per_address: ConnectionLimits,
 }
 
 impl Default for ComponentLimits {
     fn default() -> Self {
         ComponentLimits {
             max_stanza_bytes: 512 * 1024,
+            handshake_bytes: 16 * 1024,
             auth_timeout: Duration::from_secs(30),
             queue: 4096,
             write_timeout: Duration::from_secs(60),
+            per_address: ConnectionLimits::default(),
         }
     }
 }
@@ -60,6 +74,7 @@ pub struct ComponentContext {
     router: Arc<Router>,
     secrets: Arc<HashMap<String, String>>,
     limits: ComponentLimits,
+    connections: Arc<ConnectionLimiter>,
     next_id: AtomicU64,
 }
 
@@ -73,6 +88,7 @@ impl ComponentContext {
         ComponentContext {
             router,
             secrets: Arc::new(secrets),
+            connections: ConnectionLimiter::new(limits.per_address),
             limits,
             next_id: AtomicU64::new(1),
         }
@@ -90,12 +106,22 @@ pub async fn serve(
         let Some((socket, peer)) = accept_next(&listener, &shutdown).await else {
             return;
         };
+        // Refused at once, without a word (XEP-0205 §4.1, §4.2; the refusal is logged).
+        let Ok(address_permit) = ctx.connections.admit(peer.ip()) else {
+            continue;
+        };
         let _ = socket.set_nodelay(true);
         let conn_id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("component", conn = conn_id, %peer, domain = tracing::field::Empty);
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
-        tracker.spawn(async move { run(socket, ctx, conn_id, shutdown).await }.instrument(span));
+        tracker.spawn(
+            async move {
+                run(socket, ctx, conn_id, shutdown).await;
+                drop(address_permit);
+            }
+            .instrument(span),
+        );
     }
 }
 
@@ -114,6 +140,10 @@ struct Conn {
     reader: Reader,
     /// Set once authenticated and registered.
     link: Option<(String, mpsc::Receiver<Outbound>, Arc<SessionControl>)>,
+    /// The component's address, whose failed handshakes slow its answers.
+    peer: Option<IpAddr>,
+    /// Bytes received while no handshake succeeded.
+    read_before_handshake: usize,
 }
 
 async fn run(
@@ -122,16 +152,18 @@ async fn run(
     conn_id: u64,
     shutdown: CancellationToken,
 ) {
-    let limits = Limits {
-        max_stanza_bytes: ctx.limits.max_stanza_bytes,
+    let before_handshake = Limits {
+        max_stanza_bytes: ctx.limits.handshake_bytes,
         ..Limits::default()
     };
     let mut conn = Conn {
         responder: ComponentResponder::new(ctx.secrets.clone()),
-        reader: Reader::new(limits),
+        reader: Reader::new(before_handshake),
         ctx,
         conn_id,
         link: None,
+        peer: socket.peer_addr().ok().map(|a| a.ip()),
+        read_before_handshake: 0,
     };
     let deadline = Instant::now() + conn.ctx.limits.auth_timeout;
     let mut buf = vec![0u8; 16 * 1024];
@@ -172,6 +204,13 @@ async fn run(
             Input::Outbound(None) => true,
             Input::Outbound(Some(first)) => !conn.write_queue(&mut socket, first).await,
             Input::Read(Ok(0)) | Input::Read(Err(_)) => true,
+            Input::Read(Ok(n)) if conn.over_handshake_budget(n) => {
+                let e = StreamError::with_text(
+                    Cond::PolicyViolation,
+                    "too much data before the handshake",
+                );
+                conn.close(&mut socket, e).await
+            }
             Input::Read(Ok(n)) => {
                 conn.reader.feed(&buf[..n]);
                 conn.process(&mut socket).await
@@ -185,6 +224,15 @@ async fn run(
 }
 
 impl Conn {
+    /// Counts `n` bytes read; whether they take an unauthenticated connection over its budget.
+    fn over_handshake_budget(&mut self, n: usize) -> bool {
+        if self.link.is_some() {
+            return false;
+        }
+        self.read_before_handshake = self.read_before_handshake.saturating_add(n);
+        self.read_before_handshake > self.ctx.limits.handshake_bytes
+    }
+
     async fn write(&self, socket: &mut TcpStream, bytes: &[u8]) -> bool {
         let write = async {
             socket.write_all(bytes).await?;
@@ -249,6 +297,11 @@ impl Conn {
                             return true;
                         }
                     }
+                    ComponentOutput::HandshakeAnswer { success } => {
+                        if let Some(ip) = self.peer {
+                            self.ctx.router.auth_throttle().answer(ip, success).await;
+                        }
+                    }
                     ComponentOutput::Authenticated(domain) => {
                         let (tx, rx) = mpsc::channel(self.ctx.limits.queue);
                         let control = Arc::new(SessionControl::default());
@@ -264,6 +317,10 @@ impl Conn {
                         }
                         tracing::Span::current().record("domain", domain.as_str());
                         info!("component connected");
+                        self.reader.set_limits(Limits {
+                            max_stanza_bytes: self.ctx.limits.max_stanza_bytes,
+                            ..Limits::default()
+                        });
                         self.link = Some((domain, rx, control));
                         let ok = self.responder.handshake_ok();
                         if !self.write(socket, &ok).await {

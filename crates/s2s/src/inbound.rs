@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span};
 use xmppd_core::Router;
 use xmppd_core::listener::accept_next;
+use xmppd_core::read_shaper::ReadShaper;
 use xmppd_proto::{
     Rejected, Stanza, StanzaParseError, StreamError, StreamErrorCondition as Cond, bounce_unparsed,
     ns,
@@ -184,6 +185,9 @@ async fn run(
     };
     let mut buf = vec![0u8; 16 * 1024];
     let mut idle = Instant::now() + conn.ctx.settings.idle_timeout;
+    let mut shaper = conn.ctx.settings.read_rate.map(ReadShaper::new);
+    // While set, the peer is over its read rate and is not read until then.
+    let mut paused_until: Option<Instant> = None;
     loop {
         let authorized = conn.responder.is_authorized();
         let flow = tokio::select! {
@@ -206,10 +210,16 @@ async fn run(
                 conn.responder.dialback_verified(&originating, &receiving, verdict, &mut out);
                 conn.execute(&mut io, out).await
             }
-            read = io.read(&mut buf) => match read {
+            _ = tokio::time::sleep_until(paused_until.unwrap_or(deadline)), if paused_until.is_some() => {
+                paused_until = None;
+                Flow::Continue
+            }
+            read = io.read(&mut buf), if paused_until.is_none() => match read {
                 Ok(0) | Err(_) => Flow::Closed,
                 Ok(n) => {
-                    idle = Instant::now() + conn.ctx.settings.idle_timeout;
+                    let now = Instant::now();
+                    idle = now + conn.ctx.settings.idle_timeout;
+                    paused_until = shaper.as_mut().and_then(|s| s.consumed(n, now));
                     conn.reader.feed(&buf[..n]);
                     conn.process(&mut io).await
                 }

@@ -23,6 +23,7 @@ pub use inbound::{InboundContext, S2sListenerKind};
 pub use outbound::S2sPool;
 pub use resolve::{Resolution, S2sResolver, SrvTarget, Transport};
 pub use tls::S2sTls;
+pub use xmppd_core::read_shaper::ReadRate;
 
 /// A configured place to reach a remote domain, instead of DNS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +62,8 @@ pub struct S2sSettings {
     /// Outbound streams at once (a peer's dialback requests make us open some, so this too
     /// must have a bound).
     pub max_outbound_links: usize,
+    /// How fast an inbound stream is read (XEP-0205 §4.8; `None`: as fast as it comes).
+    pub read_rate: Option<ReadRate>,
 }
 
 impl Default for S2sSettings {
@@ -76,6 +79,10 @@ impl Default for S2sSettings {
             write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_outbound_links: 10_000,
+            read_rate: Some(ReadRate {
+                bytes_per_second: 100_000,
+                burst_bytes: 512 * 1024,
+            }),
         }
     }
 }

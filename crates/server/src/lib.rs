@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 use xmppd_c2s::{C2sContext, ListenerKind, TlsSetup};
 use xmppd_component::{ComponentContext, ComponentLimits};
+use xmppd_core::per_address::AuthThrottle;
 use xmppd_core::storage::Storage;
 use xmppd_core::{Accounts, ComponentRegistry, Router, SessionRegistry};
 use xmppd_proto::{StreamError, StreamErrorCondition};
@@ -320,7 +321,8 @@ pub async fn start_with_modules(
             registry,
         )
         .with_components(Arc::new(ComponentRegistry::new(component_domains)))
-        .with_stream_management(config.sm),
+        .with_stream_management(config.sm)
+        .with_auth_throttle(AuthThrottle::new(config.auth_throttle)),
     );
     router_handle.set(&router);
     router.stream_management().persist_to(storage.map.clone());
@@ -373,6 +375,7 @@ pub async fn start_with_modules(
             listener,
             listen.kind,
             listen.channel_binding,
+            listen.read_rate,
             ctx.clone(),
             shutdown.clone(),
             tracker.clone(),
@@ -420,7 +423,11 @@ pub async fn start_with_modules(
         let bound = listener.local_addr()?;
         info!(addr = %bound, components = ?secrets.keys().collect::<Vec<_>>(), "listening for components");
         component_listeners.push(bound);
-        let limits = ComponentLimits::default();
+        let limits = ComponentLimits {
+            handshake_bytes: config.component_handshake_bytes,
+            per_address: config.limits.per_address,
+            ..ComponentLimits::default()
+        };
         let ctx = Arc::new(ComponentContext::new(router.clone(), secrets, limits));
         tracker.spawn(xmppd_component::serve(
             listener,

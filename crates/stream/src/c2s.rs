@@ -103,6 +103,13 @@ pub enum C2sOutput {
         /// The `<query/>`.
         query: Element,
     },
+    /// The answer to an authentication comes next: `<success/>` (`true`) or `<failure/>`.
+    /// The caller may hold it back (failed authentications from the client's address slow
+    /// every answer to that address, XEP-0205 §4.3) and counts a failure.
+    SaslAnswer {
+        /// Whether the authentication succeeded.
+        success: bool,
+    },
     /// Authentication succeeded for this account.
     Authenticated(BareJid),
     /// The client asks to bind; register the session and call [`C2sResponder::bound`].
@@ -510,6 +517,7 @@ impl C2sResponder {
                 if let Some(data) = additional_data {
                     success.push_text(encode_b64(&data));
                 }
+                out.push(C2sOutput::SaslAnswer { success: true });
                 out.push(C2sOutput::Send(bytes_of(&success)));
                 out.push(C2sOutput::ResetStream);
                 out.push(C2sOutput::Authenticated(jid.clone()));
@@ -532,6 +540,7 @@ impl C2sResponder {
         if let Some(text) = &failure.text {
             el.push_child(sasl_el("text").with_attr("xml:lang", "en").with_text(text));
         }
+        out.push(C2sOutput::SaslAnswer { success: false });
         out.push(C2sOutput::Send(bytes_of(&el)));
         self.phase = Phase::Features;
         if self.failures >= self.policy.max_auth_failures {

@@ -227,6 +227,8 @@ fn sasl_then_bind() {
     );
 
     let out = scram_login(&mut r, "secret", &creds);
+    // The answer is announced first, so that the caller can hold it back.
+    assert_eq!(out[0], C2sOutput::SaslAnswer { success: true });
     assert!(sent(&out)[0].is("success", ns::SASL));
     assert!(out.contains(&C2sOutput::ResetStream));
     let user = BareJid::new("juliet@example.org").unwrap();
@@ -267,6 +269,7 @@ fn failures_are_limited() {
     let mut r = C2sResponder::new(policy(true), true, ChannelBindingData::none());
     r.handle(header("example.org"), &mut Vec::new());
     let out = scram_login(&mut r, "wrong", &creds);
+    assert_eq!(out[0], C2sOutput::SaslAnswer { success: false });
     assert!(sent(&out)[0].has_child("not-authorized", ns::SASL));
     assert_eq!(closed_with(&out), None, "one failure is allowed to retry");
     let out = scram_login(&mut r, "wrong again", &creds);

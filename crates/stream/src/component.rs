@@ -31,6 +31,13 @@ pub const COMPONENT_NS: &str = xmppd_proto::ns::COMPONENT_ACCEPT;
 pub enum ComponentOutput {
     /// Write these bytes.
     Send(Vec<u8>),
+    /// The answer to a handshake comes next: [`ComponentOutput::Authenticated`] (`true`) or a
+    /// `not-authorized` close. The caller may hold it back (failed handshakes from the
+    /// component's address slow every answer to that address) and counts a failure.
+    HandshakeAnswer {
+        /// Whether the handshake proved the secret.
+        success: bool,
+    },
     /// The component proved the secret for this domain; register it (or refuse with
     /// `conflict` if another connection serves the domain) and then write
     /// [`ComponentResponder::handshake_ok`].
@@ -189,7 +196,9 @@ impl ComponentResponder {
             .unwrap_or_default();
         let expected = handshake_digest(&self.stream_id, secret);
         let given = el.text().trim().to_ascii_lowercase();
-        if bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+        let success = bool::from(expected.as_bytes().ct_eq(given.as_bytes()));
+        out.push(ComponentOutput::HandshakeAnswer { success });
+        if success {
             self.state = State::Authenticated;
             out.push(ComponentOutput::Authenticated(domain));
         } else {
@@ -272,7 +281,10 @@ mod tests {
         r.handle(handshake(&digest), &mut out);
         assert_eq!(
             out,
-            vec![ComponentOutput::Authenticated("irc.example.org".into())]
+            vec![
+                ComponentOutput::HandshakeAnswer { success: true },
+                ComponentOutput::Authenticated("irc.example.org".into())
+            ]
         );
         assert_eq!(r.domain(), Some("irc.example.org"));
     }
@@ -286,6 +298,7 @@ mod tests {
             handshake(&handshake_digest(&r.stream_id.clone(), "guess")),
             &mut out,
         );
+        assert_eq!(out[0], ComponentOutput::HandshakeAnswer { success: false });
         assert_eq!(closed(&out), Some(StreamErrorCondition::NotAuthorized));
 
         let mut out = Vec::new();

@@ -1,6 +1,6 @@
 //! A plain XMPP client for tests: raw sends, and expectations on what comes back.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use jid::FullJid;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use xmppd_stream::sasl::{ClientChannelBinding, ScramClient, ScramHash, plain_initial_response};
@@ -101,6 +101,27 @@ impl TestClient {
         let tcp = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
+        Self::over(tcp)
+    }
+
+    /// Opens a TCP connection from `source` (another loopback address, such as 127.0.0.2,
+    /// to be another client address to the server).
+    pub async fn connect_from(addr: SocketAddr, source: IpAddr) -> anyhow::Result<Self> {
+        let socket = match source {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .with_context(|| format!("binding to {source}"))?;
+        let tcp = socket
+            .connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr} from {source}"))?;
+        Self::over(tcp)
+    }
+
+    fn over(tcp: TcpStream) -> anyhow::Result<Self> {
         tcp.set_nodelay(true)?;
         Ok(TestClient {
             conn: Conn::Plain(tcp),

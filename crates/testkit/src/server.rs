@@ -158,6 +158,8 @@ impl TestServer {
             kind: ListenerKind::StartTls,
             addr: loopback,
             channel_binding: ChannelBinding::Offered,
+            // Tests flood their servers on purpose; those of the shaper set a rate.
+            read_rate: None,
         }];
         config.s2s_listen = vec![S2sListenConfig {
             kind: S2sListenerKind::StartTls,
@@ -219,11 +221,15 @@ impl TestServer {
                 kind: ListenerKind::StartTls,
                 addr: loopback,
                 channel_binding: ChannelBinding::Offered,
+                // Tests flood their servers on purpose; those of the shaper set a rate.
+                read_rate: None,
             },
             ListenConfig {
                 kind: ListenerKind::DirectTls,
                 addr: loopback,
                 channel_binding: ChannelBinding::Offered,
+                // Tests flood their servers on purpose; those of the shaper set a rate.
+                read_rate: None,
             },
         ];
         adjust(&mut config);
@@ -281,7 +287,28 @@ impl TestServer {
         user: &str,
         password: &str,
     ) -> anyhow::Result<crate::TestClient> {
-        let mut client = crate::TestClient::connect(self.starttls_addr()).await?;
+        let client = crate::TestClient::connect(self.starttls_addr()).await?;
+        self.authenticate_on(client, user, password).await
+    }
+
+    /// Like [`TestServer::authenticated`], from another client address (`source`, e.g.
+    /// 127.0.0.2).
+    pub async fn authenticated_from(
+        &self,
+        source: std::net::IpAddr,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<crate::TestClient> {
+        let client = crate::TestClient::connect_from(self.starttls_addr(), source).await?;
+        self.authenticate_on(client, user, password).await
+    }
+
+    async fn authenticate_on(
+        &self,
+        mut client: crate::TestClient,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<crate::TestClient> {
         client.open_stream(self.domain()).await?;
         client
             .starttls(self.tls_client_config(), self.domain())

@@ -137,9 +137,10 @@ impl ClientStream {
     }
 
     /// [`ClientStream::handle_event`] for a transport that knows the client's address, which
-    /// registration policies need before authentication (IPv4-mapped IPv6 addresses count as
-    /// the IPv4 address they carry). The address is not kept: an idle connection's state
-    /// stays as small as it was.
+    /// registration policies and the slowing of failed authentications (XEP-0205 §4.3, see
+    /// [`crate::per_address::AuthThrottle`]) need before authentication (IPv4-mapped IPv6
+    /// addresses count as the IPv4 address they carry). The address is not kept: an idle
+    /// connection's state stays as small as it was.
     pub async fn handle_event_from(
         &mut self,
         event: StreamEvent,
@@ -203,6 +204,11 @@ impl ClientStream {
                     let mut more = Vec::new();
                     self.responder.registered(&iq_id, set, answer, &mut more);
                     queue.extend(more);
+                }
+                C2sOutput::SaslAnswer { success } => {
+                    if let Some(ip) = peer {
+                        self.router.auth_throttle().answer(ip, success).await;
+                    }
                 }
                 C2sOutput::Authenticated(jid) => {
                     tracing::Span::current().record("jid", tracing::field::display(&jid));

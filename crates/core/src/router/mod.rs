@@ -32,6 +32,7 @@ use crate::component::ComponentRegistry;
 use crate::hooks::Flow;
 use crate::module::{Registry, Routed};
 use crate::outbound::Outbound;
+use crate::per_address::AuthThrottle;
 use crate::session::{DeliveryError, ResourceInfo, SessionRegistry};
 
 /// The way out to other servers (federation). The router knows it only through this trait,
@@ -53,6 +54,7 @@ pub struct Router {
     accounts: Accounts,
     registry: Registry,
     stream_management: Arc<StreamManagement>,
+    auth_throttle: Arc<AuthThrottle>,
 }
 
 impl std::fmt::Debug for Router {
@@ -138,6 +140,7 @@ impl Router {
             accounts,
             registry,
             stream_management: Arc::default(),
+            auth_throttle: Arc::default(),
         }
     }
 
@@ -150,6 +153,19 @@ impl Router {
     /// Stream management: resumable sessions and their settings.
     pub fn stream_management(&self) -> &Arc<StreamManagement> {
         &self.stream_management
+    }
+
+    /// Failed authentications slow their address down with these settings instead of the
+    /// defaults (XEP-0205 §4.3).
+    pub fn with_auth_throttle(mut self, throttle: Arc<AuthThrottle>) -> Self {
+        self.auth_throttle = throttle;
+        self
+    }
+
+    /// The failed authentications of every client address, shared by every way in (client
+    /// streams on any transport, component handshakes).
+    pub fn auth_throttle(&self) -> &Arc<AuthThrottle> {
+        &self.auth_throttle
     }
 
     /// Routes the domains of `components` to their external components (XEP-0114).

@@ -15,6 +15,7 @@
 //! the decoder and the XML reader keep bytes only while a frame or an element is incomplete.
 
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -77,6 +78,9 @@ struct Conn {
     last_read: Instant,
     /// When the client was asked to show it is there, without an answer yet.
     probe_at: Option<Instant>,
+    /// The client's address (as a trusted proxy names it), for registration policies and
+    /// the slowing of failed authentications before a resource is bound.
+    client_ip: IpAddr,
 }
 
 /// Runs an upgraded connection to its end.
@@ -84,6 +88,7 @@ pub(crate) async fn run(
     upgraded: Upgraded,
     ctx: Arc<HttpContext>,
     conn_id: u64,
+    client_ip: IpAddr,
     tls: bool,
     cb: ChannelBindingData,
 ) {
@@ -110,6 +115,7 @@ pub(crate) async fn run(
         queue_now: false,
         last_read: Instant::now(),
         probe_at: None,
+        client_ip,
         ctx,
     };
     let end = conn.drive().await;
@@ -325,7 +331,10 @@ impl Conn {
         for event in events {
             let closing = matches!(event, StreamEvent::Close);
             actions.clear();
-            self.stream.handle_event(event, &mut actions).await;
+            let peer = (!self.bound).then_some(self.client_ip);
+            self.stream
+                .handle_event_from(event, peer, &mut actions)
+                .await;
             if let Some(end) = self.execute(&mut actions).await {
                 return Some(end);
             }

@@ -131,7 +131,7 @@ pub(crate) async fn upgrade(State(ctx): State<Arc<HttpContext>>, mut req: Reques
             } else {
                 conn.channel_binding.clone()
             };
-            conn::run(upgraded, ctx, conn_id, client.secure, cb).await;
+            conn::run(upgraded, ctx, conn_id, client.ip, client.secure, cb).await;
             drop(proxied_guard);
             drop(conn);
             tracing::info!("WebSocket closed");

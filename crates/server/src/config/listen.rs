@@ -8,7 +8,9 @@ use xmppd_c2s::{ChannelBinding, ListenerKind};
 use xmppd_http::HttpKind;
 use xmppd_s2s::S2sListenerKind;
 
+use super::limits::DEFAULT_C2S_READ_RATE;
 use super::{ConfigError, Validator};
+use xmppd_core::read_shaper::ReadRate;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +21,10 @@ pub(super) struct RawListen {
     port: Spanned<u16>,
     #[serde(default)]
     channel_binding: Option<Spanned<bool>>,
+    #[serde(default)]
+    read_bytes_per_second: Option<Spanned<u32>>,
+    #[serde(default)]
+    read_burst_bytes: Option<Spanned<u32>>,
 }
 
 /// One listening socket.
@@ -30,6 +36,8 @@ pub struct ListenConfig {
     pub addr: SocketAddr,
     /// Whether SASL channel binding is offered (`channel_binding`, default true).
     pub channel_binding: ChannelBinding,
+    /// How fast each connection is read (XEP-0205 §4.8; `None`: as fast as it comes).
+    pub read_rate: Option<ReadRate>,
 }
 
 /// A federation listener.
@@ -103,11 +111,25 @@ impl Validator<'_> {
                     return Err(self.invalid(on.span(), &key("channel_binding"), msg));
                 }
             };
+            let rate_keys = [&l.read_bytes_per_second, &l.read_burst_bytes];
+            if let (Kind::S2s(_) | Kind::Http(_), Some(v)) =
+                (&kind, rate_keys.into_iter().flatten().next())
+            {
+                let msg = "the read rate of a listener applies to client listeners (\"c2s\", \"c2s_tls\"); set [s2s] read_bytes_per_second for servers";
+                return Err(self.invalid(v.span(), &key("read_bytes_per_second"), msg));
+            }
+            let read_rate = self.read_rate(
+                l.read_bytes_per_second.as_ref(),
+                l.read_burst_bytes.as_ref(),
+                Some(DEFAULT_C2S_READ_RATE),
+                &format!("listen[{i}]"),
+            )?;
             match kind {
                 Kind::C2s(kind) => out.push(ListenConfig {
                     kind,
                     addr,
                     channel_binding,
+                    read_rate,
                 }),
                 Kind::S2s(kind) => s2s.push(S2sListenConfig { kind, addr }),
                 Kind::Http(kind) => http.push(HttpListenConfig { kind, addr }),

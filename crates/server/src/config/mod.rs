@@ -19,6 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use xmppd_c2s::{C2sLimits, ChannelBinding, ListenerKind};
 use xmppd_core::client::sm::SmConfig;
+use xmppd_core::per_address::AuthThrottleSettings;
 
 mod components;
 mod hosts;
@@ -32,6 +33,7 @@ mod storage;
 
 pub use components::ComponentConfig;
 pub use hosts::HostConfig;
+pub use limits::DEFAULT_C2S_READ_RATE;
 pub use listen::{HttpListenConfig, ListenConfig, S2sListenConfig};
 pub use s2s::S2sConfig;
 pub use storage::StorageChoice;
@@ -146,6 +148,10 @@ pub struct Config {
     pub sm: SmConfig,
     /// SASL failures allowed per stream.
     pub max_auth_failures: u32,
+    /// How failed authentications slow their address down (XEP-0205 §4.3).
+    pub auth_throttle: AuthThrottleSettings,
+    /// Bytes a component connection may send before its handshake succeeds.
+    pub component_handshake_bytes: usize,
     /// Roster and offline storage limits.
     pub im: xmppd_im::ImLimits,
     /// The modules every host runs unless its own list says otherwise (`None`: all).
@@ -174,11 +180,13 @@ impl Config {
                     kind: ListenerKind::StartTls,
                     addr: SocketAddr::new(loopback, 5222),
                     channel_binding: ChannelBinding::Offered,
+                    read_rate: Some(DEFAULT_C2S_READ_RATE),
                 },
                 ListenConfig {
                     kind: ListenerKind::DirectTls,
                     addr: SocketAddr::new(loopback, 5223),
                     channel_binding: ChannelBinding::Offered,
+                    read_rate: Some(DEFAULT_C2S_READ_RATE),
                 },
             ],
             s2s_listen: Vec::new(),
@@ -190,6 +198,8 @@ impl Config {
             limits: C2sLimits::default(),
             sm: SmConfig::default(),
             max_auth_failures: 3,
+            auth_throttle: AuthThrottleSettings::default(),
+            component_handshake_bytes: xmppd_component::ComponentLimits::default().handshake_bytes,
             im: xmppd_im::ImLimits::default(),
             modules: None,
             text: None,

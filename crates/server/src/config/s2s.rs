@@ -22,6 +22,8 @@ pub(super) struct RawS2s {
     idle_timeout_secs: Option<Spanned<u64>>,
     queue: Option<Spanned<usize>>,
     max_stanza_bytes: Option<Spanned<usize>>,
+    read_bytes_per_second: Option<Spanned<u32>>,
+    read_burst_bytes: Option<Spanned<u32>>,
     #[serde(default)]
     route: Vec<RawRoute>,
 }
@@ -117,6 +119,12 @@ impl Validator<'_> {
             }
             st.max_stanza_bytes = v.into_inner();
         }
+        st.read_rate = self.read_rate(
+            raw.read_bytes_per_second.as_ref(),
+            raw.read_burst_bytes.as_ref(),
+            st.read_rate,
+            "s2s",
+        )?;
         for (i, r) in raw.route.iter().enumerate() {
             let key = |k: &str| format!("s2s.route[{i}].{k}");
             let domain = self.domain(&r.domain, &key("domain"))?;

@@ -317,3 +317,94 @@ fn channel_binding_can_be_turned_off_per_client_listener() {
         "/etc/xmppd/xmppd.toml:4: `listen[0].channel_binding`: channel_binding applies to client listeners (\"c2s\", \"c2s_tls\")"
     );
 }
+
+#[test]
+fn per_address_limits_and_read_rates_are_read() {
+    let c = parse("").unwrap();
+    assert_eq!(
+        c.limits.per_address,
+        xmppd_core::per_address::ConnectionLimits::default()
+    );
+    assert_eq!(c.listen[0].read_rate, Some(DEFAULT_C2S_READ_RATE));
+    assert_eq!(c.component_handshake_bytes, 16384);
+    let c = parse(
+        r#"
+[[listen]]
+kind = "c2s"
+port = 5222
+read_bytes_per_second = 0
+
+[[listen]]
+kind = "c2s_tls"
+port = 5223
+read_bytes_per_second = 5000
+read_burst_bytes = 65536
+
+[s2s]
+read_bytes_per_second = 0
+
+[limits]
+max_connections_per_ip = 10
+max_connections_per_ipv6_64 = 20
+connection_attempts_per_ip = 30
+connection_attempts_period_secs = 120
+auth_failures_before_delay = 0
+auth_failure_delay_ms = 250
+auth_failure_max_delay_secs = 5
+auth_failure_forget_secs = 60
+component_handshake_bytes = 4096
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.listen[0].read_rate, None);
+    assert_eq!(
+        c.listen[1].read_rate,
+        Some(xmppd_core::read_shaper::ReadRate {
+            bytes_per_second: 5000,
+            burst_bytes: 65536
+        })
+    );
+    assert_eq!(c.s2s.settings.read_rate, None);
+    let p = c.limits.per_address;
+    assert_eq!((p.per_address, p.per_ipv6_64, p.attempts), (10, 20, 30));
+    assert_eq!(p.attempt_period, std::time::Duration::from_secs(120));
+    let a = c.auth_throttle;
+    assert_eq!(a.free_failures, 0);
+    assert_eq!(a.delay, std::time::Duration::from_millis(250));
+    assert_eq!(a.max_delay, std::time::Duration::from_secs(5));
+    assert_eq!(a.forget_after, std::time::Duration::from_secs(60));
+    assert_eq!(c.component_handshake_bytes, 4096);
+}
+
+#[test]
+fn per_address_errors_name_line_and_key() {
+    let cases = [
+        (
+            "[limits]\nmax_connections_per_ip = 0\n",
+            "/etc/xmppd/xmppd.toml:2: `limits.max_connections_per_ip`: must be at least 1",
+        ),
+        (
+            "[limits]\nauth_failure_delay_ms = 5000\nauth_failure_max_delay_secs = 1\n",
+            "/etc/xmppd/xmppd.toml:3: `limits.auth_failure_max_delay_secs`: must not be shorter than auth_failure_delay_ms",
+        ),
+        (
+            "[limits]\ncomponent_handshake_bytes = 100\n",
+            "/etc/xmppd/xmppd.toml:2: `limits.component_handshake_bytes`: must be at least 1024 (a stream header and a handshake)",
+        ),
+        (
+            "[[listen]]\nkind = \"c2s\"\nport = 5222\nread_burst_bytes = 10\n",
+            "/etc/xmppd/xmppd.toml:4: `listen[0].read_burst_bytes`: must be at least 1024",
+        ),
+        (
+            "[[listen]]\nkind = \"s2s\"\nport = 5269\nread_bytes_per_second = 1000\n",
+            "/etc/xmppd/xmppd.toml:4: `listen[0].read_bytes_per_second`: the read rate of a listener applies to client listeners (\"c2s\", \"c2s_tls\"); set [s2s] read_bytes_per_second for servers",
+        ),
+        (
+            "[s2s]\nread_burst_bytes = 1\n",
+            "/etc/xmppd/xmppd.toml:2: `s2s.read_burst_bytes`: must be at least 1024",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(parse(text).unwrap_err().to_string(), expected);
+    }
+}

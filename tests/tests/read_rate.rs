@@ -1,0 +1,66 @@
+//! XEP-0205 §4.8: a client listener's read rate. A client that floods is read no faster than
+//! the rate allows — what the server processed is counted by the answers it sent — and is
+//! not disconnected for it.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use xmppd_core::read_shaper::ReadRate;
+use xmppd_testkit::TestServer;
+use xmppd_xml::StreamEvent;
+
+#[tokio::test]
+async fn a_flooding_client_is_read_at_its_rate() -> anyhow::Result<()> {
+    let rate = ReadRate {
+        bytes_per_second: 2000,
+        // Enough for the login (about 1.5 KB after TLS) and a few pings more.
+        burst_bytes: 8192,
+    };
+    let server = TestServer::start_with(|c| {
+        for listen in &mut c.listen {
+            listen.read_rate = Some(rate);
+        }
+    })
+    .await?;
+    server.add_user("alice", "pw").await?;
+    let mut alice = server.login("alice", "pw", "pc").await?;
+
+    // 300 pings of 250 bytes each: 75 KB, sent at once.
+    let pad = "x".repeat(170);
+    let flood: String = (0..300)
+        .map(|i| {
+            format!("<iq type='get' id='p{i:03}' to='localhost' pad='{pad}'><ping xmlns='urn:xmpp:ping'/></iq>")
+        })
+        .collect();
+    assert!(flood.len() >= 75_000);
+    alice.send(&flood).await?;
+
+    // In two seconds the server may read the rest of the burst (at most 8 KB), two seconds
+    // of the rate (4 KB) and what one read brought on top (a TLS read, under 40 KB): at
+    // most 210 pings. Without a rate it answers all 300 at once.
+    let period = Duration::from_secs(2);
+    let until = Instant::now() + period;
+    let mut answered = 0;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match alice.next_event_within(left).await? {
+            Some(StreamEvent::Stanza(el)) if el.name() == "iq" => {
+                assert_eq!(el.attr("type"), Some("result"), "{el}");
+                assert_eq!(el.attr("id"), Some(format!("p{answered:03}").as_str()));
+                answered += 1;
+            }
+            Some(other) => anyhow::bail!("expected ping answers, got {other:?}"),
+            None => break,
+        }
+    }
+    assert!(answered > 0, "the server answered nothing");
+    assert!(
+        answered < 250,
+        "{answered} of 300 pings answered in {period:?}"
+    );
+    // Read slowly, not disconnected: the answers keep coming.
+    let next = alice
+        .expect("the next answer", |el| el.name() == "iq")
+        .await?;
+    assert_eq!(next.attr("id"), Some(format!("p{answered:03}").as_str()));
+    Ok(())
+}
