@@ -17,13 +17,12 @@
 //! What runs on input (negotiation, credential lookup, routing) is a boxed future that lives
 //! only while it runs, so the task of an idle connection is no larger than its wait.
 
-use std::cell::RefCell;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -35,12 +34,15 @@ use xmppd_stream::C2sResponder;
 use xmppd_stream::sasl::ChannelBindingData;
 use xmppd_xml::{Limits, Reader};
 
-use crate::thread_buffer::ThreadBuffer;
 use crate::tls_stream::ServerTlsStream;
 use crate::{C2sContext, ChannelBinding, ListenerKind};
 
 #[path = "keepalive.rs"]
 mod keepalive;
+#[path = "transport.rs"]
+mod transport;
+
+use transport::Transport;
 
 /// How a run of the loop ended.
 enum Flow {
@@ -61,77 +63,6 @@ enum Input {
     Deadline,
 }
 
-/// Bytes read from the socket at once.
-const READ_CHUNK: usize = 16 * 1024;
-
-thread_local! {
-    /// The read buffer of every connection running on this worker thread: a read fills it
-    /// and hands the bytes to the connection's XML reader before anything else runs.
-    static READ_BUF: RefCell<ThreadBuffer> = RefCell::new(ThreadBuffer::new(READ_CHUNK));
-}
-
-/// A connection's byte stream whose readiness can be awaited without lending it a buffer.
-pub(crate) trait Transport: AsyncWrite + Unpin {
-    /// Resolves when the underlying socket may have bytes (or EOF, or an error) to read.
-    fn readable(&self) -> impl Future<Output = std::io::Result<()>>;
-
-    /// Reads what is available now, without waiting, and feeds it to `reader`. `Pending`
-    /// means nothing was available (the socket's readiness is cleared, so
-    /// [`Transport::readable`] waits for new bytes); `Ready(Ok(0))` is the end of the stream.
-    ///
-    /// TLS may hold decrypted bytes the socket no longer shows as readable, which is why a
-    /// read is always tried before waiting for readiness.
-    fn read_now(&mut self, reader: &mut Reader) -> Poll<std::io::Result<usize>>;
-
-    /// The client's address, asked of the socket when needed rather than kept in every
-    /// connection.
-    fn peer_ip(&self) -> Option<std::net::IpAddr>;
-}
-
-impl Transport for TcpStream {
-    /// Through the socket's own reader slot, not an intrusive waiter (`TcpStream::readable`),
-    /// which would add its size to every idle connection's task.
-    fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
-        std::future::poll_fn(|cx| self.poll_read_ready(cx))
-    }
-
-    fn peer_ip(&self) -> Option<std::net::IpAddr> {
-        self.peer_addr().ok().map(|a| a.ip())
-    }
-
-    /// Into the thread's buffer, then into the reader.
-    fn read_now(&mut self, reader: &mut Reader) -> Poll<std::io::Result<usize>> {
-        READ_BUF.with_borrow_mut(|buf| {
-            let mut cx = Context::from_waker(Waker::noop());
-            let mut read = ReadBuf::new(buf);
-            match Pin::new(self).poll_read(&mut cx, &mut read) {
-                Poll::Ready(Ok(())) => {
-                    let filled = read.filled();
-                    reader.feed(filled);
-                    Poll::Ready(Ok(filled.len()))
-                }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-    }
-}
-
-impl Transport for ServerTlsStream {
-    fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
-        ServerTlsStream::readable(self)
-    }
-
-    fn peer_ip(&self) -> Option<std::net::IpAddr> {
-        self.peer_addr().ok().map(|a| a.ip())
-    }
-
-    /// Decrypted records go to the reader as they are decrypted.
-    fn read_now(&mut self, reader: &mut Reader) -> Poll<std::io::Result<usize>> {
-        let mut cx = Context::from_waker(Waker::noop());
-        self.poll_read_with(&mut cx, &mut |bytes| reader.feed(bytes))
-    }
-}
 /// Stanzas written in one batch before flushing.
 const WRITE_BATCH: usize = 64;
 
