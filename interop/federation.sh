@@ -10,8 +10,8 @@
 #   a.test  127.0.0.11  xmppd     alice@a.test
 #   b.test  127.0.0.12  Prosody   bob@b.test
 #   c.test  127.0.0.13  ejabberd  carol@c.test
-# Lines for the three names and for conference.a.test and conference.b.test (MUC services, on
-# their servers' addresses) are added to /etc/hosts if missing (and left there). A private
+# Lines for the three names and for conference.a.test, conference.b.test and conference.c.test
+# (MUC services, on their servers' addresses) are added to /etc/hosts if missing (and left there). A private
 # test CA ("fed CA") signs one certificate per domain (SAN DNS:<domain> and
 # DNS:conference.<domain>, EKU serverAuth and clientAuth, EC P-256); an unrelated CA, which signs none of them, is what the servers trust
 # in the dialback variant. The clients (slixmpp) always trust the fed CA.
@@ -35,9 +35,9 @@
 #     of each reaches the other;
 #   - each user pings (XEP-0199) the other server's domain and gets a result;
 #   - the peers' logs show the expected authentication (EXTERNAL or dialback) both ways.
-# With the pair xmppd-prosody, interop/federation_muc.sh then puts xmppd's user in rooms on
-# Prosody's MUC component, conference.b.test, and Prosody's user in rooms of xmppd's MUC
-# service, conference.a.test.
+# With the pairs xmppd-prosody and xmppd-ejabberd, interop/federation_muc.sh then puts xmppd's
+# user in rooms on Prosody's MUC component (conference.b.test) and on ejabberd's mod_muc
+# (conference.c.test), and the peers' users in rooms of xmppd's MUC service, conference.a.test.
 # Each check prints PASS or FAIL; the exit status is non-zero if any failed. Every wait is
 # bounded; only the processes started here are stopped, by their PID (ejabberd through
 # `ejabberdctl stop` on its private node, then by PID if need be).
@@ -70,12 +70,13 @@ source "$fed_here/federation_muc.sh"
 declare -gA FED_DOMAIN=([xmppd]=a.test [prosody]=b.test [ejabberd]=c.test)
 declare -gA FED_USER=([xmppd]=alice [prosody]=bob [ejabberd]=carol)
 declare -gA FED_ADDR=([a.test]=127.0.0.11 [b.test]=127.0.0.12 [c.test]=127.0.0.13
-    [conference.a.test]=127.0.0.11 [conference.b.test]=127.0.0.12)
+    [conference.a.test]=127.0.0.11 [conference.b.test]=127.0.0.12 [conference.c.test]=127.0.0.13)
 declare -gA FED_PID=()        # server kind -> PID of the running server (or its launcher)
 declare -gA FED_PASSWORD=()   # server kind -> password of its user in this run
 declare -g fed_dir=""         # <scratch>/federation
 declare -ga fed_ejabberd_ctl=()  # the ejabberdctl command line for the running node
 declare -g fed_prosody_extra=""  # appended to Prosody's configuration (Lua), e.g. a MUC component
+declare -g fed_ejabberd_extra="" # appended to ejabberd's modules (YAML), e.g. mod_muc
 
 fed_say() { echo "federation: $*"; }
 
@@ -136,7 +137,7 @@ fed_versions() {
 # refuses to go on if it maps it elsewhere. Appends in place (the file may be a bind mount).
 fed_hosts() {
     local domain addr current
-    for domain in a.test b.test c.test conference.a.test conference.b.test; do
+    for domain in a.test b.test c.test conference.a.test conference.b.test conference.c.test; do
         addr="${FED_ADDR[$domain]}"
         current="$(awk -v d="$domain" '$1 !~ /^#/ { for (i = 2; i <= NF; i++) if ($i == d) { print $1; exit } }' /etc/hosts)"
         if [[ -z "$current" ]]; then
@@ -372,9 +373,11 @@ federation_checks() {
             fed_run_pair "$pair" "$variant"
         done
     done
-    if [[ " $(federation_pairs) " == *" xmppd-prosody "* ]]; then
-        fed_muc_checks
-    fi
+    for pair in xmppd-prosody xmppd-ejabberd; do
+        if [[ " $(federation_pairs) " == *" $pair "* ]]; then
+            fed_muc_checks "${pair#xmppd-}"
+        fi
+    done
 }
 
 # --- standalone -------------------------------------------------------------------------------

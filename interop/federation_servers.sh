@@ -192,6 +192,7 @@ modules:
   mod_disco: {}
   mod_ping: {}
 $dialback
+$fed_ejabberd_extra
 YML
     chown -R ejabberd: "$d"
     chmod 700 "$d"
