@@ -1,7 +1,8 @@
 //! SASL over real TLS (RFC 6120 §6): every mechanism we offer logs in, -PLUS with both
 //! channel-binding types, wrong credentials fail the same way for known and unknown users,
 //! too many failures end the stream, and the `y` flag is refused where channel binding is
-//! offered and accepted on a listener configured without it.
+//! offered and accepted on a listener configured without it; mechanisms the administrator
+//! disabled are neither offered nor accepted.
 
 mod common;
 
@@ -265,6 +266,32 @@ async fn too_many_failures_end_the_stream_with_policy_violation() -> anyhow::Res
     let error = result.err().map(|e| e.to_string());
     assert_eq!(error.as_deref(), Some("sasl failure: not-authorized"));
     assert_eq!(client.expect_stream_error().await?, "policy-violation");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn disabled_mechanisms_are_not_offered_and_are_refused() -> anyhow::Result<()> {
+    use xmppd_stream::sasl::Mechanism;
+    let server = TestServer::start_with(|c| {
+        c.disabled_mechanisms = vec![Mechanism::Plain, Mechanism::ScramSha1Plus];
+    })
+    .await?;
+    server.add_user("alice", "correct horse").await?;
+    let mut client = after_starttls(&server).await?;
+    assert_eq!(
+        client.mechanisms(),
+        ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1"]
+    );
+    // The right password over a disabled mechanism is refused before it is looked at.
+    let result = client.authenticate("PLAIN", "alice", "correct horse").await;
+    let error = result.err().map(|e| e.to_string());
+    assert_eq!(error.as_deref(), Some("sasl failure: invalid-mechanism"));
+    client
+        .authenticate("SCRAM-SHA-1", "alice", "correct horse")
+        .await?;
+    let jid = client.bind(Some("desk")).await?;
+    assert_eq!(jid.as_str(), "alice@localhost/desk");
     server.stop().await;
     Ok(())
 }

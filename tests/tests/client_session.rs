@@ -33,6 +33,7 @@ impl MemoryTransport {
             fake_salt_secret: [9; 32],
             bound_features: Arc::new(HashMap::new()),
             registration: Arc::default(),
+            disabled_mechanisms: Arc::from([]),
         };
         let responder = C2sResponder::new(policy, true, ChannelBindingData::none());
         MemoryTransport {

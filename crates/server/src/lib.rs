@@ -347,6 +347,7 @@ pub async fn start_with_modules(
         hosts: Arc::new(hosts),
         require_tls: config.require_tls,
         max_auth_failures: config.max_auth_failures,
+        disabled_mechanisms: Arc::from(config.disabled_mechanisms.as_slice()),
         fake_salt_secret: secret,
         bound_features: Arc::new(bound_features),
     };

@@ -33,8 +33,8 @@ use xmppd_xml::{Element, StreamEvent, StreamHeader};
 use crate::framing::Framing;
 use crate::header::new_stream_id;
 use crate::sasl::{
-    ChannelBindingData, Failure, FailureCondition, Mechanism, ServerSession, Step,
-    StoredCredentials, decode_b64, encode_b64, offered_mechanisms,
+    ChannelBindingData, ChannelBindingType, Failure, FailureCondition, Mechanism, ServerSession,
+    Step, StoredCredentials, decode_b64, encode_b64, offered_mechanisms,
 };
 
 /// What the server enforces on client streams.
@@ -54,6 +54,9 @@ pub struct C2sPolicy {
     /// Hosts where a client may create an account before authenticating (XEP-0077), offered
     /// as the `<register/>` stream feature; see [`C2sOutput::Register`].
     pub registration: Arc<HashSet<String>>,
+    /// Mechanisms the administrator switched off: never offered, and `<auth/>` naming one
+    /// fails with `invalid-mechanism` (RFC 6120 §6.5.6) as an unknown one does.
+    pub disabled_mechanisms: Arc<[Mechanism]>,
 }
 
 /// Where the negotiation stands.
@@ -111,7 +114,21 @@ pub enum C2sOutput {
         success: bool,
     },
     /// Authentication succeeded for this account.
-    Authenticated(BareJid),
+    Authenticated {
+        /// The account.
+        jid: BareJid,
+        /// The SASL mechanism it used.
+        mechanism: Mechanism,
+        /// The channel binding of a `-PLUS` mechanism.
+        channel_binding: Option<ChannelBindingType>,
+    },
+    /// A SASL exchange failed (the `<failure/>` is already in a [`C2sOutput::Send`]).
+    AuthFailed {
+        /// The mechanism of the exchange; `None` when the client named none we offer.
+        mechanism: Option<Mechanism>,
+        /// The RFC 6120 §6.5 condition sent.
+        condition: FailureCondition,
+    },
     /// The client asks to bind; register the session and call [`C2sResponder::bound`].
     Bind {
         /// The bind iq's id.
@@ -339,13 +356,15 @@ impl C2sResponder {
     }
 
     /// PLAIN only under TLS; the `-PLUS` mechanisms only with channel-binding data, which
-    /// exists only under TLS.
+    /// exists only under TLS; none the policy disables.
     fn offered_mechanisms(&self) -> Vec<Mechanism> {
-        if self.tls {
+        let mut offered = if self.tls {
             offered_mechanisms(&self.cb, true)
         } else {
             offered_mechanisms(&ChannelBindingData::none(), false)
-        }
+        };
+        offered.retain(|m| !self.policy.disabled_mechanisms.contains(m));
+        offered
     }
 
     fn on_element(&mut self, el: Element, out: &mut Vec<C2sOutput>) {
@@ -520,8 +539,13 @@ impl C2sResponder {
                 out.push(C2sOutput::SaslAnswer { success: true });
                 out.push(C2sOutput::Send(bytes_of(&success)));
                 out.push(C2sOutput::ResetStream);
-                out.push(C2sOutput::Authenticated(jid.clone()));
-                self.sasl = None;
+                if let Some(session) = self.sasl.take() {
+                    out.push(C2sOutput::Authenticated {
+                        jid: jid.clone(),
+                        mechanism: session.mechanism(),
+                        channel_binding: session.channel_binding(),
+                    });
+                }
                 // Channel binding serves authentication only.
                 self.cb = ChannelBindingData::none();
                 self.user = Some(jid);
@@ -532,7 +556,7 @@ impl C2sResponder {
     }
 
     fn sasl_failed(&mut self, failure: Failure, out: &mut Vec<C2sOutput>) {
-        self.sasl = None;
+        let mechanism = self.sasl.take().map(|s| s.mechanism());
         self.pending_user = None;
         self.failures += 1;
         let mut el = sasl_el("failure");
@@ -542,6 +566,10 @@ impl C2sResponder {
         }
         out.push(C2sOutput::SaslAnswer { success: false });
         out.push(C2sOutput::Send(bytes_of(&el)));
+        out.push(C2sOutput::AuthFailed {
+            mechanism,
+            condition: failure.condition,
+        });
         self.phase = Phase::Features;
         if self.failures >= self.policy.max_auth_failures {
             self.close(

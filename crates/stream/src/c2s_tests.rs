@@ -17,6 +17,7 @@ fn policy(require_tls: bool) -> C2sPolicy {
         fake_salt_secret: [7; 32],
         bound_features: Arc::default(),
         registration: Arc::default(),
+        disabled_mechanisms: Arc::from([]),
     }
 }
 
@@ -208,18 +209,23 @@ fn scram_login(r: &mut C2sResponder, password: &str, creds: &StoredCredentials) 
     out
 }
 
+/// The mechanisms of the features in `out`.
+fn offered(out: &[C2sOutput]) -> Vec<String> {
+    sent(out)[0]
+        .child("mechanisms", ns::SASL)
+        .unwrap()
+        .children()
+        .map(Element::text)
+        .collect()
+}
+
 #[test]
 fn sasl_then_bind() {
     let creds = StoredCredentials::derive("secret", 4096).unwrap();
     let mut r = C2sResponder::new(policy(true), true, ChannelBindingData::none());
     let mut out = Vec::new();
     r.handle(header("example.org"), &mut out);
-    let mechanisms: Vec<String> = sent(&out)[0]
-        .child("mechanisms", ns::SASL)
-        .unwrap()
-        .children()
-        .map(Element::text)
-        .collect();
+    let mechanisms = offered(&out);
     assert_eq!(
         mechanisms,
         ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"],
@@ -232,7 +238,11 @@ fn sasl_then_bind() {
     assert!(sent(&out)[0].is("success", ns::SASL));
     assert!(out.contains(&C2sOutput::ResetStream));
     let user = BareJid::new("juliet@example.org").unwrap();
-    assert!(out.contains(&C2sOutput::Authenticated(user)));
+    assert!(out.contains(&C2sOutput::Authenticated {
+        jid: user,
+        mechanism: Mechanism::ScramSha256,
+        channel_binding: None,
+    }));
 
     let mut out = Vec::new();
     r.handle(header("example.org"), &mut out);
@@ -271,12 +281,40 @@ fn failures_are_limited() {
     let out = scram_login(&mut r, "wrong", &creds);
     assert_eq!(out[0], C2sOutput::SaslAnswer { success: false });
     assert!(sent(&out)[0].has_child("not-authorized", ns::SASL));
+    assert!(out.contains(&C2sOutput::AuthFailed {
+        mechanism: Some(Mechanism::ScramSha256),
+        condition: FailureCondition::NotAuthorized,
+    }));
     assert_eq!(closed_with(&out), None, "one failure is allowed to retry");
     let out = scram_login(&mut r, "wrong again", &creds);
     assert_eq!(
         closed_with(&out),
         Some(StreamErrorCondition::PolicyViolation)
     );
+}
+
+#[test]
+fn disabled_mechanisms_are_neither_offered_nor_accepted() {
+    let policy = C2sPolicy {
+        disabled_mechanisms: Arc::from([Mechanism::Plain, Mechanism::ScramSha1]),
+        ..policy(true)
+    };
+    let mut r = C2sResponder::new(policy, true, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    let mechanisms = offered(&out);
+    assert_eq!(mechanisms, ["SCRAM-SHA-256"]);
+
+    let mut out = Vec::new();
+    r.handle(auth_el("PLAIN", b"\0juliet\0secret"), &mut out);
+    assert!(sent(&out)[0].has_child("invalid-mechanism", ns::SASL));
+    assert!(out.contains(&C2sOutput::AuthFailed {
+        mechanism: None,
+        condition: FailureCondition::InvalidMechanism,
+    }));
+    let creds = StoredCredentials::derive("secret", 4096).unwrap();
+    let out = scram_login(&mut r, "secret", &creds);
+    assert!(sent(&out)[0].is("success", ns::SASL));
 }
 
 #[test]

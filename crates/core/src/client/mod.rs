@@ -210,9 +210,27 @@ impl ClientStream {
                         self.router.auth_throttle().answer(ip, success).await;
                     }
                 }
-                C2sOutput::Authenticated(jid) => {
+                C2sOutput::Authenticated {
+                    jid,
+                    mechanism,
+                    channel_binding,
+                } => {
                     tracing::Span::current().record("jid", tracing::field::display(&jid));
-                    info!("authenticated");
+                    info!(
+                        mechanism = mechanism.name(),
+                        channel_binding = channel_binding.map_or("none", |cb| cb.name()),
+                        "authenticated"
+                    );
+                }
+                C2sOutput::AuthFailed {
+                    mechanism,
+                    condition,
+                } => {
+                    info!(
+                        mechanism = mechanism.map_or("none", |m| m.name()),
+                        condition = condition.as_str(),
+                        "authentication failed"
+                    );
                 }
                 C2sOutput::Bind { iq_id, jid } => {
                     tracing::Span::current().record("jid", tracing::field::display(&jid));

@@ -21,6 +21,7 @@ use xmppd_c2s::{C2sLimits, ChannelBinding, ListenerKind};
 use xmppd_core::client::sm::SmConfig;
 use xmppd_core::per_address::AuthThrottleSettings;
 
+mod auth;
 mod components;
 mod hosts;
 mod http;
@@ -113,6 +114,7 @@ struct RawGeneral {
     require_tls: Option<bool>,
     log: Option<String>,
     modules: Option<Vec<Spanned<String>>>,
+    disable_sasl_mechanisms: Option<Vec<Spanned<String>>>,
 }
 
 /// The validated configuration.
@@ -152,6 +154,8 @@ pub struct Config {
     pub auth_throttle: AuthThrottleSettings,
     /// Bytes a component connection may send before its handshake succeeds.
     pub component_handshake_bytes: usize,
+    /// SASL mechanisms never offered (`[general] disable_sasl_mechanisms`).
+    pub disabled_mechanisms: Vec<xmppd_stream::sasl::Mechanism>,
     /// Roster and offline storage limits.
     pub im: xmppd_im::ImLimits,
     /// The modules every host runs unless its own list says otherwise (`None`: all).
@@ -200,6 +204,7 @@ impl Config {
             max_auth_failures: 3,
             auth_throttle: AuthThrottleSettings::default(),
             component_handshake_bytes: xmppd_component::ComponentLimits::default().handshake_bytes,
+            disabled_mechanisms: Vec::new(),
             im: xmppd_im::ImLimits::default(),
             modules: None,
             text: None,
@@ -249,6 +254,9 @@ impl Config {
         }
         if let Some(log) = raw.general.log {
             config.log = log;
+        }
+        if let Some(names) = &raw.general.disable_sasl_mechanisms {
+            config.disabled_mechanisms = v.disabled_mechanisms(names)?;
         }
         if !raw.host.is_empty() {
             config.hosts = v.hosts(&raw.host, &base, &known)?;

@@ -408,3 +408,27 @@ fn per_address_errors_name_line_and_key() {
         assert_eq!(parse(text).unwrap_err().to_string(), expected);
     }
 }
+
+#[test]
+fn sasl_mechanisms_can_be_disabled_by_name() {
+    use xmppd_stream::sasl::Mechanism;
+    let c = parse("[general]\ndisable_sasl_mechanisms = [\"PLAIN\", \"scram-sha-1\"]\n").unwrap();
+    assert_eq!(
+        c.disabled_mechanisms,
+        [Mechanism::Plain, Mechanism::ScramSha1]
+    );
+    assert!(parse("").unwrap().disabled_mechanisms.is_empty());
+    let e = parse("[general]\n\ndisable_sasl_mechanisms = [\"PLAIN\", \"DIGEST-MD5\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "/etc/xmppd/xmppd.toml:3: `general.disable_sasl_mechanisms`: unknown SASL mechanism 'DIGEST-MD5'; known: \"SCRAM-SHA-256-PLUS\", \"SCRAM-SHA-1-PLUS\", \"SCRAM-SHA-256\", \"SCRAM-SHA-1\", \"PLAIN\""
+    );
+    let all = "[general]\ndisable_sasl_mechanisms = [\"SCRAM-SHA-256-PLUS\", \"SCRAM-SHA-1-PLUS\", \"SCRAM-SHA-256\", \"SCRAM-SHA-1\", \"PLAIN\"]\n";
+    let e = parse(all).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/etc/xmppd/xmppd.toml:2: `general.disable_sasl_mechanisms`: every mechanism is disabled"),
+        "{e}"
+    );
+}

@@ -261,6 +261,8 @@ pub(crate) struct ScramServer {
     mechanism: Mechanism,
     hash: ScramHash,
     state: State,
+    /// The channel binding the client chose in its first message (for the login record).
+    binding: Option<ChannelBindingType>,
     /// Fixed server nonce for test vectors.
     #[cfg(test)]
     pub(crate) nonce_override: Option<String>,
@@ -272,9 +274,15 @@ impl ScramServer {
             mechanism,
             hash,
             state: State::AwaitFirst,
+            binding: None,
             #[cfg(test)]
             nonce_override: None,
         }
+    }
+
+    /// The channel binding the client asked for (`p=`), once its first message is parsed.
+    pub(crate) fn binding(&self) -> Option<ChannelBindingType> {
+        self.binding
     }
 
     /// Handles the next client message: client-first or client-final, depending on state.
@@ -292,6 +300,7 @@ impl ScramServer {
     fn client_first(&mut self, msg: &[u8], cb: &ChannelBindingData) -> Step {
         match parse_client_first(msg, self.mechanism, cb) {
             Ok(first) => {
+                self.binding = first.binding;
                 let step = Step::NeedCredentials {
                     username: first.username.clone(),
                     authzid: first.authzid.clone(),

@@ -2,7 +2,10 @@
 
 use super::plain::PlainServer;
 use super::scram::ScramServer;
-use super::{ChannelBindingData, Failure, FailureCondition, Mechanism, Step, StoredCredentials};
+use super::{
+    ChannelBindingData, ChannelBindingType, Failure, FailureCondition, Mechanism, Step,
+    StoredCredentials,
+};
 
 #[derive(Debug)]
 enum Inner {
@@ -95,6 +98,15 @@ impl ServerSession {
     /// The mechanism of this exchange.
     pub fn mechanism(&self) -> Mechanism {
         self.mechanism
+    }
+
+    /// The channel binding of a `-PLUS` exchange, as the client chose it; `None` for PLAIN
+    /// and SCRAM without binding. Final once [`Step::Success`] is returned.
+    pub fn channel_binding(&self) -> Option<ChannelBindingType> {
+        match &self.inner {
+            Inner::Scram(s) => s.binding(),
+            Inner::Plain(_) => None,
+        }
     }
 
     /// Whether the exchange has ended (success, failure or abort).
