@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use xmppd::config::Config;
+use xmppd::config::{Config, LogFormat};
 use xmppd::{admin, certs};
 
 /// mimalloc instead of glibc malloc: glibc keeps memory freed by ended sessions in its
@@ -80,15 +80,17 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Colours only on a terminal: journald and log files get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Human => {
+            // Colours only on a terminal: journald and log files get plain text.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            builder.with_target(false).with_ansi(ansi).init();
+        }
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -198,7 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(cli.config.as_ref())?;
     match cli.command {
         Command::Serve => {
-            init_logging(&config.log);
+            init_logging(&config.log, config.log_format);
             serve(config).await?;
         }
         Command::Check {

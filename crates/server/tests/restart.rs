@@ -5,11 +5,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 mod common;
 
-use common::xmppd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -38,23 +37,6 @@ fn write_config(dir: &Path, pki: &TestPki) -> anyhow::Result<PathBuf> {
     );
     std::fs::write(&path, text)?;
     Ok(path)
-}
-
-fn add_user(config: &Path, jid: &str) -> anyhow::Result<()> {
-    let mut child = xmppd()
-        .args(["--config", &config.to_string_lossy(), "adduser", jid])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write;
-        stdin.write_all(b"secret\n")?;
-    }
-    if !child.wait()?.success() {
-        bail!("adduser {jid} failed");
-    }
-    Ok(())
 }
 
 impl Server {
@@ -137,8 +119,8 @@ async fn a_session_resumes_after_the_server_was_stopped_with_sigterm() -> anyhow
     let dir = tempfile::tempdir()?;
     let pki = TestPki::new(&["localhost"])?;
     let config = write_config(dir.path(), &pki)?;
-    add_user(&config, "alice@localhost")?;
-    add_user(&config, "bob@localhost")?;
+    common::add_user(&config, "alice@localhost", "secret").map_err(anyhow::Error::msg)?;
+    common::add_user(&config, "bob@localhost", "secret").map_err(anyhow::Error::msg)?;
     let mut server = Server::start(&config)?;
 
     let mut alice = authenticated(&pki, server.addr, "alice").await?;
@@ -219,8 +201,8 @@ async fn no_acknowledged_message_is_lost_when_the_process_is_killed() -> anyhow:
     let dir = tempfile::tempdir()?;
     let pki = TestPki::new(&["localhost"])?;
     let config = write_config(dir.path(), &pki)?;
-    add_user(&config, "alice@localhost")?;
-    add_user(&config, "bob@localhost")?;
+    common::add_user(&config, "alice@localhost", "secret").map_err(anyhow::Error::msg)?;
+    common::add_user(&config, "bob@localhost", "secret").map_err(anyhow::Error::msg)?;
     let mut lost = Vec::new();
     for round in 0..20 {
         let mut server = Server::start(&config)?;

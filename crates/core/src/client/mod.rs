@@ -217,8 +217,8 @@ impl ClientStream {
                 } => {
                     tracing::Span::current().record("jid", tracing::field::display(&jid));
                     info!(
-                        mechanism = mechanism.name(),
-                        channel_binding = channel_binding.map_or("none", |cb| cb.name()),
+                        mechanism = %mechanism.name(),
+                        channel_binding = %channel_binding.map_or("none", |cb| cb.name()),
                         "authenticated"
                     );
                 }
@@ -227,8 +227,8 @@ impl ClientStream {
                     condition,
                 } => {
                     info!(
-                        mechanism = mechanism.map_or("none", |m| m.name()),
-                        condition = condition.as_str(),
+                        mechanism = %mechanism.map_or("none", |m| m.name()),
+                        condition = %condition.as_str(),
                         "authentication failed"
                     );
                 }

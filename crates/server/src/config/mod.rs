@@ -113,8 +113,18 @@ struct RawGeneral {
     data_dir: Option<Spanned<PathBuf>>,
     require_tls: Option<bool>,
     log: Option<String>,
+    log_format: Option<Spanned<String>>,
     modules: Option<Vec<Spanned<String>>>,
     disable_sasl_mechanisms: Option<Vec<Spanned<String>>>,
+}
+
+/// How log records are written to standard output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per record: time, level, span fields, message, fields.
+    Human,
+    /// One JSON object per line (for journald forwarders, Loki, Elasticsearch).
+    Json,
 }
 
 /// The validated configuration.
@@ -128,6 +138,8 @@ pub struct Config {
     pub require_tls: bool,
     /// Default log filter (overridden by `RUST_LOG`).
     pub log: String,
+    /// How log records are written (`[general] log_format`).
+    pub log_format: LogFormat,
     /// Virtual hosts, the first being the default for clients without SNI.
     pub hosts: Vec<HostConfig>,
     /// Client listeners.
@@ -174,6 +186,7 @@ impl Config {
             data_dir: PathBuf::from("data"),
             require_tls: true,
             log: "info".into(),
+            log_format: LogFormat::Human,
             hosts: vec![HostConfig {
                 name: "localhost".into(),
                 tls: None,
@@ -254,6 +267,16 @@ impl Config {
         }
         if let Some(log) = raw.general.log {
             config.log = log;
+        }
+        if let Some(format) = &raw.general.log_format {
+            config.log_format = match format.get_ref().as_str() {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                other => {
+                    let msg = format!("unknown log format '{other}'; use \"human\" or \"json\"");
+                    return Err(v.invalid(format.span(), "general.log_format", msg));
+                }
+            };
         }
         if let Some(names) = &raw.general.disable_sasl_mechanisms {
             config.disabled_mechanisms = v.disabled_mechanisms(names)?;

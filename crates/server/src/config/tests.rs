@@ -432,3 +432,17 @@ fn sasl_mechanisms_can_be_disabled_by_name() {
         "{e}"
     );
 }
+
+#[test]
+fn log_format_is_human_or_json() {
+    assert_eq!(parse("").unwrap().log_format, LogFormat::Human);
+    let c = parse("[general]\nlog_format = \"json\"\n").unwrap();
+    assert_eq!(c.log_format, LogFormat::Json);
+    let e = parse("[general]\nlog_format = \"xml\"\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "/etc/xmppd/xmppd.toml:2: `general.log_format`: unknown log format 'xml'; use \"human\" or \"json\""
+    );
+}

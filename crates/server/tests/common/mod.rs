@@ -12,6 +12,25 @@ pub fn xmppd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_xmppd"))
 }
 
+/// Creates an account with `xmppd adduser`, the password on standard input.
+pub fn add_user(config: &Path, jid: &str, password: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut child = xmppd()
+        .args(["--config", &config.to_string_lossy(), "adduser", jid])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run xmppd adduser: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        writeln!(stdin, "{password}").map_err(|e| format!("adduser's stdin: {e}"))?;
+    }
+    match child.wait() {
+        Ok(status) if status.success() => Ok(()),
+        _ => Err(format!("adduser {jid} failed")),
+    }
+}
+
 /// A server process that logged where it listens for clients.
 pub struct Serving {
     /// The process.

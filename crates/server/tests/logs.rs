@@ -1,0 +1,281 @@
+//! The `xmppd` process's logs: JSON lines with `log_format = "json"`, text lines by default,
+//! every login with its mechanism and channel binding, and, even at TRACE level of every
+//! crate, no password, SASL payload or message body.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::Value;
+use xmppd_testkit::{TestClient, TestPki};
+
+const PASSWORDS: [(&str, &str); 3] = [
+    ("alice", "alice-Pa55word-plain"),
+    ("bob", "bob-Pa55word-scram"),
+    ("carol", "carol-Pa55word-plus"),
+];
+const WRONG_PASSWORD: &str = "mallory-Wr0ng-guess";
+const BODY: &str = "the-secret-body-of-a-message";
+
+/// A server process whose standard output is collected line by line.
+struct LoggingServer {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl LoggingServer {
+    fn start(config: &Path) -> anyhow::Result<Self> {
+        let mut child = common::xmppd()
+            .args(["--config", &config.to_string_lossy(), "serve"])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run xmppd")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(LoggingServer {
+            child,
+            lines,
+            seen: Vec::new(),
+        })
+    }
+
+    /// Reads lines (at most 20 s) until one satisfies `found`, which returns what it found.
+    fn wait_for<T>(&mut self, mut found: impl FnMut(&str) -> Option<T>) -> anyhow::Result<T> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).context("no such log line")?;
+            let result = found(&line);
+            self.seen.push(line);
+            if let Some(result) = result {
+                return Ok(result);
+            }
+        }
+    }
+
+    /// SIGTERM, then every line up to the process's exit (bounded to 30 s).
+    fn stop(mut self) -> anyhow::Result<Vec<String>> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => bail!("the server did not stop"),
+            }
+        }
+        self.child.wait()?;
+        Ok(std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for LoggingServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn write_config(dir: &Path, pki: &TestPki, general: &str) -> anyhow::Result<PathBuf> {
+    let (cert, key) = pki.cert_paths("localhost").context("no certificate")?;
+    let path = dir.join("xmppd.toml");
+    let text = format!(
+        "[general]\ndata_dir = \"data\"\n{general}\n\n[[host]]\nname = \"localhost\"\n\
+         cert = \"{}\"\nkey = \"{}\"\n\n[[listen]]\nkind = \"c2s\"\naddress = \"127.0.0.1\"\n\
+         port = 0\n",
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(&path, text)?;
+    for (user, password) in PASSWORDS {
+        common::add_user(&path, &format!("{user}@localhost"), password)
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(path)
+}
+
+/// A server with these `[general]` lines, in a directory that lives as long as it must.
+fn started(general: &str) -> anyhow::Result<(tempfile::TempDir, TestPki, LoggingServer)> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(&["localhost"])?;
+    let config = write_config(dir.path(), &pki, general)?;
+    let server = LoggingServer::start(&config)?;
+    Ok((dir, pki, server))
+}
+
+async fn log_in(
+    pki: &TestPki,
+    addr: SocketAddr,
+    mechanism: &str,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<TestClient> {
+    let mut client = TestClient::connect(addr).await?;
+    client.open_stream("localhost").await?;
+    client
+        .starttls(pki.tls_client_config(), "localhost")
+        .await?;
+    client.authenticate(mechanism, user, password).await?;
+    client.bind(Some("desk")).await?;
+    Ok(client)
+}
+
+/// Three logins (PLAIN, SCRAM, SCRAM-PLUS), a failed one, and a message.
+async fn exercise(pki: &TestPki, addr: SocketAddr) -> anyhow::Result<()> {
+    let mut alice = log_in(pki, addr, "PLAIN", "alice", PASSWORDS[0].1).await?;
+    let mut bob = log_in(pki, addr, "SCRAM-SHA-256", "bob", PASSWORDS[1].1).await?;
+    let carol = log_in(pki, addr, "SCRAM-SHA-256-PLUS", "carol", PASSWORDS[2].1).await?;
+    let failed = log_in(pki, addr, "PLAIN", "alice", WRONG_PASSWORD).await;
+    assert_eq!(
+        failed.err().map(|e| e.to_string()).as_deref(),
+        Some("sasl failure: not-authorized")
+    );
+    alice
+        .send(&format!(
+            "<message to='bob@localhost/desk' type='chat' id='m1'><body>{BODY}</body></message>"
+        ))
+        .await?;
+    let got = bob.expect("the message", |e| e.name() == "message").await?;
+    assert_eq!(
+        got.child("body", "jabber:client").map(|b| b.text()),
+        Some(BODY.into())
+    );
+    for client in [alice, bob, carol] {
+        client.close().await?;
+    }
+    Ok(())
+}
+
+/// What must never be in a log line: the passwords, PLAIN's payloads, SCRAM client-final
+/// messages (which carry the proof), the body, and raw SASL or message elements.
+fn secrets() -> Vec<String> {
+    let mut secrets: Vec<String> = PASSWORDS.iter().map(|(_, p)| (*p).to_owned()).collect();
+    secrets.push(WRONG_PASSWORD.into());
+    for password in [PASSWORDS[0].1, WRONG_PASSWORD] {
+        secrets.push(BASE64.encode(format!("\0alice\0{password}")));
+    }
+    // Prefixes of three-byte multiples encode to a fixed prefix of the whole message.
+    secrets.push(BASE64.encode("c=biws,r="));
+    secrets.push(BASE64.encode("c=cD10bHMtZXhwb3J0"));
+    secrets.extend([
+        BODY.into(),
+        "<body".into(),
+        "<auth".into(),
+        "<response".into(),
+    ]);
+    secrets
+}
+
+#[tokio::test]
+async fn json_logs_at_trace_record_logins_and_no_secrets() -> anyhow::Result<()> {
+    let (_dir, pki, mut server) = started("log = \"trace\"\nlog_format = \"json\"")?;
+    let addr: SocketAddr = server.wait_for(|line| {
+        let record: Value = serde_json::from_str(line).ok()?;
+        let fields = record.get("fields")?;
+        (fields.get("message")? == "listening for clients")
+            .then(|| fields.get("addr")?.as_str()?.parse().ok())?
+    })?;
+    exercise(&pki, addr).await?;
+    let lines = server.stop()?;
+
+    let mut logins = Vec::new();
+    let mut failures = Vec::new();
+    let mut levels = std::collections::BTreeSet::new();
+    for line in &lines {
+        let record: Value =
+            serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
+        levels.extend(
+            record
+                .get("level")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        );
+        let fields = record.get("fields").context("no fields")?;
+        let field = |name: &str| {
+            let value = fields.get(name).and_then(Value::as_str).unwrap_or("");
+            value.to_owned()
+        };
+        match field("message").as_str() {
+            "authenticated" => logins.push((field("mechanism"), field("channel_binding"))),
+            "authentication failed" => failures.push((field("mechanism"), field("condition"))),
+            _ => {}
+        }
+    }
+    assert!(levels.contains("TRACE"), "levels seen: {levels:?}");
+    logins.sort_unstable();
+    let logins: Vec<(&str, &str)> = logins
+        .iter()
+        .map(|(m, c)| (m.as_str(), c.as_str()))
+        .collect();
+    let failures: Vec<(&str, &str)> = failures
+        .iter()
+        .map(|(m, c)| (m.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(
+        logins,
+        [
+            ("PLAIN", "none"),
+            ("SCRAM-SHA-256", "none"),
+            ("SCRAM-SHA-256-PLUS", "tls-exporter")
+        ]
+    );
+    assert_eq!(failures, [("PLAIN", "not-authorized")]);
+    for secret in secrets() {
+        let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(&secret)).collect();
+        assert!(leaks.is_empty(), "{secret} is logged: {leaks:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn logs_are_text_lines_by_default() -> anyhow::Result<()> {
+    let (_dir, pki, mut server) = started("log = \"info\"")?;
+    let addr: SocketAddr = server.wait_for(|line| {
+        line.contains("listening for clients").then(|| {
+            line.split("addr=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })?
+    })?;
+    let bob = log_in(&pki, addr, "SCRAM-SHA-256", "bob", PASSWORDS[1].1).await?;
+    let login = server.wait_for(|line| line.contains("authenticated").then(|| line.to_owned()))?;
+    assert!(!login.starts_with('{'), "{login}");
+    assert!(
+        login.contains(" INFO ")
+            && login.contains("jid=bob@localhost")
+            && login.ends_with("authenticated mechanism=SCRAM-SHA-256 channel_binding=none"),
+        "{login}"
+    );
+    bob.close().await?;
+    server.stop()?;
+    Ok(())
+}
