@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
+use xmppd_core::metrics::ConnectionKind;
 use xmppd_core::read_shaper::{ReadRate, ReadShaper};
 use xmppd_core::{ClientStream, Next, Outbound, QueueSignal, StreamAction};
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
@@ -107,6 +108,7 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let deadline = Instant::now() + ctx.limits.auth_timeout;
+    let _connection = ctx.router.metrics().connection(ConnectionKind::C2s);
     let responder = C2sResponder::new(ctx.policy.clone(), false, ChannelBindingData::none());
     let mut conn = Conn {
         stream: ClientStream::new(

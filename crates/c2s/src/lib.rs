@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, info, info_span};
 use xmppd_core::Router;
-use xmppd_core::listener::accept_next;
+use xmppd_core::listener::accept_permitted;
 use xmppd_core::per_address::{ConnectionLimiter, ConnectionLimits, Refusal};
 use xmppd_core::read_shaper::ReadRate;
 use xmppd_proto::{StreamError, StreamErrorCondition};
@@ -149,17 +149,8 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     let permits = Arc::new(Semaphore::new(ctx.limits.max_connections));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let Some((socket, peer)) = accept_next(&listener, &shutdown).await else {
-            return;
-        };
+    while let Some((permit, socket, peer)) = accept_permitted(&listener, &permits, &shutdown).await
+    {
         let address_permit = match ctx.connections.admit(peer.ip()) {
             Ok(permit) => permit,
             Err(refusal) => {

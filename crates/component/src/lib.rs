@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span};
 use xmppd_core::listener::accept_next;
+use xmppd_core::metrics::Peer;
 use xmppd_core::per_address::{ConnectionLimiter, ConnectionLimits};
 use xmppd_core::{Outbound, Router, SessionControl};
 use xmppd_proto::{
@@ -152,6 +153,10 @@ async fn run(
     conn_id: u64,
     shutdown: CancellationToken,
 ) {
+    let _connection = ctx
+        .router
+        .metrics()
+        .connection(xmppd_core::metrics::ConnectionKind::Component);
     let before_handshake = Limits {
         max_stanza_bytes: ctx.limits.handshake_bytes,
         ..Limits::default()
@@ -331,7 +336,11 @@ impl Conn {
                         match Stanza::parse_keeping(el, ns::COMPONENT_ACCEPT)
                             .map_err(Rejected::into_parts)
                         {
-                            Ok(stanza) => self.ctx.router.route(stanza).await,
+                            Ok(stanza) => {
+                                let metrics = self.ctx.router.metrics();
+                                metrics.received(Peer::Component, stanza.kind());
+                                self.ctx.router.route(stanza).await;
+                            }
                             Err((StanzaParseError::NotAStanza(name), _)) => {
                                 let text = format!("<{name}/> is not a stanza");
                                 return self

@@ -11,6 +11,7 @@ pub mod component;
 pub mod extensions;
 pub mod hooks;
 pub mod listener;
+pub mod metrics;
 pub mod module;
 pub mod outbound;
 pub mod per_address;

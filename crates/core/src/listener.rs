@@ -1,9 +1,11 @@
 //! The accept step every listener (clients, servers, components) shares.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -34,6 +36,22 @@ pub async fn accept_next(
             }
         }
     }
+}
+
+/// A place among `permits` (waiting for one while the listener is full), then the next
+/// accepted connection; `None` once `shutdown` is cancelled. The permit is the connection's
+/// for as long as it lives.
+pub async fn accept_permitted(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    let permit = tokio::select! {
+        _ = shutdown.cancelled() => return None,
+        p = permits.clone().acquire_owned() => p.ok()?,
+    };
+    let (socket, peer) = accept_next(listener, shutdown).await?;
+    Some((permit, socket, peer))
 }
 
 #[cfg(test)]

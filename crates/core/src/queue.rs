@@ -94,6 +94,16 @@ impl QueueSender {
         Ok(())
     }
 
+    /// How many stanzas are queued now.
+    pub fn len(&self) -> usize {
+        self.shared.lock().items.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// How many more stanzas fit right now.
     pub fn free_slots(&self) -> usize {
         let state = self.shared.lock();

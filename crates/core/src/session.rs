@@ -381,6 +381,14 @@ impl SessionRegistry {
             .collect()
     }
 
+    /// Stanzas queued for every bound session and not yet taken by its transport.
+    pub fn queued(&self) -> usize {
+        self.by_bare
+            .iter()
+            .map(|e| e.value().iter().map(|s| s.tx.len()).sum::<usize>())
+            .sum()
+    }
+
     /// Number of bound sessions.
     pub fn len(&self) -> usize {
         self.by_bare.iter().map(|e| e.value().len()).sum()

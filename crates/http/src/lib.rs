@@ -14,6 +14,7 @@
 //! ([`upload`]), sharing the listeners, the limits and the client address resolution; its
 //! bodies are bounded by their slot, not by `max_body_bytes`.
 
+pub mod metrics;
 pub mod per_ip;
 pub mod proxy;
 mod routes;
@@ -33,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info_span};
 use xmppd_c2s::{C2sContext, TlsSetup};
-use xmppd_core::listener::accept_next;
+use xmppd_core::listener::accept_permitted;
 use xmppd_stream::sasl::ChannelBindingData;
 
 pub use settings::{HostWeb, HttpSettings};
@@ -129,17 +130,9 @@ pub struct ConnInfo {
 pub async fn serve(listener: TcpListener, kind: HttpKind, ctx: Arc<HttpContext>) {
     let permits = Arc::new(Semaphore::new(ctx.settings.max_connections));
     let router = routes::router(ctx.clone());
-    loop {
-        let permit = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let Some((socket, peer)) = accept_next(&listener, &ctx.shutdown).await else {
-            return;
-        };
+    while let Some((permit, socket, peer)) =
+        accept_permitted(&listener, &permits, &ctx.shutdown).await
+    {
         // A proxy's connections carry many clients; theirs are counted per request.
         let guard = if ctx.settings.trusted_proxies.trusts(peer.ip()) {
             None

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span};
 use xmppd_core::Router;
 use xmppd_core::listener::accept_next;
+use xmppd_core::metrics::{ConnectionKind, Peer};
 use xmppd_core::read_shaper::ReadShaper;
 use xmppd_proto::{
     Rejected, Stanza, StanzaParseError, StreamError, StreamErrorCondition as Cond, bounce_unparsed,
@@ -160,6 +161,8 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     let deadline = Instant::now() + ctx.settings.negotiation_timeout;
+    let _connection = ctx.router.metrics().connection(ConnectionKind::S2sIn);
+    let mut link = ctx.router.metrics().s2s_link(false);
     let unauthenticated = Limits {
         max_stanza_bytes: ctx.settings.max_stanza_bytes_unauthenticated,
         ..Limits::default()
@@ -190,6 +193,9 @@ async fn run(
     let mut paused_until: Option<Instant> = None;
     loop {
         let authorized = conn.responder.is_authorized();
+        if authorized {
+            link.established();
+        }
         let flow = tokio::select! {
             _ = shutdown.cancelled() => {
                 let e = StreamError::with_text(Cond::SystemShutdown, "the server is shutting down");
@@ -319,7 +325,10 @@ impl Conn {
 async fn route(ctx: &InboundContext, el: xmppd_xml::Element) {
     let router = &ctx.router;
     match Stanza::parse_keeping(el, ns::SERVER).map_err(Rejected::into_parts) {
-        Ok(stanza) => router.route(stanza).await,
+        Ok(stanza) => {
+            router.metrics().received(Peer::Server, stanza.kind());
+            router.route(stanza).await;
+        }
         Err((StanzaParseError::Invalid(error), el)) => {
             debug!(%error, "invalid stanza from a remote server");
             let reply = bounce_unparsed(&el, &error).map(|r| Stanza::parse(r, ns::CLIENT));

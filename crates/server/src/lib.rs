@@ -5,6 +5,7 @@ pub mod admin;
 pub mod certs;
 pub mod check_dns;
 pub mod config;
+pub mod metrics;
 pub mod modules;
 
 use std::collections::{HashMap, HashSet};
@@ -88,6 +89,8 @@ pub struct RunningServer {
     pub component_listeners: Vec<SocketAddr>,
     /// The bound HTTP listeners.
     pub http_listeners: Vec<(xmppd_http::HttpKind, SocketAddr)>,
+    /// The bound metrics listeners.
+    pub metrics_listeners: Vec<SocketAddr>,
     /// The router (for tests and admin introspection).
     pub router: Arc<Router>,
     shutdown: CancellationToken,
@@ -287,6 +290,8 @@ pub async fn start_with_modules(
     extra: Option<modules::ExtraModules>,
 ) -> anyhow::Result<RunningServer> {
     let secret = server_secret(&config.data_dir)?;
+    let metrics = Arc::new(xmppd_core::metrics::Metrics::new());
+    let storage = xmppd_core::metrics::timed(storage, &metrics);
     let mut host_certs = Vec::new();
     let mut s2s_keys = Vec::new();
     for host in &config.hosts {
@@ -322,7 +327,8 @@ pub async fn start_with_modules(
         )
         .with_components(Arc::new(ComponentRegistry::new(component_domains)))
         .with_stream_management(config.sm)
-        .with_auth_throttle(AuthThrottle::new(config.auth_throttle)),
+        .with_auth_throttle(AuthThrottle::new(config.auth_throttle))
+        .with_metrics(metrics),
     );
     router_handle.set(&router);
     router.stream_management().persist_to(storage.map.clone());
@@ -406,6 +412,25 @@ pub async fn start_with_modules(
             tracker.spawn(xmppd_http::serve(listener, listen.kind, http.clone()));
         }
     }
+    let mut metrics_listeners = Vec::new();
+    for addr in &config.metrics_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        let bound = listener.local_addr()?;
+        info!(addr = %bound, "serving metrics");
+        metrics_listeners.push(bound);
+        let exposition = Arc::new(metrics::ServerExposition {
+            router: router.clone(),
+            archive: storage.archive.clone(),
+        });
+        tracker.spawn(xmppd_http::metrics::serve(
+            listener,
+            exposition,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
     // Components sharing an address share a listener; the stream header says which one.
     let mut by_addr: Vec<(SocketAddr, HashMap<String, String>)> = Vec::new();
     for c in &config.components {
@@ -442,6 +467,7 @@ pub async fn start_with_modules(
         s2s_listeners,
         component_listeners,
         http_listeners,
+        metrics_listeners,
         router,
         shutdown,
         tracker,

@@ -216,6 +216,7 @@ impl ClientStream {
                     channel_binding,
                 } => {
                     tracing::Span::current().record("jid", tracing::field::display(&jid));
+                    self.router.metrics().login(mechanism.name());
                     info!(
                         mechanism = %mechanism.name(),
                         channel_binding = %channel_binding.map_or("none", |cb| cb.name()),
@@ -226,8 +227,11 @@ impl ClientStream {
                     mechanism,
                     condition,
                 } => {
+                    let mechanism = mechanism.map_or("none", |m| m.name());
+                    let metrics = self.router.metrics();
+                    metrics.login_failed(mechanism, condition.as_str());
                     info!(
-                        mechanism = %mechanism.map_or("none", |m| m.name()),
+                        mechanism = %mechanism,
                         condition = %condition.as_str(),
                         "authentication failed"
                     );
@@ -246,6 +250,8 @@ impl ClientStream {
                     let Some(session) = self.session.as_mut() else {
                         continue;
                     };
+                    let metrics = self.router.metrics();
+                    metrics.received_element(crate::metrics::Peer::Client, el.name());
                     if el.ns() == ns::CSI {
                         // XEP-0352: nonzas, neither answered nor counted.
                         match el.name() {

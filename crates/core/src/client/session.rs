@@ -22,6 +22,7 @@ use xmppd_xml::Element;
 
 use crate::extensions::Extensions;
 use crate::hooks::{SessionEvent, SessionRef};
+use crate::metrics::Peer;
 use crate::outbound::Outbound;
 use crate::queue::{Next, QueueReceiver, QueueSignal, session_queue};
 use crate::router::Router;
@@ -49,6 +50,8 @@ pub struct ClientSession {
     /// What is held back while the client says it is inactive (XEP-0352); `None` while it
     /// is active.
     pub(super) csi: Option<Box<CsiHold>>,
+    /// The router's metrics, where what the session hands its transport is counted.
+    pub(super) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ClientSession {
@@ -78,6 +81,7 @@ impl ClientSession {
             unwritten: Vec::new(),
             sm: None,
             csi: None,
+            metrics: router.metrics().clone(),
         };
         info!(jid = %session.jid, "resource bound");
         router
@@ -140,8 +144,11 @@ impl ClientSession {
                 other => break other,
             }
         };
-        if let (Next::Item(outbound), Some(_)) = (&next, &self.sm) {
-            self.record_sent(outbound);
+        if let Next::Item(outbound) = &next {
+            self.metrics.sent_bytes(Peer::Client, &outbound.bytes);
+            if self.sm.is_some() {
+                self.record_sent(outbound);
+            }
         }
         next
     }
@@ -165,8 +172,11 @@ impl ClientSession {
                 }
             },
         };
-        if let (Some(outbound), Some(_)) = (&next, &self.sm) {
-            self.record_sent(outbound);
+        if let Some(outbound) = &next {
+            self.metrics.sent_bytes(Peer::Client, &outbound.bytes);
+            if self.sm.is_some() {
+                self.record_sent(outbound);
+            }
         }
         next
     }

@@ -356,6 +356,7 @@ impl ClientSession {
             unwritten: Vec::new(),
             sm: Some(Box::new(state)),
             csi: None,
+            metrics: router.metrics().clone(),
         };
         if restored.remaining.is_zero() {
             session.end(router).await;

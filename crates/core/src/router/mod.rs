@@ -30,6 +30,7 @@ use crate::client::sm::{SmConfig, StreamManagement};
 use crate::completion::Completion;
 use crate::component::ComponentRegistry;
 use crate::hooks::Flow;
+use crate::metrics::{Metrics, Peer};
 use crate::module::{Registry, Routed};
 use crate::outbound::Outbound;
 use crate::per_address::AuthThrottle;
@@ -43,6 +44,9 @@ pub trait RemoteRoute: Send + Sync {
     /// be routed (as [`Stanza::error_reply`] makes it); failures found later (the domain
     /// cannot be reached) are bounced by the implementation through the router.
     fn send_remote(&self, stanza: Stanza, from_domain: &str, to_domain: &str) -> Option<Stanza>;
+
+    /// Stanzas queued for remote domains and not yet written (for the metrics).
+    fn queued(&self) -> usize;
 }
 
 /// Routes stanzas between local sessions, the server's own handlers and remote domains.
@@ -55,6 +59,7 @@ pub struct Router {
     registry: Registry,
     stream_management: Arc<StreamManagement>,
     auth_throttle: Arc<AuthThrottle>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Router {
@@ -71,6 +76,21 @@ pub fn readdress(stanza: &Stanza, to: &Jid) -> Stanza {
     let mut el = stanza.element().clone();
     el.set_attr("to", to.as_str());
     Stanza::new_unchecked(stanza.kind(), stanza.from().cloned(), Some(to.clone()), el)
+}
+
+/// The defined condition of an error bounce (RFC 6120 §8.3.3), as its element is named;
+/// `undefined-condition` when it names none we know.
+fn bounce_condition(bounce: &Stanza) -> &'static str {
+    bounce
+        .element()
+        .child("error", bounce.element().ns())
+        .and_then(|error| {
+            error
+                .children()
+                .find(|c| c.ns() == ns::STANZAS)
+                .and_then(|c| DefinedCondition::from_name(c.name()))
+        })
+        .map_or("undefined-condition", DefinedCondition::as_str)
 }
 
 /// Serialises a stanza for a client stream (default namespace `jabber:client`).
@@ -141,7 +161,25 @@ impl Router {
             registry,
             stream_management: Arc::default(),
             auth_throttle: Arc::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts into `metrics` (which the storage and the listeners share) instead of a
+    /// registry of its own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stanzas waiting for streams to other servers to open.
+    pub fn remote_queue(&self) -> usize {
+        self.remote.get().map_or(0, |remote| remote.queued())
     }
 
     /// Stream management (XEP-0198) with these settings instead of the defaults.
@@ -259,7 +297,7 @@ impl Router {
                 Flow::Stop(bounce) => return Routed::Done(bounce),
             }
         }
-        match self.route_to_bound_session(stanza) {
+        let routed = match self.route_to_bound_session(stanza) {
             SessionDelivery::Delivered(_) => Routed::Done(None),
             SessionDelivery::Handled(bounce) => Routed::Done(bounce),
             // Boxed: the general path's future is large (storage, modules, offline), and
@@ -268,7 +306,11 @@ impl Router {
             SessionDelivery::NotBound(stanza) => {
                 Box::pin(self.route_once(stanza, may_complete_later)).await
             }
+        };
+        if let Routed::Done(Some(bounce)) = &routed {
+            self.metrics.routing_error(bounce_condition(bounce));
         }
+        routed
     }
 
     /// Whether a hook for local accounts (inbound, delivered) applies to the stanza (it is
@@ -387,7 +429,12 @@ impl Router {
                 .with_text(format!("{to_domain} is not reachable: federation is off"));
             return stanza.error_reply(&err);
         };
-        remote.send_remote(stanza, &from_domain, to_domain)
+        let kind = stanza.kind();
+        let refused = remote.send_remote(stanza, &from_domain, to_domain);
+        if refused.is_none() {
+            self.metrics.sent(Peer::Server, kind);
+        }
+        refused
     }
 
     /// XEP-0114 §3: everything addressed to a component's domain (any JID at it) goes to the
@@ -407,7 +454,10 @@ impl Router {
             reroute: Some(Arc::new(stanza.clone())),
         };
         match link.tx.try_send(outbound) {
-            Ok(()) => None,
+            Ok(()) => {
+                self.metrics.sent(Peer::Component, stanza.kind());
+                None
+            }
             Err(_) => {
                 let err = StanzaError::new(DefinedCondition::RecipientUnavailable)
                     .with_text(format!("the component {domain} is not accepting stanzas"));

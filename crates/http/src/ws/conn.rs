@@ -26,6 +26,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tracing::debug;
+use xmppd_core::metrics::ConnectionKind;
 use xmppd_core::{ClientStream, Next, QueueSignal, StreamAction};
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
 use xmppd_stream::C2sResponder;
@@ -93,6 +94,11 @@ pub(crate) async fn run(
     cb: ChannelBindingData,
 ) {
     let limits = ctx.c2s.limits;
+    let _connection = ctx
+        .c2s
+        .router
+        .metrics()
+        .connection(ConnectionKind::WebSocket);
     let responder = C2sResponder::websocket(ctx.ws_policy.clone(), tls, cb);
     let stream = ClientStream::new(
         ctx.c2s.router.clone(),

@@ -77,6 +77,9 @@ impl ArchiveStore for Recorder {
     async fn expire(&self, _: &str, _: i64, _: u32) -> StorageResult<u64> {
         Ok(0)
     }
+    async fn count_by_store(&self) -> StorageResult<Vec<(String, u64)>> {
+        Err(StorageError::Backend("not used".into()))
+    }
 }
 
 impl Recorder {

@@ -9,6 +9,7 @@ use tokio::io::AsyncReadExt as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use xmppd_core::metrics::{ConnectionKind, LinkGuard};
 use xmppd_core::router::client_bytes;
 use xmppd_proto::{DefinedCondition, Stanza};
 use xmppd_stream::dialback::Verdict;
@@ -41,6 +42,8 @@ pub(super) struct Link {
     pub(super) written: u64,
     /// Whether we closed the stream on purpose (idle, shutdown).
     pub(super) deliberate: bool,
+    /// The link in `xmppd_s2s_links` while it runs.
+    pub(super) state: Option<LinkGuard>,
 }
 
 /// What processing the peer's input asks the negotiation to do.
@@ -51,6 +54,7 @@ enum Step {
 
 impl Link {
     pub(super) async fn run(mut self) {
+        self.state = self.pool.router().map(|r| r.metrics().s2s_link(true));
         let end = self.connect_and_serve().await;
         match &end {
             LinkEnd::Closed => debug!("link closed"),
@@ -75,6 +79,8 @@ impl Link {
             Ok(c) => c,
             Err(end) => return end,
         };
+        let metrics = self.pool.router().map(|r| r.metrics().clone());
+        let _connection = metrics.map(|m| m.connection(ConnectionKind::S2sOut));
         let mut initiator = S2sInitiator::new(&self.local, &self.remote, &self.pool.policy);
         let limits = Limits {
             max_stanza_bytes: self.pool.settings.max_stanza_bytes_unauthenticated,
@@ -152,6 +158,9 @@ impl Link {
         // Authenticated: the rest of what was read is processed, then stanzas flow.
         if let Err(end) = self.process(&mut initiator, &mut reader, &mut io).await {
             return end;
+        }
+        if let Some(state) = self.state.as_mut() {
+            state.established();
         }
         self.serve(initiator, reader, io, buf).await
     }

@@ -164,6 +164,7 @@ impl S2sPool {
                     sent: HashMap::new(),
                     written: 0,
                     deliberate: false,
+                    state: None,
                 };
                 let span =
                     info_span!(parent: None, "s2s_out", link = id, local = %key.0, remote = %key.1);
@@ -222,6 +223,16 @@ impl S2sPool {
 }
 
 impl RemoteRoute for S2sPool {
+    fn queued(&self) -> usize {
+        self.links
+            .iter()
+            .map(|link| {
+                let queue = &link.value().stanzas;
+                queue.max_capacity() - queue.capacity()
+            })
+            .sum()
+    }
+
     fn send_remote(&self, stanza: Stanza, from_domain: &str, to_domain: &str) -> Option<Stanza> {
         let mut stanza = stanza;
         for _ in 0..2 {

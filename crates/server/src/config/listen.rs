@@ -58,17 +58,19 @@ pub struct HttpListenConfig {
     pub addr: SocketAddr,
 }
 
-/// The listeners of every kind.
+/// The listeners of every kind (the last: metrics).
 pub(super) type Listeners = (
     Vec<ListenConfig>,
     Vec<S2sListenConfig>,
     Vec<HttpListenConfig>,
+    Vec<SocketAddr>,
 );
 
 enum Kind {
     C2s(ListenerKind),
     S2s(S2sListenerKind),
     Http(HttpKind),
+    Metrics,
 }
 
 impl Validator<'_> {
@@ -76,6 +78,7 @@ impl Validator<'_> {
         let mut out: Vec<ListenConfig> = Vec::new();
         let mut s2s: Vec<S2sListenConfig> = Vec::new();
         let mut http: Vec<HttpListenConfig> = Vec::new();
+        let mut metrics: Vec<SocketAddr> = Vec::new();
         for (i, l) in raw.iter().enumerate() {
             let key = |k: &str| format!("listen[{i}].{k}");
             let kind = match l.kind.get_ref().as_str() {
@@ -85,9 +88,10 @@ impl Validator<'_> {
                 "s2s_tls" => Kind::S2s(S2sListenerKind::DirectTls),
                 "http" => Kind::Http(HttpKind::Plain),
                 "https" => Kind::Http(HttpKind::Tls),
+                "metrics" => Kind::Metrics,
                 other => {
                     let msg = format!(
-                        "unknown listener kind '{other}'; use \"c2s\", \"c2s_tls\", \"s2s\", \"s2s_tls\", \"http\" or \"https\""
+                        "unknown listener kind '{other}'; use \"c2s\", \"c2s_tls\", \"s2s\", \"s2s_tls\", \"http\", \"https\" or \"metrics\""
                     );
                     return Err(self.invalid(l.kind.span(), &key("kind"), msg));
                 }
@@ -97,7 +101,8 @@ impl Validator<'_> {
             let addr = SocketAddr::new(ip, *l.port.get_ref());
             let taken = out.iter().any(|o| o.addr == addr)
                 || s2s.iter().any(|o| o.addr == addr)
-                || http.iter().any(|o| o.addr == addr);
+                || http.iter().any(|o| o.addr == addr)
+                || metrics.contains(&addr);
             if addr.port() != 0 && taken {
                 let msg = format!("{addr} is used by two listeners");
                 return Err(self.invalid(l.port.span(), &key("port"), msg));
@@ -133,8 +138,9 @@ impl Validator<'_> {
                 }),
                 Kind::S2s(kind) => s2s.push(S2sListenConfig { kind, addr }),
                 Kind::Http(kind) => http.push(HttpListenConfig { kind, addr }),
+                Kind::Metrics => metrics.push(addr),
             }
         }
-        Ok((out, s2s, http))
+        Ok((out, s2s, http, metrics))
     }
 }

@@ -148,6 +148,8 @@ pub struct Config {
     pub s2s_listen: Vec<S2sListenConfig>,
     /// HTTP listeners (WebSocket, host-meta).
     pub http_listen: Vec<HttpListenConfig>,
+    /// Where `/metrics` is served (`kind = "metrics"`).
+    pub metrics_listen: Vec<SocketAddr>,
     /// The HTTP listeners' settings (`[http]`).
     pub http: xmppd_http::HttpSettings,
     /// Federation.
@@ -208,6 +210,7 @@ impl Config {
             ],
             s2s_listen: Vec::new(),
             http_listen: Vec::new(),
+            metrics_listen: Vec::new(),
             http: xmppd_http::HttpSettings::default(),
             s2s: S2sConfig::default(),
             storage: StorageChoice::Sqlite(PathBuf::from("xmppd.db")),
@@ -285,7 +288,12 @@ impl Config {
             config.hosts = v.hosts(&raw.host, &base, &known)?;
         }
         if !raw.listen.is_empty() {
-            (config.listen, config.s2s_listen, config.http_listen) = v.listeners(&raw.listen)?;
+            (
+                config.listen,
+                config.s2s_listen,
+                config.http_listen,
+                config.metrics_listen,
+            ) = v.listeners(&raw.listen)?;
         }
         if let Some(storage) = raw.storage {
             config.storage = v.storage(storage)?;

@@ -123,7 +123,7 @@ fn invalid_values_name_line_and_key() {
     .to_string();
     assert_eq!(
         e,
-        "/etc/xmppd/xmppd.toml:6: `listen[1].kind`: unknown listener kind 's2c'; use \"c2s\", \"c2s_tls\", \"s2s\", \"s2s_tls\", \"http\" or \"https\""
+        "/etc/xmppd/xmppd.toml:6: `listen[1].kind`: unknown listener kind 's2c'; use \"c2s\", \"c2s_tls\", \"s2s\", \"s2s_tls\", \"http\", \"https\" or \"metrics\""
     );
     let e = parse("[limits]\nmax_stanza_bytes = 100\n")
         .unwrap_err()
@@ -444,5 +444,26 @@ fn log_format_is_human_or_json() {
     assert_eq!(
         e,
         "/etc/xmppd/xmppd.toml:2: `general.log_format`: unknown log format 'xml'; use \"human\" or \"json\""
+    );
+}
+
+#[test]
+fn metrics_listeners_default_to_loopback() {
+    let c = parse("[[listen]]\nkind = \"metrics\"\nport = 9477\n\n[[listen]]\nkind = \"metrics\"\naddress = \"::\"\nport = 9478\n").unwrap();
+    assert_eq!(
+        c.metrics_listen,
+        [
+            "127.0.0.1:9477".parse().unwrap(),
+            "[::]:9478".parse().unwrap()
+        ]
+    );
+    let e = parse(
+        "[[listen]]\nkind = \"c2s\"\nport = 5222\n\n[[listen]]\nkind = \"metrics\"\nport = 5222\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(":7: `listen[1].port`: 127.0.0.1:5222 is used by two listeners"),
+        "{e}"
     );
 }

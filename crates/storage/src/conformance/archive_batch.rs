@@ -320,3 +320,35 @@ pub async fn archive_expire(s: &Storage, ns: &str) {
     }
     assert_eq!(ok(s.archive.count(&h, "alice", "mam").await, "count"), 1);
 }
+
+/// Every store's size over all hosts and users, each store once, sorted.
+pub async fn archive_count_by_store(s: &Storage, ns: &str) {
+    let (h, o) = (host(ns), other_host(ns));
+    // Store names of this check only: the count spans every host.
+    let (first, second) = (format!("count-a-{ns}"), format!("count-b-{ns}"));
+    for (hh, user, store, n) in [
+        (&h, "alice", &first, 3),
+        (&h, "bob", &first, 2),
+        (&o, "alice", &first, 1),
+        (&h, "alice", &second, 4),
+    ] {
+        for t in 0..n {
+            ok(
+                s.archive
+                    .append(hh, user, store, rec("", t, b"x"), None)
+                    .await,
+                "append",
+            );
+        }
+    }
+    let counts = ok(s.archive.count_by_store().await, "count_by_store");
+    let mine: Vec<(&str, u64)> = counts
+        .iter()
+        .filter(|(store, _)| store.ends_with(ns) && store.starts_with("count-"))
+        .map(|(store, n)| (store.as_str(), *n))
+        .collect();
+    assert_eq!(mine, [(first.as_str(), 6), (second.as_str(), 4)]);
+    let mut sorted = counts.clone();
+    sorted.sort();
+    assert_eq!(counts, sorted, "sorted by store");
+}

@@ -62,6 +62,7 @@ macro_rules! for_each_check {
             archive_append_batch_concurrent,
             archive_query_with_resources,
             archive_expire,
+            archive_count_by_store,
             delete_user_wipes_all_shapes,
             binary_values,
             unicode_names,
