@@ -205,3 +205,35 @@ async fn counts_follow_logins_stanzas_errors_and_storage() -> anyhow::Result<()>
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn federation_shows_established_links_and_stanzas_to_and_from_servers() -> anyhow::Result<()>
+{
+    use common::federation::{Auth, chat_both_ways, online, two_servers};
+    let (_pki, a, b) = two_servers(Auth::Certificates).await?;
+    let mut alice = online(&a, "alice").await?;
+    let mut bob = online(&b, "bob").await?;
+    chat_both_ways(&mut alice, &mut bob).await?;
+    let text = a
+        .server
+        .router
+        .metrics()
+        .encode(&xmppd_core::metrics::Scraped::default(), false);
+    for expected in [
+        "xmppd_s2s_links{direction=\"out\",state=\"established\"} 1",
+        "xmppd_s2s_links{direction=\"out\",state=\"negotiating\"} 0",
+        "xmppd_s2s_links{direction=\"in\",state=\"established\"} 1",
+        "xmppd_connections{kind=\"s2s_out\"} 1",
+        "xmppd_connections{kind=\"s2s_in\"} 1",
+        "xmppd_stanzas_sent_total{peer=\"server\",kind=\"message\"} 1",
+        "xmppd_stanzas_received_total{peer=\"server\",kind=\"message\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == expected),
+            "{expected} missing:\n{text}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+    Ok(())
+}
