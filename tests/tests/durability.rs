@@ -23,6 +23,19 @@ async fn drain_ids(client: &mut TestClient, quiet: Duration, ids: &mut Vec<Strin
     }
 }
 
+/// Whether no session is bound to `jid` any more, waiting up to `limit` for it to go.
+async fn unbound_within(server: &TestServer, jid: &str, limit: Duration) -> anyhow::Result<bool> {
+    let jid = jid::FullJid::new(jid)?;
+    let deadline = tokio::time::Instant::now() + limit;
+    while server.server.router.sessions().get(&jid).is_some() {
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(true)
+}
+
 /// Bob's first resource stops reading. Its queue fills, the server closes it as a slow
 /// consumer, and every message Alice sent to it ends up exactly once: written to bob/a before
 /// it died, re-routed to bob/b (RFC 6121 §8.5.3.2.1), bounced back to Alice, or — when bob/b
@@ -84,15 +97,8 @@ async fn messages_queued_for_a_dead_session_are_rerouted_or_bounced() -> anyhow:
     }
 
     // The slow session must be gone (kicked, then its writes time out).
-    let gone = jid::FullJid::new("bob@localhost/a")?;
-    for _ in 0..100 {
-        if server.server.router.sessions().get(&gone).is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        server.server.router.sessions().get(&gone).is_none(),
+        unbound_within(&server, "bob@localhost/a", Duration::from_secs(10)).await?,
         "bob/a was not disconnected"
     );
 
@@ -148,6 +154,167 @@ async fn messages_queued_for_a_dead_session_are_rerouted_or_bounced() -> anyhow:
     for i in 0..total {
         assert!(unique.contains(&format!("m{i}")), "message m{i} was lost");
     }
+    server.stop().await;
+    Ok(())
+}
+
+/// What a client read until its stream ended: the ids of the messages (not errors) and of
+/// the message errors it received.
+#[derive(Debug, Default)]
+struct Received {
+    messages: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl Received {
+    fn take(&mut self, event: StreamEvent) {
+        let StreamEvent::Stanza(el) = event else {
+            return;
+        };
+        if el.name() != "message" {
+            return;
+        }
+        let id = el.attr("id").map(str::to_owned).unwrap_or_default();
+        if el.attr("type") == Some("error") {
+            self.errors.push(id);
+        } else {
+            self.messages.push(id);
+        }
+    }
+
+    /// Takes what is readable now, without waiting.
+    async fn take_ready(&mut self, client: &mut TestClient) -> anyhow::Result<()> {
+        while let Some(event) = client.next_event_within(Duration::ZERO).await? {
+            self.take(event);
+        }
+        Ok(())
+    }
+
+    /// Reads until `quiet` passes without a stanza or the stream ends.
+    async fn take_until_quiet(&mut self, client: &mut TestClient, quiet: Duration) {
+        // Bounded: every round takes an event, and the stream goes quiet or ends.
+        for _ in 0..1_000_000 {
+            match client.next_event_within(quiet).await {
+                Ok(Some(event)) => self.take(event),
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Issue 18, weakness 1. Bob logs in and stops reading (his socket stays open); Alice floods
+/// him past his session's queue and past his offline quota while she reads her own socket.
+/// Every message must end exactly once: written to Bob's socket before his session was
+/// closed as a slow consumer, stored offline (and delivered at his next login), or bounced to
+/// Alice with an error. None may vanish — in particular not the bounces of the messages
+/// refused by the full offline store, which come when Alice's own queue is busiest.
+#[tokio::test]
+async fn a_flooded_slow_reader_loses_nothing() -> anyhow::Result<()> {
+    const QUEUE: usize = 64;
+    const OFFLINE: u64 = 50;
+    // First messages with 16 KiB bodies, which the socket buffers of the loopback connection
+    // cannot all hold, so Bob's session soon has a full queue; then short ones in bursts of
+    // many stanzas per read, whose errors come back to Alice faster than one batch per read.
+    const LARGE: usize = 800;
+    const TOTAL: usize = 4000;
+    const BURST: usize = 200;
+    let server = TestServer::start_with(|c| {
+        c.limits.session_queue = QUEUE;
+        c.limits.write_timeout = Duration::from_secs(2);
+        c.im.max_offline_messages = OFFLINE;
+    })
+    .await?;
+    server.add_user("alice", "pw-a").await?;
+    server.add_user("bob", "pw-b").await?;
+    let mut alice = server.login("alice", "pw-a", "desk").await?;
+    let mut bob = server.login("bob", "pw-b", "slow").await?;
+    alice.available(0).await?;
+    bob.available(0).await?;
+    alice
+        .expect("alice's presence", |e| e.name() == "presence")
+        .await?;
+    // From here on Bob reads nothing until the flood is over.
+    let large = "y".repeat(16 * 1024);
+    let mut at_alice = Received::default();
+    for burst in 0..TOTAL / BURST {
+        let mut xml = String::new();
+        for i in burst * BURST..(burst + 1) * BURST {
+            let body = if i < LARGE { large.as_str() } else { "z" };
+            xml.push_str(&format!(
+                "<message to='bob@localhost/slow' type='chat' id='f{i}'><body>{body}</body></message>"
+            ));
+        }
+        alice.send(&xml).await?;
+        at_alice.take_ready(&mut alice).await?;
+    }
+    // Alice's stanzas are handled in order: the ping's answer comes after every message was
+    // routed and its bounce, if any, was queued to her.
+    alice
+        .send("<iq type='get' id='barrier'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await?;
+    let mut answered = false;
+    for _ in 0..1_000_000 {
+        match alice.next_event_within(Duration::from_secs(120)).await? {
+            Some(StreamEvent::Stanza(el)) if el.attr("id") == Some("barrier") => {
+                answered = true;
+                break;
+            }
+            Some(event) => at_alice.take(event),
+            None => break,
+        }
+    }
+    assert!(answered, "no answer to the ping after the flood");
+
+    assert!(
+        unbound_within(&server, "bob@localhost/slow", Duration::from_secs(20)).await?,
+        "the slow reader was not disconnected"
+    );
+    // What reached Bob's socket before the close, then the bounces of what his session held
+    // when it ended (routed after it was unbound).
+    let mut at_bob = Received::default();
+    at_bob
+        .take_until_quiet(&mut bob, Duration::from_secs(2))
+        .await;
+    at_alice
+        .take_until_quiet(&mut alice, Duration::from_secs(2))
+        .await;
+
+    // What was stored comes at Bob's next login.
+    let mut bob = server.login("bob", "pw-b", "again").await?;
+    bob.available(0).await?;
+    let mut stored = Received::default();
+    stored
+        .take_until_quiet(&mut bob, Duration::from_secs(2))
+        .await;
+
+    println!(
+        "delivered: {}, stored: {}, bounced: {}, sent: {TOTAL}",
+        at_bob.messages.len(),
+        stored.messages.len(),
+        at_alice.errors.len()
+    );
+    assert!(
+        at_bob.messages.len() < TOTAL - QUEUE,
+        "bob was never slow: the test did not exercise anything"
+    );
+    assert!(
+        stored.messages.len() as u64 <= OFFLINE,
+        "more stored than the quota"
+    );
+    assert!(at_bob.errors.is_empty() && stored.errors.is_empty());
+    let all: Vec<&String> = at_bob
+        .messages
+        .iter()
+        .chain(&stored.messages)
+        .chain(&at_alice.errors)
+        .collect();
+    let unique: HashSet<&String> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "a message was counted twice");
+    let missing: Vec<usize> = (0..TOTAL)
+        .filter(|i| !unique.contains(&format!("f{i}")))
+        .collect();
+    assert!(missing.is_empty(), "lost without a trace: {missing:?}");
+    assert_eq!(all.len(), TOTAL);
     server.stop().await;
     Ok(())
 }

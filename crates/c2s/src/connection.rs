@@ -477,6 +477,18 @@ impl Conn {
         }
     }
 
+    /// Writes the session's queue until it is less than half full, before more input is
+    /// taken (see [`xmppd_core::ClientSession::queue_half_full`]): a client that does not
+    /// read is then held up by its own socket, up to the write timeout.
+    async fn write_backlog<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> Option<Flow> {
+        while let Some(first) = self.stream.session_mut()?.next_backlog() {
+            if let Some(flow) = Box::pin(self.write_outbound(io, first)).await {
+                return Some(flow);
+            }
+        }
+        None
+    }
+
     /// Drains parsed events into the client stream and carries out what it asks.
     async fn process_input<S: Transport>(&mut self, io: &mut S) -> Option<Flow> {
         let mut actions = Vec::new();
@@ -488,6 +500,14 @@ impl Conn {
             None
         };
         loop {
+            if self
+                .stream
+                .session()
+                .is_some_and(|session| session.queue_half_full())
+                && let Some(flow) = self.write_backlog(io).await
+            {
+                return Some(flow);
+            }
             let event = match self.reader.next_event() {
                 Ok(Some(event)) => event,
                 Ok(None) => return None,

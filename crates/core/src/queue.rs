@@ -10,6 +10,10 @@
 //! There is exactly one receiver (the session's task), so `Notify::notify_one`'s stored
 //! permit is enough to never miss a wake-up: a stanza queued between the receiver's check and
 //! its wait leaves a permit that ends the wait at once.
+//!
+//! A sender that must not lose what it queues (an error owed to the session for a stanza it
+//! sent, bounced by another task) can wait for room with [`QueueSender::room_for`]; the
+//! receiver wakes such waiters as it takes stanzas, and costs nothing more when none waits.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -33,12 +37,16 @@ struct State {
     /// No more stanzas are accepted (receiver closed or dropped).
     closed: bool,
     senders: usize,
+    /// Senders waiting in [`QueueSender::room_for`].
+    room_waiters: usize,
 }
 
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
     ready: Notify,
+    /// Wakes the senders waiting for room.
+    room: Notify,
     capacity: usize,
 }
 
@@ -47,6 +55,18 @@ impl Shared {
         // Nothing panics while holding the lock; if something ever did, the queue's state
         // (a deque and two fields) is still consistent.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the oldest stanza, waking the senders that wait for room.
+    fn pop(&self) -> Option<Outbound> {
+        let (item, waiters) = {
+            let mut state = self.lock();
+            (state.items.pop_front(), state.room_waiters > 0)
+        };
+        if item.is_some() && waiters {
+            self.room.notify_waiters();
+        }
+        item
     }
 }
 
@@ -58,8 +78,10 @@ pub fn session_queue(capacity: usize) -> (QueueSender, QueueReceiver) {
             items: VecDeque::new(),
             closed: false,
             senders: 1,
+            room_waiters: 0,
         }),
         ready: Notify::new(),
+        room: Notify::new(),
         capacity: capacity.max(1),
     });
     (
@@ -108,6 +130,47 @@ impl QueueSender {
     pub fn free_slots(&self) -> usize {
         let state = self.shared.lock();
         self.shared.capacity.saturating_sub(state.items.len())
+    }
+
+    /// How many stanzas the queue holds at most.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// Waits until at least `free` stanzas fit (at most the capacity); `false` when the queue
+    /// was closed instead. Not bounded in time: the caller puts a timeout around it.
+    pub async fn room_for(&self, free: usize) -> bool {
+        let free = free.clamp(1, self.shared.capacity);
+        loop {
+            let notified = self.shared.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a stanza taken between the check and the wait
+            // still wakes it.
+            notified.as_mut().enable();
+            {
+                let mut state = self.shared.lock();
+                if state.closed {
+                    return false;
+                }
+                if self.shared.capacity.saturating_sub(state.items.len()) >= free {
+                    return true;
+                }
+                state.room_waiters += 1;
+            }
+            let _waiting = RoomWaiter(&self.shared);
+            notified.await;
+        }
+    }
+}
+
+/// One sender counted in [`State::room_waiters`] while it waits (also when its wait is
+/// cancelled).
+struct RoomWaiter<'a>(&'a Shared);
+
+impl Drop for RoomWaiter<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.room_waiters = state.room_waiters.saturating_sub(1);
     }
 }
 
@@ -184,10 +247,10 @@ impl QueueReceiver {
     /// The next stanza without waiting. When nothing is queued, the queue's memory is given
     /// back (the task is about to wait).
     pub fn next_now(&mut self) -> Next {
-        let mut state = self.shared.lock();
-        if let Some(outbound) = state.items.pop_front() {
+        if let Some(outbound) = self.shared.pop() {
             return Next::Item(outbound);
         }
+        let mut state = self.shared.lock();
         if state.senders == 0 || state.closed {
             return Next::Finished;
         }
@@ -209,21 +272,40 @@ impl QueueReceiver {
 
     /// The next stanza if one is queued.
     pub fn try_recv(&mut self) -> Option<Outbound> {
-        self.shared.lock().items.pop_front()
+        self.shared.pop()
+    }
+
+    /// How many stanzas are queued.
+    pub fn len(&self) -> usize {
+        self.shared.lock().items.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many stanzas the queue holds at most.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
     }
 
     /// Accepts nothing more; what is queued can still be taken with
-    /// [`QueueReceiver::try_recv`].
+    /// [`QueueReceiver::try_recv`]. Senders waiting for room give up.
     pub fn close(&mut self) {
         self.shared.lock().closed = true;
+        self.shared.room.notify_waiters();
     }
 }
 
 impl Drop for QueueReceiver {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        state.closed = true;
-        state.items = VecDeque::new();
+        {
+            let mut state = self.shared.lock();
+            state.closed = true;
+            state.items = VecDeque::new();
+        }
+        self.shared.room.notify_waiters();
     }
 }
 
@@ -362,6 +444,45 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
+    }
+
+    /// A sender waiting for room is woken as the receiver takes stanzas, and gives up when
+    /// the queue is closed.
+    #[tokio::test]
+    async fn room_for_waits_until_the_receiver_takes_enough() {
+        let (tx, mut rx) = session_queue(4);
+        for i in 0..4 {
+            tx.try_send(out(["0", "1", "2", "3"][i])).unwrap();
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), tx.room_for(2))
+                .await
+                .is_err()
+        );
+        let waiter = {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.room_for(2).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(rx.try_recv().is_some());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "one free slot is not two");
+        assert!(matches!(rx.next_now(), Next::Item(_)));
+        let woke = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(woke.unwrap().unwrap());
+        assert_eq!(tx.free_slots(), 2);
+        // Closed while waiting: the wait ends with false.
+        tx.try_send(out("4")).unwrap();
+        tx.try_send(out("5")).unwrap();
+        let waiter = {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.room_for(1).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        rx.close();
+        let woke = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(!woke.unwrap().unwrap());
+        assert_eq!(tx.shared.lock().room_waiters, 0);
     }
 
     #[tokio::test]

@@ -167,6 +167,15 @@ impl ResourceInfo {
         self.control.ext()
     }
 
+    /// Waits until the session's queue is at most half full (or closed): for a stanza owed
+    /// to the session that another task hands it in a burst, such as the errors for the
+    /// messages a dead session held. The other half is for the session's own answers, which
+    /// its task queues without waiting (it writes its queue out before it reads more once the
+    /// queue is half full). Not bounded in time: the caller puts a timeout around it.
+    pub async fn room_for_owed(&self) {
+        self.tx.room_for(self.tx.capacity().div_ceil(2)).await;
+    }
+
     /// The entities the session sent directed presence to, forgotten: the caller tells them
     /// its presence ended.
     pub(crate) fn take_directed(&self) -> Vec<jid::Jid> {

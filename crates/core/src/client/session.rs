@@ -181,6 +181,28 @@ impl ClientSession {
         next
     }
 
+    /// Whether the session's queue is half full: the transport writes it out before it takes
+    /// more from the client. What the client's own stanzas cause (answers, errors) goes to
+    /// this queue without waiting, so a client that sends faster than the server writes to
+    /// it would otherwise fill its own queue and be closed as a slow consumer, or lose the
+    /// errors owed to it; this way the client's reading paces its sending.
+    pub fn queue_half_full(&self) -> bool {
+        self.rx.len() * 2 >= self.rx.capacity()
+    }
+
+    /// The next stanza to write while the queue is half full
+    /// ([`ClientSession::queue_half_full`]), taken as [`ClientSession::next_now`] does;
+    /// `None` once it is less than that.
+    pub fn next_backlog(&mut self) -> Option<Outbound> {
+        if !self.queue_half_full() {
+            return None;
+        }
+        match self.next_now() {
+            Next::Item(outbound) => Some(outbound),
+            Next::Empty | Next::Finished => None,
+        }
+    }
+
     /// The client says it is inactive (XEP-0352 `<inactive/>`).
     pub fn set_inactive(&mut self) {
         self.csi.get_or_insert_with(Box::default);

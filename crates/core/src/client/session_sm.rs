@@ -243,7 +243,7 @@ impl ClientSession {
                     let error = StanzaError::new(DefinedCondition::RecipientUnavailable)
                         .with_text("the session ended before it handled this request");
                     if let Some(bounce) = stanza.error_reply(&error) {
-                        router.route(bounce).await;
+                        router.route_owed(bounce).await;
                     }
                 }
                 _ => {}

@@ -145,7 +145,7 @@ impl Router {
             Err(_) => self.to_bare(stanza, &bare).await,
         };
         if let Some(bounce) = bounce {
-            self.route(bounce).await;
+            self.route_owed(bounce).await;
         }
     }
 

@@ -134,6 +134,10 @@ pub async fn push(
     }
 }
 
+/// How long [`Router::route_owed`] waits for room in a session's queue: a client that has
+/// not read half its queue in this time is not reading.
+pub const OWED_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What became of a stanza offered to the session bound to its `to`.
 enum SessionDelivery {
     /// Queued for the session (the stanza, shared with the queue, for the delivered hooks).
@@ -311,6 +315,30 @@ impl Router {
             self.metrics.routing_error(bounce_condition(bounce));
         }
         routed
+    }
+
+    /// Routes an error owed to the sender of a stanza that could not be delivered, from a task
+    /// other than the sender's session (a session that ended with stanzas queued, a failed
+    /// federation link): when the sender's session is bound here and its queue is more than
+    /// half full, this waits — up to [`OWED_WAIT`] — until it has written enough, so that a
+    /// burst of such errors is not lost to a queue that is full for a moment while its client
+    /// reads. A session that still has no room after that is closed as a slow consumer, as
+    /// any delivery to a full queue does. Never call it from the task of the session the
+    /// bounce is for: that task is what empties the queue.
+    pub async fn route_owed(&self, bounce: Stanza) {
+        let session = bounce
+            .to()
+            .and_then(|to| to.try_as_full().ok())
+            .filter(|full| self.is_local_domain(full.domain().as_str()))
+            .and_then(|full| self.sessions.get(full));
+        if let Some(session) = session
+            && tokio::time::timeout(OWED_WAIT, session.room_for_owed())
+                .await
+                .is_err()
+        {
+            debug!(to = %session.jid, "no room for an owed error; delivering anyway");
+        }
+        self.route(bounce).await;
     }
 
     /// Whether a hook for local accounts (inbound, delivered) applies to the stanza (it is

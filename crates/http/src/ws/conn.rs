@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tracing::debug;
 use xmppd_core::metrics::ConnectionKind;
-use xmppd_core::{ClientStream, Next, QueueSignal, StreamAction};
+use xmppd_core::{ClientStream, Next, Outbound, QueueSignal, StreamAction};
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
 use xmppd_stream::C2sResponder;
 use xmppd_stream::sasl::ChannelBindingData;
@@ -329,6 +329,14 @@ impl Conn {
 
     /// One text message: its XML events through the client stream.
     async fn on_message(&mut self, text: &[u8]) -> Option<End> {
+        if self
+            .stream
+            .session()
+            .is_some_and(|session| session.queue_half_full())
+            && let Some(end) = self.write_backlog().await
+        {
+            return Some(end);
+        }
         let mut events = Vec::new();
         if let Err(e) = self.reader.message(text, &mut events) {
             return Some(self.close_with(StreamError::from(&e)).await);
@@ -436,16 +444,34 @@ impl Conn {
             }
             return Some(self.close_with(e).await);
         }
-        let mut batch = Vec::new();
-        match session.next_now() {
-            Next::Item(first) => batch.push(first),
+        let first = match session.next_now() {
+            Next::Item(first) => first,
             Next::Empty => {
                 self.queue_now = false;
                 return None;
             }
             Next::Finished => return Some(End::Closed),
-        }
+        };
         self.queue_now = true;
+        self.write_batch(first).await
+    }
+
+    /// Writes the session's queue until it is less than half full, before the next message
+    /// from the client is handled (see [`xmppd_core::ClientSession::queue_half_full`]).
+    async fn write_backlog(&mut self) -> Option<End> {
+        while let Some(first) = self.stream.session_mut()?.next_backlog() {
+            if let Some(end) = self.write_batch(first).await {
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    /// Writes `first` and what else is queued now, up to a batch, in one write.
+    async fn write_batch(&mut self, first: Outbound) -> Option<End> {
+        let ctx = self.ctx.clone();
+        let session = self.stream.session_mut()?;
+        let mut batch = vec![first];
         while batch.len() < WRITE_BATCH {
             match session.try_recv() {
                 Some(next) => batch.push(next),

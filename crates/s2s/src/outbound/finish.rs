@@ -20,7 +20,7 @@ impl Link {
         let err = StanzaError::new(condition).with_text(format!("{}: {text}", self.remote));
         for stanza in stanzas {
             if let Some(bounce) = stanza.error_reply(&err) {
-                router.route(bounce).await;
+                router.route_owed(bounce).await;
             }
         }
     }
