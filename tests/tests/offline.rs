@@ -144,3 +144,73 @@ async fn offline_messages_survive_a_restart() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// Issue 18, weakness 2: offline storage is limited in bytes as well as in messages. With the
+/// default 4 MiB, 40 messages of 200 KiB to an offline user are not all kept: the first 20
+/// are, the others bounce with `service-unavailable`. The stored total survives a restart.
+#[tokio::test]
+async fn offline_storage_is_limited_in_bytes() -> anyhow::Result<()> {
+    const SENT: usize = 40;
+    const KEPT: usize = 20;
+    let server = TestServer::start().await?;
+    add_users(&server, &["alice", "bob"]).await?;
+    let mut alice = online(&server, "alice", "phone", 0).await?;
+    let body = "b".repeat(200 * 1024);
+    for i in 0..SENT {
+        alice
+            .send(&format!(
+                "<message to='bob@localhost' type='chat' id='big{i}'><body>{body}</body></message>"
+            ))
+            .await?;
+    }
+    for i in KEPT..SENT {
+        let bounce = expect_error(
+            &mut alice,
+            "message",
+            &format!("big{i}"),
+            "bob@localhost",
+            "service-unavailable",
+        )
+        .await?;
+        assert_eq!(body_len(&bounce), Some(body.len()));
+    }
+    alice.expect_silence(SILENCE).await?;
+    drop(alice);
+
+    // After a restart the store still knows it is full.
+    let server = server.restart().await?;
+    let mut alice = online(&server, "alice", "phone", 0).await?;
+    alice
+        .send(&format!(
+            "<message to='bob@localhost' type='chat' id='after'><body>{body}</body></message>"
+        ))
+        .await?;
+    expect_error(
+        &mut alice,
+        "message",
+        "after",
+        "bob@localhost",
+        "service-unavailable",
+    )
+    .await?;
+    let mut bob = online(&server, "bob", "desk", 0).await?;
+    for i in 0..KEPT {
+        let msg = expect_offline(&mut bob, &body).await?;
+        assert_eq!(msg.attr("id"), Some(format!("big{i}").as_str()));
+    }
+    bob.expect_silence(SILENCE).await?;
+    // Delivered means removed, bytes included: a short message is kept again.
+    drop(bob);
+    alice
+        .send("<message to='bob@localhost' type='chat' id='small'><body>hi</body></message>")
+        .await?;
+    alice.expect_silence(SILENCE).await?;
+    let mut bob = online(&server, "bob", "desk", 0).await?;
+    expect_offline(&mut bob, "hi").await?;
+    server.stop().await;
+    Ok(())
+}
+
+fn body_len(el: &Element) -> Option<usize> {
+    body(el).map(|b| b.len())
+}

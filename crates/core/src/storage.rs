@@ -27,6 +27,31 @@ pub enum StorageError {
     QuotaExceeded(String),
 }
 
+impl ArchiveQuota {
+    /// [`StorageError::QuotaExceeded`] if an archive holding `usage` cannot take a record of
+    /// `payload` bytes.
+    pub fn check(&self, usage: ArchiveUsage, payload: usize) -> StorageResult<()> {
+        if let Some(max) = self.max_records
+            && usage.records >= max
+        {
+            return Err(StorageError::QuotaExceeded(format!(
+                "{} of at most {max} records",
+                usage.records
+            )));
+        }
+        let after = usage.bytes.saturating_add(payload as u64);
+        if let Some(max) = self.max_bytes
+            && after > max
+        {
+            return Err(StorageError::QuotaExceeded(format!(
+                "{} bytes with this one, of at most {max}",
+                after
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Result alias for storage calls.
 pub type StorageResult<T> = Result<T, StorageError>;
 
@@ -174,6 +199,25 @@ pub struct ArchiveAppend {
     pub expire_before_us: Option<i64>,
 }
 
+/// What an archive may hold at most, checked by [`ArchiveStore::append_within`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveQuota {
+    /// Records (`None`: no limit).
+    pub max_records: Option<u64>,
+    /// Bytes of payload, the new record's included (`None`: no limit).
+    pub max_bytes: Option<u64>,
+}
+
+/// What an archive holds now: a running total kept by the backend in the transaction of
+/// every write, not a scan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveUsage {
+    /// Records.
+    pub records: u64,
+    /// Bytes of payload.
+    pub bytes: u64,
+}
+
 /// Time-ordered records per `(host, user, store)`.
 #[async_trait]
 pub trait ArchiveStore: Send + Sync + 'static {
@@ -187,7 +231,27 @@ pub trait ArchiveStore: Send + Sync + 'static {
         store: &str,
         record: NewArchiveRecord,
         max_records: Option<u64>,
+    ) -> StorageResult<String> {
+        let quota = ArchiveQuota {
+            max_records,
+            max_bytes: None,
+        };
+        self.append_within(host, user, store, record, quota).await
+    }
+    /// Appends a record and returns its id. Fails with [`StorageError::QuotaExceeded`], and
+    /// writes nothing, if the archive already holds `quota.max_records` records or would hold
+    /// more than `quota.max_bytes` bytes of payload with this one; the check and the insert
+    /// are one transaction, and the check reads the archive's [`ArchiveUsage`].
+    async fn append_within(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        record: NewArchiveRecord,
+        quota: ArchiveQuota,
     ) -> StorageResult<String>;
+    /// The archive's record and byte totals.
+    async fn usage(&self, host: &str, user: &str, store: &str) -> StorageResult<ArchiveUsage>;
     /// Appends every record of `batch` in one transaction (one commit, one sync for all of
     /// them: the group commit of concurrent writers) and returns their ids in the order of
     /// `batch`. All or nothing: on `Err` none of them is stored. Ids are allocated in batch

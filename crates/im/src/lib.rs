@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use jid::{BareJid, FullJid, Jid};
 use tokio::sync::MutexGuard;
-use xmppd_core::storage::Storage;
+use xmppd_core::storage::{ArchiveQuota, Storage};
 use xmppd_core::{IqTarget, IqType, KindMask, Module, Registry, Router, StripedLocks};
 use xmppd_proto::{Stanza, StanzaKind, ns};
 use xmppd_xml::Element;
@@ -43,6 +43,9 @@ pub struct ImLimits {
     pub max_roster_items: u64,
     /// Offline messages kept per user.
     pub max_offline_messages: u64,
+    /// Bytes of offline messages kept per user, as stored (0: no byte limit): with the
+    /// count alone, a user's offline store could hold the count times the largest stanza.
+    pub max_offline_bytes: u64,
     /// Subscription requests awaiting a user's answer; beyond it new ones are refused, so
     /// contacts on other servers cannot fill the store with requests.
     pub max_pending_subscriptions: u64,
@@ -53,6 +56,7 @@ impl Default for ImLimits {
         ImLimits {
             max_roster_items: 1000,
             max_offline_messages: 1000,
+            max_offline_bytes: 4 * 1024 * 1024,
             max_pending_subscriptions: 1000,
         }
     }
@@ -84,7 +88,10 @@ impl Im {
             roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
             offline: Arc::new(OfflineMessages::new(
                 storage.archive.clone(),
-                limits.max_offline_messages,
+                ArchiveQuota {
+                    max_records: Some(limits.max_offline_messages),
+                    max_bytes: (limits.max_offline_bytes > 0).then_some(limits.max_offline_bytes),
+                },
             )),
             locks: StripedLocks::new(LOCK_STRIPES),
         }

@@ -4,8 +4,9 @@
 //! priority is appended to the `offline` archive of the recipient, stamped with
 //! `<delay xmlns='urn:xmpp:delay' from='DOMAIN' stamp='…Z'/>` (UTC, XEP-0082). The append is
 //! committed before the router counts the message as handled; when it fails or the quota
-//! (`max_records`) is reached the sender gets `service-unavailable`, so nothing is dropped
-//! silently. A message that carries only a chat state (XEP-0085) is not worth keeping and is
+//! (messages and bytes per user, checked against the store's running totals) is reached the
+//! sender gets `service-unavailable` (RFC 6121 §8.5.2.1.1 leaves storage to the server; the
+//! message is bounced as when there is none), so nothing is dropped silently. A message that carries only a chat state (XEP-0085) is not worth keeping and is
 //! discarded, as XEP-0160 §3 and XEP-0085 §5.5 advise.
 //!
 //! At the next initial presence with priority ≥ 0 the records are read in append order,
@@ -21,7 +22,9 @@ use async_trait::async_trait;
 use jid::{BareJid, FullJid, Jid};
 use tracing::warn;
 use xmppd_core::router::client_bytes;
-use xmppd_core::storage::{ArchiveQuery, ArchiveStore, NewArchiveRecord, StorageError};
+use xmppd_core::storage::{
+    ArchiveQuery, ArchiveQuota, ArchiveStore, NewArchiveRecord, StorageError,
+};
 use xmppd_core::{OfflineFlow, OfflineHook, Outbound, Router};
 use xmppd_proto::delay::Delay;
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, ns};
@@ -36,7 +39,7 @@ pub(crate) const STORE: &str = "offline";
 /// The offline message store.
 pub struct OfflineMessages {
     archive: Arc<dyn ArchiveStore>,
-    quota: u64,
+    quota: ArchiveQuota,
 }
 
 impl std::fmt::Debug for OfflineMessages {
@@ -70,8 +73,8 @@ fn chat_state_only(el: &Element) -> bool {
 pub use xmppd_proto::stanza::parse_stored;
 
 impl OfflineMessages {
-    /// Over the archive shape, keeping at most `quota` messages per user.
-    pub fn new(archive: Arc<dyn ArchiveStore>, quota: u64) -> Self {
+    /// Over the archive shape, keeping at most `quota` (messages, bytes) per user.
+    pub fn new(archive: Arc<dyn ArchiveStore>, quota: ArchiveQuota) -> Self {
         OfflineMessages { archive, quota }
     }
 
@@ -175,7 +178,7 @@ impl OfflineMessages {
         let (host, node) = owner(to);
         match self
             .archive
-            .append(host, node, STORE, record, Some(self.quota))
+            .append_within(host, node, STORE, record, self.quota)
             .await
         {
             Ok(_) => Ok(OfflineFlow::Stored),

@@ -13,15 +13,19 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Connection, Row};
 use xmppd_core::storage::{
-    ArchiveAppend, ArchiveQuery, ArchiveRecord, ArchiveStore, KeyVal, MapStore, NewArchiveRecord,
-    StorageError, StorageResult, UserData,
+    ArchiveAppend, ArchiveQuery, ArchiveQuota, ArchiveRecord, ArchiveStore, ArchiveUsage, KeyVal,
+    MapStore, NewArchiveRecord, StorageError, StorageResult, UserData,
 };
 
-use crate::select::{archive_count, archive_select, archive_trims};
+use crate::select::{archive_count, archive_select, archive_trims, quota_check, usage_from};
 use crate::{OpenError, backend_error, count_from_db, parse_id, redact_url};
 
 /// The schema migrations for PostgreSQL, embedded at build time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// An archive's running totals (kept by the `archive_usage` trigger).
+const USAGE: &str =
+    "SELECT records, bytes FROM archive_usage WHERE host = $1 AND username = $2 AND store = $3";
 
 /// Connections per node.
 const MAX_CONNECTIONS: u32 = 16;
@@ -326,13 +330,13 @@ async fn lock_archive(
 
 #[async_trait]
 impl ArchiveStore for PostgresStore {
-    async fn append(
+    async fn append_within(
         &self,
         host: &str,
         user: &str,
         store: &str,
         record: NewArchiveRecord,
-        max_records: Option<u64>,
+        quota: ArchiveQuota,
     ) -> StorageResult<String> {
         const OP: &str = "archive.append";
         let mut tx = self.pool.begin().await.map_err(|e| backend_error(OP, e))?;
@@ -341,23 +345,15 @@ impl ArchiveStore for PostgresStore {
         // never sees a smaller id appear after a larger one. Class 0x584D5050 is "XMPP";
         // hash collisions only serialise two unrelated archives.
         lock_archive(&mut tx, host, user, store, OP).await?;
-        if let Some(max) = max_records {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM archive WHERE host = $1 AND username = $2 AND store = $3",
-            )
-            .bind(host)
-            .bind(user)
-            .bind(store)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| backend_error(OP, e))?;
-            let n = count_from_db(OP, n)?;
-            if n >= max {
-                tracing::debug!(host, user, store, count = n, max, "archive quota reached");
-                return Err(StorageError::QuotaExceeded(format!(
-                    "archive {store} of {user}@{host} holds {n} of at most {max} records"
-                )));
-            }
+        if quota != ArchiveQuota::default() {
+            let row = sqlx::query_as(USAGE)
+                .bind(host)
+                .bind(user)
+                .bind(store)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, e))?;
+            quota_check(quota, usage_from(row)?, &record, host, user, store)?;
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) \
@@ -374,6 +370,17 @@ impl ArchiveStore for PostgresStore {
         .map_err(|e| backend_error(OP, e))?;
         tx.commit().await.map_err(|e| backend_error(OP, e))?;
         Ok(id.to_string())
+    }
+
+    async fn usage(&self, host: &str, user: &str, store: &str) -> StorageResult<ArchiveUsage> {
+        let row = sqlx::query_as(USAGE)
+            .bind(host)
+            .bind(user)
+            .bind(store)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| backend_error("archive.usage", e))?;
+        usage_from(row)
     }
 
     async fn append_batch(&self, batch: &[ArchiveAppend]) -> StorageResult<Vec<String>> {

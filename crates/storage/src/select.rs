@@ -6,9 +6,11 @@
 //! `(? IS NULL OR …)` guards) lets the planner pick the `with` or timestamp index.
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
-use xmppd_core::storage::{ArchiveAppend, ArchiveQuery};
+use xmppd_core::storage::{
+    ArchiveAppend, ArchiveQuery, ArchiveQuota, ArchiveUsage, NewArchiveRecord, StorageError,
+};
 
-use crate::parse_id;
+use crate::{count_from_db, parse_id};
 
 /// Builds the `SELECT` for [`ArchiveStore::query`](xmppd_core::storage::ArchiveStore::query),
 /// or `None` when a paging id cannot match any record (the result is empty).
@@ -202,4 +204,37 @@ where
         trims.push(qb);
     }
     trims
+}
+
+/// An archive's usage from its `archive_usage` row (`records`, `bytes`), none when the
+/// archive never had a record.
+pub(crate) fn usage_from(row: Option<(i64, i64)>) -> Result<ArchiveUsage, StorageError> {
+    let Some((records, bytes)) = row else {
+        return Ok(ArchiveUsage::default());
+    };
+    Ok(ArchiveUsage {
+        records: count_from_db("archive.usage", records)?,
+        bytes: count_from_db("archive.usage", bytes)?,
+    })
+}
+
+/// [`ArchiveQuota::check`] for an append to one archive, its refusal logged and naming the
+/// archive.
+pub(crate) fn quota_check(
+    quota: ArchiveQuota,
+    usage: ArchiveUsage,
+    record: &NewArchiveRecord,
+    host: &str,
+    user: &str,
+    store: &str,
+) -> Result<(), StorageError> {
+    quota
+        .check(usage, record.payload.len())
+        .map_err(|e| match e {
+            StorageError::QuotaExceeded(why) => {
+                tracing::debug!(host, user, store, %why, "archive quota reached");
+                StorageError::QuotaExceeded(format!("archive {store} of {user}@{host} holds {why}"))
+            }
+            other => other,
+        })
 }

@@ -6,17 +6,21 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use xmppd_core::storage::{
-    ArchiveAppend, ArchiveQuery, ArchiveRecord, ArchiveStore, NewArchiveRecord, StorageError,
-    StorageResult,
+    ArchiveAppend, ArchiveQuery, ArchiveQuota, ArchiveRecord, ArchiveStore, ArchiveUsage,
+    NewArchiveRecord, StorageError, StorageResult,
 };
 
-use crate::select::{archive_count, archive_select, archive_trims};
+use crate::select::{archive_count, archive_select, archive_trims, quota_check, usage_from};
 use crate::sqlite::{SqliteStore, begin_immediate};
 use crate::sqlite_connections::note_failure;
 use crate::{backend_error, count_from_db, parse_id};
 
 /// Records per multi-row insert: 6 parameters each, well under SQLite's 32,766.
 const INSERT_CHUNK: usize = 512;
+
+/// An archive's running totals (kept by the `archive_usage` triggers).
+const USAGE: &str =
+    "SELECT records, bytes FROM archive_usage WHERE host = ? AND username = ? AND store = ?";
 
 /// Decodes one `archive` row.
 fn archive_record(row: &SqliteRow) -> StorageResult<ArchiveRecord> {
@@ -34,37 +38,30 @@ fn archive_record(row: &SqliteRow) -> StorageResult<ArchiveRecord> {
 
 #[async_trait]
 impl ArchiveStore for SqliteStore {
-    async fn append(
+    async fn append_within(
         &self,
         host: &str,
         user: &str,
         store: &str,
         record: NewArchiveRecord,
-        max_records: Option<u64>,
+        quota: ArchiveQuota,
     ) -> StorageResult<String> {
         const OP: &str = "archive.append";
-        // BEGIN IMMEDIATE takes the write lock before the count, so no other writer (not even
-        // another process) can append between the quota check and the insert.
+        // BEGIN IMMEDIATE takes the write lock before the quota check, so no other writer (not
+        // even another process) can append between the check and the insert.
         let mut lent = self.write(OP).await?;
         let (conn, broken) = lent.parts();
         let mut tx = begin_immediate(conn, broken, OP).await?;
-        if let Some(max) = max_records {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM archive WHERE host = ? AND username = ? AND store = ?",
-            )
-            .bind(host)
-            .bind(user)
-            .bind(store)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-            let n = count_from_db(OP, n)?;
-            if n >= max {
-                tracing::debug!(host, user, store, count = n, max, "archive quota reached");
-                return Err(StorageError::QuotaExceeded(format!(
-                    "archive {store} of {user}@{host} holds {n} of at most {max} records"
-                )));
-            }
+        if quota != ArchiveQuota::default() {
+            let row = sqlx::query_as(USAGE)
+                .bind(host)
+                .bind(user)
+                .bind(store)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+            let usage = usage_from(row)?;
+            quota_check(quota, usage, &record, host, user, store)?;
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) \
@@ -83,6 +80,20 @@ impl ArchiveStore for SqliteStore {
             .await
             .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
         Ok(id.to_string())
+    }
+
+    async fn usage(&self, host: &str, user: &str, store: &str) -> StorageResult<ArchiveUsage> {
+        const OP: &str = "archive.usage";
+        let mut lent = self.read(OP).await?;
+        let (conn, broken) = lent.parts();
+        let row = sqlx::query_as(USAGE)
+            .bind(host)
+            .bind(user)
+            .bind(store)
+            .fetch_optional(conn)
+            .await
+            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+        usage_from(row)
     }
 
     async fn append_batch(&self, batch: &[ArchiveAppend]) -> StorageResult<Vec<String>> {

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::Metrics;
 use crate::storage::{
-    ArchiveAppend, ArchiveQuery, ArchiveRecord, ArchiveStore, KeyVal, MapStore, NewArchiveRecord,
-    Storage, StorageResult, UserData,
+    ArchiveAppend, ArchiveQuery, ArchiveQuota, ArchiveRecord, ArchiveStore, ArchiveUsage, KeyVal,
+    MapStore, NewArchiveRecord, Storage, StorageResult, UserData,
 };
 
 /// `storage` with every call timed into `metrics`.
@@ -132,16 +132,20 @@ impl MapStore for Timed<Arc<dyn MapStore>> {
 
 #[async_trait]
 impl ArchiveStore for Timed<Arc<dyn ArchiveStore>> {
-    async fn append(
+    async fn append_within(
         &self,
         host: &str,
         user: &str,
         store: &str,
         record: NewArchiveRecord,
-        max_records: Option<u64>,
+        quota: ArchiveQuota,
     ) -> StorageResult<String> {
-        let call = self.inner.append(host, user, store, record, max_records);
+        let call = self.inner.append_within(host, user, store, record, quota);
         self.time("append", call).await
+    }
+    async fn usage(&self, host: &str, user: &str, store: &str) -> StorageResult<ArchiveUsage> {
+        self.time("usage", self.inner.usage(host, user, store))
+            .await
     }
     async fn append_batch(&self, batch: &[ArchiveAppend]) -> StorageResult<Vec<String>> {
         self.time("append_batch", self.inner.append_batch(batch))

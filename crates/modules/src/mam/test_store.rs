@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use xmppd_core::storage::{
-    ArchiveAppend, ArchiveQuery, ArchiveRecord, ArchiveStore, NewArchiveRecord, StorageError,
-    StorageResult,
+    ArchiveAppend, ArchiveQuery, ArchiveQuota, ArchiveRecord, ArchiveStore, ArchiveUsage,
+    NewArchiveRecord, StorageError, StorageResult,
 };
 
 /// Records the batches it is given; fails a batch holding a payload `bad`, and every batch
@@ -20,14 +20,17 @@ pub(crate) struct Recorder {
 
 #[async_trait]
 impl ArchiveStore for Recorder {
-    async fn append(
+    async fn append_within(
         &self,
         _: &str,
         _: &str,
         _: &str,
         _: NewArchiveRecord,
-        _: Option<u64>,
+        _: ArchiveQuota,
     ) -> StorageResult<String> {
+        Err(StorageError::Backend("not used".into()))
+    }
+    async fn usage(&self, _: &str, _: &str, _: &str) -> StorageResult<ArchiveUsage> {
         Err(StorageError::Backend("not used".into()))
     }
     async fn append_batch(&self, batch: &[ArchiveAppend]) -> StorageResult<Vec<String>> {

@@ -25,6 +25,7 @@ pub(super) struct RawLimits {
     max_auth_failures: Option<Spanned<u32>>,
     max_roster_items: Option<Spanned<u64>>,
     max_offline_messages: Option<Spanned<u64>>,
+    max_offline_bytes: Option<u64>,
     max_pending_subscriptions: Option<Spanned<u64>>,
     max_connections_per_ip: Option<Spanned<u32>>,
     max_connections_per_ipv6_64: Option<Spanned<u32>>,
@@ -129,6 +130,9 @@ impl Validator<'_> {
                 ));
             }
             config.im.max_offline_messages = v.into_inner();
+        }
+        if let Some(v) = raw.max_offline_bytes {
+            config.im.max_offline_bytes = v;
         }
         if let Some(v) = raw.max_pending_subscriptions {
             if *v.get_ref() == 0 {

@@ -62,6 +62,7 @@ max_stanza_bytes = 65536
 max_auth_failures = 2
 max_roster_items = 50
 max_offline_messages = 20
+max_offline_bytes = 1048576
 max_pending_subscriptions = 30
 "#,
     )
@@ -89,6 +90,7 @@ max_pending_subscriptions = 30
     assert_eq!(c.max_auth_failures, 2);
     assert_eq!(c.im.max_roster_items, 50);
     assert_eq!(c.im.max_offline_messages, 20);
+    assert_eq!(c.im.max_offline_bytes, 1 << 20);
     assert_eq!(c.im.max_pending_subscriptions, 30);
     assert_eq!(c.s2s_listen.len(), 1);
     assert_eq!(c.s2s_listen[0].kind, S2sListenerKind::StartTls);

@@ -12,11 +12,13 @@ use xmppd_core::storage::{ArchiveQuery, NewArchiveRecord, Storage, StorageResult
 
 mod archive;
 mod archive_batch;
+mod archive_usage;
 mod keyval_map;
 mod users;
 
 pub use archive::*;
 pub use archive_batch::*;
+pub use archive_usage::*;
 pub use keyval_map::*;
 pub use users::*;
 
@@ -63,6 +65,8 @@ macro_rules! for_each_check {
             archive_query_with_resources,
             archive_expire,
             archive_count_by_store,
+            archive_byte_quota,
+            archive_usage_follows_every_write,
             delete_user_wipes_all_shapes,
             binary_values,
             unicode_names,

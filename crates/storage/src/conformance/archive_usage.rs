@@ -1,0 +1,151 @@
+//! Checks of the Archive shape's running totals ([`ArchiveUsage`]) and of byte quotas: the
+//! totals follow every path that adds or removes records, so a quota read from them is right.
+
+use xmppd_core::storage::{
+    ArchiveAppend, ArchiveQuota, ArchiveUsage, NewArchiveRecord, Storage, StorageError,
+};
+
+use super::{host, ok, rec};
+
+fn usage(records: u64, bytes: u64) -> ArchiveUsage {
+    ArchiveUsage { records, bytes }
+}
+
+fn bytes(max: u64) -> ArchiveQuota {
+    ArchiveQuota {
+        max_records: None,
+        max_bytes: Some(max),
+    }
+}
+
+/// A byte quota admits a record while the archive's payloads, the record's included, stay
+/// within it, refuses it beyond (writing nothing), and counts per archive; a record
+/// quota still applies beside it.
+pub async fn archive_byte_quota(s: &Storage, ns: &str) {
+    let h = host(ns);
+    let a = &s.archive;
+    let kib = vec![b'k'; 1024];
+    for i in 0..3 {
+        ok(
+            a.append_within(&h, "alice", "offline", rec("", i, &kib), bytes(3 * 1024))
+                .await,
+            "append within the byte quota",
+        );
+    }
+    match a
+        .append_within(&h, "alice", "offline", rec("", 9, b"x"), bytes(3 * 1024))
+        .await
+    {
+        Err(StorageError::QuotaExceeded(_)) => {}
+        other => panic!("one byte over the quota: expected QuotaExceeded, got {other:?}"),
+    }
+    let big = vec![b'b'; 4096];
+    match a
+        .append_within(&h, "bob", "offline", rec("", 9, &big), bytes(4095))
+        .await
+    {
+        Err(StorageError::QuotaExceeded(_)) => {}
+        other => panic!("a record larger than the quota: expected QuotaExceeded, got {other:?}"),
+    }
+    let alice = ok(a.usage(&h, "alice", "offline").await, "usage");
+    assert_eq!(alice, usage(3, 3 * 1024));
+    assert_eq!(
+        ok(a.usage(&h, "bob", "offline").await, "usage"),
+        usage(0, 0)
+    );
+    // Both limits: the record count refuses first here.
+    let both = ArchiveQuota {
+        max_records: Some(3),
+        max_bytes: Some(1 << 20),
+    };
+    assert!(matches!(
+        a.append_within(&h, "alice", "offline", rec("", 9, b"x"), both)
+            .await,
+        Err(StorageError::QuotaExceeded(_))
+    ));
+    ok(
+        a.append_within(&h, "alice", "mam", rec("", 1, &kib), bytes(1024))
+            .await,
+        "another store has its own total",
+    );
+}
+
+/// The totals follow appends (one and batched), deletes, trims, retention, clearing and the
+/// removal of the account.
+pub async fn archive_usage_follows_every_write(s: &Storage, ns: &str) {
+    let h = host(ns);
+    let a = &s.archive;
+    let mut ids = Vec::new();
+    for (i, len) in [10usize, 20, 30, 40].into_iter().enumerate() {
+        let record = rec("", i as i64, &vec![b'u'; len]);
+        ids.push(ok(
+            a.append(&h, "alice", "offline", record, None).await,
+            "append",
+        ));
+    }
+    assert_eq!(
+        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        usage(4, 100)
+    );
+    ok(a.delete(&h, "alice", "offline", &ids[..1]).await, "delete");
+    assert_eq!(
+        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        usage(3, 90)
+    );
+
+    let batch = |payload: &[u8], keep_last, expire_before_us| ArchiveAppend {
+        host: h.clone(),
+        user: "alice".to_owned(),
+        store: "offline".to_owned(),
+        record: NewArchiveRecord {
+            with: String::new(),
+            timestamp_us: 100,
+            payload: payload.to_vec(),
+        },
+        keep_last,
+        expire_before_us,
+    };
+    ok(
+        a.append_batch(&[batch(&[b'v'; 5], None, None), batch(&[b'w'; 7], None, None)])
+            .await,
+        "append_batch",
+    );
+    assert_eq!(
+        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        usage(5, 102)
+    );
+    // Keeps the last 4: the 20- and 30-byte records go.
+    ok(
+        a.append_batch(&[batch(&[b'x'; 1], Some(4), None)]).await,
+        "append_batch keep_last",
+    );
+    assert_eq!(
+        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        usage(4, 53)
+    );
+    // Retention: the record stamped 3 (40 bytes) goes; the batch's are stamped 100.
+    ok(a.expire("offline", 50, 100).await, "expire");
+    assert_eq!(
+        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        usage(3, 13)
+    );
+    ok(a.clear(&h, "alice", "offline").await, "clear");
+    assert_eq!(
+        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        usage(0, 0)
+    );
+    ok(
+        a.append(&h, "alice", "offline", rec("", 1, b"again"), None)
+            .await,
+        "append after clear",
+    );
+    assert_eq!(
+        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        usage(1, 5)
+    );
+    ok(s.users.delete_user(&h, "alice").await, "delete_user");
+    assert_eq!(
+        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        usage(0, 0)
+    );
+}
