@@ -11,6 +11,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use common::{CLIENT, add_users, body, online, password};
 use xmppd_core::{ClientSession, ClientStream, Next, Router, StreamAction};
+use xmppd_proto::stream_limits::StreamLimits;
 use xmppd_stream::sasl::ChannelBindingData;
 use xmppd_stream::{C2sPolicy, C2sResponder};
 use xmppd_testkit::TestServer;
@@ -34,6 +35,8 @@ impl MemoryTransport {
             bound_features: Arc::new(HashMap::new()),
             registration: Arc::default(),
             disabled_mechanisms: Arc::from([]),
+            limits_before_auth: StreamLimits::default(),
+            limits_after_auth: StreamLimits::default(),
         };
         let responder = C2sResponder::new(policy, true, ChannelBindingData::none());
         MemoryTransport {

@@ -31,6 +31,7 @@ pub mod sm;
 pub mod stanza;
 pub mod stanza_id;
 pub mod stream_error;
+pub mod stream_limits;
 #[cfg(test)]
 mod test_util;
 pub mod upload;

@@ -54,6 +54,10 @@ pub const BLOCKING: &str = "urn:xmpp:blocking";
 pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 /// XEP-0198: Stream Management.
 pub const SM: &str = "urn:xmpp:sm:3";
+/// `urn:xmpp:errors`: application conditions such as `<stanza-too-big/>` (XEP-0478 §3).
+pub const XMPP_ERRORS: &str = "urn:xmpp:errors";
+/// `urn:xmpp:stream-limits:0` (XEP-0478).
+pub const STREAM_LIMITS: &str = "urn:xmpp:stream-limits:0";
 /// XEP-0352: Client State Indication.
 pub const CSI: &str = "urn:xmpp:csi:0";
 /// `urn:xmpp:mam:2` (XEP-0313).

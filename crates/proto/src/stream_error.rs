@@ -147,6 +147,13 @@ impl From<&xmppd_xml::XmlError> for StreamError {
     fn from(e: &xmppd_xml::XmlError) -> Self {
         use xmppd_xml::XmlError as X;
         let condition = match e {
+            X::StanzaTooBig { .. } => {
+                return StreamError::with_text(
+                    StreamErrorCondition::PolicyViolation,
+                    e.to_string(),
+                )
+                .with_app(Element::new("stanza-too-big", ns::XMPP_ERRORS));
+            }
             X::NotWellFormed(_) => StreamErrorCondition::NotWellFormed,
             X::RestrictedXml(_) => StreamErrorCondition::RestrictedXml,
             X::PolicyViolation(_) => StreamErrorCondition::PolicyViolation,
@@ -170,6 +177,21 @@ mod tests {
             s,
             "<stream:error><conflict xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>\
              <text xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\" xml:lang=\"en\">replaced</text>\
+             </stream:error></stream:stream>"
+        );
+    }
+
+    /// XEP-0478 §3: a stanza over the announced limit.
+    #[test]
+    fn a_stanza_too_big_carries_its_application_condition() {
+        let e = StreamError::from(&xmppd_xml::XmlError::StanzaTooBig { limit: 10_000 });
+        let s = String::from_utf8(e.to_closing_bytes()).unwrap();
+        assert_eq!(
+            s,
+            "<stream:error><policy-violation xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>\
+             <stanza-too-big xmlns=\"urn:xmpp:errors\"/>\
+             <text xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\" xml:lang=\"en\">\
+             policy violation: stanza larger than 10000 bytes</text>\
              </stream:error></stream:stream>"
         );
     }

@@ -24,6 +24,7 @@ use xmppd_component::{ComponentContext, ComponentLimits};
 use xmppd_core::per_address::AuthThrottle;
 use xmppd_core::storage::Storage;
 use xmppd_core::{Accounts, ComponentRegistry, Router, SessionRegistry};
+use xmppd_proto::stream_limits::StreamLimits;
 use xmppd_proto::{StreamError, StreamErrorCondition};
 use xmppd_s2s::{InboundContext, S2sListenerKind, S2sPool, S2sResolver, S2sTls};
 use xmppd_stream::C2sPolicy;
@@ -190,6 +191,10 @@ async fn start_federation(
         // Dialback keys come from their own secret, derived so that the one on disk serves
         // both purposes without either revealing the other.
         dialback_secret: Arc::new(derive_secret(&secret, b"xmppd dialback")),
+        limits: StreamLimits {
+            max_bytes: Some(s2s.settings.max_stanza_bytes as u64),
+            idle_seconds: Some(s2s.settings.idle_timeout.as_secs()),
+        },
     };
     let resolver = match S2sResolver::from_system() {
         Ok(r) => Some(r),
@@ -356,6 +361,14 @@ pub async fn start_with_modules(
         disabled_mechanisms: Arc::from(config.disabled_mechanisms.as_slice()),
         fake_salt_secret: secret,
         bound_features: Arc::new(bound_features),
+        limits_before_auth: StreamLimits {
+            max_bytes: Some(config.limits.max_stanza_bytes_unauthenticated as u64),
+            idle_seconds: None,
+        },
+        limits_after_auth: StreamLimits {
+            max_bytes: Some(config.limits.max_stanza_bytes as u64),
+            idle_seconds: Some(config.limits.ping_after.as_secs()),
+        },
     };
     let ctx = Arc::new(C2sContext::new(router.clone(), tls, policy, config.limits));
     let shutdown = CancellationToken::new();

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use jid::{BareJid, FullJid};
 use xmppd_proto::register::NS_FEATURE as NS_REGISTER_FEATURE;
+use xmppd_proto::stream_limits::StreamLimits;
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond, ns};
 use xmppd_xml::{Element, StreamEvent, StreamHeader};
 
@@ -57,6 +58,12 @@ pub struct C2sPolicy {
     /// Mechanisms the administrator switched off: never offered, and `<auth/>` naming one
     /// fails with `invalid-mechanism` (RFC 6120 §6.5.6) as an unknown one does.
     pub disabled_mechanisms: Arc<[Mechanism]>,
+    /// What the stream accepts before authentication, announced in the first features
+    /// (XEP-0478).
+    pub limits_before_auth: StreamLimits,
+    /// What it accepts once authenticated, announced beside `<bind/>` (XEP-0478 §2: limits
+    /// may change with each features element).
+    pub limits_after_auth: StreamLimits,
 }
 
 /// Where the negotiation stands.
@@ -314,7 +321,20 @@ impl C2sResponder {
         out.push(C2sOutput::Send(bytes_of(&self.features())));
     }
 
+    /// The features for where the negotiation stands, with the limits in force from here on
+    /// (XEP-0478).
     fn features(&self) -> Element {
+        let mut features = self.offered_features();
+        let limits = if self.user.is_some() {
+            &self.policy.limits_after_auth
+        } else {
+            &self.policy.limits_before_auth
+        };
+        features.push_child(limits.to_element());
+        features
+    }
+
+    fn offered_features(&self) -> Element {
         let mut features = Element::new("features", ns::STREAM);
         if self.user.is_some() {
             features.push_child(Element::new("bind", ns::BIND));

@@ -18,6 +18,14 @@ fn policy(require_tls: bool) -> C2sPolicy {
         bound_features: Arc::default(),
         registration: Arc::default(),
         disabled_mechanisms: Arc::from([]),
+        limits_before_auth: StreamLimits {
+            max_bytes: Some(16 * 1024),
+            idle_seconds: None,
+        },
+        limits_after_auth: StreamLimits {
+            max_bytes: Some(256 * 1024),
+            idle_seconds: Some(120),
+        },
     }
 }
 
@@ -231,6 +239,15 @@ fn sasl_then_bind() {
         ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"],
         "no -PLUS without binding data"
     );
+    // XEP-0478: what is accepted before authentication.
+    let limits = |out: &[C2sOutput]| StreamLimits::from_features(&sent(out)[0]);
+    assert_eq!(
+        limits(&out),
+        StreamLimits {
+            max_bytes: Some(16 * 1024),
+            idle_seconds: None,
+        }
+    );
 
     let out = scram_login(&mut r, "secret", &creds);
     // The answer is announced first, so that the caller can hold it back.
@@ -247,6 +264,14 @@ fn sasl_then_bind() {
     let mut out = Vec::new();
     r.handle(header("example.org"), &mut out);
     assert!(sent(&out)[0].has_child("bind", ns::BIND));
+    // ...and after it, with the keepalive's idle time.
+    assert_eq!(
+        limits(&out),
+        StreamLimits {
+            max_bytes: Some(256 * 1024),
+            idle_seconds: Some(120),
+        }
+    );
     let bind = Element::new("iq", ns::CLIENT)
         .with_attr("type", "set")
         .with_attr("id", "b")

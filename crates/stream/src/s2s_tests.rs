@@ -29,6 +29,10 @@ fn policy(domains: &[&str], secret: u8, allow_dialback: bool) -> S2sPolicy {
         require_tls: true,
         allow_dialback,
         dialback_secret: Arc::new([secret; 32]),
+        limits: StreamLimits {
+            max_bytes: Some(512 * 1024),
+            idle_seconds: Some(600),
+        },
     }
 }
 
@@ -168,6 +172,8 @@ fn certificates_authenticate_with_sasl_external() {
             method: AuthMethod::SaslExternal
         }]
     );
+    // XEP-0478: the responder's limit, from its last features, is known to the initiator.
+    assert_eq!(pair.init.peer_max_bytes(), Some(512 * 1024));
     pair.send_stanza("<message from='x@a.example' to='y@b.example'><body>hi</body></message>");
     assert!(matches!(pair.resp_events[..], [InboundOutput::Stanza(_)]));
     // A domain that was not authenticated on this stream.
@@ -264,6 +270,8 @@ fn dialback_when_the_certificate_is_not_trusted() {
         vec![OutboundOutput::Authenticated(AuthMethod::Dialback)]
     );
     assert!(pair.resp.is_authorized());
+    // The only features came before dialback, and their limit is the stanzas' limit.
+    assert_eq!(pair.init.peer_max_bytes(), Some(512 * 1024));
 }
 
 impl Pair {

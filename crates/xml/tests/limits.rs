@@ -49,6 +49,11 @@ fn flood(limits: Limits, prefix: &str, filler: &[u8]) -> (XmlError, usize) {
 
 fn assert_stopped_near_limit(limits: Limits, (err, fed): (XmlError, usize)) {
     assert_eq!(err.condition(), "policy-violation", "{err}");
+    // XEP-0478: the size limit is told apart from the other limits.
+    assert!(
+        matches!(err, XmlError::StanzaTooBig { limit } if limit == limits.max_stanza_bytes),
+        "{err:?}"
+    );
     assert!(fed <= limits.max_stanza_bytes + 2 * CHUNK, "fed {fed}");
 }
 

@@ -62,6 +62,24 @@ pub async fn two_servers_routing(
     more_domains_of_a: &[&str],
     more_domains_of_b: &[&str],
 ) -> anyhow::Result<(TestPki, TestServer, TestServer)> {
+    two_servers_adjusted(
+        auth,
+        extra_on_a,
+        more_domains_of_a,
+        more_domains_of_b,
+        |_| {},
+    )
+    .await
+}
+
+/// [`two_servers_routing`], with b.test's configuration adjusted by `adjust_b` last.
+pub async fn two_servers_adjusted(
+    auth: Auth,
+    extra_on_a: Option<ExtraModules>,
+    more_domains_of_a: &[&str],
+    more_domains_of_b: &[&str],
+    adjust_b: impl FnOnce(&mut Config),
+) -> anyhow::Result<(TestPki, TestServer, TestServer)> {
     let pki = TestPki::new(&[A, B])?;
     let a_addr = free_port([127, 0, 0, 1])?;
     let b_addr = free_port([127, 0, 0, 2])?;
@@ -89,6 +107,7 @@ pub async fn two_servers_routing(
         for domain in more_domains_of_a {
             route_to(c, domain, a_addr);
         }
+        adjust_b(c);
     })
     .await?;
     for (server, user) in [(&a, "alice"), (&b, "bob")] {

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use xmppd_core::metrics::{ConnectionKind, LinkGuard};
 use xmppd_core::router::client_bytes;
-use xmppd_proto::{DefinedCondition, Stanza};
+use xmppd_proto::{DefinedCondition, Stanza, StanzaError};
 use xmppd_stream::dialback::Verdict;
 use xmppd_stream::s2s::{OutboundFailure, OutboundOutput, S2sInitiator};
 use xmppd_xml::{Limits, Reader};
@@ -207,11 +207,22 @@ impl Link {
                         }
                     }
                     let mut bytes = Vec::with_capacity(512 * batch.len());
-                    for stanza in &batch {
+                    let mut too_big = Vec::new();
+                    batch.retain(|stanza| {
                         // Written with jabber:client as the parent namespace, the elements
                         // inherit the stream's jabber:server, while forwarded jabber:client
                         // payloads keep their own declaration.
-                        bytes.extend_from_slice(&client_bytes(stanza));
+                        let one = client_bytes(stanza);
+                        if initiator.peer_max_bytes().is_some_and(|max| one.len() as u64 > max) {
+                            too_big.push(stanza.clone());
+                            return false;
+                        }
+                        bytes.extend_from_slice(&one);
+                        true
+                    });
+                    self.refuse_too_big(too_big, initiator.peer_max_bytes()).await;
+                    if batch.is_empty() {
+                        continue;
                     }
                     if !io.write_all_within(&bytes, settings.write_timeout).await {
                         self.bounce(batch, DefinedCondition::RemoteServerTimeout, "the connection broke").await;
@@ -236,6 +247,28 @@ impl Link {
                         }
                     }
                 },
+            }
+        }
+    }
+
+    /// XEP-0478 §3: stanzas larger than the peer announced it accepts are not sent; each
+    /// sender gets `policy-violation` without a `by` (the policy is the peer's, not ours).
+    async fn refuse_too_big(&self, stanzas: Vec<Stanza>, max: Option<u64>) {
+        let (Some(router), Some(max)) = (self.pool.router(), max) else {
+            return;
+        };
+        if stanzas.is_empty() {
+            return;
+        }
+        info!(
+            count = stanzas.len(),
+            max, "stanzas larger than the peer accepts refused"
+        );
+        let text = format!("{} accepts stanzas of at most {max} bytes", self.remote);
+        let err = StanzaError::new(DefinedCondition::PolicyViolation).with_text(text);
+        for stanza in stanzas {
+            if let Some(bounce) = stanza.error_reply(&err) {
+                router.route(bounce).await;
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use xmppd_proto::stream_limits::StreamLimits;
 use xmppd_proto::{StreamError, ns};
 use xmppd_xml::{Element, StreamEvent, StreamHeader};
 
@@ -91,6 +92,8 @@ pub struct S2sInitiator {
     tried_external: bool,
     peer_dialback: bool,
     stream_id: Option<String>,
+    /// What the peer announced it accepts in its last features (XEP-0478).
+    peer_limits: StreamLimits,
 }
 
 impl std::fmt::Debug for S2sInitiator {
@@ -119,6 +122,7 @@ impl S2sInitiator {
             tried_external: false,
             peer_dialback: false,
             stream_id: None,
+            peer_limits: StreamLimits::default(),
         }
     }
 
@@ -134,6 +138,11 @@ impl S2sInitiator {
         self.cert_valid = cert_valid;
         self.phase = OutPhase::AwaitHeader;
         self.header()
+    }
+
+    /// The largest stanza the peer said it accepts on this stream (XEP-0478), if it said.
+    pub fn peer_max_bytes(&self) -> Option<u64> {
+        self.peer_limits.max_bytes
     }
 
     /// Whether the stream is authenticated.
@@ -268,6 +277,8 @@ impl S2sInitiator {
     }
 
     fn on_features(&mut self, features: &Element, out: &mut Vec<OutboundOutput>) {
+        // The latest features count: limits may change with each (XEP-0478 §3).
+        self.peer_limits = StreamLimits::from_features(features);
         if features.has_child("dialback", DIALBACK_FEATURE_NS) {
             self.peer_dialback = true;
         }

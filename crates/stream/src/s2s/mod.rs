@@ -25,6 +25,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use xmppd_proto::ns;
+use xmppd_proto::stream_limits::StreamLimits;
 use xmppd_xml::writer::escape_attr;
 use xmppd_xml::{Element, StreamHeader};
 
@@ -62,6 +63,10 @@ pub struct S2sPolicy {
     pub allow_dialback: bool,
     /// The secret dialback keys are derived from.
     pub dialback_secret: Arc<[u8; 32]>,
+    /// What an inbound stream accepts once a domain pair is authorised, announced in every
+    /// features element (XEP-0478): the peer sends stanzas only then, and with dialback it
+    /// gets no features afterwards.
+    pub limits: StreamLimits,
 }
 
 impl std::fmt::Debug for S2sPolicy {

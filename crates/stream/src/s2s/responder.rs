@@ -247,6 +247,7 @@ impl S2sResponder {
 
     fn features(&self) -> Element {
         let mut features = Element::new("features", ns::STREAM);
+        features.push_child(self.policy.limits.to_element());
         if self.sasl_done {
             return features;
         }

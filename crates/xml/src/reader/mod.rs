@@ -266,10 +266,9 @@ impl Reader {
     }
 
     fn too_big(&self) -> XmlError {
-        XmlError::PolicyViolation(format!(
-            "stanza larger than {} bytes",
-            self.limits.max_stanza_bytes
-        ))
+        XmlError::StanzaTooBig {
+            limit: self.limits.max_stanza_bytes,
+        }
     }
 
     /// Poisons the reader and frees what it holds.

@@ -68,9 +68,16 @@ pub enum XmlError {
     /// declaration or a reference to an entity other than the five predefined ones.
     #[error("restricted XML: {0}")]
     RestrictedXml(String),
-    /// A limit was exceeded (stanza size, depth, attribute count).
+    /// A limit was exceeded (depth, attribute count).
     #[error("policy violation: {0}")]
     PolicyViolation(String),
+    /// A top-level element (stanza) was larger than the stream allows: `policy-violation`
+    /// with XEP-0478's `<stanza-too-big xmlns='urn:xmpp:errors'/>` beside it.
+    #[error("policy violation: stanza larger than {limit} bytes")]
+    StanzaTooBig {
+        /// The stream's limit in bytes.
+        limit: usize,
+    },
     /// The root element is not `stream` in the streams namespace.
     #[error("invalid namespace: {0}")]
     InvalidNamespace(String),
@@ -88,7 +95,7 @@ impl XmlError {
         match self {
             XmlError::NotWellFormed(_) => "not-well-formed",
             XmlError::RestrictedXml(_) => "restricted-xml",
-            XmlError::PolicyViolation(_) => "policy-violation",
+            XmlError::PolicyViolation(_) | XmlError::StanzaTooBig { .. } => "policy-violation",
             XmlError::InvalidNamespace(_) => "invalid-namespace",
             XmlError::BadNamespacePrefix(_) => "bad-namespace-prefix",
             XmlError::UnsupportedEncoding(_) => "unsupported-encoding",
