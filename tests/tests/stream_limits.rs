@@ -36,10 +36,15 @@ async fn stream_error(client: &mut TestClient) -> anyhow::Result<Element> {
 async fn client_streams_announce_their_limits_and_enforce_them() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     add_users(&server, &["alice"]).await?;
-    // Before TLS and authentication: the pre-authentication limit, and no idle time (the
-    // whole negotiation has a deadline instead).
+    // Before authentication: the pre-authentication limit, and no idle time (the whole
+    // negotiation has a deadline instead). Not beside a required STARTTLS, which must be
+    // offered alone.
     let mut client = TestClient::connect(server.starttls_addr()).await?;
     client.open_stream(server.domain()).await?;
+    assert_eq!(announced(&client), StreamLimits::default());
+    client
+        .starttls(server.tls_client_config(), server.domain())
+        .await?;
     assert_eq!(
         announced(&client),
         StreamLimits {

@@ -322,9 +322,12 @@ impl C2sResponder {
     }
 
     /// The features for where the negotiation stands, with the limits in force from here on
-    /// (XEP-0478).
+    /// (XEP-0478); none beside a required STARTTLS, which must be the only feature offered.
     fn features(&self) -> Element {
         let mut features = self.offered_features();
+        if self.starttls_only() {
+            return features;
+        }
         let limits = if self.user.is_some() {
             &self.policy.limits_after_auth
         } else {
@@ -332,6 +335,14 @@ impl C2sResponder {
         };
         features.push_child(limits.to_element());
         features
+    }
+
+    /// Whether STARTTLS is all there is to negotiate now.
+    fn starttls_only(&self) -> bool {
+        self.user.is_none()
+            && !self.tls
+            && self.framing == Framing::Stream
+            && self.policy.require_tls
     }
 
     fn offered_features(&self) -> Element {

@@ -247,16 +247,18 @@ impl S2sResponder {
 
     fn features(&self) -> Element {
         let mut features = Element::new("features", ns::STREAM);
-        features.push_child(self.policy.limits.to_element());
         if self.sasl_done {
+            features.push_child(self.policy.limits.to_element());
             return features;
         }
         if !self.tls {
             crate::header::push_starttls(&mut features, self.policy.require_tls);
             if self.policy.require_tls {
+                // A required STARTTLS is the only feature offered.
                 return features;
             }
         }
+        features.push_child(self.policy.limits.to_element());
         // RFC 6120 §6.3.4 / XEP-0178 §3: EXTERNAL only when the certificate will do.
         let external = match &self.peer {
             Some(peer) => self.cert_valid_for(peer),
