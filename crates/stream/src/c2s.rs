@@ -581,6 +581,9 @@ impl C2sResponder {
                 self.cb = ChannelBindingData::none();
                 self.user = Some(jid);
                 self.phase = Phase::AwaitHeader;
+                // The restart begins a new stream: an error before our next header must
+                // still open it (RFC 6120 §4.9.1.2), or the client cannot parse the error.
+                self.header_sent = false;
             }
             Step::Failure(failure) => self.sasl_failed(failure, out),
         }

@@ -299,6 +299,24 @@ fn sasl_then_bind() {
 }
 
 #[test]
+fn an_error_on_the_header_after_sasl_opens_the_new_stream_first() {
+    let creds = StoredCredentials::derive("secret", 4096).unwrap();
+    let mut r = C2sResponder::new(policy(true), true, ChannelBindingData::none());
+    r.handle(header("example.org"), &mut Vec::new());
+    let out = scram_login(&mut r, "secret", &creds);
+    assert!(out.contains(&C2sOutput::ResetStream));
+    // The client's restarted stream starts with something forbidden (a DOCTYPE, say).
+    let bytes = r.error_bytes(&StreamError::new(StreamErrorCondition::RestrictedXml));
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(
+        text.starts_with("<?xml version='1.0'?><stream:stream "),
+        "{text}"
+    );
+    assert!(text.contains("<restricted-xml "), "{text}");
+    assert!(text.ends_with("</stream:stream>"), "{text}");
+}
+
+#[test]
 fn failures_are_limited() {
     let creds = StoredCredentials::derive("secret", 4096).unwrap();
     let mut r = C2sResponder::new(policy(true), true, ChannelBindingData::none());
