@@ -229,7 +229,7 @@ impl Tree {
             } else {
                 continue;
             };
-            self.declare(declared, value, decl_start)?;
+            self.declare(declared, value, decl_start, limits.max_attrs)?;
             declarations += 1;
         }
         let ns = match prefix {
@@ -274,7 +274,23 @@ impl Tree {
 
     /// Records `xmlns:prefix='ns'` (or `xmlns='ns'` for the empty prefix) after checking the
     /// rules of XML Namespaces §3.
-    fn declare(&mut self, prefix: &str, ns: &str, decl_start: usize) -> Result<(), XmlError> {
+    ///
+    /// At most `max_in_scope` declarations are in scope at once. Each is within the attribute
+    /// limit of its own element, but spread over nested elements they would add up to
+    /// `max_attrs × max_depth`, and every prefix lookup scans them: a stanza of declarations
+    /// and prefixed names would cost time quadratic in its size.
+    fn declare(
+        &mut self,
+        prefix: &str,
+        ns: &str,
+        decl_start: usize,
+        max_in_scope: usize,
+    ) -> Result<(), XmlError> {
+        if self.bindings.len() >= max_in_scope {
+            return Err(XmlError::PolicyViolation(format!(
+                "more than {max_in_scope} namespace declarations in scope"
+            )));
+        }
         if self.bindings[decl_start..].iter().any(|(p, _)| p == prefix) {
             return Err(nwf(format!("duplicate declaration of prefix {prefix:?}")));
         }
@@ -440,5 +456,45 @@ mod tests {
             parse_tag("a x='1' y='2'", &mut attrs, 1),
             Err(XmlError::PolicyViolation(_))
         ));
+    }
+
+    #[test]
+    fn namespace_declarations_in_scope_are_bounded() {
+        let limits = Limits {
+            max_stanza_bytes: 1 << 20,
+            max_depth: 64,
+            max_attrs: 16,
+        };
+        let mut tree = Tree::default();
+        tree.open_stream(
+            "stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'",
+            &limits,
+        )
+        .unwrap();
+        tree.start("message", false, &limits).unwrap();
+        // Ten per element, each element within the attribute limit: the second nested one
+        // brings the bindings in scope past sixteen.
+        let tag = |level: usize| {
+            let decls: String = (0..10)
+                .map(|i| format!(" xmlns:p{level}x{i}='u'"))
+                .collect();
+            format!("x{decls}")
+        };
+        tree.start(&tag(0), false, &limits).unwrap();
+        assert!(matches!(
+            tree.start(&tag(1), false, &limits),
+            Err(XmlError::PolicyViolation(_))
+        ));
+        // Siblings reuse the room their predecessors freed.
+        let mut tree = Tree::default();
+        tree.open_stream(
+            "stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'",
+            &limits,
+        )
+        .unwrap();
+        tree.start("message", false, &limits).unwrap();
+        for level in 0..10 {
+            tree.start(&tag(level), true, &limits).unwrap();
+        }
     }
 }

@@ -43,7 +43,9 @@
 //! with at most the limit plus one read buffered, whether the excess is text, an endless
 //! attribute value or a tag that never closes. Whitespace between stanzas is consumed (and
 //! dropped) immediately, so keepalives never accumulate. Depth and attribute count are checked
-//! when a start tag is parsed, attributes while they are being parsed.
+//! when a start tag is parsed, attributes while they are being parsed; the namespace
+//! declarations in scope at once are bounded by the attribute limit too, so prefix lookups
+//! stay cheap however the declarations are spread over nested elements.
 //!
 //! The buffer is compacted when at least half of it has been consumed (so moving the rest costs
 //! no more than what was consumed: linear overall), and released when it is empty and has grown

@@ -11,7 +11,7 @@ pub struct Limits {
     pub max_stanza_bytes: usize,
     /// Maximum element nesting depth inside a stanza (the stanza itself is depth 1).
     pub max_depth: usize,
-    /// Maximum attributes on one element.
+    /// Maximum attributes on one element, and namespace declarations in scope at once.
     pub max_attrs: usize,
 }
 
