@@ -6,11 +6,9 @@
 
 mod common;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::Digest as _;
 use xmppd_c2s::ChannelBinding;
-use xmppd_stream::sasl::{ClientChannelBinding, ScramClient, ScramHash};
+use xmppd_stream::sasl::ClientChannelBinding;
 use xmppd_testkit::{TestClient, TestServer};
 use xmppd_xml::Element;
 
@@ -184,37 +182,9 @@ async fn scram_by_hand(
     user: &str,
     password: &str,
 ) -> anyhow::Result<(Element, Element)> {
-    let mut scram = ScramClient::new(
-        ScramHash::Sha256,
-        user,
-        password,
-        ClientChannelBinding::None,
-        None,
-    )
-    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let first = BASE64.encode(scram.first_message());
-    client
-        .send(&format!(
-            "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{first}</auth>"
-        ))
-        .await?;
-    let challenge = client.recv().await?;
-    anyhow::ensure!(
-        challenge.is("challenge", SASL),
-        "expected a challenge, got {challenge}"
-    );
-    let data = BASE64.decode(challenge.text().trim())?;
-    let last = scram
-        .handle_challenge(&data)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    client
-        .send(&format!(
-            "<response xmlns='{SASL}'>{}</response>",
-            BASE64.encode(last)
-        ))
-        .await?;
-    let outcome = client.recv().await?;
-    Ok((challenge, outcome))
+    let scram = common::scram::start(client, user, password).await?;
+    let outcome = common::scram::finish(client, &scram.client_final).await?;
+    Ok((scram.challenge, outcome))
 }
 
 fn is_not_authorized(el: &Element) -> bool {

@@ -5,15 +5,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::federation::{
-    A, Auth, B, chat_both_ways, expect_body, free_port, next_matching, online, ping_remote_server,
-    route_to, two_servers,
+    A, Auth, B, chat_both_ways, expect_body, free_port, next_matching, online, peer_authenticated,
+    peer_over_tls, ping_remote_server, route_to, two_servers,
 };
 use common::{CLIENT, password};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use xmppd::config::{ComponentConfig, S2sListenConfig};
 use xmppd_s2s::{S2sListenerKind, StaticRoute, Transport};
 use xmppd_stream::component::{COMPONENT_NS, handshake_digest};
@@ -328,86 +326,13 @@ async fn an_idle_link_closes_and_a_new_one_opens_for_the_next_stanza() -> anyhow
     Ok(())
 }
 
-// --- A hand-driven peer ------------------------------------------------------------------
-
-fn client_config(
-    pki: &TestPki,
-    cert_of: Option<&str>,
-) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(pki.ca_path())?;
-    for cert in rustls_pemfile_certs(&ca)? {
-        roots.add(cert)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
-    let config = match cert_of.and_then(|d| pki.cert_paths(d)) {
-        Some((cert, key)) => {
-            let chain = rustls_pemfile_certs(&std::fs::read(cert)?)?;
-            use rustls::pki_types::pem::PemObject as _;
-            let key = PrivateKeyDer::from_pem_slice(&std::fs::read(key)?)?;
-            builder.with_client_auth_cert(chain, key)?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
-}
-
-fn rustls_pemfile_certs(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    use rustls::pki_types::pem::PemObject as _;
-    Ok(CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()?)
-}
-
-/// Opens a server stream from `from` to `to` and returns the header's stream id.
-async fn open_server_stream(peer: &mut TestClient, from: &str, to: &str) -> anyhow::Result<String> {
-    peer.send(&format!(
-        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
-         xmlns:db='jabber:server:dialback' from='{from}' to='{to}' version='1.0'>"
-    ))
-    .await?;
-    let StreamEvent::Open(header) = peer.next_event().await? else {
-        anyhow::bail!("no stream header");
-    };
-    let id = header.attr("id").unwrap_or_default().to_owned();
-    peer.expect("features", |e| e.name() == "features").await?;
-    Ok(id)
-}
-
-/// Connects to `server`'s s2s listener as `from` and negotiates STARTTLS (presenting
-/// `cert_of`'s certificate, if any); returns the new stream id.
-async fn peer_over_tls(
-    server: &TestServer,
-    pki: &TestPki,
-    from: &str,
-    cert_of: Option<&str>,
-) -> anyhow::Result<(TestClient, String)> {
-    let mut peer = TestClient::connect(server.s2s_addr()).await?;
-    open_server_stream(&mut peer, from, server.domain()).await?;
-    peer.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-        .await?;
-    peer.expect("proceed", |e| e.name() == "proceed").await?;
-    peer.upgrade(client_config(pki, cert_of)?, server.domain())
-        .await?;
-    let id = open_server_stream(&mut peer, from, server.domain()).await?;
-    Ok((peer, id))
-}
-
 #[tokio::test]
 async fn a_sender_domain_not_authenticated_on_the_stream_is_invalid_from() -> anyhow::Result<()> {
     let pki = TestPki::new(&[A, B])?;
     let b = TestServer::start_federated(B, &pki, free_port([127, 0, 0, 2])?, true, |_| {}).await?;
     b.add_user("bob", &password("bob")).await?;
     // Authenticated as a.test with its certificate (SASL EXTERNAL, XEP-0178)...
-    let (mut peer, _) = peer_over_tls(&b, &pki, A, Some(A)).await?;
-    peer.send(
-        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>YS50ZXN0</auth>",
-    )
-    .await?;
-    peer.expect("success", |e| e.name() == "success").await?;
-    peer.restart_stream();
-    open_server_stream(&mut peer, A, B).await?;
+    let mut peer = peer_authenticated(&b, &pki, A).await?;
     peer.send("<message from='alice@a.test/x' to='bob@b.test'><body>legit</body></message>")
         .await?;
     // ...but then claiming to speak for another domain.

@@ -194,3 +194,96 @@ pub async fn ping_remote_server(client: &mut TestClient, domain: &str) -> anyhow
         _ => anyhow::bail!("ping answered with {e}"),
     })
 }
+
+// --- A hand-driven peer ------------------------------------------------------------------
+
+/// A TLS client configuration trusting `pki`'s CA, presenting `cert_of`'s certificate.
+pub fn client_config(
+    pki: &TestPki,
+    cert_of: Option<&str>,
+) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(pki.ca_path())?;
+    for cert in rustls_pemfile_certs(&ca)? {
+        roots.add(cert)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let config = match cert_of.and_then(|d| pki.cert_paths(d)) {
+        Some((cert, key)) => {
+            let chain = rustls_pemfile_certs(&std::fs::read(cert)?)?;
+            use rustls::pki_types::pem::PemObject as _;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&std::fs::read(key)?)?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(std::sync::Arc::new(config))
+}
+
+fn rustls_pemfile_certs(
+    pem: &[u8],
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject as _;
+    Ok(rustls::pki_types::CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Opens a server stream from `from` to `to` and returns the header's stream id.
+pub async fn open_server_stream(
+    peer: &mut TestClient,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<String> {
+    peer.send(&format!(
+        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+         xmlns:db='jabber:server:dialback' from='{from}' to='{to}' version='1.0'>"
+    ))
+    .await?;
+    let StreamEvent::Open(header) = peer.next_event().await? else {
+        anyhow::bail!("no stream header");
+    };
+    let id = header.attr("id").unwrap_or_default().to_owned();
+    peer.expect("features", |e| e.name() == "features").await?;
+    Ok(id)
+}
+
+/// Connects to `server`'s s2s listener as `from` and negotiates STARTTLS (presenting
+/// `cert_of`'s certificate, if any); returns the new stream id.
+pub async fn peer_over_tls(
+    server: &TestServer,
+    pki: &TestPki,
+    from: &str,
+    cert_of: Option<&str>,
+) -> anyhow::Result<(TestClient, String)> {
+    let mut peer = TestClient::connect(server.s2s_addr()).await?;
+    open_server_stream(&mut peer, from, server.domain()).await?;
+    peer.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .await?;
+    peer.expect("proceed", |e| e.name() == "proceed").await?;
+    peer.upgrade(client_config(pki, cert_of)?, server.domain())
+        .await?;
+    let id = open_server_stream(&mut peer, from, server.domain()).await?;
+    Ok((peer, id))
+}
+
+/// [`peer_over_tls`] with `from`'s certificate, authenticated as `from` by SASL EXTERNAL
+/// (XEP-0178), on the restarted stream.
+pub async fn peer_authenticated(
+    server: &TestServer,
+    pki: &TestPki,
+    from: &str,
+) -> anyhow::Result<TestClient> {
+    use base64::Engine as _;
+    let (mut peer, _) = peer_over_tls(server, pki, from, Some(from)).await?;
+    let authzid = base64::engine::general_purpose::STANDARD.encode(from);
+    peer.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{authzid}</auth>"
+    ))
+    .await?;
+    peer.expect("success", |e| e.name() == "success").await?;
+    peer.restart_stream();
+    open_server_stream(&mut peer, from, server.domain()).await?;
+    Ok(peer)
+}

@@ -3,12 +3,14 @@
 
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod component;
 pub mod echo;
 pub mod federation;
 pub mod mam;
 pub mod muc;
 pub mod pep;
+pub mod scram;
 pub mod ws;
 
 use std::time::Duration;

@@ -75,10 +75,12 @@ where
     Ok(ws)
 }
 
-/// A wss connection to the server's HTTPS listener with the `xmpp` subprotocol.
+/// A wss connection to the server's HTTPS listener for its (first) domain with the `xmpp`
+/// subprotocol.
 pub async fn connect(server: &TestServer, addr: SocketAddr) -> anyhow::Result<Wss> {
-    let io = tls(server, addr, "localhost").await?;
-    let url = format!("wss://localhost:{}/xmpp-websocket", addr.port());
+    let domain = server.domain();
+    let io = tls(server, addr, domain).await?;
+    let url = format!("wss://{domain}:{}/xmpp-websocket", addr.port());
     handshake(io, &url, Some("xmpp"))
         .await
         .context("WebSocket handshake")
@@ -235,9 +237,9 @@ pub async fn login(
     resource: &str,
 ) -> anyhow::Result<(Wss, Element)> {
     let mut ws = connect(server, addr).await?;
-    open(&mut ws, "localhost").await?;
+    open(&mut ws, server.domain()).await?;
     authenticate(&mut ws, "SCRAM-SHA-256", user, password).await?;
-    let (_, features) = open(&mut ws, "localhost").await?;
+    let (_, features) = open(&mut ws, server.domain()).await?;
     bind(&mut ws, resource).await?;
     Ok((ws, features))
 }
