@@ -336,10 +336,17 @@ impl Conn {
                         match Stanza::parse_keeping(el, ns::COMPONENT_ACCEPT)
                             .map_err(Rejected::into_parts)
                         {
-                            Ok(stanza) => {
+                            Ok(mut stanza) => {
                                 let metrics = self.ctx.router.metrics();
                                 metrics.received(Peer::Component, stanza.kind());
-                                self.ctx.router.route(stanza).await;
+                                // Its own domain's delays are the component's to give.
+                                let own = self.link.as_ref().map(|(d, _, _)| d.as_str());
+                                let router = &self.ctx.router;
+                                stanza.remove_claimed_delays(|from| {
+                                    Some(from.domain().as_str()) != own
+                                        && router.is_server_owned(from)
+                                });
+                                router.route(stanza).await;
                             }
                             Err((StanzaParseError::NotAStanza(name), _)) => {
                                 let text = format!("<{name}/> is not a stanza");

@@ -8,7 +8,7 @@
 use std::time::SystemTime;
 
 use jid::Jid;
-use xmppd_xml::Element;
+use xmppd_xml::{Element, Node};
 
 use crate::datetime::{format_datetime, parse_datetime};
 use crate::ns;
@@ -84,6 +84,23 @@ impl TryFrom<&Element> for Delay {
 
 into_element!(Delay);
 
+/// Removes the `<delay/>` children of `el` whose `from` `is_ours` accepts.
+///
+/// A delay from this server or one of its services is the server's word that it held the
+/// stanza since `stamp` (offline storage, room history); only the server may give it. Written
+/// by a client or a remote server, it would pass a made-up date off as ours, and offline
+/// storage would take it for its own stamp and add none. A delay from anyone else — the
+/// sender that delayed the stanza itself, XEP-0203 §3 — is theirs to claim and stays.
+pub fn remove_claimed(el: &mut Element, is_ours: impl Fn(&Jid) -> bool) {
+    el.nodes_mut().retain(|node| match node {
+        Node::Element(child) if child.is("delay", ns::DELAY) => !child
+            .attr("from")
+            .and_then(|from| Jid::new(from).ok())
+            .is_some_and(|from| is_ours(&from)),
+        _ => true,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +108,35 @@ mod tests {
 
     fn parse(xml: &str) -> Result<Delay, PayloadError> {
         Delay::try_from(&crate::test_util::element(xml))
+    }
+
+    #[test]
+    fn delays_claimed_for_our_domains_are_removed() {
+        let mut el = crate::test_util::element(
+            "<message xmlns='jabber:client'><body>x</body>\
+             <delay xmlns='urn:xmpp:delay' from='example.org' stamp='2001-01-01T00:00:00Z'/>\
+             <delay xmlns='urn:xmpp:delay' from='room@conference.example.org/nick' stamp='2001-01-01T00:00:00Z'/>\
+             <delay xmlns='urn:xmpp:delay' from='juliet@capulet.lit' stamp='2001-01-01T00:00:00Z'/>\
+             <delay xmlns='urn:xmpp:delay' stamp='2001-01-01T00:00:00Z'/>\
+             <x xmlns='urn:example' from='example.org'/></message>",
+        );
+        remove_claimed(&mut el, |jid| {
+            let domain = jid.domain().as_str();
+            domain == "example.org" || domain == "conference.example.org"
+        });
+        let left: Vec<_> = el
+            .children()
+            .map(|c| (c.name().to_owned(), c.attr("from").map(str::to_owned)))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                ("body".to_owned(), None),
+                ("delay".to_owned(), Some("juliet@capulet.lit".to_owned())),
+                ("delay".to_owned(), None),
+                ("x".to_owned(), Some("example.org".to_owned())),
+            ]
+        );
     }
 
     #[test]

@@ -163,6 +163,12 @@ impl Stanza {
         self
     }
 
+    /// Removes the `<delay/>`s that claim to come from a domain `is_ours` accepts: only the
+    /// server writes those ([`crate::delay::remove_claimed`]). For what a peer sent.
+    pub fn remove_claimed_delays(&mut self, is_ours: impl Fn(&Jid) -> bool) {
+        crate::delay::remove_claimed(&mut self.element, is_ours);
+    }
+
     /// Builds a stanza from a freshly made element whose addresses the caller vouches for.
     pub fn new_unchecked(
         kind: StanzaKind,

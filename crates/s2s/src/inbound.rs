@@ -325,8 +325,9 @@ impl Conn {
 async fn route(ctx: &InboundContext, el: xmppd_xml::Element) {
     let router = &ctx.router;
     match Stanza::parse_keeping(el, ns::SERVER).map_err(Rejected::into_parts) {
-        Ok(stanza) => {
+        Ok(mut stanza) => {
             router.metrics().received(Peer::Server, stanza.kind());
+            stanza.remove_claimed_delays(|from| router.is_server_owned(from));
             router.route(stanza).await;
         }
         Err((StanzaParseError::Invalid(error), el)) => {

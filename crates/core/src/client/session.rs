@@ -271,7 +271,8 @@ impl ClientSession {
                 return Err(StreamError::with_text(Cond::InvalidFrom, text));
             }
         }
-        let stanza = stanza.into_with_from(Jid::from(self.jid.clone()));
+        let mut stanza = stanza.into_with_from(Jid::from(self.jid.clone()));
+        stanza.remove_claimed_delays(|from| router.is_server_owned(from));
         if stanza.kind() == StanzaKind::Presence {
             let Some(to) = stanza.to().cloned() else {
                 self.broadcast_presence(router, stanza).await;

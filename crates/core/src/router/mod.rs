@@ -229,6 +229,16 @@ impl Router {
             || self.registry.services.contains_key(domain)
     }
 
+    /// Whether `jid` speaks for this server: a host's own domain, or any address at one of
+    /// its services or components (a room). Its accounts speak for themselves.
+    pub fn is_server_owned(&self, jid: &Jid) -> bool {
+        let domain = jid.domain().as_str();
+        if self.is_local_domain(domain) {
+            return jid.node().is_none();
+        }
+        self.is_served_domain(domain)
+    }
+
     /// The external components.
     pub fn components(&self) -> &Arc<ComponentRegistry> {
         &self.components
