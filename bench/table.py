@@ -50,13 +50,15 @@ def load(path):
 def fmt(v, digits=0):
     if v is None:
         return "n/a"
+    if isinstance(v, str):
+        return v
     if isinstance(v, float):
         return f"{v:,.{digits}f}"
     return f"{v:,}"
 
 
 def ratio(a, b):
-    if a is None or b is None or b == 0:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or b == 0:
         return "n/a"
     return f"{a / b:.2f}x"
 
@@ -89,6 +91,14 @@ METRICS = [
     ("server CPU us/delivered copy, room of {n}", "muc", "server_us_per_delivery", 2, False),
     ("group chat copies delivered/expected, room of {n}", "muc", "fraction", 3, True),
     ("room archive count/messages sent, room of {n}", "muc", "archived_fraction", 3, True),
+    ("soak: login/logout cycles done (of {n})", "soak_cycles", "completed", 0, True),
+    ("soak: cycles/s", "soak_cycles", "cycles_per_s", 0, True),
+    ("soak: server CPU us/cycle", "soak_cycles", "server_us_per_cycle", 0, False),
+    ("soak: RSS MiB after the first batch -> at the end", "soak_cycles", ("rss_first_kib", "rss_end_kib"), 1, False),
+    ("soak: RSS growth after the first batch", "soak_cycles", "rss_growth", 4, False),
+    ("soak: verdict (every cycle done, RSS back within 10 %)", "soak_cycles", "verdict", 0, True),
+    ("soak: idle sessions held (of {n})", "soak_idle", "ok", 0, True),
+    ("soak: idle KiB/session", "soak_idle", "kib_per_session", 1, False),
 ]
 
 
@@ -150,6 +160,17 @@ def main():
         print("`-mam`: message archiving on, archiving every message. Their idle rows are resumable sessions.")
     if any(s.endswith("-muc-mam") for s in present):
         print("`-muc-mam`: group chat rooms created with archiving on (the other servers' rooms have it off).")
+    for s, r in rows.get("soak_cycles", {}).items():
+        samples = ", ".join(
+            f"{x['cycles']:,}: {x['rss_kib'] / 1024:.1f}" for x in r.get("rss_samples", []) if x.get("rss_kib") is not None
+        )
+        print()
+        print(f"Soak, {s}: RSS MiB by cycles done: {samples}; at most {fmt(r.get('time_wait_max'))} sockets in TIME_WAIT"
+              + (f"; stopped by the {r['stopped_by']} after {r['completed']:,} cycles" if r.get("stopped_by") else "") + ".")
+    for s, r in rows.get("soak_idle", {}).items():
+        if r.get("limited_by"):
+            print()
+            print(f"Soak, {s}: {r['n']:,} idle sessions of the {r['requested']:,} asked: {r['limited_by']}.")
     errs = [(k, s, r.get("error") or r.get("failed") or r.get("errors") or r.get("out_of_order")) for k, by in rows.items() for s, r in by.items()]
     errs = [e for e in errs if e[2]]
     if errs:

@@ -6,16 +6,17 @@
 //! spends as little as possible per delivered message.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use xmppd_stream::sasl::{ClientChannelBinding, ClientKeys, ScramClient, ScramHash};
 use xmppd_xml::{Element, Limits, Reader, StreamEvent};
@@ -94,11 +95,55 @@ impl Session {
     /// Closes the stream politely and drops the connection.
     pub async fn close(mut self, protocol: Protocol) {
         if protocol == Protocol::Xmpp {
-            let _ = self.io.write_all(b"</stream:stream>").await;
+            let _ = self.io.write_all(STREAM_CLOSE).await;
         }
         let _ = self.io.shutdown().await;
     }
+
+    /// Logs out as a client that waits for the server does (RFC 6120 §4.4): sends
+    /// `</stream:stream>`, then reads until the server's own closing tag and the end of the
+    /// connection, at most `wait`. The server closing first also puts the connection's
+    /// TIME_WAIT on its side, not on this address's ports. An error says the server did not
+    /// close the stream properly in time.
+    pub async fn logout(mut self, wait: Duration) -> anyhow::Result<()> {
+        let closing = async {
+            self.io.write_all(STREAM_CLOSE).await?;
+            self.io.flush().await?;
+            let mut buf = [0u8; 2048];
+            // The end of what was read so far, long enough to find a closing tag split
+            // between two reads.
+            let mut tail = Vec::with_capacity(buf.len() + STREAM_CLOSE.len());
+            let mut closed = false;
+            loop {
+                let n = match self.io.read(&mut buf).await {
+                    Ok(n) => n,
+                    // A server may drop the TCP connection without TLS close_notify once its
+                    // closing tag is out; that is an end, not a failure.
+                    Err(_) if closed => 0,
+                    Err(e) => return Err(anyhow::Error::from(e).context("reading the logout")),
+                };
+                if n == 0 {
+                    if closed {
+                        return Ok(());
+                    }
+                    bail!("the server ended the connection without </stream:stream>");
+                }
+                if !closed {
+                    tail.extend_from_slice(&buf[..n]);
+                    closed = memchr::memmem::find(&tail, STREAM_CLOSE).is_some();
+                    let keep_from = tail.len().saturating_sub(STREAM_CLOSE.len() - 1);
+                    tail.drain(..keep_from);
+                }
+            }
+        };
+        tokio::time::timeout(wait, closing)
+            .await
+            .with_context(|| format!("the server did not close the stream within {wait:?}"))?
+    }
 }
+
+/// The closing tag of a stream (RFC 6120 §4.4).
+const STREAM_CLOSE: &[u8] = b"</stream:stream>";
 
 /// Negotiation I/O: a stream with our XML reader on top.
 struct Negotiation<S> {
@@ -175,8 +220,27 @@ const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 const NS_SM: &str = "urn:xmpp:sm:3";
 
-async fn tcp(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let tcp = TcpStream::connect(addr).await.context("connect")?;
+/// Connects to `addr`, from `source` when given (bound before connecting, port chosen by the
+/// kernel): each loopback source address has its own ephemeral ports, which a soak that opens
+/// hundreds of connections per second, or holds tens of thousands, runs out of on one.
+async fn tcp(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
+    let tcp = match source {
+        None => TcpStream::connect(addr).await.context("connect")?,
+        Some(ip) => {
+            let socket = if ip.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .with_context(|| format!("binding a socket to {ip}"))?;
+            socket
+                .connect(addr)
+                .await
+                .with_context(|| format!("connect from {ip}"))?
+        }
+    };
     tcp.set_nodelay(true)?;
     Ok(tcp)
 }
@@ -191,8 +255,11 @@ async fn tls_handshake(target: &Target, tcp: TcpStream) -> anyhow::Result<Tls> {
 }
 
 /// Connects over TCP, upgrades with STARTTLS and returns the features of the TLS stream.
-async fn connect_starttls(target: &Target) -> anyhow::Result<(Negotiation<Tls>, Element)> {
-    let mut plain = Negotiation::new(tcp(target.addr).await?);
+async fn connect_starttls(
+    target: &Target,
+    source: Option<IpAddr>,
+) -> anyhow::Result<(Negotiation<Tls>, Element)> {
+    let mut plain = Negotiation::new(tcp(target.addr, source).await?);
     let features = plain.open(&target.domain).await?;
     if !features.has_child("starttls", NS_TLS) {
         bail!("server does not offer STARTTLS");
@@ -232,9 +299,20 @@ pub async fn login_opts(
     presence: &[u8],
     sm: bool,
 ) -> anyhow::Result<Session> {
+    login_from(target, user, presence, sm, None).await
+}
+
+/// [`login_opts`] from the local address `source` (the kernel's choice when `None`).
+pub async fn login_from(
+    target: &Target,
+    user: &str,
+    presence: &[u8],
+    sm: bool,
+    source: Option<IpAddr>,
+) -> anyhow::Result<Session> {
     match target.protocol {
         Protocol::Relay => {
-            let mut io = tls_handshake(target, tcp(target.addr).await?).await?;
+            let mut io = tls_handshake(target, tcp(target.addr, source).await?).await?;
             io.write_all(format!("PAIR {user}\n").as_bytes()).await?;
             io.flush().await?;
             Ok(Session {
@@ -242,7 +320,7 @@ pub async fn login_opts(
                 jid: user.to_owned(),
             })
         }
-        Protocol::Xmpp => login_xmpp(target, user, presence, sm).await,
+        Protocol::Xmpp => login_xmpp(target, user, presence, sm, source).await,
     }
 }
 
@@ -251,8 +329,9 @@ async fn login_xmpp(
     user: &str,
     presence: &[u8],
     sm: bool,
+    source: Option<IpAddr>,
 ) -> anyhow::Result<Session> {
-    let (mut neg, features) = connect_starttls(target).await?;
+    let (mut neg, features) = connect_starttls(target, source).await?;
     let offers_sha1 = features
         .child("mechanisms", NS_SASL)
         .is_some_and(|m| m.children().any(|c| c.text() == "SCRAM-SHA-1"));
@@ -346,7 +425,7 @@ async fn login_xmpp(
 /// Creates `user` by in-band registration (XEP-0077) after STARTTLS. An account that already
 /// exists counts as success.
 pub async fn register(target: &Target, user: &str) -> anyhow::Result<()> {
-    let (mut neg, _) = connect_starttls(target).await?;
+    let (mut neg, _) = connect_starttls(target, None).await?;
     let iq = format!(
         "<iq type='set' id='r'><query xmlns='jabber:iq:register'><username>{user}</username>\
          <password>{}</password></query></iq>",

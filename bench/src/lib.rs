@@ -1,5 +1,5 @@
 //! xmppd-bench: an XMPP load generator (logins, idle sessions, message throughput and
-//! latency, presence and PEP fan-out, group chat) that drives xmppd, Prosody, ejabberd and a
+//! latency, presence and PEP fan-out, group chat, soak) that drives xmppd, Prosody, ejabberd and a
 //! raw TLS relay the same way, so that one run compares them. See `bench/README.md` for the scenarios and how
 //! `bench/compare` uses it.
 
@@ -10,3 +10,4 @@ pub mod procstat;
 pub mod room;
 pub mod scan;
 pub mod scenarios;
+pub mod soak;

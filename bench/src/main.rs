@@ -1,7 +1,7 @@
 //! `xmppd-bench`: the load generator's command line.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,7 +82,8 @@ enum Command {
         /// Label of the server in the output.
         #[arg(long)]
         label: String,
-        /// Comma-separated: warm, idle, login, throughput, latency, fanout, pep, muc.
+        /// Comma-separated: warm, idle, login, throughput, latency, fanout, pep, muc, soak (not
+        /// in the default list: it runs for up to --soak-seconds).
         #[arg(
             long,
             default_value = "warm,idle,login,throughput,latency,fanout,pep,muc"
@@ -116,6 +117,8 @@ enum Command {
         pep: Box<PepArgs>,
         #[command(flatten)]
         muc: Box<MucArgs>,
+        #[command(flatten)]
+        soak: Box<SoakArgs>,
         /// Stream management (XEP-0198) on the sessions of idle, throughput and latency:
         /// enabled after bind (resumable), the server's `<r/>` answered with `<a h/>`.
         #[arg(long)]
@@ -258,6 +261,48 @@ struct MucArgs {
     muc_timeout: f64,
 }
 
+/// The soak scenario's settings.
+#[derive(clap::Args, Clone)]
+struct SoakArgs {
+    /// Login and logout cycles (0: none).
+    #[arg(long, default_value_t = 1_000_000)]
+    soak_cycles: u64,
+    /// Wall-clock bound on the cycles; a run it stops reports how far it got and is not a pass.
+    #[arg(long, default_value_t = 1800.0)]
+    soak_seconds: f64,
+    /// Accounts the cycles log in, in turn [default: --warm].
+    #[arg(long)]
+    soak_accounts: Option<usize>,
+    /// Cycles before the first RSS reading, the level the end is compared with.
+    #[arg(long, default_value_t = 10_000)]
+    soak_first_batch: u64,
+    /// An RSS reading at every multiple of this many cycles.
+    #[arg(long, default_value_t = 100_000)]
+    soak_report_every: u64,
+    /// Idle sessions to hold (0: none); fewer when the open-file limits or the local ports
+    /// allow fewer, which the row says.
+    #[arg(long, default_value_t = 100_000)]
+    soak_idle: usize,
+    /// Local addresses the soak's connections come from, in turn (e.g. 127.0.0.1,127.0.0.2):
+    /// each has its own ephemeral ports [default: the kernel's choice].
+    #[arg(long, value_delimiter = ',')]
+    soak_sources: Vec<IpAddr>,
+}
+
+impl SoakArgs {
+    fn settings(&self, warm: usize) -> anyhow::Result<scenarios::SoakSettings> {
+        Ok(scenarios::SoakSettings {
+            cycles: self.soak_cycles,
+            time_limit: Duration::try_from_secs_f64(self.soak_seconds)?,
+            accounts: self.soak_accounts.unwrap_or(warm),
+            first_batch: self.soak_first_batch,
+            report_every: self.soak_report_every,
+            idle: self.soak_idle,
+            quiet_timeout: Duration::from_secs(30),
+        })
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Switch {
     On,
@@ -373,14 +418,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             fanout,
             pep,
             muc,
+            soak,
             sm,
             sm_request_every,
         } => {
             let asked = |name: &str| which.split(',').any(|s| s.trim() == name);
-            if sm && (asked("fanout") || asked("pep") || asked("muc")) {
+            if sm && (asked("fanout") || asked("pep") || asked("muc") || asked("soak")) {
                 anyhow::bail!(
-                    "--sm applies to idle, throughput and latency; run fanout, pep and muc \
-                     without it"
+                    "--sm applies to idle, throughput and latency; run fanout, pep, muc and \
+                     soak without it"
                 );
             }
             // Checked before any scenario runs, but only when fan-out is asked for: its groups
@@ -405,9 +451,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     enabled: sm,
                     request_every: sm_request_every,
                 },
+                sources: Vec::new(),
             };
             let secs = Duration::from_secs_f64(secs);
             let muc_settings = muc.settings(&t.domain, secs)?;
+            let soak_settings = soak.settings(warm)?;
             let mut rss_empty = ctx.rss();
             for s in which.split(',') {
                 match s.trim() {
@@ -449,6 +497,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "muc" => {
                         for &n in &muc.muc_sizes {
                             emit(&label, scenarios::muc(&ctx, &muc_settings, n).await);
+                        }
+                    }
+                    "soak" => {
+                        let soak_ctx = Ctx {
+                            sources: soak.soak_sources.clone(),
+                            ..ctx.clone()
+                        };
+                        if soak_settings.cycles > 0 {
+                            emit(
+                                &label,
+                                scenarios::soak_cycles(&soak_ctx, &soak_settings).await,
+                            );
+                        }
+                        if soak_settings.idle > 0 {
+                            emit(
+                                &label,
+                                scenarios::soak_idle(&soak_ctx, &soak_settings).await,
+                            );
                         }
                     }
                     other => anyhow::bail!("unknown scenario {other}"),

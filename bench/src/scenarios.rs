@@ -5,13 +5,16 @@ pub mod fanout;
 pub mod muc;
 mod pairs;
 pub mod pep;
+pub mod soak;
 
 pub use crate::clique::{Groups, Shape};
 pub use fanout::{FanoutSettings, fanout};
 pub use muc::{MucSettings, muc};
 use pairs::{Plan, run_pairs};
 pub use pep::{PepSettings, pep};
+pub use soak::{SoakSettings, soak_cycles, soak_idle};
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -38,6 +41,9 @@ pub struct Ctx {
     pub epoch: Instant,
     /// Stream management on the sessions of the idle, throughput and latency scenarios.
     pub sm: Sm,
+    /// Local addresses the logins connect from, account `i` from `sources[i % len]` (empty:
+    /// the kernel's choice). Each has its own ephemeral ports (see the soak scenario).
+    pub sources: Vec<IpAddr>,
 }
 
 /// Stream management (XEP-0198) on the generator's sessions.
@@ -66,6 +72,11 @@ impl Ctx {
             // On the relay both ends of pair k name the pair.
             Protocol::Relay => format!("pair-{}", i / 2),
         }
+    }
+
+    /// The local address account `i` connects from.
+    pub fn source(&self, i: usize) -> Option<IpAddr> {
+        (!self.sources.is_empty()).then(|| self.sources[i % self.sources.len()])
     }
 
     fn cpu(&self) -> Cpu {
@@ -123,7 +134,7 @@ impl Ctx {
                         break;
                     }
                     let user = ctx.user(i);
-                    let login = client::login_opts(&ctx.target, &user, presence, sm);
+                    let login = client::login_from(&ctx.target, &user, presence, sm, ctx.source(i));
                     match tokio::time::timeout(Duration::from_secs(60), login).await {
                         Ok(Ok(s)) => got.push((i, s)),
                         Ok(Err(e)) => {

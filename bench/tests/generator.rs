@@ -41,8 +41,14 @@ async fn setup_with(
         concurrency: 4,
         epoch: Instant::now(),
         sm: Default::default(),
+        sources: Vec::new(),
     };
     (server, ctx)
+}
+
+/// Whether the row's `error` mentions `what`.
+fn error_says(v: &serde_json::Value, what: &str) -> bool {
+    v["error"].as_str().is_some_and(|e| e.contains(what))
 }
 
 #[tokio::test]
@@ -152,12 +158,7 @@ async fn fanout_builds_rosters_then_counts_every_contacts_presence() {
         ..settings
     };
     let v = scenarios::fanout(&ctx, &partial).await;
-    assert!(
-        v["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("part of their group")),
-        "{v}"
-    );
+    assert!(error_says(&v, "part of their group"), "{v}");
     server.stop().await;
 }
 
@@ -259,6 +260,110 @@ async fn muc_creates_a_room_and_every_occupant_gets_every_copy() {
         v["archived"]
             .as_u64()
             .is_some_and(|a| Some(a) == v["sent"].as_u64()),
+        "{v}"
+    );
+    server.stop().await;
+}
+
+fn soak_settings(cycles: u64, time_limit: Duration, idle: usize) -> scenarios::SoakSettings {
+    scenarios::SoakSettings {
+        cycles,
+        time_limit,
+        accounts: 10,
+        first_batch: 50,
+        report_every: 100,
+        idle,
+        quiet_timeout: Duration::from_secs(2),
+    }
+}
+
+#[tokio::test]
+async fn soak_accounts_every_cycle_and_spreads_them_over_the_source_addresses() {
+    // 150 connections per address and minute (XEP-0205 §4.2): the 250 logins below pass only
+    // if the two source addresses share them.
+    let (server, mut ctx) = setup_with(50, |c| c.limits.per_address.attempts = 150).await;
+    ctx.sources = vec![[127, 0, 0, 1].into(), [127, 0, 0, 2].into()];
+    let settings = soak_settings(200, Duration::from_secs(120), 50);
+    let v = scenarios::soak_cycles(&ctx, &settings).await;
+    assert_eq!(v["error"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["completed"], 200, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["not_started"], 0, "{v}");
+    assert_eq!(v["stopped_by"], serde_json::Value::Null, "{v}");
+    assert_eq!(
+        v["sources"],
+        serde_json::json!(["127.0.0.1", "127.0.0.2"]),
+        "{v}"
+    );
+    // Read after the first batch, at each multiple of the interval, and at the end.
+    let at: Vec<u64> = v["rss_samples"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["cycles"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(at, [50, 100, 200], "{v}");
+    assert_eq!(v["rss_first_kib"], v["rss_samples"][0]["rss_kib"], "{v}");
+    assert_eq!(v["rss_end_kib"], v["rss_samples"][2]["rss_kib"], "{v}");
+    // Every cycle done: the verdict is the memory's (the test process holds the generator
+    // too, so which way it goes is not asserted here; crate::soak's tests do that).
+    assert!(
+        matches!(v["verdict"].as_str(), Some("pass" | "grew")),
+        "{v}"
+    );
+    assert!(
+        v["server_us_per_cycle"].as_f64().is_some_and(|u| u > 0.0),
+        "{v}"
+    );
+    assert!(v["cycles_per_s"].as_f64().is_some_and(|r| r > 0.0), "{v}");
+
+    let v = scenarios::soak_idle(&ctx, &settings).await;
+    assert_eq!(v["n"], 50, "{v}");
+    assert_eq!(v["ok"], 50, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["limited_by"], serde_json::Value::Null, "{v}");
+    assert!(v["kib_per_session"].as_f64().is_some(), "{v}");
+    assert!(
+        v["server_open_files_loaded"]
+            .as_u64()
+            .is_some_and(|f| f >= 100),
+        "both ends of 50 sessions in this process: {v}"
+    );
+    server.stop().await;
+
+    // One source address: the same logins run into the limit (a refused connection is a
+    // failed cycle, and the run is an error).
+    let (server, mut ctx) = setup_with(10, |c| c.limits.per_address.attempts = 150).await;
+    ctx.sources = vec![[127, 0, 0, 1].into()];
+    let v = scenarios::soak_cycles(&ctx, &soak_settings(200, Duration::from_secs(120), 0)).await;
+    assert!(v["failed"].as_u64().is_some_and(|f| f > 0), "{v}");
+    assert_eq!(v["verdict"], "error", "{v}");
+    assert!(error_says(&v, "policy-violation"), "{v}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn soak_stopped_by_its_time_limit_says_how_far_it_got_and_does_not_pass() {
+    let (server, ctx) = setup(10).await;
+    let requested = 1_000_000;
+    let v = scenarios::soak_cycles(
+        &ctx,
+        &soak_settings(requested, Duration::from_millis(1500), 0),
+    )
+    .await;
+    assert_eq!(v["stopped_by"], "time limit", "{v}");
+    assert_eq!(v["verdict"], "incomplete", "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    let completed = v["completed"].as_u64().unwrap_or(0);
+    assert!(completed > 0 && completed < requested, "{v}");
+    assert_eq!(
+        v["not_started"].as_u64(),
+        Some(requested - completed),
+        "{v}"
+    );
+    // The reading where it stopped is the last.
+    let samples = v["rss_samples"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        samples.last().and_then(|s| s["cycles"].as_u64()),
+        Some(completed),
         "{v}"
     );
     server.stop().await;
