@@ -247,10 +247,17 @@ impl QueueReceiver {
     /// The next stanza without waiting. When nothing is queued, the queue's memory is given
     /// back (the task is about to wait).
     pub fn next_now(&mut self) -> Next {
-        if let Some(outbound) = self.shared.pop() {
+        // One lock for the look and the release of the memory: a stanza queued between two
+        // locks would be dropped with the emptied deque.
+        let mut state = self.shared.lock();
+        if let Some(outbound) = state.items.pop_front() {
+            let waiters = state.room_waiters > 0;
+            drop(state);
+            if waiters {
+                self.shared.room.notify_waiters();
+            }
             return Next::Item(outbound);
         }
-        let mut state = self.shared.lock();
         if state.senders == 0 || state.closed {
             return Next::Finished;
         }
