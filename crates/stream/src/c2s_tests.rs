@@ -7,7 +7,9 @@ use xmppd_proto::{DefinedCondition, StanzaError, StreamErrorCondition, ns};
 use xmppd_xml::{Element, Limits, Reader, StreamEvent, StreamHeader};
 
 use super::*;
-use crate::sasl::{ClientChannelBinding, ScramClient, ScramHash, StoredCredentials};
+use crate::sasl::{
+    ClientChannelBinding, ScramClient, ScramHash, StoredCredentials, decode_b64, encode_b64,
+};
 
 fn policy(require_tls: bool) -> C2sPolicy {
     C2sPolicy {
