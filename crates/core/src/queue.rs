@@ -59,11 +59,14 @@ impl Shared {
 
     /// Takes the oldest stanza, waking the senders that wait for room.
     fn pop(&self) -> Option<Outbound> {
-        let (item, waiters) = {
-            let mut state = self.lock();
-            (state.items.pop_front(), state.room_waiters > 0)
-        };
-        if item.is_some() && waiters {
+        self.pop_locked(&mut self.lock())
+    }
+
+    /// [`Shared::pop`] under a lock the caller already holds.
+    fn pop_locked(&self, state: &mut State) -> Option<Outbound> {
+        let item = state.items.pop_front();
+        if item.is_some() && state.room_waiters > 0 {
+            // The waiters take the lock only once polled, after this one is released.
             self.room.notify_waiters();
         }
         item
@@ -250,12 +253,7 @@ impl QueueReceiver {
         // One lock for the look and the release of the memory: a stanza queued between two
         // locks would be dropped with the emptied deque.
         let mut state = self.shared.lock();
-        if let Some(outbound) = state.items.pop_front() {
-            let waiters = state.room_waiters > 0;
-            drop(state);
-            if waiters {
-                self.shared.room.notify_waiters();
-            }
+        if let Some(outbound) = self.shared.pop_locked(&mut state) {
             return Next::Item(outbound);
         }
         if state.senders == 0 || state.closed {
