@@ -162,16 +162,27 @@ fn discovery(ctx: &HttpContext, content_type: &'static str, body: Vec<u8>) -> Re
 }
 
 fn cors(ctx: &HttpContext, headers: &mut HeaderMap) {
+    allow_origin(ctx, headers, "GET, OPTIONS", "Content-Type");
+}
+
+/// The CORS headers of a response: the configured origin, the `methods` and request
+/// `request_headers` it allows.
+pub(crate) fn allow_origin(
+    ctx: &HttpContext,
+    headers: &mut HeaderMap,
+    methods: &'static str,
+    request_headers: &'static str,
+) {
     if let Ok(origin) = HeaderValue::from_str(&ctx.settings.allow_origin) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     }
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, OPTIONS"),
+        HeaderValue::from_static(methods),
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Content-Type"),
+        HeaderValue::from_static(request_headers),
     );
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
 }

@@ -84,22 +84,16 @@ fn uploads(ctx: &HttpContext) -> Option<&Arc<Uploads>> {
 
 fn with_cors(ctx: &HttpContext, mut response: Response) -> Response {
     let headers = response.headers_mut();
-    if let Ok(origin) = HeaderValue::from_str(&ctx.settings.allow_origin) {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    }
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("OPTIONS, HEAD, GET, PUT"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Authorization, Content-Type"),
+    crate::routes::allow_origin(
+        ctx,
+        headers,
+        "OPTIONS, HEAD, GET, PUT",
+        "Authorization, Content-Type",
     );
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("Content-Length, Content-Type, Content-Disposition"),
     );
-    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     response
 }
 
