@@ -291,8 +291,9 @@ pub trait ArchiveStore: Send + Sync + 'static {
     /// (fewer than `limit`: nothing older is left). Retention sweeps call it in rounds, so
     /// that no transaction holds the write lock for long.
     async fn expire(&self, store: &str, before_us: i64, limit: u32) -> StorageResult<u64>;
-    /// The number of records of each store, over every host and user, sorted by store: one
-    /// statement that reads an index, for the metrics' archive sizes.
+    /// The number of records of each store, over every host and user, sorted by store (stores
+    /// without a record left out): from the per-archive totals the store keeps (see
+    /// [`ArchiveStore::usage`]), not a count of the records, for the metrics' archive sizes.
     async fn count_by_store(&self) -> StorageResult<Vec<(String, u64)>>;
 }
 

@@ -544,11 +544,13 @@ impl ArchiveStore for PostgresStore {
 
     async fn count_by_store(&self) -> StorageResult<Vec<(String, u64)>> {
         const OP: &str = "archive.count_by_store";
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT store, COUNT(*) FROM archive GROUP BY store ORDER BY store")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| backend_error(OP, e))?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT store, SUM(records)::BIGINT FROM archive_usage GROUP BY store \
+                 HAVING SUM(records) > 0 ORDER BY store",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend_error(OP, e))?;
         rows.into_iter()
             .map(|(store, n)| Ok((store, count_from_db(OP, n)?)))
             .collect()

@@ -291,11 +291,13 @@ impl ArchiveStore for SqliteStore {
         const OP: &str = "archive.count_by_store";
         let mut lent = self.read(OP).await?;
         let (conn, broken) = lent.parts();
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT store, COUNT(*) FROM archive GROUP BY store ORDER BY store")
-                .fetch_all(conn)
-                .await
-                .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT store, SUM(records) FROM archive_usage GROUP BY store \
+                 HAVING SUM(records) > 0 ORDER BY store",
+        )
+        .fetch_all(conn)
+        .await
+        .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
         rows.into_iter()
             .map(|(store, n)| Ok((store, count_from_db(OP, n)?)))
             .collect()
