@@ -174,6 +174,12 @@ async fn counts_follow_logins_stanzas_errors_and_storage() -> anyhow::Result<()>
     ] {
         assert_eq!(value(&after, name), expected, "{name}");
     }
+    // The test certificate expires in the future, and its expiry is there for alerts.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    let expiry = "xmppd_tls_certificate_expiry_timestamp_seconds{host=\"localhost\"}";
+    assert!(value(&after, expiry) > now, "{expiry}");
     let lookups = "xmppd_storage_seconds_count{shape=\"keyval\",operation=\"get\"}";
     assert!(value(&after, lookups) >= 3.0, "{lookups}");
     let appends = "xmppd_storage_seconds_count{shape=\"archive\",operation=\"append\"}";

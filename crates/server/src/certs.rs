@@ -81,30 +81,90 @@ pub fn generated_paths(data_dir: &Path, host: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-/// The certificate of a host: the configured files, or a self-signed pair kept in the data
-/// dir (generated on first use and logged, since clients will not trust it).
-pub fn host_certificate(host: &HostConfig, data_dir: &Path) -> Result<HostCertificate, CertError> {
-    let (cert_path, key_path) = match &host.tls {
-        Some((c, k)) => (c.clone(), k.clone()),
-        None => {
-            let (c, k) = generated_paths(data_dir, &host.name);
-            if !c.exists() || !k.exists() {
-                generate_self_signed(&host.name, &c, &k)?;
-                warn!(
-                    host = %host.name,
-                    cert = %c.display(),
-                    "generated a self-signed certificate; clients will not trust it \
-                     until you configure cert and key for this host"
-                );
-            }
-            (c, k)
-        }
-    };
+/// Where a host's certificate comes from, in the order they are looked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertSource {
+    /// `cert` and `key` of its `[[host]]`.
+    Configured,
+    /// The certificates directory (`[general] certificates`).
+    Directory,
+    /// A self-signed pair in the data dir.
+    Generated,
+}
+
+/// A host's certificate and key files, and where they were found.
+#[derive(Clone, Debug)]
+pub struct HostFiles {
+    /// The PEM chain.
+    pub cert: PathBuf,
+    /// The PEM key.
+    pub key: PathBuf,
+    /// Which setting led to them.
+    pub source: CertSource,
+}
+
+/// The files a host's certificate is read from: its own `cert`/`key`, else a pair named after
+/// it in the certificates directory, else the generated pair's place in the data dir.
+pub fn host_files(host: &HostConfig, certificates: Option<&Path>, data_dir: &Path) -> HostFiles {
+    if let Some((cert, key)) = &host.tls {
+        return HostFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            source: CertSource::Configured,
+        };
+    }
+    if let Some((cert, key)) =
+        certificates.and_then(|dir| crate::cert_dir::find_pair(dir, &host.name))
+    {
+        return HostFiles {
+            cert,
+            key,
+            source: CertSource::Directory,
+        };
+    }
+    let (cert, key) = generated_paths(data_dir, &host.name);
+    HostFiles {
+        cert,
+        key,
+        source: CertSource::Generated,
+    }
+}
+
+/// The certificate of a host (see [`host_files`]); a self-signed pair is generated on first
+/// use and logged, since clients will not trust it.
+pub fn host_certificate(
+    host: &HostConfig,
+    certificates: Option<&Path>,
+    data_dir: &Path,
+) -> Result<HostCertificate, CertError> {
+    let files = host_files(host, certificates, data_dir);
+    if files.source == CertSource::Generated && (!files.cert.exists() || !files.key.exists()) {
+        generate_self_signed(&host.name, &files.cert, &files.key)?;
+        warn!(
+            host = %host.name,
+            cert = %files.cert.display(),
+            "generated a self-signed certificate; clients will not trust it \
+             until you configure cert and key for this host or put its pair in the \
+             certificates directory"
+        );
+    }
     Ok(HostCertificate {
         host: host.name.clone(),
-        chain: read_chain(&cert_path)?,
-        key: read_key(&key_path)?,
+        chain: read_chain(&files.cert)?,
+        key: read_key(&files.key)?,
     })
+}
+
+/// Whether `key` is the private key of the chain's end-entity certificate.
+pub fn key_matches(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+) -> Result<(), String> {
+    let signing = rustls::crypto::ring::sign::any_supported_type(key)
+        .map_err(|e| format!("unsupported private key: {e}"))?;
+    rustls::sign::CertifiedKey::new(chain.to_vec(), signing)
+        .keys_match()
+        .map_err(|e| format!("the key does not belong to the certificate ({e})"))
 }
 
 fn generate_self_signed(host: &str, cert_path: &Path, key_path: &Path) -> Result<(), CertError> {
@@ -152,6 +212,24 @@ pub fn certificate_problems(host: &str, cert: &CertificateDer<'_>) -> Vec<String
             parsed.validity().not_after
         ));
     }
+    let names = dns_names(&parsed);
+    if !names_match(&names, host) {
+        problems.push(format!(
+            "does not name {host} (it names: {})",
+            names.join(", ")
+        ));
+    }
+    problems
+}
+
+/// Whether the certificate's DNS names (subjectAltName) include `host`, directly or by a
+/// wildcard one label deep.
+pub fn names_host(cert: &CertificateDer<'_>, host: &str) -> bool {
+    x509_parser::parse_x509_certificate(cert)
+        .is_ok_and(|(_, parsed)| names_match(&dns_names(&parsed), host))
+}
+
+fn dns_names(parsed: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     if let Ok(Some(san)) = parsed.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -160,18 +238,15 @@ pub fn certificate_problems(host: &str, cert: &CertificateDer<'_>) -> Vec<String
             }
         }
     }
-    let matches = names.iter().any(|n| {
+    names
+}
+
+fn names_match(names: &[String], host: &str) -> bool {
+    names.iter().any(|n| {
         n == host
             || n.strip_prefix("*.")
                 .is_some_and(|suffix| host.split_once('.').is_some_and(|(_, rest)| rest == suffix))
-    });
-    if !matches {
-        problems.push(format!(
-            "does not name {host} (it names: {})",
-            names.join(", ")
-        ));
-    }
-    problems
+    })
 }
 
 #[cfg(test)]
@@ -186,8 +261,8 @@ mod tests {
             tls: None,
             modules: None,
         };
-        let first = host_certificate(&host, dir.path()).unwrap();
-        let second = host_certificate(&host, dir.path()).unwrap();
+        let first = host_certificate(&host, None, dir.path()).unwrap();
+        let second = host_certificate(&host, None, dir.path()).unwrap();
         assert_eq!(first.chain, second.chain);
         assert!(certificate_problems("example.test", &first.chain[0]).is_empty());
         let problems = certificate_problems("other.test", &first.chain[0]);

@@ -2,11 +2,13 @@
 //! The `xmppd` binary is a thin CLI over this library, which tests start in-process.
 
 pub mod admin;
+pub mod cert_dir;
 pub mod certs;
 pub mod check_dns;
 pub mod config;
 pub mod metrics;
 pub mod modules;
+pub mod systemd;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -300,7 +302,10 @@ pub async fn start_with_modules(
     let mut host_certs = Vec::new();
     let mut s2s_keys = Vec::new();
     for host in &config.hosts {
-        let cert = certs::host_certificate(host, &config.data_dir)?;
+        let cert = certs::host_certificate(host, config.certificates.as_deref(), &config.data_dir)?;
+        if let Some(not_after) = cert_dir::not_after(&cert.chain[0]) {
+            metrics.certificate_expires(&host.name, not_after);
+        }
         let signing = rustls::crypto::ring::sign::any_supported_type(&cert.key)
             .map_err(|e| anyhow::anyhow!("unsupported private key for {}: {e}", host.name))?;
         s2s_keys.push((

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use xmppd::config::{Config, LogFormat};
-use xmppd::{admin, certs};
+use xmppd::{admin, cert_dir, certs, systemd};
 
 /// mimalloc instead of glibc malloc: glibc keeps memory freed by ended sessions in its
 /// arenas, so the server's RSS never came back down after a login peak (13 → 195 MiB after
@@ -55,11 +55,29 @@ enum Command {
         /// The account, user@domain.
         jid: String,
     },
+    /// Certificates: `cert import [DIR...]` copies each host's certificate and key from
+    /// certbot's live directory (the default) or others into the certificates directory.
+    Cert {
+        #[command(subcommand)]
+        what: CertCommand,
+    },
     /// Validate the configuration and the certificates; `check dns DOMAIN` looks up a remote
     /// domain as federation would.
     Check {
         #[command(subcommand)]
         what: Option<CheckCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Copy each host's certificate and key from DIRs laid out as certbot's live directory
+    /// (`DOMAIN/fullchain.pem` + `privkey.pem`) or Prosody's (`DOMAIN.crt` + `DOMAIN.key`)
+    /// into `[general] certificates`; run it from the renewal hook, then restart xmppd.
+    Import {
+        /// Where to look, in order.
+        #[arg(default_value = "/etc/letsencrypt/live")]
+        dirs: Vec<PathBuf>,
     },
 }
 
@@ -105,7 +123,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // clients can connect is a graceful shutdown, not the default action (instant death).
     let signals = Signals::install()?;
     let server = xmppd::start(&config).await?;
+    let hosts: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+    systemd::ready(&format!("serving {}", hosts.join(", ")));
+    let watchdog = systemd::spawn_watchdog();
     signals.wait().await;
+    systemd::stopping();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     server.shutdown().await;
     Ok(())
 }
@@ -149,22 +174,31 @@ impl Signals {
     }
 }
 
-/// Checks every host's certificate; returns whether all are usable.
+/// Checks every host's certificate; returns whether all are usable. A certificate that
+/// expires within [`RENEWAL_WARNING_DAYS`] is reported but does not fail the check.
 fn check(config: &Config) -> bool {
     let mut ok = true;
     match &config.source {
         Some(p) => println!("{}: configuration is valid", p.display()),
         None => println!("no configuration file: using the built-in localhost configuration"),
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     for host in &config.hosts {
-        let Some((cert, key)) = &host.tls else {
-            let (c, _) = certs::generated_paths(&config.data_dir, &host.name);
-            println!(
-                "{}: self-signed certificate ({}), generated if missing",
-                host.name,
-                c.display()
-            );
-            continue;
+        let files = certs::host_files(host, config.certificates.as_deref(), &config.data_dir);
+        let (cert, key) = (&files.cert, &files.key);
+        let from = match files.source {
+            certs::CertSource::Configured => "",
+            certs::CertSource::Directory => " (certificates directory)",
+            certs::CertSource::Generated => {
+                println!(
+                    "{}: self-signed certificate ({}), generated if missing",
+                    host.name,
+                    cert.display()
+                );
+                continue;
+            }
         };
         let result = certs::read_chain(cert).and_then(|c| certs::read_key(key).map(|k| (c, k)));
         match result {
@@ -174,26 +208,79 @@ fn check(config: &Config) -> bool {
             }
             Ok((chain, private_key)) => {
                 let mut problems = certs::certificate_problems(&host.name, &chain[0]);
-                let tls = xmppd_c2s::TlsSetup::new(vec![xmppd_c2s::HostCertificate {
-                    host: host.name.clone(),
-                    chain,
-                    key: private_key,
-                }]);
-                if let Err(e) = tls {
+                if let Err(e) = certs::key_matches(&chain, &private_key) {
                     problems.push(format!("key {}: {e}", key.display()));
                 }
                 if problems.is_empty() {
-                    println!("{}: {} is valid", host.name, cert.display());
+                    let expiry = cert_dir::not_after(&chain[0]).map_or_else(String::new, |t| {
+                        let days = (t - now) / 86_400;
+                        let warning = if days < RENEWAL_WARNING_DAYS {
+                            "; renew it soon"
+                        } else {
+                            ""
+                        };
+                        format!(" until {} ({days} days left{warning})", utc_date(t))
+                    });
+                    println!("{}: {}{from} is valid{expiry}", host.name, cert.display());
                 } else {
                     ok = false;
                     for p in problems {
-                        println!("{}: {}: {p}", host.name, cert.display());
+                        println!("{}: {}{from}: {p}", host.name, cert.display());
                     }
                 }
             }
         }
     }
     ok
+}
+
+/// `xmppd check` warns about certificates that expire in fewer days than this.
+const RENEWAL_WARNING_DAYS: i64 = 14;
+
+/// A Unix time's UTC date, YYYY-MM-DD.
+fn utc_date(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => {
+            let d = t.date();
+            format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+        }
+        Err(_) => format!("@{unix}"),
+    }
+}
+
+fn import_certificates(config: &Config, dirs: &[PathBuf]) -> anyhow::Result<bool> {
+    let Some(target) = &config.certificates else {
+        anyhow::bail!(
+            "no configuration file: give --config, whose certificates directory receives them"
+        );
+    };
+    let hosts: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
+    let mut imported = 0;
+    let mut ok = true;
+    for (host, outcome) in cert_dir::import(&hosts, dirs, target)? {
+        match outcome {
+            cert_dir::ImportOutcome::Imported { from, not_after } => {
+                imported += 1;
+                println!(
+                    "{host}: imported {} into {} (valid until {})",
+                    from.display(),
+                    target.display(),
+                    utc_date(not_after)
+                );
+            }
+            cert_dir::ImportOutcome::NotFound => println!("{host}: no certificate found"),
+            cert_dir::ImportOutcome::Refused { from, problems } => {
+                ok = false;
+                for p in problems {
+                    println!("{host}: {} not imported: {p}", from.display());
+                }
+            }
+        }
+    }
+    if imported > 0 {
+        println!("restart xmppd to serve the imported certificates");
+    }
+    Ok(ok && imported > 0)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -212,6 +299,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_or("localhost", |h| h.name.as_str());
             let ok = xmppd::check_dns::check_dns(&domain, local).await?;
             return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Cert {
+            what: CertCommand::Import { dirs },
+        } => {
+            return Ok(if import_certificates(&config, &dirs)? {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -45,3 +45,8 @@ pub(super) struct ShapeLabel {
 pub(super) struct StoreLabel {
     pub(super) store: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct HostLabel {
+    pub(super) host: String,
+}

@@ -22,8 +22,8 @@ use prometheus_client::registry::Registry;
 use xmppd_proto::StanzaKind;
 
 use labels::{
-    ConditionLabel, FailureLabel, KindLabel, LinkLabel, MechanismLabel, ShapeLabel, StanzaLabel,
-    StoreLabel,
+    ConditionLabel, FailureLabel, HostLabel, KindLabel, LinkLabel, MechanismLabel, ShapeLabel,
+    StanzaLabel, StoreLabel,
 };
 pub use storage::timed;
 
@@ -145,6 +145,7 @@ pub struct Metrics {
     sessions: Family<KindLabel, Gauge>,
     queued: Family<KindLabel, Gauge>,
     archived: Family<StoreLabel, Gauge>,
+    certificate_expiry: Family<HostLabel, Gauge>,
     resident: Gauge,
     virtual_memory: Gauge,
     open_fds: Gauge,
@@ -284,6 +285,12 @@ impl Metrics {
             "Messages stored per archive store (offline, mam, muc_archive)",
             archived.clone(),
         );
+        let certificate_expiry = Family::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When each host's TLS certificate stops being valid (notAfter), as a Unix time",
+            certificate_expiry.clone(),
+        );
         Metrics {
             registry: root,
             connections,
@@ -297,6 +304,7 @@ impl Metrics {
             sessions,
             queued,
             archived,
+            certificate_expiry,
             resident,
             virtual_memory,
             open_fds,
@@ -384,6 +392,15 @@ impl Metrics {
         self.storage
             .get_or_create(&ShapeLabel { shape, operation })
             .observe(seconds);
+    }
+
+    /// The certificate served for `host` is valid until `not_after` (a Unix time).
+    pub fn certificate_expires(&self, host: &str, not_after: i64) {
+        self.certificate_expiry
+            .get_or_create(&HostLabel {
+                host: host.to_owned(),
+            })
+            .set(not_after);
     }
 
     /// The exposition: Prometheus text 0.0.4, or OpenMetrics 1.0 when `openmetrics`, with

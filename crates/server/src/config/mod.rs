@@ -111,6 +111,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawGeneral {
     data_dir: Option<Spanned<PathBuf>>,
+    certificates: Option<Spanned<PathBuf>>,
     require_tls: Option<bool>,
     log: Option<String>,
     log_format: Option<Spanned<String>>,
@@ -134,6 +135,9 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Database, generated certificates, server secret.
     pub data_dir: PathBuf,
+    /// The certificates directory (`[general] certificates`, default `certs` beside the
+    /// configuration file; `None` for the built-in configuration).
+    pub certificates: Option<PathBuf>,
     /// Whether clients must use TLS (STARTTLS on 5222).
     pub require_tls: bool,
     /// Default log filter (overridden by `RUST_LOG`).
@@ -186,6 +190,7 @@ impl Config {
         Config {
             source: None,
             data_dir: PathBuf::from("data"),
+            certificates: None,
             require_tls: true,
             log: "info".into(),
             log_format: LogFormat::Human,
@@ -265,6 +270,14 @@ impl Config {
         } else {
             config.data_dir = base.join("data");
         }
+        config.certificates = Some(match &raw.general.certificates {
+            Some(dir) if dir.get_ref().as_os_str().is_empty() => {
+                let msg = "must not be empty; remove it to use `certs` beside this file";
+                return Err(v.invalid(dir.span(), "general.certificates", msg));
+            }
+            Some(dir) => base.join(dir.get_ref()),
+            None => base.join("certs"),
+        });
         if let Some(tls) = raw.general.require_tls {
             config.require_tls = tls;
         }

@@ -184,6 +184,18 @@ fn deploy_example_config_parses() {
     assert_eq!(config.s2s_listen.len(), 1);
 }
 
+/// The container image's built-in configuration must stay valid and serve from its volume.
+#[test]
+fn container_config_parses() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/container.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = super::Config::parse(&text, &path).unwrap();
+    assert_eq!(config.hosts.len(), 1);
+    assert_eq!(config.data_dir, std::path::Path::new("/var/lib/xmppd"));
+    assert_eq!(config.listen.len(), 2);
+    assert_eq!(config.s2s_listen.len(), 1);
+}
+
 /// The registration, external services and contact address sections: each mistake is
 /// reported with the file, its line, the key and what to write instead.
 #[test]

@@ -44,8 +44,14 @@ pub struct Serving {
 /// Runs `xmppd --config CONFIG serve` and waits (at most 20 s) for it to log its client
 /// address; the rest of its log is drained on a thread so it never blocks on a full pipe.
 pub fn serve(config: &Path) -> Result<Serving, String> {
-    let mut child = xmppd()
-        .args(["--config", &config.to_string_lossy(), "serve"])
+    let mut command = xmppd();
+    command.args(["--config", &config.to_string_lossy(), "serve"]);
+    serve_command(command)
+}
+
+/// As [`serve`], for a command prepared by the caller (its environment, say).
+pub fn serve_command(mut command: Command) -> Result<Serving, String> {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
