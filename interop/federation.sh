@@ -62,6 +62,8 @@
 # die, helper_pids (the servers' PIDs are added, so its cleanup stops them on an early exit).
 
 fed_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=interop/ejabberd_node.sh
+source "$fed_here/ejabberd_node.sh"
 # shellcheck source=interop/federation_servers.sh
 source "$fed_here/federation_servers.sh"
 # shellcheck source=interop/federation_muc.sh

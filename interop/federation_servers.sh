@@ -137,25 +137,15 @@ fed_ejabberd_status() { timeout 15 "${fed_ejabberd_ctl[@]}" status >/dev/null 2>
 
 fed_start_ejabberd() { # variant dir
     local variant="$1" d="$2" domain=c.test addr=127.0.0.13 dialback="" loglevel=info
-    local node cookie dist_port
+    local node
     [[ "$variant" == dialback ]] && dialback="  mod_s2s_dialback: {}"
     fed_debug && loglevel=debug
     node="fedc$$@localhost"
     cookie="fed$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-    # The Erlang distribution listens on a fixed free port (127.0.0.1), so no epmd is started.
-    dist_port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     mkdir -p "$d/logs" "$d/spool"
     cat "$fed_dir/certs/$domain.crt" "$fed_dir/certs/$domain.key" >"$d/$domain.pem"
     cp "$(fed_trust "$variant")" "$d/ca.pem"
-    # Erlang's resolver reads /etc/hosts only when an inetrc says so (ejabberdctl points
-    # ERL_INETRC at <config-dir>/inetrc).
-    echo '{file, hosts, "/etc/hosts"}. {lookup, [file, native]}.' >"$d/inetrc"
-    cat >"$d/ejabberdctl.cfg" <<CFG
-ERLANG_NODE=$node
-INET_DIST_INTERFACE=127.0.0.1
-ERL_DIST_PORT=$dist_port
-ERL_OPTIONS="-setcookie $cookie"
-CFG
+    ejabberd_node_files "$d" "$node"
     # s2s_use_starttls: required makes TLS mandatory both ways; s2s_cafile is the trust anchor
     # for the peer's certificate in both directions. Without mod_s2s_dialback, the outgoing
     # side verifies the peer's certificate (its s2s_out_tls_verify hook is gone) and only

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod check_dns;
 pub mod config;
 pub mod metrics;
+pub mod migrate;
 pub mod modules;
 pub mod systemd;
 

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use xmppd::config::{Config, LogFormat};
-use xmppd::{admin, cert_dir, certs, systemd};
+use xmppd::{admin, cert_dir, certs, migrate, systemd};
 
 /// mimalloc instead of glibc malloc: glibc keeps memory freed by ended sessions in its
 /// arenas, so the server's RSS never came back down after a login peak (13 → 195 MiB after
@@ -60,6 +60,20 @@ enum Command {
     Cert {
         #[command(subcommand)]
         what: CertCommand,
+    },
+    /// Import accounts (with their SCRAM credentials), rosters, vCards, private XML and
+    /// offline messages from a XEP-0227 file, as Prosody's prosody-migrator and ejabberd's
+    /// export_piefxis write them. Existing accounts are left unchanged.
+    Import {
+        /// The XEP-0227 files (Prosody writes one per account, ejabberd one that includes
+        /// one per host).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Export every account of the configured hosts to a XEP-0227 file (mode 0600).
+    Export {
+        /// The file to write.
+        file: PathBuf,
     },
     /// Validate the configuration and the certificates; `check dns DOMAIN` looks up a remote
     /// domain as federation would.
@@ -248,6 +262,43 @@ fn utc_date(unix: i64) -> String {
     }
 }
 
+/// Prints what an import did; the exit status is a failure when the file broke off or an
+/// account was refused.
+fn print_import_report(
+    report: &migrate::ImportReport,
+    failures: &[migrate::ImportError],
+) -> ExitCode {
+    for who in &report.imported {
+        println!("imported {who}");
+    }
+    for who in &report.existing {
+        println!("{who} exists already: left unchanged");
+    }
+    for (who, why) in &report.refused {
+        println!("{who} not imported: {why}");
+    }
+    if !report.skipped_parts.is_empty() {
+        println!(
+            "not imported (not kept by this server's import): <{}/>",
+            report.skipped_parts.join("/>, <")
+        );
+    }
+    println!(
+        "{} imported, {} already there, {} refused",
+        report.imported.len(),
+        report.existing.len(),
+        report.refused.len()
+    );
+    for e in failures {
+        eprintln!("xmppd: {e}; the accounts before it were imported");
+    }
+    if failures.is_empty() && report.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn import_certificates(config: &Config, dirs: &[PathBuf]) -> anyhow::Result<bool> {
     let Some(target) = &config.certificates else {
         anyhow::bail!(
@@ -312,6 +363,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             });
+        }
+        Command::Import { files } => {
+            let storage = xmppd::open_storage(&config).await?;
+            let hosts: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
+            let quota = xmppd_core::storage::ArchiveQuota {
+                max_records: Some(config.im.max_offline_messages),
+                max_bytes: (config.im.max_offline_bytes > 0).then_some(config.im.max_offline_bytes),
+            };
+            let mut report = migrate::ImportReport::default();
+            let mut failures = Vec::new();
+            for file in &files {
+                let (one, read) = migrate::import(file, &storage, &hosts, quota).await;
+                report.merge(one);
+                if let Err(e) = read {
+                    failures.push(e);
+                }
+            }
+            return Ok(print_import_report(&report, &failures));
+        }
+        Command::Export { file } => {
+            let storage = xmppd::open_storage(&config).await?;
+            let hosts: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
+            let accounts = migrate::export(&file, &storage, &hosts).await?;
+            println!("exported {accounts} accounts to {}", file.display());
         }
         Command::Check { what: None } => {
             return Ok(if check(&config) {

@@ -4,22 +4,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Output;
-
 use anyhow::{Context as _, bail};
 use xmppd_testkit::{TestClient, TestPki};
 
-fn run(config: &Path, args: &[&str]) -> anyhow::Result<Output> {
-    Ok(common::xmppd()
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()?)
-}
-
-fn stdout(out: &Output) -> String {
+fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -42,14 +30,14 @@ async fn an_imported_certificate_is_checked_and_served() -> anyhow::Result<()> {
     )?;
 
     // Before the import: nothing in the certificates directory, so a self-signed pair.
-    let before = run(&config, &["check"])?;
+    let before = common::run(&config, &["check"])?;
     assert!(
         stdout(&before).contains("localhost: self-signed certificate"),
         "{}",
         stdout(&before)
     );
 
-    let import = run(&config, &["cert", "import", &live.to_string_lossy()])?;
+    let import = common::run(&config, &["cert", "import", &live.to_string_lossy()])?;
     let text = stdout(&import);
     assert!(import.status.success(), "{text}");
     assert!(text.contains("localhost: imported"), "{text}");
@@ -63,7 +51,7 @@ async fn an_imported_certificate_is_checked_and_served() -> anyhow::Result<()> {
         std::fs::read(&cert)?
     );
 
-    let check = run(&config, &["check"])?;
+    let check = common::run(&config, &["check"])?;
     let text = stdout(&check);
     assert!(check.status.success(), "{text}");
     assert!(
@@ -74,9 +62,7 @@ async fn an_imported_certificate_is_checked_and_served() -> anyhow::Result<()> {
 
     // The server presents the imported certificate: a client trusting only the test CA
     // completes STARTTLS and sees exactly that certificate.
-    let mut serving = common::serve(&config).map_err(anyhow::Error::msg)?;
-    let result = async {
-        let addr: SocketAddr = serving.addr.parse()?;
+    common::while_serving(&config, async |addr| {
         let mut client = TestClient::connect(addr).await?;
         client.open_stream("localhost").await?;
         client
@@ -90,11 +76,8 @@ async fn an_imported_certificate_is_checked_and_served() -> anyhow::Result<()> {
             bail!("the server presented another certificate");
         }
         Ok::<_, anyhow::Error>(())
-    }
-    .await;
-    let _ = serving.child.kill();
-    let _ = serving.child.wait();
-    result
+    })
+    .await
 }
 
 #[test]
@@ -109,7 +92,7 @@ fn an_import_that_finds_nothing_usable_fails() -> anyhow::Result<()> {
     let config = dir.path().join("xmppd.toml");
     std::fs::write(&config, "[[host]]\nname = \"localhost\"\n")?;
 
-    let out = run(
+    let out = common::run(
         &config,
         &["cert", "import", &dir.path().join("live").to_string_lossy()],
     )?;

@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
-use xmppd_testkit::{TestClient, TestPki};
+use xmppd_testkit::TestPki;
 
 const PASSWORDS: [(&str, &str); 3] = [
     ("alice", "alice-Pa55word-plain"),
@@ -129,29 +129,12 @@ fn started(general: &str) -> anyhow::Result<(tempfile::TempDir, TestPki, Logging
     Ok((dir, pki, server))
 }
 
-async fn log_in(
-    pki: &TestPki,
-    addr: SocketAddr,
-    mechanism: &str,
-    user: &str,
-    password: &str,
-) -> anyhow::Result<TestClient> {
-    let mut client = TestClient::connect(addr).await?;
-    client.open_stream("localhost").await?;
-    client
-        .starttls(pki.tls_client_config(), "localhost")
-        .await?;
-    client.authenticate(mechanism, user, password).await?;
-    client.bind(Some("desk")).await?;
-    Ok(client)
-}
-
 /// Three logins (PLAIN, SCRAM, SCRAM-PLUS), a failed one, and a message.
 async fn exercise(pki: &TestPki, addr: SocketAddr) -> anyhow::Result<()> {
-    let mut alice = log_in(pki, addr, "PLAIN", "alice", PASSWORDS[0].1).await?;
-    let mut bob = log_in(pki, addr, "SCRAM-SHA-256", "bob", PASSWORDS[1].1).await?;
-    let carol = log_in(pki, addr, "SCRAM-SHA-256-PLUS", "carol", PASSWORDS[2].1).await?;
-    let failed = log_in(pki, addr, "PLAIN", "alice", WRONG_PASSWORD).await;
+    let mut alice = common::log_in(pki, addr, "PLAIN", "alice", PASSWORDS[0].1).await?;
+    let mut bob = common::log_in(pki, addr, "SCRAM-SHA-256", "bob", PASSWORDS[1].1).await?;
+    let carol = common::log_in(pki, addr, "SCRAM-SHA-256-PLUS", "carol", PASSWORDS[2].1).await?;
+    let failed = common::log_in(pki, addr, "PLAIN", "alice", WRONG_PASSWORD).await;
     assert_eq!(
         failed.err().map(|e| e.to_string()).as_deref(),
         Some("sasl failure: not-authorized")
@@ -266,7 +249,7 @@ async fn logs_are_text_lines_by_default() -> anyhow::Result<()> {
                 .ok()
         })?
     })?;
-    let bob = log_in(&pki, addr, "SCRAM-SHA-256", "bob", PASSWORDS[1].1).await?;
+    let bob = common::log_in(&pki, addr, "SCRAM-SHA-256", "bob", PASSWORDS[1].1).await?;
     let login = server.wait_for(|line| line.contains("authenticated").then(|| line.to_owned()))?;
     assert!(!login.starts_with('{'), "{login}");
     assert!(

@@ -89,3 +89,43 @@ pub fn serve_command(mut command: Command) -> Result<Serving, String> {
         }
     }
 }
+
+/// A client of `addr` logged in as `user` over STARTTLS (trusting `pki`) with `mechanism`,
+/// its resource bound.
+pub async fn log_in(
+    pki: &xmppd_testkit::TestPki,
+    addr: std::net::SocketAddr,
+    mechanism: &str,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<xmppd_testkit::TestClient> {
+    let mut client = xmppd_testkit::TestClient::connect(addr).await?;
+    client.open_stream("localhost").await?;
+    client
+        .starttls(pki.tls_client_config(), "localhost")
+        .await?;
+    client.authenticate(mechanism, user, password).await?;
+    client.bind(Some("desk")).await?;
+    Ok(client)
+}
+
+/// Runs `xmppd serve` from `config`, then `checks` against its client address, then kills
+/// the server whatever the checks found.
+pub async fn while_serving<T>(
+    config: &Path,
+    checks: impl AsyncFnOnce(std::net::SocketAddr) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut serving = serve(config).map_err(anyhow::Error::msg)?;
+    let result = match serving.addr.parse() {
+        Ok(addr) => checks(addr).await,
+        Err(e) => Err(anyhow::Error::new(e)),
+    };
+    let _ = serving.child.kill();
+    let _ = serving.child.wait();
+    result
+}
+
+/// `xmppd --config CONFIG ARGS...`, run to completion.
+pub fn run(config: &Path, args: &[&str]) -> std::io::Result<std::process::Output> {
+    xmppd().arg("--config").arg(config).args(args).output()
+}
