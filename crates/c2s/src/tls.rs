@@ -7,7 +7,7 @@
 //! RFC 9266 §3 forbids it on TLS 1.2 without the extended master secret.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -57,17 +57,24 @@ struct HostEntry {
     end_point_hash: Vec<u8>,
 }
 
+/// The certificates by host, replaced whole by a reload: a handshake takes the map of the
+/// moment (a read lock held only to clone an `Arc`), so connections never see half of one.
 #[derive(Debug)]
 struct SniResolver {
-    hosts: HashMap<String, HostEntry>,
+    hosts: RwLock<Arc<HashMap<String, Arc<HostEntry>>>>,
     default_host: String,
 }
 
 impl SniResolver {
-    fn entry(&self, sni: Option<&str>) -> Option<&HostEntry> {
+    fn entry(&self, sni: Option<&str>) -> Option<Arc<HostEntry>> {
+        let hosts = self
+            .hosts
+            .read()
+            .map_or_else(|poisoned| poisoned.into_inner().clone(), |h| h.clone());
         sni.map(str::to_ascii_lowercase)
-            .and_then(|name| self.hosts.get(&name))
-            .or_else(|| self.hosts.get(&self.default_host))
+            .and_then(|name| hosts.get(&name))
+            .or_else(|| hosts.get(&self.default_host))
+            .cloned()
     }
 }
 
@@ -76,6 +83,35 @@ impl ResolvesServerCert for SniResolver {
         capture_server_name(hello.server_name());
         self.entry(hello.server_name()).map(|e| e.key.clone())
     }
+}
+
+/// The entries of `certs`, by lowercased host.
+fn host_entries(
+    certs: Vec<HostCertificate>,
+) -> Result<HashMap<String, Arc<HostEntry>>, TlsSetupError> {
+    let mut hosts = HashMap::new();
+    for c in certs {
+        let end_entity = c
+            .chain
+            .first()
+            .ok_or_else(|| TlsSetupError::NoCertificate(c.host.clone()))?;
+        let end_point_hash = end_point_hash(end_entity);
+        let signing = rustls::crypto::ring::sign::any_supported_type(&c.key).map_err(|e| {
+            TlsSetupError::BadKey {
+                host: c.host.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let key = Arc::new(CertifiedKey::new(c.chain, signing));
+        hosts.insert(
+            c.host.to_ascii_lowercase(),
+            Arc::new(HostEntry {
+                key,
+                end_point_hash,
+            }),
+        );
+    }
+    Ok(hosts)
 }
 
 /// The TLS side of the c2s listeners.
@@ -88,7 +124,7 @@ pub struct TlsSetup {
 impl std::fmt::Debug for TlsSetup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsSetup")
-            .field("hosts", &self.resolver.hosts.keys())
+            .field("default_host", &self.resolver.default_host)
             .finish()
     }
 }
@@ -98,28 +134,7 @@ impl TlsSetup {
     /// clients that send no SNI.
     pub fn new(certs: Vec<HostCertificate>) -> Result<Self, TlsSetupError> {
         let default_host = certs.first().ok_or(TlsSetupError::NoHosts)?.host.clone();
-        let mut hosts = HashMap::new();
-        for c in certs {
-            let end_entity = c
-                .chain
-                .first()
-                .ok_or_else(|| TlsSetupError::NoCertificate(c.host.clone()))?;
-            let end_point_hash = end_point_hash(end_entity);
-            let signing = rustls::crypto::ring::sign::any_supported_type(&c.key).map_err(|e| {
-                TlsSetupError::BadKey {
-                    host: c.host.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-            let key = Arc::new(CertifiedKey::new(c.chain, signing));
-            hosts.insert(
-                c.host.to_ascii_lowercase(),
-                HostEntry {
-                    key,
-                    end_point_hash,
-                },
-            );
-        }
+        let hosts = RwLock::new(Arc::new(host_entries(certs)?));
         let resolver = Arc::new(SniResolver {
             hosts,
             default_host,
@@ -145,6 +160,32 @@ impl TlsSetup {
             config: Arc::new(config),
             resolver,
         })
+    }
+
+    /// Serves `certs` from now on for the hosts it already serves (a reload, e.g. after a
+    /// certificate was renewed); a host it does not serve is left out. Connections already
+    /// established keep theirs. Nothing changes when one of `certs` is unusable. Returns
+    /// the hosts whose certificate was replaced.
+    pub fn update_certificates(
+        &self,
+        certs: Vec<HostCertificate>,
+    ) -> Result<Vec<String>, TlsSetupError> {
+        let fresh = host_entries(certs)?;
+        let mut guard = match self.resolver.hosts.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut hosts = HashMap::clone(&guard);
+        let mut updated = Vec::new();
+        for (host, entry) in fresh {
+            if let Some(slot) = hosts.get_mut(&host) {
+                *slot = entry;
+                updated.push(host);
+            }
+        }
+        *guard = Arc::new(hosts);
+        updated.sort();
+        Ok(updated)
     }
 
     /// Runs the server side of a TLS handshake on `socket`.

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -176,21 +176,33 @@ impl ClientCertVerifier for AcceptAnyCertificate {
     }
 }
 
-/// Our certificate for a domain, chosen by the SNI a connecting server sends.
+/// Our certificate for a domain, chosen by the SNI a connecting server sends; replaced whole
+/// by a reload (a handshake clones the map of the moment).
 #[derive(Debug)]
 struct DomainCerts {
-    keys: HashMap<String, Arc<CertifiedKey>>,
+    keys: RwLock<Arc<HashMap<String, Arc<CertifiedKey>>>>,
     default_domain: String,
 }
 
 impl DomainCerts {
     fn get(&self, domain: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let keys = self
+            .keys
+            .read()
+            .map_or_else(|poisoned| poisoned.into_inner().clone(), |k| k.clone());
         domain
             .map(str::to_ascii_lowercase)
-            .and_then(|d| self.keys.get(&d))
-            .or_else(|| self.keys.get(&self.default_domain))
+            .and_then(|d| keys.get(&d))
+            .or_else(|| keys.get(&self.default_domain))
             .cloned()
     }
+}
+
+fn domain_keys(certs: Vec<(String, Arc<CertifiedKey>)>) -> HashMap<String, Arc<CertifiedKey>> {
+    certs
+        .into_iter()
+        .map(|(d, k)| (d.to_ascii_lowercase(), k))
+        .collect()
 }
 
 impl ResolvesServerCert for DomainCerts {
@@ -263,7 +275,7 @@ pub struct S2sTls {
 impl std::fmt::Debug for S2sTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S2sTls")
-            .field("domains", &self.certs.keys.keys())
+            .field("default_domain", &self.certs.default_domain)
             .finish_non_exhaustive()
     }
 }
@@ -310,10 +322,7 @@ impl S2sTls {
     ) -> Result<Self, S2sTlsError> {
         let default_domain = certs.first().ok_or(S2sTlsError::NoCertificate)?.0.clone();
         let certs = Arc::new(DomainCerts {
-            keys: certs
-                .into_iter()
-                .map(|(d, k)| (d.to_ascii_lowercase(), k))
-                .collect(),
+            keys: RwLock::new(Arc::new(domain_keys(certs))),
             default_domain,
         });
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -327,6 +336,22 @@ impl S2sTls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             judge: CertificateJudge::new(roots)?,
         })
+    }
+
+    /// Presents `certs` from now on for the domains it already serves, to servers connecting
+    /// in and when connecting out (a reload); streams already established keep theirs.
+    pub fn update_certificates(&self, certs: Vec<(String, Arc<CertifiedKey>)>) {
+        let mut guard = match self.certs.keys.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut keys = HashMap::clone(&guard);
+        for (domain, key) in domain_keys(certs) {
+            if let Some(slot) = keys.get_mut(&domain) {
+                *slot = key;
+            }
+        }
+        *guard = Arc::new(keys);
     }
 
     /// The acceptor of inbound connections (asks for, but does not require, a client

@@ -47,3 +47,50 @@ pub fn read_password() -> anyhow::Result<String> {
         Ok(password)
     }
 }
+
+/// The running server's PID, in `data_dir/xmppd.pid` while it serves: how `xmppd reload`
+/// finds it. Removed when dropped (at a clean exit).
+#[derive(Debug)]
+pub struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    /// Writes this process's PID.
+    pub fn create(data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let path = data_dir.join("xmppd.pid");
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Sends SIGHUP to the server whose PID `data_dir/xmppd.pid` holds; returns the PID.
+pub fn signal_reload(data_dir: &std::path::Path) -> anyhow::Result<i32> {
+    let path = data_dir.join("xmppd.pid");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}: is xmppd running with this configuration?",
+            path.display()
+        )
+    })?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .with_context(|| format!("{} does not hold a process id", path.display()))?;
+    let target = rustix::process::Pid::from_raw(pid)
+        .with_context(|| format!("{} does not hold a process id", path.display()))?;
+    rustix::process::kill_process(target, rustix::process::Signal::HUP).with_context(|| {
+        format!(
+            "cannot signal xmppd (pid {pid} from {}): is it running?",
+            path.display()
+        )
+    })?;
+    Ok(pid)
+}

@@ -9,6 +9,7 @@ pub mod config;
 pub mod metrics;
 pub mod migrate;
 pub mod modules;
+pub mod reload;
 pub mod systemd;
 
 use std::collections::{HashMap, HashSet};
@@ -97,6 +98,7 @@ pub struct RunningServer {
     pub metrics_listeners: Vec<SocketAddr>,
     /// The router (for tests and admin introspection).
     pub router: Arc<Router>,
+    reloadable: reload::Reloadable,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -110,6 +112,12 @@ impl std::fmt::Debug for RunningServer {
 }
 
 impl RunningServer {
+    /// Applies a new, already validated configuration as far as it can be without a
+    /// restart (see [`reload`]).
+    pub fn reload(&self, config: &Config) -> anyhow::Result<reload::ReloadReport> {
+        self.reloadable.apply(config)
+    }
+
     /// The first federation listener of a kind.
     pub fn s2s_addr(&self, kind: S2sListenerKind) -> Option<SocketAddr> {
         self.s2s_listeners
@@ -170,7 +178,7 @@ async fn start_federation(
     secret: [u8; 32],
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
-) -> anyhow::Result<Vec<(S2sListenerKind, SocketAddr)>> {
+) -> anyhow::Result<(Vec<(S2sListenerKind, SocketAddr)>, Arc<S2sTls>)> {
     let s2s = &config.s2s;
     let mut anchors = Vec::new();
     for file in &s2s.ca_files {
@@ -218,7 +226,7 @@ async fn start_federation(
     let ctx = Arc::new(InboundContext::new(
         router.clone(),
         pool,
-        tls,
+        tls.clone(),
         policy,
         s2s.settings.clone(),
     ));
@@ -238,7 +246,7 @@ async fn start_federation(
             tracker.clone(),
         ));
     }
-    Ok(bound)
+    Ok((bound, tls))
 }
 
 /// A purpose-specific secret derived from the server secret.
@@ -300,35 +308,13 @@ pub async fn start_with_modules(
     let secret = server_secret(&config.data_dir)?;
     let metrics = Arc::new(xmppd_core::metrics::Metrics::new());
     let storage = xmppd_core::metrics::timed(storage, &metrics);
-    let mut host_certs = Vec::new();
-    let mut s2s_keys = Vec::new();
-    for host in &config.hosts {
-        let cert = certs::host_certificate(host, config.certificates.as_deref(), &config.data_dir)?;
-        if let Some(not_after) = cert_dir::not_after(&cert.chain[0]) {
-            metrics.certificate_expires(&host.name, not_after);
-        }
-        let signing = rustls::crypto::ring::sign::any_supported_type(&cert.key)
-            .map_err(|e| anyhow::anyhow!("unsupported private key for {}: {e}", host.name))?;
-        s2s_keys.push((
-            host.name.clone(),
-            Arc::new(rustls::sign::CertifiedKey::new(cert.chain.clone(), signing)),
-        ));
-        host_certs.push(cert);
-    }
+    let (host_certs, mut s2s_keys) = reload::host_certificates(config, &metrics)?;
     let tls = TlsSetup::new(host_certs)?;
     let hosts: HashSet<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
     let component_domains: Vec<String> = config.components.iter().map(|c| c.name.clone()).collect();
     let (registry, router_handle, wired) = modules::registry(config, &storage, extra)?;
-    // In-process services federate under their parent host's certificate.
-    for (domain, host) in registry.service_domains() {
-        if let Some(key) = s2s_keys
-            .iter()
-            .find(|(h, _)| *h == host)
-            .map(|(_, k)| k.clone())
-        {
-            s2s_keys.push((domain, key));
-        }
-    }
+    let service_domains = registry.service_domains();
+    reload::add_service_keys(&mut s2s_keys, &service_domains);
     let router = Arc::new(
         Router::new(
             hosts.clone(),
@@ -379,11 +365,20 @@ pub async fn start_with_modules(
     let ctx = Arc::new(C2sContext::new(router.clone(), tls, policy, config.limits));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let s2s_listeners = if config.s2s.enabled {
-        start_federation(config, &router, s2s_keys, secret, &shutdown, &tracker).await?
+    let (s2s_listeners, s2s_tls) = if config.s2s.enabled {
+        let (bound, tls) =
+            start_federation(config, &router, s2s_keys, secret, &shutdown, &tracker).await?;
+        (bound, Some(tls))
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
+    let reloadable = reload::Reloadable::new(
+        config,
+        ctx.tls.clone(),
+        s2s_tls,
+        service_domains,
+        router.metrics().clone(),
+    );
     // Sessions saved at the last shutdown wait for their clients before anyone can connect.
     let host_names: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
     xmppd_core::client::sm::restore_sessions(&router, &host_names)
@@ -488,6 +483,7 @@ pub async fn start_with_modules(
         http_listeners,
         metrics_listeners,
         router,
+        reloadable,
         shutdown,
         tracker,
     })

@@ -75,6 +75,9 @@ enum Command {
         /// The file to write.
         file: PathBuf,
     },
+    /// Validate the configuration, then have the running server read it again (SIGHUP to
+    /// the PID in data_dir/xmppd.pid): certificates take effect for new connections at once.
+    Reload,
     /// Validate the configuration and the certificates; `check dns DOMAIN` looks up a remote
     /// domain as federation would.
     Check {
@@ -87,7 +90,7 @@ enum Command {
 enum CertCommand {
     /// Copy each host's certificate and key from DIRs laid out as certbot's live directory
     /// (`DOMAIN/fullchain.pem` + `privkey.pem`) or Prosody's (`DOMAIN.crt` + `DOMAIN.key`)
-    /// into `[general] certificates`; run it from the renewal hook, then restart xmppd.
+    /// into `[general] certificates`; run it from the renewal hook, then `xmppd reload`.
     Import {
         /// Where to look, in order.
         #[arg(default_value = "/etc/letsencrypt/live")]
@@ -135,13 +138,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // The handlers exist before the first listener does: a SIGTERM that arrives as soon as
     // clients can connect is a graceful shutdown, not the default action (instant death).
-    let signals = Signals::install()?;
+    let mut signals = Signals::install()?;
     let server = xmppd::start(&config).await?;
     let hosts: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
-    systemd::ready(&format!("serving {}", hosts.join(", ")));
+    let status = format!("serving {}", hosts.join(", "));
+    let pid_file = admin::PidFile::create(&config.data_dir)?;
+    systemd::ready(&status);
     let watchdog = systemd::spawn_watchdog();
-    signals.wait().await;
+    while signals.next().await == Signal::Reload {
+        reload(&server, config.source.as_deref());
+        systemd::ready(&status);
+    }
     systemd::stopping();
+    drop(pid_file);
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -149,42 +158,67 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM and SIGINT (Ctrl-C), registered when created.
-#[cfg(unix)]
+/// Reads the configuration file again and applies what can change in place; a file that
+/// does not validate changes nothing (its error is logged with file, line and key).
+fn reload(server: &xmppd::RunningServer, source: Option<&std::path::Path>) {
+    let Some(path) = source else {
+        tracing::warn!("SIGHUP: the built-in configuration has no file to read again");
+        return;
+    };
+    systemd::reloading();
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused: the running configuration stays");
+            return;
+        }
+    };
+    match server.reload(&config) {
+        Ok(report) => {
+            tracing::info!(config = %path.display(), certificates = ?report.certificates, "reloaded");
+            if report.needs_restart {
+                tracing::warn!(
+                    config = %path.display(),
+                    "the file changes more than certificates; those changes take effect at the next restart"
+                );
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "reload refused: the running certificates stay"),
+    }
+}
+
+/// What a signal asks of the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM, SIGINT: shut down.
+    Stop,
+    /// SIGHUP: read the configuration again.
+    Reload,
+}
+
+/// SIGTERM, SIGINT (Ctrl-C) and SIGHUP, registered when created.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
-#[cfg(unix)]
 impl Signals {
     fn install() -> anyhow::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?,
+            hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
         })
     }
 
-    async fn wait(mut self) {
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => {},
-            _ = self.int.recv() => {},
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
         }
-    }
-}
-
-#[cfg(not(unix))]
-struct Signals;
-
-#[cfg(not(unix))]
-impl Signals {
-    fn install() -> anyhow::Result<Self> {
-        Ok(Signals)
-    }
-
-    async fn wait(self) {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -329,7 +363,9 @@ fn import_certificates(config: &Config, dirs: &[PathBuf]) -> anyhow::Result<bool
         }
     }
     if imported > 0 {
-        println!("restart xmppd to serve the imported certificates");
+        println!(
+            "run `xmppd reload` (or `systemctl reload xmppd`) to serve the imported certificates"
+        );
     }
     Ok(ok && imported > 0)
 }
@@ -387,6 +423,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let hosts: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
             let accounts = migrate::export(&file, &storage, &hosts).await?;
             println!("exported {accounts} accounts to {}", file.display());
+        }
+        Command::Reload => {
+            let Some(path) = &config.source else {
+                anyhow::bail!("give --config: the built-in configuration has nothing to reload");
+            };
+            let pid = admin::signal_reload(&config.data_dir)?;
+            println!(
+                "{}: configuration is valid; asked xmppd (pid {pid}) to reload it",
+                path.display()
+            );
         }
         Command::Check { what: None } => {
             return Ok(if check(&config) {

@@ -154,6 +154,18 @@ fn ready_watchdog_and_stopping_reach_the_service_manager() -> anyhow::Result<()>
         .count();
     assert!(watchdog >= 3, "{pings:?}");
 
+    // SIGHUP: RELOADING=1 with the monotonic time systemd 253+ requires, then READY=1.
+    let hup = Command::new("kill")
+        .args(["-HUP", &serving.child.id().to_string()])
+        .status()?;
+    assert!(hup.success());
+    let reloading = manager.wait_for("RELOADING=1")?;
+    assert!(
+        reloading.iter().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "{reloading:?}"
+    );
+    manager.wait_for("READY=1")?;
+
     let status = terminate(&mut serving.child)?;
     assert!(status.success(), "{status}");
     let mut after = manager.receive_for(Duration::from_millis(200))?;
