@@ -61,6 +61,7 @@ use xmppd_core::storage::{ArchiveStore, KeyVal, MapStore, Storage, StorageError,
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod postgres;
+mod postgres_archive;
 mod select;
 mod sqlite;
 mod sqlite_archive;
