@@ -76,6 +76,40 @@ pub trait KeyVal: Send + Sync + 'static {
     async fn users(&self, host: &str, store: &str) -> StorageResult<Vec<String>>;
 }
 
+/// What a Map store holds now: running totals kept by the backend in the transaction of
+/// every write (every path: put, delete, clear, account removal), not a scan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapUsage {
+    /// Items.
+    pub items: u64,
+    /// Bytes of keys and values, as stored (UTF-8 bytes of the key, bytes of the value).
+    pub bytes: u64,
+}
+
+/// One change of a [`MapStore::apply_within`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapChange<'a> {
+    /// Creates or replaces the item.
+    Put {
+        /// The item's key.
+        key: &'a str,
+        /// Its new value.
+        value: &'a [u8],
+    },
+    /// Deletes the item, if it exists.
+    Delete {
+        /// The item's key.
+        key: &'a str,
+    },
+}
+
+impl MapChange<'_> {
+    /// The bytes an item of `key` and `value` counts for in [`MapUsage::bytes`].
+    pub fn item_bytes(key: &str, value: &[u8]) -> u64 {
+        (key.len() as u64).saturating_add(value.len() as u64)
+    }
+}
+
 /// Per-user keyed items: many `(key → value)` per `(host, user, store)`.
 #[async_trait]
 pub trait MapStore: Send + Sync + 'static {
@@ -124,6 +158,41 @@ pub trait MapStore: Send + Sync + 'static {
     async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
     /// Deletes every item of the store; returns how many were deleted.
     async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64>;
+    /// The store's item and byte totals.
+    async fn usage(&self, host: &str, user: &str, store: &str) -> StorageResult<MapUsage>;
+    /// Applies `changes` in order, in one transaction: all of them or none. With `max_bytes`,
+    /// fails with [`StorageError::QuotaExceeded`], and writes nothing, if the store would then
+    /// hold more than `max_bytes` bytes ([`MapUsage::bytes`]) *and* more than it holds now: a
+    /// replacement counts its new size minus the old one, a deletion in the same call frees
+    /// its bytes first, and changes that shrink a store already over its quota (lowered by
+    /// the administrator) go through. Changes to one store are serialised, so concurrent calls
+    /// cannot overshoot the quota together. Returns the totals after the changes.
+    async fn apply_within(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        changes: &[MapChange<'_>],
+        max_bytes: Option<u64>,
+    ) -> StorageResult<MapUsage>;
+}
+
+/// [`StorageError::QuotaExceeded`] if a Map store that held `before` would hold `after` against
+/// a quota of `max_bytes` (see [`MapStore::apply_within`]).
+pub fn map_quota_check(
+    before: MapUsage,
+    after: MapUsage,
+    max_bytes: Option<u64>,
+) -> StorageResult<()> {
+    match max_bytes {
+        Some(max) if after.bytes > max && after.bytes > before.bytes => {
+            Err(StorageError::QuotaExceeded(format!(
+                "{} bytes with this change, of at most {max}",
+                after.bytes
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A record to append to an archive.
@@ -195,6 +264,12 @@ pub struct ArchiveAppend {
     /// Trimming from the oldest end, never a quota refusal: an archive that rotates keeps no
     /// holes (XEP-0313 §3.2).
     pub keep_last: Option<u64>,
+    /// After the insert, if the archive holds more than this many bytes of payload, its
+    /// oldest records are deleted until it holds at most `keep_bytes - keep_bytes / 16`
+    /// (`None`: no limit). The margin makes the deletion run once in many appends rather than
+    /// on each; the newest record is never deleted, so a record larger than the limit is kept
+    /// alone. Like `keep_last`, trimming from the oldest end, never a refusal (XEP-0313 §3.2).
+    pub keep_bytes: Option<u64>,
     /// After the insert, records with `timestamp_us` before this are deleted (retention).
     pub expire_before_us: Option<i64>,
 }
@@ -300,7 +375,8 @@ pub trait ArchiveStore: Send + Sync + 'static {
 /// Removes everything a user owns across all stores and shapes (account deletion).
 #[async_trait]
 pub trait UserData: Send + Sync + 'static {
-    /// Deletes every KeyVal document, Map item and Archive record of `(host, user)`.
+    /// Deletes every KeyVal document, Map item and Archive record of `(host, user)`, and
+    /// the running totals of its Map stores and archives.
     async fn delete_user(&self, host: &str, user: &str) -> StorageResult<()>;
 }
 

@@ -185,6 +185,7 @@ impl RoomStore {
             record,
             keep_last,
             expire_before_us: None,
+            keep_bytes: None,
         };
         let mut ids = self
             .archive

@@ -10,13 +10,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use xmppd_core::storage::{KeyVal, MapStore, StorageResult, UserData};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
+use xmppd_core::storage::{KeyVal, MapChange, MapStore, MapUsage, StorageResult, UserData};
 
+use crate::select::{map_change, map_quota_refusal, map_usage_from};
 use crate::{OpenError, backend_error, count_from_db, redact_url};
 
 /// The schema migrations for PostgreSQL, embedded at build time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A Map store's running totals (kept by the `map_usage` trigger).
+const MAP_USAGE: &str =
+    "SELECT items, bytes FROM map_usage WHERE host = $1 AND username = $2 AND store = $3";
 
 /// Connections per node.
 const MAX_CONNECTIONS: u32 = 16;
@@ -282,6 +287,87 @@ impl MapStore for PostgresStore {
             .map_err(|e| backend_error("map.clear", e))?;
         Ok(done.rows_affected())
     }
+
+    async fn usage(&self, host: &str, user: &str, store: &str) -> StorageResult<MapUsage> {
+        let row = sqlx::query_as(MAP_USAGE)
+            .bind(host)
+            .bind(user)
+            .bind(store)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| backend_error("map.usage", e))?;
+        map_usage_from(row)
+    }
+
+    async fn apply_within(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        changes: &[MapChange<'_>],
+        max_bytes: Option<u64>,
+    ) -> StorageResult<MapUsage> {
+        const OP: &str = "map.apply_within";
+        let mut tx = self.pool.begin().await.map_err(|e| backend_error(OP, e))?;
+        // Changes to this store are serialised until commit, so the totals read before and
+        // after are this call's alone. Class 0x584D4150 is "XMAP". The trigger keeps the
+        // totals; the quota is judged on the result and a refusal rolls back.
+        lock_key(&mut tx, 0x584D_4150, host, user, store, OP).await?;
+        let before = match max_bytes {
+            Some(_) => map_usage_in(&mut tx, host, user, store).await?,
+            None => MapUsage::default(),
+        };
+        for change in changes {
+            map_change::<Postgres>(host, user, store, *change)
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, e))?;
+        }
+        let after = map_usage_in(&mut tx, host, user, store).await?;
+        map_quota_refusal(before, after, max_bytes, host, user, store)?;
+        tx.commit().await.map_err(|e| backend_error(OP, e))?;
+        Ok(after)
+    }
+}
+
+/// A Map store's running totals, read inside `tx`.
+async fn map_usage_in(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    host: &str,
+    user: &str,
+    store: &str,
+) -> StorageResult<MapUsage> {
+    let row = sqlx::query_as(MAP_USAGE)
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(|e| backend_error("map.apply_within", e))?;
+    map_usage_from(row)
+}
+
+/// Takes a transaction-scoped advisory lock on `(host, user, store)` in the key space
+/// `class` (one per shape), released by commit or rollback.
+pub(crate) async fn lock_key(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    class: i32,
+    host: &str,
+    user: &str,
+    store: &str,
+    operation: &'static str,
+) -> StorageResult<()> {
+    // Hash collisions only serialise two unrelated keys.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2 || chr(31) || $3 || chr(31) || $4))")
+        .bind(class)
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| backend_error(operation, e))?;
+    Ok(())
 }
 
 #[async_trait]
@@ -293,6 +379,8 @@ impl UserData for PostgresStore {
             "DELETE FROM keyval WHERE host = $1 AND username = $2",
             "DELETE FROM map WHERE host = $1 AND username = $2",
             "DELETE FROM archive WHERE host = $1 AND username = $2",
+            "DELETE FROM archive_usage WHERE host = $1 AND username = $2",
+            "DELETE FROM map_usage WHERE host = $1 AND username = $2",
         ] {
             sqlx::query(statement)
                 .bind(host)

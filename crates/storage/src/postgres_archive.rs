@@ -11,8 +11,10 @@ use xmppd_core::storage::{
     NewArchiveRecord, StorageError, StorageResult,
 };
 
-use crate::postgres::PostgresStore;
-use crate::select::{archive_count, archive_select, archive_trims, quota_check, usage_from};
+use crate::postgres::{PostgresStore, lock_key};
+use crate::select::{
+    archive_byte_trim, archive_count, archive_select, archive_trims, quota_check, usage_from,
+};
 use crate::{backend_error, count_from_db, parse_id};
 
 /// An archive's running totals (kept by the `archive_usage` trigger).
@@ -33,7 +35,8 @@ fn archive_record(row: &PgRow) -> StorageResult<ArchiveRecord> {
     })
 }
 
-/// Takes the transaction-scoped advisory lock of one archive (see the module docs).
+/// Takes the transaction-scoped advisory lock of one archive (see the module docs of
+/// [`crate::postgres`]). Class 0x584D5050 is "XMPP".
 async fn lock_archive(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     host: &str,
@@ -41,17 +44,7 @@ async fn lock_archive(
     store: &str,
     operation: &'static str,
 ) -> StorageResult<()> {
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(1481461840, \
-         hashtext($1 || chr(31) || $2 || chr(31) || $3))",
-    )
-    .bind(host)
-    .bind(user)
-    .bind(store)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| backend_error(operation, e))?;
-    Ok(())
+    lock_key(tx, 0x584D_5050, host, user, store, operation).await
 }
 
 #[async_trait]
@@ -154,6 +147,22 @@ impl ArchiveStore for PostgresStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| backend_error(OP, e))?;
+            }
+            if a.keep_bytes.is_some() {
+                // One indexed read per archive; the trim itself runs only past the limit.
+                let row = sqlx::query_as(USAGE)
+                    .bind(&a.host)
+                    .bind(&a.user)
+                    .bind(&a.store)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| backend_error(OP, e))?;
+                if let Some(mut trim) = archive_byte_trim(a, usage_from(row)?.bytes) {
+                    trim.build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| backend_error(OP, e))?;
+                }
             }
         }
         tx.commit().await.map_err(|e| backend_error(OP, e))?;

@@ -7,7 +7,8 @@
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use xmppd_core::storage::{
-    ArchiveAppend, ArchiveQuery, ArchiveQuota, ArchiveUsage, NewArchiveRecord, StorageError,
+    ArchiveAppend, ArchiveQuery, ArchiveQuota, ArchiveUsage, MapChange, MapUsage, NewArchiveRecord,
+    StorageError, map_quota_check,
 };
 
 use crate::{count_from_db, parse_id};
@@ -237,4 +238,124 @@ pub(crate) fn quota_check(
             }
             other => other,
         })
+}
+
+/// A Map store's usage from its `map_usage` row (`items`, `bytes`), none when the store never
+/// had an item.
+pub(crate) fn map_usage_from(row: Option<(i64, i64)>) -> Result<MapUsage, StorageError> {
+    let Some((items, bytes)) = row else {
+        return Ok(MapUsage::default());
+    };
+    Ok(MapUsage {
+        items: count_from_db("map.usage", items)?,
+        bytes: count_from_db("map.usage", bytes)?,
+    })
+}
+
+/// [`map_quota_check`] for changes to one Map store, its refusal logged and naming the store.
+pub(crate) fn map_quota_refusal(
+    before: MapUsage,
+    after: MapUsage,
+    max_bytes: Option<u64>,
+    host: &str,
+    user: &str,
+    store: &str,
+) -> Result<(), StorageError> {
+    map_quota_check(before, after, max_bytes).map_err(|e| match e {
+        StorageError::QuotaExceeded(why) => {
+            tracing::debug!(host, user, store, %why, "map store quota reached");
+            StorageError::QuotaExceeded(format!("store {store} of {user}@{host} holds {why}"))
+        }
+        other => other,
+    })
+}
+
+/// The byte trim of one archive of a batched append that holds `bytes` of payload: when that
+/// is over its `keep_bytes`, a delete of its oldest records, as few as leave at most
+/// `keep_bytes - keep_bytes / 16`, never its newest record (see
+/// [`ArchiveAppend::keep_bytes`]). A prefix of the archive, so no hole is made. The running
+/// sum walks the archive's id index from the oldest end only as far as the bytes to free.
+pub(crate) fn archive_byte_trim<'a, DB>(
+    append: &'a ArchiveAppend,
+    bytes: u64,
+) -> Option<QueryBuilder<DB>>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let keep = append.keep_bytes?;
+    if bytes <= keep {
+        return None;
+    }
+    let free = bytes - (keep - keep / 16);
+    let archive = |qb: &mut QueryBuilder<DB>| {
+        qb.push_bind(append.host.as_str());
+        qb.push(" AND username = ");
+        qb.push_bind(append.user.as_str());
+        qb.push(" AND store = ");
+        qb.push_bind(append.store.as_str());
+    };
+    let mut qb = QueryBuilder::<DB>::new("DELETE FROM archive WHERE host = ");
+    archive(&mut qb);
+    qb.push(" AND id < (SELECT MAX(id) FROM archive WHERE host = ");
+    archive(&mut qb);
+    // The first id whose running sum of payloads, from the oldest, reaches `free`.
+    qb.push(
+        ") AND id <= COALESCE((SELECT id FROM (SELECT id, SUM(octet_length(payload)) \
+         OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS freed \
+         FROM archive WHERE host = ",
+    );
+    archive(&mut qb);
+    qb.push(") AS oldest WHERE freed >= ");
+    qb.push_bind(i64::try_from(free).unwrap_or(i64::MAX));
+    qb.push(" ORDER BY id LIMIT 1), ");
+    qb.push_bind(i64::MAX);
+    qb.push(")");
+    Some(qb)
+}
+
+/// The statement of one change of a `MapStore::apply_within`.
+pub(crate) fn map_change<'a, DB>(
+    host: &'a str,
+    user: &'a str,
+    store: &'a str,
+    change: MapChange<'a>,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    &'a [u8]: Encode<'a, DB> + Type<DB>,
+{
+    match change {
+        MapChange::Put { key, value } => {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO map (host, username, store, item_key, value) VALUES (",
+            );
+            let mut values = qb.separated(", ");
+            values.push_bind(host);
+            values.push_bind(user);
+            values.push_bind(store);
+            values.push_bind(key);
+            values.push_bind(value);
+            qb.push(
+                ") ON CONFLICT (host, username, store, item_key) \
+                 DO UPDATE SET value = excluded.value",
+            );
+            qb
+        }
+        MapChange::Delete { key } => {
+            let mut qb = QueryBuilder::<DB>::new("DELETE FROM map WHERE host = ");
+            qb.push_bind(host);
+            qb.push(" AND username = ");
+            qb.push_bind(user);
+            qb.push(" AND store = ");
+            qb.push_bind(store);
+            qb.push(" AND item_key = ");
+            qb.push_bind(key);
+            qb
+        }
+    }
 }

@@ -11,8 +11,9 @@ use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
 };
 use sqlx::{Connection as _, Transaction};
-use xmppd_core::storage::{KeyVal, MapStore, StorageResult, UserData};
+use xmppd_core::storage::{KeyVal, MapChange, MapStore, MapUsage, StorageResult, UserData};
 
+use crate::select::{map_change, map_quota_refusal, map_usage_from};
 use crate::sqlite_checkpoint::{Checkpointer, WRITER_AUTOCHECKPOINT_PAGES};
 use crate::sqlite_connections::{
     Connections, Lent, READER_CACHE_KIB, WRITER_CACHE_KIB, note_failure, readers,
@@ -21,6 +22,10 @@ use crate::{OpenError, backend_error, count_from_db};
 
 /// The schema migrations for SQLite, embedded at build time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// A Map store's running totals (kept by the `map_usage` triggers).
+const MAP_USAGE: &str =
+    "SELECT items, bytes FROM map_usage WHERE host = ? AND username = ? AND store = ?";
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -170,6 +175,25 @@ impl SqliteStore {
             .await
             .map_err(|e| backend_error(operation, e))
     }
+}
+
+/// A Map store's running totals, read on `conn`.
+async fn map_usage_in(
+    conn: &mut SqliteConnection,
+    host: &str,
+    user: &str,
+    store: &str,
+    broken: &AtomicBool,
+    operation: &'static str,
+) -> StorageResult<MapUsage> {
+    let row = sqlx::query_as(MAP_USAGE)
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| backend_error(operation, note_failure(broken, e)))?;
+    map_usage_from(row)
 }
 
 /// Starts a write transaction that holds SQLite's write lock from its first statement.
@@ -408,6 +432,47 @@ impl MapStore for SqliteStore {
             .map_err(|e| backend_error("map.clear", note_failure(broken, e)))?;
         Ok(done.rows_affected())
     }
+
+    async fn usage(&self, host: &str, user: &str, store: &str) -> StorageResult<MapUsage> {
+        const OP: &str = "map.usage";
+        let mut lent = self.read(OP).await?;
+        let (conn, broken) = lent.parts();
+        map_usage_in(conn, host, user, store, broken, OP).await
+    }
+
+    async fn apply_within(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        changes: &[MapChange<'_>],
+        max_bytes: Option<u64>,
+    ) -> StorageResult<MapUsage> {
+        const OP: &str = "map.apply_within";
+        // BEGIN IMMEDIATE: no other writer (not even another process) changes the store
+        // between the totals read before and after. The triggers keep the totals, so the
+        // changes are applied and the quota judged on the result; a refusal rolls back.
+        let mut lent = self.write(OP).await?;
+        let (conn, broken) = lent.parts();
+        let mut tx = begin_immediate(conn, broken, OP).await?;
+        let before = match max_bytes {
+            Some(_) => map_usage_in(&mut tx, host, user, store, broken, OP).await?,
+            None => MapUsage::default(),
+        };
+        for change in changes {
+            map_change::<Sqlite>(host, user, store, *change)
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+        }
+        let after = map_usage_in(&mut tx, host, user, store, broken, OP).await?;
+        map_quota_refusal(before, after, max_bytes, host, user, store)?;
+        tx.commit()
+            .await
+            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+        Ok(after)
+    }
 }
 
 #[async_trait]
@@ -421,6 +486,8 @@ impl UserData for SqliteStore {
             "DELETE FROM keyval WHERE host = ? AND username = ?",
             "DELETE FROM map WHERE host = ? AND username = ?",
             "DELETE FROM archive WHERE host = ? AND username = ?",
+            "DELETE FROM archive_usage WHERE host = ? AND username = ?",
+            "DELETE FROM map_usage WHERE host = ? AND username = ?",
         ] {
             sqlx::query(statement)
                 .bind(host)

@@ -10,7 +10,9 @@ use xmppd_core::storage::{
     NewArchiveRecord, StorageError, StorageResult,
 };
 
-use crate::select::{archive_count, archive_select, archive_trims, quota_check, usage_from};
+use crate::select::{
+    archive_byte_trim, archive_count, archive_select, archive_trims, quota_check, usage_from,
+};
 use crate::sqlite::{SqliteStore, begin_immediate};
 use crate::sqlite_connections::note_failure;
 use crate::{backend_error, count_from_db, parse_id};
@@ -150,6 +152,22 @@ impl ArchiveStore for SqliteStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+            }
+            if a.keep_bytes.is_some() {
+                // One indexed read per archive; the trim itself runs only past the limit.
+                let row = sqlx::query_as(USAGE)
+                    .bind(&a.host)
+                    .bind(&a.user)
+                    .bind(&a.store)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+                if let Some(mut trim) = archive_byte_trim(a, usage_from(row)?.bytes) {
+                    trim.build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+                }
             }
         }
         tx.commit()

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::Metrics;
 use crate::storage::{
     ArchiveAppend, ArchiveQuery, ArchiveQuota, ArchiveRecord, ArchiveStore, ArchiveUsage, KeyVal,
-    MapStore, NewArchiveRecord, Storage, StorageResult, UserData,
+    MapChange, MapStore, MapUsage, NewArchiveRecord, Storage, StorageResult, UserData,
 };
 
 /// `storage` with every call timed into `metrics`.
@@ -127,6 +127,23 @@ impl MapStore for Timed<Arc<dyn MapStore>> {
     async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
         self.time("clear", self.inner.clear(host, user, store))
             .await
+    }
+    async fn usage(&self, host: &str, user: &str, store: &str) -> StorageResult<MapUsage> {
+        self.time("usage", self.inner.usage(host, user, store))
+            .await
+    }
+    async fn apply_within(
+        &self,
+        host: &str,
+        user: &str,
+        store: &str,
+        changes: &[MapChange<'_>],
+        max_bytes: Option<u64>,
+    ) -> StorageResult<MapUsage> {
+        let call = self
+            .inner
+            .apply_within(host, user, store, changes, max_bytes);
+        self.time("apply_within", call).await
     }
 }
 

@@ -358,6 +358,7 @@ impl Inner {
             },
             keep_last: keep_last(max),
             expire_before_us: self.settings.expire_before_us(now),
+            keep_bytes: None,
         };
         self.writer.append(append).await
     }

@@ -146,6 +146,7 @@ mod tests {
             },
             keep_last: None,
             expire_before_us: None,
+            keep_bytes: None,
         }
     }
 

@@ -222,6 +222,7 @@ impl Room {
             // Trimming walks the archive's index: done on a tenth of the appends.
             keep_last: xmppd_modules::mam::keep_last(max),
             expire_before_us: ctx.shared.settings.expire_before_us(crate::now_us()),
+            keep_bytes: None,
         };
         if self.outbox.is_none() {
             self.outbox = Outbox::start(

@@ -16,6 +16,7 @@ fn to(h: &str, user: &str, record: NewArchiveRecord) -> ArchiveAppend {
         record,
         keep_last: None,
         expire_before_us: None,
+        keep_bytes: None,
     }
 }
 

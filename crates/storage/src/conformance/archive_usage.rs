@@ -104,6 +104,7 @@ pub async fn archive_usage_follows_every_write(s: &Storage, ns: &str) {
         },
         keep_last,
         expire_before_us,
+        keep_bytes: None,
     };
     ok(
         a.append_batch(&[batch(&[b'v'; 5], None, None), batch(&[b'w'; 7], None, None)])
@@ -147,5 +148,89 @@ pub async fn archive_usage_follows_every_write(s: &Storage, ns: &str) {
     assert_eq!(
         ok(a.usage(&h, "alice", "offline").await, "usage"),
         usage(0, 0)
+    );
+}
+
+/// `keep_bytes` deletes the oldest records once the archive's payloads pass it, down to the
+/// limit less a sixteenth, keeps the newest record even when it alone is larger, and leaves
+/// other archives alone.
+pub async fn archive_append_batch_keep_bytes(s: &Storage, ns: &str) {
+    let h = host(ns);
+    let a = &s.archive;
+    let hundred = |i: u8| vec![b'0' + i; 100];
+    for i in 0..9u8 {
+        ok(
+            a.append(&h, "alice", "mam", rec("", i64::from(i), &hundred(i)), None)
+                .await,
+            "append",
+        );
+    }
+    ok(
+        a.append(&h, "bob", "mam", rec("", 1, &[b'b'; 500]), None)
+            .await,
+        "append",
+    );
+    let append = |payload: Vec<u8>| ArchiveAppend {
+        host: h.clone(),
+        user: "alice".to_owned(),
+        store: "mam".to_owned(),
+        record: NewArchiveRecord {
+            with: String::new(),
+            timestamp_us: 100,
+            payload,
+        },
+        keep_last: None,
+        expire_before_us: None,
+        keep_bytes: Some(1000),
+    };
+    // 1000 bytes: at the limit, nothing goes.
+    ok(a.append_batch(&[append(hundred(9))]).await, "append_batch");
+    assert_eq!(
+        ok(a.usage(&h, "alice", "mam").await, "usage"),
+        usage(10, 1000)
+    );
+    // 1100 bytes: down to at most 1000 - 62, so the two oldest go.
+    ok(a.append_batch(&[append(hundred(10))]).await, "append_batch");
+    assert_eq!(
+        ok(a.usage(&h, "alice", "mam").await, "usage"),
+        usage(9, 900)
+    );
+    let kept = ok(
+        a.query(
+            &h,
+            "alice",
+            "mam",
+            &xmppd_core::storage::ArchiveQuery::default(),
+        )
+        .await,
+        "query",
+    );
+    let firsts: Vec<u8> = kept.iter().map(|r| r.payload[0]).collect();
+    assert_eq!(firsts, (2..=10).map(|i| b'0' + i).collect::<Vec<u8>>());
+    // A record larger than the limit is kept, alone.
+    ok(
+        a.append_batch(&[append(vec![b'L'; 2000])]).await,
+        "append_batch",
+    );
+    assert_eq!(
+        ok(a.usage(&h, "alice", "mam").await, "usage"),
+        usage(1, 2000)
+    );
+    let kept = ok(
+        a.query(
+            &h,
+            "alice",
+            "mam",
+            &xmppd_core::storage::ArchiveQuery::default(),
+        )
+        .await,
+        "query",
+    );
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].payload, vec![b'L'; 2000]);
+    assert_eq!(
+        ok(a.usage(&h, "bob", "mam").await, "usage"),
+        usage(1, 500),
+        "another archive is not trimmed"
     );
 }

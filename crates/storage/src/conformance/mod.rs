@@ -14,12 +14,14 @@ mod archive;
 mod archive_batch;
 mod archive_usage;
 mod keyval_map;
+mod map_usage;
 mod users;
 
 pub use archive::*;
 pub use archive_batch::*;
 pub use archive_usage::*;
 pub use keyval_map::*;
+pub use map_usage::*;
 pub use users::*;
 
 /// Calls `$callback! { check, check, … }` with the name of every check in this module.
@@ -67,6 +69,10 @@ macro_rules! for_each_check {
             archive_count_by_store,
             archive_byte_quota,
             archive_usage_follows_every_write,
+            archive_append_batch_keep_bytes,
+            map_usage_follows_every_write,
+            map_byte_quota,
+            map_byte_quota_concurrent,
             delete_user_wipes_all_shapes,
             binary_values,
             unicode_names,
