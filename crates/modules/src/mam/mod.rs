@@ -61,6 +61,15 @@
 //!
 //! Per user, at most `max_messages` are kept and, with `retention_days`, only that many days;
 //! both trim the oldest end of the archive in the transaction that appends (§3.2: no holes).
+//!
+//! `max_bytes` bounds the bytes an archive holds the same way: past it, the oldest messages
+//! give way (§3.2 allows a server to "discard old messages once the archive reaches a
+//! certain size", oldest first), down to a sixteenth below the limit so that the deletion
+//! runs once in many appends. A full archive never refuses a message: refusing would bounce
+//! a message its recipient could otherwise receive, or lose the newest history to keep the
+//! oldest, and a user cannot clear an archive over XEP-0313 anyway. The newest message is
+//! always kept, even one larger than the limit. The check reads the archive's running total
+//! (`archive_usage`): one indexed read per append.
 //! An idle archive is swept hourly (`sweep.rs`); until then queries skip what is expired.
 //! The archive is removed with the account (the storage's `delete_user` covers every store).
 
@@ -130,6 +139,9 @@ pub struct MamSettings {
     pub max_page: NonZeroUsize,
     /// Most messages kept per user, the oldest removed first (default 100000; 0: no limit).
     pub max_messages: u64,
+    /// Most bytes of messages (as stored) kept per user, the oldest removed first (default
+    /// 256 MiB; 0: no limit). See "Limits" in the module docs.
+    pub max_bytes: u64,
     /// Days a message is kept (default 0: no limit).
     pub retention_days: u32,
     /// Most appends committed in one transaction (default 256).
@@ -142,6 +154,7 @@ impl Default for MamSettings {
             default: DefaultSetting::Always,
             max_page: NonZeroUsize::new(100).unwrap_or(NonZeroUsize::MIN),
             max_messages: 100_000,
+            max_bytes: 256 * 1024 * 1024,
             retention_days: 0,
             max_batch: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
         }
@@ -358,7 +371,7 @@ impl Inner {
             },
             keep_last: keep_last(max),
             expire_before_us: self.settings.expire_before_us(now),
-            keep_bytes: None,
+            keep_bytes: (self.settings.max_bytes > 0).then_some(self.settings.max_bytes),
         };
         self.writer.append(append).await
     }
