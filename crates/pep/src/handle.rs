@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use jid::{BareJid, Jid};
 use xmppd_core::Router;
+use xmppd_core::storage::StorageError;
 use xmppd_proto::StanzaError;
 use xmppd_proto::data_form::{DataForm, FormType};
 use xmppd_proto::pubsub::{Event, EventKind, Item};
@@ -132,8 +133,19 @@ impl PepHandle {
             .ok()
             .and_then(|d| i64::try_from(d.as_micros()).ok());
         let dropped = self.trim(&mut record);
-        pep.store.put_item(owner, node, &item).await?;
-        pep.store.delete_items(owner, node, &dropped).await?;
+        // The item and the trim in one write, so an item that replaces another (a new avatar
+        // in a node of one) is judged against the quota without the one it replaces.
+        let max_bytes = (settings.max_bytes > 0).then_some(settings.max_bytes);
+        match pep
+            .store
+            .put_item(owner, node, &item, &dropped, max_bytes)
+            .await
+        {
+            Err(StorageError::QuotaExceeded(_)) => {
+                return Err(PepError::QuotaExceeded(settings.max_bytes));
+            }
+            other => other?,
+        }
         pep.store.put_node(owner, node, &record).await?;
         drop(guard);
         let event = Event {

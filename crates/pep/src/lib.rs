@@ -7,6 +7,10 @@
 //!   publish-options on an existing node are preconditions (XEP-0060 §7.1.5). Only the owner
 //!   publishes, retracts, configures, deletes and purges (`forbidden` for anyone else).
 //!   Storage: [`store`] (Map shape, per user).
+//! - **Quota**: an account's items, over all its nodes, take at most `max_bytes` as stored.
+//!   A publish past it is `resource-constraint` (type `cancel`; XEP-0060 §7.1.3 lists no
+//!   error for a full service) and stores nothing; the item and the items it pushes out of
+//!   its node are one write, so a new avatar replacing the old one counts the difference.
 //! - **Reading** is checked on every request by the node's access model ([`access`]).
 //! - **Notifications** (§4.3) go, as `headline` messages from the owner's bare JID, to each
 //!   available resource — the owner's own and those of contacts subscribed to the owner's
@@ -50,7 +54,7 @@ use xmppd_core::storage::{Storage, StorageError};
 use xmppd_core::{IqTarget, IqType, KindMask, Module, Registry, StripedLocks};
 use xmppd_im::RosterStore;
 use xmppd_proto::pubsub::{NS_OWNER, NS_PUBSUB, PubSubCondition};
-use xmppd_proto::{DefinedCondition, StanzaError};
+use xmppd_proto::{DefinedCondition, ErrorType, StanzaError};
 
 pub use access::{Denied, Relation};
 pub use config::{AccessModel, MaxItems, NodeConfig};
@@ -98,6 +102,10 @@ pub struct PepSettings {
     /// Largest item, serialised (default 131072 bytes, half the c2s stanza limit); larger is
     /// `not-acceptable` + `payload-too-big`.
     pub max_item_bytes: usize,
+    /// Bytes of items one account may keep over all its nodes, as stored (item and key;
+    /// default 8 MiB: OMEMO bundles, bookmarks and some avatars of 50–200 KB with room to
+    /// spare; 0: no limit). A publish that would pass it is `resource-constraint`.
+    pub max_bytes: u64,
     /// Longest node name or item id (default 1024 bytes); longer is `not-acceptable`.
     pub max_name_bytes: usize,
     /// Access model of a node created without one (default `presence`, XEP-0163 §5).
@@ -116,6 +124,7 @@ impl Default for PepSettings {
             max_nodes: 256,
             max_items: 1000,
             max_item_bytes: 131_072,
+            max_bytes: 8 * 1024 * 1024,
             max_name_bytes: 1024,
             default_access_model: AccessModel::Presence,
             default_max_items: 1,
@@ -143,6 +152,9 @@ pub enum PepError {
     /// The item is larger than allowed.
     #[error("the item is {0} bytes, more than the {1} allowed")]
     PayloadTooBig(usize, usize),
+    /// The account's items would take more bytes than its quota.
+    #[error("the account's items would take more than the {0} bytes allowed; retract some")]
+    QuotaExceeded(u64),
     /// A node name or item id longer than allowed.
     #[error("a node name or item id is longer than {0} bytes")]
     NameTooLong(usize),
@@ -172,6 +184,15 @@ impl From<PepError> for StanzaError {
             PepError::PayloadTooBig(..) => PubSubCondition::PayloadTooBig
                 .error(DefinedCondition::NotAcceptable)
                 .with_text(text),
+            // XEP-0060 names no error for a full service; RFC 6120 §8.3.3.18's
+            // resource-constraint says the service lacks room for the request. Type `cancel`:
+            // waiting frees nothing, only the owner's retractions do.
+            PepError::QuotaExceeded(_) => {
+                let mut error =
+                    StanzaError::new(DefinedCondition::ResourceConstraint).with_text(text);
+                error.error_type = ErrorType::Cancel;
+                error
+            }
             PepError::NameTooLong(_) => {
                 StanzaError::new(DefinedCondition::NotAcceptable).with_text(text)
             }

@@ -6,6 +6,10 @@
 //! - `pep_items` (key: node name, U+0001, item id): the `<item/>` as the server serialised it
 //!   (`http://jabber.org/protocol/pubsub`).
 //!
+//! The storage keeps a running total of each account's `pep_items` (keys and values, in
+//! bytes: [`MapUsage`]), so the byte quota of [`PepStore::put_item`] costs two reads of one
+//! row, not a sum over the items, and stays right across restarts.
+//!
 //! U+0001 cannot occur in a node name or item id (XML 1.0 forbids it in attribute values), so
 //! item keys of different nodes never collide. Both stores are per user, so account removal
 //! (`UserData::delete_user`) takes them along.
@@ -14,7 +18,7 @@ use std::sync::Arc;
 
 use jid::BareJid;
 use serde::{Deserialize, Serialize};
-use xmppd_core::storage::{MapStore, StorageError, StorageResult};
+use xmppd_core::storage::{MapChange, MapStore, MapUsage, StorageError, StorageResult};
 use xmppd_proto::ns;
 use xmppd_proto::pubsub::{Item, NS_PUBSUB};
 use xmppd_proto::stanza::parse_stored;
@@ -123,16 +127,42 @@ impl PepStore {
         self.map.delete(host, u, NODES, node).await
     }
 
-    /// Writes an item (its `<item/>` element).
-    pub async fn put_item(&self, user: &BareJid, node: &str, item: &Item) -> StorageResult<()> {
+    /// Writes an item (its `<item/>` element) and deletes the items `dropped` of the same
+    /// node, in one transaction, within the account's byte quota: with `max_bytes`, a write
+    /// that would leave the account's items (over all its nodes) larger than that fails with
+    /// [`StorageError::QuotaExceeded`] and changes nothing. A replaced item counts its new
+    /// size less the old one, and `dropped` free theirs first.
+    pub async fn put_item(
+        &self,
+        user: &BareJid,
+        node: &str,
+        item: &Item,
+        dropped: &[String],
+        max_bytes: Option<u64>,
+    ) -> StorageResult<()> {
         let (host, u) = owner(user);
         let id = item.id.as_deref().unwrap_or_default();
         let mut bytes = Vec::with_capacity(256);
         item.to_element_in(NS_PUBSUB)
             .write_to(&mut bytes, ns::CLIENT);
+        let key = item_key(node, id);
+        let dropped: Vec<String> = dropped.iter().map(|d| item_key(node, d)).collect();
+        let mut changes = Vec::with_capacity(dropped.len() + 1);
+        changes.push(MapChange::Put {
+            key: &key,
+            value: &bytes,
+        });
+        changes.extend(dropped.iter().map(|key| MapChange::Delete { key }));
         self.map
-            .put(host, u, ITEMS, &item_key(node, id), &bytes)
+            .apply_within(host, u, ITEMS, &changes, max_bytes)
             .await
+            .map(drop)
+    }
+
+    /// What the account's items hold, over all its nodes.
+    pub async fn usage(&self, user: &BareJid) -> StorageResult<MapUsage> {
+        let (host, u) = owner(user);
+        self.map.usage(host, u, ITEMS).await
     }
 
     /// One item, if stored.
@@ -212,7 +242,10 @@ mod tests {
             (&bob, "a", "b"),
         ] {
             store.put_node(user, node, &record).await.expect("node");
-            store.put_item(user, node, &item(text)).await.expect("item");
+            store
+                .put_item(user, node, &item(text), &[], None)
+                .await
+                .expect("item");
         }
         assert_eq!(
             store.node(&alice, "a").await.expect("read"),
