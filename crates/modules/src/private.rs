@@ -15,8 +15,12 @@
 //! without a namespace of its own): `not-acceptable` (§3, see
 //! [`xmppd_proto::private`]). A fragment larger than `[modules.private] max_item_size` bytes
 //! (serialised) and a set that would leave the user more than `max_items` fragments are
-//! `not-acceptable` too; a get naming more than `max_items` fragments is `bad-request`. A set
-//! is checked whole before anything is written.
+//! `not-acceptable` too, and so is a set that would leave the user's fragments taking more
+//! than `max_bytes` (as stored, keys included: a running total the storage keeps per user, so
+//! the check reads one row and stays right across restarts; replacing a fragment counts its
+//! new size less the old one, removing one frees its bytes). A get naming more than
+//! `max_items` fragments is `bad-request`. A set is checked whole, and written in one
+//! transaction: all of it or nothing.
 //!
 //! **Storage**: the Map shape, store `private`, keyed `{namespace}name`; account removal
 //! deletes it with everything else the user owns.
@@ -31,7 +35,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use async_trait::async_trait;
 use jid::BareJid;
 use serde::Deserialize;
-use xmppd_core::storage::{MapStore, Storage, StorageError};
+use xmppd_core::storage::{MapChange, MapStore, Storage, StorageError};
 use xmppd_core::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry, Router};
 use xmppd_proto::private::{PrivateQuery, key};
 use xmppd_proto::stanza::parse_stored;
@@ -49,6 +53,9 @@ pub struct PrivateSettings {
     pub max_item_size: usize,
     /// Most fragments one user may keep (default 100).
     pub max_items: usize,
+    /// Bytes of fragments one user may keep, as stored (fragment and key; default 1 MiB;
+    /// 0: no limit).
+    pub max_bytes: u64,
 }
 
 impl Default for PrivateSettings {
@@ -56,6 +63,7 @@ impl Default for PrivateSettings {
         PrivateSettings {
             max_item_size: 64 * 1024,
             max_items: 100,
+            max_bytes: 1024 * 1024,
         }
     }
 }
@@ -79,6 +87,9 @@ pub enum PrivateError {
     /// The user would keep more than `max_items` fragments.
     #[error("at most {0} private XML fragments per user")]
     TooMany(usize),
+    /// The user's fragments would take more than `max_bytes`.
+    #[error("private XML fragments may take at most {0} bytes per user")]
+    QuotaExceeded(u64),
     /// A get names more fragments than a user can have.
     #[error("a get may name at most {0} fragments")]
     TooManyNamed(usize),
@@ -91,7 +102,13 @@ impl From<PrivateError> for StanzaError {
     fn from(e: PrivateError) -> Self {
         match e {
             PrivateError::Forbidden => StanzaError::new(DefinedCondition::Forbidden),
-            PrivateError::TooLarge { .. } | PrivateError::TooMany(_) => {
+            // XEP-0049 names `not-acceptable` (§3) as the refusal of what a set stores, and
+            // a quota refuses the set as sent; `modify`, its default type, tells the client
+            // that storing less (or removing a fragment first) works, where waiting would not
+            // (which `resource-constraint`, type `wait`, would suggest).
+            PrivateError::TooLarge { .. }
+            | PrivateError::TooMany(_)
+            | PrivateError::QuotaExceeded(_) => {
                 StanzaError::new(DefinedCondition::NotAcceptable).with_text(e.to_string())
             }
             PrivateError::TooManyNamed(_) => StanzaError::bad_request(e.to_string()),
@@ -206,15 +223,29 @@ impl PrivateStore {
                 return Err(PrivateError::TooMany(self.settings.max_items));
             }
         }
-        for (key, bytes) in writes {
-            match bytes {
-                Some(bytes) => self.map.put(host, user, STORE, &key, &bytes).await?,
-                None => {
-                    self.map.delete(host, user, STORE, &key).await?;
-                }
-            }
+        // One write for the whole set: under the byte quota all of it or none.
+        let changes: Vec<MapChange<'_>> = writes
+            .iter()
+            .map(|(key, bytes)| match bytes {
+                Some(value) => MapChange::Put { key, value },
+                None => MapChange::Delete { key },
+            })
+            .collect();
+        let max_bytes = self.settings.max_bytes;
+        match self
+            .map
+            .apply_within(
+                host,
+                user,
+                STORE,
+                &changes,
+                (max_bytes > 0).then_some(max_bytes),
+            )
+            .await
+        {
+            Err(StorageError::QuotaExceeded(_)) => Err(PrivateError::QuotaExceeded(max_bytes)),
+            other => other.map(drop).map_err(PrivateError::from),
         }
-        Ok(())
     }
 }
 

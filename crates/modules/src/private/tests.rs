@@ -67,6 +67,7 @@ async fn the_size_and_count_limits_refuse_a_set_before_anything_is_written() {
     let settings = PrivateSettings {
         max_item_size: 100,
         max_items: 2,
+        max_bytes: 0,
     };
     let store = PrivateStore::new(&storage, settings);
     let big = fragment("a:big", "x", &"x".repeat(200));
