@@ -210,13 +210,20 @@ where
 /// An archive's usage from its `archive_usage` row (`records`, `bytes`), none when the
 /// archive never had a record.
 pub(crate) fn usage_from(row: Option<(i64, i64)>) -> Result<ArchiveUsage, StorageError> {
-    let Some((records, bytes)) = row else {
-        return Ok(ArchiveUsage::default());
-    };
-    Ok(ArchiveUsage {
-        records: count_from_db("archive.usage", records)?,
-        bytes: count_from_db("archive.usage", bytes)?,
-    })
+    let (records, bytes) = totals_from("archive.usage", row)?;
+    Ok(ArchiveUsage { records, bytes })
+}
+
+/// The two counts of a running-totals row, zero without a row.
+fn totals_from(
+    operation: &'static str,
+    row: Option<(i64, i64)>,
+) -> Result<(u64, u64), StorageError> {
+    let (n, bytes) = row.unwrap_or_default();
+    Ok((
+        count_from_db(operation, n)?,
+        count_from_db(operation, bytes)?,
+    ))
 }
 
 /// [`ArchiveQuota::check`] for an append to one archive, its refusal logged and naming the
@@ -243,13 +250,8 @@ pub(crate) fn quota_check(
 /// A Map store's usage from its `map_usage` row (`items`, `bytes`), none when the store never
 /// had an item.
 pub(crate) fn map_usage_from(row: Option<(i64, i64)>) -> Result<MapUsage, StorageError> {
-    let Some((items, bytes)) = row else {
-        return Ok(MapUsage::default());
-    };
-    Ok(MapUsage {
-        items: count_from_db("map.usage", items)?,
-        bytes: count_from_db("map.usage", bytes)?,
-    })
+    let (items, bytes) = totals_from("map.usage", row)?;
+    Ok(MapUsage { items, bytes })
 }
 
 /// [`map_quota_check`] for changes to one Map store, its refusal logged and naming the store.

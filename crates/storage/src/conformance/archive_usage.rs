@@ -151,6 +151,13 @@ pub async fn archive_usage_follows_every_write(s: &Storage, ns: &str) {
     );
 }
 
+/// The payloads of alice's `mam` archive, oldest first.
+async fn alices(s: &Storage, h: &str) -> Vec<Vec<u8>> {
+    let all = xmppd_core::storage::ArchiveQuery::default();
+    let records = ok(s.archive.query(h, "alice", "mam", &all).await, "query");
+    records.into_iter().map(|r| r.payload).collect()
+}
+
 /// `keep_bytes` deletes the oldest records once the archive's payloads pass it, down to the
 /// limit less a sixteenth, keeps the newest record even when it alone is larger, and leaves
 /// other archives alone.
@@ -195,17 +202,8 @@ pub async fn archive_append_batch_keep_bytes(s: &Storage, ns: &str) {
         ok(a.usage(&h, "alice", "mam").await, "usage"),
         usage(9, 900)
     );
-    let kept = ok(
-        a.query(
-            &h,
-            "alice",
-            "mam",
-            &xmppd_core::storage::ArchiveQuery::default(),
-        )
-        .await,
-        "query",
-    );
-    let firsts: Vec<u8> = kept.iter().map(|r| r.payload[0]).collect();
+    let kept = alices(s, &h).await;
+    let firsts: Vec<u8> = kept.iter().map(|p| p[0]).collect();
     assert_eq!(firsts, (2..=10).map(|i| b'0' + i).collect::<Vec<u8>>());
     // A record larger than the limit is kept, alone.
     ok(
@@ -216,18 +214,9 @@ pub async fn archive_append_batch_keep_bytes(s: &Storage, ns: &str) {
         ok(a.usage(&h, "alice", "mam").await, "usage"),
         usage(1, 2000)
     );
-    let kept = ok(
-        a.query(
-            &h,
-            "alice",
-            "mam",
-            &xmppd_core::storage::ArchiveQuery::default(),
-        )
-        .await,
-        "query",
-    );
+    let kept = alices(s, &h).await;
     assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].payload, vec![b'L'; 2000]);
+    assert_eq!(kept[0], vec![b'L'; 2000]);
     assert_eq!(
         ok(a.usage(&h, "bob", "mam").await, "usage"),
         usage(1, 500),
