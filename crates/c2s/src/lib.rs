@@ -99,7 +99,7 @@ impl C2sContext {
             router,
             tls,
             policy,
-            connections: ConnectionLimiter::new(limits.per_address),
+            connections: ConnectionLimiter::new(limits.per_address, "client"),
             limits,
             next_conn_id: AtomicU64::new(1),
         }

@@ -89,7 +89,7 @@ impl ComponentContext {
         ComponentContext {
             router,
             secrets: Arc::new(secrets),
-            connections: ConnectionLimiter::new(limits.per_address),
+            connections: ConnectionLimiter::new(limits.per_address, "component"),
             limits,
             next_id: AtomicU64::new(1),
         }

@@ -23,6 +23,7 @@ use tracing::{Instrument as _, debug, info, info_span};
 use xmppd_core::Router;
 use xmppd_core::listener::accept_next;
 use xmppd_core::metrics::{ConnectionKind, Peer};
+use xmppd_core::per_address::{ConnectionLimiter, Refusal};
 use xmppd_core::read_shaper::ReadShaper;
 use xmppd_proto::{
     Rejected, Stanza, StanzaParseError, StreamError, StreamErrorCondition as Cond, bounce_unparsed,
@@ -53,6 +54,8 @@ pub struct InboundContext {
     tls: Arc<S2sTls>,
     policy: S2sPolicy,
     settings: S2sSettings,
+    /// The connections of every peer address, shared by the federation listeners.
+    connections: Arc<ConnectionLimiter>,
     next_id: AtomicU64,
 }
 
@@ -78,6 +81,7 @@ impl InboundContext {
             pool,
             tls,
             policy,
+            connections: ConnectionLimiter::new(settings.per_address, "server"),
             settings,
             next_id: AtomicU64::new(1),
         }
@@ -101,6 +105,13 @@ pub async fn serve(
             debug!(%peer, "too many server connections; refusing");
             continue;
         };
+        let address_permit = match ctx.connections.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                refuse(&socket, kind, refusal, &ctx);
+                continue;
+            }
+        };
         let _ = socket.set_nodelay(true);
         let conn_id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("s2s_in", conn = conn_id, %peer, from = tracing::field::Empty);
@@ -109,10 +120,23 @@ pub async fn serve(
         tracker.spawn(
             async move {
                 run(socket, kind, ctx, shutdown).await;
+                drop(address_permit);
                 drop(permit);
             }
             .instrument(span),
         );
+    }
+}
+
+/// Closes a connection its address may not open (XEP-0205 §4.1, §4.2), as the client
+/// listeners do: on a STARTTLS listener after a `policy-violation` stream error saying why
+/// (written without waiting: a new socket's send buffer takes it whole), on a direct-TLS
+/// listener without a word.
+fn refuse(socket: &TcpStream, kind: S2sListenerKind, refusal: Refusal, ctx: &InboundContext) {
+    if kind == S2sListenerKind::StartTls {
+        let mut responder = S2sResponder::new(ctx.policy.clone(), false, None);
+        let error = StreamError::with_text(Cond::PolicyViolation, refusal.to_string());
+        let _ = socket.try_write(&responder.error_bytes(&error));
     }
 }
 

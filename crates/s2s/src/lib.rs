@@ -23,6 +23,7 @@ pub use inbound::{InboundContext, S2sListenerKind};
 pub use outbound::S2sPool;
 pub use resolve::{Resolution, S2sResolver, SrvTarget, Transport};
 pub use tls::S2sTls;
+use xmppd_core::per_address::ConnectionLimits;
 pub use xmppd_core::read_shaper::ReadRate;
 
 /// A configured place to reach a remote domain, instead of DNS.
@@ -64,7 +65,20 @@ pub struct S2sSettings {
     pub max_outbound_links: usize,
     /// How fast an inbound stream is read (XEP-0205 §4.8; `None`: as fast as it comes).
     pub read_rate: Option<ReadRate>,
+    /// Inbound connections and connection attempts per address (XEP-0205 §4.1, §4.2),
+    /// over every federation listener.
+    pub per_address: ConnectionLimits,
 }
+
+/// [`S2sSettings::per_address`] unless configured: generous, as one address may serve many
+/// domains (a hosting provider's server opens a stream per domain pair, and dialback adds
+/// streams of its own).
+pub const DEFAULT_S2S_PER_ADDRESS: ConnectionLimits = ConnectionLimits {
+    per_address: 1000,
+    per_ipv6_64: 2000,
+    attempts: 1000,
+    attempt_period: Duration::from_secs(60),
+};
 
 impl Default for S2sSettings {
     fn default() -> Self {
@@ -83,6 +97,7 @@ impl Default for S2sSettings {
                 bytes_per_second: 100_000,
                 burst_bytes: 512 * 1024,
             }),
+            per_address: DEFAULT_S2S_PER_ADDRESS,
         }
     }
 }

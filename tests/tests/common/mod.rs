@@ -40,6 +40,26 @@ pub async fn online(
     Ok(client)
 }
 
+/// The stanzas named `name` that arrive within `period`, others skipped: what a rate let
+/// through. A stream event that is no stanza (an error, the end) fails.
+pub async fn arriving_within(
+    client: &mut TestClient,
+    name: &str,
+    period: Duration,
+) -> anyhow::Result<Vec<Element>> {
+    let until = tokio::time::Instant::now() + period;
+    let mut arrived = Vec::new();
+    while let Some(left) = until.checked_duration_since(tokio::time::Instant::now()) {
+        match client.next_event_within(left).await? {
+            Some(xmppd_xml::StreamEvent::Stanza(el)) if el.name() == name => arrived.push(el),
+            Some(xmppd_xml::StreamEvent::Stanza(_)) => {}
+            Some(other) => anyhow::bail!("expected <{name}/> stanzas, got {other:?}"),
+            None => break,
+        }
+    }
+    Ok(arrived)
+}
+
 /// The password the tests give `user`.
 pub fn password(user: &str) -> String {
     format!("{user}-secret")

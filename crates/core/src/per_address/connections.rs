@@ -59,6 +59,8 @@ struct Entry {
 #[derive(Debug)]
 pub struct ConnectionLimiter {
     limits: ConnectionLimits,
+    /// Which listeners these are (`client`, `server`, `component`), named in the warnings.
+    listeners: &'static str,
     table: Table<Entry>,
 }
 
@@ -82,10 +84,12 @@ impl Drop for ConnectionPermit {
 }
 
 impl ConnectionLimiter {
-    /// A table enforcing `limits`.
-    pub fn new(limits: ConnectionLimits) -> Arc<Self> {
+    /// A table enforcing `limits` on the connections of `listeners` (`client`, `server`,
+    /// `component`: how its warnings name them).
+    pub fn new(limits: ConnectionLimits, listeners: &'static str) -> Arc<Self> {
         Arc::new(ConnectionLimiter {
             limits,
+            listeners,
             table: Table::default(),
         })
     }
@@ -184,7 +188,7 @@ impl ConnectionLimiter {
             }
             Some(refusal) => {
                 if let Some(suppressed) = e.log.pass(now, &self.table.global_log) {
-                    warn!(address = %key, suppressed, open = e.connections, "refused a connection: {refusal}");
+                    warn!(listeners = self.listeners, address = %key, suppressed, open = e.connections, "refused a connection: {refusal}");
                 }
                 Err(refusal)
             }
@@ -221,7 +225,7 @@ mod tests {
 
     #[test]
     fn connections_count_until_their_permits_drop() {
-        let t = ConnectionLimiter::new(limits(2, 10, 100));
+        let t = ConnectionLimiter::new(limits(2, 10, 100), "client");
         let a = t.admit(ip("192.0.2.1")).unwrap();
         let _b = t.admit(ip("192.0.2.1")).unwrap();
         assert_eq!(
@@ -235,7 +239,7 @@ mod tests {
 
     #[test]
     fn an_ipv6_64_is_limited_as_a_whole_and_each_address_in_it() {
-        let t = ConnectionLimiter::new(limits(1, 2, 100));
+        let t = ConnectionLimiter::new(limits(1, 2, 100), "client");
         let _a = t.admit(ip("2001:db8::1")).unwrap();
         assert_eq!(
             t.admit(ip("2001:db8::1")).unwrap_err(),
@@ -251,7 +255,7 @@ mod tests {
 
     #[test]
     fn attempts_are_a_budget_per_network_even_when_connections_close() {
-        let t = ConnectionLimiter::new(limits(10, 10, 3));
+        let t = ConnectionLimiter::new(limits(10, 10, 3), "client");
         for _ in 0..3 {
             drop(t.admit(ip("2001:db8::1")).unwrap());
         }
@@ -264,10 +268,13 @@ mod tests {
 
     #[test]
     fn an_address_whose_budget_is_whole_again_is_forgotten() {
-        let t = ConnectionLimiter::new(ConnectionLimits {
-            attempt_period: Duration::from_millis(1),
-            ..limits(10, 10, 1)
-        });
+        let t = ConnectionLimiter::new(
+            ConnectionLimits {
+                attempt_period: Duration::from_millis(1),
+                ..limits(10, 10, 1)
+            },
+            "client",
+        );
         drop(t.admit(ip("192.0.2.1")).unwrap());
         std::thread::sleep(Duration::from_millis(5));
         drop(t.admit(ip("192.0.2.1")).unwrap());

@@ -24,6 +24,10 @@ pub(super) struct RawS2s {
     max_stanza_bytes: Option<Spanned<usize>>,
     read_bytes_per_second: Option<Spanned<u32>>,
     read_burst_bytes: Option<Spanned<u32>>,
+    max_connections_per_ip: Option<Spanned<u32>>,
+    max_connections_per_ipv6_64: Option<Spanned<u32>>,
+    connection_attempts_per_ip: Option<Spanned<u32>>,
+    connection_attempts_period_secs: Option<Spanned<u64>>,
     #[serde(default)]
     route: Vec<RawRoute>,
 }
@@ -124,6 +128,37 @@ impl Validator<'_> {
             raw.read_burst_bytes.as_ref(),
             st.read_rate,
             "s2s",
+        )?;
+        let count = |v: &Option<Spanned<u32>>, key: &str, field: &mut u32| match v {
+            Some(v) if *v.get_ref() == 0 => {
+                Err(self.invalid(v.span(), &format!("s2s.{key}"), "must be at least 1"))
+            }
+            Some(v) => {
+                *field = *v.get_ref();
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        let p = &mut st.per_address;
+        count(
+            &raw.max_connections_per_ip,
+            "max_connections_per_ip",
+            &mut p.per_address,
+        )?;
+        count(
+            &raw.max_connections_per_ipv6_64,
+            "max_connections_per_ipv6_64",
+            &mut p.per_ipv6_64,
+        )?;
+        count(
+            &raw.connection_attempts_per_ip,
+            "connection_attempts_per_ip",
+            &mut p.attempts,
+        )?;
+        p.attempt_period = secs(
+            raw.connection_attempts_period_secs,
+            "connection_attempts_period_secs",
+            p.attempt_period,
         )?;
         for (i, r) in raw.route.iter().enumerate() {
             let key = |k: &str| format!("s2s.route[{i}].{k}");
