@@ -1,7 +1,8 @@
 //! Attack catalogue (`tests/SECURITY.md`), the size and time rows: a stanza larger than the
 //! path's limit (16 KiB before authentication everywhere; 256 KiB on an authenticated client
 //! stream, 512 KiB on an authenticated federation or component stream), and slowloris — a peer
-//! that sends a byte now and then and never finishes negotiating — on every listener.
+//! that sends a byte now and then and never finishes negotiating — on every listener,
+//! the component listener's handshake included.
 //!
 //! Pass criteria: `policy-violation` and the connection closed, the server having read little
 //! more than the limit; `connection-timeout` at the configured negotiation deadline (set short
@@ -129,6 +130,7 @@ async fn slowloris_is_cut_at_the_negotiation_deadline() -> anyhow::Result<()> {
     let t = Target::start_with(|c| {
         c.limits.auth_timeout = deadline;
         c.s2s.settings.negotiation_timeout = deadline;
+        c.component_handshake_timeout = deadline;
     })
     .await?;
     // A byte every 100 ms: never idle, never done. The header alone takes over 10 s.
@@ -139,6 +141,7 @@ async fn slowloris_is_cut_at_the_negotiation_deadline() -> anyhow::Result<()> {
         Path::C2sDirectTls,
         Path::S2sPlain,
         Path::S2sStartTls,
+        Path::ComponentHandshake,
     ];
     let attempts = paths.map(|path| {
         let t = &t;

@@ -465,6 +465,7 @@ pub async fn start_with_modules(
         component_listeners.push(bound);
         let limits = ComponentLimits {
             handshake_bytes: config.component_handshake_bytes,
+            auth_timeout: config.component_handshake_timeout,
             per_address: config.limits.per_address,
             ..ComponentLimits::default()
         };

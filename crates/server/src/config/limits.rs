@@ -36,6 +36,7 @@ pub(super) struct RawLimits {
     auth_failure_max_delay_secs: Option<Spanned<u64>>,
     auth_failure_forget_secs: Option<Spanned<u64>>,
     component_handshake_bytes: Option<Spanned<usize>>,
+    component_handshake_timeout_secs: Option<Spanned<u64>>,
 }
 
 impl Validator<'_> {
@@ -150,7 +151,7 @@ impl Validator<'_> {
 
 impl Validator<'_> {
     /// The XEP-0205 keys of `[limits]`: connections, attempts and failed authentications per
-    /// address, and the component listener's budget before the handshake.
+    /// address, and the component listener's budget and deadline before the handshake.
     fn per_address(&self, raw: &RawLimits, config: &mut Config) -> Result<(), ConfigError> {
         let at_least_1 = |v: &Option<Spanned<u32>>, key: &str| match v {
             Some(v) if *v.get_ref() == 0 => {
@@ -217,6 +218,12 @@ impl Validator<'_> {
                 ));
             }
             config.component_handshake_bytes = *v.get_ref();
+        }
+        if let Some(v) = secs(
+            &raw.component_handshake_timeout_secs,
+            "component_handshake_timeout_secs",
+        )? {
+            config.component_handshake_timeout = Duration::from_secs(v);
         }
         Ok(())
     }

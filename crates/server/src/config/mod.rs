@@ -14,6 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -172,6 +173,9 @@ pub struct Config {
     pub auth_throttle: AuthThrottleSettings,
     /// Bytes a component connection may send before its handshake succeeds.
     pub component_handshake_bytes: usize,
+    /// Time a component connection has for its header and handshake (a slowloris peer is
+    /// closed with `connection-timeout` then).
+    pub component_handshake_timeout: Duration,
     /// SASL mechanisms never offered (`[general] disable_sasl_mechanisms`).
     pub disabled_mechanisms: Vec<xmppd_stream::sasl::Mechanism>,
     /// Roster and offline storage limits.
@@ -225,6 +229,7 @@ impl Config {
             max_auth_failures: 3,
             auth_throttle: AuthThrottleSettings::default(),
             component_handshake_bytes: xmppd_component::ComponentLimits::default().handshake_bytes,
+            component_handshake_timeout: xmppd_component::ComponentLimits::default().auth_timeout,
             disabled_mechanisms: Vec::new(),
             im: xmppd_im::ImLimits::default(),
             modules: None,
