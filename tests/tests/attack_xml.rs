@@ -254,6 +254,7 @@ async fn with_websocket() -> anyhow::Result<(Target, std::net::SocketAddr)> {
         c.http_listen = vec![HttpListenConfig {
             kind: HttpKind::Tls,
             addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            read_rate: None,
         }];
     })
     .await?;

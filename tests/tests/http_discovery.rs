@@ -30,10 +30,12 @@ async fn server(adjust: impl FnOnce(&mut xmppd::Config)) -> anyhow::Result<TestS
             HttpListenConfig {
                 kind: HttpKind::Tls,
                 addr: ANY,
+                read_rate: None,
             },
             HttpListenConfig {
                 kind: HttpKind::Plain,
                 addr: ANY,
+                read_rate: None,
             },
         ];
         c.http.hosts.insert(

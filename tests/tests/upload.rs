@@ -26,6 +26,7 @@ async fn server(settings: &str) -> anyhow::Result<TestServer> {
         c.http_listen = vec![HttpListenConfig {
             kind: HttpKind::Tls,
             addr: ANY,
+            read_rate: None,
         }];
         c.text = Some(Arc::from(text.as_str()));
     })

@@ -32,6 +32,7 @@ async fn server(
         c.http_listen = vec![HttpListenConfig {
             kind: HttpKind::Tls,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            read_rate: None,
         }];
         adjust(c);
     })
@@ -49,6 +50,7 @@ fn with_plain_http(c: &mut xmppd::Config) {
     c.http_listen.push(HttpListenConfig {
         kind: HttpKind::Plain,
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        read_rate: None,
     });
 }
 

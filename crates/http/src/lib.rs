@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info_span};
 use xmppd_c2s::{C2sContext, TlsSetup};
 use xmppd_core::listener::accept_permitted;
+use xmppd_core::read_shaper::ReadRate;
 use xmppd_stream::sasl::ChannelBindingData;
 
 pub use settings::{HostWeb, HttpSettings};
@@ -121,13 +122,22 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The TLS connection's channel-binding data (none for plain HTTP).
     pub channel_binding: ChannelBindingData,
+    /// How fast a WebSocket upgraded on it is read (the listener's, XEP-0205 §4.8; `None`:
+    /// as fast as it comes).
+    pub read_rate: Option<ReadRate>,
     /// The connection's places in the listener's and its address's budgets, held by whatever
     /// outlives the HTTP connection (an upgraded WebSocket) as long as it runs.
     _slots: (OwnedSemaphorePermit, Option<ConnectionGuard>),
 }
 
-/// Accepts connections until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, kind: HttpKind, ctx: Arc<HttpContext>) {
+/// Accepts connections until `shutdown` is cancelled. A WebSocket on one of them is read at
+/// most at `read_rate` (XEP-0205 §4.8), as a TCP client connection is.
+pub async fn serve(
+    listener: TcpListener,
+    kind: HttpKind,
+    read_rate: Option<ReadRate>,
+    ctx: Arc<HttpContext>,
+) {
     let permits = Arc::new(Semaphore::new(ctx.settings.max_connections));
     let router = routes::router(ctx.clone());
     while let Some((permit, socket, peer)) =
@@ -151,9 +161,17 @@ pub async fn serve(listener: TcpListener, kind: HttpKind, ctx: Arc<HttpContext>)
         let ctx2 = ctx.clone();
         let router = router.clone();
         let slots = (permit, guard);
+        let listener = Listener { kind, read_rate };
         ctx.tracker
-            .spawn(connection(socket, peer, kind, slots, ctx2, router).instrument(span));
+            .spawn(connection(socket, peer, listener, slots, ctx2, router).instrument(span));
     }
+}
+
+/// What a connection takes from the listener that accepted it.
+#[derive(Clone, Copy)]
+struct Listener {
+    kind: HttpKind,
+    read_rate: Option<ReadRate>,
 }
 
 /// Serves one connection: the TLS handshake (within the header timeout) and then HTTP/1.1
@@ -161,18 +179,20 @@ pub async fn serve(listener: TcpListener, kind: HttpKind, ctx: Arc<HttpContext>)
 async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
-    kind: HttpKind,
+    listener: Listener,
     slots: (OwnedSemaphorePermit, Option<ConnectionGuard>),
     ctx: Arc<HttpContext>,
     router: axum::Router,
 ) {
     let limit = ctx.settings.header_timeout;
-    match kind {
+    let read_rate = listener.read_rate;
+    match listener.kind {
         HttpKind::Plain => {
             let info = ConnInfo {
                 peer,
                 tls: false,
                 channel_binding: ChannelBindingData::none(),
+                read_rate,
                 _slots: slots,
             };
             serve_http(TokioIo::new(socket), info, &ctx, router).await;
@@ -188,6 +208,7 @@ async fn connection(
                 peer,
                 tls: true,
                 channel_binding,
+                read_rate,
                 _slots: slots,
             };
             serve_http(TokioIo::new(tls), info, &ctx, router).await;

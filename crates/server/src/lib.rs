@@ -423,7 +423,12 @@ pub async fn start_with_modules(
             {
                 upload.set_https_port(addr.port());
             }
-            tracker.spawn(xmppd_http::serve(listener, listen.kind, http.clone()));
+            tracker.spawn(xmppd_http::serve(
+                listener,
+                listen.kind,
+                listen.read_rate,
+                http.clone(),
+            ));
         }
     }
     let mut metrics_listeners = Vec::new();

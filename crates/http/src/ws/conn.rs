@@ -11,22 +11,25 @@
 //! without `<close/>`, or a close frame alone, is a lost link: a resumable session then
 //! waits for its client (XEP-0198), as it would after a TCP connection broke.
 //!
+//! Like a TCP client connection, a WebSocket is read at most at its listener's rate
+//! (XEP-0205 §4.8, [`ReadShaper`]): over it, the socket is not read until the budget is
+//! back, so a flooding client is slowed by TCP flow control and never cut off for it.
+//!
 //! An idle connection holds no read buffer: reads go into the worker thread's buffer, and
 //! the decoder and the XML reader keep bytes only while a frame or an element is incomplete.
 
-use std::cell::RefCell;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, Sleep};
 use tracing::debug;
 use xmppd_core::metrics::ConnectionKind;
+use xmppd_core::read_shaper::{ReadRate, ReadShaper};
 use xmppd_core::{ClientStream, Next, Outbound, QueueSignal, StreamAction};
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
 use xmppd_stream::C2sResponder;
@@ -35,19 +38,11 @@ use xmppd_xml::{Limits, StreamEvent};
 
 use super::frame::{self, Decoder, Frame, FrameLimits, code};
 use super::framing::{self, MessageReader};
+use super::io::{linger, poll_read_into};
 use crate::HttpContext;
-
-/// Bytes read from the socket at once.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Stanzas written in one batch before flushing.
 const WRITE_BATCH: usize = 64;
-
-thread_local! {
-    /// The read buffer of every WebSocket on this worker thread; a read fills it and hands
-    /// the bytes to the connection's decoder before anything else runs.
-    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
-}
 
 /// How the connection ended.
 enum End {
@@ -60,6 +55,8 @@ enum End {
 /// What a wait produced.
 enum Input {
     Read(std::io::Result<usize>),
+    /// The read shaper lets the connection be read again.
+    Resume,
     Queue,
     Timer,
     Shutdown,
@@ -82,17 +79,30 @@ struct Conn {
     /// The client's address (as a trusted proxy names it), for registration policies and
     /// the slowing of failed authentications before a resource is bound.
     client_ip: IpAddr,
+    /// How fast the socket may be read, when the listener has a rate.
+    shaper: Option<ReadShaper>,
+}
+
+/// What the upgraded connection knows of its client and listener.
+pub(crate) struct Link {
+    /// The client's address, as a trusted proxy names it.
+    pub(crate) client_ip: IpAddr,
+    /// Whether the client's connection is TLS (ours, or the proxy's).
+    pub(crate) tls: bool,
+    /// Our TLS session's channel-binding data (none behind a proxy).
+    pub(crate) channel_binding: ChannelBindingData,
+    /// The listener's read rate.
+    pub(crate) read_rate: Option<ReadRate>,
 }
 
 /// Runs an upgraded connection to its end.
-pub(crate) async fn run(
-    upgraded: Upgraded,
-    ctx: Arc<HttpContext>,
-    conn_id: u64,
-    client_ip: IpAddr,
-    tls: bool,
-    cb: ChannelBindingData,
-) {
+pub(crate) async fn run(upgraded: Upgraded, ctx: Arc<HttpContext>, conn_id: u64, link: Link) {
+    let Link {
+        client_ip,
+        tls,
+        channel_binding: cb,
+        read_rate,
+    } = link;
     let limits = ctx.c2s.limits;
     let _connection = ctx
         .c2s
@@ -122,6 +132,7 @@ pub(crate) async fn run(
         last_read: Instant::now(),
         probe_at: None,
         client_ip,
+        shaper: read_rate.map(ReadShaper::new),
         ctx,
     };
     let end = conn.drive().await;
@@ -129,38 +140,6 @@ pub(crate) async fn run(
         Box::pin(linger(&mut conn.io, &mut conn.decoder)).await;
     }
     Box::pin(conn.stream.finish(matches!(end, End::Lost))).await;
-}
-
-/// Most bytes read and dropped after our close frame.
-const LINGER_BYTES: usize = 64 * 1024;
-
-/// After our close frame: ends our side, then reads what the client still sends until its
-/// close frame (or the end of the connection), for at most a second and [`LINGER_BYTES`].
-/// Closing a socket with unread bytes resets the connection, and a reset can destroy our
-/// close frame before the client has read it (RFC 6455 §7.1.1 has the server wait for the
-/// client's close as well). After a framing error the decoder decodes nothing more, and the
-/// bytes are only drained.
-async fn linger(io: &mut TokioIo<Upgraded>, decoder: &mut Decoder) {
-    let drain = async {
-        io.shutdown().await?;
-        let mut dropped = 0;
-        let mut buf = [0u8; 1024];
-        let mut frames = Vec::new();
-        while dropped < LINGER_BYTES {
-            let n = tokio::io::AsyncReadExt::read(io, &mut buf).await?;
-            let read = buf.get(..n).unwrap_or_default();
-            if n == 0 || decoder.feed(read, &mut frames).is_err() {
-                break;
-            }
-            if frames.iter().any(|f| matches!(f, Frame::Close(_))) {
-                break;
-            }
-            frames.clear();
-            dropped += n;
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 fn xml_limits(ctx: &HttpContext, authenticated: bool) -> Limits {
@@ -176,32 +155,14 @@ fn xml_limits(ctx: &HttpContext, authenticated: bool) -> Limits {
     }
 }
 
-/// Reads what the socket has into the thread's buffer and feeds it to `decoder` at once, so
-/// no buffer is held while waiting.
-fn poll_read_into(
-    io: &mut TokioIo<Upgraded>,
-    decoder: &mut Decoder,
-    frames: &mut Vec<Frame>,
-    cx: &mut std::task::Context<'_>,
-) -> Poll<std::io::Result<usize>> {
-    READ_BUF.with_borrow_mut(|buf| {
-        let mut read = ReadBuf::new(buf);
-        match Pin::new(io).poll_read(cx, &mut read) {
-            Poll::Ready(Ok(())) => {
-                let filled = read.filled();
-                let n = filled.len();
-                if let Err(e) = decoder.feed(filled, frames) {
-                    return Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        e,
-                    )));
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
+/// Ends when the read shaper lets the connection be read again (never without a pause).
+async fn resume(paused_until: Option<Instant>) {
+    match paused_until {
+        // Boxed: only a client over its rate waits here, and inline the timer would make
+        // the task of every connection larger.
+        Some(at) => Box::pin(tokio::time::sleep_until(at)).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn queue_wait(signal: Option<QueueSignal>) {
@@ -227,6 +188,10 @@ impl Conn {
             }
             let signal = self.stream.session().map(|s| s.signal());
             let queued_now = self.bound && self.queue_now;
+            let paused_until = self
+                .shaper
+                .as_ref()
+                .and_then(|s| s.resume_at(Instant::now()));
             let input = {
                 let Conn {
                     io, decoder, timer, ..
@@ -237,7 +202,8 @@ impl Conn {
                     _ = timer.as_mut() => Input::Timer,
                     _ = queue_wait(signal), if !queued_now => Input::Queue,
                     _ = std::future::ready(()), if queued_now => Input::Queue,
-                    r = std::future::poll_fn(|cx| poll_read_into(io, decoder, &mut frames, cx)) => {
+                    _ = resume(paused_until), if paused_until.is_some() => Input::Resume,
+                    r = std::future::poll_fn(|cx| poll_read_into(io, decoder, &mut frames, cx)), if paused_until.is_none() => {
                         Input::Read(r)
                     }
                 }
@@ -255,12 +221,18 @@ impl Conn {
                     Some(Box::pin(self.close_with(e)).await)
                 }
                 Input::Queue => Box::pin(self.on_queue()).await,
+                Input::Resume => None,
                 Input::Read(Ok(0)) => {
                     debug!("peer closed the connection");
                     Some(End::Lost)
                 }
-                Input::Read(Ok(_)) => {
-                    self.last_read = Instant::now();
+                Input::Read(Ok(n)) => {
+                    let now = Instant::now();
+                    self.last_read = now;
+                    // What was read is processed; over the rate, the next read waits.
+                    if let Some(shaper) = self.shaper.as_mut() {
+                        shaper.consumed(n, now);
+                    }
                     self.probe_at = None;
                     Box::pin(self.on_frames(&mut frames)).await
                 }

@@ -10,6 +10,7 @@
 pub mod conn;
 pub mod frame;
 pub mod framing;
+mod io;
 
 use std::sync::Arc;
 
@@ -131,7 +132,13 @@ pub(crate) async fn upgrade(State(ctx): State<Arc<HttpContext>>, mut req: Reques
             } else {
                 conn.channel_binding.clone()
             };
-            conn::run(upgraded, ctx, conn_id, client.ip, client.secure, cb).await;
+            let link = conn::Link {
+                client_ip: client.ip,
+                tls: client.secure,
+                channel_binding: cb,
+                read_rate: conn.read_rate,
+            };
+            conn::run(upgraded, ctx, conn_id, link).await;
             drop(proxied_guard);
             drop(conn);
             tracing::info!("WebSocket closed");

@@ -56,6 +56,8 @@ pub struct HttpListenConfig {
     pub kind: HttpKind,
     /// Where to listen.
     pub addr: SocketAddr,
+    /// How fast each WebSocket on it is read (XEP-0205 §4.8; `None`: as fast as it comes).
+    pub read_rate: Option<ReadRate>,
 }
 
 /// The listeners of every kind (the last: metrics).
@@ -117,10 +119,10 @@ impl Validator<'_> {
                 }
             };
             let rate_keys = [&l.read_bytes_per_second, &l.read_burst_bytes];
-            if let (Kind::S2s(_) | Kind::Http(_), Some(v)) =
+            if let (Kind::S2s(_) | Kind::Metrics, Some(v)) =
                 (&kind, rate_keys.into_iter().flatten().next())
             {
-                let msg = "the read rate of a listener applies to client listeners (\"c2s\", \"c2s_tls\"); set [s2s] read_bytes_per_second for servers";
+                let msg = "the read rate of a listener applies to client listeners (\"c2s\", \"c2s_tls\", and WebSockets on \"http\", \"https\"); set [s2s] read_bytes_per_second for servers";
                 return Err(self.invalid(v.span(), &key("read_bytes_per_second"), msg));
             }
             let read_rate = self.read_rate(
@@ -137,7 +139,11 @@ impl Validator<'_> {
                     read_rate,
                 }),
                 Kind::S2s(kind) => s2s.push(S2sListenConfig { kind, addr }),
-                Kind::Http(kind) => http.push(HttpListenConfig { kind, addr }),
+                Kind::Http(kind) => http.push(HttpListenConfig {
+                    kind,
+                    addr,
+                    read_rate,
+                }),
                 Kind::Metrics => metrics.push(addr),
             }
         }

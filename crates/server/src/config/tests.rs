@@ -341,12 +341,30 @@ fn per_address_limits_and_read_rates_are_read() {
     );
     assert_eq!(c.listen[0].read_rate, Some(DEFAULT_C2S_READ_RATE));
     assert_eq!(c.component_handshake_bytes, 16384);
+    assert_eq!(
+        c.component_handshake_timeout,
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(
+        c.s2s.settings.per_address,
+        xmppd_s2s::DEFAULT_S2S_PER_ADDRESS
+    );
     let c = parse(
         r#"
 [[listen]]
 kind = "c2s"
 port = 5222
 read_bytes_per_second = 0
+
+[[listen]]
+kind = "https"
+port = 5443
+
+[[listen]]
+kind = "http"
+port = 5280
+read_bytes_per_second = 3000
+read_burst_bytes = 32768
 
 [[listen]]
 kind = "c2s_tls"
@@ -356,6 +374,10 @@ read_burst_bytes = 65536
 
 [s2s]
 read_bytes_per_second = 0
+max_connections_per_ip = 40
+max_connections_per_ipv6_64 = 50
+connection_attempts_per_ip = 60
+connection_attempts_period_secs = 70
 
 [limits]
 max_connections_per_ip = 10
@@ -367,6 +389,7 @@ auth_failure_delay_ms = 250
 auth_failure_max_delay_secs = 5
 auth_failure_forget_secs = 60
 component_handshake_bytes = 4096
+component_handshake_timeout_secs = 5
 "#,
     )
     .unwrap();
@@ -378,7 +401,22 @@ component_handshake_bytes = 4096
             burst_bytes: 65536
         })
     );
+    assert_eq!(c.http_listen[0].read_rate, Some(DEFAULT_C2S_READ_RATE));
+    assert_eq!(
+        c.http_listen[1].read_rate,
+        Some(xmppd_core::read_shaper::ReadRate {
+            bytes_per_second: 3000,
+            burst_bytes: 32768
+        })
+    );
     assert_eq!(c.s2s.settings.read_rate, None);
+    let s = c.s2s.settings.per_address;
+    assert_eq!((s.per_address, s.per_ipv6_64, s.attempts), (40, 50, 60));
+    assert_eq!(s.attempt_period, std::time::Duration::from_secs(70));
+    assert_eq!(
+        c.component_handshake_timeout,
+        std::time::Duration::from_secs(5)
+    );
     let p = c.limits.per_address;
     assert_eq!((p.per_address, p.per_ipv6_64, p.attempts), (10, 20, 30));
     assert_eq!(p.attempt_period, std::time::Duration::from_secs(120));
@@ -411,7 +449,15 @@ fn per_address_errors_name_line_and_key() {
         ),
         (
             "[[listen]]\nkind = \"s2s\"\nport = 5269\nread_bytes_per_second = 1000\n",
-            "/etc/xmppd/xmppd.toml:4: `listen[0].read_bytes_per_second`: the read rate of a listener applies to client listeners (\"c2s\", \"c2s_tls\"); set [s2s] read_bytes_per_second for servers",
+            "/etc/xmppd/xmppd.toml:4: `listen[0].read_bytes_per_second`: the read rate of a listener applies to client listeners (\"c2s\", \"c2s_tls\", and WebSockets on \"http\", \"https\"); set [s2s] read_bytes_per_second for servers",
+        ),
+        (
+            "[s2s]\nconnection_attempts_per_ip = 0\n",
+            "/etc/xmppd/xmppd.toml:2: `s2s.connection_attempts_per_ip`: must be at least 1",
+        ),
+        (
+            "[limits]\ncomponent_handshake_timeout_secs = 0\n",
+            "/etc/xmppd/xmppd.toml:2: `limits.component_handshake_timeout_secs`: must be at least 1",
         ),
         (
             "[s2s]\nread_burst_bytes = 1\n",
