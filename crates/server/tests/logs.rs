@@ -175,15 +175,18 @@ fn secrets() -> Vec<String> {
     secrets
 }
 
+/// The client listener's address, from its JSON log line.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let record: Value = serde_json::from_str(line).ok()?;
+    let fields = record.get("fields")?;
+    (fields.get("message")? == "listening for clients")
+        .then(|| fields.get("addr")?.as_str()?.parse().ok())?
+}
+
 #[tokio::test]
 async fn json_logs_at_trace_record_logins_and_no_secrets() -> anyhow::Result<()> {
     let (_dir, pki, mut server) = started("log = \"trace\"\nlog_format = \"json\"")?;
-    let addr: SocketAddr = server.wait_for(|line| {
-        let record: Value = serde_json::from_str(line).ok()?;
-        let fields = record.get("fields")?;
-        (fields.get("message")? == "listening for clients")
-            .then(|| fields.get("addr")?.as_str()?.parse().ok())?
-    })?;
+    let addr: SocketAddr = server.wait_for(listening_addr)?;
     exercise(&pki, addr).await?;
     let lines = server.stop()?;
 
@@ -260,5 +263,122 @@ async fn logs_are_text_lines_by_default() -> anyhow::Result<()> {
     );
     bob.close().await?;
     server.stop()?;
+    Ok(())
+}
+
+/// The longest run of `ch` in `line`.
+fn longest_run(line: &str, ch: char) -> usize {
+    line.split(|c| c != ch)
+        .map(|run| run.len())
+        .max()
+        .unwrap_or(0)
+}
+
+/// How far a connection gets before an attack's bytes go.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// A new connection: the bytes are its first.
+    Connected,
+    /// The stream is open, before TLS.
+    Plain,
+    /// After STARTTLS, before SASL.
+    Tls,
+    /// Logged in as bob, a resource bound.
+    Bound,
+}
+
+/// Sends `bytes` at `stage` on a new connection, then reads what the server answers (at most
+/// ten events, each within two seconds) until the stream ends.
+async fn attack(pki: &TestPki, addr: SocketAddr, stage: Stage, bytes: &str) -> anyhow::Result<()> {
+    let mut client = match stage {
+        Stage::Bound => log_in(pki, addr, "SCRAM-SHA-256", "bob", PASSWORDS[1].1).await?,
+        _ => TestClient::connect(addr).await?,
+    };
+    if matches!(stage, Stage::Plain | Stage::Tls) {
+        client.open_stream("localhost").await?;
+    }
+    if matches!(stage, Stage::Tls) {
+        client
+            .starttls(pki.tls_client_config(), "localhost")
+            .await?;
+    }
+    client.send(bytes).await?;
+    for _ in 0..10 {
+        match client.next_event_within(Duration::from_secs(2)).await {
+            Ok(Some(xmppd_xml::StreamEvent::Close)) | Ok(None) | Err(_) => break,
+            Ok(Some(_)) => continue,
+        }
+    }
+    Ok(())
+}
+
+/// Most bytes of what a peer sent that a log line may quote: the stream error texts are cut
+/// to this (`xmppd_proto::error::MAX_TEXT`), and nothing else quotes peers at all.
+const SHORT_PREFIX: usize = 256;
+
+#[tokio::test]
+async fn logs_never_echo_more_than_a_short_prefix_of_what_peers_send() -> anyhow::Result<()> {
+    let (_dir, pki, mut server) = started("log = \"trace\"\nlog_format = \"json\"")?;
+    let addr: SocketAddr = server.wait_for(listening_addr)?;
+    // Each attack repeats its own letter 12,000 times.
+    let long = |ch: char| ch.to_string().repeat(12_000);
+    let element = |ch: char| format!("<q{} xmlns='jabber:client'/>", long(ch));
+    let attacks = [
+        // An unknown element with a 12 KB name: before TLS, after TLS, after binding.
+        ('y', Stage::Plain, element('y')),
+        ('x', Stage::Tls, element('x')),
+        ('u', Stage::Bound, element('u')),
+        // A stanza with a 12 KB attribute value, before TLS.
+        (
+            'z',
+            Stage::Plain,
+            format!(
+                "<message to='alice@localhost' id='{}'><body>hi</body></message>",
+                long('z')
+            ),
+        ),
+        // A SASL mechanism of 12 KB.
+        (
+            'v',
+            Stage::Tls,
+            format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>=</auth>",
+                long('v')
+            ),
+        ),
+        // A stream header to a 12 KB domain.
+        (
+            'w',
+            Stage::Connected,
+            format!(
+                "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{}.test' version='1.0'>",
+                long('w')
+            ),
+        ),
+    ];
+    for (_, stage, bytes) in &attacks {
+        attack(&pki, addr, *stage, bytes).await?;
+    }
+
+    let lines = server.stop()?;
+    // The stream errors quoted the names (cut short).
+    let quoted = lines
+        .iter()
+        .filter(|l| l.contains("closing with stream error"))
+        .filter(|l| l.contains("xxxx") || l.contains("uuuu"))
+        .count();
+    assert!(quoted > 0, "no stream error quoted an element name");
+    for (ch, _, _) in attacks {
+        let (longest, line) = lines
+            .iter()
+            .map(|l| (longest_run(l, ch), l))
+            .max_by_key(|(run, _)| *run)
+            .context("no log lines")?;
+        assert!(
+            longest <= SHORT_PREFIX,
+            "{longest} of 12000 '{ch}'s in a log line: {}…",
+            line.chars().take(400).collect::<String>()
+        );
+    }
     Ok(())
 }
