@@ -341,3 +341,35 @@ async fn websocket_frames_get_the_same_answers() -> anyhow::Result<()> {
     bob.expect_silence(SILENCE).await?;
     Ok(())
 }
+
+/// What may precede `<open/>` is refused case by case, in the first frame and in the frame
+/// that restarts the stream after SASL, as on TCP — except that every XML declaration is
+/// `restricted-xml`: each message is an element of the one stream (RFC 7395 "XMPP Framing"),
+/// so a declaration is always mid-stream, and a text frame is UTF-8 whatever it declares
+/// (RFC 6455 §5.6).
+#[tokio::test]
+async fn websocket_prologs_before_open_get_the_same_answers() -> anyhow::Result<()> {
+    let (t, addr) = with_websocket().await?;
+    let open = format!("<open xmlns='{FRAMING}' to='b.test' version='1.0'/>");
+    let with_entity = open.replace("to='b.test'", "to='&host;'");
+    for restart in [false, true] {
+        for c in prologs() {
+            let mut socket = ws::connect(&t.server, addr).await?;
+            if restart {
+                ws::open(&mut socket, "b.test").await?;
+                ws::authenticate(&mut socket, "SCRAM-SHA-256", "alice", &password("alice")).await?;
+            }
+            let text = String::from_utf8(c.bytes)?
+                .replace("{h}", &open)
+                .replace("{H}", &with_entity);
+            socket.send(Message::text(text)).await?;
+            let expected = match c.condition {
+                "unsupported-encoding" => "restricted-xml",
+                other => other,
+            };
+            let got = ws::expect_stream_error(&mut socket).await?;
+            assert_eq!(got, expected, "{} (after SASL: {restart})", c.what);
+        }
+    }
+    Ok(())
+}

@@ -480,6 +480,60 @@ async fn bad_puts_are_refused_and_leave_nothing_behind() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The files under `dir`, however deep (none when it does not exist).
+fn files_under(dir: &std::path::Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Default::default();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                files_under(&path)
+            } else {
+                [path].into()
+            }
+        })
+        .collect()
+}
+
+/// Path traversal on PUT: a slot's signed query on paths that leave its directory (`..`
+/// plain and percent-encoded, an encoded slash, `..` around the id) is refused and writes
+/// nothing anywhere; the slot itself still works afterwards.
+#[tokio::test]
+async fn a_put_that_climbs_out_of_its_slot_writes_nothing() -> anyhow::Result<()> {
+    let server = server("").await?;
+    let mut client = alice(&server).await?;
+    let slot = slot(&mut client, "a.txt", 10, Some("text/plain")).await?;
+    let path = path_of(&slot.put)?.to_owned();
+    let (file, query) = path.split_once('?').context("no query")?;
+    let (dir, _) = file.rsplit_once('/').context("no file name")?;
+    let id = dir.rsplit('/').next().context("no id")?;
+    let headers = [("Content-Type", "text/plain"), ("Content-Length", "10")];
+    let data = &server.config.data_dir;
+    let before = files_under(data);
+    for climb in [
+        format!("{dir}/..?{query}"),
+        format!("{dir}/%2e%2e?{query}"),
+        format!("{dir}/..%2Fa.txt?{query}"),
+        format!("{dir}/../../a.txt?{query}"),
+        format!("/upload/../{id}/a.txt?{query}"),
+        format!("/upload/{id}/../a.txt?{query}"),
+        format!("/upload/%2e%2e/{id}/a.txt?{query}"),
+    ] {
+        let a = http(&server, "PUT", &climb, &headers, b"0123456789").await?;
+        assert!(matches!(a.status, 400 | 403 | 404), "{climb}: {}", a.status);
+    }
+    let written: Vec<_> = files_under(data).difference(&before).cloned().collect();
+    assert!(written.is_empty(), "written: {written:?}");
+    assert_eq!(get(&server, &slot.get).await?.status, 404);
+    let a = put(&server, &slot, "text/plain", b"0123456789").await?;
+    assert_eq!(a.status, 201);
+    assert_eq!(get(&server, &slot.get).await?.body, b"0123456789");
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_expired_slot_is_refused() -> anyhow::Result<()> {
     let server = server("slot_ttl_secs = 1").await?;
