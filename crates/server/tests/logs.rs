@@ -291,8 +291,8 @@ enum Stage {
 /// ten events, each within two seconds) until the stream ends.
 async fn attack(pki: &TestPki, addr: SocketAddr, stage: Stage, bytes: &str) -> anyhow::Result<()> {
     let mut client = match stage {
-        Stage::Bound => log_in(pki, addr, "SCRAM-SHA-256", "bob", PASSWORDS[1].1).await?,
-        _ => TestClient::connect(addr).await?,
+        Stage::Bound => common::log_in(pki, addr, "SCRAM-SHA-256", "bob", PASSWORDS[1].1).await?,
+        _ => xmppd_testkit::TestClient::connect(addr).await?,
     };
     if matches!(stage, Stage::Plain | Stage::Tls) {
         client.open_stream("localhost").await?;
