@@ -93,9 +93,11 @@ pub struct MucSettings {
     pub max_message_bytes: usize,
     /// Longest nickname in bytes (default 256; a JID resource may be 1023).
     pub max_nick_bytes: usize,
-    /// Messages per second one occupant may send on average (default 10).
+    /// Messages per second one occupant may send on average (default 10); presence updates
+    /// and nickname changes, which the room broadcasts too, count against the same budget.
     pub messages_per_second: f64,
-    /// How many messages an occupant may send at once before the rate applies (default 30).
+    /// How many messages (and presence updates) an occupant may send at once before the rate
+    /// applies (default 30).
     pub message_burst: u32,
     /// Whether a new room archives its messages (default true).
     pub archive_by_default: bool,

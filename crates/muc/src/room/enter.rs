@@ -53,10 +53,14 @@ impl Room {
             .map(|o| o.nick.clone());
         match current {
             Some(current) if current == nick => {
+                self.take_broadcast_token(ctx, &current, "changing your presence")?;
                 self.update_presence(ctx, real, el).await;
                 Ok(())
             }
-            Some(current) => self.change_nick(ctx, real, &current, nick).await,
+            Some(current) => {
+                self.take_broadcast_token(ctx, &current, "changing your nickname")?;
+                self.change_nick(ctx, real, &current, nick).await
+            }
             None => self.enter(ctx, real, nick, el, false).await,
         }
     }

@@ -42,6 +42,20 @@ impl Room {
                 ),
             ));
         }
+        self.take_broadcast_token(ctx, nick, "sending messages")
+    }
+
+    /// Spends one of occupant `nick`'s tokens for a stanza the room broadcasts for it (a
+    /// message, a presence update, a nickname change): they share `messages_per_second` with
+    /// `message_burst`, so no stanza kind lets one occupant flood every other.
+    /// `resource-constraint` (type `wait`) when none is left.
+    pub(crate) fn take_broadcast_token(
+        &mut self,
+        ctx: &Ctx<'_>,
+        nick: &str,
+        doing: &str,
+    ) -> Result<(), StanzaError> {
+        let settings = &ctx.shared.settings;
         let Some(o) = self.occupants.get_mut(nick) else {
             return Ok(());
         };
@@ -53,7 +67,7 @@ impl Room {
         if o.tokens < 1.0 {
             let mut e = refuse(
                 DefinedCondition::ResourceConstraint,
-                "you are sending messages too fast; slow down",
+                &format!("you are {doing} too fast; slow down"),
             );
             e.error_type = ErrorType::Wait;
             return Err(e);
