@@ -27,8 +27,8 @@ use crate::config::RoomConfig;
 
 /// Persistent rooms.
 pub const ROOMS: &str = "muc_rooms";
-/// Room archives.
-pub const ARCHIVE: &str = "muc_archive";
+/// Room archives (the store the backends may keep clustered per room).
+pub const ARCHIVE: &str = xmppd_core::storage::ROOM_ARCHIVE;
 /// Rooms per creator.
 pub const OWNED: &str = "muc_owned";
 /// The occupant-id key.

@@ -6,6 +6,13 @@
 //! a new feature needs no migration. The server calls [`open`] with a [`StorageConfig`] and
 //! receives a [`Storage`] whose four handles share one backend.
 //!
+//! One store is laid out apart on SQLite: room archives
+//! ([`ROOM_ARCHIVE`](xmppd_core::storage::ROOM_ARCHIVE)) live in
+//! `room_archive`, clustered by room and id with a `with` and a time index per room, because
+//! a busy room appends far more often than any user archive and each index of `archive` is a
+//! page written per commit (migration `0004_room_archive.sql`). The shape's contract is the
+//! same for it, and the conformance suite runs over it as well (`room_tests`).
+//!
 //! # Durability
 //!
 //! The contract is "durable on return": an `Ok` from a write means the data survives a crash
@@ -28,8 +35,9 @@
 //!
 //! # Archive ids
 //!
-//! Ids are the backend's row ids (SQLite `AUTOINCREMENT`, PostgreSQL identity), returned as
-//! decimal strings, unique across the backend and never reused. Appends to one archive are
+//! Ids are the backend's row ids (SQLite `AUTOINCREMENT`, whose sequence room archives draw
+//! from too; PostgreSQL identity), returned as decimal strings, unique across the backend and
+//! never reused. Appends to one archive are
 //! serialised (SQLite: the single writer; PostgreSQL: a transaction-scoped advisory lock per
 //! archive), so within an archive id order is commit order: a reader that saw id `n` will
 //! never later see a smaller id appear in the same archive. The quota check and the insert
@@ -62,11 +70,14 @@ use xmppd_core::storage::{ArchiveStore, KeyVal, MapStore, Storage, StorageError,
 pub mod conformance;
 mod postgres;
 mod postgres_archive;
+#[cfg(test)]
+mod room_tests;
 mod select;
 mod sqlite;
 mod sqlite_archive;
 mod sqlite_checkpoint;
 mod sqlite_connections;
+mod sqlite_rooms;
 #[cfg(test)]
 mod tests;
 

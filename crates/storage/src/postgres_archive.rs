@@ -13,7 +13,7 @@ use xmppd_core::storage::{
 
 use crate::postgres::{PostgresStore, lock_key};
 use crate::select::{
-    archive_byte_trim, archive_count, archive_select, archive_trims, quota_check, usage_from,
+    Table, archive_byte_trim, archive_count, archive_select, archive_trims, quota_check, usage_from,
 };
 use crate::{backend_error, count_from_db, parse_id};
 
@@ -176,7 +176,8 @@ impl ArchiveStore for PostgresStore {
         store: &str,
         query: &ArchiveQuery,
     ) -> StorageResult<Vec<ArchiveRecord>> {
-        let Some(mut select) = archive_select::<Postgres>(host, user, store, query) else {
+        let Some(mut select) = archive_select::<Postgres>(Table::Shared, host, user, store, query)
+        else {
             return Ok(Vec::new());
         };
         let rows = select
@@ -215,7 +216,8 @@ impl ArchiveStore for PostgresStore {
         query: &ArchiveQuery,
     ) -> StorageResult<u64> {
         const OP: &str = "archive.count_matching";
-        let Some(mut select) = archive_count::<Postgres>(host, user, store, query) else {
+        let Some(mut select) = archive_count::<Postgres>(Table::Shared, host, user, store, query)
+        else {
             return Ok(0);
         };
         let n: i64 = select

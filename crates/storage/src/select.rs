@@ -8,10 +8,94 @@
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use xmppd_core::storage::{
     ArchiveAppend, ArchiveQuery, ArchiveQuota, ArchiveUsage, MapChange, MapUsage, NewArchiveRecord,
-    StorageError, map_quota_check,
+    ROOM_ARCHIVE, StorageError, map_quota_check,
 };
 
 use crate::{count_from_db, parse_id};
+
+/// The table an archive's records are in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Table {
+    /// `archive`, keyed by `(host, username, store)`: every store on PostgreSQL, every store
+    /// but [`ROOM_ARCHIVE`] on SQLite.
+    Shared,
+    /// `room_archive` (SQLite), keyed by `(host, room)`: the store [`ROOM_ARCHIVE`].
+    Rooms,
+}
+
+impl Table {
+    /// Where SQLite keeps the records of `store`.
+    pub(crate) fn sqlite(store: &str) -> Table {
+        if store == ROOM_ARCHIVE {
+            Table::Rooms
+        } else {
+            Table::Shared
+        }
+    }
+
+    /// The table's name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Table::Shared => "archive",
+            Table::Rooms => "room_archive",
+        }
+    }
+
+    /// `host = … AND …`: the conditions that select one archive, the columns prefixed with
+    /// `prefix` (a table alias and its dot, or nothing).
+    fn push_key<'a, DB>(
+        self,
+        qb: &mut QueryBuilder<DB>,
+        prefix: &'static str,
+        host: &'a str,
+        user: &'a str,
+        store: &'a str,
+    ) where
+        DB: Database,
+        &'a str: Encode<'a, DB> + Type<DB>,
+    {
+        qb.push(prefix);
+        qb.push("host = ");
+        qb.push_bind(host);
+        qb.push(" AND ");
+        qb.push(prefix);
+        match self {
+            Table::Shared => {
+                qb.push("username = ");
+                qb.push_bind(user);
+                qb.push(" AND ");
+                qb.push(prefix);
+                qb.push("store = ");
+                qb.push_bind(store);
+            }
+            Table::Rooms => {
+                qb.push("room = ");
+                qb.push_bind(user);
+            }
+        }
+    }
+}
+
+/// `head`, the table and `WHERE` the conditions that select one archive: a statement on one
+/// archive, to be continued with more conditions.
+pub(crate) fn in_archive<'a, DB>(
+    head: &'static str,
+    table: Table,
+    host: &'a str,
+    user: &'a str,
+    store: &'a str,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::<DB>::new(head);
+    qb.push(table.name());
+    qb.push(" WHERE ");
+    table.push_key(&mut qb, "", host, user, store);
+    qb
+}
 
 /// Builds the `SELECT` for [`ArchiveStore::query`](xmppd_core::storage::ArchiveStore::query),
 /// or `None` when a paging id cannot match any record (the result is empty).
@@ -19,6 +103,7 @@ use crate::{count_from_db, parse_id};
 /// Rows come back in descending id order when `query.reverse` is set; the caller restores
 /// append order.
 pub(crate) fn archive_select<'a, DB>(
+    table: Table,
     host: &'a str,
     user: &'a str,
     store: &'a str,
@@ -32,7 +117,8 @@ where
     String: Encode<'a, DB> + Type<DB>,
 {
     let mut qb = filtered::<DB>(
-        "SELECT id, with_jid, timestamp_us, payload FROM archive WHERE host = ",
+        "SELECT id, with_jid, timestamp_us, payload FROM ",
+        table,
         host,
         user,
         store,
@@ -59,6 +145,7 @@ where
 /// [`ArchiveStore::count_matching`](xmppd_core::storage::ArchiveStore::count_matching), or
 /// `None` when nothing can match.
 pub(crate) fn archive_count<'a, DB>(
+    table: Table,
     host: &'a str,
     user: &'a str,
     store: &'a str,
@@ -71,19 +158,14 @@ where
     i64: Encode<'a, DB> + Type<DB>,
     String: Encode<'a, DB> + Type<DB>,
 {
-    filtered::<DB>(
-        "SELECT COUNT(*) FROM archive WHERE host = ",
-        host,
-        user,
-        store,
-        query,
-    )
+    filtered::<DB>("SELECT COUNT(*) FROM ", table, host, user, store, query)
 }
 
-/// `head` followed by the archive's key and every filter of `query` (not its order, limit or
-/// offset).
+/// `head`, the table and the archive's key, then every filter of `query` (not its order,
+/// limit or offset).
 fn filtered<'a, DB>(
     head: &'static str,
+    table: Table,
     host: &'a str,
     user: &'a str,
     store: &'a str,
@@ -112,12 +194,7 @@ where
         return None;
     }
 
-    let mut qb = QueryBuilder::<DB>::new(head);
-    qb.push_bind(host);
-    qb.push(" AND username = ");
-    qb.push_bind(user);
-    qb.push(" AND store = ");
-    qb.push_bind(store);
+    let mut qb = in_archive::<DB>(head, table, host, user, store);
     if let Some(with) = &query.with {
         qb.push(" AND (with_jid = ");
         qb.push_bind(with.as_str());
@@ -153,14 +230,12 @@ where
         qb.push(cmp);
         qb.push_bind(id);
         // The paging id must name a record of this very archive; otherwise nothing matches.
-        qb.push(" AND EXISTS (SELECT 1 FROM archive AS anchor WHERE anchor.id = ");
+        qb.push(" AND EXISTS (SELECT 1 FROM ");
+        qb.push(table.name());
+        qb.push(" AS anchor WHERE anchor.id = ");
         qb.push_bind(id);
-        qb.push(" AND anchor.host = ");
-        qb.push_bind(host);
-        qb.push(" AND anchor.username = ");
-        qb.push_bind(user);
-        qb.push(" AND anchor.store = ");
-        qb.push_bind(store);
+        qb.push(" AND ");
+        table.push_key(&mut qb, "anchor.", host, user, store);
         qb.push(")");
     }
     Some(qb)

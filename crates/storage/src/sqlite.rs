@@ -488,6 +488,7 @@ impl UserData for SqliteStore {
             "DELETE FROM archive WHERE host = ? AND username = ?",
             "DELETE FROM archive_usage WHERE host = ? AND username = ?",
             "DELETE FROM map_usage WHERE host = ? AND username = ?",
+            "DELETE FROM room_archive WHERE host = ? AND room = ?",
         ] {
             sqlx::query(statement)
                 .bind(host)

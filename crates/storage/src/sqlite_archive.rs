@@ -11,10 +11,12 @@ use xmppd_core::storage::{
 };
 
 use crate::select::{
-    archive_byte_trim, archive_count, archive_select, archive_trims, quota_check, usage_from,
+    Table, archive_byte_trim, archive_count, archive_select, archive_trims, in_archive,
+    quota_check, usage_from,
 };
 use crate::sqlite::{SqliteStore, begin_immediate};
 use crate::sqlite_connections::note_failure;
+use crate::sqlite_rooms::{self, RoomRow};
 use crate::{backend_error, count_from_db, parse_id};
 
 /// Records per multi-row insert: 6 parameters each, well under SQLite's 32,766.
@@ -65,6 +67,23 @@ impl ArchiveStore for SqliteStore {
             let usage = usage_from(row)?;
             quota_check(quota, usage, &record, host, user, store)?;
         }
+        if Table::sqlite(store) == Table::Rooms {
+            let row = RoomRow {
+                host,
+                room: user,
+                record: &record,
+            };
+            let ids = sqlite_rooms::insert(&mut tx, &[row])
+                .await
+                .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+            tx.commit()
+                .await
+                .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+            return ids
+                .first()
+                .map(i64::to_string)
+                .ok_or_else(|| StorageError::Backend(format!("{OP}: no id")));
+        }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) \
              VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -108,43 +127,37 @@ impl ArchiveStore for SqliteStore {
         let mut lent = self.write(OP).await?;
         let (conn, broken) = lent.parts();
         let mut tx = begin_immediate(conn, broken, OP).await?;
-        // Multi-row inserts: one statement (one round trip to the connection's thread) per
-        // chunk instead of one per record. Ids grow with insertion order under the write lock
-        // this transaction holds, so the returned ids, sorted, are the records' in order.
+        // Runs of records of one table, in batch order, so that ids grow in it across both.
         let mut ids = Vec::with_capacity(batch.len());
-        for chunk in batch.chunks(INSERT_CHUNK) {
-            let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
-                "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) ",
-            );
-            insert.push_values(chunk, |mut row, a| {
-                row.push_bind(&a.host)
-                    .push_bind(&a.user)
-                    .push_bind(&a.store)
-                    .push_bind(&a.record.with)
-                    .push_bind(a.record.timestamp_us)
-                    .push_bind(&a.record.payload);
-            });
-            insert.push(" RETURNING id");
-            let mut chunk_ids: Vec<i64> = insert
-                .build_query_scalar()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-            if chunk_ids.len() != chunk.len() {
+        for run in batch.chunk_by(|a, b| Table::sqlite(&a.store) == Table::sqlite(&b.store)) {
+            let inserted = match Table::sqlite(&run[0].store) {
+                Table::Shared => insert_shared(&mut tx, run).await,
+                Table::Rooms => {
+                    let rows: Vec<RoomRow<'_>> = run.iter().map(RoomRow::from).collect();
+                    sqlite_rooms::insert(&mut tx, &rows).await
+                }
+            };
+            let inserted = inserted.map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+            if inserted.len() != run.len() {
                 return Err(StorageError::Backend(format!(
                     "{OP}: {} ids for {} records",
-                    chunk_ids.len(),
-                    chunk.len()
+                    inserted.len(),
+                    run.len()
                 )));
             }
-            chunk_ids.sort_unstable();
-            ids.extend(chunk_ids.into_iter().map(|id| id.to_string()));
+            ids.extend(inserted.into_iter().map(|id| id.to_string()));
         }
         // Retention, once per archive, after the inserts. Both deletes remove a prefix of the
         // archive (every id up to a bound), so no hole is ever made.
         let mut trimmed = BTreeSet::new();
         for a in batch {
             if !trimmed.insert((&a.host, &a.user, &a.store)) {
+                continue;
+            }
+            if Table::sqlite(&a.store) == Table::Rooms {
+                sqlite_rooms::trim(&mut tx, a)
+                    .await
+                    .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
                 continue;
             }
             for mut trim in archive_trims(a) {
@@ -183,7 +196,9 @@ impl ArchiveStore for SqliteStore {
         store: &str,
         query: &ArchiveQuery,
     ) -> StorageResult<Vec<ArchiveRecord>> {
-        let Some(mut select) = archive_select::<Sqlite>(host, user, store, query) else {
+        let Some(mut select) =
+            archive_select::<Sqlite>(Table::sqlite(store), host, user, store, query)
+        else {
             return Ok(Vec::new());
         };
         let mut lent = self.read("archive.query").await?;
@@ -204,17 +219,20 @@ impl ArchiveStore for SqliteStore {
     }
 
     async fn count(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
+        let mut count = in_archive::<Sqlite>(
+            "SELECT COUNT(*) FROM ",
+            Table::sqlite(store),
+            host,
+            user,
+            store,
+        );
         let mut lent = self.read("archive.count").await?;
         let (conn, broken) = lent.parts();
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM archive WHERE host = ? AND username = ? AND store = ?",
-        )
-        .bind(host)
-        .bind(user)
-        .bind(store)
-        .fetch_one(conn)
-        .await
-        .map_err(|e| backend_error("archive.count", note_failure(broken, e)))?;
+        let n: i64 = count
+            .build_query_scalar()
+            .fetch_one(conn)
+            .await
+            .map_err(|e| backend_error("archive.count", note_failure(broken, e)))?;
         count_from_db("archive.count", n)
     }
 
@@ -226,7 +244,9 @@ impl ArchiveStore for SqliteStore {
         query: &ArchiveQuery,
     ) -> StorageResult<u64> {
         const OP: &str = "archive.count_matching";
-        let Some(mut select) = archive_count::<Sqlite>(host, user, store, query) else {
+        let Some(mut select) =
+            archive_count::<Sqlite>(Table::sqlite(store), host, user, store, query)
+        else {
             return Ok(0);
         };
         let mut lent = self.read(OP).await?;
@@ -257,16 +277,15 @@ impl ArchiveStore for SqliteStore {
         let mut tx = begin_immediate(conn, broken, OP).await?;
         let mut deleted = 0;
         for id in ids {
-            let done = sqlx::query(
-                "DELETE FROM archive WHERE host = ? AND username = ? AND store = ? AND id = ?",
-            )
-            .bind(host)
-            .bind(user)
-            .bind(store)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+            let mut delete =
+                in_archive::<Sqlite>("DELETE FROM ", Table::sqlite(store), host, user, store);
+            delete.push(" AND id = ");
+            delete.push_bind(id);
+            let done = delete
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
             deleted += done.rows_affected();
         }
         tx.commit()
@@ -276,12 +295,12 @@ impl ArchiveStore for SqliteStore {
     }
 
     async fn clear(&self, host: &str, user: &str, store: &str) -> StorageResult<u64> {
+        let mut clear =
+            in_archive::<Sqlite>("DELETE FROM ", Table::sqlite(store), host, user, store);
         let mut lent = self.write("archive.clear").await?;
         let (conn, broken) = lent.parts();
-        let done = sqlx::query("DELETE FROM archive WHERE host = ? AND username = ? AND store = ?")
-            .bind(host)
-            .bind(user)
-            .bind(store)
+        let done = clear
+            .build()
             .execute(conn)
             .await
             .map_err(|e| backend_error("archive.clear", note_failure(broken, e)))?;
@@ -292,6 +311,11 @@ impl ArchiveStore for SqliteStore {
         const OP: &str = "archive.expire";
         let mut lent = self.write(OP).await?;
         let (conn, broken) = lent.parts();
+        if Table::sqlite(store) == Table::Rooms {
+            return sqlite_rooms::expire(conn, before_us, limit)
+                .await
+                .map_err(|e| backend_error(OP, note_failure(broken, e)));
+        }
         let done = sqlx::query(
             "DELETE FROM archive WHERE id IN (SELECT id FROM archive \
              WHERE store = ? AND timestamp_us < ? ORDER BY timestamp_us LIMIT ?)",
@@ -320,4 +344,33 @@ impl ArchiveStore for SqliteStore {
             .map(|(store, n)| Ok((store, count_from_db(OP, n)?)))
             .collect()
     }
+}
+
+/// Inserts a run of records of the shared table in multi-row statements (one round trip to
+/// the connection's thread per chunk instead of one per record); returns their ids in order.
+/// Ids grow with insertion order under the write lock the caller's transaction holds, so a
+/// chunk's ids, sorted, are its records' in order.
+async fn insert_shared(
+    conn: &mut sqlx::SqliteConnection,
+    run: &[ArchiveAppend],
+) -> sqlx::Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(run.len());
+    for chunk in run.chunks(INSERT_CHUNK) {
+        let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) ",
+        );
+        insert.push_values(chunk, |mut row, a| {
+            row.push_bind(&a.host)
+                .push_bind(&a.user)
+                .push_bind(&a.store)
+                .push_bind(&a.record.with)
+                .push_bind(a.record.timestamp_us)
+                .push_bind(&a.record.payload);
+        });
+        insert.push(" RETURNING id");
+        let mut chunk_ids: Vec<i64> = insert.build_query_scalar().fetch_all(&mut *conn).await?;
+        chunk_ids.sort_unstable();
+        ids.extend(chunk_ids);
+    }
+    Ok(ids)
 }

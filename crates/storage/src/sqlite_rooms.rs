@@ -1,0 +1,179 @@
+//! Room archives on SQLite: the store [`ROOM_ARCHIVE`] in `room_archive`, clustered by
+//! `(host, room, id)` (migration `0004_room_archive.sql` says why).
+//!
+//! Ids come from the sequence of `archive`'s AUTOINCREMENT, bumped once per statement for all
+//! of its rows, so ids stay unique across both tables and are never reused. The rooms' usage
+//! totals (`archive_usage`) grow once per room and batch here instead of once per row in a
+//! trigger; deletes still go through the table's trigger, whichever path removes records.
+
+use std::collections::BTreeMap;
+
+use sqlx::sqlite::{Sqlite, SqliteConnection};
+use xmppd_core::storage::{ArchiveAppend, NewArchiveRecord, ROOM_ARCHIVE};
+
+/// Records per multi-row insert: 6 parameters each, well under SQLite's 32,766.
+const INSERT_CHUNK: usize = 512;
+
+/// One record for a room's archive.
+pub(crate) struct RoomRow<'a> {
+    /// The service's domain.
+    pub(crate) host: &'a str,
+    /// The room's localpart.
+    pub(crate) room: &'a str,
+    /// The record.
+    pub(crate) record: &'a NewArchiveRecord,
+}
+
+impl<'a> From<&'a ArchiveAppend> for RoomRow<'a> {
+    fn from(a: &'a ArchiveAppend) -> Self {
+        RoomRow {
+            host: &a.host,
+            room: &a.user,
+            record: &a.record,
+        }
+    }
+}
+
+/// Inserts `rows` in their order (their ids increase in it) and adds them to their rooms'
+/// totals; returns their ids. Runs inside the caller's write transaction.
+///
+/// Each chunk is one call to the connection's thread, which runs every statement of it in
+/// turn (sqlx binds each its own parameters, in order): take the ids from the sequence, insert
+/// the rows numbered from the sequence's new value, add the rows to their rooms' totals. A
+/// commit of a few messages, the common case in a big room, thus costs the same three calls
+/// (begin, this, commit) as one row of the shared table did.
+pub(crate) async fn insert(
+    conn: &mut SqliteConnection,
+    rows: &[RoomRow<'_>],
+) -> sqlx::Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+        // Should the sequence's row be gone (the migration creates it), it starts again above
+        // every id of both tables.
+        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT 'archive', \
+             MAX(COALESCE((SELECT MAX(id) FROM archive), 0), \
+                 COALESCE((SELECT MAX(id) FROM room_archive), 0)) \
+             WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'archive'); \
+             UPDATE sqlite_sequence SET seq = seq + ",
+        );
+        qb.push_bind(n);
+        qb.push(
+            " WHERE name = 'archive' RETURNING seq; \
+             INSERT INTO room_archive (host, room, id, with_jid, timestamp_us, payload) \
+             SELECT column1, column2, \
+             (SELECT seq FROM sqlite_sequence WHERE name = 'archive') + column3, \
+             column4, column5, column6 FROM (",
+        );
+        // Row k (from 1) of n takes the id seq - n + k.
+        let mut offset = -n;
+        qb.push_values(chunk, |mut row, r| {
+            offset += 1;
+            row.push_bind(r.host)
+                .push_bind(r.room)
+                .push_bind(offset)
+                .push_bind(r.record.with.as_str())
+                .push_bind(r.record.timestamp_us)
+                .push_bind(r.record.payload.as_slice());
+        });
+        qb.push("); ");
+        let mut totals: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+        for r in chunk {
+            let total = totals.entry((r.host, r.room)).or_default();
+            total.0 += 1;
+            total.1 = total
+                .1
+                .saturating_add(i64::try_from(r.record.payload.len()).unwrap_or(i64::MAX));
+        }
+        qb.push("INSERT INTO archive_usage (host, username, store, records, bytes) ");
+        qb.push_values(totals, |mut row, ((host, room), (records, bytes))| {
+            row.push_bind(host)
+                .push_bind(room)
+                .push_bind(ROOM_ARCHIVE)
+                .push_bind(records)
+                .push_bind(bytes);
+        });
+        qb.push(
+            " ON CONFLICT (host, username, store) DO UPDATE \
+             SET records = records + excluded.records, bytes = bytes + excluded.bytes",
+        );
+        // Every statement runs only if the rows are drained: not `fetch_one`, which stops
+        // at the first row (the sequence's).
+        let returned: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
+        let [last] = returned[..] else {
+            return Err(sqlx::Error::Protocol(format!(
+                "the id sequence returned {} rows",
+                returned.len()
+            )));
+        };
+        ids.extend(last - n + 1..=last);
+    }
+    Ok(ids)
+}
+
+/// The retention deletes after an append to a room's archive, each removing a prefix of it:
+/// records older than `expire_before_us`, then the oldest beyond `keep_last`. The latter
+/// reads the room's total instead of walking `keep_last` records of the clustered table.
+pub(crate) async fn trim(conn: &mut SqliteConnection, append: &ArchiveAppend) -> sqlx::Result<()> {
+    let (host, room) = (append.host.as_str(), append.user.as_str());
+    if let Some(before) = append.expire_before_us {
+        sqlx::query(
+            "DELETE FROM room_archive WHERE host = ? AND room = ? AND id <= \
+             (SELECT MAX(id) FROM room_archive WHERE host = ? AND room = ? AND timestamp_us < ?)",
+        )
+        .bind(host)
+        .bind(room)
+        .bind(host)
+        .bind(room)
+        .bind(before)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let Some(keep) = append.keep_last else {
+        return Ok(());
+    };
+    let records: Option<i64> = sqlx::query_scalar(
+        "SELECT records FROM archive_usage WHERE host = ? AND username = ? AND store = ?",
+    )
+    .bind(host)
+    .bind(room)
+    .bind(ROOM_ARCHIVE)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    let excess = records.unwrap_or(0).saturating_sub(keep);
+    if excess <= 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM room_archive WHERE host = ? AND room = ? AND id <= \
+         (SELECT id FROM room_archive WHERE host = ? AND room = ? ORDER BY id LIMIT 1 OFFSET ?)",
+    )
+    .bind(host)
+    .bind(room)
+    .bind(host)
+    .bind(room)
+    .bind(excess - 1)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes at most `limit` room records older than `before_us`, oldest first, across every
+/// room. Rooms trim their own archives on append, so no index serves this: it scans.
+pub(crate) async fn expire(
+    conn: &mut SqliteConnection,
+    before_us: i64,
+    limit: u32,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM room_archive WHERE (host, room, id) IN (SELECT host, room, id \
+         FROM room_archive WHERE timestamp_us < ? ORDER BY timestamp_us LIMIT ?)",
+    )
+    .bind(before_us)
+    .bind(i64::from(limit))
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
