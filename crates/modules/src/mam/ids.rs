@@ -26,19 +26,22 @@ const ROUNDS: u8 = 4;
 /// One host's permutation.
 #[derive(Clone)]
 pub struct IdCipher {
-    key: [u8; 32],
+    /// HMAC keyed once: each round clones it instead of hashing the key again (half the
+    /// SHA-256 blocks of a round; every archived message runs four).
+    keyed: Option<Hmac<Sha256>>,
 }
 
 impl IdCipher {
     pub(crate) fn new(key: [u8; 32]) -> Self {
-        IdCipher { key }
+        // HMAC accepts keys of any length; this cannot fail.
+        IdCipher {
+            keyed: <Hmac<Sha256> as Mac>::new_from_slice(&key).ok(),
+        }
     }
 
     fn round(&self, round: u8, half: u32) -> u32 {
-        // HMAC accepts keys of any length; this cannot fail.
-        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.key) {
-            Ok(mac) => mac,
-            Err(_) => return 0,
+        let Some(mut mac) = self.keyed.clone() else {
+            return 0;
         };
         mac.update(&[round]);
         mac.update(&half.to_be_bytes());
