@@ -14,9 +14,9 @@
 use async_trait::async_trait;
 
 /// The [`ArchiveStore`] store of room archives (XEP-0313 on a MUC room JID; `user` is the
-/// room's localpart). A backend may keep these archives apart from the others, clustered per
-/// room (SQLite does): many occupants append to one archive, which is read by id range, and
-/// rooms trim their own archives on append, so they need no index for retention sweeps
+/// room's localpart). A backend may keep these archives apart from the others, with fewer
+/// indexes (SQLite does): many occupants append to one archive, which is read by id range,
+/// and rooms trim their own archives on append, so they need no index for retention sweeps
 /// across archives. The contract of the shape is the same for every store.
 pub const ROOM_ARCHIVE: &str = "muc_archive";
 

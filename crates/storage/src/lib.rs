@@ -8,9 +8,9 @@
 //!
 //! One store is laid out apart on SQLite: room archives
 //! ([`ROOM_ARCHIVE`](xmppd_core::storage::ROOM_ARCHIVE)) live in
-//! `room_archive`, clustered by room and id with a `with` and a time index per room, because
-//! a busy room appends far more often than any user archive and each index of `archive` is a
-//! page written per commit (migration `0004_room_archive.sql`). The shape's contract is the
+//! `room_archive`, with only an id and a time index per room, because a busy room appends far
+//! more often than any user archive and each index of `archive` is a page written per commit
+//! (migration `0004_room_archive.sql`; a `with` query walks the room's ids). The shape's contract is the
 //! same for it, and the conformance suite runs over it as well (`room_tests`).
 //!
 //! # Durability

@@ -1,5 +1,6 @@
-//! Room archives on SQLite: the store [`ROOM_ARCHIVE`] in `room_archive`, clustered by
-//! `(host, room, id)` (migration `0004_room_archive.sql` says why).
+//! Room archives on SQLite: the store [`ROOM_ARCHIVE`] in `room_archive`, a table that only
+//! grows at its end, with an id and a time index per room (migration `0004_room_archive.sql`
+//! says why).
 //!
 //! Ids come from the sequence of `archive`'s AUTOINCREMENT, bumped once per statement for all
 //! of its rows, so ids stay unique across both tables and are never reused. The rooms' usage
@@ -114,7 +115,7 @@ pub(crate) async fn insert(
 
 /// The retention deletes after an append to a room's archive, each removing a prefix of it:
 /// records older than `expire_before_us`, then the oldest beyond `keep_last`. The latter
-/// reads the room's total instead of walking `keep_last` records of the clustered table.
+/// reads the room's total instead of walking `keep_last` entries of the room's index.
 pub(crate) async fn trim(conn: &mut SqliteConnection, append: &ArchiveAppend) -> sqlx::Result<()> {
     let (host, room) = (append.host.as_str(), append.user.as_str());
     if let Some(before) = append.expire_before_us {
@@ -168,8 +169,8 @@ pub(crate) async fn expire(
     limit: u32,
 ) -> sqlx::Result<u64> {
     let done = sqlx::query(
-        "DELETE FROM room_archive WHERE (host, room, id) IN (SELECT host, room, id \
-         FROM room_archive WHERE timestamp_us < ? ORDER BY timestamp_us LIMIT ?)",
+        "DELETE FROM room_archive WHERE id IN (SELECT id FROM room_archive \
+         WHERE timestamp_us < ? ORDER BY timestamp_us LIMIT ?)",
     )
     .bind(before_us)
     .bind(i64::from(limit))
