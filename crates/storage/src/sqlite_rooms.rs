@@ -131,31 +131,78 @@ pub(crate) async fn trim(conn: &mut SqliteConnection, append: &ArchiveAppend) ->
         .execute(&mut *conn)
         .await?;
     }
-    let Some(keep) = append.keep_last else {
-        return Ok(());
-    };
-    let records: Option<i64> = sqlx::query_scalar(
-        "SELECT records FROM archive_usage WHERE host = ? AND username = ? AND store = ?",
+    if let Some(keep) = append.keep_last {
+        let (records, _) = room_totals(conn, host, room).await?;
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let excess = records.saturating_sub(keep);
+        if excess > 0 {
+            sqlx::query(
+                "DELETE FROM room_archive WHERE host = ? AND room = ? AND id <= \
+                 (SELECT id FROM room_archive WHERE host = ? AND room = ? ORDER BY id LIMIT 1 \
+                 OFFSET ?)",
+            )
+            .bind(host)
+            .bind(room)
+            .bind(host)
+            .bind(room)
+            .bind(excess - 1)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    if let Some(keep) = append.keep_bytes {
+        trim_bytes(conn, host, room, keep).await?;
+    }
+    Ok(())
+}
+
+/// A room's running totals (records, bytes), kept in `archive_usage` as for every archive.
+async fn room_totals(
+    conn: &mut SqliteConnection,
+    host: &str,
+    room: &str,
+) -> sqlx::Result<(i64, i64)> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT records, bytes FROM archive_usage WHERE host = ? AND username = ? AND store = ?",
     )
     .bind(host)
     .bind(room)
     .bind(ROOM_ARCHIVE)
     .fetch_optional(&mut *conn)
     .await?;
-    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-    let excess = records.unwrap_or(0).saturating_sub(keep);
-    if excess <= 0 {
+    Ok(row.unwrap_or((0, 0)))
+}
+
+/// `ArchiveAppend::keep_bytes` for a room: past `keep` bytes, its oldest records go, as few as
+/// leave at most `keep - keep / 16`, never its newest (the same rule as every archive's).
+async fn trim_bytes(
+    conn: &mut SqliteConnection,
+    host: &str,
+    room: &str,
+    keep: u64,
+) -> sqlx::Result<()> {
+    let (_, bytes) = room_totals(conn, host, room).await?;
+    let bytes = u64::try_from(bytes).unwrap_or(0);
+    if bytes <= keep {
         return Ok(());
     }
+    let free = i64::try_from(bytes - (keep - keep / 16)).unwrap_or(i64::MAX);
     sqlx::query(
-        "DELETE FROM room_archive WHERE host = ? AND room = ? AND id <= \
-         (SELECT id FROM room_archive WHERE host = ? AND room = ? ORDER BY id LIMIT 1 OFFSET ?)",
+        "DELETE FROM room_archive WHERE host = ? AND room = ? \
+         AND id < (SELECT MAX(id) FROM room_archive WHERE host = ? AND room = ?) \
+         AND id <= COALESCE((SELECT id FROM (SELECT id, SUM(octet_length(payload)) \
+         OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS freed \
+         FROM room_archive WHERE host = ? AND room = ?) AS oldest WHERE freed >= ? \
+         ORDER BY id LIMIT 1), ?)",
     )
     .bind(host)
     .bind(room)
     .bind(host)
     .bind(room)
-    .bind(excess - 1)
+    .bind(host)
+    .bind(room)
+    .bind(free)
+    .bind(i64::MAX)
     .execute(&mut *conn)
     .await?;
     Ok(())
