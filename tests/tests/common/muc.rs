@@ -224,3 +224,19 @@ pub async fn expect_presence_from(client: &mut TestClient, from: &str) -> anyhow
     .await?;
     seen.into_iter().last().context("no presence")
 }
+
+/// The room the feature and limit tests use.
+pub const ROOM: &str = "lounge@conference.localhost";
+
+/// `ROOM/nick`.
+pub fn occupant(nick: &str) -> String {
+    format!("{ROOM}/{nick}")
+}
+
+/// `localhost` with these `[modules.muc]` settings and the accounts alice, bob and carol.
+pub async fn server_with(settings: &str) -> anyhow::Result<xmppd_testkit::TestServer> {
+    let text: std::sync::Arc<str> = std::sync::Arc::from(format!("[modules.muc]\n{settings}\n"));
+    let server = xmppd_testkit::TestServer::start_with(move |c| c.text = Some(text)).await?;
+    super::add_users(&server, &["alice", "bob", "carol"]).await?;
+    Ok(server)
+}
