@@ -218,6 +218,20 @@ impl C2sResponder {
         responder
     }
 
+    /// A responder for a BOSH session (XEP-0206); `tls` is true when its HTTP requests come
+    /// over TLS. No channel binding: the requests of one session may come over different
+    /// TLS connections, so none of them is the session's.
+    pub fn bosh(policy: C2sPolicy, tls: bool) -> Self {
+        let mut responder = Self::new(policy, tls, ChannelBindingData::none());
+        responder.framing = Framing::Bosh;
+        responder
+    }
+
+    /// The stream id (XEP-0206 `authid`).
+    pub fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
     /// Where the negotiation stands.
     pub fn phase(&self) -> Phase {
         self.phase

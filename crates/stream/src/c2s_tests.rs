@@ -549,3 +549,31 @@ fn websocket_stream_errors_declare_their_prefix_and_close() {
     assert!(text.ends_with("<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\"/>"));
     assert!(!text.contains("</stream:stream>"));
 }
+
+#[test]
+fn bosh_framing_sends_no_header_no_plus_and_bare_stream_errors() {
+    // XEP-0206 "Session Creation Response": the features come inside the <body/>, with no
+    // stream header; TLS is the HTTP connection's, and no TLS connection is the session's,
+    // so nothing is bound to one.
+    let mut r = C2sResponder::bosh(policy(false), true);
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    assert_eq!(out[0], C2sOutput::Send(Vec::new()));
+    let features = sent(&out[1..]);
+    assert!(!features[0].has_child("starttls", ns::TLS));
+    let mechanisms = offered(&out);
+    assert!(mechanisms.iter().any(|m| m == "PLAIN"), "{mechanisms:?}");
+    assert!(
+        !mechanisms.iter().any(|m| m.ends_with("-PLUS")),
+        "{mechanisms:?}"
+    );
+    assert!(!r.stream_id().is_empty());
+    // "remote-stream-error": the error alone, its prefix declared; the body is the
+    // transport's.
+    let bytes = r.error_bytes(&StreamError::new(StreamErrorCondition::NotWellFormed));
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        "<stream:error xmlns:stream=\"http://etherx.jabber.org/streams\">\
+         <not-well-formed xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/></stream:error>"
+    );
+}

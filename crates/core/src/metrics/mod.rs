@@ -57,6 +57,8 @@ pub enum ConnectionKind {
     C2s,
     /// A client over WebSocket.
     WebSocket,
+    /// A client's BOSH session (XEP-0206), from its creation to its end.
+    Bosh,
     /// Another server's stream to us.
     S2sIn,
     /// Our stream to another server.
@@ -66,9 +68,10 @@ pub enum ConnectionKind {
 }
 
 impl ConnectionKind {
-    const ALL: [ConnectionKind; 5] = [
+    const ALL: [ConnectionKind; 6] = [
         ConnectionKind::C2s,
         ConnectionKind::WebSocket,
+        ConnectionKind::Bosh,
         ConnectionKind::S2sIn,
         ConnectionKind::S2sOut,
         ConnectionKind::Component,
@@ -78,6 +81,7 @@ impl ConnectionKind {
         match self {
             ConnectionKind::C2s => "c2s",
             ConnectionKind::WebSocket => "websocket",
+            ConnectionKind::Bosh => "bosh",
             ConnectionKind::S2sIn => "s2s_in",
             ConnectionKind::S2sOut => "s2s_out",
             ConnectionKind::Component => "component",
@@ -133,7 +137,7 @@ pub struct Scraped {
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
-    connections: [Gauge; 5],
+    connections: [Gauge; 6],
     logins: Family<MechanismLabel, Counter>,
     login_failures: Family<FailureLabel, Counter>,
     /// Indexed by [`Peer`] then stanza kind.
