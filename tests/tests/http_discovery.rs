@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use xmppd::config::{HostConfig, HttpListenConfig};
 use xmppd_http::proxy::TrustedProxies;
 use xmppd_http::{HostWeb, HttpKind};
-use xmppd_proto::host_meta::{HostMeta, REL_WEBSOCKET};
+use xmppd_proto::host_meta::{HostMeta, REL_BOSH, REL_WEBSOCKET};
 use xmppd_testkit::TestServer;
 
 const ANY: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
@@ -43,6 +43,8 @@ async fn server(adjust: impl FnOnce(&mut xmppd::Config)) -> anyhow::Result<TestS
             HostWeb {
                 websocket: true,
                 websocket_url: Some("wss://chat.example.net/ws".into()),
+                bosh: true,
+                bosh_url: Some("https://chat.example.net/http-bind".into()),
             },
         );
         adjust(c);
@@ -100,7 +102,7 @@ fn parse_jrd(body: &str) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 #[tokio::test]
-async fn host_meta_lists_each_hosts_websocket_with_cors() -> anyhow::Result<()> {
+async fn host_meta_lists_each_hosts_websocket_and_bosh_with_cors() -> anyhow::Result<()> {
     let server = server(|_| {}).await?;
     let port = addr(&server, HttpKind::Tls)?.port();
     let localhost = format!("localhost:{port}");
@@ -108,10 +110,15 @@ async fn host_meta_lists_each_hosts_websocket_with_cors() -> anyhow::Result<()> 
         (
             localhost.as_str(),
             format!("wss://localhost:{port}/xmpp-websocket"),
+            format!("https://localhost:{port}/http-bind"),
         ),
-        ("example.net", "wss://chat.example.net/ws".to_owned()),
+        (
+            "example.net",
+            "wss://chat.example.net/ws".to_owned(),
+            "https://chat.example.net/http-bind".to_owned(),
+        ),
     ];
-    for (host, url) in &expected {
+    for (host, url, bosh) in &expected {
         let (status, headers, body) = get_tls(&server, host, "/.well-known/host-meta").await?;
         assert_eq!(status, 200, "{host}: {body}");
         assert_eq!(
@@ -121,6 +128,7 @@ async fn host_meta_lists_each_hosts_websocket_with_cors() -> anyhow::Result<()> 
         assert_eq!(header(&headers, "access-control-allow-origin"), Some("*"));
         let meta = parse_xrd(&body)?;
         assert_eq!(meta.link(REL_WEBSOCKET), Some(url.as_str()), "{host}");
+        assert_eq!(meta.link(REL_BOSH), Some(bosh.as_str()), "{host}");
 
         let (status, headers, body) = get_tls(&server, host, "/.well-known/host-meta.json").await?;
         assert_eq!(status, 200);
@@ -128,7 +136,10 @@ async fn host_meta_lists_each_hosts_websocket_with_cors() -> anyhow::Result<()> 
         assert_eq!(header(&headers, "access-control-allow-origin"), Some("*"));
         assert_eq!(
             parse_jrd(&body)?,
-            vec![(REL_WEBSOCKET.to_owned(), url.clone())]
+            vec![
+                (REL_WEBSOCKET.to_owned(), url.clone()),
+                (REL_BOSH.to_owned(), bosh.clone())
+            ]
         );
     }
     // A CORS preflight from another origin.
@@ -158,11 +169,14 @@ async fn host_meta_lists_each_hosts_websocket_with_cors() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
-async fn the_origin_is_configurable_and_hosts_without_websocket_list_nothing() -> anyhow::Result<()>
-{
+async fn the_origin_is_configurable_and_hosts_without_websocket_or_bosh_list_nothing()
+-> anyhow::Result<()> {
     let server = server(|c| {
         c.http.allow_origin = "https://chat.example.org".into();
         ws::without_websocket(c, "example.net");
+        if let Some(web) = c.http.hosts.get_mut("example.net") {
+            web.bosh = false;
+        }
     })
     .await?;
     let (status, headers, body) =
@@ -254,10 +268,16 @@ async fn forwarded_addresses_count_only_from_a_trusted_proxy() -> anyhow::Result
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         parse_jrd(&body)?,
-        vec![(
-            REL_WEBSOCKET.to_owned(),
-            "wss://localhost/xmpp-websocket".to_owned()
-        )]
+        vec![
+            (
+                REL_WEBSOCKET.to_owned(),
+                "wss://localhost/xmpp-websocket".to_owned()
+            ),
+            (
+                REL_BOSH.to_owned(),
+                "https://localhost/http-bind".to_owned()
+            )
+        ]
     );
     server2.stop().await;
     Ok(())

@@ -9,11 +9,12 @@
 //! every request reaches with its [`ConnInfo`] and the client address read through the
 //! trusted proxies ([`proxy`]).
 //!
-//! The router is where later HTTP services slot in: BOSH (XEP-0206) beside the WebSocket
-//! route, with its own link in host-meta. HTTP upload (XEP-0363) is under `/upload/`
+//! BOSH (XEP-0206, [`bosh`]) is served beside the WebSocket route, with its own link in
+//! host-meta; its sessions outlive the HTTP connections their requests come on. HTTP upload (XEP-0363) is under `/upload/`
 //! ([`upload`]), sharing the listeners, the limits and the client address resolution; its
 //! bodies are bounded by their slot, not by `max_body_bytes`.
 
+pub mod bosh;
 pub mod metrics;
 pub mod per_ip;
 pub mod proxy;
@@ -64,6 +65,8 @@ pub struct HttpContext {
     /// The client negotiation policy of WebSocket streams: the c2s one, serving only the
     /// hosts that have WebSocket enabled (a stream to another gets `host-unknown`).
     ws_policy: xmppd_stream::C2sPolicy,
+    /// The BOSH sessions, whose policy serves only the hosts that have BOSH enabled.
+    pub bosh: bosh::Sessions,
     /// The upload service's files (XEP-0363), when the `upload` module runs.
     upload: Option<Arc<xmppd_upload::Uploads>>,
     /// Connections served since the start (for log spans).
@@ -87,17 +90,12 @@ impl HttpContext {
             settings.requests_per_second,
             settings.request_burst,
         );
-        let mut ws_policy = c2s.policy.clone();
-        ws_policy.hosts = Arc::new(
-            ws_policy
-                .hosts
-                .iter()
-                .filter(|h| settings.host(h).websocket)
-                .cloned()
-                .collect(),
-        );
+        let ws_policy = policy_where(&c2s, &settings, |web| web.websocket);
+        let bosh_policy = policy_where(&c2s, &settings, |web| web.bosh);
+        let bosh = bosh::Sessions::new(bosh_policy, settings.bosh_max_sessions_per_ip);
         Arc::new(HttpContext {
             ws_policy,
+            bosh,
             c2s,
             settings,
             per_ip,
@@ -111,6 +109,25 @@ impl HttpContext {
     fn tls(&self) -> &TlsSetup {
         &self.c2s.tls
     }
+}
+
+/// The client negotiation policy, serving only the hosts whose HTTP offer `serves` accepts
+/// (a stream to another gets `host-unknown`).
+fn policy_where(
+    c2s: &C2sContext,
+    settings: &HttpSettings,
+    serves: impl Fn(&HostWeb) -> bool,
+) -> xmppd_stream::C2sPolicy {
+    let mut policy = c2s.policy.clone();
+    policy.hosts = Arc::new(
+        policy
+            .hosts
+            .iter()
+            .filter(|h| serves(&settings.host(h)))
+            .cloned()
+            .collect(),
+    );
+    policy
 }
 
 /// What a request knows of the connection it came on.

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use xmppd_proto::host_meta::{HostMeta, REL_WEBSOCKET};
+use xmppd_proto::host_meta::{HostMeta, REL_BOSH, REL_WEBSOCKET};
 
 use crate::proxy::ClientAddr;
 use crate::{ConnInfo, HostWeb, HttpContext};
@@ -30,6 +30,7 @@ pub(crate) struct Site {
 /// The router of every HTTP listener.
 pub(crate) fn router(ctx: Arc<HttpContext>) -> Router {
     let ws_path = ctx.settings.websocket_path.clone();
+    let bosh_path = ctx.settings.bosh_path.clone();
     Router::new()
         .route(
             "/.well-known/host-meta",
@@ -40,10 +41,11 @@ pub(crate) fn router(ctx: Arc<HttpContext>) -> Router {
             get(host_meta_jrd).options(preflight),
         )
         .route(&ws_path, get(crate::ws::upgrade))
+        .route(&bosh_path, any(crate::bosh::handle))
         .route(crate::upload::ROUTE, any(crate::upload::handle))
         .fallback(not_found)
         // Bodies sent without a length are cut off at the same limit by the extractors that
-        // read them (BOSH, upload).
+        // read them (upload); BOSH reads its bodies under its own limit.
         .layer(DefaultBodyLimit::max(
             usize::try_from(ctx.settings.max_body_bytes).unwrap_or(usize::MAX),
         ))
@@ -124,16 +126,26 @@ fn host_meta(ctx: &HttpContext, req: &Request) -> Option<HostMeta> {
     tracing::debug!(host = %site.host, "host-meta");
     let client = req.extensions().get::<ClientAddr>()?;
     let mut meta = HostMeta::default();
+    let link = |configured: &Option<String>, schemes: (&str, &str), path: &str| {
+        if let Some(url) = configured {
+            return Some(url.clone());
+        }
+        let authority = requested_authority(req.headers(), client)?;
+        let scheme = if client.secure { schemes.0 } else { schemes.1 };
+        Some(format!("{scheme}://{authority}{path}"))
+    };
+    let settings = &ctx.settings;
     if site.web.websocket {
-        let url = match &site.web.websocket_url {
-            Some(url) => url.clone(),
-            None => {
-                let authority = requested_authority(req.headers(), client)?;
-                let scheme = if client.secure { "wss" } else { "ws" };
-                format!("{scheme}://{authority}{}", ctx.settings.websocket_path)
-            }
-        };
+        let url = link(
+            &site.web.websocket_url,
+            ("wss", "ws"),
+            &settings.websocket_path,
+        )?;
         meta = meta.with_link(REL_WEBSOCKET, &url);
+    }
+    if site.web.bosh {
+        let url = link(&site.web.bosh_url, ("https", "http"), &settings.bosh_path)?;
+        meta = meta.with_link(REL_BOSH, &url);
     }
     Some(meta)
 }

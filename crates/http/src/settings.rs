@@ -32,7 +32,24 @@ pub struct HttpSettings {
     pub websocket_path: String,
     /// Most frames one WebSocket message may be split into (RFC 6455 fragmentation).
     pub websocket_max_fragments: usize,
-    /// `Access-Control-Allow-Origin` of the discovery documents.
+    /// Path of the BOSH endpoint (XEP-0206).
+    pub bosh_path: String,
+    /// Largest BOSH request body in bytes; larger gets 413.
+    pub bosh_max_body_bytes: u64,
+    /// Longest a BOSH request is held (XEP-0124 `wait`; a client may ask for less).
+    pub bosh_max_wait: Duration,
+    /// Most BOSH requests held at once (`hold`; a client may ask for fewer). The session
+    /// allows one request more than it holds (`requests`).
+    pub bosh_max_hold: u32,
+    /// How long a BOSH session may go without a request before it ends (`inactivity`).
+    pub bosh_inactivity: Duration,
+    /// Longest pause a BOSH client may ask for (`maxpause`).
+    pub bosh_max_pause: Duration,
+    /// Shortest interval between empty requests of a polling BOSH session (`polling`).
+    pub bosh_polling: Duration,
+    /// Most BOSH sessions from one client address at once.
+    pub bosh_max_sessions_per_ip: usize,
+    /// `Access-Control-Allow-Origin` of the discovery documents and the BOSH endpoint.
     pub allow_origin: String,
     /// What each host offers over HTTP, by domain; a host not listed gets the defaults.
     pub hosts: HashMap<String, HostWeb>,
@@ -52,6 +69,14 @@ impl Default for HttpSettings {
             trusted_proxies: TrustedProxies::default(),
             websocket_path: "/xmpp-websocket".into(),
             websocket_max_fragments: 64,
+            bosh_path: "/http-bind".into(),
+            bosh_max_body_bytes: 256 * 1024,
+            bosh_max_wait: Duration::from_secs(60),
+            bosh_max_hold: 1,
+            bosh_inactivity: Duration::from_secs(60),
+            bosh_max_pause: Duration::from_secs(120),
+            bosh_polling: Duration::from_secs(2),
+            bosh_max_sessions_per_ip: 10,
             allow_origin: "*".into(),
             hosts: HashMap::new(),
         }
@@ -73,6 +98,11 @@ pub struct HostWeb {
     /// The WebSocket URL announced in host-meta, when the public address is not the one
     /// requests arrive with (`None`: derived from the request and the proxy's headers).
     pub websocket_url: Option<String>,
+    /// Whether clients of this host may connect over BOSH (XEP-0206).
+    pub bosh: bool,
+    /// The BOSH URL announced in host-meta, when the public address is not the one requests
+    /// arrive with (`None`: derived from the request and the proxy's headers).
+    pub bosh_url: Option<String>,
 }
 
 impl Default for HostWeb {
@@ -80,6 +110,8 @@ impl Default for HostWeb {
         HostWeb {
             websocket: true,
             websocket_url: None,
+            bosh: true,
+            bosh_url: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod bosh;
 pub mod component;
 pub mod echo;
 pub mod federation;

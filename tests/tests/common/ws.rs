@@ -362,7 +362,7 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 pub fn without_websocket(config: &mut xmppd::Config, host: &str) {
     let web = xmppd_http::HostWeb {
         websocket: false,
-        websocket_url: None,
+        ..Default::default()
     };
     config.http.hosts.insert(host.to_owned(), web);
 }

@@ -1,4 +1,5 @@
-//! `[http]`: the HTTP listeners' limits, trusted proxies, WebSocket endpoint and CORS, and
+//! `[http]`: the HTTP listeners' limits, trusted proxies, WebSocket and BOSH endpoints and
+//! CORS, and
 //! `[[http.host]]`: what each virtual host offers over HTTP.
 
 use std::time::Duration;
@@ -24,6 +25,14 @@ pub(super) struct RawHttp {
     trusted_proxies: Option<Vec<Spanned<String>>>,
     websocket_path: Option<Spanned<String>>,
     websocket_max_fragments: Option<Spanned<usize>>,
+    bosh_path: Option<Spanned<String>>,
+    bosh_max_body_bytes: Option<Spanned<u64>>,
+    bosh_max_wait_secs: Option<Spanned<u64>>,
+    bosh_max_hold: Option<Spanned<u32>>,
+    bosh_inactivity_secs: Option<Spanned<u64>>,
+    bosh_max_pause_secs: Option<Spanned<u64>>,
+    bosh_polling_secs: Option<Spanned<u64>>,
+    bosh_max_sessions_per_ip: Option<Spanned<usize>>,
     allow_origin: Option<Spanned<String>>,
     #[serde(default)]
     host: Vec<RawHttpHost>,
@@ -35,6 +44,8 @@ struct RawHttpHost {
     name: Spanned<String>,
     websocket: Option<bool>,
     websocket_url: Option<Spanned<String>>,
+    bosh: Option<bool>,
+    bosh_url: Option<Spanned<String>>,
 }
 
 /// The smallest head hyper can read requests into.
@@ -107,19 +118,17 @@ impl Validator<'_> {
             }
             s.trusted_proxies = TrustedProxies(nets);
         }
+        self.bosh(&raw, &mut s)?;
         if let Some(v) = raw.websocket_path {
-            let path = v.get_ref();
-            let plain = path.starts_with('/')
-                && path.len() > 1
-                && path
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
-            if !plain || path.starts_with("/.well-known/") {
-                let msg = "must be a path like \"/xmpp-websocket\" (letters, digits, / - _ . ~), \
-                           outside /.well-known/";
-                return Err(self.invalid(v.span(), "http.websocket_path", msg));
+            s.websocket_path = self.endpoint_path(v, "http.websocket_path", "/xmpp-websocket")?;
+        }
+        if let Some(v) = raw.bosh_path {
+            let span = v.span();
+            s.bosh_path = self.endpoint_path(v, "http.bosh_path", "/http-bind")?;
+            if s.bosh_path == s.websocket_path {
+                let msg = "must differ from http.websocket_path";
+                return Err(self.invalid(span, "http.bosh_path", msg));
             }
-            s.websocket_path = v.into_inner();
         }
         if let Some(v) = raw.allow_origin {
             let origin = v.get_ref();
@@ -149,17 +158,85 @@ impl Validator<'_> {
                 web.websocket = v;
             }
             if let Some(url) = &h.websocket_url {
-                let u = url.get_ref();
-                let ok = (u.starts_with("wss://") || u.starts_with("ws://"))
-                    && u.bytes().all(|b| b.is_ascii_graphic());
-                if !ok {
-                    let msg = "must be a URL like \"wss://chat.example.org/xmpp-websocket\"";
-                    return Err(self.invalid(url.span(), &key("websocket_url"), msg));
-                }
-                web.websocket_url = Some(u.clone());
+                let example = "wss://chat.example.org/xmpp-websocket";
+                web.websocket_url = Some(self.url(url, &key("websocket_url"), example)?);
+            }
+            if let Some(v) = h.bosh {
+                web.bosh = v;
+            }
+            if let Some(url) = &h.bosh_url {
+                let example = "https://chat.example.org/http-bind";
+                web.bosh_url = Some(self.url(url, &key("bosh_url"), example)?);
             }
             s.hosts.insert(name, web);
         }
         Ok(s)
+    }
+
+    /// A URL announced in host-meta: of the scheme of `example` (or its plain twin), printable.
+    fn url(&self, v: &Spanned<String>, key: &str, example: &str) -> Result<String, ConfigError> {
+        let u = v.get_ref();
+        let secure = example.split_once("://").map_or("", |(s, _)| s);
+        let plain = secure.trim_end_matches('s');
+        let ok = (u.starts_with(&format!("{secure}://")) || u.starts_with(&format!("{plain}://")))
+            && u.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            let msg = format!("must be a URL like \"{example}\"");
+            return Err(self.invalid(v.span(), key, msg));
+        }
+        Ok(u.clone())
+    }
+
+    /// An endpoint's path: plain characters, outside `/.well-known/`.
+    fn endpoint_path(
+        &self,
+        v: Spanned<String>,
+        key: &str,
+        example: &str,
+    ) -> Result<String, ConfigError> {
+        let path = v.get_ref();
+        let plain = path.starts_with('/')
+            && path.len() > 1
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
+        if !plain || path.starts_with("/.well-known/") || path.starts_with("/upload/") {
+            let msg = format!(
+                "must be a path like \"{example}\" (letters, digits, / - _ . ~), \
+                 outside /.well-known/ and /upload/"
+            );
+            return Err(self.invalid(v.span(), key, msg));
+        }
+        Ok(v.into_inner())
+    }
+
+    /// The BOSH limits of `[http]` (XEP-0124 §7.1 `wait`, `hold`, `inactivity`, `maxpause`,
+    /// `polling`).
+    fn bosh(&self, raw: &RawHttp, s: &mut HttpSettings) -> Result<(), ConfigError> {
+        let secs = |v: &Spanned<u64>, key: &str| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(self.nonzero(v, key)?))
+        };
+        if let Some(v) = &raw.bosh_max_body_bytes {
+            s.bosh_max_body_bytes = self.nonzero(v, "http.bosh_max_body_bytes")?;
+        }
+        if let Some(v) = &raw.bosh_max_wait_secs {
+            s.bosh_max_wait = secs(v, "http.bosh_max_wait_secs")?;
+        }
+        if let Some(v) = &raw.bosh_max_hold {
+            s.bosh_max_hold = *v.get_ref();
+        }
+        if let Some(v) = &raw.bosh_inactivity_secs {
+            s.bosh_inactivity = secs(v, "http.bosh_inactivity_secs")?;
+        }
+        if let Some(v) = &raw.bosh_max_pause_secs {
+            s.bosh_max_pause = secs(v, "http.bosh_max_pause_secs")?;
+        }
+        if let Some(v) = &raw.bosh_polling_secs {
+            s.bosh_polling = Duration::from_secs(*v.get_ref());
+        }
+        if let Some(v) = &raw.bosh_max_sessions_per_ip {
+            s.bosh_max_sessions_per_ip = self.nonzero(v, "http.bosh_max_sessions_per_ip")?;
+        }
+        Ok(())
     }
 }

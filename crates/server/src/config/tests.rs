@@ -258,10 +258,19 @@ trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
 websocket_path = "/ws"
 websocket_max_fragments = 16
 allow_origin = "https://chat.example.org"
+bosh_path = "/bosh"
+bosh_max_body_bytes = 100000
+bosh_max_wait_secs = 30
+bosh_max_hold = 2
+bosh_inactivity_secs = 45
+bosh_max_pause_secs = 300
+bosh_polling_secs = 5
+bosh_max_sessions_per_ip = 3
 
 [[http.host]]
 name = "example.net"
 websocket = false
+bosh = false
 "#,
     )
     .unwrap();
@@ -277,6 +286,16 @@ websocket = false
     assert!(c.http.host("example.org").websocket);
     assert!(!c.http.host("example.net").websocket);
     assert_eq!(c.http.allow_origin, "https://chat.example.org");
+    assert_eq!(c.http.bosh_path, "/bosh");
+    assert_eq!(c.http.bosh_max_body_bytes, 100_000);
+    assert_eq!(c.http.bosh_max_wait, Duration::from_secs(30));
+    assert_eq!(c.http.bosh_max_hold, 2);
+    assert_eq!(c.http.bosh_inactivity, Duration::from_secs(45));
+    assert_eq!(c.http.bosh_max_pause, Duration::from_secs(300));
+    assert_eq!(c.http.bosh_polling, Duration::from_secs(5));
+    assert_eq!(c.http.bosh_max_sessions_per_ip, 3);
+    assert!(c.http.host("example.org").bosh);
+    assert!(!c.http.host("example.net").bosh);
 }
 
 #[test]
@@ -305,6 +324,18 @@ fn http_errors_name_line_and_key() {
         (
             "[[http.host]]\nname = \"localhost\"\nwebsocket_url = \"https://x/ws\"\n",
             "/etc/xmppd/xmppd.toml:3: `http.host[0].websocket_url`: must be a URL",
+        ),
+        (
+            "[[http.host]]\nname = \"localhost\"\nbosh_url = \"wss://x/bosh\"\n",
+            "/etc/xmppd/xmppd.toml:3: `http.host[0].bosh_url`: must be a URL",
+        ),
+        (
+            "[http]\nbosh_path = \"/xmpp-websocket\"\n",
+            "/etc/xmppd/xmppd.toml:2: `http.bosh_path`: must differ from http.websocket_path",
+        ),
+        (
+            "[http]\nbosh_inactivity_secs = 0\n",
+            "/etc/xmppd/xmppd.toml:2: `http.bosh_inactivity_secs`: must be at least 1",
         ),
     ];
     for (text, expected) in cases {
