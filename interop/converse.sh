@@ -1,9 +1,9 @@
 # The web client check of interop/run (sourced by it, not run on its own): Converse.js, the
 # released bundle from npm (pinned in interop/web/package-lock.json), in Debian's headless
 # Chromium driven by playwright-core (interop/web/conversejs.mjs), logs in to xmppd as alice
-# over WebSocket (and, when xmppd serves it, over BOSH), shows bob in her roster, sends him a
+# over WebSocket and, in a second run, over BOSH (XEP-0124/0206), shows bob in her roster, sends him a
 # message that bob (slixmpp_web_peer.py, over STARTTLS) receives and answers; the answer is read
-# from the page. Over WebSocket alice then shares a file through the chat toolbar: Converse
+# from the page. In each run alice then shares a file through the chat toolbar: Converse
 # uploads it with XEP-0363 (a cross-origin PUT, so xmppd's CORS answers are part of the check)
 # and bob downloads exactly the same bytes. Screenshots are kept in $INTEROP_ARTIFACTS
 # (default: $CARGO_TARGET_DIR/interop-artifacts).
@@ -47,8 +47,9 @@ converse_check() {
     if [[ -n "$upload" ]]; then
         file="$scratch/converse-upload.png"
         head -c 150000 /dev/urandom >"$file"
-        peer_file=(--expect-file "$file")
-        node_upload=(--upload "$file")
+        rm -f "$scratch/converse-done-$transport"
+        peer_file=(--expect-file "$file" --done-file "$scratch/converse-done-$transport")
+        node_upload=(--upload "$file" --wait-for-file "$scratch/converse-done-$transport")
     fi
     [[ -n "$debug" ]] && node_debug=(--debug)
     home="$(converse_browser_home)" || return 1

@@ -5,7 +5,7 @@ bob logs in with slixmpp and creates --ready-file once available. He waits for a
 --expect-from (any resource) with exactly --expect-body and answers its full JID with --reply.
 With --expect-file, he then waits for a message carrying an HTTP upload URL (its body, or its
 XEP-0066 out-of-band URL, as web clients send it), GETs it over HTTPS verified against --ca, and
-checks the bytes are exactly the file's. Exit status 0 when every check held, 1 otherwise
+checks the bytes are exactly the file's, then creates --done-file. Exit status 0 when every check held, 1 otherwise
 (including after --timeout seconds).
 
     BOB_PASSWORD=… slixmpp_web_peer.py --port 5222 --ca ca.pem --jid bob@localhost \
@@ -74,6 +74,8 @@ async def scenario(args):
         if hashlib.sha256(body).digest() != hashlib.sha256(expected).digest():
             raise Failure(f"downloaded {len(body)} bytes that are not the {len(expected)} shared")
         log(f"{me.boundjid.bare}: downloaded the same {len(body)} bytes")
+        if args.done_file:
+            pathlib.Path(args.done_file).write_text("downloaded\n")
     finally:
         await me.close()
 
@@ -87,6 +89,7 @@ def main():
     p.add_argument("--reply", required=True)
     p.add_argument("--expect-file", help="a file the sender shares by HTTP upload")
     p.add_argument("--ready-file", required=True)
+    p.add_argument("--done-file", help="created once the shared file was downloaded")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for each message")
     args = p.parse_args()
     setup_logging(args.debug)

@@ -12,13 +12,14 @@
 // presses Enter, waits until --expect-reply is shown in the chat, and (with --upload) picks the
 // file in the toolbar's file input, as a user does; Converse asks xmppd's XEP-0363 service for
 // a slot, PUTs the bytes and sends the URL. It waits until the chat shows the uploaded file's
-// URL. The screenshot is taken once the reply is shown and again at the end.
+// URL, and with --wait-for-file stays until the peer has created that file. The screenshot is taken once the reply is shown and again at the end.
 //
 // Chromium is Debian's (--chromium, default /usr/bin/chromium). It verifies xmppd's certificate
 // with the NSS database under $HOME (the caller imports the test CA there); no check is
 // switched off. Exit status 0 when every step held, 1 otherwise (including after --timeout).
 
 import { createServer } from "node:http";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,6 +37,7 @@ const { values: args } = parseArgs({
     body: { type: "string" },
     "expect-reply": { type: "string" },
     upload: { type: "string" },
+    "wait-for-file": { type: "string" },
     screenshot: { type: "string" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
     timeout: { type: "string", default: "60" },
@@ -180,6 +182,15 @@ try {
     const uploaded = tab.locator(".chat-msg__content", { hasText: "/upload/" }).first();
     await uploaded.waitFor({ state: "visible", timeout: remaining() });
     log("the chat shows the uploaded file's URL");
+  }
+  // The page stays open until the peer says it has everything: a client sends what it shows
+  // as sent on its next request (BOSH), which closing the page would cancel.
+  if (args["wait-for-file"]) {
+    while (!existsSync(args["wait-for-file"])) {
+      if (Date.now() > deadline) throw new Error(`${args["wait-for-file"]} did not appear`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    log("the peer has the file");
   }
   if (args.transport === "bosh") {
     if (boshRequests === 0) throw new Error(`no BOSH request went to ${args.endpoint}`);
