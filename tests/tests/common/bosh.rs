@@ -273,6 +273,29 @@ pub async fn login(
     password: &str,
     resource: &str,
 ) -> anyhow::Result<(Session, Element)> {
+    let (mut s, features) = authenticated(endpoint, domain, user, password).await?;
+    let got = s
+        .exchange(&format!(
+            "<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
+        ))
+        .await?;
+    if !got
+        .iter()
+        .any(|e| e.is("iq", "jabber:client") && e.attr("type") == Some("result"))
+    {
+        bail!("bind failed: {got:?}");
+    }
+    Ok((s, features))
+}
+
+/// Creates a session on `domain`, logs in with SCRAM-SHA-256 and restarts the stream
+/// (`xmpp:restart`, XEP-0206 §5); the features after the restart come back too.
+pub async fn authenticated(
+    endpoint: &Endpoint,
+    domain: &str,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<(Session, Element)> {
     let (mut s, created) = Session::create(endpoint, domain, 5).await?;
     if !mechanisms(&created).iter().any(|m| m == "SCRAM-SHA-256") {
         bail!("no SCRAM-SHA-256 in {created}");
@@ -321,16 +344,5 @@ pub async fn login(
         .child("features", STREAM)
         .cloned()
         .ok_or_else(|| anyhow!("no features after the restart: {restarted}"))?;
-    let got = s
-        .exchange(&format!(
-            "<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
-        ))
-        .await?;
-    if !got
-        .iter()
-        .any(|e| e.is("iq", "jabber:client") && e.attr("type") == Some("result"))
-    {
-        bail!("bind failed: {got:?}");
-    }
     Ok((s, features))
 }
