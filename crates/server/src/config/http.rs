@@ -48,6 +48,9 @@ struct RawHttpHost {
     bosh_url: Option<Spanned<String>>,
 }
 
+/// The most BOSH requests a session may hold at once.
+const MAX_BOSH_HOLD: u32 = 10;
+
 /// The smallest head hyper can read requests into.
 const MIN_HEADER_BYTES: usize = 8192;
 
@@ -223,6 +226,12 @@ impl Validator<'_> {
             s.bosh_max_wait = secs(v, "http.bosh_max_wait_secs")?;
         }
         if let Some(v) = &raw.bosh_max_hold {
+            // Each request a session may hold is one more open HTTP request and one more
+            // answer kept for retransmission (XEP-0124 §14.3).
+            if *v.get_ref() > MAX_BOSH_HOLD {
+                let msg = format!("must be at most {MAX_BOSH_HOLD}");
+                return Err(self.invalid(v.span(), "http.bosh_max_hold", msg));
+            }
             s.bosh_max_hold = *v.get_ref();
         }
         if let Some(v) = &raw.bosh_inactivity_secs {

@@ -334,6 +334,10 @@ fn http_errors_name_line_and_key() {
             "/etc/xmppd/xmppd.toml:2: `http.bosh_path`: must differ from http.websocket_path",
         ),
         (
+            "[http]\nbosh_max_hold = 11\n",
+            "/etc/xmppd/xmppd.toml:2: `http.bosh_max_hold`: must be at most 10",
+        ),
+        (
             "[http]\nbosh_inactivity_secs = 0\n",
             "/etc/xmppd/xmppd.toml:2: `http.bosh_inactivity_secs`: must be at least 1",
         ),
