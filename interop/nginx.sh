@@ -3,12 +3,13 @@
 # documentation is what is tested), terminates TLS in front of an xmppd `http` listener on
 # loopback that trusts it (`[http] trusted_proxies`). @xmpp/client then reads host-meta.json
 # through nginx, must find nginx's wss URL there (xmppd builds it from the forwarded host and
-# scheme), and logs in and chats through it. nginx runs from a private prefix in the scratch
+# scheme), and logs in and chats through it; Converse.js in Chromium logs in over BOSH through
+# nginx's /http-bind and chats too. nginx runs from a private prefix in the scratch
 # directory, on 127.0.0.1 only; only the README's `listen`, certificate, include and upstream
 # lines are adapted to the scratch directory and the ports interop/run picked.
 #
 # Uses from interop/run: here, root, scratch, domain, helper_pids, stop_pid, say,
-# xmppjs_websocket. Sets nginx_port, nginx_upstream_port (nginx_setup, before the server
+# xmppjs_websocket, converse_check. Sets nginx_port, nginx_upstream_port (nginx_setup, before the server
 # configuration is written).
 
 nginx_prerequisites() {
@@ -94,9 +95,14 @@ nginx_check() {
         sleep 0.1
     done
     xmppjs_websocket "https://localhost:$nginx_port" || status=$?
+    converse_check bosh "https://localhost:$nginx_port/http-bind" || status=$?
     grep -q '"GET /xmpp-websocket HTTP/1.1" 101' "$dir/logs/access.log" || {
         echo "nginx's access log shows no WebSocket upgrade:"
         cat "$dir/logs/access.log"
+        status=1
+    }
+    grep -Eq '"POST /http-bind HTTP/[0-9.]+" 200' "$dir/logs/access.log" || {
+        echo "nginx's access log shows no BOSH request"
         status=1
     }
     grep -q 'host-meta.json' "$dir/logs/access.log" || {
