@@ -160,10 +160,23 @@ try {
   log(`logged in; ${args.to} is shown in the roster`);
   await contact.click();
 
+  // The chat box may still be rendering (the archive of earlier conversations is loading)
+  // and drop what is typed: the message counts as sent once the chat shows it, and is typed
+  // again otherwise (at most three times).
   const textarea = tab.locator("textarea.chat-textarea").first();
-  await textarea.waitFor({ state: "visible", timeout: remaining() });
-  await textarea.fill(args.body);
-  await textarea.press("Enter");
+  const mine = tab.locator(".chat-msg__text", { hasText: args.body }).first();
+  for (let attempt = 1; ; attempt += 1) {
+    await textarea.waitFor({ state: "visible", timeout: remaining() });
+    await textarea.fill(args.body);
+    await textarea.press("Enter");
+    try {
+      await mine.waitFor({ state: "visible", timeout: Math.min(5000, remaining()) });
+      break;
+    } catch (error) {
+      if (attempt === 3) throw error;
+      log(`the chat does not show the message after attempt ${attempt}; typing it again`);
+    }
+  }
   log(`sent ${JSON.stringify(args.body)} by typing it into the chat`);
 
   await tab
