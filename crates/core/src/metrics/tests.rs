@@ -35,6 +35,7 @@ fn events_appear_as_samples_in_both_formats() {
     for expected in [
         "xmppd_connections{kind=\"c2s\"} 1",
         "xmppd_connections{kind=\"websocket\"} 0",
+        "xmppd_connections{kind=\"bosh\"} 0",
         "xmppd_logins_total{mechanism=\"SCRAM-SHA-256\"} 2",
         "xmppd_login_failures_total{mechanism=\"PLAIN\",condition=\"not-authorized\"} 1",
         "xmppd_stanzas_received_total{peer=\"client\",kind=\"message\"} 1",
