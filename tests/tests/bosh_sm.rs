@@ -1,6 +1,7 @@
 //! Stream management (XEP-0198) over BOSH: a session whose client stops sending requests
 //! ends after `inactivity` as a dropped TCP connection does, waits to be resumed, and is
-//! resumed in a new BOSH session with what was not acknowledged.
+//! resumed in a new BOSH session with what was not acknowledged; and a live session is taken
+//! over at once by a resumption on TCP.
 
 mod common;
 
@@ -15,7 +16,7 @@ use xmppd_testkit::TestServer;
 
 const SM: &str = "urn:xmpp:sm:3";
 
-async fn server() -> anyhow::Result<TestServer> {
+async fn server(inactivity: Duration) -> anyhow::Result<TestServer> {
     let server = TestServer::start_with(|c| {
         c.http_listen = vec![HttpListenConfig {
             kind: HttpKind::Tls,
@@ -24,19 +25,17 @@ async fn server() -> anyhow::Result<TestServer> {
         }];
         c.http.requests_per_second = 1000;
         c.http.request_burst = 1000;
-        c.http.bosh_inactivity = Duration::from_secs(1);
+        c.http.bosh_inactivity = inactivity;
     })
     .await?;
     add_users(&server, &["alice", "bob"]).await?;
     Ok(server)
 }
 
-#[tokio::test]
-async fn an_inactive_session_is_resumed_in_a_new_bosh_session() -> anyhow::Result<()> {
-    let server = server().await?;
-    let endpoint = Endpoint::of(&server, true)?;
+/// alice logged in over BOSH as `web` with resumable stream management; its id.
+async fn resumable(endpoint: &Endpoint) -> anyhow::Result<(bosh::Session, String)> {
     let (mut alice, _) =
-        bosh::login(&endpoint, "localhost", "alice", &password("alice"), "web").await?;
+        bosh::login(endpoint, "localhost", "alice", &password("alice"), "web").await?;
     let got = alice
         .exchange(&format!("<enable xmlns='{SM}' resume='true'/>"))
         .await?;
@@ -46,6 +45,14 @@ async fn an_inactive_session_is_resumed_in_a_new_bosh_session() -> anyhow::Resul
         .and_then(|e| e.attr("id"))
         .ok_or_else(|| anyhow::anyhow!("not enabled: {got:?}"))?
         .to_owned();
+    Ok((alice, id))
+}
+
+#[tokio::test]
+async fn an_inactive_session_is_resumed_in_a_new_bosh_session() -> anyhow::Result<()> {
+    let server = server(Duration::from_secs(1)).await?;
+    let endpoint = Endpoint::of(&server, true)?;
+    let (mut alice, id) = resumable(&endpoint).await?;
     let mut bob = online(&server, "bob", "tcp", 0).await?;
     bob.send("<message to='alice@localhost/web'><body>one</body></message>")
         .await?;
@@ -91,5 +98,27 @@ async fn an_inactive_session_is_resumed_in_a_new_bosh_session() -> anyhow::Resul
         )
         .await?;
     common::expect_message(&mut bob, "alice@localhost/web", "bob@localhost/tcp", "back").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_live_session_is_taken_over_by_a_resumption_on_tcp() -> anyhow::Result<()> {
+    // Inactivity far beyond the test: the BOSH session must give way without it.
+    let server = server(Duration::from_secs(600)).await?;
+    let endpoint = Endpoint::of(&server, true)?;
+    let (mut alice, id) = resumable(&endpoint).await?;
+    // The client moves to TCP (no request held on BOSH) and resumes there.
+    let mut tcp = server.authenticated("alice", &password("alice")).await?;
+    tcp.send(&format!("<resume xmlns='{SM}' previd='{id}' h='0'/>"))
+        .await?;
+    let resumed = tokio::time::timeout(
+        Duration::from_secs(10),
+        tcp.expect("<resumed/>", |e| e.is("resumed", SM)),
+    )
+    .await??;
+    assert_eq!(resumed.attr("previd"), Some(id.as_str()));
+    // The BOSH session is gone.
+    let gone = alice.send("", "").await?;
+    assert_eq!(terminated(&gone).as_deref(), Some("item-not-found"));
     Ok(())
 }

@@ -205,10 +205,6 @@ impl Task {
             if let Some(lost) = self.flush() {
                 break lost;
             }
-            if shutting_down && let Some(ending) = &self.ending {
-                // Nobody to tell now, and no waiting for a request at shutdown.
-                break ending.lost;
-            }
             let signal = self.stream.session().map(|s| s.signal());
             let queued_now =
                 self.bound && self.window.has_held() && self.queue_now && self.ending.is_none();
@@ -265,8 +261,10 @@ impl Task {
     fn flush(&mut self) -> Option<bool> {
         if let Some(ending) = &self.ending {
             if self.waiters.is_empty() && self.extra.is_empty() {
-                // Told with the next request, or never if none comes within `inactivity`.
-                return None;
+                // Nobody to tell now (a kick, a takeover by a resumption, the shutdown): the
+                // session ends at once, so that a stream resuming it elsewhere need not
+                // wait; the client's next request finds no session (`item-not-found`).
+                return Some(ending.lost);
             }
             let mut payload = std::mem::take(&mut self.out);
             payload.extend_from_slice(&ending.payload);
