@@ -6,6 +6,7 @@
 //! `TryFrom<&Element>` (a [`PayloadError`] tells "not this payload" from "this payload, but
 //! broken") and serialise with `to_element()` or `Element::from`.
 
+pub mod adhoc;
 pub mod blocking;
 pub mod caps;
 pub mod carbons;
