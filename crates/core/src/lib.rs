@@ -34,7 +34,7 @@ pub use hooks::{
 pub use module::{
     AccountItems, ConfigSource, HostModules, InBandRegistration, IqHandler, IqRequest, IqTarget,
     IqType, Module, ModuleCtx, ModuleError, NoSettings, RegistrationRequest, Registry,
-    RegistryBuilder, RouterHandle, Service,
+    RegistryBuilder, RouterHandle, ServerNodes, Service,
 };
 pub use outbound::Outbound;
 pub use queue::{Next, QueueReceiver, QueueSender, QueueSignal, session_queue};

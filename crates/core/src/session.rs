@@ -182,6 +182,12 @@ impl ResourceInfo {
         self.control.directed().take()
     }
 
+    /// Ends this session with `error` once it has written what is queued for it now (an
+    /// administrator's kick).
+    pub fn kick(&self, error: StreamError) {
+        self.control.kick_after_queued(error);
+    }
+
     /// Queues a stanza for this session. A full queue ends the session (slow consumer) and
     /// reports [`DeliveryError::QueueFull`] so the caller can bounce the stanza.
     pub fn deliver(&self, outbound: Outbound) -> Result<(), DeliveryError> {
@@ -388,6 +394,23 @@ impl SessionRegistry {
                     .map(|jid| info(jid, e))
             })
             .collect()
+    }
+
+    /// Every bound session, for administration (listing, announcements): a snapshot taken
+    /// shard by shard, so sessions bound or ended meanwhile may or may not be in it.
+    pub fn all(&self) -> Vec<ResourceInfo> {
+        let mut all = Vec::with_capacity(self.bound.load(std::sync::atomic::Ordering::Relaxed));
+        for entries in self.by_bare.iter() {
+            let Ok(bare) = BareJid::new(entries.key()) else {
+                continue;
+            };
+            all.extend(entries.value().iter().filter_map(|e| {
+                bare.with_resource_str(&e.resource)
+                    .ok()
+                    .map(|jid| info(jid, e))
+            }));
+        }
+        all
     }
 
     /// Stanzas queued for every bound session and not yet taken by its transport.

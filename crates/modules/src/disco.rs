@@ -4,7 +4,9 @@
 //! **The server** (`to` a host): disco#info lists the server identity (`server/im`, §3.1 and
 //! the Registrar's category list) and the features the modules enabled on the addressed host
 //! registered; disco#items lists the services of that host (external components, in-process
-//! services). A `node` we do not know is `item-not-found` (§3.1, §4.1).
+//! services). A `node` is answered by the module that registered it
+//! ([`xmppd_core::ServerNodes`]: XEP-0050's command list and commands); one nobody knows, or
+//! that is hidden from the requester, is `item-not-found` (§3.1, §4.1).
 //!
 //! **An account** (`to` a user's bare JID; RFC 6120 §10.5.3.1 and XEP-0030 §3.1: the server
 //! answers on the account's behalf). disco#info gives the identity `account/registered` and
@@ -109,7 +111,18 @@ impl IqHandler for Info {
         let host = request.to.domain().as_str();
         let registry = request.router.registry();
         // XEP-0115 §6.2: whoever saw our caps asks for `node#ver`, and gets the same answer.
-        if query.node.is_some() && query.node != caps(registry, host).map(|c| c.node_ver()) {
+        if let Some(node) = &query.node
+            && query.node != caps(registry, host).map(|c| c.node_ver())
+        {
+            for provider in registry.server_node_providers(host) {
+                let found = provider
+                    .info(request.router, request.to, node, request.from)
+                    .await;
+                if let Some(mut info) = found {
+                    info.node = Some(node.clone());
+                    return Ok(Some(info.to_element()));
+                }
+            }
             reject_node(query.node.as_ref())?;
         }
         let mut result = server_info(registry, host);
@@ -122,9 +135,20 @@ impl IqHandler for Info {
 impl IqHandler for Items {
     async fn handle(&self, request: IqRequest<'_>) -> Result<Option<Element>, StanzaError> {
         let query = DiscoItemsQuery::try_from(request.payload)?;
-        reject_node(query.node.as_ref())?;
         let host = request.to.domain().as_str();
         let mut result = query.reply();
+        if let Some(node) = &query.node {
+            for provider in request.router.registry().server_node_providers(host) {
+                let found = provider
+                    .items(request.router, request.to, node, request.from)
+                    .await;
+                if let Some(items) = found {
+                    result.items = items;
+                    return Ok(Some(result.to_element()));
+                }
+            }
+            reject_node(query.node.as_ref())?;
+        }
         for jid in request.router.registry().server_items(host) {
             match Jid::new(&jid) {
                 Ok(jid) => result.items.push(DiscoItem::new(jid)),

@@ -391,6 +391,18 @@ impl Metrics {
         }
     }
 
+    /// Established federation links now: (inbound, outbound).
+    pub fn s2s_links_established(&self) -> (u64, u64) {
+        let count = |direction| {
+            let gauge = self.s2s_links.get_or_create(&LinkLabel {
+                direction,
+                state: "established",
+            });
+            u64::try_from(gauge.get()).unwrap_or(0)
+        };
+        (count("in"), count("out"))
+    }
+
     /// Records how long a storage call took.
     pub fn storage_call(&self, shape: &'static str, operation: &'static str, seconds: f64) {
         self.storage

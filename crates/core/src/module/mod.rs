@@ -13,6 +13,7 @@
 mod account;
 mod builder;
 mod iq;
+mod node;
 mod registration;
 mod service;
 
@@ -22,6 +23,7 @@ pub use builder::{
     ConfigSource, HostModules, ModuleCtx, ModuleError, NoSettings, RegistryBuilder, RouterHandle,
 };
 pub use iq::{IqHandler, IqRequest, IqTarget, IqType};
+pub use node::ServerNodes;
 pub use registration::{InBandRegistration, RegistrationRequest};
 pub use service::{Routed, Service};
 
@@ -95,6 +97,8 @@ pub struct Registry {
     account_identities: Vec<(ModuleId, &'static str, &'static str)>,
     /// What the modules list in the disco#items of an account.
     account_items: Vec<(ModuleId, Arc<dyn AccountItems>)>,
+    /// What describes nodes of the server's own discovery (XEP-0050 command lists …).
+    server_nodes: Vec<(ModuleId, Arc<dyn ServerNodes>)>,
     /// Services of the server (component domains: every host; in-process services: theirs).
     server_items: Vec<(Option<String>, String)>,
     stream_features: Vec<(ModuleId, Element)>,

@@ -244,6 +244,13 @@ impl Router {
         &self.components
     }
 
+    /// The hosts served here, sorted.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self.hosts.iter().cloned().collect();
+        hosts.sort();
+        hosts
+    }
+
     /// Whether `domain` is one of the hosts served here.
     pub fn is_local_domain(&self, domain: &str) -> bool {
         self.hosts.contains(domain)
