@@ -14,6 +14,7 @@
 //! ([`upload`]), sharing the listeners, the limits and the client address resolution; its
 //! bodies are bounded by their slot, not by `max_body_bytes`.
 
+pub mod admin_api;
 pub mod bosh;
 pub mod metrics;
 pub mod per_ip;
@@ -69,6 +70,8 @@ pub struct HttpContext {
     pub bosh: bosh::Sessions,
     /// The upload service's files (XEP-0363), when the `upload` module runs.
     upload: Option<Arc<xmppd_upload::Uploads>>,
+    /// The admin API, when `[admin] api_tokens` has tokens.
+    admin_api: Option<admin_api::AdminApi>,
     /// Connections served since the start (for log spans).
     served: AtomicU64,
     shutdown: CancellationToken,
@@ -82,6 +85,7 @@ impl HttpContext {
         c2s: Arc<C2sContext>,
         settings: HttpSettings,
         upload: Option<Arc<xmppd_upload::Uploads>>,
+        admin_api: Option<admin_api::AdminApi>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Arc<Self> {
@@ -100,6 +104,7 @@ impl HttpContext {
             settings,
             per_ip,
             upload,
+            admin_api,
             served: AtomicU64::new(1),
             shutdown,
             tracker,

@@ -1,9 +1,12 @@
-//! Admin verbs that work with the daemon stopped, straight against storage.
+//! The CLI's admin verbs. Account verbs go through the running server's admin socket when it
+//! answers there (so that, say, a deleted account's sessions end at once) and straight to
+//! storage when no server runs; the other verbs need the running server.
 
 use std::io::{BufRead as _, IsTerminal as _};
 
 use anyhow::Context as _;
 use jid::BareJid;
+use serde_json::json;
 
 use crate::Config;
 
@@ -93,4 +96,149 @@ pub fn signal_reload(data_dir: &std::path::Path) -> anyhow::Result<i32> {
         )
     })?;
     Ok(pid)
+}
+
+/// `xmppd adduser JID`: through the running server, else on storage.
+pub async fn add_user(config: &Config, jid: &str) -> anyhow::Result<()> {
+    let jid = account_jid(config, jid)?;
+    let password = read_password()?;
+    let request = json!({"verb": "add_user", "jid": jid.to_string(), "password": password});
+    if via_daemon(config, request).await?.is_none() {
+        let storage = crate::open_storage(config).await?;
+        crate::accounts(&storage).create(&jid, &password).await?;
+    }
+    println!("created {jid}");
+    Ok(())
+}
+
+/// `xmppd passwd JID`: through the running server, else on storage.
+pub async fn change_password(config: &Config, jid: &str) -> anyhow::Result<()> {
+    let jid = account_jid(config, jid)?;
+    let password = read_password()?;
+    let request = json!({"verb": "change_password", "jid": jid.to_string(), "password": password});
+    if via_daemon(config, request).await?.is_none() {
+        let storage = crate::open_storage(config).await?;
+        crate::accounts(&storage)
+            .set_password(&jid, &password)
+            .await?;
+    }
+    println!("changed the password of {jid}");
+    Ok(())
+}
+
+/// `xmppd deluser JID`: through the running server (which ends the account's sessions),
+/// else on storage.
+pub async fn delete_user(config: &Config, jid: &str) -> anyhow::Result<()> {
+    let jid = account_jid(config, jid)?;
+    let request = json!({"verb": "delete_user", "jid": jid.to_string()});
+    match via_daemon(config, request).await? {
+        Some(result) => {
+            let ended = result.get("sessions_ended").cloned().unwrap_or_default();
+            println!("deleted {jid} ({ended} sessions ended)");
+        }
+        None => {
+            let storage = crate::open_storage(config).await?;
+            crate::accounts(&storage).delete(&jid).await?;
+            println!("deleted {jid}");
+        }
+    }
+    Ok(())
+}
+
+/// `xmppd user list HOST`: through the running server, else from storage.
+pub async fn list_users(config: &Config, host: &str) -> anyhow::Result<()> {
+    match via_daemon(config, json!({"verb": "list_users", "host": host})).await? {
+        Some(result) => print_result(&result),
+        None => {
+            anyhow::ensure!(
+                config.hosts.iter().any(|h| h.name == host),
+                "{host} is not a host of this server"
+            );
+            let storage = crate::open_storage(config).await?;
+            for user in crate::accounts(&storage).list(host).await? {
+                println!("{user}@{host}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends a verb to the running daemon over the admin socket. `Ok(None)`: no daemon listens
+/// (or the socket is turned off), so the caller may work on storage directly; a refused
+/// request is an error with the daemon's message.
+pub async fn via_daemon(
+    config: &Config,
+    request: serde_json::Value,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(path) = config.admin_socket() else {
+        return Ok(None);
+    };
+    match xmppd_admin::socket::request(&path, &request).await {
+        Ok(Ok(result)) => Ok(Some(result)),
+        Ok(Err((_, message))) => anyhow::bail!("{message}"),
+        Err(xmppd_admin::socket::SocketError::NotRunning(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Like [`via_daemon`], for verbs that only the running daemon can answer.
+pub async fn daemon(
+    config: &Config,
+    request: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    match config.admin_socket() {
+        None => anyhow::bail!(
+            "the admin socket is turned off ([admin] socket = \"\"): this needs the running server"
+        ),
+        Some(path) => match via_daemon(config, request).await? {
+            Some(result) => Ok(result),
+            None => anyhow::bail!(
+                "xmppd is not running (nothing listens on {}): this needs the running server",
+                path.display()
+            ),
+        },
+    }
+}
+
+/// Prints a verb's JSON result for people: sessions one per line, users one per line,
+/// statistics as `key: value` lines, anything else as it came.
+pub fn print_result(result: &serde_json::Value) {
+    use serde_json::Value;
+    if let Some(Value::Array(users)) = result.get("users") {
+        for u in users {
+            println!("{}", u.as_str().unwrap_or_default());
+        }
+    } else if let Some(Value::Array(sessions)) = result.get("sessions") {
+        for s in sessions {
+            let field = |k: &str| s.get(k).cloned().unwrap_or(Value::Null);
+            let state = if field("available").as_bool() == Some(true) {
+                format!("available (priority {})", field("priority"))
+            } else {
+                "not available".to_owned()
+            };
+            println!("{}\t{state}", field("jid").as_str().unwrap_or_default());
+        }
+    } else if let Some(Value::Array(hosts)) = result.get("hosts") {
+        for h in hosts {
+            println!(
+                "{}: {} users, {} online, {} sessions",
+                h.get("host").and_then(Value::as_str).unwrap_or_default(),
+                h.get("users").cloned().unwrap_or(Value::Null),
+                h.get("online_users").cloned().unwrap_or(Value::Null),
+                h.get("sessions").cloned().unwrap_or(Value::Null),
+            );
+        }
+        for key in ["sessions", "uptime_secs", "s2s_in", "s2s_out"] {
+            if let Some(v) = result.get(key) {
+                println!("{key}: {v}");
+            }
+        }
+    } else if let Value::Object(fields) = result {
+        for (k, v) in fields {
+            match v {
+                Value::String(s) => println!("{k}: {s}"),
+                other => println!("{k}: {other}"),
+            }
+        }
+    }
 }

@@ -98,6 +98,8 @@ pub struct RunningServer {
     pub metrics_listeners: Vec<SocketAddr>,
     /// The router (for tests and admin introspection).
     pub router: Arc<Router>,
+    /// The local admin socket, when there is one.
+    pub admin_socket: Option<std::path::PathBuf>,
     reloadable: reload::Reloadable,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -306,6 +308,16 @@ pub async fn start_with_modules(
     extra: Option<modules::ExtraModules>,
 ) -> anyhow::Result<RunningServer> {
     let secret = server_secret(&config.data_dir)?;
+    // First, so that a second server on the same data refuses to start before it listens.
+    let admin_socket = match config.admin_socket() {
+        Some(path) => Some(
+            xmppd_admin::socket::AdminSocket::bind(&path, config.admin.socket_group)
+                .await
+                .context("cannot open the admin socket")?,
+        ),
+        None => None,
+    };
+    let admin = xmppd_admin::Admin::new(&storage);
     let metrics = Arc::new(xmppd_core::metrics::Metrics::new());
     let storage = xmppd_core::metrics::timed(storage, &metrics);
     let (host_certs, mut s2s_keys) = reload::host_certificates(config, &metrics)?;
@@ -408,6 +420,7 @@ pub async fn start_with_modules(
             ctx.clone(),
             config.http.clone(),
             wired.upload.clone(),
+            xmppd_http::admin_api::AdminApi::new(admin.clone(), &config.admin.api_tokens),
             shutdown.clone(),
             tracker.clone(),
         );
@@ -482,7 +495,13 @@ pub async fn start_with_modules(
             tracker.clone(),
         ));
     }
+    let admin_socket = admin_socket.map(|socket| {
+        let path = config.admin_socket();
+        tracker.spawn(socket.serve(admin, router.clone(), shutdown.clone(), tracker.clone()));
+        path
+    });
     Ok(RunningServer {
+        admin_socket: admin_socket.flatten(),
         listeners,
         s2s_listeners,
         component_listeners,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use serde_json::json;
 use tracing_subscriber::EnvFilter;
 use xmppd::config::{Config, LogFormat};
 use xmppd::{admin, cert_dir, certs, migrate, systemd};
@@ -38,6 +39,7 @@ enum Command {
     /// Run the server until SIGTERM or Ctrl-C.
     Serve,
     /// Create an account; the password is prompted for, or read from standard input.
+    /// Through the running server when it listens on its admin socket, else on storage.
     #[command(visible_alias = "register")]
     Adduser {
         /// The account, user@domain.
@@ -49,11 +51,47 @@ enum Command {
         /// The account, user@domain.
         jid: String,
     },
-    /// Delete an account and everything stored for it.
+    /// Delete an account and everything stored for it; through the running server when it
+    /// listens on its admin socket (which ends the account's sessions), else on storage.
     #[command(visible_alias = "unregister")]
     Deluser {
         /// The account, user@domain.
         jid: String,
+    },
+    /// Accounts: `user list HOST`.
+    User {
+        #[command(subcommand)]
+        what: UserCommand,
+    },
+    /// List a host's accounts (ejabberd's name for `user list HOST`).
+    #[command(name = "registered_users")]
+    RegisteredUsers {
+        /// The host.
+        host: String,
+    },
+    /// List the sessions bound on the running server (of HOST, or all).
+    #[command(visible_alias = "connected_users")]
+    Sessions {
+        /// Only this host's sessions.
+        host: Option<String>,
+    },
+    /// End a session (user@host/resource) or every session of an account (user@host) on
+    /// the running server, with a policy-violation stream error.
+    #[command(visible_alias = "kick_session")]
+    Kick {
+        /// The JID.
+        jid: String,
+        /// Told to the client in the stream error.
+        reason: Option<String>,
+    },
+    /// Accounts and sessions per host, uptime and federation links of the running server.
+    Stats,
+    /// Send a headline message from HOST to every session bound on it.
+    Announce {
+        /// The host.
+        host: String,
+        /// The text.
+        message: String,
     },
     /// Certificates: `cert import [DIR...]` copies each host's certificate and key from
     /// certbot's live directory (the default) or others into the certificates directory.
@@ -83,6 +121,15 @@ enum Command {
     Check {
         #[command(subcommand)]
         what: Option<CheckCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// List a host's accounts.
+    List {
+        /// The host.
+        host: String,
     },
 }
 
@@ -441,27 +488,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             });
         }
-        Command::Adduser { jid } => {
-            let jid = admin::account_jid(&config, &jid)?;
-            let password = admin::read_password()?;
-            let storage = xmppd::open_storage(&config).await?;
-            xmppd::accounts(&storage).create(&jid, &password).await?;
-            println!("created {jid}");
+        Command::Adduser { jid } => admin::add_user(&config, &jid).await?,
+        Command::Passwd { jid } => admin::change_password(&config, &jid).await?,
+        Command::Deluser { jid } => admin::delete_user(&config, &jid).await?,
+        Command::User {
+            what: UserCommand::List { host },
         }
-        Command::Passwd { jid } => {
-            let jid = admin::account_jid(&config, &jid)?;
-            let password = admin::read_password()?;
-            let storage = xmppd::open_storage(&config).await?;
-            xmppd::accounts(&storage)
-                .set_password(&jid, &password)
-                .await?;
-            println!("changed the password of {jid}");
+        | Command::RegisteredUsers { host } => admin::list_users(&config, &host).await?,
+        Command::Sessions { host } => {
+            let result = admin::daemon(&config, json!({"verb": "sessions", "host": host})).await?;
+            admin::print_result(&result);
         }
-        Command::Deluser { jid } => {
-            let jid = admin::account_jid(&config, &jid)?;
-            let storage = xmppd::open_storage(&config).await?;
-            xmppd::accounts(&storage).delete(&jid).await?;
-            println!("deleted {jid}");
+        Command::Kick { jid, reason } => {
+            let request = json!({"verb": "kick", "jid": jid, "reason": reason});
+            let result = admin::daemon(&config, request).await?;
+            let ended = result.get("sessions_ended").cloned().unwrap_or_default();
+            println!("kicked {jid} ({ended} sessions ended)");
+        }
+        Command::Stats => {
+            let result = admin::daemon(&config, json!({"verb": "stats"})).await?;
+            admin::print_result(&result);
+        }
+        Command::Announce { host, message } => {
+            let request = json!({"verb": "announce", "host": host, "message": message});
+            let result = admin::daemon(&config, request).await?;
+            let sent = result.get("sessions").cloned().unwrap_or_default();
+            println!("sent to {sent} sessions");
         }
     }
     Ok(ExitCode::SUCCESS)

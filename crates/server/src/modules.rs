@@ -1,6 +1,8 @@
 //! THE list of modules this server runs. Adding a feature means adding one line to
 //! [`declare`]; `[general] modules` and `[[host]] modules` choose among them per host.
 
+use xmppd_admin::Admin;
+use xmppd_admin::adhoc::{AdHoc, Admins};
 use xmppd_core::storage::Storage;
 use xmppd_core::{
     ConfigSource, HostModules, ModuleError, NoSettings, Registry, RegistryBuilder, RouterHandle,
@@ -164,6 +166,11 @@ fn declare(
         let module = Upload::new(&storage, s, ctx.hosts().to_vec(), &config.data_dir)?;
         wired.upload = Some(module.uploads());
         Ok(module)
+    })?;
+    // XEP-0050 ad-hoc commands: XEP-0133's service administration for `[general] admins`.
+    let admins = Admins::new(config.admins.clone());
+    b.module("adhoc", move |_: NoSettings, ctx| {
+        Ok(AdHoc::new(Admin::new(&ctx.storage(&[])?), admins))
     })?;
     Ok(())
 }

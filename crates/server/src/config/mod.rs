@@ -1,5 +1,5 @@
 //! The TOML configuration, laid out like MongooseIM's: `[general]`, `[[host]]`, `[[listen]]`,
-//! `[s2s]`, `[[component]]`, `[storage]`, `[limits]`, `[sm]`, `[http]`, `[modules.NAME]`. Unknown keys are errors, and every error names the file, the line
+//! `[s2s]`, `[[component]]`, `[storage]`, `[limits]`, `[sm]`, `[http]`, `[admin]`, `[modules.NAME]`. Unknown keys are errors, and every error names the file, the line
 //! and the key, because a server that silently ignores a typo in its config is worse than one
 //! that refuses to start.
 //!
@@ -22,6 +22,7 @@ use xmppd_c2s::{C2sLimits, ChannelBinding, ListenerKind};
 use xmppd_core::client::sm::SmConfig;
 use xmppd_core::per_address::AuthThrottleSettings;
 
+mod admin;
 mod auth;
 mod components;
 mod hosts;
@@ -33,6 +34,7 @@ mod s2s;
 mod sm;
 mod storage;
 
+pub use admin::{AdminConfig, DEFAULT_SOCKET};
 pub use components::ComponentConfig;
 pub use hosts::HostConfig;
 pub use limits::DEFAULT_C2S_READ_RATE;
@@ -40,6 +42,7 @@ pub use listen::{HttpListenConfig, ListenConfig, S2sListenConfig};
 pub use s2s::S2sConfig;
 pub use storage::StorageChoice;
 
+use admin::RawAdmin;
 use components::RawComponent;
 use hosts::RawHost;
 use http::RawHttp;
@@ -106,6 +109,8 @@ struct RawConfig {
     modules: RawModuleSections,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    admin: RawAdmin,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -118,6 +123,7 @@ struct RawGeneral {
     log_format: Option<Spanned<String>>,
     modules: Option<Vec<Spanned<String>>>,
     disable_sasl_mechanisms: Option<Vec<Spanned<String>>>,
+    admins: Option<Vec<Spanned<String>>>,
 }
 
 /// How log records are written to standard output.
@@ -184,6 +190,10 @@ pub struct Config {
     pub modules: Option<Vec<String>>,
     /// The configuration text, from which each module reads its `[modules.NAME]` section.
     pub text: Option<Arc<str>>,
+    /// The administrators (`[general] admins`): XEP-0133 commands are theirs.
+    pub admins: Vec<jid::BareJid>,
+    /// The admin socket and HTTP admin API (`[admin]`).
+    pub admin: AdminConfig,
 }
 
 impl Config {
@@ -234,7 +244,17 @@ impl Config {
             im: xmppd_im::ImLimits::default(),
             modules: None,
             text: None,
+            admins: Vec::new(),
+            admin: AdminConfig {
+                socket: Some(PathBuf::from(DEFAULT_SOCKET)),
+                ..AdminConfig::default()
+            },
         }
+    }
+
+    /// Where the admin socket is (`None`: there is none).
+    pub fn admin_socket(&self) -> Option<PathBuf> {
+        self.admin.socket.as_ref().map(|p| self.data_dir.join(p))
     }
 
     /// The modules `host` runs (`None`: all).
@@ -321,6 +341,10 @@ impl Config {
         config.sm = v.sm(raw.sm)?;
         config.s2s = v.s2s(raw.s2s, &base)?;
         config.http = v.http(raw.http, &config.hosts)?;
+        if let Some(list) = &raw.general.admins {
+            config.admins = v.admins(list)?;
+        }
+        config.admin = v.admin(raw.admin, &config.data_dir)?;
         crate::modules::validate(&config)?;
         Ok(config)
     }

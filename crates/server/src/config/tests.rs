@@ -562,3 +562,45 @@ fn metrics_listeners_default_to_loopback() {
         "{e}"
     );
 }
+
+#[test]
+fn admins_and_the_admin_section_are_read_and_checked() {
+    let c = parse(
+        "[general]\nadmins = [\"Alice@Example.org\"]\n\n[admin]\nsocket = \"/run/xmppd/admin.sock\"\n\
+         socket_group = 990\napi_tokens = [\"0123456789abcdef0123456789abcdef\"]\n\n\
+         [[host]]\nname = \"example.org\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.admins, [jid::BareJid::new("alice@example.org").unwrap()]);
+    assert_eq!(
+        c.admin_socket(),
+        Some(PathBuf::from("/run/xmppd/admin.sock"))
+    );
+    assert_eq!(c.admin.socket_group, Some(990));
+    assert_eq!(c.admin.api_tokens.len(), 1);
+    // The defaults: a socket in the data dir, no API.
+    let c = parse("").unwrap();
+    assert_eq!(c.admin_socket(), Some(c.data_dir.join("xmppd.sock")));
+    assert!(c.admin.api_tokens.is_empty() && c.admins.is_empty());
+    let c = parse("[admin]\nsocket = \"\"\n").unwrap();
+    assert_eq!(c.admin_socket(), None);
+    let cases = [
+        (
+            "[general]\nadmins = [\"example.org\"]\n",
+            "/etc/xmppd/xmppd.toml:2: `general.admins[0]`: 'example.org' is not an account's JID",
+        ),
+        (
+            "[admin]\n\napi_tokens = [\"0123456789abcdef0123456789abcdef\", \"short\"]\n",
+            "/etc/xmppd/xmppd.toml:3: `admin.api_tokens[1]`: a token needs at least 32",
+        ),
+        (
+            "[admin]\napi_tokens = [\"0123456789abcdef 0123456789abcdef\"]\n",
+            "/etc/xmppd/xmppd.toml:2: `admin.api_tokens[0]`",
+        ),
+        ("[admin]\nsocket_group = -1\n", "socket_group"),
+    ];
+    for (text, expected) in cases {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains(expected), "{text}: {e}");
+    }
+}
