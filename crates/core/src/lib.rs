@@ -39,7 +39,7 @@ pub use module::{
 pub use outbound::Outbound;
 pub use queue::{Next, QueueReceiver, QueueSender, QueueSignal, session_queue};
 pub use router::{RemoteRoute, Router};
-pub use session::{SessionControl, SessionRegistry};
+pub use session::{SessionControl, SessionOrigin, SessionRegistry};
 pub use striped::StripedLocks;
 
 /// The hasher of the maps and sets looked up for every routed stanza (served domains,

@@ -42,6 +42,22 @@ pub struct SessionControl {
     /// Where a client session sent directed presence: here, not in its task, so that a
     /// replacement can tell them the old presence ended (see [`DirectedPresence`]).
     directed: DirectedPresence,
+    /// Where and when the session was bound, for administration.
+    origin: std::sync::OnceLock<SessionOrigin>,
+}
+
+/// Where and when a session was bound (for the admin's session list): the connection that
+/// bound it, which a stream-management resumption does not change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionOrigin {
+    /// The client's address, when its transport knows it.
+    pub ip: Option<std::net::IpAddr>,
+    /// Whether it came over WebSocket (RFC 7395) rather than a TCP stream.
+    pub websocket: bool,
+    /// Whether the stream was over TLS.
+    pub tls: bool,
+    /// When it was bound, in seconds since the Unix epoch.
+    pub since: u64,
 }
 
 impl SessionControl {
@@ -52,6 +68,11 @@ impl SessionControl {
             wake: Some(queue),
             ..Default::default()
         }
+    }
+
+    /// Records where and when the session was bound (once; later calls change nothing).
+    pub fn set_origin(&self, origin: SessionOrigin) {
+        let _ = self.origin.set(origin);
     }
 
     /// Asks the session to close with this stream error. The first reason wins.
@@ -180,6 +201,11 @@ impl ResourceInfo {
     /// its presence ended.
     pub(crate) fn take_directed(&self) -> Vec<jid::Jid> {
         self.control.directed().take()
+    }
+
+    /// Where and when the session was bound, if its transport said.
+    pub fn origin(&self) -> Option<SessionOrigin> {
+        self.control.origin.get().copied()
     }
 
     /// Ends this session with `error` once it has written what is queued for it now (an

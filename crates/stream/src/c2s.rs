@@ -247,6 +247,11 @@ impl C2sResponder {
         self.host.as_deref()
     }
 
+    /// Whether the stream is framed for WebSocket (RFC 7395).
+    pub fn is_websocket(&self) -> bool {
+        self.framing == Framing::WebSocket
+    }
+
     /// Whether TLS is established.
     pub fn is_tls(&self) -> bool {
         self.tls

@@ -241,6 +241,14 @@ impl ClientStream {
                     let session =
                         ClientSession::bind(&self.router, jid, self.conn_id, self.queue_capacity)
                             .await;
+                    session.control.set_origin(crate::session::SessionOrigin {
+                        ip: peer,
+                        websocket: self.responder.is_websocket(),
+                        tls: self.responder.is_tls(),
+                        since: std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs()),
+                    });
                     let result = self.responder.bound(&iq_id, session.jid());
                     self.session = Some(session);
                     actions.push(StreamAction::Bound);
