@@ -182,6 +182,14 @@ async fn every_verb_does_what_it_says() -> anyhow::Result<()> {
     assert_eq!(status, 200);
     assert_eq!(answer["sessions"][0]["jid"], "alice@localhost/desk");
     assert_eq!(answer["sessions"][0]["priority"], 3);
+    assert_eq!(answer["sessions"][0]["ip"], "127.0.0.1");
+    assert_eq!(answer["sessions"][0]["transport"], "tcp");
+    assert_eq!(answer["sessions"][0]["tls"], true);
+    assert!(
+        answer["sessions"][0]["since"]
+            .as_u64()
+            .is_some_and(|t| t > 1_700_000_000)
+    );
     let (_, stats) = post(&server, "stats", json!({})).await?;
     assert_eq!(stats["hosts"][0]["users"], 3);
     assert_eq!(stats["hosts"][0]["online_users"], 1);

@@ -167,3 +167,36 @@ async fn a_second_server_on_the_same_data_refuses_to_start() -> anyhow::Result<(
     assert!(!path.exists(), "the socket is removed at shutdown");
     Ok(())
 }
+
+#[tokio::test]
+async fn sessions_say_how_they_are_connected() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.http_listen = vec![xmppd::config::HttpListenConfig {
+            kind: xmppd_http::HttpKind::Tls,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            read_rate: None,
+        }];
+    })
+    .await?;
+    add_users(&server, &["alice"]).await?;
+    let addr = server
+        .server
+        .http_addr(xmppd_http::HttpKind::Tls)
+        .ok_or_else(|| anyhow::anyhow!("no HTTPS listener"))?;
+    let _web = common::ws::login(&server, addr, "alice", &password("alice"), "web").await?;
+    let _tcp = server.login("alice", &password("alice"), "tcp").await?;
+    let sessions = verb(&server, json!({"verb": "sessions"}))
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let list = &sessions["sessions"];
+    assert_eq!(list[0]["jid"], "alice@localhost/tcp");
+    assert_eq!(list[0]["transport"], "tcp");
+    assert_eq!(list[1]["jid"], "alice@localhost/web");
+    assert_eq!(list[1]["transport"], "websocket");
+    for s in [&list[0], &list[1]] {
+        assert_eq!(s["tls"], true);
+        assert_eq!(s["ip"], "127.0.0.1");
+        assert_eq!(s["available"], false);
+    }
+    Ok(())
+}

@@ -81,6 +81,14 @@ pub struct SessionInfo {
     pub available: bool,
     /// Its presence priority, when available.
     pub priority: Option<i8>,
+    /// The client's address when it bound, if its transport knew it.
+    pub ip: Option<String>,
+    /// `tcp` or `websocket`.
+    pub transport: &'static str,
+    /// Whether the stream is over TLS.
+    pub tls: bool,
+    /// When it bound, in seconds since the Unix epoch.
+    pub since: Option<u64>,
 }
 
 /// One host's figures.
@@ -243,12 +251,22 @@ impl Admin {
             .all()
             .into_iter()
             .filter(|r| host.is_none_or(|h| r.jid.domain().as_str() == h))
-            .map(|r| SessionInfo {
-                jid: r.jid.to_string(),
-                account: r.jid.to_bare().to_string(),
-                resource: r.jid.resource().to_string(),
-                available: r.priority.is_some(),
-                priority: r.priority,
+            .map(|r| {
+                let origin = r.origin();
+                SessionInfo {
+                    jid: r.jid.to_string(),
+                    account: r.jid.to_bare().to_string(),
+                    resource: r.jid.resource().to_string(),
+                    available: r.priority.is_some(),
+                    priority: r.priority,
+                    ip: origin.and_then(|o| o.ip).map(|ip| ip.to_string()),
+                    transport: match origin {
+                        Some(o) if o.websocket => "websocket",
+                        _ => "tcp",
+                    },
+                    tls: origin.is_some_and(|o| o.tls),
+                    since: origin.map(|o| o.since),
+                }
             })
             .collect();
         list.sort_by(|a, b| a.jid.cmp(&b.jid));

@@ -216,7 +216,18 @@ pub fn print_result(result: &serde_json::Value) {
             } else {
                 "not available".to_owned()
             };
-            println!("{}\t{state}", field("jid").as_str().unwrap_or_default());
+            let transport = field("transport");
+            let tls = if field("tls").as_bool() == Some(true) {
+                "+tls"
+            } else {
+                ""
+            };
+            println!(
+                "{}\t{state}\t{}{tls}\t{}",
+                field("jid").as_str().unwrap_or_default(),
+                transport.as_str().unwrap_or_default(),
+                field("ip").as_str().unwrap_or("-"),
+            );
         }
     } else if let Some(Value::Array(hosts)) = result.get("hosts") {
         for h in hosts {
