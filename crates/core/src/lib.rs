@@ -10,6 +10,7 @@ pub mod completion;
 pub mod component;
 pub mod extensions;
 pub mod hooks;
+pub mod invites;
 pub mod listener;
 pub mod metrics;
 pub mod module;
@@ -31,6 +32,7 @@ pub use hooks::{
     KindMask, OfflineFlow, OfflineHook, OutboundHook, PreRouteFilter, Priority, SessionEvent,
     SessionHook, SessionRef, SessionStateHook, Subscription, SubscriptionHook, SubscriptionKind,
 };
+pub use invites::{Invite, InviteKind, Invites, NewInvite};
 pub use module::{
     AccountItems, ConfigSource, HostModules, InBandRegistration, IqHandler, IqRequest, IqTarget,
     IqType, Module, ModuleCtx, ModuleError, NoSettings, RegistrationRequest, Registry,

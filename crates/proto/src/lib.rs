@@ -21,6 +21,7 @@ pub mod host_meta;
 pub mod mam;
 pub mod muc;
 pub mod ns;
+pub mod pars;
 pub mod payload;
 pub mod private;
 pub mod pubsub;
