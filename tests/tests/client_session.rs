@@ -34,6 +34,7 @@ impl MemoryTransport {
             fake_salt_secret: [9; 32],
             bound_features: Arc::new(HashMap::new()),
             registration: Arc::default(),
+            invites: Arc::default(),
             disabled_mechanisms: Arc::from([]),
             limits_before_auth: StreamLimits::default(),
             limits_after_auth: StreamLimits::default(),

@@ -1,4 +1,6 @@
-//! XEP-0077 in-band registration: off by default (no stream feature, `service-unavailable`);
+//! XEP-0077 in-band registration: open registration off by default, which leaves a host
+//! invitation-only (the features and `forbidden`; invitations themselves are in
+//! `invites.rs`), and without invitations either no stream feature and `service-unavailable`;
 //! when enabled, creating an account and logging in with it on the same stream, the refusals
 //! (`conflict`, `not-acceptable`, the per-address limit, the allow list); a logged-in user's
 //! password change and account removal, which deletes the account's data, ends its
@@ -9,8 +11,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    CLIENT, SILENCE, add_users, befriend, expect_error, expect_presence, expect_result,
-    online_with_roster, password, roster_get,
+    CLIENT, SILENCE, add_users, answer, befriend, expect_error, expect_presence, expect_result,
+    online_with_roster, password, roster_get, unauthenticated,
 };
 use xmppd_proto::register::{NS_FEATURE, NS_REGISTER};
 use xmppd_testkit::{TestClient, TestServer, stanza_error_condition};
@@ -22,16 +24,6 @@ const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 async fn server(settings: &str) -> anyhow::Result<TestServer> {
     let text: Arc<str> = Arc::from(format!("[modules.register]\n{settings}\n"));
     TestServer::start_with(move |c| c.text = Some(text)).await
-}
-
-/// A client past STARTTLS, not authenticated; and the features it was offered.
-async fn unauthenticated(server: &TestServer) -> anyhow::Result<(TestClient, Element)> {
-    let mut client = TestClient::connect(server.starttls_addr()).await?;
-    client.open_stream(server.domain()).await?;
-    let features = client
-        .starttls(server.tls_client_config(), server.domain())
-        .await?;
-    Ok((client, features))
 }
 
 /// Sends a registration iq of `kind` with `body` inside the query; returns the answer.
@@ -56,15 +48,6 @@ async fn register(server: &TestServer, user: &str, pass: &str) -> anyhow::Result
     register_iq(&mut client, "set", "reg", &body).await
 }
 
-/// The answer to the iq `id` (an iq without `to` is answered without `from`).
-async fn answer(client: &mut TestClient, id: &str) -> anyhow::Result<Element> {
-    client
-        .expect(&format!("answer to {id}"), |e| {
-            e.is("iq", CLIENT) && e.attr("id") == Some(id)
-        })
-        .await
-}
-
 fn condition(reply: &Element) -> Option<String> {
     stanza_error_condition(reply)
 }
@@ -74,8 +57,25 @@ fn is_result(reply: &Element) -> bool {
 }
 
 #[tokio::test]
-async fn off_by_default_no_feature_and_service_unavailable() -> anyhow::Result<()> {
+async fn by_default_only_invitations_register() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
+    let (mut client, features) = unauthenticated(&server).await?;
+    assert!(features.has_child("register", NS_FEATURE), "{features}");
+    assert!(
+        features.has_child("register", xmppd_proto::pars::NS_IBR_TOKEN),
+        "{features}"
+    );
+    let form = register_iq(&mut client, "get", "r1", "").await?;
+    assert!(is_result(&form), "{form}");
+    let body = "<username>mallory</username><password>long enough</password>";
+    let reply = register_iq(&mut client, "set", "r2", body).await?;
+    assert_eq!(condition(&reply).as_deref(), Some("forbidden"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn off_without_invitations_no_feature_and_service_unavailable() -> anyhow::Result<()> {
+    let server = server("invites = false").await?;
     let (mut client, features) = unauthenticated(&server).await?;
     assert!(!features.has_child("register", NS_FEATURE), "{features}");
     let reply = register_iq(&mut client, "get", "r1", "").await?;

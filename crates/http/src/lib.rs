@@ -16,6 +16,7 @@
 
 pub mod admin_api;
 pub mod bosh;
+pub mod invite;
 pub mod metrics;
 pub mod per_ip;
 pub mod proxy;
@@ -72,6 +73,8 @@ pub struct HttpContext {
     upload: Option<Arc<xmppd_upload::Uploads>>,
     /// The admin API, when `[admin] api_tokens` has tokens.
     admin_api: Option<admin_api::AdminApi>,
+    /// Invitations, for their landing pages (XEP-0401).
+    invites: xmppd_core::Invites,
     /// Connections served since the start (for log spans).
     served: AtomicU64,
     shutdown: CancellationToken,
@@ -80,12 +83,13 @@ pub struct HttpContext {
 
 impl HttpContext {
     /// The shared context; WebSocket sessions run under `tracker` until `shutdown`; uploads
-    /// are served when `upload` is given.
+    /// are served when `upload` is given; invitations' landing pages from `invites`.
     pub fn new(
         c2s: Arc<C2sContext>,
         settings: HttpSettings,
         upload: Option<Arc<xmppd_upload::Uploads>>,
         admin_api: Option<admin_api::AdminApi>,
+        invites: xmppd_core::Invites,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Arc<Self> {
@@ -105,6 +109,7 @@ impl HttpContext {
             per_ip,
             upload,
             admin_api,
+            invites,
             served: AtomicU64::new(1),
             shutdown,
             tracker,

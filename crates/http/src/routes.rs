@@ -44,6 +44,7 @@ pub(crate) fn router(ctx: Arc<HttpContext>) -> Router {
         .route(&bosh_path, any(crate::bosh::handle))
         .route(crate::upload::ROUTE, any(crate::upload::handle))
         .route(crate::admin_api::ROUTE, any(crate::admin_api::handle))
+        .route(crate::invite::ROUTE, get(crate::invite::page))
         .fallback(not_found)
         // Bodies sent without a length are cut off at the same limit by the extractors that
         // read them (upload); BOSH reads its bodies under its own limit.

@@ -11,6 +11,7 @@
 //! routing: routing a subscription to a local contact takes the contact's lock, which may be
 //! the same stripe.
 
+mod invited;
 mod offline;
 mod presence;
 pub mod roster;
@@ -24,10 +25,11 @@ use std::sync::Arc;
 use jid::{BareJid, FullJid, Jid};
 use tokio::sync::MutexGuard;
 use xmppd_core::storage::{ArchiveQuota, Storage};
-use xmppd_core::{IqTarget, IqType, KindMask, Module, Registry, Router, StripedLocks};
+use xmppd_core::{Invites, IqTarget, IqType, KindMask, Module, Registry, Router, StripedLocks};
 use xmppd_proto::{Stanza, StanzaKind, ns};
 use xmppd_xml::Element;
 
+pub use invited::befriend;
 pub use offline::{OfflineMessages, parse_stored};
 pub use store::RosterStore;
 
@@ -70,6 +72,8 @@ pub struct Im {
     roster: RosterStore,
     offline: Arc<OfflineMessages>,
     locks: StripedLocks,
+    /// Contact invitations (XEP-0379), redeemed by subscription requests.
+    invites: Invites,
 }
 
 impl std::fmt::Debug for Im {
@@ -94,6 +98,7 @@ impl Im {
                 },
             )),
             locks: StripedLocks::new(LOCK_STRIPES),
+            invites: Invites::new(storage.map.clone()),
         }
     }
 

@@ -12,7 +12,7 @@
 //! request received (§3.1.3).
 
 use async_trait::async_trait;
-use jid::{BareJid, FullJid, Jid};
+use jid::{BareJid, Jid};
 use tracing::warn;
 use xmppd_core::router::client_bytes;
 use xmppd_core::storage::StorageResult;
@@ -148,7 +148,8 @@ impl OutboundHook for Im {
     async fn outbound(&self, router: &Router, session: SessionRef<'_>, stanza: Stanza) -> Flow {
         match SubscriptionKind::from_type(stanza.type_attr()) {
             Some(kind) if stanza.kind() == StanzaKind::Presence => {
-                self.outbound_subscription(router, kind, stanza, session.jid)
+                let user = session.jid.to_bare();
+                self.outbound_subscription(router, kind, stanza, &user)
                     .await;
                 Flow::Stop(None)
             }
@@ -159,19 +160,18 @@ impl OutboundHook for Im {
 
 impl Im {
     /// Updates the user's roster, then routes the stanza if the rules say so.
-    async fn outbound_subscription(
+    pub(crate) async fn outbound_subscription(
         &self,
         router: &Router,
         kind: SubscriptionKind,
         stanza: Stanza,
-        user: &FullJid,
+        user: &BareJid,
     ) {
         let Some(contact) = stanza.to().map(Jid::to_bare) else {
             return;
         };
-        let user = user.to_bare();
         let mut applied = match self
-            .transition(&user, &contact, kind, state::outbound, None)
+            .transition(user, &contact, kind, state::outbound, None)
             .await
         {
             Ok(a) => a,
@@ -191,15 +191,15 @@ impl Im {
             }
         };
         if let Some((ver, item)) = applied.push.take() {
-            push(router, &user, ver, item.to_element()).await;
+            push(router, user, ver, item.to_element()).await;
         }
         let (from, to) = (Jid::from(user.clone()), Jid::from(contact.clone()));
         if applied.t.forward {
             // §3.1.2: stamped with the user's bare JID, addressed to the contact's.
             router.route(restamp(&stanza, from, to.clone())).await;
         }
-        apply_effect(router, applied.t.effect, &user, &to).await;
-        changed(router, &user, &contact, &applied).await;
+        apply_effect(router, applied.t.effect, user, &to).await;
+        changed(router, user, &contact, &applied).await;
     }
 }
 
@@ -234,6 +234,11 @@ impl Im {
         contact: &BareJid,
         user: &BareJid,
     ) {
+        // XEP-0379: a contact invitation's token pre-approves the contact first.
+        let invited = kind == SubscriptionKind::Subscribe
+            && self
+                .redeem_contact_token(router, &stanza, contact, user)
+                .await;
         let (cj, uj) = (Jid::from(contact.clone()), Jid::from(user.clone()));
         // Delivered as coming from the contact's bare JID, to the user's (§3.1.3).
         let stanza = restamp(&stanza, cj.clone(), uj.clone());
@@ -281,6 +286,9 @@ impl Im {
         }
         apply_effect(router, applied.t.effect, user, &cj).await;
         changed(router, user, contact, &applied).await;
+        if invited {
+            self.subscribe_back(router, contact, user).await;
+        }
     }
 
     /// §4.3.2: a probe from `from` about `user`.

@@ -22,14 +22,19 @@ pub fn account_jid(config: &Config, text: &str) -> anyhow::Result<BareJid> {
     anyhow::ensure!(
         config.hosts.iter().any(|h| h.name == domain),
         "{domain} is not a host of this server (configured: {})",
-        config
-            .hosts
-            .iter()
-            .map(|h| h.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        host_names(config)
     );
     Ok(jid)
+}
+
+/// The configured hosts, for messages: `a.example, b.example`.
+pub fn host_names(config: &Config) -> String {
+    config
+        .hosts
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The new password: prompted twice on a terminal, else the first line of standard input.

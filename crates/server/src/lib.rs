@@ -6,6 +6,7 @@ pub mod cert_dir;
 pub mod certs;
 pub mod check_dns;
 pub mod config;
+pub mod invites;
 pub mod metrics;
 pub mod migrate;
 pub mod modules;
@@ -357,8 +358,20 @@ pub async fn start_with_modules(
         .filter(|h| router.registry().registration_on(&h.name).is_some())
         .map(|h| h.name.clone())
         .collect();
+    let invites = config
+        .hosts
+        .iter()
+        .filter(|h| {
+            router
+                .registry()
+                .registration_on(&h.name)
+                .is_some_and(|r| r.accepts_invites())
+        })
+        .map(|h| h.name.clone())
+        .collect();
     let policy = C2sPolicy {
         registration: Arc::new(registration),
+        invites: Arc::new(invites),
         hosts: Arc::new(hosts),
         require_tls: config.require_tls,
         max_auth_failures: config.max_auth_failures,
@@ -421,6 +434,7 @@ pub async fn start_with_modules(
             config.http.clone(),
             wired.upload.clone(),
             xmppd_http::admin_api::AdminApi::new(admin.clone(), &config.admin.api_tokens),
+            xmppd_core::Invites::new(storage.map.clone()),
             shutdown.clone(),
             tracker.clone(),
         );

@@ -1,6 +1,7 @@
 //! `xmppd`: run the server, manage accounts, check the configuration.
 
 mod idle_memory;
+mod invite_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +93,13 @@ enum Command {
         host: String,
         /// The text.
         message: String,
+    },
+    /// Invitations (XEP-0401): `invite create` prints an xmpp: URI and a landing page URL
+    /// that let someone register (even with open registration off), reset a password, or
+    /// become a user's contact; `invite list`, `invite revoke`.
+    Invite {
+        #[command(subcommand)]
+        what: invite_cli::InviteCommand,
     },
     /// Certificates: `cert import [DIR...]` copies each host's certificate and key from
     /// certbot's live directory (the default) or others into the certificates directory.
@@ -514,6 +522,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let result = admin::daemon(&config, request).await?;
             let sent = result.get("sessions").cloned().unwrap_or_default();
             println!("sent to {sent} sessions");
+        }
+        Command::Invite { what } => {
+            let storage = xmppd::open_storage(&config).await?;
+            invite_cli::run(&config, &storage, what).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

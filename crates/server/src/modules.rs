@@ -61,9 +61,10 @@ fn declare(
         Ok(Disco::new(&ctx.storage(&[])?))
     })?;
     // XEP-0077: creating accounts before authentication (off by default), password changes
-    // and account removal.
+    // and account removal; XEP-0445 registration with invitations (XEP-0401).
     b.module("register", |s: RegisterSettings, ctx| {
-        Ok(Register::new(&ctx.storage(&[])?, s))
+        let stores = [xmppd_core::invites::INVITES_STORE];
+        Ok(Register::new(&ctx.storage(&stores)?, s))
     })?;
     // XEP-0157: contact addresses in the server's disco#info.
     b.module("contact_info", |s: ContactInfoSettings, _| {

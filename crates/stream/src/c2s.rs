@@ -26,6 +26,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use jid::{BareJid, FullJid};
+use xmppd_proto::pars;
 use xmppd_proto::register::NS_FEATURE as NS_REGISTER_FEATURE;
 use xmppd_proto::stream_limits::StreamLimits;
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond, ns};
@@ -55,6 +56,10 @@ pub struct C2sPolicy {
     /// Hosts where a client may create an account before authenticating (XEP-0077), offered
     /// as the `<register/>` stream feature; see [`C2sOutput::Register`].
     pub registration: Arc<HashSet<String>>,
+    /// Of those, the hosts that accept invitation tokens (XEP-0445), offered as the
+    /// `<register xmlns='urn:xmpp:ibr-token:0'/>` stream feature; the token arrives as an iq
+    /// like registration's ([`C2sOutput::Register`] with a `<preauth/>` payload).
+    pub invites: Arc<HashSet<String>>,
     /// Mechanisms the administrator switched off: never offered, and `<auth/>` naming one
     /// fails with `invalid-mechanism` (RFC 6120 §6.5.6) as an unknown one does.
     pub disabled_mechanisms: Arc<[Mechanism]>,
@@ -101,7 +106,9 @@ pub enum C2sOutput {
         username: String,
     },
     /// A `jabber:iq:register` iq before authentication (XEP-0077 §3.1.1) on a host open to
-    /// registration: hand the query to the host's registration and call
+    /// registration, or a set with a `<preauth xmlns='urn:xmpp:pars:0'/>` presenting an
+    /// invitation token (XEP-0445 §4) on a host that accepts them: hand the payload (in
+    /// `query`) to the host's registration and call
     /// [`C2sResponder::registered`] with its answer.
     Register {
         /// The addressed host.
@@ -400,6 +407,11 @@ impl C2sResponder {
             features.push_child(cb);
         }
         if self.registration_open() {
+            if self.invites_accepted() {
+                // XEP-0445 §3, and the namespace clients written before it look for.
+                features.push_child(Element::new("register", pars::NS_IBR_TOKEN));
+                features.push_child(Element::new("register", pars::NS_INVITE_LEGACY));
+            }
             features.push_child(Element::new("register", NS_REGISTER_FEATURE));
         }
         features

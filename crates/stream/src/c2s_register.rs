@@ -13,7 +13,12 @@
 //! account — is the caller's [`C2sOutput::Register`], answered through
 //! [`C2sResponder::registered`], exactly as SASL's credential lookups are. A failed set
 //! counts as a failed authentication attempt, so one stream cannot try usernames forever.
+//!
+//! On a host that accepts invitations, a `<preauth xmlns='urn:xmpp:pars:0' token='…'/>` iq
+//! set (XEP-0445 §4) takes the same path: a refused token counts as a failed attempt too, so
+//! a stream cannot guess tokens either.
 
+use xmppd_proto::pars::NS_PARS;
 use xmppd_proto::register::NS_REGISTER;
 use xmppd_proto::{DefinedCondition, StanzaError, StreamErrorCondition as Cond, ns};
 use xmppd_xml::Element;
@@ -34,16 +39,25 @@ impl C2sResponder {
         self.tls && self.host_open()
     }
 
+    /// Whether the addressed host takes invitation tokens (XEP-0445).
+    pub(super) fn invites_accepted(&self) -> bool {
+        self.host()
+            .is_some_and(|host| self.policy.invites.contains(host))
+    }
+
     /// An iq request for the server whose payload is a `jabber:iq:register` query.
     pub(super) fn is_register_iq(&self, el: &Element) -> bool {
         let to_us = match el.attr("to") {
             None => true,
             Some(to) => Some(to) == self.host(),
         };
+        let kind = el.attr("type");
         el.is("iq", ns::CLIENT)
             && to_us
-            && matches!(el.attr("type"), Some("get" | "set"))
-            && el.children().any(|c| c.is("query", NS_REGISTER))
+            && el.children().any(|c| {
+                (c.is("query", NS_REGISTER) && matches!(kind, Some("get" | "set")))
+                    || (c.is("preauth", NS_PARS) && kind == Some("set"))
+            })
     }
 
     pub(super) fn on_register(&mut self, iq: Element, out: &mut Vec<C2sOutput>) {
@@ -54,8 +68,10 @@ impl C2sResponder {
             let error = StanzaError::bad_request("an iq needs an id and exactly one payload");
             return self.registered(&iq_id, set, Err(error), out);
         }
-        let (true, Some(host)) = (self.registration_open(), self.host.clone()) else {
-            let error = if self.host_open() {
+        let preauth = iq.children().any(|c| c.is("preauth", NS_PARS));
+        let open = self.registration_open() && (!preauth || self.invites_accepted());
+        let (true, Some(host)) = (open, self.host.clone()) else {
+            let error = if self.host_open() && (!preauth || self.invites_accepted()) {
                 StanzaError::new(DefinedCondition::NotAuthorized)
                     .with_text("register over TLS: negotiate STARTTLS first")
             } else {

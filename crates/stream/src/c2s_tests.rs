@@ -19,6 +19,7 @@ fn policy(require_tls: bool) -> C2sPolicy {
         fake_salt_secret: [7; 32],
         bound_features: Arc::default(),
         registration: Arc::default(),
+        invites: Arc::default(),
         disabled_mechanisms: Arc::from([]),
         limits_before_auth: StreamLimits {
             max_bytes: Some(16 * 1024),
@@ -576,4 +577,64 @@ fn bosh_framing_sends_no_header_no_plus_and_bare_stream_errors() {
         "<stream:error xmlns:stream=\"http://etherx.jabber.org/streams\">\
          <not-well-formed xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/></stream:error>"
     );
+}
+
+fn preauth_iq(kind: &str, id: &str) -> StreamEvent {
+    let preauth =
+        Element::new("preauth", xmppd_proto::pars::NS_PARS).with_attr("token", "00ff00ff");
+    StreamEvent::Stanza(
+        Element::new("iq", ns::CLIENT)
+            .with_attr("type", kind)
+            .with_attr("id", id)
+            .with_child(preauth),
+    )
+}
+
+#[test]
+fn invitations_are_offered_and_their_tokens_handed_over_where_accepted() {
+    use xmppd_proto::pars::{NS_IBR_TOKEN, NS_INVITE_LEGACY};
+    let ibr_token = |f: &Element| {
+        f.has_child("register", NS_IBR_TOKEN) && f.has_child("register", NS_INVITE_LEGACY)
+    };
+    // Open registration without invitations: no token feature, and a token is not taken.
+    let mut r = C2sResponder::new(open_policy(true), true, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    assert!(!ibr_token(&sent(&out)[0]));
+    let mut out = Vec::new();
+    r.handle(preauth_iq("set", "p1"), &mut out);
+    assert_eq!(stanza_error(&sent(&out)[0]), Some("service-unavailable"));
+
+    let inviting = C2sPolicy {
+        invites: Arc::new(HashSet::from(["example.org".to_owned()])),
+        ..open_policy(true)
+    };
+    let mut r = C2sResponder::new(inviting.clone(), true, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    assert!(ibr_token(&sent(&out)[0]));
+    let mut out = Vec::new();
+    r.handle(preauth_iq("set", "p2"), &mut out);
+    let [C2sOutput::Register { set, query, .. }] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert!(*set && query.is("preauth", xmppd_proto::pars::NS_PARS));
+    // A refused token is a failed attempt; a get of a token is no request at all.
+    let mut out = Vec::new();
+    r.registered(
+        "p2",
+        true,
+        Err(StanzaError::new(DefinedCondition::ItemNotFound)),
+        &mut out,
+    );
+    assert_eq!(stanza_error(&sent(&out)[0]), Some("item-not-found"));
+    let mut out = Vec::new();
+    r.handle(preauth_iq("get", "p3"), &mut out);
+    assert!(closed_with(&out).is_some(), "{out:?}");
+
+    // Never in the clear.
+    let mut r = C2sResponder::new(inviting, false, ChannelBindingData::none());
+    let mut out = Vec::new();
+    r.handle(header("example.org"), &mut out);
+    assert!(!ibr_token(&sent(&out)[0]));
 }

@@ -302,3 +302,23 @@ pub fn xmpp_rs_ver(info: &Element) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!(e))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(hash.hash))
 }
+
+/// A client past STARTTLS, not authenticated (to register, say); and the features it was
+/// offered then.
+pub async fn unauthenticated(server: &TestServer) -> anyhow::Result<(TestClient, Element)> {
+    let mut client = TestClient::connect(server.starttls_addr()).await?;
+    client.open_stream(server.domain()).await?;
+    let features = client
+        .starttls(server.tls_client_config(), server.domain())
+        .await?;
+    Ok((client, features))
+}
+
+/// The answer to the iq `id` (an iq without `to` is answered without `from`).
+pub async fn answer(client: &mut TestClient, id: &str) -> anyhow::Result<Element> {
+    client
+        .expect(&format!("answer to {id}"), |e| {
+            e.is("iq", CLIENT) && e.attr("id") == Some(id)
+        })
+        .await
+}

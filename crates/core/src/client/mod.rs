@@ -60,6 +60,9 @@ pub struct ClientStream {
     conn_id: u64,
     queue_capacity: usize,
     session: Option<ClientSession>,
+    /// The invitation token this stream presented and the registration accepted (XEP-0445
+    /// §4), for the registration that follows on the same stream.
+    preauth: Option<String>,
 }
 
 impl ClientStream {
@@ -77,6 +80,7 @@ impl ClientStream {
             conn_id,
             queue_capacity,
             session: None,
+            preauth: None,
         }
     }
 
@@ -196,6 +200,7 @@ impl ClientStream {
                                 iq_type: if set { IqType::Set } else { IqType::Get },
                                 query: &query,
                                 router: &self.router,
+                                preauth: &mut self.preauth,
                             };
                             registration.handle(request).await
                         }

@@ -27,12 +27,17 @@ pub struct RegistrationRequest<'a> {
     pub host: &'a str,
     /// The address the connection comes from (`None` when the transport cannot tell).
     pub peer: Option<IpAddr>,
-    /// `get` (which fields to fill in) or `set` (create the account).
+    /// `get` (which fields to fill in) or `set` (create the account, or present a token).
     pub iq_type: IqType,
-    /// The `<query xmlns='jabber:iq:register'/>`.
+    /// The `<query xmlns='jabber:iq:register'/>`, or a `<preauth xmlns='urn:xmpp:pars:0'/>`
+    /// on a host that accepts invitations.
     pub query: &'a Element,
     /// The router (for the account store).
     pub router: &'a Router,
+    /// The invitation token the stream presented earlier and the handler accepted (XEP-0445
+    /// §4): the handler sets it when it accepts a `<preauth/>` and reads it at the
+    /// registration that follows; it lives as long as the stream.
+    pub preauth: &'a mut Option<String>,
 }
 
 /// Creates accounts for clients that have not authenticated.
@@ -43,4 +48,10 @@ pub trait InBandRegistration: Send + Sync + 'static {
         &self,
         request: RegistrationRequest<'_>,
     ) -> Result<Option<Element>, StanzaError>;
+
+    /// Whether it takes invitation tokens (XEP-0445: `<preauth/>` iqs, and the
+    /// `urn:xmpp:ibr-token:0` stream feature).
+    fn accepts_invites(&self) -> bool {
+        false
+    }
 }

@@ -27,8 +27,13 @@
 //!
 //! The server advertises `jabber:iq:register` in disco#info (§10) whenever the module runs,
 //! since password changes are possible then, and the `<register/>` stream feature (§8) only
-//! where creating accounts is enabled.
+//! where creating accounts is enabled or invitations are accepted.
+//!
+//! **Invitations** (`[modules.register] invites`, on by default; see `invites.rs`) let a
+//! client holding a token register even where `enabled` is false, which makes such a host
+//! invitation-only: a registration without a token there is `forbidden`.
 
+mod invites;
 mod limiter;
 mod settings;
 
@@ -44,10 +49,11 @@ use jid::BareJid;
 use tracing::{info, warn};
 use xmppd_core::storage::Storage;
 use xmppd_core::{
-    AccountError, InBandRegistration, IqHandler, IqRequest, IqTarget, IqType, Module,
+    AccountError, InBandRegistration, Invites, IqHandler, IqRequest, IqTarget, IqType, Module,
     RegistrationRequest, Registry, Router,
 };
 use xmppd_im::RosterStore;
+use xmppd_proto::pars::Preauth;
 use xmppd_proto::register::{NS_REGISTER, RegisterQuery};
 use xmppd_proto::{DefinedCondition, StanzaError, StreamError, StreamErrorCondition};
 use xmppd_xml::Element;
@@ -70,26 +76,41 @@ impl std::fmt::Debug for Register {
 struct Rules {
     settings: RegisterSettings,
     limiter: AddressLimiter,
+    /// Refused invitation tokens per address.
+    token_failures: AddressLimiter,
+    invites: Invites,
+    /// Rosters, for the mutual subscription of a contact invitation.
+    roster: RosterStore,
 }
 
 impl Register {
     /// The module; `storage` is read for rosters (contacts to tell on removal).
     pub fn new(storage: &Storage, settings: RegisterSettings) -> Self {
-        let limiter = AddressLimiter::new(
-            settings.max_per_ip,
-            Duration::from_secs(settings.window_secs),
+        let window = Duration::from_secs(settings.window_secs);
+        let limiter =
+            AddressLimiter::new(settings.max_per_ip, window, settings.max_tracked_addresses);
+        let token_failures = AddressLimiter::new(
+            settings.max_token_failures_per_ip,
+            window,
             settings.max_tracked_addresses,
         );
+        let roster = RosterStore::new(storage.map.clone(), storage.keyval.clone());
         Register {
-            rules: Arc::new(Rules { settings, limiter }),
-            roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
+            rules: Arc::new(Rules {
+                settings,
+                limiter,
+                token_failures,
+                invites: Invites::new(storage.map.clone()),
+                roster: roster.clone(),
+            }),
+            roster,
         }
     }
 }
 
 impl Module for Register {
     fn register(self: Arc<Self>, registry: &mut Registry) {
-        if self.rules.settings.enabled {
+        if self.rules.settings.enabled || self.rules.settings.invites {
             registry.in_band_registration(Arc::new(PreAuth(self.rules.clone())));
         }
         for target in [IqTarget::Server, IqTarget::Account] {
@@ -110,43 +131,53 @@ fn internal(e: impl std::fmt::Display) -> StanzaError {
     StanzaError::new(DefinedCondition::InternalServerError).with_text("account storage failed")
 }
 
+/// The account `username` would be on `host`, if the name is acceptable under `s`.
+fn account_of(s: &RegisterSettings, username: &str, host: &str) -> Result<BareJid, StanzaError> {
+    let jid = BareJid::new(&format!("{username}@{host}"))
+        .ok()
+        .filter(|j| j.domain().as_str() == host)
+        .ok_or_else(|| not_acceptable(format!("'{username}' is not a valid username")))?;
+    let length = jid.node().map_or(0, |n| n.as_str().chars().count());
+    if length < s.username_min_length || length > s.username_max_length {
+        return Err(not_acceptable(format!(
+            "a username has {} to {} characters",
+            s.username_min_length, s.username_max_length
+        )));
+    }
+    Ok(jid)
+}
+
+/// Whether `password` has a length `s` accepts.
+fn password_check(s: &RegisterSettings, password: &str) -> Result<(), StanzaError> {
+    let length = password.chars().count();
+    if length < s.password_min_length || length > s.password_max_length {
+        return Err(not_acceptable(format!(
+            "a password has {} to {} characters",
+            s.password_min_length, s.password_max_length
+        )));
+    }
+    Ok(())
+}
+
 impl Rules {
     /// The account `username` would be on `host`, if the name is acceptable.
     fn account(&self, username: &str, host: &str) -> Result<BareJid, StanzaError> {
-        let s = &self.settings;
-        let jid = BareJid::new(&format!("{username}@{host}"))
-            .ok()
-            .filter(|j| j.domain().as_str() == host)
-            .ok_or_else(|| not_acceptable(format!("'{username}' is not a valid username")))?;
-        let length = jid.node().map_or(0, |n| n.as_str().chars().count());
-        if length < s.username_min_length || length > s.username_max_length {
-            return Err(not_acceptable(format!(
-                "a username has {} to {} characters",
-                s.username_min_length, s.username_max_length
-            )));
-        }
-        Ok(jid)
+        account_of(&self.settings, username, host)
     }
 
     fn check_password(&self, password: &str) -> Result<(), StanzaError> {
-        let s = &self.settings;
-        let length = password.chars().count();
-        if length < s.password_min_length || length > s.password_max_length {
-            return Err(not_acceptable(format!(
-                "a password has {} to {} characters",
-                s.password_min_length, s.password_max_length
-            )));
-        }
-        Ok(())
+        password_check(&self.settings, password)
     }
 
-    /// §3.1: creates the account the query describes, for a client at `peer`.
+    /// §3.1: creates the account the query describes, for a client at `peer` — or, when the
+    /// stream presented an invitation `token`, does what the invitation is for.
     async fn create(
         &self,
         router: &Router,
         host: &str,
         peer: Option<IpAddr>,
         query: &RegisterQuery,
+        token: Option<&str>,
     ) -> Result<(), StanzaError> {
         if query.remove {
             return Err(StanzaError::new(DefinedCondition::UnexpectedRequest)
@@ -160,6 +191,13 @@ impl Rules {
         };
         let jid = self.account(username, host)?;
         self.check_password(password)?;
+        if let Some(token) = token {
+            return self.redeem(router, host, &jid, password, token).await;
+        }
+        if !self.settings.enabled {
+            return Err(StanzaError::new(DefinedCondition::Forbidden)
+                .with_text("registration on this server is by invitation only"));
+        }
         self.limiter
             .acquire(peer, Instant::now())
             .map_err(|refusal| {
@@ -195,7 +233,19 @@ impl InBandRegistration for PreAuth {
         request: RegistrationRequest<'_>,
     ) -> Result<Option<Element>, StanzaError> {
         let rules = &self.0;
-        if !rules.settings.allows(request.peer) {
+        if let Ok(preauth) = Preauth::try_from(request.query) {
+            if !rules.settings.invites {
+                return Err(StanzaError::service_unavailable()
+                    .with_text("this server does not take invitations"));
+            }
+            rules
+                .check_token(request.host, request.peer, &preauth.token)
+                .await?;
+            *request.preauth = Some(preauth.token);
+            return Ok(None);
+        }
+        // An invitation admits its holder from anywhere; `allow` is for open registration.
+        if request.preauth.is_none() && !rules.settings.allows(request.peer) {
             return Err(StanzaError::new(DefinedCondition::NotAllowed)
                 .with_text("registration is not open to your network"));
         }
@@ -206,12 +256,26 @@ impl InBandRegistration for PreAuth {
             }
             IqType::Set => {
                 let query = RegisterQuery::try_from(request.query)?;
+                let token = request.preauth.clone();
                 rules
-                    .create(request.router, request.host, request.peer, &query)
+                    .create(
+                        request.router,
+                        request.host,
+                        request.peer,
+                        &query,
+                        token.as_deref(),
+                    )
                     .await?;
+                if token.is_some() {
+                    *request.preauth = None;
+                }
                 Ok(None)
             }
         }
+    }
+
+    fn accepts_invites(&self) -> bool {
+        self.0.settings.invites
     }
 }
 

@@ -27,6 +27,8 @@ struct RawSettings {
     password_min_length: usize,
     password_max_length: usize,
     instructions: String,
+    invites: bool,
+    max_token_failures_per_ip: u32,
 }
 
 impl Default for RawSettings {
@@ -43,6 +45,8 @@ impl Default for RawSettings {
             password_min_length: s.password_min_length,
             password_max_length: s.password_max_length,
             instructions: s.instructions,
+            invites: s.invites,
+            max_token_failures_per_ip: s.max_token_failures_per_ip,
         }
     }
 }
@@ -75,6 +79,13 @@ pub struct RegisterSettings {
     pub password_max_length: usize,
     /// The `<instructions/>` of the registration form.
     pub instructions: String,
+    /// Whether invitation tokens (`xmppd invite create`, XEP-0401/XEP-0445) let clients
+    /// register, reset a password or become a user's contact (default true) — also when
+    /// `enabled` is false, which makes the host invitation-only.
+    pub invites: bool,
+    /// Refused invitation tokens one address may present per `window_secs` (default 10;
+    /// IPv6 per /64); past it, `resource-constraint` until the window passes.
+    pub max_token_failures_per_ip: u32,
 }
 
 impl Default for RegisterSettings {
@@ -90,6 +101,8 @@ impl Default for RegisterSettings {
             password_min_length: 8,
             password_max_length: 1024,
             instructions: "Choose a username and password to register with this server.".into(),
+            invites: true,
+            max_token_failures_per_ip: 10,
         }
     }
 }
@@ -104,6 +117,10 @@ impl TryFrom<RawSettings> for RegisterSettings {
             ("max_tracked_addresses", raw.max_tracked_addresses as u64),
             ("username_min_length", raw.username_min_length as u64),
             ("password_min_length", raw.password_min_length as u64),
+            (
+                "max_token_failures_per_ip",
+                u64::from(raw.max_token_failures_per_ip),
+            ),
         ] {
             if value == 0 {
                 return Err(format!("`{key}` must be at least 1"));
@@ -138,6 +155,8 @@ impl TryFrom<RawSettings> for RegisterSettings {
             password_min_length: raw.password_min_length,
             password_max_length: raw.password_max_length,
             instructions: raw.instructions,
+            invites: raw.invites,
+            max_token_failures_per_ip: raw.max_token_failures_per_ip,
         })
     }
 }

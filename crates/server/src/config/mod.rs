@@ -27,6 +27,7 @@ mod auth;
 mod components;
 mod hosts;
 mod http;
+mod invites;
 mod limits;
 mod listen;
 mod modules;
@@ -37,6 +38,7 @@ mod storage;
 pub use admin::{AdminConfig, DEFAULT_SOCKET};
 pub use components::ComponentConfig;
 pub use hosts::HostConfig;
+pub use invites::{InvitesConfig, parse_duration};
 pub use limits::DEFAULT_C2S_READ_RATE;
 pub use listen::{HttpListenConfig, ListenConfig, S2sListenConfig};
 pub use s2s::S2sConfig;
@@ -111,6 +113,8 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    invites: invites::RawInvites,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -186,6 +190,8 @@ pub struct Config {
     pub disabled_mechanisms: Vec<xmppd_stream::sasl::Mechanism>,
     /// Roster and offline storage limits.
     pub im: xmppd_im::ImLimits,
+    /// `[invites]`: what `xmppd invite create` issues.
+    pub invites: InvitesConfig,
     /// The modules every host runs unless its own list says otherwise (`None`: all).
     pub modules: Option<Vec<String>>,
     /// The configuration text, from which each module reads its `[modules.NAME]` section.
@@ -242,6 +248,7 @@ impl Config {
             component_handshake_timeout: xmppd_component::ComponentLimits::default().auth_timeout,
             disabled_mechanisms: Vec::new(),
             im: xmppd_im::ImLimits::default(),
+            invites: InvitesConfig::default(),
             modules: None,
             text: None,
             admins: Vec::new(),
@@ -345,6 +352,7 @@ impl Config {
             config.admins = v.admins(list)?;
         }
         config.admin = v.admin(raw.admin, &config.data_dir)?;
+        config.invites = v.invites(raw.invites)?;
         crate::modules::validate(&config)?;
         Ok(config)
     }
