@@ -203,6 +203,15 @@ async fn expired_unknown_and_malformed_tokens_are_item_not_found() -> anyhow::Re
     }
     let (status, _, _) = get(&server, &format!("/invite/{}", expired.token)).await?;
     assert_eq!(status, 404);
+    // A <preauth/> without a token is malformed.
+    let (mut client, _) = unauthenticated(&server).await?;
+    client
+        .send(&format!(
+            "<iq type='set' id='pa'><preauth xmlns='{NS_PARS}'/></iq>"
+        ))
+        .await?;
+    let reply = answer(&mut client, "pa").await?;
+    assert_eq!(condition(&reply).as_deref(), Some("bad-request"), "{reply}");
     Ok(())
 }
 

@@ -53,7 +53,7 @@ use xmppd_core::{
     RegistrationRequest, Registry, Router,
 };
 use xmppd_im::RosterStore;
-use xmppd_proto::pars::Preauth;
+use xmppd_proto::pars::{NS_PARS, Preauth};
 use xmppd_proto::register::{NS_REGISTER, RegisterQuery};
 use xmppd_proto::{DefinedCondition, StanzaError, StreamError, StreamErrorCondition};
 use xmppd_xml::Element;
@@ -233,7 +233,9 @@ impl InBandRegistration for PreAuth {
         request: RegistrationRequest<'_>,
     ) -> Result<Option<Element>, StanzaError> {
         let rules = &self.0;
-        if let Ok(preauth) = Preauth::try_from(request.query) {
+        if request.query.is("preauth", NS_PARS) {
+            // A <preauth/> without a token is a bad request.
+            let preauth = Preauth::try_from(request.query)?;
             if !rules.settings.invites {
                 return Err(StanzaError::service_unavailable()
                     .with_text("this server does not take invitations"));
