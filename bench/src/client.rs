@@ -1,5 +1,6 @@
-//! A minimal, fast XMPP client: TCP, STARTTLS, SCRAM-SHA-1, bind, initial presence — and the
-//! raw relay's equivalent (TLS and a pairing line).
+//! A minimal, fast XMPP client: TCP, STARTTLS, SCRAM-SHA-1, bind, initial presence, or the same
+//! over WebSocket (RFC 7395: TLS from the first byte, the upgrade, `<open/>`) — and the raw
+//! relay's equivalent (TLS and a pairing line).
 //!
 //! Negotiation goes through our own XML reader; once a session is bound the reader is dropped
 //! and incoming bytes are only scanned for message bodies ([`crate::scan`]), so the generator
@@ -21,6 +22,8 @@ use tokio_rustls::TlsConnector;
 use xmppd_stream::sasl::{ClientChannelBinding, ClientKeys, ScramClient, ScramHash};
 use xmppd_xml::{Element, Limits, Reader, StreamEvent};
 
+pub use crate::conn::Conn;
+
 /// The TLS stream every session ends up on.
 pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
@@ -31,6 +34,15 @@ pub enum Protocol {
     Xmpp,
     /// The raw TLS relay: TLS from the first byte, then `PAIR <id>\n`.
     Relay,
+    /// XMPP over WebSocket over TLS (`wss://`, RFC 7395) at [`Target::ws_path`].
+    WebSocket,
+}
+
+impl Protocol {
+    /// Whether sessions speak XMPP (over TCP or WebSocket), not the relay's pairing.
+    pub fn is_xmpp(self) -> bool {
+        self != Protocol::Relay
+    }
 }
 
 /// One server under test.
@@ -40,8 +52,10 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The XMPP domain (also the TLS server name).
     pub domain: String,
-    /// XMPP or relay.
+    /// XMPP, XMPP over WebSocket or relay.
     pub protocol: Protocol,
+    /// The WebSocket endpoint's path (`/xmpp-websocket`), for [`Protocol::WebSocket`].
+    pub ws_path: String,
     /// Client TLS configuration trusting the benchmark CA, without resumption.
     pub tls: Arc<rustls::ClientConfig>,
     /// Password of every benchmark account.
@@ -77,10 +91,10 @@ pub fn tls_config(ca_pem: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
-/// A logged-in session: the TLS stream and the JID it is bound to.
+/// A logged-in session: the TLS stream or WebSocket and the JID it is bound to.
 pub struct Session {
     /// The stream.
-    pub io: Tls,
+    pub io: Conn,
     /// Full JID (XMPP) or `pair-<id>` (relay).
     pub jid: String,
 }
@@ -94,8 +108,8 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Closes the stream politely and drops the connection.
     pub async fn close(mut self, protocol: Protocol) {
-        if protocol == Protocol::Xmpp {
-            let _ = self.io.write_all(STREAM_CLOSE).await;
+        if protocol.is_xmpp() {
+            let _ = self.io.write_all(self.close_element()).await;
         }
         let _ = self.io.shutdown().await;
     }
@@ -105,14 +119,22 @@ impl Session {
     /// connection, at most `wait`. The server closing first also puts the connection's
     /// TIME_WAIT on its side, not on this address's ports. An error says the server did not
     /// close the stream properly in time.
+    /// Over WebSocket the closing element is `<close/>` (RFC 7395 §3.6), and the server's
+    /// own `<close/>` ends the stream.
     pub async fn logout(mut self, wait: Duration) -> anyhow::Result<()> {
+        let close = self.close_element();
+        let end: &[u8] = if self.io.is_websocket() {
+            b"<close"
+        } else {
+            STREAM_CLOSE
+        };
         let closing = async {
-            self.io.write_all(STREAM_CLOSE).await?;
+            self.io.write_all(close).await?;
             self.io.flush().await?;
             let mut buf = [0u8; 2048];
             // The end of what was read so far, long enough to find a closing tag split
             // between two reads.
-            let mut tail = Vec::with_capacity(buf.len() + STREAM_CLOSE.len());
+            let mut tail = Vec::with_capacity(buf.len() + end.len());
             let mut closed = false;
             loop {
                 let n = match self.io.read(&mut buf).await {
@@ -126,12 +148,12 @@ impl Session {
                     if closed {
                         return Ok(());
                     }
-                    bail!("the server ended the connection without </stream:stream>");
+                    bail!("the server ended the connection without closing the stream");
                 }
                 if !closed {
                     tail.extend_from_slice(&buf[..n]);
-                    closed = memchr::memmem::find(&tail, STREAM_CLOSE).is_some();
-                    let keep_from = tail.len().saturating_sub(STREAM_CLOSE.len() - 1);
+                    closed = memchr::memmem::find(&tail, end).is_some();
+                    let keep_from = tail.len().saturating_sub(end.len() - 1);
                     tail.drain(..keep_from);
                 }
             }
@@ -140,16 +162,35 @@ impl Session {
             .await
             .with_context(|| format!("the server did not close the stream within {wait:?}"))?
     }
+
+    /// What ends the stream: `</stream:stream>`, or `<close/>` over WebSocket.
+    fn close_element(&self) -> &'static [u8] {
+        if self.io.is_websocket() {
+            WS_CLOSE
+        } else {
+            STREAM_CLOSE
+        }
+    }
 }
 
 /// The closing tag of a stream (RFC 6120 §4.4).
 const STREAM_CLOSE: &[u8] = b"</stream:stream>";
+
+/// The end of a stream over WebSocket (RFC 7395 §3.6).
+const WS_CLOSE: &[u8] = b"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>";
+
+/// What the reader of a WebSocket's negotiation is fed before the server's first frame: each
+/// frame then holds one element of this pretend stream (RFC 7395 §3.3.3), `<open/>` included.
+const WS_STREAM_HEAD: &[u8] = b"<stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams'>";
 
 /// Negotiation I/O: a stream with our XML reader on top.
 struct Negotiation<S> {
     io: S,
     reader: Reader,
     buf: Vec<u8>,
+    /// RFC 7395 framing: `<open/>` instead of a stream header.
+    websocket: bool,
 }
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Negotiation<S> {
@@ -158,6 +199,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Negotiation<S> {
             io,
             reader: Reader::new(Limits::default()),
             buf: vec![0; 4096],
+            websocket: false,
         }
     }
 
@@ -198,15 +240,27 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Negotiation<S> {
         }
     }
 
-    /// Opens a stream and returns `<stream:features/>`.
+    /// Opens a stream and returns `<stream:features/>`. Over WebSocket the stream opens with
+    /// `<open/>`, answered with `<open/>` before the features (RFC 7395 §3.4).
     async fn open(&mut self, domain: &str) -> anyhow::Result<Element> {
         self.reader.reset();
-        let header = format!(
-            "<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' \
-             xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
-        );
+        let header = if self.websocket {
+            self.reader.feed(WS_STREAM_HEAD);
+            format!("<open xmlns='{NS_FRAMING}' to='{domain}' version='1.0'/>")
+        } else {
+            format!(
+                "<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' \
+                 xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+            )
+        };
         self.send(header.as_bytes()).await?;
-        let features = self.stanza().await?;
+        let mut features = self.stanza().await?;
+        if self.websocket {
+            if features.name() != "open" {
+                bail!("expected <open/>, got <{}>", features.name());
+            }
+            features = self.stanza().await?;
+        }
         if features.name() != "features" {
             bail!("expected stream features, got <{}>", features.name());
         }
@@ -219,6 +273,7 @@ const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 const NS_SM: &str = "urn:xmpp:sm:3";
+const NS_FRAMING: &str = crate::ws::NS_FRAMING;
 
 /// Connects to `addr`, from `source` when given (bound before connecting, port chosen by the
 /// kernel): each loopback source address has its own ephemeral ports, which a soak that opens
@@ -258,7 +313,7 @@ async fn tls_handshake(target: &Target, tcp: TcpStream) -> anyhow::Result<Tls> {
 async fn connect_starttls(
     target: &Target,
     source: Option<IpAddr>,
-) -> anyhow::Result<(Negotiation<Tls>, Element)> {
+) -> anyhow::Result<(Negotiation<Conn>, Element)> {
     let mut plain = Negotiation::new(tcp(target.addr, source).await?);
     let features = plain.open(&target.domain).await?;
     if !features.has_child("starttls", NS_TLS) {
@@ -272,7 +327,25 @@ async fn connect_starttls(
         bail!("STARTTLS refused: <{}>", proceed.name());
     }
     let tls = tls_handshake(target, plain.io).await?;
-    let mut neg = Negotiation::new(tls);
+    let mut neg = Negotiation::new(Conn::Tls(Box::new(tls)));
+    let features = neg.open(&target.domain).await?;
+    Ok((neg, features))
+}
+
+/// Connects with TLS from the first byte, upgrades to a WebSocket with the `xmpp`
+/// subprotocol at the target's path and returns the features of the stream opened with
+/// `<open/>` (RFC 7395 §3.2-3.4; no STARTTLS over WebSocket, §3.8).
+async fn connect_websocket(
+    target: &Target,
+    source: Option<IpAddr>,
+) -> anyhow::Result<(Negotiation<Conn>, Element)> {
+    let tls = tls_handshake(target, tcp(target.addr, source).await?).await?;
+    let host = format!("{}:{}", target.domain, target.addr.port());
+    let ws = crate::ws::connect(tls, &host, &target.ws_path)
+        .await
+        .context("WebSocket upgrade")?;
+    let mut neg = Negotiation::new(Conn::Ws(Box::new(ws)));
+    neg.websocket = true;
     let features = neg.open(&target.domain).await?;
     Ok((neg, features))
 }
@@ -316,11 +389,13 @@ pub async fn login_from(
             io.write_all(format!("PAIR {user}\n").as_bytes()).await?;
             io.flush().await?;
             Ok(Session {
-                io,
+                io: Conn::Tls(Box::new(io)),
                 jid: user.to_owned(),
             })
         }
-        Protocol::Xmpp => login_xmpp(target, user, presence, sm, source).await,
+        Protocol::Xmpp | Protocol::WebSocket => {
+            login_xmpp(target, user, presence, sm, source).await
+        }
     }
 }
 
@@ -331,7 +406,11 @@ async fn login_xmpp(
     sm: bool,
     source: Option<IpAddr>,
 ) -> anyhow::Result<Session> {
-    let (mut neg, features) = connect_starttls(target, source).await?;
+    let (mut neg, features) = if target.protocol == Protocol::WebSocket {
+        connect_websocket(target, source).await?
+    } else {
+        connect_starttls(target, source).await?
+    };
     let offers_sha1 = features
         .child("mechanisms", NS_SASL)
         .is_some_and(|m| m.children().any(|c| c.text() == "SCRAM-SHA-1"));

@@ -23,8 +23,12 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Proto {
+    /// XMPP with STARTTLS.
     Xmpp,
+    /// The raw TLS relay.
     Relay,
+    /// XMPP over WebSocket over TLS (RFC 7395) at --ws-path.
+    Websocket,
 }
 
 #[derive(clap::Args, Clone)]
@@ -40,6 +44,9 @@ struct TargetArgs {
     ca: PathBuf,
     #[arg(long, value_enum, default_value = "xmpp")]
     protocol: Proto,
+    /// The WebSocket endpoint's path (--protocol websocket).
+    #[arg(long, default_value = "/xmpp-websocket")]
+    ws_path: String,
     /// Accounts are PREFIX0, PREFIX1, …
     #[arg(long, default_value = "u")]
     prefix: String,
@@ -338,7 +345,9 @@ fn target(args: &TargetArgs) -> anyhow::Result<Target> {
         protocol: match args.protocol {
             Proto::Xmpp => Protocol::Xmpp,
             Proto::Relay => Protocol::Relay,
+            Proto::Websocket => Protocol::WebSocket,
         },
+        ws_path: args.ws_path.clone(),
         tls: client::tls_config(&args.ca)?,
         password: args.password.clone(),
         keys: Arc::new(Mutex::new(HashMap::new())),

@@ -68,7 +68,7 @@ impl Ctx {
     /// The name of account `i`.
     pub fn user(&self, i: usize) -> String {
         match self.target.protocol {
-            Protocol::Xmpp => format!("{}{i}", self.prefix),
+            Protocol::Xmpp | Protocol::WebSocket => format!("{}{i}", self.prefix),
             // On the relay both ends of pair k name the pair.
             Protocol::Relay => format!("pair-{}", i / 2),
         }
@@ -261,7 +261,7 @@ pub async fn login(ctx: &Ctx, n: usize) -> Value {
 /// login (its presence echo) before the RSS is read, so that the server holds no
 /// unacknowledged stanza: the steady state of an idle resumable session.
 pub async fn idle(ctx: &Ctx, n: usize, rss_empty: Option<u64>) -> Value {
-    let sm = ctx.sm.enabled && ctx.target.protocol == Protocol::Xmpp;
+    let sm = ctx.sm.enabled && ctx.target.protocol.is_xmpp();
     let (mut sessions, failed) = ctx.login_many_opts(0..n, b"<presence/>", sm).await;
     let mut acked = 0;
     if sm {

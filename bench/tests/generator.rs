@@ -1,10 +1,11 @@
 //! The generator against the server's own SCRAM and routing, in process (testkit).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod common;
 
-use xmppd_bench::client::{self, Protocol, Target};
+use std::sync::Arc;
+use std::time::Duration;
+
+use xmppd_bench::client::{self, Protocol};
 use xmppd_bench::room::Archiving;
 use xmppd_bench::scenarios::{self, Ctx};
 use xmppd_testkit::TestServer;
@@ -20,29 +21,8 @@ async fn setup_with(
     let server = TestServer::start_with(adjust)
         .await
         .unwrap_or_else(|e| panic!("server: {e:#}"));
-    for i in 0..users {
-        server
-            .add_user(&format!("u{i}"), "benchpass")
-            .await
-            .unwrap_or_else(|e| panic!("user: {e:#}"));
-    }
-    let target = Target {
-        addr: server.starttls_addr(),
-        domain: server.domain().to_owned(),
-        protocol: Protocol::Xmpp,
-        tls: server.tls_client_config(),
-        password: "benchpass".into(),
-        keys: Arc::new(Mutex::new(HashMap::new())),
-    };
-    let ctx = Ctx {
-        target,
-        server_pid: Some(std::process::id()),
-        prefix: "u".into(),
-        concurrency: 4,
-        epoch: Instant::now(),
-        sm: Default::default(),
-        sources: Vec::new(),
-    };
+    common::add_users(&server, users).await;
+    let ctx = common::ctx(&server, server.starttls_addr(), Protocol::Xmpp);
     (server, ctx)
 }
 

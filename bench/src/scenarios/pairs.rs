@@ -146,7 +146,7 @@ async fn send(ctx: &Ctx, from: &mut End, to: &mut End, count: u64) -> bool {
 }
 
 async fn run_pair(ctx: Ctx, a: Session, b: Session, plan: Plan, window: (u64, u64)) -> PairResult {
-    let sm = ctx.sm.enabled && ctx.target.protocol == Protocol::Xmpp;
+    let sm = ctx.sm.enabled && ctx.target.protocol.is_xmpp();
     let mut a = End::new(a, sm);
     let mut b = End::new(b, sm);
     let mut result = PairResult::default();
@@ -231,7 +231,7 @@ pub(super) async fn run_pairs(
     warmup: Duration,
     secs: Duration,
 ) -> (Value, PairResult) {
-    let sm = ctx.sm.enabled && ctx.target.protocol == Protocol::Xmpp;
+    let sm = ctx.sm.enabled && ctx.target.protocol.is_xmpp();
     let (sessions, failed) = ctx
         .login_many_opts(first..first + pairs * 2, b"<presence/>", sm)
         .await;

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::{Ctx, per, usage};
-use crate::client::{self, Protocol};
+use crate::client;
 use crate::procstat;
 use crate::soak::{CyclesOutcome, IdleLimits, Verdict, checkpoints, growth};
 
@@ -86,7 +86,7 @@ struct Batch {
 
 /// Runs the cycles and reports the RSS at every checkpoint and the verdict.
 pub async fn soak_cycles(ctx: &Ctx, settings: &SoakSettings) -> Value {
-    if ctx.target.protocol != Protocol::Xmpp || settings.accounts == 0 {
+    if !ctx.target.protocol.is_xmpp() || settings.accounts == 0 {
         return json!({
             "scenario": "soak_cycles", "n": settings.cycles,
             "error": "needs an XMPP server and at least one account",
