@@ -103,8 +103,15 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4]) {
 /// Appends one final, masked client frame of `opcode` carrying `payload` (§5.2: the length in
 /// 7, 16 or 64 bits, whichever is shortest).
 pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], key: [u8; 4]) {
+    header(out, opcode, payload.len(), key);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], key);
+}
+
+/// The header of a final, masked frame of `len` bytes, its key included.
+fn header(out: &mut Vec<u8>, opcode: u8, len: usize, key: [u8; 4]) {
     out.push(0x80 | opcode);
-    let len = payload.len();
     if len < 126 {
         out.push(0x80 | len as u8);
     } else if let Ok(short) = u16::try_from(len) {
@@ -115,8 +122,33 @@ pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], key: [u8; 4]) {
         out.extend_from_slice(&(len as u64).to_be_bytes());
     }
     out.extend_from_slice(&key);
+}
+
+/// Appends `element` as one masked text frame, with `xmlns='jabber:client'` added to the start
+/// tag of a stanza (`message`, `presence`, `iq`) that declares no namespace: over WebSocket
+/// each message is an element of its own, and RFC 7395 §3.3.3 has stanzas carry the content
+/// namespace themselves (Prosody refuses one without it, `unsupported-stanza-type`), where
+/// over TCP they inherit it from the stream header.
+pub fn encode_element(out: &mut Vec<u8>, element: &[u8], key: [u8; 4]) {
+    const NS: &[u8] = b" xmlns='jabber:client'";
+    let name_end = element
+        .iter()
+        .position(|&b| matches!(b, b' ' | b'/' | b'>' | b'\t' | b'\n' | b'\r'))
+        .unwrap_or(element.len());
+    let stanza = matches!(
+        &element[1.min(name_end)..name_end],
+        b"message" | b"presence" | b"iq"
+    );
+    let tag_end = memchr::memchr(b'>', element).unwrap_or(element.len());
+    if !stanza || memchr::memmem::find(&element[..tag_end], b"xmlns=").is_some() {
+        encode(out, OP_TEXT, element, key);
+        return;
+    }
+    header(out, OP_TEXT, element.len() + NS.len(), key);
     let start = out.len();
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&element[..name_end]);
+    out.extend_from_slice(NS);
+    out.extend_from_slice(&element[name_end..]);
     apply_mask(&mut out[start..], key);
 }
 

@@ -270,7 +270,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
             *out_at = 0;
         }
         splitter.split(buf, |element| {
-            frame::encode(out, frame::OP_TEXT, element, keys.next_key());
+            frame::encode_element(out, element, keys.next_key());
         });
         if let Poll::Ready(r) = this.poll_drain(cx) {
             r?;

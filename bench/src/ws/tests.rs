@@ -254,18 +254,48 @@ async fn writes_go_out_one_stanza_per_masked_text_frame() {
         .unwrap_or_else(|e| panic!("{e}"));
     ws.flush().await.unwrap_or_else(|e| panic!("{e}"));
     let frames = all_client_frames(&read_some(&mut server).await);
+    let sent = |n: u8| {
+        let mut m = b"<message xmlns='jabber:client' to='b'><body>".to_vec();
+        m.push(n);
+        m.extend_from_slice(b"</body></message>");
+        (frame::OP_TEXT, m)
+    };
+    assert_eq!(frames, [sent(b'1'), sent(b'2')]);
+}
+
+#[test]
+fn stanzas_get_the_content_namespace_and_other_elements_stay_as_written() {
+    let cases: &[(&[u8], &[u8])] = &[
+        (b"<presence/>", b"<presence xmlns='jabber:client'/>"),
+        (
+            b"<iq type='set' id='b'><bind/></iq>",
+            b"<iq xmlns='jabber:client' type='set' id='b'><bind/></iq>",
+        ),
+        (
+            b"<message xmlns='jabber:client' to='a'/>",
+            b"<message xmlns='jabber:client' to='a'/>",
+        ),
+        (
+            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>x</auth>",
+            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>x</auth>",
+        ),
+        (b"<r xmlns='urn:xmpp:sm:3'/>", b"<r xmlns='urn:xmpp:sm:3'/>"),
+        (b"<iqx/>", b"<iqx/>"),
+    ];
+    let mut keys = MaskKeys::from_seed(3);
+    for (written, sent) in cases {
+        let mut out = Vec::new();
+        frame::encode_element(&mut out, written, keys.next_key());
+        assert_eq!(all_client_frames(&out), [(frame::OP_TEXT, sent.to_vec())]);
+    }
+    // A long stanza takes the 16-bit length with the namespace counted.
+    let long = format!("<message to='a'><body>{}</body></message>", "x".repeat(200));
+    let mut out = Vec::new();
+    frame::encode_element(&mut out, long.as_bytes(), keys.next_key());
+    let frames = all_client_frames(&out);
     assert_eq!(
-        frames,
-        [
-            (
-                frame::OP_TEXT,
-                b"<message to='b'><body>1</body></message>".to_vec()
-            ),
-            (
-                frame::OP_TEXT,
-                b"<message to='b'><body>2</body></message>".to_vec()
-            ),
-        ]
+        frames[0].1.len(),
+        long.len() + " xmlns='jabber:client'".len()
     );
 }
 
