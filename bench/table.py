@@ -8,7 +8,7 @@ import statistics
 import sys
 
 SERVERS = ["xmppd", "baseline", "ejabberd", "prosody", "relay", "xmppd-sm-mam", "xmppd-sm", "ejabberd-sm-mam",
-           "xmppd-muc-mam", "ejabberd-muc-mam", "prosody-muc-mam"]
+           "xmppd-muc-mam", "ejabberd-muc-mam", "prosody-muc-mam", "xmppd-ws", "ejabberd-ws", "prosody-ws"]
 
 # Ratio columns (numerator, denominator, heading); a column is shown when both servers ran.
 # The first three are shown whenever xmppd ran, as before the stream management variants existed.
@@ -25,6 +25,9 @@ RATIOS = [
     ("xmppd-muc-mam", "prosody-muc-mam", "xmppd-muc-mam/prosody-muc-mam"),
     ("ejabberd-muc-mam", "ejabberd", "ejabberd room archive on/off"),
     ("prosody-muc-mam", "prosody", "Prosody room archive on/off"),
+    ("xmppd-ws", "ejabberd-ws", "xmppd-ws/ejabberd-ws"),
+    ("xmppd-ws", "prosody-ws", "xmppd-ws/prosody-ws"),
+    ("xmppd-ws", "xmppd", "xmppd WebSocket/TCP"),
 ]
 ALWAYS = 3
 
@@ -158,6 +161,8 @@ def main():
     if any(s.endswith("-sm-mam") or s.endswith("-sm") for s in present):
         print("`-sm`: stream management enabled on every client (`<r/>` answered, the clients' own `<r/>` too);")
         print("`-mam`: message archiving on, archiving every message. Their idle rows are resumable sessions.")
+    if any(s.endswith("-ws") for s in present):
+        print("`-ws`: the same scenarios over XMPP over WebSocket (wss://, RFC 7395); idle KiB/session is per WebSocket session.")
     if any(s.endswith("-muc-mam") for s in present):
         print("`-muc-mam`: group chat rooms created with archiving on (the other servers' rooms have it off).")
     for s, r in rows.get("soak_cycles", {}).items():
