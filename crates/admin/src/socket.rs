@@ -5,7 +5,7 @@
 //! `[admin] socket_group` names. It is bound under a temporary name, given its mode and
 //! group, and only then renamed into place, so it is never reachable with looser
 //! permissions. A path held by a live server (a connection succeeds) refuses the start; a
-//! stale socket left by a crash is removed. The socket is removed at shutdown.
+//! stale socket left by a crash is removed; anything else at the path refuses the start. The socket is removed at shutdown.
 //!
 //! The protocol is line-delimited JSON: one [`Request`] per line, one answer per line,
 //! `{"ok": true, "result": …}` or `{"ok": false, "error": "invalid", "message": "…"}`.
@@ -47,6 +47,9 @@ pub enum SocketError {
     /// Another server answers on the path.
     #[error("{0} is in use by a running xmppd")]
     InUse(PathBuf),
+    /// Something else than a socket is at the path.
+    #[error("{0} exists and is not a socket: remove it or choose another [admin] socket")]
+    NotASocket(PathBuf),
     /// Nobody listens on the path.
     #[error("xmppd is not running (nothing listens on {0})")]
     NotRunning(PathBuf),
@@ -85,6 +88,12 @@ impl AdminSocket {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(_) => {
                 // Refused: a socket nobody serves any more (the server that made it died).
+                // Anything else at the path (a mistyped path naming a file) is left alone.
+                use std::os::unix::fs::FileTypeExt as _;
+                let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
+                if !meta.file_type().is_socket() {
+                    return Err(SocketError::NotASocket(path.to_owned()));
+                }
                 info!(path = %path.display(), "removing a stale admin socket");
                 std::fs::remove_file(path).map_err(io(path))?;
             }

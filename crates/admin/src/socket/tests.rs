@@ -38,3 +38,15 @@ async fn a_client_without_a_daemon_is_told_so() {
     let answer = request(&path, &serde_json::json!({"verb": "stats"})).await;
     assert!(matches!(answer, Err(SocketError::NotRunning(_))));
 }
+
+#[tokio::test]
+async fn a_file_at_the_path_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("xmppd.db");
+    std::fs::write(&path, b"precious").unwrap();
+    assert!(matches!(
+        AdminSocket::bind(&path, None).await,
+        Err(SocketError::NotASocket(_))
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+}
