@@ -74,29 +74,32 @@ pub async fn archive_byte_quota(s: &Storage, ns: &str) {
 /// removal of the account.
 pub async fn archive_usage_follows_every_write(s: &Storage, ns: &str) {
     let h = host(ns);
+    // A store of its own: the expiry sweep below spans every host, and would take records
+    // of other checks running at the same time (archive_quota_concurrent's, in "offline").
+    let store = format!("usage-{ns}");
     let a = &s.archive;
     let mut ids = Vec::new();
     for (i, len) in [10usize, 20, 30, 40].into_iter().enumerate() {
         let record = rec("", i as i64, &vec![b'u'; len]);
         ids.push(ok(
-            a.append(&h, "alice", "offline", record, None).await,
+            a.append(&h, "alice", &store, record, None).await,
             "append",
         ));
     }
     assert_eq!(
-        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        ok(a.usage(&h, "alice", &store).await, "usage"),
         usage(4, 100)
     );
-    ok(a.delete(&h, "alice", "offline", &ids[..1]).await, "delete");
+    ok(a.delete(&h, "alice", &store, &ids[..1]).await, "delete");
     assert_eq!(
-        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        ok(a.usage(&h, "alice", &store).await, "usage"),
         usage(3, 90)
     );
 
     let batch = |payload: &[u8], keep_last, expire_before_us| ArchiveAppend {
         host: h.clone(),
         user: "alice".to_owned(),
-        store: "offline".to_owned(),
+        store: store.clone(),
         record: NewArchiveRecord {
             with: String::new(),
             timestamp_us: 100,
@@ -112,7 +115,7 @@ pub async fn archive_usage_follows_every_write(s: &Storage, ns: &str) {
         "append_batch",
     );
     assert_eq!(
-        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        ok(a.usage(&h, "alice", &store).await, "usage"),
         usage(5, 102)
     );
     // Keeps the last 4: the 20- and 30-byte records go.
@@ -121,34 +124,25 @@ pub async fn archive_usage_follows_every_write(s: &Storage, ns: &str) {
         "append_batch keep_last",
     );
     assert_eq!(
-        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        ok(a.usage(&h, "alice", &store).await, "usage"),
         usage(4, 53)
     );
     // Retention: the record stamped 3 (40 bytes) goes; the batch's are stamped 100.
-    ok(a.expire("offline", 50, 100).await, "expire");
+    ok(a.expire(&store, 50, 100).await, "expire");
     assert_eq!(
-        ok(a.usage(&h, "alice", "offline").await, "usage"),
+        ok(a.usage(&h, "alice", &store).await, "usage"),
         usage(3, 13)
     );
-    ok(a.clear(&h, "alice", "offline").await, "clear");
-    assert_eq!(
-        ok(a.usage(&h, "alice", "offline").await, "usage"),
-        usage(0, 0)
-    );
+    ok(a.clear(&h, "alice", &store).await, "clear");
+    assert_eq!(ok(a.usage(&h, "alice", &store).await, "usage"), usage(0, 0));
     ok(
-        a.append(&h, "alice", "offline", rec("", 1, b"again"), None)
+        a.append(&h, "alice", &store, rec("", 1, b"again"), None)
             .await,
         "append after clear",
     );
-    assert_eq!(
-        ok(a.usage(&h, "alice", "offline").await, "usage"),
-        usage(1, 5)
-    );
+    assert_eq!(ok(a.usage(&h, "alice", &store).await, "usage"), usage(1, 5));
     ok(s.users.delete_user(&h, "alice").await, "delete_user");
-    assert_eq!(
-        ok(a.usage(&h, "alice", "offline").await, "usage"),
-        usage(0, 0)
-    );
+    assert_eq!(ok(a.usage(&h, "alice", &store).await, "usage"), usage(0, 0));
 }
 
 /// The payloads of alice's `mam` archive, oldest first.
