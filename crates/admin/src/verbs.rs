@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use jid::{BareJid, Jid};
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::info;
 use xmppd_core::storage::Storage;
 use xmppd_core::{AccountError, Router};
 use xmppd_im::RosterStore;
@@ -211,15 +211,7 @@ impl Admin {
     /// many sessions it ended.
     pub async fn delete_user(&self, router: &Router, jid: &BareJid) -> Result<usize, AdminError> {
         existing(router, jid).await?;
-        if let Err(e) = xmppd_im::end_all_subscriptions(router, &self.roster, jid).await {
-            warn!(%jid, error = %e, "could not tell contacts of the removal");
-        }
-        router.accounts().delete(jid).await?;
-        let error = StreamError::with_text(
-            StreamErrorCondition::NotAuthorized,
-            "the account was removed",
-        );
-        let sessions = router.sessions().end_account(jid, &error);
+        let sessions = xmppd_im::remove_account(router, &self.roster, jid).await?;
         info!(%jid, sessions, "account deleted by an administrator");
         Ok(sessions)
     }

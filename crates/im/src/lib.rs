@@ -168,6 +168,26 @@ pub async fn end_all_subscriptions(
     Ok(())
 }
 
+/// Removes an account as XEP-0077 §3.2 has it, for in-band removal and for an administrator
+/// alike: its subscriptions end ([`end_all_subscriptions`]; a failure there is logged, the
+/// removal goes on), everything stored for it is deleted, then its sessions end with
+/// `not-authorized`. Returns how many sessions ended.
+pub async fn remove_account(
+    router: &Router,
+    roster: &RosterStore,
+    account: &BareJid,
+) -> Result<usize, xmppd_core::AccountError> {
+    if let Err(e) = end_all_subscriptions(router, roster, account).await {
+        tracing::warn!(jid = %account, error = %e, "could not tell contacts of the removal");
+    }
+    router.accounts().delete(account).await?;
+    let error = xmppd_proto::StreamError::with_text(
+        xmppd_proto::StreamErrorCondition::NotAuthorized,
+        "the account was removed",
+    );
+    Ok(router.sessions().end_account(account, &error))
+}
+
 /// A presence the server makes: `<presence type? from to/>`.
 pub(crate) fn presence(kind: Option<&str>, from: Jid, to: Jid) -> Stanza {
     let mut el = Element::new("presence", ns::CLIENT)

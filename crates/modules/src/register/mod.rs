@@ -55,7 +55,7 @@ use xmppd_core::{
 use xmppd_im::RosterStore;
 use xmppd_proto::pars::{NS_PARS, Preauth};
 use xmppd_proto::register::{NS_REGISTER, RegisterQuery};
-use xmppd_proto::{DefinedCondition, StanzaError, StreamError, StreamErrorCondition};
+use xmppd_proto::{DefinedCondition, StanzaError};
 use xmppd_xml::Element;
 
 /// The in-band registration module.
@@ -378,21 +378,13 @@ impl Register {
             Ok(false) => return Err(StanzaError::new(DefinedCondition::RegistrationRequired)),
             Err(e) => return Err(internal(e)),
         }
-        if let Err(e) = xmppd_im::end_all_subscriptions(router, &self.roster, account).await {
-            warn!(jid = %account, error = %e, "could not tell contacts of the removal");
-        }
-        match router.accounts().delete(account).await {
-            Ok(()) => {}
+        let sessions = match xmppd_im::remove_account(router, &self.roster, account).await {
+            Ok(sessions) => sessions,
             Err(AccountError::NotFound(_)) => {
                 return Err(StanzaError::new(DefinedCondition::RegistrationRequired));
             }
             Err(e) => return Err(internal(e)),
-        }
-        let error = StreamError::with_text(
-            StreamErrorCondition::NotAuthorized,
-            "the account was removed",
-        );
-        let sessions = router.sessions().end_account(account, &error);
+        };
         info!(jid = %account, sessions, "account removed in band");
         Ok(())
     }
