@@ -36,7 +36,7 @@ use xmppd_stream::sasl::ChannelBindingData;
 use xmppd_xml::{Limits, Reader};
 
 use crate::tls_stream::ServerTlsStream;
-use crate::{C2sContext, ChannelBinding, ListenerKind};
+use crate::{C2sContext, C2sLimits, C2sSettings, ChannelBinding, ListenerKind};
 
 #[path = "keepalive.rs"]
 mod keepalive;
@@ -71,6 +71,8 @@ const WRITE_BATCH: usize = 64;
 /// [`ClientStream`] does everything else.
 struct Conn {
     ctx: Arc<C2sContext>,
+    /// The policy and limits as they were when the connection was accepted.
+    settings: Arc<C2sSettings>,
     stream: ClientStream,
     reader: Reader,
     /// The connection's timer and what the keepalive needs beside it.
@@ -107,18 +109,20 @@ pub(crate) async fn run(
     conn_id: u64,
     shutdown: CancellationToken,
 ) {
-    let deadline = Instant::now() + ctx.limits.auth_timeout;
+    let settings = ctx.settings();
+    let deadline = Instant::now() + settings.limits.auth_timeout;
     let _connection = ctx.router.metrics().connection(ConnectionKind::C2s);
-    let responder = C2sResponder::new(ctx.policy.clone(), false, ChannelBindingData::none());
+    let responder = C2sResponder::new(settings.policy.clone(), false, ChannelBindingData::none());
     let mut conn = Conn {
         stream: ClientStream::new(
             ctx.router.clone(),
             responder,
             conn_id,
-            ctx.limits.session_queue,
+            settings.limits.session_queue,
         ),
-        reader: Reader::new(pre_auth_limits(&ctx)),
+        reader: Reader::new(pre_auth_limits(&settings.limits)),
         ctx,
+        settings,
         timer: Box::pin(Timer {
             sleep: tokio::time::sleep_until(deadline),
             bound: false,
@@ -142,7 +146,7 @@ pub(crate) async fn run(
             ChannelBinding::Off => ChannelBindingData::none(),
         };
         conn.stream.responder_mut().tls_established(cb);
-        conn.reader = Reader::new(pre_auth_limits(&conn.ctx));
+        conn.reader = Reader::new(pre_auth_limits(&conn.settings.limits));
         // A second STARTTLS is refused by the responder, so this run ends the stream.
         flow = conn.drive(&mut *tls, &shutdown).await;
         if !matches!(flow, Flow::Lost) {
@@ -188,19 +192,19 @@ async fn within<T>(
     }
 }
 
-fn pre_auth_limits(ctx: &C2sContext) -> Limits {
+fn pre_auth_limits(limits: &C2sLimits) -> Limits {
     Limits {
-        max_stanza_bytes: ctx.limits.max_stanza_bytes_unauthenticated,
-        max_depth: ctx.limits.max_depth,
-        max_attrs: ctx.limits.max_attrs,
+        max_stanza_bytes: limits.max_stanza_bytes_unauthenticated,
+        max_depth: limits.max_depth,
+        max_attrs: limits.max_attrs,
     }
 }
 
-fn post_auth_limits(ctx: &C2sContext) -> Limits {
+fn post_auth_limits(limits: &C2sLimits) -> Limits {
     Limits {
-        max_stanza_bytes: ctx.limits.max_stanza_bytes,
-        max_depth: ctx.limits.max_depth,
-        max_attrs: ctx.limits.max_attrs,
+        max_stanza_bytes: limits.max_stanza_bytes,
+        max_depth: limits.max_depth,
+        max_attrs: limits.max_attrs,
     }
 }
 
@@ -248,7 +252,7 @@ impl Conn {
             io.write_all(bytes).await?;
             io.flush().await
         };
-        within(self.ctx.limits.write_timeout, "write", write)
+        within(self.settings.limits.write_timeout, "write", write)
             .await
             .is_some()
     }
@@ -555,7 +559,8 @@ impl Conn {
                     // SASL success restarts the stream; bytes the client already sent after
                     // it belong to the new stream and stay buffered.
                     self.reader.reset();
-                    self.reader.set_limits(post_auth_limits(&self.ctx));
+                    self.reader
+                        .set_limits(post_auth_limits(&self.settings.limits));
                 }
                 // The drive loop notices the session and stops the authentication deadline.
                 StreamAction::Bound => {}

@@ -76,6 +76,16 @@ impl Default for C2sLimits {
     }
 }
 
+/// What a client connection negotiates with and is limited by: taken once when it is
+/// accepted and kept to its end, so a reload changes new connections only.
+#[derive(Debug)]
+pub struct C2sSettings {
+    /// Negotiation policy.
+    pub policy: C2sPolicy,
+    /// Limits.
+    pub limits: C2sLimits,
+}
+
 /// Everything a client connection needs, shared by all connections of a server.
 #[derive(Debug)]
 pub struct C2sContext {
@@ -83,10 +93,7 @@ pub struct C2sContext {
     pub router: Arc<Router>,
     /// Certificates and acceptor.
     pub tls: TlsSetup,
-    /// Negotiation policy.
-    pub policy: C2sPolicy,
-    /// Limits.
-    pub limits: C2sLimits,
+    settings: xmppd_core::Live<C2sSettings>,
     /// The connections of every client address, shared by the client listeners.
     pub connections: Arc<ConnectionLimiter>,
     next_conn_id: AtomicU64,
@@ -98,11 +105,23 @@ impl C2sContext {
         C2sContext {
             router,
             tls,
-            policy,
             connections: ConnectionLimiter::new(limits.per_address, "client"),
-            limits,
+            settings: xmppd_core::Live::new(C2sSettings { policy, limits }),
             next_conn_id: AtomicU64::new(1),
         }
+    }
+
+    /// The policy and limits for a connection accepted now.
+    pub fn settings(&self) -> Arc<C2sSettings> {
+        self.settings.get()
+    }
+
+    /// Applies `policy` and `limits` to the connections accepted from now on (a reload);
+    /// those already open keep what they started with. The number of connections per
+    /// listener (`max_connections`) is the one thing fixed when the listener starts.
+    pub fn update_settings(&self, policy: C2sPolicy, limits: C2sLimits) {
+        self.connections.set_limits(limits.per_address);
+        self.settings.replace(C2sSettings { policy, limits });
     }
 
     /// A connection id no other client connection of this server has, whatever carries it
@@ -148,7 +167,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    let permits = Arc::new(Semaphore::new(ctx.settings().limits.max_connections));
     while let Some((permit, socket, peer)) = accept_permitted(&listener, &permits, &shutdown).await
     {
         let address_permit = match ctx.connections.admit(peer.ip()) {
@@ -191,8 +210,11 @@ pub async fn serve(
 /// noise, so the connection is just closed.
 fn refuse(socket: &TcpStream, kind: ListenerKind, refusal: Refusal, ctx: &C2sContext) {
     if kind == ListenerKind::StartTls {
-        let mut responder =
-            C2sResponder::new(ctx.policy.clone(), false, ChannelBindingData::none());
+        let mut responder = C2sResponder::new(
+            ctx.settings().policy.clone(),
+            false,
+            ChannelBindingData::none(),
+        );
         let error =
             StreamError::with_text(StreamErrorCondition::PolicyViolation, refusal.to_string());
         let _ = socket.try_write(&responder.error_bytes(&error));

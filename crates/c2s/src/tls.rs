@@ -162,10 +162,11 @@ impl TlsSetup {
         })
     }
 
-    /// Serves `certs` from now on for the hosts it already serves (a reload, e.g. after a
-    /// certificate was renewed); a host it does not serve is left out. Connections already
-    /// established keep theirs. Nothing changes when one of `certs` is unusable. Returns
-    /// the hosts whose certificate was replaced.
+    /// Serves `certs` from now on (a reload, e.g. after a certificate was renewed, or one
+    /// that adds a host); a host missing from `certs` keeps what it had, since a reload that
+    /// removes a host leaves its sessions running. Connections already established keep
+    /// theirs. Nothing changes when one of `certs` is unusable. Returns the hosts whose
+    /// certificate was replaced or added.
     pub fn update_certificates(
         &self,
         certs: Vec<HostCertificate>,
@@ -178,10 +179,8 @@ impl TlsSetup {
         let mut hosts = HashMap::clone(&guard);
         let mut updated = Vec::new();
         for (host, entry) in fresh {
-            if let Some(slot) = hosts.get_mut(&host) {
-                *slot = entry;
-                updated.push(host);
-            }
+            hosts.insert(host.clone(), entry);
+            updated.push(host);
         }
         *guard = Arc::new(hosts);
         updated.sort();

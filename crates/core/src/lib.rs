@@ -12,6 +12,7 @@ pub mod extensions;
 pub mod hooks;
 pub mod invites;
 pub mod listener;
+pub mod live;
 pub mod metrics;
 pub mod module;
 pub mod outbound;
@@ -33,6 +34,7 @@ pub use hooks::{
     SessionHook, SessionRef, SessionStateHook, Subscription, SubscriptionHook, SubscriptionKind,
 };
 pub use invites::{Invite, InviteKind, Invites, NewInvite};
+pub use live::Live;
 pub use module::{
     AccountItems, ConfigSource, HostModules, InBandRegistration, IqHandler, IqRequest, IqTarget,
     IqType, Module, ModuleCtx, ModuleError, NoSettings, RegistrationRequest, Registry,

@@ -74,7 +74,8 @@ pub(crate) async fn page(
         return not_found();
     }
     let now = unix_now();
-    let mut hosts: Vec<&String> = ctx.c2s.policy.hosts.iter().collect();
+    let settings = ctx.c2s.settings();
+    let mut hosts: Vec<&String> = settings.policy.hosts.iter().collect();
     hosts.sort();
     for host in hosts {
         match ctx.invites.get(host, &token).await {

@@ -64,10 +64,7 @@ pub struct HttpContext {
     pub settings: HttpSettings,
     /// Per-address budgets of every HTTP listener.
     pub per_ip: Arc<PerIp>,
-    /// The client negotiation policy of WebSocket streams: the c2s one, serving only the
-    /// hosts that have WebSocket enabled (a stream to another gets `host-unknown`).
-    ws_policy: xmppd_stream::C2sPolicy,
-    /// The BOSH sessions, whose policy serves only the hosts that have BOSH enabled.
+    /// The BOSH sessions.
     pub bosh: bosh::Sessions,
     /// The upload service's files (XEP-0363), when the `upload` module runs.
     upload: Option<Arc<xmppd_upload::Uploads>>,
@@ -98,11 +95,8 @@ impl HttpContext {
             settings.requests_per_second,
             settings.request_burst,
         );
-        let ws_policy = policy_where(&c2s, &settings, |web| web.websocket);
-        let bosh_policy = policy_where(&c2s, &settings, |web| web.bosh);
-        let bosh = bosh::Sessions::new(bosh_policy, settings.bosh_max_sessions_per_ip);
+        let bosh = bosh::Sessions::new(settings.bosh_max_sessions_per_ip);
         Arc::new(HttpContext {
-            ws_policy,
             bosh,
             c2s,
             settings,
@@ -119,6 +113,17 @@ impl HttpContext {
     fn tls(&self) -> &TlsSetup {
         &self.c2s.tls
     }
+
+    /// The client negotiation policy of a WebSocket stream starting now: the c2s one, serving
+    /// only the hosts that have WebSocket enabled (a stream to another gets `host-unknown`).
+    pub(crate) fn ws_policy(&self) -> xmppd_stream::C2sPolicy {
+        policy_where(&self.c2s, &self.settings, |web| web.websocket)
+    }
+
+    /// The same for a BOSH session, serving the hosts that have BOSH enabled.
+    pub(crate) fn bosh_policy(&self) -> xmppd_stream::C2sPolicy {
+        policy_where(&self.c2s, &self.settings, |web| web.bosh)
+    }
 }
 
 /// The client negotiation policy, serving only the hosts whose HTTP offer `serves` accepts
@@ -128,7 +133,7 @@ fn policy_where(
     settings: &HttpSettings,
     serves: impl Fn(&HostWeb) -> bool,
 ) -> xmppd_stream::C2sPolicy {
-    let mut policy = c2s.policy.clone();
+    let mut policy = c2s.settings().policy.clone();
     policy.hosts = Arc::new(
         policy
             .hosts

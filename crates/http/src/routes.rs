@@ -98,10 +98,15 @@ async fn admit(State(ctx): State<Arc<HttpContext>>, mut req: Request, next: Next
 fn site(ctx: &HttpContext, headers: &HeaderMap, client: &ClientAddr) -> Option<Site> {
     let authority = requested_authority(headers, client)?;
     let host = strip_port(&authority).to_ascii_lowercase();
-    ctx.c2s.policy.hosts.contains(host.as_str()).then(|| Site {
-        web: ctx.settings.host(&host),
-        host,
-    })
+    ctx.c2s
+        .settings()
+        .policy
+        .hosts
+        .contains(host.as_str())
+        .then(|| Site {
+            web: ctx.settings.host(&host),
+            host,
+        })
 }
 
 fn requested_authority(headers: &HeaderMap, client: &ClientAddr) -> Option<String> {

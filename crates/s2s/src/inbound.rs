@@ -33,10 +33,10 @@ use xmppd_stream::dialback::Verdict;
 use xmppd_stream::s2s::{CertificateCheck, InboundOutput, S2sPolicy, S2sResponder};
 use xmppd_xml::{Limits, Reader};
 
-use crate::S2sSettings;
 use crate::io::Io;
 use crate::outbound::S2sPool;
 use crate::tls::{PeerCertificate, S2sTls};
+use crate::{S2sSettings, S2sTerms};
 
 /// How TLS starts on a federation listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,8 +52,7 @@ pub struct InboundContext {
     router: Arc<Router>,
     pool: Arc<S2sPool>,
     tls: Arc<S2sTls>,
-    policy: S2sPolicy,
-    settings: S2sSettings,
+    terms: xmppd_core::Live<S2sTerms>,
     /// The connections of every peer address, shared by the federation listeners.
     connections: Arc<ConnectionLimiter>,
     next_id: AtomicU64,
@@ -62,7 +61,7 @@ pub struct InboundContext {
 impl std::fmt::Debug for InboundContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InboundContext")
-            .field("policy", &self.policy)
+            .field("terms", &self.terms)
             .finish_non_exhaustive()
     }
 }
@@ -80,11 +79,17 @@ impl InboundContext {
             router,
             pool,
             tls,
-            policy,
             connections: ConnectionLimiter::new(settings.per_address, "server"),
-            settings,
+            terms: xmppd_core::Live::new(S2sTerms { settings, policy }),
             next_id: AtomicU64::new(1),
         }
+    }
+
+    /// Applies `terms` to the connections accepted from now on (a reload); open ones keep
+    /// theirs. The number of connections per listener is fixed when the listener starts.
+    pub fn update_terms(&self, terms: S2sTerms) {
+        self.connections.set_limits(terms.settings.per_address);
+        self.terms.replace(terms);
     }
 }
 
@@ -96,7 +101,9 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(ctx.settings.max_connections.max(1)));
+    let permits = Arc::new(Semaphore::new(
+        ctx.terms.get().settings.max_connections.max(1),
+    ));
     loop {
         let Some((socket, peer)) = accept_next(&listener, &shutdown).await else {
             return;
@@ -134,7 +141,7 @@ pub async fn serve(
 /// listener without a word.
 fn refuse(socket: &TcpStream, kind: S2sListenerKind, refusal: Refusal, ctx: &InboundContext) {
     if kind == S2sListenerKind::StartTls {
-        let mut responder = S2sResponder::new(ctx.policy.clone(), false, None);
+        let mut responder = S2sResponder::new(ctx.terms.get().policy.clone(), false, None);
         let error = StreamError::with_text(Cond::PolicyViolation, refusal.to_string());
         let _ = socket.try_write(&responder.error_bytes(&error));
     }
@@ -151,6 +158,8 @@ enum Flow {
 
 struct Conn {
     ctx: Arc<InboundContext>,
+    /// The settings and policy in force when the connection was accepted.
+    terms: Arc<S2sTerms>,
     responder: S2sResponder,
     reader: Reader,
     verifications: FuturesUnordered<Verification>,
@@ -184,35 +193,37 @@ async fn run(
     ctx: Arc<InboundContext>,
     shutdown: CancellationToken,
 ) {
-    let deadline = Instant::now() + ctx.settings.negotiation_timeout;
+    let terms = ctx.terms.get();
+    let deadline = Instant::now() + terms.settings.negotiation_timeout;
     let _connection = ctx.router.metrics().connection(ConnectionKind::S2sIn);
     let mut link = ctx.router.metrics().s2s_link(false);
     let unauthenticated = Limits {
-        max_stanza_bytes: ctx.settings.max_stanza_bytes_unauthenticated,
+        max_stanza_bytes: terms.settings.max_stanza_bytes_unauthenticated,
         ..Limits::default()
     };
     let (mut io, responder) = match kind {
         S2sListenerKind::StartTls => (
             Io::Plain(socket),
-            S2sResponder::new(ctx.policy.clone(), false, None),
+            S2sResponder::new(terms.policy.clone(), false, None),
         ),
         S2sListenerKind::DirectTls => {
             let Some(io) = accept_tls(&ctx, socket, deadline).await else {
                 return;
             };
             let cert = peer_certificate(&ctx, &io);
-            (io, S2sResponder::new(ctx.policy.clone(), true, cert))
+            (io, S2sResponder::new(terms.policy.clone(), true, cert))
         }
     };
     let mut conn = Conn {
         responder,
         reader: Reader::new(unauthenticated),
         ctx,
+        terms,
         verifications: FuturesUnordered::new(),
     };
     let mut buf = vec![0u8; 16 * 1024];
-    let mut idle = Instant::now() + conn.ctx.settings.idle_timeout;
-    let mut shaper = conn.ctx.settings.read_rate.map(ReadShaper::new);
+    let mut idle = Instant::now() + conn.terms.settings.idle_timeout;
+    let mut shaper = conn.terms.settings.read_rate.map(ReadShaper::new);
     // While set, the peer is over its read rate and is not read until then.
     let mut paused_until: Option<Instant> = None;
     loop {
@@ -231,7 +242,7 @@ async fn run(
             }
             _ = tokio::time::sleep_until(idle), if authorized => {
                 debug!("idle; closing");
-                io.write_all_within(b"</stream:stream>", conn.ctx.settings.write_timeout).await;
+                io.write_all_within(b"</stream:stream>", conn.terms.settings.write_timeout).await;
                 Flow::Closed
             }
             Some((originating, receiving, verdict)) = conn.verifications.next(), if !conn.verifications.is_empty() => {
@@ -248,7 +259,7 @@ async fn run(
                 Ok(0) | Err(_) => Flow::Closed,
                 Ok(n) => {
                     let now = Instant::now();
-                    idle = now + conn.ctx.settings.idle_timeout;
+                    idle = now + conn.terms.settings.idle_timeout;
                     paused_until = shaper.as_mut().and_then(|s| s.consumed(n, now));
                     conn.reader.feed(&buf[..n]);
                     conn.process(&mut io).await
@@ -278,7 +289,7 @@ impl Conn {
     async fn close(&mut self, io: &mut Io, error: StreamError) -> Flow {
         info!(condition = error.condition.as_str(), text = ?error.text, "closing server stream with an error");
         let bytes = self.responder.error_bytes(&error);
-        io.write_all_within(&bytes, self.ctx.settings.write_timeout)
+        io.write_all_within(&bytes, self.terms.settings.write_timeout)
             .await;
         Flow::Closed
     }
@@ -300,7 +311,7 @@ impl Conn {
     }
 
     async fn execute(&mut self, io: &mut Io, outputs: Vec<InboundOutput>) -> Flow {
-        let timeout = self.ctx.settings.write_timeout;
+        let timeout = self.terms.settings.write_timeout;
         for output in outputs {
             match output {
                 InboundOutput::Send(bytes) => {
@@ -314,7 +325,7 @@ impl Conn {
                     tracing::Span::current().record("from", from.as_str());
                     info!(%from, %to, ?method, "remote domain authenticated");
                     self.reader.set_limits(Limits {
-                        max_stanza_bytes: self.ctx.settings.max_stanza_bytes,
+                        max_stanza_bytes: self.terms.settings.max_stanza_bytes,
                         ..Limits::default()
                     });
                 }

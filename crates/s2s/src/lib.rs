@@ -37,6 +37,16 @@ pub struct StaticRoute {
     pub transport: Transport,
 }
 
+/// The federation settings and policy in force: taken by each link and each inbound
+/// connection when it starts and kept to its end, so a reload changes the next ones.
+#[derive(Clone, Debug)]
+pub struct S2sTerms {
+    /// Timeouts, queue, limits and static routes.
+    pub settings: S2sSettings,
+    /// Negotiation policy.
+    pub policy: xmppd_stream::s2s::S2sPolicy,
+}
+
 /// Federation settings.
 #[derive(Clone, Debug)]
 pub struct S2sSettings {

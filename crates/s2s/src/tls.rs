@@ -269,7 +269,8 @@ impl CertificateJudge {
 pub struct S2sTls {
     certs: Arc<DomainCerts>,
     acceptor: TlsAcceptor,
-    judge: CertificateJudge,
+    /// Replaced when a reload changes the trust anchors.
+    judge: xmppd_core::Live<CertificateJudge>,
 }
 
 impl std::fmt::Debug for S2sTls {
@@ -334,24 +335,28 @@ impl S2sTls {
         Ok(S2sTls {
             certs,
             acceptor: TlsAcceptor::from(Arc::new(config)),
-            judge: CertificateJudge::new(roots)?,
+            judge: xmppd_core::Live::new(CertificateJudge::new(roots)?),
         })
     }
 
-    /// Presents `certs` from now on for the domains it already serves, to servers connecting
-    /// in and when connecting out (a reload); streams already established keep theirs.
+    /// Presents `certs` from now on, to servers connecting in and when connecting out (a
+    /// reload, which may add domains; one it leaves out keeps its key, as its host keeps its
+    /// sessions until the restart); streams already established keep theirs.
     pub fn update_certificates(&self, certs: Vec<(String, Arc<CertifiedKey>)>) {
         let mut guard = match self.certs.keys.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
         let mut keys = HashMap::clone(&guard);
-        for (domain, key) in domain_keys(certs) {
-            if let Some(slot) = keys.get_mut(&domain) {
-                *slot = key;
-            }
-        }
+        keys.extend(domain_keys(certs));
         *guard = Arc::new(keys);
+    }
+
+    /// Judges peers' certificates by `roots` from now on (a reload that changed the trust
+    /// anchors).
+    pub fn update_roots(&self, roots: Arc<RootCertStore>) -> Result<(), S2sTlsError> {
+        self.judge.replace(CertificateJudge::new(roots)?);
+        Ok(())
     }
 
     /// The acceptor of inbound connections (asks for, but does not require, a client
@@ -378,7 +383,7 @@ impl S2sTls {
 
     /// Whether `chain` (end entity first) is trusted and names `domain`.
     pub fn judge(&self, chain: &[CertificateDer<'_>], domain: &str) -> Result<(), String> {
-        self.judge.judge(chain, domain)
+        self.judge.get().judge(chain, domain)
     }
 }
 

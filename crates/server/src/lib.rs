@@ -10,6 +10,7 @@ pub mod invites;
 pub mod metrics;
 pub mod migrate;
 pub mod modules;
+mod policy;
 pub mod reload;
 pub mod systemd;
 
@@ -29,11 +30,8 @@ use xmppd_component::{ComponentContext, ComponentLimits};
 use xmppd_core::per_address::AuthThrottle;
 use xmppd_core::storage::Storage;
 use xmppd_core::{Accounts, ComponentRegistry, Router, SessionRegistry};
-use xmppd_proto::stream_limits::StreamLimits;
 use xmppd_proto::{StreamError, StreamErrorCondition};
 use xmppd_s2s::{InboundContext, S2sListenerKind, S2sPool, S2sResolver, S2sTls};
-use xmppd_stream::C2sPolicy;
-use xmppd_stream::s2s::S2sPolicy;
 use xmppd_stream::sasl::DEFAULT_ITERATIONS;
 
 pub use config::Config;
@@ -173,7 +171,13 @@ impl RunningServer {
     }
 }
 
-/// Federation: the outbound pool (the router's remote path) and the s2s listeners.
+/// Federation's running parts, which a reload updates.
+pub(crate) struct Federation {
+    pub(crate) tls: Arc<S2sTls>,
+    pub(crate) pool: Arc<S2sPool>,
+    pub(crate) inbound: Arc<InboundContext>,
+}
+
 async fn start_federation(
     config: &Config,
     router: &Arc<Router>,
@@ -181,35 +185,9 @@ async fn start_federation(
     secret: [u8; 32],
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
-) -> anyhow::Result<(Vec<(S2sListenerKind, SocketAddr)>, Arc<S2sTls>)> {
-    let s2s = &config.s2s;
-    let mut anchors = Vec::new();
-    for file in &s2s.ca_files {
-        anchors.extend(xmppd_s2s::tls::read_ca_file(file)?);
-    }
-    let roots = xmppd_s2s::tls::trust_roots(s2s.use_system_roots, anchors);
-    let tls = Arc::new(S2sTls::new(keys, roots)?);
-    let mut local_domains: HashSet<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
-    local_domains.extend(config.components.iter().map(|c| c.name.clone()));
-    local_domains.extend(
-        router
-            .registry()
-            .service_domains()
-            .into_iter()
-            .map(|(d, _)| d),
-    );
-    let policy = S2sPolicy {
-        local_domains: Arc::new(local_domains),
-        require_tls: s2s.require_tls,
-        allow_dialback: !s2s.secure_auth,
-        // Dialback keys come from their own secret, derived so that the one on disk serves
-        // both purposes without either revealing the other.
-        dialback_secret: Arc::new(derive_secret(&secret, b"xmppd dialback")),
-        limits: StreamLimits {
-            max_bytes: Some(s2s.settings.max_stanza_bytes as u64),
-            idle_seconds: Some(s2s.settings.idle_timeout.as_secs()),
-        },
-    };
+) -> anyhow::Result<(Vec<(S2sListenerKind, SocketAddr)>, Federation)> {
+    let tls = Arc::new(S2sTls::new(keys, policy::s2s_roots(config)?)?);
+    let terms = policy::s2s_terms(config, router, secret);
     let resolver = match S2sResolver::from_system() {
         Ok(r) => Some(r),
         Err(e) => {
@@ -218,20 +196,20 @@ async fn start_federation(
         }
     };
     let pool = S2sPool::new(
-        s2s.settings.clone(),
-        policy.clone(),
+        terms.settings.clone(),
+        terms.policy.clone(),
         tls.clone(),
         resolver,
         shutdown.clone(),
         tracker.clone(),
     );
     pool.attach(router);
-    let ctx = Arc::new(InboundContext::new(
+    let inbound = Arc::new(InboundContext::new(
         router.clone(),
-        pool,
+        pool.clone(),
         tls.clone(),
-        policy,
-        s2s.settings.clone(),
+        terms.policy,
+        terms.settings,
     ));
     let mut bound = Vec::new();
     for listen in &config.s2s_listen {
@@ -244,21 +222,12 @@ async fn start_federation(
         tracker.spawn(xmppd_s2s::inbound::serve(
             listener,
             listen.kind,
-            ctx.clone(),
+            inbound.clone(),
             shutdown.clone(),
             tracker.clone(),
         ));
     }
-    Ok((bound, tls))
-}
-
-/// A purpose-specific secret derived from the server secret.
-fn derive_secret(secret: &[u8; 32], purpose: &[u8]) -> [u8; 32] {
-    use sha2::Digest as _;
-    let mut hasher = sha2::Sha256::new();
-    hasher.update(purpose);
-    hasher.update(secret);
-    hasher.finalize().into()
+    Ok((bound, Federation { tls, pool, inbound }))
 }
 
 /// Starts every listener of `config`.
@@ -281,24 +250,6 @@ pub async fn start_with_storage(
     storage: Storage,
 ) -> anyhow::Result<RunningServer> {
     start_with_modules(config, storage, None).await
-}
-
-/// The stream features offered to `host`'s clients once they are authenticated: the modules'
-/// own, the server's entity capabilities (XEP-0115 §6.3), hashed once here from the
-/// disco#info answer the registry now gives, stream management (XEP-0198) and client state
-/// indication (XEP-0352).
-fn bound_features(
-    registry: &xmppd_core::Registry,
-    host: &str,
-    config: &Config,
-) -> Vec<xmppd_xml::Element> {
-    let mut features = registry.stream_features(host);
-    features.extend(xmppd_modules::disco::caps(registry, host).map(|c| c.to_element()));
-    if config.sm.enabled {
-        features.push(xmppd_xml::Element::new("sm", xmppd_proto::ns::SM));
-    }
-    features.push(xmppd_xml::Element::new("csi", xmppd_proto::ns::CSI));
-    features
 }
 
 /// Starts with an already opened storage and, beside the server's own, the modules `extra`
@@ -342,68 +293,19 @@ pub async fn start_with_modules(
     );
     router_handle.set(&router);
     router.stream_management().persist_to(storage.map.clone());
-    let bound_features = config
-        .hosts
-        .iter()
-        .map(|h| {
-            (
-                h.name.clone(),
-                bound_features(router.registry(), &h.name, config),
-            )
-        })
-        .collect();
-    let registration = config
-        .hosts
-        .iter()
-        .filter(|h| router.registry().registration_on(&h.name).is_some())
-        .map(|h| h.name.clone())
-        .collect();
-    let invites = config
-        .hosts
-        .iter()
-        .filter(|h| {
-            router
-                .registry()
-                .registration_on(&h.name)
-                .is_some_and(|r| r.accepts_invites())
-        })
-        .map(|h| h.name.clone())
-        .collect();
-    let policy = C2sPolicy {
-        registration: Arc::new(registration),
-        invites: Arc::new(invites),
-        hosts: Arc::new(hosts),
-        require_tls: config.require_tls,
-        max_auth_failures: config.max_auth_failures,
-        disabled_mechanisms: Arc::from(config.disabled_mechanisms.as_slice()),
-        fake_salt_secret: secret,
-        bound_features: Arc::new(bound_features),
-        limits_before_auth: StreamLimits {
-            max_bytes: Some(config.limits.max_stanza_bytes_unauthenticated as u64),
-            idle_seconds: None,
-        },
-        limits_after_auth: StreamLimits {
-            max_bytes: Some(config.limits.max_stanza_bytes as u64),
-            idle_seconds: Some(config.limits.ping_after.as_secs()),
-        },
-    };
+    let policy = policy::c2s_policy(config, &router, secret);
     let ctx = Arc::new(C2sContext::new(router.clone(), tls, policy, config.limits));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let (s2s_listeners, s2s_tls) = if config.s2s.enabled {
-        let (bound, tls) =
+    let (s2s_listeners, federation) = if config.s2s.enabled {
+        let (bound, federation) =
             start_federation(config, &router, s2s_keys, secret, &shutdown, &tracker).await?;
-        (bound, Some(tls))
+        (bound, Some(federation))
     } else {
         (Vec::new(), None)
     };
-    let reloadable = reload::Reloadable::new(
-        config,
-        ctx.tls.clone(),
-        s2s_tls,
-        service_domains,
-        router.metrics().clone(),
-    );
+    let reloadable =
+        reload::Reloadable::new(config, ctx.clone(), federation, service_domains, secret);
     // Sessions saved at the last shutdown wait for their clients before anyone can connect.
     let host_names: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
     xmppd_core::client::sm::restore_sessions(&router, &host_names)

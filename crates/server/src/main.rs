@@ -230,15 +230,21 @@ fn reload(server: &xmppd::RunningServer, source: Option<&std::path::Path>) {
     };
     match server.reload(&config) {
         Ok(report) => {
-            tracing::info!(config = %path.display(), certificates = ?report.certificates, "reloaded");
+            tracing::info!(
+                config = %path.display(),
+                certificates = ?report.certificates,
+                hosts_added = ?report.hosts_added,
+                hosts_removed = ?report.hosts_removed,
+                "reloaded: new connections follow the new configuration"
+            );
             if report.needs_restart {
                 tracing::warn!(
                     config = %path.display(),
-                    "the file changes more than certificates; those changes take effect at the next restart"
+                    "the file also changes listeners, storage, components, HTTP, stream management or a host's own module list; those changes take effect at the next restart"
                 );
             }
         }
-        Err(e) => tracing::error!(error = %e, "reload refused: the running certificates stay"),
+        Err(e) => tracing::error!(error = %e, "reload refused: the running configuration stays"),
     }
 }
 

@@ -8,12 +8,11 @@
 use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
-use xmppd_c2s::{HostCertificate, TlsSetup};
+use xmppd_c2s::{C2sContext, C2sLimits, HostCertificate};
 use xmppd_core::metrics::Metrics;
-use xmppd_s2s::S2sTls;
 
 use crate::config::Config;
-use crate::{cert_dir, certs};
+use crate::{Federation, cert_dir, certs, policy};
 
 /// Federation's keys, by domain.
 pub(crate) type DomainKeys = Vec<(String, Arc<CertifiedKey>)>;
@@ -54,8 +53,14 @@ pub(crate) fn add_service_keys(keys: &mut DomainKeys, service_domains: &[(String
 /// What a reload did.
 #[derive(Debug, Default)]
 pub struct ReloadReport {
-    /// Hosts whose certificate and key were read again and are now served.
+    /// Hosts whose certificate and key were read again (or read for the first time) and are
+    /// now served.
     pub certificates: Vec<String>,
+    /// Hosts served from now on that were not before.
+    pub hosts_added: Vec<String>,
+    /// Hosts that new connections are refused for from now on; their open sessions keep
+    /// running (and their addresses routed) until the restart.
+    pub hosts_removed: Vec<String>,
     /// Whether the file differs from the running configuration in anything else (it takes
     /// effect at the next restart).
     pub needs_restart: bool,
@@ -65,56 +70,109 @@ pub struct ReloadReport {
 pub(crate) struct Reloadable {
     /// The running configuration, without what a reload applies (see [`comparable`]).
     running: String,
-    tls: TlsSetup,
-    s2s_tls: Option<Arc<S2sTls>>,
+    c2s: Arc<C2sContext>,
+    federation: Option<Federation>,
     service_domains: Vec<(String, String)>,
-    metrics: Arc<Metrics>,
+    secret: [u8; 32],
 }
 
 impl Reloadable {
     pub(crate) fn new(
         config: &Config,
-        tls: TlsSetup,
-        s2s_tls: Option<Arc<S2sTls>>,
+        c2s: Arc<C2sContext>,
+        federation: Option<Federation>,
         service_domains: Vec<(String, String)>,
-        metrics: Arc<Metrics>,
+        secret: [u8; 32],
     ) -> Self {
         Reloadable {
             running: comparable(config),
-            tls,
-            s2s_tls,
+            c2s,
+            federation,
             service_domains,
-            metrics,
+            secret,
         }
     }
 
-    /// Applies `config`: the running hosts' certificates, all of them or none when one
-    /// cannot be read.
+    /// Applies `config` to what starts from now on: certificates, hosts, limits, the
+    /// authentication policy and federation's settings. Everything that can fail (reading
+    /// certificates and trust anchors) is done before anything changes, so a refused reload
+    /// leaves the running server exactly as it was.
     pub(crate) fn apply(&self, config: &Config) -> anyhow::Result<ReloadReport> {
+        let router = &self.c2s.router;
         let needs_restart = comparable(config) != self.running;
-        let (host_certs, mut s2s_keys) = host_certificates(config, &self.metrics)?;
-        let certificates = self.tls.update_certificates(host_certs)?;
-        add_service_keys(&mut s2s_keys, &self.service_domains);
-        if let Some(s2s) = &self.s2s_tls {
-            s2s.update_certificates(s2s_keys);
+        let metrics = router.metrics();
+        let (host_certs, mut s2s_keys) = host_certificates(config, metrics)?;
+        let roots = match &self.federation {
+            Some(_) => Some(policy::s2s_roots(config)?),
+            None => None,
+        };
+        // Validated: from here on nothing fails but the certificates' own check, which
+        // changes nothing when it fails.
+        let certificates = self.c2s.tls.update_certificates(host_certs)?;
+        let names: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
+        let served = router.hosts();
+        let hosts_added = router.add_hosts(&names);
+        let hosts_removed = served.into_iter().filter(|h| !names.contains(h)).collect();
+        self.c2s.update_settings(
+            policy::c2s_policy(config, router, self.secret),
+            config.limits,
+        );
+        router.auth_throttle().set_settings(config.auth_throttle);
+        if let Some(federation) = &self.federation {
+            add_service_keys(&mut s2s_keys, &self.service_domains);
+            federation.tls.update_certificates(s2s_keys);
+            if let Some(roots) = roots {
+                federation.tls.update_roots(roots)?;
+            }
+            let terms = policy::s2s_terms(config, router, self.secret);
+            federation.pool.update_terms(terms.clone());
+            federation.inbound.update_terms(terms);
         }
         Ok(ReloadReport {
             certificates,
+            hosts_added,
+            hosts_removed,
             needs_restart,
         })
     }
 }
 
-/// The configuration as text, without what a reload applies in place (where certificates
-/// come from) or what does not change how the server runs (its file name and raw text).
+/// The configuration as text, without what a reload applies in place or what does not
+/// change how the server runs (its file name and raw text). What stays is what only a
+/// restart changes: listeners, storage, the data directory, components, stream management,
+/// HTTP, the connections per listener, whether federation runs at all, and which modules
+/// a host runs when it names them.
 fn comparable(config: &Config) -> String {
     let mut c = config.clone();
     c.source = None;
     c.text = None;
     c.certificates = None;
+    // Hosts come and go; one that names its own modules cannot (the registry decides
+    // at start which modules each host runs).
+    c.hosts.retain(|h| h.modules.is_some());
     for host in &mut c.hosts {
         host.tls = None;
     }
+    c.hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    c.limits = C2sLimits {
+        max_connections: config.limits.max_connections,
+        ..C2sLimits::default()
+    };
+    c.auth_throttle = Default::default();
+    c.require_tls = false;
+    c.max_auth_failures = 0;
+    c.disabled_mechanisms.clear();
+    c.s2s = crate::config::S2sConfig {
+        enabled: config.s2s.enabled,
+        require_tls: false,
+        secure_auth: false,
+        ca_files: Vec::new(),
+        use_system_roots: false,
+        settings: xmppd_s2s::S2sSettings {
+            max_connections: config.s2s.settings.max_connections,
+            ..Default::default()
+        },
+    };
     // The modules' sections live in the text: compare those as parsed TOML values.
     let sections = config
         .text
@@ -135,19 +193,25 @@ mod tests {
     }
 
     #[test]
-    fn only_certificate_sources_change_without_a_restart() {
+    fn what_a_reload_applies_does_not_wait_for_a_restart() {
         let base = "[[host]]\nname = \"a.test\"\ncert = \"a.crt\"\nkey = \"a.key\"\n";
         let running = comparable(&parse(base));
-        let moved = parse(
-            "[general]\ncertificates = \"/srv/certs\"\n\n[[host]]\nname = \"a.test\"\ncert = \"b.crt\"\nkey = \"b.key\"\n",
-        );
-        assert_eq!(comparable(&moved), running);
-        for changed in [
+        for applied in [
+            "[general]\ncertificates = \"/srv/certs\"\n\n[[host]]\nname = \"a.test\"\ncert = \"b.crt\"\nkey = \"b.key\"\n".to_owned(),
             format!("{base}\n[limits]\nmax_stanza_bytes = 100000\n"),
             format!("{base}\n[[host]]\nname = \"b.test\"\n"),
+            format!("[general]\ndisable_sasl_mechanisms = [\"PLAIN\"]\n\n{base}"),
+            format!("{base}\n[s2s]\nconnect_timeout_secs = 5\nsecure_auth = true\n"),
+        ] {
+            assert_eq!(comparable(&parse(&applied)), running, "{applied}");
+        }
+        for restart in [
+            format!("{base}\n[limits]\nmax_connections = 10\n"),
+            format!("{base}\n[[host]]\nname = \"b.test\"\nmodules = [\"ping\"]\n"),
+            format!("{base}\n[s2s]\nenabled = false\n"),
             format!("{base}\n[modules.muc]\narchive_by_default = false\n"),
         ] {
-            assert_ne!(comparable(&parse(&changed)), running, "{changed}");
+            assert_ne!(comparable(&parse(&restart)), running, "{restart}");
         }
     }
 }

@@ -57,6 +57,7 @@ mod private_xml;
 mod push;
 mod read_rate;
 mod register;
+mod reload;
 mod resources;
 mod roster;
 mod routing;

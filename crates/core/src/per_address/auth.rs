@@ -52,7 +52,8 @@ struct Entry {
 /// server answers (client SASL on any transport, component handshakes).
 #[derive(Debug)]
 pub struct AuthThrottle {
-    settings: AuthThrottleSettings,
+    /// Replaced by a reload.
+    settings: crate::Live<AuthThrottleSettings>,
     table: Table<Entry>,
 }
 
@@ -70,14 +71,19 @@ impl AuthThrottle {
 
     fn with_settings(settings: AuthThrottleSettings) -> Self {
         AuthThrottle {
-            settings,
+            settings: crate::Live::new(settings),
             table: Table::default(),
         }
     }
 
     /// The settings applied.
     pub fn settings(&self) -> AuthThrottleSettings {
-        self.settings
+        *self.settings.get()
+    }
+
+    /// Applies `settings` from now on (a reload); failures already counted stay counted.
+    pub fn set_settings(&self, settings: AuthThrottleSettings) {
+        self.settings.replace(settings);
     }
 
     /// How long the answer to an authentication from `ip` waits before it is sent: nothing
@@ -86,7 +92,7 @@ impl AuthThrottle {
     pub fn wait_before_answer(&self, ip: IpAddr) -> Duration {
         let key = AddressKey::network(ip);
         let now = Instant::now();
-        let s = &self.settings;
+        let s = self.settings();
         let Some(mut e) = self.table.entries.get_mut(&key) else {
             // Untracked because the table is full of failing addresses: wait as one of them.
             return if self.table.entries.len() >= MAX_TRACKED {
@@ -141,12 +147,12 @@ impl AuthThrottle {
             next_answer: now,
             log: LogGate::default(),
         });
-        if now.saturating_duration_since(e.last_failure) >= self.settings.forget_after {
+        if now.saturating_duration_since(e.last_failure) >= self.settings().forget_after {
             e.failures = 0;
         }
         e.failures = e.failures.saturating_add(1);
         e.last_failure = now;
-        if e.failures >= self.settings.free_failures
+        if e.failures >= self.settings().free_failures
             && let Some(suppressed) = e.log.pass(now, &self.table.global_log)
         {
             warn!(address = %key, failures = e.failures, suppressed, "failed authentications from one address; its answers are delayed");
@@ -159,7 +165,7 @@ impl AuthThrottle {
     }
 
     fn expired(&self, e: &Entry, now: Instant) -> bool {
-        now.saturating_duration_since(e.last_failure) >= self.settings.forget_after
+        now.saturating_duration_since(e.last_failure) >= self.settings().forget_after
     }
 
     fn forget_if_expired(&self, key: AddressKey, now: Instant) {

@@ -58,7 +58,8 @@ struct Entry {
 /// The connection budgets of every client address of some listeners.
 #[derive(Debug)]
 pub struct ConnectionLimiter {
-    limits: ConnectionLimits,
+    /// Replaced by a reload; existing connections keep their permits.
+    limits: crate::Live<ConnectionLimits>,
     /// Which listeners these are (`client`, `server`, `component`), named in the warnings.
     listeners: &'static str,
     table: Table<Entry>,
@@ -88,7 +89,7 @@ impl ConnectionLimiter {
     /// `component`: how its warnings name them).
     pub fn new(limits: ConnectionLimits, listeners: &'static str) -> Arc<Self> {
         Arc::new(ConnectionLimiter {
-            limits,
+            limits: crate::Live::new(limits),
             listeners,
             table: Table::default(),
         })
@@ -96,7 +97,12 @@ impl ConnectionLimiter {
 
     /// The limits enforced.
     pub fn limits(&self) -> ConnectionLimits {
-        self.limits
+        *self.limits.get()
+    }
+
+    /// Enforces `limits` on the connections admitted from now on (a reload).
+    pub fn set_limits(&self, limits: ConnectionLimits) {
+        self.limits.replace(limits);
     }
 
     /// Counts an accepted connection from `ip`: a permit to keep while it lasts, or why it
@@ -115,13 +121,13 @@ impl ConnectionLimiter {
         // The network's entry carries the attempts, and for IPv6 the /64's connections; one
         // map entry at a time, never two locked together.
         let network_cap = if network == address {
-            self.limits.per_address
+            self.limits().per_address
         } else {
-            self.limits.per_ipv6_64
+            self.limits().per_ipv6_64
         };
         self.count(network, network_cap, true, now)?;
         if network != address
-            && let Err(refusal) = self.count(address, self.limits.per_address, false, now)
+            && let Err(refusal) = self.count(address, self.limits().per_address, false, now)
         {
             if let Some(mut e) = self.table.entries.get_mut(&network) {
                 e.connections = e.connections.saturating_sub(1);
@@ -148,7 +154,7 @@ impl ConnectionLimiter {
     fn fresh(&self, now: Instant) -> Entry {
         Entry {
             connections: 0,
-            attempts: f64::from(self.limits.attempts),
+            attempts: f64::from(self.limits().attempts),
             refilled: now,
             log: LogGate::default(),
         }
@@ -156,8 +162,8 @@ impl ConnectionLimiter {
 
     /// The attempts `e` may make at `now`: its budget comes back continuously.
     fn attempts_at(&self, e: &Entry, now: Instant) -> f64 {
-        let burst = f64::from(self.limits.attempts);
-        let per_second = burst / self.limits.attempt_period.as_secs_f64().max(0.001);
+        let burst = f64::from(self.limits().attempts);
+        let per_second = burst / self.limits().attempt_period.as_secs_f64().max(0.001);
         let elapsed = now.saturating_duration_since(e.refilled).as_secs_f64();
         (e.attempts + elapsed * per_second).min(burst)
     }
@@ -196,7 +202,7 @@ impl ConnectionLimiter {
     }
 
     fn is_idle(&self, e: &Entry, now: Instant) -> bool {
-        e.connections == 0 && self.attempts_at(e, now) >= f64::from(self.limits.attempts)
+        e.connections == 0 && self.attempts_at(e, now) >= f64::from(self.limits().attempts)
     }
 
     fn forget_if_idle(&self, key: AddressKey, now: Instant) {

@@ -52,6 +52,12 @@ pub trait RemoteRoute: Send + Sync {
 /// Routes stanzas between local sessions, the server's own handlers and remote domains.
 pub struct Router {
     hosts: HashSet<String, crate::FastHasher>,
+    /// Hosts a reload added. Apart from [`Router::hosts`] so that the check every stanza
+    /// makes stays a plain set lookup until a host is added (then one flag and a snapshot).
+    /// A host a reload removes stays routed until the restart, so the sessions it still has
+    /// keep working; new connections to it are refused by the listeners' policy.
+    added_hosts: crate::Live<HashSet<String>>,
+    any_added: std::sync::atomic::AtomicBool,
     components: Arc<ComponentRegistry>,
     remote: OnceLock<Arc<dyn RemoteRoute>>,
     sessions: Arc<SessionRegistry>,
@@ -158,6 +164,8 @@ impl Router {
     ) -> Self {
         Router {
             hosts: hosts.into_iter().collect(),
+            added_hosts: crate::Live::default(),
+            any_added: std::sync::atomic::AtomicBool::new(false),
             components: Arc::new(ComponentRegistry::default()),
             remote: OnceLock::new(),
             sessions,
@@ -247,6 +255,7 @@ impl Router {
     /// The hosts served here, sorted.
     pub fn hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self.hosts.iter().cloned().collect();
+        hosts.extend(self.added_hosts.get().iter().cloned());
         hosts.sort();
         hosts
     }
@@ -254,6 +263,25 @@ impl Router {
     /// Whether `domain` is one of the hosts served here.
     pub fn is_local_domain(&self, domain: &str) -> bool {
         self.hosts.contains(domain)
+            || (self.any_added.load(std::sync::atomic::Ordering::Acquire)
+                && self.added_hosts.get().contains(domain))
+    }
+
+    /// Serves `hosts` too from now on (a reload that adds hosts); returns those that were
+    /// not served before.
+    pub fn add_hosts(&self, hosts: &[String]) -> Vec<String> {
+        let mut added = HashSet::clone(&self.added_hosts.get());
+        let new: Vec<String> = hosts
+            .iter()
+            .filter(|h| !self.hosts.contains(h.as_str()) && added.insert((*h).clone()))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            self.added_hosts.replace(added);
+            self.any_added
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        new
     }
 
     /// The session registry.

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info_span};
 use xmppd_core::ClientStream;
 use xmppd_core::metrics::ConnectionKind;
-use xmppd_stream::{C2sPolicy, C2sResponder};
+use xmppd_stream::C2sResponder;
 use xmppd_xml::Limits;
 
 use crate::per_ip::PerIp;
@@ -67,18 +67,14 @@ pub struct Sessions {
     by_sid: DashMap<String, Handle>,
     /// Sessions per client address.
     per_ip: Arc<PerIp>,
-    /// The client negotiation policy, serving only the hosts that have BOSH.
-    policy: C2sPolicy,
 }
 
 impl Sessions {
-    /// No sessions yet; `policy` serves the hosts that have BOSH; at most
-    /// `max_sessions_per_ip` sessions per client address.
-    pub(crate) fn new(policy: C2sPolicy, max_sessions_per_ip: usize) -> Self {
+    /// No sessions yet; at most `max_sessions_per_ip` sessions per client address.
+    pub(crate) fn new(max_sessions_per_ip: usize) -> Self {
         Sessions {
             by_sid: DashMap::new(),
             per_ip: PerIp::new(max_sessions_per_ip, u32::MAX, u32::MAX),
-            policy,
         }
     }
 
@@ -157,7 +153,7 @@ pub(crate) async fn handle(State(ctx): State<Arc<HttpContext>>, req: HttpRequest
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     drop(conn);
-    if ctx.c2s.policy.require_tls && !client.secure {
+    if ctx.c2s.settings().policy.require_tls && !client.secure {
         return status(
             &ctx,
             StatusCode::FORBIDDEN,
@@ -194,7 +190,8 @@ pub(crate) async fn handle(State(ctx): State<Arc<HttpContext>>, req: HttpRequest
 /// The reader limits of a body: the whole body is one element, one level deeper than a
 /// stanza.
 fn body_limits(ctx: &HttpContext) -> Limits {
-    let l = &ctx.c2s.limits;
+    let settings = ctx.c2s.settings();
+    let l = &settings.limits;
     Limits {
         max_stanza_bytes: usize::try_from(ctx.settings.bosh_max_body_bytes).unwrap_or(usize::MAX),
         max_depth: l.max_depth + 1,
@@ -301,7 +298,7 @@ fn content_type(req: &Request) -> HeaderValue {
 /// A session creation request.
 async fn create(ctx: Arc<HttpContext>, req: Request, client: ClientAddr) -> Response {
     let host = req.attrs.attr("to").unwrap_or_default().to_owned();
-    if !ctx.bosh.policy.hosts.contains(host.as_str()) {
+    if !ctx.bosh_policy().hosts.contains(host.as_str()) {
         debug!(%host, "BOSH session for a host without BOSH");
         return ok(&ctx, body::terminate("host-unknown"));
     }
@@ -322,12 +319,12 @@ async fn create(ctx: Arc<HttpContext>, req: Request, client: ClientAddr) -> Resp
     };
     let conn_id = ctx.c2s.conn_id();
     let span = info_span!("bosh", conn = conn_id, client = %client.ip, jid = tracing::field::Empty);
-    let responder = C2sResponder::bosh(ctx.bosh.policy.clone(), client.secure);
+    let responder = C2sResponder::bosh(ctx.bosh_policy(), client.secure);
     let stream = ClientStream::new(
         ctx.c2s.router.clone(),
         responder,
         conn_id,
-        ctx.c2s.limits.session_queue,
+        ctx.c2s.settings().limits.session_queue,
     );
     let secs = |d: Duration| d.as_secs().to_string();
     let attrs = [

@@ -403,7 +403,7 @@ impl Task {
             self.inactivity = Duration::from_secs(pause).min(self.terms.max_pause);
             return;
         }
-        let limits = self.ctx.c2s.limits;
+        let limits = self.ctx.c2s.settings().limits;
         if !self.authenticated && req.size > limits.max_stanza_bytes_unauthenticated {
             let e =
                 StreamError::with_text(Cond::PolicyViolation, "too large before authentication");

@@ -103,13 +103,13 @@ pub(crate) async fn run(upgraded: Upgraded, ctx: Arc<HttpContext>, conn_id: u64,
         channel_binding: cb,
         read_rate,
     } = link;
-    let limits = ctx.c2s.limits;
+    let limits = ctx.c2s.settings().limits;
     let _connection = ctx
         .c2s
         .router
         .metrics()
         .connection(ConnectionKind::WebSocket);
-    let responder = C2sResponder::websocket(ctx.ws_policy.clone(), tls, cb);
+    let responder = C2sResponder::websocket(ctx.ws_policy(), tls, cb);
     let stream = ClientStream::new(
         ctx.c2s.router.clone(),
         responder,
@@ -143,7 +143,8 @@ pub(crate) async fn run(upgraded: Upgraded, ctx: Arc<HttpContext>, conn_id: u64,
 }
 
 fn xml_limits(ctx: &HttpContext, authenticated: bool) -> Limits {
-    let l = &ctx.c2s.limits;
+    let settings = ctx.c2s.settings();
+    let l = &settings.limits;
     Limits {
         max_stanza_bytes: if authenticated {
             l.max_stanza_bytes
@@ -384,7 +385,7 @@ impl Conn {
             io.write_all(bytes).await?;
             io.flush().await
         };
-        match tokio::time::timeout(self.ctx.c2s.limits.write_timeout, write).await {
+        match tokio::time::timeout(self.ctx.c2s.settings().limits.write_timeout, write).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 debug!(error = %e, "write failed");
@@ -480,7 +481,8 @@ impl Conn {
     /// When the keepalive must look again (as for TCP: a probe unanswered, a quiet client,
     /// stanzas due an `<r/>`).
     fn arm_keepalive(&mut self) {
-        let limits = &self.ctx.c2s.limits;
+        let settings = self.ctx.c2s.settings();
+        let limits = &settings.limits;
         let base = match self.probe_at {
             Some(at) => at + limits.dead_after,
             None => self.last_read + limits.ping_after,
@@ -502,7 +504,7 @@ impl Conn {
     /// One silent for `dead_after` more is gone.
     async fn keepalive(&mut self) -> Option<End> {
         let now = Instant::now();
-        let limits = self.ctx.c2s.limits;
+        let limits = self.ctx.c2s.settings().limits;
         if self
             .probe_at
             .is_some_and(|at| now >= at + limits.dead_after)

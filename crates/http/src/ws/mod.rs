@@ -96,7 +96,7 @@ pub(crate) async fn upgrade(State(ctx): State<Arc<HttpContext>>, mut req: Reques
     ) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    if ctx.c2s.policy.require_tls && !client.secure {
+    if ctx.c2s.settings().policy.require_tls && !client.secure {
         return refuse(
             StatusCode::FORBIDDEN,
             "this server requires TLS: connect with wss://",

@@ -29,7 +29,7 @@ impl Link {
 
     /// Where to connect: the static route, or DNS.
     async fn targets(&self) -> Result<Vec<StaticRoute>, LinkEnd> {
-        if let Some(routes) = self.pool.settings.routes.get(&self.remote) {
+        if let Some(routes) = self.terms.settings.routes.get(&self.remote) {
             return Ok(routes.clone());
         }
         let Some(resolver) = &self.pool.resolver else {
@@ -91,7 +91,7 @@ impl Link {
     }
 
     async fn connect_one(&self, addr: SocketAddr, transport: Transport) -> Result<Io, String> {
-        let timeout = self.pool.settings.connect_timeout;
+        let timeout = self.terms.settings.connect_timeout;
         let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(e.to_string()),

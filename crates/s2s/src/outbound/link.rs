@@ -17,6 +17,7 @@ use xmppd_stream::s2s::{OutboundFailure, OutboundOutput, S2sInitiator};
 use xmppd_xml::{Limits, Reader};
 
 use super::{LinkEnd, S2sPool, VERIFY_QUEUE, VerifyRequest, not_found, timed_out};
+use crate::S2sTerms;
 use crate::io::Io;
 use crate::resolve::Transport;
 
@@ -29,6 +30,8 @@ const VERIFY_ONLY_IDLE: std::time::Duration = std::time::Duration::from_secs(30)
 /// One outbound connection's task.
 pub(super) struct Link {
     pub(super) pool: Arc<S2sPool>,
+    /// The settings and policy in force when the link started.
+    pub(super) terms: Arc<S2sTerms>,
     pub(super) local: String,
     pub(super) remote: String,
     pub(super) id: u64,
@@ -66,7 +69,7 @@ impl Link {
     }
 
     async fn connect_and_serve(&mut self) -> LinkEnd {
-        let deadline = Instant::now() + self.pool.settings.negotiation_timeout;
+        let deadline = Instant::now() + self.terms.settings.negotiation_timeout;
         let shutdown = self.pool.shutdown.clone();
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return LinkEnd::Closed,
@@ -81,9 +84,9 @@ impl Link {
         };
         let metrics = self.pool.router().map(|r| r.metrics().clone());
         let _connection = metrics.map(|m| m.connection(ConnectionKind::S2sOut));
-        let mut initiator = S2sInitiator::new(&self.local, &self.remote, &self.pool.policy);
+        let mut initiator = S2sInitiator::new(&self.local, &self.remote, &self.terms.policy);
         let limits = Limits {
-            max_stanza_bytes: self.pool.settings.max_stanza_bytes_unauthenticated,
+            max_stanza_bytes: self.terms.settings.max_stanza_bytes_unauthenticated,
             ..Limits::default()
         };
         let mut reader = Reader::new(limits);
@@ -94,7 +97,7 @@ impl Link {
             initiator.header()
         };
         if !io
-            .write_all_within(&header, self.pool.settings.write_timeout)
+            .write_all_within(&header, self.terms.settings.write_timeout)
             .await
         {
             return not_found("the connection broke");
@@ -135,7 +138,7 @@ impl Link {
                     // Nothing read before the handshake counts afterwards.
                     reader = Reader::new(limits);
                     if !io
-                        .write_all_within(&header, self.pool.settings.write_timeout)
+                        .write_all_within(&header, self.terms.settings.write_timeout)
                         .await
                     {
                         return not_found("the connection broke");
@@ -152,7 +155,7 @@ impl Link {
             return not_found("the connection broke");
         }
         reader.set_limits(Limits {
-            max_stanza_bytes: self.pool.settings.max_stanza_bytes,
+            max_stanza_bytes: self.terms.settings.max_stanza_bytes,
             ..Limits::default()
         });
         // Authenticated: the rest of what was read is processed, then stanzas flow.
@@ -173,7 +176,7 @@ impl Link {
         mut io: Io,
         mut buf: Vec<u8>,
     ) -> LinkEnd {
-        let settings = self.pool.settings.clone();
+        let settings = self.terms.settings.clone();
         let shutdown = self.pool.shutdown.clone();
         let mut last_activity = Instant::now();
         loop {
@@ -280,7 +283,7 @@ impl Link {
         reader: &mut Reader,
         io: &mut Io,
     ) -> Result<Option<Step>, LinkEnd> {
-        let timeout = self.pool.settings.write_timeout;
+        let timeout = self.terms.settings.write_timeout;
         let was_ready = initiator.is_ready();
         loop {
             let event = match reader.next_event() {
@@ -347,7 +350,7 @@ impl Link {
             match initiator.verify_request(&request.receiving, &request.stream_id, &request.key) {
                 Some(bytes) => {
                     if !io
-                        .write_all_within(&bytes, self.pool.settings.write_timeout)
+                        .write_all_within(&bytes, self.terms.settings.write_timeout)
                         .await
                     {
                         let _ = request

@@ -26,9 +26,9 @@ use xmppd_proto::{DefinedCondition, Stanza, StanzaError};
 use xmppd_stream::dialback::Verdict;
 use xmppd_stream::s2s::S2sPolicy;
 
-use crate::S2sSettings;
 use crate::resolve::S2sResolver;
 use crate::tls::S2sTls;
+use crate::{S2sSettings, S2sTerms};
 
 mod connect;
 mod finish;
@@ -59,8 +59,7 @@ pub struct S2sPool {
     me: Weak<S2sPool>,
     router: OnceLock<Weak<Router>>,
     links: DashMap<(String, String), LinkHandle>,
-    settings: S2sSettings,
-    policy: S2sPolicy,
+    terms: xmppd_core::Live<S2sTerms>,
     tls: Arc<S2sTls>,
     resolver: Option<S2sResolver>,
     next_id: AtomicU64,
@@ -108,14 +107,24 @@ impl S2sPool {
             me: me.clone(),
             router: OnceLock::new(),
             links: DashMap::new(),
-            settings,
-            policy,
+            terms: xmppd_core::Live::new(S2sTerms { settings, policy }),
             tls,
             resolver,
             next_id: AtomicU64::new(1),
             shutdown,
             tracker,
         })
+    }
+
+    /// The settings and policy in force for links starting now.
+    pub fn terms(&self) -> Arc<S2sTerms> {
+        self.terms.get()
+    }
+
+    /// Applies `terms` to the links started from now on (a reload); running links keep
+    /// theirs until they close.
+    pub fn update_terms(&self, terms: S2sTerms) {
+        self.terms.replace(terms);
     }
 
     /// Connects the pool and the router both ways: remote stanzas come here, and bounces
@@ -142,7 +151,8 @@ impl S2sPool {
         }
         let pool = self.me.upgrade()?;
         let key = (local.to_owned(), remote.to_owned());
-        if self.links.len() >= self.settings.max_outbound_links && !self.links.contains_key(&key) {
+        let terms = self.terms();
+        if self.links.len() >= terms.settings.max_outbound_links && !self.links.contains_key(&key) {
             warn!(remote, "too many outbound streams; refusing a new one");
             return None;
         }
@@ -151,10 +161,11 @@ impl S2sPool {
             .entry(key.clone())
             .or_insert_with(|| {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                let (stanzas, stanzas_rx) = mpsc::channel(self.settings.queue.max(1));
+                let (stanzas, stanzas_rx) = mpsc::channel(terms.settings.queue.max(1));
                 let (verifies, verifies_rx) = mpsc::channel(VERIFY_QUEUE);
                 let link = Link {
                     pool,
+                    terms: terms.clone(),
                     local: key.0.clone(),
                     remote: key.1.clone(),
                     id,
@@ -215,7 +226,7 @@ impl S2sPool {
                 Err(_) => return Verdict::Error(DefinedCondition::RemoteServerNotFound),
             }
         }
-        match tokio::time::timeout(self.settings.negotiation_timeout, answer).await {
+        match tokio::time::timeout(self.terms().settings.negotiation_timeout, answer).await {
             Ok(Ok(verdict)) => verdict,
             _ => Verdict::Error(DefinedCondition::RemoteServerNotFound),
         }
