@@ -71,8 +71,6 @@ const WRITE_BATCH: usize = 64;
 /// [`ClientStream`] does everything else.
 struct Conn {
     ctx: Arc<C2sContext>,
-    /// The policy and limits as they were when the connection was accepted.
-    settings: Arc<C2sSettings>,
     stream: ClientStream,
     reader: Reader,
     /// The connection's timer and what the keepalive needs beside it.
@@ -96,6 +94,10 @@ pin_project_lite::pin_project! {
         probe_at: Option<Instant>,
         // The listener's read rate, when it has one (XEP-0205 §4.8).
         shaper: Option<ReadShaper>,
+        // The policy and limits as they were when the connection was accepted. Here rather
+        // than in the task, whose size this would push up, while the box stays in its
+        // allocator size class.
+        settings: Arc<C2sSettings>,
     }
 }
 
@@ -122,13 +124,13 @@ pub(crate) async fn run(
         ),
         reader: Reader::new(pre_auth_limits(&settings.limits)),
         ctx,
-        settings,
         timer: Box::pin(Timer {
             sleep: tokio::time::sleep_until(deadline),
             bound: false,
             last_read: Instant::now(),
             probe_at: None,
             shaper: read_rate.map(ReadShaper::new),
+            settings,
         }),
     };
     let mut socket = socket;
@@ -146,7 +148,7 @@ pub(crate) async fn run(
             ChannelBinding::Off => ChannelBindingData::none(),
         };
         conn.stream.responder_mut().tls_established(cb);
-        conn.reader = Reader::new(pre_auth_limits(&conn.settings.limits));
+        conn.reader = Reader::new(pre_auth_limits(&conn.timer.settings.limits));
         // A second STARTTLS is refused by the responder, so this run ends the stream.
         flow = conn.drive(&mut *tls, &shutdown).await;
         if !matches!(flow, Flow::Lost) {
@@ -252,7 +254,7 @@ impl Conn {
             io.write_all(bytes).await?;
             io.flush().await
         };
-        within(self.settings.limits.write_timeout, "write", write)
+        within(self.timer.settings.limits.write_timeout, "write", write)
             .await
             .is_some()
     }
@@ -560,7 +562,7 @@ impl Conn {
                     // it belong to the new stream and stay buffered.
                     self.reader.reset();
                     self.reader
-                        .set_limits(post_auth_limits(&self.settings.limits));
+                        .set_limits(post_auth_limits(&self.timer.settings.limits));
                 }
                 // The drive loop notices the session and stops the authentication deadline.
                 StreamAction::Bound => {}

@@ -13,7 +13,7 @@ impl Conn {
     /// When the keepalive must look again: when a probe goes unanswered too long, when a
     /// quiet client is due a probe, or when stanzas sent are due an `<r/>`.
     fn next_keepalive(&self) -> Instant {
-        let limits = &self.settings.limits;
+        let limits = &self.timer.settings.limits;
         let base = match self.timer.probe_at {
             Some(at) => at + limits.dead_after,
             None => self.timer.last_read + limits.ping_after,
@@ -54,7 +54,7 @@ impl Conn {
     /// sent and not yet requested for `request_after` get their `<r/>` (XEP-0198 §4).
     pub(super) async fn keepalive<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> Option<Flow> {
         let now = Instant::now();
-        let limits = self.settings.limits;
+        let limits = self.timer.settings.limits;
         if self
             .timer
             .probe_at
