@@ -92,16 +92,66 @@ async fn account(
     Ok(jid)
 }
 
+/// The ports HTTP listeners configured with port 0 got from the system, once they are bound:
+/// the running server's landing pages name those, not 0.
+#[derive(Clone, Debug, Default)]
+pub struct BoundPorts(std::sync::Arc<std::sync::Mutex<Vec<(u16, u16)>>>);
+
+impl BoundPorts {
+    /// A listener configured with `configured` got `bound`.
+    pub fn bound(&self, configured: u16, bound: u16) {
+        if let Ok(mut ports) = self.0.lock() {
+            ports.push((configured, bound));
+        }
+    }
+
+    /// The port a listener configured with `port` got (the first such).
+    fn actual(&self, port: u16) -> u16 {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|ports| ports.iter().find(|(c, _)| *c == port).map(|(_, b)| *b))
+            .unwrap_or(port)
+    }
+}
+
+/// The landing page of `token` on `host`, as the running server serves it.
+pub fn landing_page_on(
+    config: &Config,
+    host: &str,
+    token: &str,
+    ports: &BoundPorts,
+) -> Option<String> {
+    let page = landing_page(config, host, token)?;
+    match first_listener(config) {
+        Some(listener) if config.invites.landing_page_url.is_none() => {
+            let configured = listener.addr.port();
+            let actual = ports.actual(configured);
+            Some(if configured == actual {
+                page
+            } else {
+                page.replacen(&format!(":{configured}/"), &format!(":{actual}/"), 1)
+            })
+        }
+        _ => Some(page),
+    }
+}
+
+/// The listener landing pages are served on: the first HTTPS one, else the first.
+fn first_listener(config: &Config) -> Option<&crate::config::HttpListenConfig> {
+    config
+        .http_listen
+        .iter()
+        .find(|l| l.kind == HttpKind::Tls)
+        .or_else(|| config.http_listen.first())
+}
+
 /// The landing page of `token` on `host`.
 pub fn landing_page(config: &Config, host: &str, token: &str) -> Option<String> {
     if let Some(base) = &config.invites.landing_page_url {
         return Some(format!("{base}{token}"));
     }
-    let listener = config
-        .http_listen
-        .iter()
-        .find(|l| l.kind == HttpKind::Tls)
-        .or_else(|| config.http_listen.first())?;
+    let listener = first_listener(config)?;
     let (scheme, default_port) = match listener.kind {
         HttpKind::Tls => ("https", 443),
         HttpKind::Plain => ("http", 80),

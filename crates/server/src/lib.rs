@@ -347,6 +347,7 @@ pub async fn start_with_modules(
             let addr = listener.local_addr()?;
             info!(%addr, kind = ?listen.kind, "listening for HTTP");
             http_listeners.push((listen.kind, addr));
+            wired.http_ports.bound(listen.addr.port(), addr.port());
             if listen.kind == xmppd_http::HttpKind::Tls
                 && let Some(upload) = &wired.upload
             {

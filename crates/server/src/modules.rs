@@ -2,7 +2,7 @@
 //! [`declare`]; `[general] modules` and `[[host]] modules` choose among them per host.
 
 use xmppd_admin::Admin;
-use xmppd_admin::adhoc::{AdHoc, Admins};
+use xmppd_admin::adhoc::{AdHoc, Admins, Invitations, LandingPages};
 use xmppd_core::storage::Storage;
 use xmppd_core::{
     ConfigSource, HostModules, ModuleError, NoSettings, Registry, RegistryBuilder, RouterHandle,
@@ -30,6 +30,8 @@ use crate::config::ConfigError;
 pub struct Wired {
     /// The upload service's files, for the HTTP listeners.
     pub upload: Option<std::sync::Arc<Uploads>>,
+    /// The ports the HTTP listeners were given and got, for the invitations' landing pages.
+    pub http_ports: crate::invites::BoundPorts,
 }
 
 /// Declares every module, in registration order (which is also the order of hooks of equal
@@ -169,9 +171,22 @@ fn declare(
         Ok(module)
     })?;
     // XEP-0050 ad-hoc commands: XEP-0133's service administration for `[general] admins`.
+    // XEP-0401's commands, with which users invite contacts and admins new accounts.
     let admins = Admins::new(config.admins.clone());
+    let landing_config = config.clone();
+    let ports = wired.http_ports.clone();
+    let landing_pages: LandingPages = std::sync::Arc::new(move |host: &str, token: &str| {
+        crate::invites::landing_page_on(&landing_config, host, token, &ports)
+    });
+    let expiry_secs = config.invites.expiry_secs;
     b.module("adhoc", move |_: NoSettings, ctx| {
-        Ok(AdHoc::new(Admin::new(&ctx.storage(&[])?), admins))
+        let storage = ctx.storage(&[])?;
+        let invitations = Invitations::new(
+            xmppd_core::Invites::new(storage.map.clone()),
+            expiry_secs,
+            landing_pages,
+        );
+        Ok(AdHoc::new(Admin::new(&storage), admins).with_invitations(invitations))
     })?;
     Ok(())
 }

@@ -35,6 +35,7 @@ mod federated_service;
 mod federation;
 mod http_discovery;
 mod im_presence;
+mod invite_commands;
 mod invites;
 mod iq;
 mod keepalive;

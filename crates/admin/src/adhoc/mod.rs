@@ -1,11 +1,12 @@
 //! XEP-0050: Ad-Hoc Commands, carrying XEP-0133's service administration commands.
 //!
 //! **Discovery** (§2): the server advertises `http://jabber.org/protocol/commands`; the items
-//! of that node on a host are the commands the requester may run there, so an administrator
-//! sees the XEP-0133 commands and anybody else an empty list (§2.2 lets the list depend on
-//! the requester); a command node's disco#info (§2.3) gives the `automation/command-node`
-//! identity, to administrators only (others get `item-not-found`, as for a node that does
-//! not exist).
+//! of that node on a host are the commands the requester may run there (§2.2 lets the list
+//! depend on the requester): an account of the host sees XEP-0401's invitation command, an
+//! administrator also XEP-0401's account invitation and the XEP-0133 commands, anybody else
+//! nothing; a command node's disco#info (§2.3) gives the `automation/command-node` identity
+//! to those who may run it (others get `item-not-found`, as for a node that does not
+//! exist). XEP-0401's commands complete at once and have no session (see [`invite`]).
 //!
 //! **Execution** (§3, §4.6): every command here has one stage: `execute` without a
 //! `sessionid` starts a session and answers the command's form (status `executing`, the one
@@ -22,6 +23,7 @@
 //! checked at every request, so nothing waits on a timer.
 
 mod commands;
+mod invite;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,7 @@ use xmppd_proto::{DefinedCondition, StanzaError, ns};
 use xmppd_xml::Element;
 
 pub use commands::Command;
+pub use invite::{Invitations, InviteCommand, LandingPages, NS_INVITATION};
 
 use crate::Admin;
 
@@ -76,6 +79,8 @@ struct Session {
 pub struct AdHoc {
     admin: Admin,
     admins: Admins,
+    /// XEP-0401's commands, when invitations are issued here.
+    invitations: Option<Invitations>,
     sessions: Mutex<HashMap<String, Session>>,
 }
 
@@ -83,6 +88,15 @@ impl std::fmt::Debug for AdHoc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdHoc").finish_non_exhaustive()
     }
+}
+
+/// A new session id: 128 random bits.
+fn session_id() -> Result<String, StanzaError> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|_| {
+        StanzaError::new(DefinedCondition::InternalServerError).with_text("no randomness")
+    })?;
+    Ok(hex::encode(id))
 }
 
 /// `bad-request` with a specific condition of §4.6.
@@ -98,17 +112,75 @@ impl AdHoc {
         AdHoc {
             admin,
             admins,
+            invitations: None,
             sessions: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Offers XEP-0401's commands too, issuing invitations with `invitations`.
+    pub fn with_invitations(mut self, invitations: Invitations) -> Self {
+        self.invitations = Some(invitations);
+        self
+    }
+
+    /// The XEP-0401 commands `requester` may run on `host`.
+    fn invite_commands(&self, requester: &Jid, host: &BareJid) -> Vec<InviteCommand> {
+        if self.invitations.is_none() {
+            return Vec::new();
+        }
+        let is_admin = self.admins.contains(requester);
+        InviteCommand::ALL
+            .into_iter()
+            .filter(|c| c.allowed(requester, host, is_admin))
+            .collect()
+    }
+
+    /// Runs a XEP-0401 command, which completes at once (see [`invite`]): only `execute`,
+    /// without a session, is meaningful.
+    async fn execute_invite(
+        &self,
+        command: InviteCommand,
+        router: &Router,
+        host: &BareJid,
+        requester: &Jid,
+        request: CommandRequest,
+    ) -> Result<CommandResponse, StanzaError> {
+        let Some(invitations) = &self.invitations else {
+            return Err(
+                StanzaError::new(DefinedCondition::ItemNotFound).with_text("no such command")
+            );
+        };
+        if !self.invite_commands(requester, host).contains(&command) {
+            return Err(
+                StanzaError::new(DefinedCondition::Forbidden).with_text(match command {
+                    InviteCommand::Invite => "only accounts of this host may invite their contacts",
+                    InviteCommand::CreateAccount => {
+                        "only the server's administrators may invite new accounts"
+                    }
+                }),
+            );
+        }
+        match (&request.action, &request.sessionid) {
+            (Action::Unknown(_), _) => {
+                return Err(bad_request("malformed-action", "unknown action"));
+            }
+            (Action::Execute, None) => {}
+            _ => {
+                return Err(bad_request(
+                    "bad-sessionid",
+                    "this command completes at once: execute it without a sessionid",
+                ));
+            }
+        }
+        let form = command.run(invitations, router, host, requester).await?;
+        let mut response = CommandResponse::new(command.node(), session_id()?, Status::Completed);
+        response.form = Some(form);
+        Ok(response)
+    }
+
     /// Opens a session for `requester`, dropping expired ones first.
     fn open(&self, command: Command, requester: &Jid) -> Result<String, StanzaError> {
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|_| {
-            StanzaError::new(DefinedCondition::InternalServerError).with_text("no randomness")
-        })?;
-        let id = hex::encode(id);
+        let id = session_id()?;
         let mut sessions = self
             .sessions
             .lock()
@@ -162,6 +234,11 @@ impl AdHoc {
         requester: &Jid,
         request: CommandRequest,
     ) -> Result<CommandResponse, StanzaError> {
+        if let Some(command) = InviteCommand::from_node(&request.node) {
+            return self
+                .execute_invite(command, router, host, requester, request)
+                .await;
+        }
         let command = Command::from_node(&request.node).ok_or_else(|| {
             StanzaError::new(DefinedCondition::ItemNotFound).with_text("no such command")
         })?;
@@ -231,16 +308,17 @@ impl ServerNodes for Nodes {
     async fn info(
         &self,
         _router: &Router,
-        _host: &BareJid,
+        host: &BareJid,
         node: &str,
         requester: &Jid,
     ) -> Option<DiscoInfoResult> {
-        let command = Command::from_node(node)?;
-        if !self.0.admins.contains(requester) {
-            return None;
-        }
+        let name = match (InviteCommand::from_node(node), Command::from_node(node)) {
+            (Some(c), _) if self.0.invite_commands(requester, host).contains(&c) => c.name(),
+            (None, Some(c)) if self.0.admins.contains(requester) => c.name(),
+            _ => return None,
+        };
         Some(DiscoInfoResult {
-            identities: vec![Identity::new("automation", "command-node").with_name(command.name())],
+            identities: vec![Identity::new("automation", "command-node").with_name(name)],
             features: vec![NS_COMMANDS.to_owned(), ns::DATA_FORMS.to_owned()],
             ..DiscoInfoResult::default()
         })
@@ -256,17 +334,23 @@ impl ServerNodes for Nodes {
         if node != NS_COMMANDS {
             return None;
         }
-        if !self.0.admins.contains(requester) {
-            return Some(Vec::new());
+        let mut commands: Vec<(&str, &str)> = self
+            .0
+            .invite_commands(requester, host)
+            .into_iter()
+            .map(|c| (c.node(), c.name()))
+            .collect();
+        if self.0.admins.contains(requester) {
+            commands.extend(Command::ALL.iter().map(|c| (c.node(), c.name())));
         }
         let jid = Jid::from(host.clone());
         Some(
-            Command::ALL
-                .iter()
-                .map(|c| {
+            commands
+                .into_iter()
+                .map(|(node, name)| {
                     let mut item = DiscoItem::new(jid.clone());
-                    item.node = Some(c.node().to_owned());
-                    item.name = Some(c.name().to_owned());
+                    item.node = Some(node.to_owned());
+                    item.name = Some(name.to_owned());
                     item
                 })
                 .collect(),
