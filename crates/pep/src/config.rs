@@ -187,6 +187,33 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// Applies a configuration another server exported (XEP-0227 §pep-config): the fields
+    /// this service knows are taken, and every other field — another server's extensions,
+    /// titles, descriptions, `pubsub#publish_model` (only the owner publishes here) — is left
+    /// out and named in the result, since the XEP asks importers to ignore options they do not
+    /// recognise rather than refuse the node. A known field with a value this service does
+    /// not take keeps the default and is named too, except the access model: an unknown one
+    /// (`authorize`, a custom model) becomes `whitelist`, the owner alone, because the
+    /// access model protects the node's contents and a node must never come over more
+    /// readable than it was (the XEP's exception for fields "critical to protect the node's
+    /// security").
+    pub fn import(&mut self, form: &DataForm) -> Vec<String> {
+        let mut ignored = Vec::new();
+        for field in &form.fields {
+            let Some(var) = field.var.as_deref() else {
+                continue;
+            };
+            if self.set(var, field).is_ok() {
+                continue;
+            }
+            if var == "pubsub#access_model" {
+                self.access_model = AccessModel::Whitelist;
+            }
+            ignored.push(var.to_owned());
+        }
+        ignored
+    }
+
     /// Whether every precondition of a publish-options form holds for this configuration
     /// (XEP-0060 §7.1.5); an unknown field is `invalid-options`.
     pub fn satisfies(&self, options: &DataForm) -> Result<bool, StanzaError> {
@@ -298,6 +325,33 @@ mod tests {
                 Some("invalid-options")
             );
         }
+    }
+
+    #[test]
+    fn an_imported_configuration_keeps_what_is_known_and_names_the_rest() {
+        let mut config = default();
+        let ignored = config.import(&options(&[
+            ("FORM_TYPE", "http://jabber.org/protocol/pubsub#node_config"),
+            ("pubsub#title", "My nick"),
+            ("pubsub#max_items", "10"),
+            ("pubsub#publish_model", "publishers"),
+            ("pubsub#deliver_notifications", "0"),
+            ("pubsub#persist_items", "true"),
+        ]));
+        assert_eq!(
+            ignored,
+            [
+                "pubsub#title",
+                "pubsub#publish_model",
+                "pubsub#deliver_notifications"
+            ]
+        );
+        assert_eq!(config.max_items, MaxItems::Count(10));
+        assert_eq!(config.access_model, AccessModel::Presence);
+        // An access model this service lacks never makes a node more readable.
+        let ignored = config.import(&options(&[("pubsub#access_model", "authorize")]));
+        assert_eq!(ignored, ["pubsub#access_model"]);
+        assert_eq!(config.access_model, AccessModel::Whitelist);
     }
 
     #[test]

@@ -159,6 +159,33 @@ impl PepStore {
             .map(drop)
     }
 
+    /// Writes a node brought over from another server (XEP-0227 import) with its items,
+    /// oldest first: the items first, each within the account's byte quota as
+    /// [`PepStore::put_item`] counts it, then the record that lists exactly them, so the
+    /// record never names an item that is not stored. The caller has already applied the
+    /// node's `max_items`; an error leaves whatever was written for the caller to remove (an
+    /// import removes the whole new account).
+    pub async fn import_node(
+        &self,
+        user: &BareJid,
+        node: &str,
+        config: NodeConfig,
+        items: &[Item],
+        max_bytes: Option<u64>,
+    ) -> StorageResult<()> {
+        let mut ids = Vec::with_capacity(items.len());
+        for item in items {
+            self.put_item(user, node, item, &[], max_bytes).await?;
+            ids.push(item.id.clone().unwrap_or_default());
+        }
+        let record = NodeRecord {
+            config,
+            items: ids,
+            last_published_us: None,
+        };
+        self.put_node(user, node, &record).await
+    }
+
     /// What the account's items hold, over all its nodes.
     pub async fn usage(&self, user: &BareJid) -> StorageResult<MapUsage> {
         let (host, u) = owner(user);

@@ -372,6 +372,9 @@ fn print_import_report(
     for (who, why) in &report.refused {
         println!("{who} not imported: {why}");
     }
+    for (who, what) in &report.notes {
+        println!("{who}: {what}");
+    }
     if !report.skipped_parts.is_empty() {
         println!(
             "not imported (not kept by this server's import): <{}/>",
@@ -464,14 +467,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import { files } => {
             let storage = xmppd::open_storage(&config).await?;
             let hosts: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
-            let quota = xmppd_core::storage::ArchiveQuota {
-                max_records: Some(config.im.max_offline_messages),
-                max_bytes: (config.im.max_offline_bytes > 0).then_some(config.im.max_offline_bytes),
-            };
+            let settings = migrate::ImportSettings::from_config(&config)?;
             let mut report = migrate::ImportReport::default();
             let mut failures = Vec::new();
             for file in &files {
-                let (one, read) = migrate::import(file, &storage, &hosts, quota).await;
+                let (one, read) = migrate::import(file, &storage, &hosts, &settings).await;
                 report.merge(one);
                 if let Err(e) = read {
                     failures.push(e);

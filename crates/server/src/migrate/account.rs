@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use jid::{BareJid, Jid};
 use xmppd_core::accounts::ACCOUNTS_STORE;
-use xmppd_core::storage::{ArchiveQuota, NewArchiveRecord, Storage};
+use xmppd_core::storage::{NewArchiveRecord, Storage};
 use xmppd_im::RosterStore;
 use xmppd_im::roster::RosterItem;
 use xmppd_im::state::Sub;
@@ -19,7 +19,8 @@ use xmppd_proto::vcard::VCard;
 use xmppd_stream::sasl::{DEFAULT_ITERATIONS, ScramCredentials, ScramHash, StoredCredentials};
 use xmppd_xml::Element;
 
-use super::{NS_PIE, NS_PIE_SCRAM, UserElement};
+use super::pep::ImportedNode;
+use super::{ImportSettings, NS_PIE, NS_PIE_MAM, NS_PIE_SCRAM, UserElement, archive, pep};
 
 /// The offline message store's name (the `im` module's).
 pub const OFFLINE_STORE: &str = "offline";
@@ -36,12 +37,22 @@ pub struct ImportedAccount {
     vcard: Option<VCard>,
     private: Vec<Element>,
     offline: Vec<NewArchiveRecord>,
+    pep: Vec<ImportedNode>,
+    /// The message archive, oldest first, within the MAM module's limits.
+    pub(super) archive: Vec<NewArchiveRecord>,
     /// Children of `<user/>` this server does not import, by name.
     pub skipped: Vec<String>,
+    /// What of the account's data was left out, and why (limits, unknown options).
+    pub notes: Vec<String>,
 }
 
-/// Checks one `<user/>` whole: its name, its credentials and each part it carries.
-pub fn validate(element: &UserElement, hosts: &[String]) -> Result<ImportedAccount, String> {
+/// Checks one `<user/>` whole: its name, its credentials and each part it carries. Takes the
+/// element, so that its archive entries are freed as they become records.
+pub fn validate(
+    element: UserElement,
+    hosts: &[String],
+    settings: &ImportSettings,
+) -> Result<ImportedAccount, String> {
     let user = &element.user;
     if !hosts.contains(&element.host) {
         return Err(format!(
@@ -61,6 +72,8 @@ pub fn validate(element: &UserElement, hosts: &[String]) -> Result<ImportedAccou
     let mut private = Vec::new();
     let mut offline = Vec::new();
     let mut skipped = Vec::new();
+    let mut notes = Vec::new();
+    let pep = pep::nodes(user, &settings.pep, &mut notes)?;
     for child in user.children() {
         match (child.name(), child.ns()) {
             ("scram-credentials", NS_PIE_SCRAM) => scram(child, &mut credentials)?,
@@ -74,6 +87,8 @@ pub fn validate(element: &UserElement, hosts: &[String]) -> Result<ImportedAccou
                     offline.push(offline_record(message, &jid)?);
                 }
             }
+            ("pubsub", xmppd_proto::pubsub::NS_OWNER | xmppd_proto::pubsub::NS_PUBSUB)
+            | ("archive", NS_PIE_MAM) => {}
             (other, _) => {
                 if !skipped.iter().any(|s| s == other) {
                     skipped.push(other.to_owned());
@@ -91,6 +106,11 @@ pub fn validate(element: &UserElement, hosts: &[String]) -> Result<ImportedAccou
         credentials = StoredCredentials::derive(password, DEFAULT_ITERATIONS)
             .map_err(|e| format!("password: {e}"))?;
     }
+    let mut records = Vec::with_capacity(element.archive.len());
+    for (n, entry) in element.archive.into_iter().enumerate() {
+        records.push(archive::record(&entry, &jid, n + 1)?);
+    }
+    let archive = archive::within_limits(records, &settings.mam, &mut notes);
     Ok(ImportedAccount {
         jid,
         credentials,
@@ -98,7 +118,10 @@ pub fn validate(element: &UserElement, hosts: &[String]) -> Result<ImportedAccou
         vcard,
         private,
         offline,
+        pep,
+        archive,
         skipped,
+        notes,
     })
 }
 
@@ -248,7 +271,11 @@ impl ImportedAccount {
     /// The credentials claim the account first (an atomic insert-if-absent, so an account
     /// made meanwhile is never touched); if any later write fails, everything of the account
     /// is removed again.
-    pub async fn write(&self, storage: &Storage, quota: ArchiveQuota) -> Result<bool, String> {
+    pub async fn write(
+        &self,
+        storage: &Storage,
+        settings: &ImportSettings,
+    ) -> Result<bool, String> {
         let (host, user) = (self.host(), self.user());
         let doc = serde_json::to_vec(&self.credentials).map_err(|e| e.to_string())?;
         let created = storage
@@ -259,7 +286,7 @@ impl ImportedAccount {
         if !created {
             return Ok(false);
         }
-        if let Err(e) = self.write_data(storage, quota).await {
+        if let Err(e) = self.write_data(storage, settings).await {
             if let Err(undo) = storage.users.delete_user(host, user).await {
                 return Err(format!(
                     "{e}; removing the partial account failed too: {undo}"
@@ -270,7 +297,7 @@ impl ImportedAccount {
         Ok(true)
     }
 
-    async fn write_data(&self, storage: &Storage, quota: ArchiveQuota) -> Result<(), String> {
+    async fn write_data(&self, storage: &Storage, settings: &ImportSettings) -> Result<(), String> {
         let rosters = RosterStore::new(storage.map.clone(), storage.keyval.clone());
         for item in &self.roster {
             rosters
@@ -294,10 +321,17 @@ impl ImportedAccount {
         for record in &self.offline {
             storage
                 .archive
-                .append_within(host, user, OFFLINE_STORE, record.clone(), quota)
+                .append_within(
+                    host,
+                    user,
+                    OFFLINE_STORE,
+                    record.clone(),
+                    settings.offline_quota,
+                )
                 .await
                 .map_err(|e| format!("offline messages: {e}"))?;
         }
-        Ok(())
+        pep::write(storage, &self.jid, &self.pep, &settings.pep).await?;
+        archive::write(storage, &self.jid, &self.archive).await
     }
 }

@@ -1,4 +1,8 @@
 //! Writing every account of the configured hosts as a XEP-0227 file.
+//!
+//! An account is written one part at a time: its `<user/>` with everything but the message
+//! archive is built in memory (those parts are bounded by the modules' limits), and the
+//! archive, which can be large, follows page by page inside it (`archive::export`).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -16,7 +20,7 @@ use xmppd_stream::sasl::{ScramCredentials, StoredCredentials};
 use xmppd_xml::Element;
 
 use super::account::OFFLINE_STORE;
-use super::{ImportError, NS_PIE, NS_PIE_SCRAM};
+use super::{ImportError, NS_PIE, NS_PIE_MAM, NS_PIE_SCRAM, archive, pep};
 
 const PRIVATE_STORE: &str = "private";
 
@@ -70,9 +74,30 @@ pub async fn export(
             let element = user_element(storage, &jid, &user).await?;
             let mut bytes = Vec::new();
             element.write_to(&mut bytes, NS_PIE);
+            // Opened by hand, like <host/>, for the archive to follow inside it.
+            let open = match bytes.strip_suffix(b"/>") {
+                Some(start) => [start, b">"].concat(),
+                None => bytes
+                    .strip_suffix(b"</user>")
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| storage_err("a <user/> serialised without its end tag"))?,
+            };
             out.write_all(b"    ").map_err(io)?;
-            out.write_all(&bytes).map_err(io)?;
-            out.write_all(b"\n").map_err(io)?;
+            out.write_all(&open).map_err(io)?;
+            let mut opened = false;
+            archive::export(storage, &jid, NS_PIE_MAM, |result| {
+                if !opened {
+                    out.write_all(b"<archive xmlns='urn:xmpp:pie:0#mam'>")
+                        .map_err(io)?;
+                    opened = true;
+                }
+                out.write_all(result).map_err(io)
+            })
+            .await?;
+            if opened {
+                out.write_all(b"</archive>").map_err(io)?;
+            }
+            out.write_all(b"</user>\n").map_err(io)?;
             accounts += 1;
         }
         out.write_all(b"  </host>\n").map_err(io)?;
@@ -153,6 +178,9 @@ async fn user_element(
             }
         }
         el.push_child(messages);
+    }
+    for pubsub in pep::export(storage, jid).await? {
+        el.push_child(pubsub);
     }
     Ok(el)
 }

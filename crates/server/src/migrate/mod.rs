@@ -1,6 +1,7 @@
 //! XEP-0227 Portable Import/Export: `xmppd import FILE` and `xmppd export FILE`, the accounts of
 //! the configured hosts with their SCRAM credentials as stored (§3.2.1: no plaintext password
-//! is ever needed or written), rosters, vCards, private XML and offline messages.
+//! is ever needed or written), rosters, vCards, private XML, offline messages, PEP nodes with
+//! their items (§pep, `pep.rs`) and message archives (§archive, `archive.rs`).
 //!
 //! An import is all-or-nothing per account: an account that already exists is left exactly as
 //! it is, and a new one is written whole or not at all (its data first, its credentials last,
@@ -8,7 +9,9 @@
 //! an account half made, nor changes one that was there.
 
 mod account;
+mod archive;
 mod export;
+mod pep;
 mod read;
 
 pub use account::{ImportedAccount, validate};
@@ -19,11 +22,53 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use xmppd_core::storage::{ArchiveQuota, Storage};
+use xmppd_modules::MamSettings;
+use xmppd_pep::PepSettings;
 
 /// `urn:xmpp:pie:0`, the namespace of XEP-0227 documents.
 pub const NS_PIE: &str = "urn:xmpp:pie:0";
 /// `urn:xmpp:pie:0#scram`, SCRAM credentials of an account (XEP-0227 §2.2).
 pub const NS_PIE_SCRAM: &str = "urn:xmpp:pie:0#scram";
+/// `urn:xmpp:pie:0#mam`, an account's message archive (XEP-0227 §archive).
+pub const NS_PIE_MAM: &str = "urn:xmpp:pie:0#mam";
+
+/// The limits an import keeps to: the ones the server applies to the same data when clients
+/// make it.
+#[derive(Clone, Debug, Default)]
+pub struct ImportSettings {
+    /// Offline messages per account (`[im]`); past it the account is refused.
+    pub offline_quota: ArchiveQuota,
+    /// `[modules.pep]`: nodes, item sizes, the account's PEP bytes.
+    pub pep: PepSettings,
+    /// `[modules.mam]`: messages, bytes and days an archive keeps.
+    pub mam: MamSettings,
+}
+
+impl ImportSettings {
+    /// The limits of `config`: `[im]`'s offline quota and the `[modules.pep]` and
+    /// `[modules.mam]` sections (their defaults when absent).
+    pub fn from_config(config: &crate::Config) -> Result<Self, xmppd_core::ModuleError> {
+        let im = &config.im;
+        let offline_quota = ArchiveQuota {
+            max_records: Some(im.max_offline_messages),
+            max_bytes: (im.max_offline_bytes > 0).then_some(im.max_offline_bytes),
+        };
+        let mut settings = ImportSettings {
+            offline_quota,
+            ..ImportSettings::default()
+        };
+        if let (Some(path), Some(text)) = (&config.source, &config.text) {
+            let source = xmppd_core::ConfigSource::new(path.clone(), text.clone());
+            if let Some(pep) = source.section::<PepSettings>("pep")? {
+                settings.pep = pep;
+            }
+            if let Some(mam) = source.section::<MamSettings>("mam")? {
+                settings.mam = mam;
+            }
+        }
+        Ok(settings)
+    }
+}
 
 /// Why an import or export stopped.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +105,10 @@ pub struct ImportReport {
     pub existing: Vec<String>,
     /// Accounts not imported: `user@host` (or the line) and why.
     pub refused: Vec<(String, String)>,
-    /// Parts of accounts this server does not import (PEP nodes, archives …), by name.
+    /// Parts of accounts this server does not import (privacy lists …), by name.
     pub skipped_parts: Vec<String>,
+    /// Imported accounts with data left out: `user@host` and what (limits, options).
+    pub notes: Vec<(String, String)>,
 }
 
 impl ImportReport {
@@ -70,6 +117,7 @@ impl ImportReport {
         self.imported.extend(other.imported);
         self.existing.extend(other.existing);
         self.refused.extend(other.refused);
+        self.notes.extend(other.notes);
         for part in other.skipped_parts {
             if !self.skipped_parts.contains(&part) {
                 self.skipped_parts.push(part);
@@ -84,9 +132,11 @@ pub async fn import(
     path: &Path,
     storage: &Storage,
     hosts: &[String],
-    offline_quota: ArchiveQuota,
+    settings: &ImportSettings,
 ) -> (ImportReport, Result<(), ImportError>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<UserElement>(16);
+    // One account queued: with one being read and one being written, at most three are in
+    // memory, each at most `ReadLimits::max_user_bytes` of the file.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<UserElement>(1);
     let reader_path = path.to_owned();
     // The file is read on a blocking thread, an account at a time, while the accounts read
     // are written here: the channel bounds what is held in between.
@@ -100,14 +150,14 @@ pub async fn import(
     let mut seen: HashSet<(String, String)> = HashSet::new();
     while let Some(element) = rx.recv().await {
         let line = element.line;
-        let account = match validate(&element, hosts) {
+        let named = element.user.attr("name").map_or_else(
+            || format!("line {line}"),
+            |n| format!("{n}@{}", element.host),
+        );
+        let account = match validate(element, hosts, settings) {
             Ok(account) => account,
             Err(why) => {
-                let who = element.user.attr("name").map_or_else(
-                    || format!("line {line}"),
-                    |n| format!("{n}@{}", element.host),
-                );
-                report.refused.push((who, why));
+                report.refused.push((named, format!("line {line}: {why}")));
                 continue;
             }
         };
@@ -125,8 +175,13 @@ pub async fn import(
             ));
             continue;
         }
-        match account.write(storage, offline_quota).await {
-            Ok(true) => report.imported.push(who),
+        match account.write(storage, settings).await {
+            Ok(true) => {
+                for note in &account.notes {
+                    report.notes.push((who.clone(), note.clone()));
+                }
+                report.imported.push(who);
+            }
             Ok(false) => report.existing.push(who),
             Err(e) => report.refused.push((who, format!("line {line}: {e}"))),
         }
@@ -141,3 +196,6 @@ pub async fn import(
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod tests_pep_mam;

@@ -139,8 +139,8 @@ fn validation_names_what_is_wrong_with_an_account() {
     ));
     result.unwrap();
     let errors: Vec<String> = users
-        .iter()
-        .map(|u| match validate(u, &hosts) {
+        .into_iter()
+        .map(|u| match validate(u, &hosts, &ImportSettings::default()) {
             Ok(a) => format!("ok {} skipped {:?}", a.jid, a.skipped),
             Err(e) => e,
         })

@@ -1,6 +1,7 @@
 //! `xmppd import` and `xmppd export` (XEP-0227): accounts come over with their SCRAM
-//! credentials and log in with their old passwords, with their rosters, vCards, private XML
-//! and offline messages; an existing account is never changed; an export imports again.
+//! credentials and log in with their old passwords, with their rosters, vCards, private XML,
+//! offline messages, PEP nodes (with their access models) and message archives (queried over
+//! XEP-0313); an existing account is never changed; an export imports again.
 
 use crate::common;
 
@@ -54,7 +55,32 @@ fn export_file() -> anyhow::Result<String> {
            <offline-messages><message xmlns='jabber:client' from='bob@localhost/phone' \
              to='alice@localhost' type='chat'><body>while you were away</body>\
              <delay xmlns='urn:xmpp:delay' stamp='2026-01-02T03:04:05Z'/></message></offline-messages>\n\
-           <pubsub xmlns='urn:xmpp:pie:0#pubsub'/>\n\
+           <query xmlns='jabber:iq:privacy'><list name='quiet'/></query>\n\
+           <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>\
+             <configure node='urn:xmpp:bookmarks:1'><x xmlns='jabber:x:data' type='submit'>\
+               <field var='pubsub#access_model'><value>whitelist</value></field>\
+               <field var='pubsub#max_items'><value>max</value></field>\
+               <field var='pubsub#title'><value>rooms</value></field></x></configure>\
+             <configure node='http://jabber.org/protocol/nick'><x xmlns='jabber:x:data' type='submit'>\
+               <field var='pubsub#access_model'><value>open</value></field></x></configure>\
+           </pubsub>\n\
+           <pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+             <items node='urn:xmpp:bookmarks:1'><item id='tea@rooms.localhost'>\
+               <conference xmlns='urn:xmpp:bookmarks:1' name='Tea party' autojoin='true'>\
+               <nick>alice</nick></conference></item></items>\
+             <items node='http://jabber.org/protocol/nick'><item id='current'>\
+               <nick xmlns='http://jabber.org/protocol/nick'>Alice in Wonderland</nick></item></items>\
+           </pubsub>\n\
+           <archive xmlns='urn:xmpp:pie:0#mam'>\
+             <result xmlns='urn:xmpp:mam:2' id='old-1'><forwarded xmlns='urn:xmpp:forward:0'>\
+               <delay xmlns='urn:xmpp:delay' stamp='2025-05-01T10:00:00Z'/>\
+               <message xmlns='jabber:client' from='bob@localhost/phone' to='alice@localhost/tea' \
+                 type='chat' id='m1'><body>the first archived line</body></message></forwarded></result>\
+             <result xmlns='urn:xmpp:mam:2' id='old-2'><forwarded xmlns='urn:xmpp:forward:0'>\
+               <delay xmlns='urn:xmpp:delay' stamp='2025-05-01T10:01:00Z'/>\
+               <message xmlns='jabber:client' from='alice@localhost/tea' to='bob@localhost' \
+                 type='chat' id='m2'><body>and the answer</body></message></forwarded></result>\
+           </archive>\n\
          </user>\n\
          <user name='bob' password='bob-old-password'><query xmlns='jabber:iq:roster'>\
            <item jid='alice@localhost' subscription='both'/></query></user>\n\
@@ -79,6 +105,82 @@ async fn iq_result(client: &mut TestClient, id: &str, payload: &str) -> anyhow::
         bail!("{id}: {el}");
     }
     Ok(el.to_string())
+}
+
+/// Alice's archive over XEP-0313: both messages, oldest first, with their times, each with
+/// an archive id that the `<fin/>` names too.
+async fn check_archive(alice: &mut TestClient) -> anyhow::Result<()> {
+    alice
+        .send("<iq type='set' id='mam1'><query xmlns='urn:xmpp:mam:2' queryid='q1'/></iq>")
+        .await?;
+    let mut results = Vec::new();
+    let fin = loop {
+        let el = alice.recv().await?;
+        if el.name() == "iq" && el.attr("id") == Some("mam1") {
+            break el;
+        }
+        if let Some(result) = el.child("result", "urn:xmpp:mam:2") {
+            results.push(result.clone());
+        }
+    };
+    if fin.attr("type") != Some("result") || results.len() != 2 {
+        bail!("archive: {} results, then {fin}", results.len());
+    }
+    let text: Vec<String> = results.iter().map(ToString::to_string).collect();
+    for (i, (body, stamp)) in [
+        ("the first archived line", "2025-05-01T10:00:00"),
+        ("and the answer", "2025-05-01T10:01:00"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if !text[i].contains(body) || !text[i].contains(stamp) {
+            bail!("archived message {i}: {}", text[i]);
+        }
+    }
+    let ids: Vec<&str> = results.iter().filter_map(|r| r.attr("id")).collect();
+    let fin = fin.to_string();
+    if ids.len() != 2 || ids[0] == ids[1] || !fin.contains(ids[0]) || !fin.contains(ids[1]) {
+        bail!("archive ids {ids:?} and fin {fin}");
+    }
+    Ok(())
+}
+
+/// Alice's PEP nodes: her bookmarks (whitelist: hers alone) and her nick (open: bob reads it).
+async fn check_pep(alice: &mut TestClient, bob: &mut TestClient) -> anyhow::Result<()> {
+    let bookmarks = iq_result(
+        alice,
+        "b1",
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:bookmarks:1'/></pubsub>",
+    )
+    .await?;
+    if !bookmarks.contains("tea@rooms.localhost") || !bookmarks.contains("Tea party") {
+        bail!("bookmarks: {bookmarks}");
+    }
+    let nick_query = "<iq type='get' id='n1' to='alice@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+                      <items node='http://jabber.org/protocol/nick'/></pubsub></iq>";
+    bob.send(nick_query).await?;
+    let nick = bob
+        .expect("n1", |e| e.name() == "iq" && e.attr("id") == Some("n1"))
+        .await?
+        .to_string();
+    if !nick.contains("type=\"result\"") || !nick.contains("Alice in Wonderland") {
+        bail!("bob reading alice's nick: {nick}");
+    }
+    bob.send(
+        &nick_query
+            .replace("n1", "n2")
+            .replace("http://jabber.org/protocol/nick", "urn:xmpp:bookmarks:1"),
+    )
+    .await?;
+    let denied = bob
+        .expect("n2", |e| e.name() == "iq" && e.attr("id") == Some("n2"))
+        .await?
+        .to_string();
+    if !denied.contains("type=\"error\"") {
+        bail!("bob read alice's whitelisted bookmarks: {denied}");
+    }
+    Ok(())
 }
 
 /// Alice's imported data, as a client sees it after logging in with her old password.
@@ -108,6 +210,9 @@ async fn check_alice(pki: &TestPki, addr: SocketAddr, mechanism: &str) -> anyhow
     if !private.contains("tea at 5") {
         bail!("private XML: {private}");
     }
+    check_archive(&mut alice).await?;
+    let mut bob = common::log_in(pki, addr, "SCRAM-SHA-256", "bob", "bob-old-password").await?;
+    check_pep(&mut alice, &mut bob).await?;
     alice.available(0).await?;
     // Her own presence comes back first; then the stored message.
     let mut offline = None;
@@ -147,9 +252,10 @@ async fn accounts_come_over_with_their_credentials_and_data_and_go_out_again() -
         "imported alice@localhost",
         "imported bob@localhost",
         "carol@localhost exists already: left unchanged",
-        "alice@localhost not imported: line 13: the account appears twice",
-        "dave@elsewhere.test not imported: host elsewhere.test is not served here",
-        "not imported (not kept by this server's import): <pubsub/>",
+        "alice@localhost not imported: line 16: the account appears twice",
+        "dave@elsewhere.test not imported: line 18: host elsewhere.test is not served here",
+        "not imported (not kept by this server's import): <query/>",
+        "alice@localhost: PEP node options not kept: pubsub#title",
         "2 imported, 1 already there, 2 refused",
     ] {
         assert!(text.contains(wanted), "{wanted}\n{text}");
