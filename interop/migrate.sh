@@ -4,12 +4,15 @@
 # certificate for $domain in $scratch.
 #
 # Each peer serves $domain from a private directory on a free loopback port. Prosody: two
-# accounts made with prosodyctl subscribe to each other with slixmpp (slixmpp_im.py), then
-# prosody-migrator writes its XEP-0227 files. ejabberd: two accounts made with ejabberdctl,
+# accounts made with prosodyctl subscribe to each other with slixmpp (slixmpp_im.py), pamela
+# publishes a nick to her PEP and sends peter a chat message, which Prosody's mod_mam
+# archives for both (slixmpp_migrated.py --publish-nick --send-body), then prosody-migrator
+# writes its XEP-0227 files, PEP nodes with their items and message archives included. ejabberd: two accounts made with ejabberdctl,
 # a roster both ways, a vCard, private XML and an offline message (mod_admin_extra), then
 # export_piefxis. A fresh xmppd imports both exports, starts, and each account logs in with
-# its old password (slixmpp_migrated.py) and finds its roster, and the ejabberd ones their
-# vCard and offline message.
+# its old password (slixmpp_migrated.py) and finds its roster, the Prosody ones pamela's
+# nick in her PEP (peter reading it too, as its access model allows) and the message in both
+# archives (XEP-0313), and the ejabberd ones their vCard and offline message.
 #
 # Both peers keep SCRAM-SHA-1 credentials only (their default), so the xmppd that takes them
 # over does not offer SCRAM-SHA-256 (README, "Moving from Prosody or ejabberd").
@@ -53,7 +56,9 @@ authentication = "internal_hashed"
 storage = "internal"
 certificates = "$d"
 ssl = { certificate = "$d/$domain.crt", key = "$d/$domain.key" }
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "vcard_legacy"; "private" }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "vcard_legacy"; "private"; "pep"; "mam" }
+default_archive_policy = true
+archive_expires_after = "never"
 VirtualHost "$domain"
 LUA
     export PAMELA_PASSWORD PETER_PASSWORD
@@ -76,12 +81,20 @@ LUA
         stop_pid "$pid" prosody
         return 1
     }
+    export MIGRATE_NICK="Pamela of $domain" MIGRATE_BODY
+    MIGRATE_BODY="archived on Prosody $(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+    timeout 45 "$PYTHON" "$here/slixmpp_migrated.py" --port "$port" --ca "$scratch/ca.pem" \
+        --timeout 30 --jid "pamela@$domain" --password-env PAMELA_PASSWORD \
+        --contact "peter@$domain" --publish-nick "$MIGRATE_NICK" --send-body "$MIGRATE_BODY" || {
+        stop_pid "$pid" prosody
+        return 1
+    }
     stop_pid "$pid" prosody
     # prosody-migrator writes XEP-0227 files into Prosody's data directory, a constant of
     # its script; a copy of the script points it at this run's directory instead.
     sed "s#^CFG_DATADIR=.*#CFG_DATADIR='$d/out';#" /usr/bin/prosody-migrator >"$d/prosody-migrator" &&
         cat >"$d/migrator.cfg.lua" <<LUA || return 1
-input { type = "internal"; path = "$d/data"; hosts = { ["$domain"] = { "accounts", "roster", "vcard", "private" } } }
+input { type = "internal"; path = "$d/data"; hosts = { ["$domain"] = { "accounts", "roster", "vcard", "private", "pep-pubsub", "archive-archive" } } }
 output { type = "xep0227"; path = "$d/out"; }
 LUA
     # The migrator drops to the prosody user when started as root.
@@ -91,7 +104,9 @@ LUA
         return 1
     }
     ls -l "$d/out"
-    [[ -f "$d/out/pamela@$domain.xml" && -f "$d/out/peter@$domain.xml" ]]
+    [[ -f "$d/out/pamela@$domain.xml" && -f "$d/out/peter@$domain.xml" ]] &&
+        grep -q "urn:xmpp:pie:0#mam" "$d/out/pamela@$domain.xml" &&
+        grep -q "http://jabber.org/protocol/pubsub#owner" "$d/out/pamela@$domain.xml"
 }
 
 # ejabberd: accounts ed and eve with a roster both ways, ed's vCard, private XML and an
@@ -193,9 +208,11 @@ TOML
     migrate_wait_port "$pid" "$port" 20 || { tail -n 20 "$d/xmppd.log"; return 1; }
     local common=(--port "$port" --ca "$scratch/ca.pem" --timeout 30)
     timeout 45 "$PYTHON" "$here/slixmpp_migrated.py" "${common[@]}" --jid "pamela@$domain" \
-        --password-env PAMELA_PASSWORD --contact "peter@$domain" || status=1
+        --password-env PAMELA_PASSWORD --contact "peter@$domain" --nick "$MIGRATE_NICK" \
+        --archived-body "$MIGRATE_BODY" || status=1
     timeout 45 "$PYTHON" "$here/slixmpp_migrated.py" "${common[@]}" --jid "peter@$domain" \
-        --password-env PETER_PASSWORD --contact "pamela@$domain" || status=1
+        --password-env PETER_PASSWORD --contact "pamela@$domain" --contact-nick "$MIGRATE_NICK" \
+        --archived-body "$MIGRATE_BODY" || status=1
     timeout 45 "$PYTHON" "$here/slixmpp_migrated.py" "${common[@]}" --jid "ed@$domain" \
         --password-env ED_PASSWORD --contact "eve@$domain" --group Friends --vcard-fn "Ed Wood" \
         --offline-body "kept while you were away" || status=1

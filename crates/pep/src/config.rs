@@ -196,13 +196,17 @@ impl NodeConfig {
     /// (`authorize`, a custom model) becomes `whitelist`, the owner alone, because the
     /// access model protects the node's contents and a node must never come over more
     /// readable than it was (the XEP's exception for fields "critical to protect the node's
-    /// security").
+    /// security"). A field without a value says nothing and changes nothing: Prosody 0.12
+    /// exports every field of its form, empty where the node keeps its default.
     pub fn import(&mut self, form: &DataForm) -> Vec<String> {
         let mut ignored = Vec::new();
         for field in &form.fields {
             let Some(var) = field.var.as_deref() else {
                 continue;
             };
+            if field.values.iter().all(String::is_empty) {
+                continue;
+            }
             if self.set(var, field).is_ok() {
                 continue;
             }
@@ -349,6 +353,13 @@ mod tests {
         assert_eq!(config.max_items, MaxItems::Count(10));
         assert_eq!(config.access_model, AccessModel::Presence);
         // An access model this service lacks never makes a node more readable.
+        // Empty fields (as Prosody exports a node with its defaults) change nothing.
+        let mut empty = options(&[("pubsub#access_model", ""), ("pubsub#title", "")]);
+        for field in &mut empty.fields {
+            field.values.clear();
+        }
+        assert!(config.import(&empty).is_empty());
+        assert_eq!(config.access_model, AccessModel::Presence);
         let ignored = config.import(&options(&[("pubsub#access_model", "authorize")]));
         assert_eq!(ignored, ["pubsub#access_model"]);
         assert_eq!(config.access_model, AccessModel::Whitelist);

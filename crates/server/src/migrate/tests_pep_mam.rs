@@ -216,6 +216,21 @@ async fn storage(dir: &std::path::Path) -> Storage {
     xmppd_storage::open(&config).await.unwrap()
 }
 
+/// Imports `text` (written to a file in `dir`) into `storage`; the file must read through.
+async fn import_text(
+    storage: &Storage,
+    dir: &std::path::Path,
+    text: &str,
+    hosts: &[String],
+    settings: &ImportSettings,
+) -> ImportReport {
+    let path = dir.join("in.xml");
+    std::fs::write(&path, text).unwrap();
+    let (report, read) = import(&path, storage, hosts, settings).await;
+    read.unwrap();
+    report
+}
+
 /// `(node, access model, item ids, payload text)` of every PEP node of `jid`.
 async fn pep_state(storage: &Storage, jid: &BareJid) -> Vec<(String, AccessModel, String)> {
     let store = PepStore::new(storage.map.clone());
@@ -317,19 +332,13 @@ async fn pep_and_archive_are_written_and_an_export_imports_to_the_same() {
 async fn an_account_past_its_pep_quota_is_not_left_half_made() {
     let dir = tempfile::tempdir().unwrap();
     let storage = storage(dir.path()).await;
-    let path = dir.path().join("in.xml");
-    std::fs::write(
-        &path,
-        file(&format!(
-            "<user name='juliet' password='p'>{}{ROMEO_PEP}</user>",
-            archive_xml("juliet")
-        )),
-    )
-    .unwrap();
     let mut settings = ImportSettings::default();
     settings.pep.max_bytes = 300;
-    let (report, read) = import(&path, &storage, &hosts(), &settings).await;
-    read.unwrap();
+    let text = file(&format!(
+        "<user name='juliet' password='p'>{}{ROMEO_PEP}</user>",
+        archive_xml("juliet")
+    ));
+    let report = import_text(&storage, dir.path(), &text, &hosts(), &settings).await;
     assert!(report.imported.is_empty(), "{report:?}");
     assert!(report.refused[0].1.contains("quota"), "{report:?}");
     let juliet = BareJid::new("juliet@a.test").unwrap();
@@ -360,26 +369,70 @@ impl TapMkdir for std::path::PathBuf {
 async fn an_item_id_listed_twice_keeps_its_last_payload_in_its_last_place() {
     let dir = tempfile::tempdir().unwrap();
     let storage = storage(dir.path()).await;
-    let path = dir.path().join("in.xml");
-    std::fs::write(
-        &path,
-        file(
-            "<user name='r' password='p'>\
+    let text = file(
+        "<user name='r' password='p'>\
              <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='n'>\
              <x xmlns='jabber:x:data' type='submit'><field var='pubsub#max_items'><value>10</value>\
              </field></x></configure></pubsub>\
              <pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'>\
              <item id='a'><v xmlns='urn:v'>1</v></item><item id='b'><v xmlns='urn:v'>2</v></item>\
              <item id='a'><v xmlns='urn:v'>3</v></item></items></pubsub></user>",
-        ),
+    );
+    let report = import_text(
+        &storage,
+        dir.path(),
+        &text,
+        &hosts(),
+        &ImportSettings::default(),
     )
-    .unwrap();
-    let (report, read) = import(&path, &storage, &hosts(), &ImportSettings::default()).await;
-    read.unwrap();
+    .await;
     assert_eq!(report.imported, ["r@a.test"], "{report:?}");
     let state = pep_state(&storage, &BareJid::new("r@a.test").unwrap()).await;
     assert_eq!(
         state[0].2, "b=<v xmlns=\"urn:v\">2</v>,a=<v xmlns=\"urn:v\">3</v>",
         "{state:?}"
     );
+}
+
+/// The PEP and archive parts of what Prosody 0.12.3's `prosody-migrator` wrote for pamela
+/// (interop/migrate.sh): every node option exported, empty where the node has its default,
+/// and the archive's message without a `<stanza-id/>`.
+const PROSODY_PAMELA: &str = "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='http://jabber.org/protocol/nick'><x type='submit' xmlns='jabber:x:data'><field type='hidden' var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field type='text-single' var='pubsub#title'/><field type='text-single' var='pubsub#description'/><field type='text-single' var='pubsub#type'/><field type='text-single' var='pubsub#max_items'/><field type='boolean' var='pubsub#persist_items'/><field type='list-single' var='pubsub#access_model'/><field type='list-single' var='pubsub#publish_model'/><field type='list-single' var='pubsub#send_last_published_item'/><field type='boolean' var='pubsub#deliver_notifications'><value>1</value></field><field type='boolean' var='pubsub#deliver_payloads'><value>1</value></field><field type='list-single' var='pubsub#notification_type'/><field type='boolean' var='pubsub#notify_delete'><value>1</value></field><field type='boolean' var='pubsub#notify_retract'><value>1</value></field></x></configure></pubsub><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='http://jabber.org/protocol/nick'><item id='4d9c951e-bdbc-40b4-bbdb-8586c6fa4c27'><nick xmlns='http://jabber.org/protocol/nick'>Pamela of localhost</nick></item></items></pubsub><archive xmlns='urn:xmpp:pie:0#mam'><result id='mpV5YEFUofzR1CnJMf8EGpqL' xmlns='urn:xmpp:mam:2'><forwarded xmlns='urn:xmpp:forward:0'><delay stamp='2026-12-07T17:51:34Z' xmlns='urn:xmpp:delay'/><message to='peter@localhost' xmlns='jabber:client' from='pamela@localhost/migrated' type='chat' id='75f28d86388a416e8b3a6f62f21fbd7f' xml:lang='en'><body>archived on Prosody bcd01595</body></message></forwarded></result></archive>";
+
+#[tokio::test]
+async fn a_prosody_export_keeps_its_nodes_defaults_and_its_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(dir.path()).await;
+    let text = format!(
+        "{HEAD}<host jid='localhost'><user name='pamela' password='p'>{PROSODY_PAMELA}</user>\
+             </host></server-data>"
+    );
+    let hosts = vec!["localhost".to_owned()];
+    let report = import_text(
+        &storage,
+        dir.path(),
+        &text,
+        &hosts,
+        &ImportSettings::default(),
+    )
+    .await;
+    assert_eq!(report.imported, ["pamela@localhost"], "{report:?}");
+    // Only the options with a value this server lacks are reported.
+    assert_eq!(
+        report.notes,
+        [(
+            "pamela@localhost".to_owned(),
+            "PEP node options not kept: pubsub#notify_delete".to_owned()
+        )]
+    );
+    let pamela = BareJid::new("pamela@localhost").unwrap();
+    let pep = pep_state(&storage, &pamela).await;
+    assert_eq!(pep.len(), 1);
+    // No access model in the file: PEP's default (presence), not the owner alone.
+    assert_eq!(pep[0].1, AccessModel::Presence);
+    assert!(pep[0].2.contains("Pamela of localhost"), "{pep:?}");
+    let archive = archive_state(&storage, &pamela).await;
+    assert_eq!(archive.len(), 1);
+    assert_eq!(archive[0].0, "peter@localhost");
+    assert!(archive[0].2.contains("archived on Prosody"), "{archive:?}");
 }
