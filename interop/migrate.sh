@@ -12,7 +12,8 @@
 # export_piefxis. A fresh xmppd imports both exports, starts, and each account logs in with
 # its old password (slixmpp_migrated.py) and finds its roster, the Prosody ones pamela's
 # nick in her PEP (peter reading it too, as its access model allows) and the message in both
-# archives (XEP-0313), and the ejabberd ones their vCard and offline message.
+# archives (XEP-0313) under the ids Prosody gave it, and the ejabberd ones their vCard and
+# offline message.
 #
 # Both peers keep SCRAM-SHA-1 credentials only (their default), so the xmppd that takes them
 # over does not offer SCRAM-SHA-256 (README, "Moving from Prosody or ejabberd").
@@ -22,6 +23,11 @@ migrate_free_port() {
 }
 
 migrate_password() { echo "$1-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"; }
+
+# migrate_archive_id FILE: the id of the first archived message of a XEP-0227 file.
+migrate_archive_id() {
+    grep -o "<result [^>]*>" "$1" | head -n1 | grep -o "id='[^']*'" | cut -d"'" -f2
+}
 
 migrate_wait_port() { # pid port seconds
     local i
@@ -177,7 +183,7 @@ YML
 }
 
 migrate_check() {
-    local d="$scratch/migrate/xmppd" port pid status=0 main
+    local d="$scratch/migrate/xmppd" port pid status=0 main pamela_id peter_id
     migrate_prosody_export || { echo "the Prosody export failed"; return 1; }
     migrate_ejabberd_export || { echo "the ejabberd export failed"; return 1; }
     mkdir -p "$d" || return 1
@@ -202,6 +208,10 @@ TOML
     "$xmppd" --config "$d/xmppd.toml" import "$scratch/migrate/prosody/out/pamela@$domain.xml" \
         "$scratch/migrate/prosody/out/peter@$domain.xml" "$main" | tee "$d/import.log" || return 1
     grep -q "4 imported, 0 already there, 0 refused" "$d/import.log" || return 1
+    # Each archive's message keeps the id Prosody gave it there.
+    pamela_id="$(migrate_archive_id "$scratch/migrate/prosody/out/pamela@$domain.xml")"
+    peter_id="$(migrate_archive_id "$scratch/migrate/prosody/out/peter@$domain.xml")"
+    [[ -n "$pamela_id" && -n "$peter_id" ]] || return 1
     "$xmppd" --config "$d/xmppd.toml" serve >"$d/xmppd.log" 2>&1 &
     pid=$!
     helper_pids+=("$pid")
@@ -209,10 +219,10 @@ TOML
     local common=(--port "$port" --ca "$scratch/ca.pem" --timeout 30)
     timeout 45 "$PYTHON" "$here/slixmpp_migrated.py" "${common[@]}" --jid "pamela@$domain" \
         --password-env PAMELA_PASSWORD --contact "peter@$domain" --nick "$MIGRATE_NICK" \
-        --archived-body "$MIGRATE_BODY" || status=1
+        --archived-body "$MIGRATE_BODY" --archived-id "$pamela_id" || status=1
     timeout 45 "$PYTHON" "$here/slixmpp_migrated.py" "${common[@]}" --jid "peter@$domain" \
         --password-env PETER_PASSWORD --contact "pamela@$domain" --contact-nick "$MIGRATE_NICK" \
-        --archived-body "$MIGRATE_BODY" || status=1
+        --archived-body "$MIGRATE_BODY" --archived-id "$peter_id" || status=1
     timeout 45 "$PYTHON" "$here/slixmpp_migrated.py" "${common[@]}" --jid "ed@$domain" \
         --password-env ED_PASSWORD --contact "eve@$domain" --group Friends --vcard-fn "Ed Wood" \
         --offline-body "kept while you were away" || status=1

@@ -9,7 +9,8 @@ presence; with --vcard-fn, the account's own vCard must carry that FN; with --ni
 account's PEP node http://jabber.org/protocol/nick (XEP-0172) must hold that nick, and with
 --contact-nick the contact's (which the node's access model must let the account read); with
 --archived-body, the account's message archive (XEP-0313) must hold a message with exactly
-that body, under an archive id.
+that body, under an archive id (with --archived-id, that one: the id it had on the old
+server).
 
 On the old server, before the export, the same script makes that data instead:
 --publish-nick publishes a nick to the account's PEP and --send-body sends the contact a chat
@@ -67,6 +68,8 @@ async def check_pep_and_archive(client, args):
         ids = [aid for aid, body in found if body == args.archived_body and aid]
         if not ids:
             raise Failure(f"{args.jid}: the archive holds {found}, not {args.archived_body!r}")
+        if args.archived_id and ids != [args.archived_id]:
+            raise Failure(f"{args.jid}: {args.archived_body!r} is under {ids}, not {args.archived_id}")
         log(f"{args.jid}: archived {args.archived_body!r} under id {ids[0]}")
 
 
@@ -123,6 +126,7 @@ def add_arguments(p):
     p.add_argument("--nick")
     p.add_argument("--contact-nick")
     p.add_argument("--archived-body")
+    p.add_argument("--archived-id")
     p.add_argument("--publish-nick")
     p.add_argument("--send-body")
 

@@ -48,6 +48,9 @@
 //! recipient's write fails after the sender's succeeded, the sender's archive holds a message
 //! that was bounced, which the bounce makes visible to the sender.
 //!
+//! Messages imported from another server (`xmppd import`, XEP-0227) keep the ids they had
+//! there, which their owner's clients page from (`imported_ids.rs`).
+//!
 //! # Queries (`query.rs`)
 //!
 //! Only the account itself may query its archive (iq to its bare JID or without `to`;
@@ -74,6 +77,7 @@
 //! The archive is removed with the account (the storage's `delete_user` covers every store).
 
 mod ids;
+mod imported_ids;
 mod prefs;
 mod query;
 mod rules;
@@ -104,6 +108,7 @@ use xmppd_proto::stanza_id::StanzaId;
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 
 pub use ids::{IdCipher, IdKeys, KEY_STORE};
+pub use imported_ids::{MAX_IMPORTED_ID, imported_id, keep_imported_ids};
 use prefs::PrefsStore;
 pub use query::{ArchiveView, Page, QueryError};
 pub use writer::{Pending, Writer};

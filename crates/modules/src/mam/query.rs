@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use jid::{BareJid, FullJid, Jid};
 use tracing::warn;
 use xmppd_core::router::client_bytes;
-use xmppd_core::storage::{ArchiveQuery, ArchiveRecord, ArchiveStore, StorageError};
+use xmppd_core::storage::{ArchiveQuery, ArchiveRecord, ArchiveStore, MapStore, StorageError};
 use xmppd_core::{IqHandler, IqRequest, Outbound};
 use xmppd_im::parse_stored;
 use xmppd_proto::data_form::{DataForm, FORM_TYPE};
@@ -280,6 +280,9 @@ pub struct ArchiveView<'a> {
     pub store: &'a str,
     /// The public ids of this archive's host.
     pub cipher: &'a IdCipher,
+    /// Where ids kept from an import are (`imported_ids.rs`); `None` for archives that are
+    /// never imported (rooms).
+    pub imported: Option<&'a dyn MapStore>,
     /// Most results in a page.
     pub max_page: usize,
     /// The oldest time a query may see (retention not yet swept).
@@ -315,22 +318,19 @@ impl ArchiveView<'_> {
     pub async fn page(&self, query: &Query, room: usize) -> Result<Page, QueryError> {
         let mut filter = parse_form(query.form.as_ref())?;
         let mut set = query.set.clone().unwrap_or_default();
-        // Public ids to store ids; one this server never handed out is not in the archive.
-        let cipher = self.cipher;
-        let decode = |id: &String| {
-            cipher
-                .decode(id)
-                .ok_or_else(|| QueryError::NotFound(id.clone()))
-        };
-        filter.before_id = filter.before_id.as_ref().map(decode).transpose()?;
-        filter.after_id = filter.after_id.as_ref().map(decode).transpose()?;
-        filter.ids = match &filter.ids {
-            Some(ids) => Some(ids.iter().map(decode).collect::<Result<_, _>>()?),
-            None => None,
-        };
-        set.after = set.after.as_ref().map(decode).transpose()?;
+        // Public ids to store ids; one this server never handed out (nor kept from an
+        // import) is not in the archive.
+        let kept = self.kept_ids().await?;
+        filter.before_id = self.decode_opt(kept, filter.before_id.as_ref()).await?;
+        filter.after_id = self.decode_opt(kept, filter.after_id.as_ref()).await?;
+        if let Some(ids) = &mut filter.ids {
+            for id in ids.iter_mut() {
+                *id = self.decode_id(kept, id).await?;
+            }
+        }
+        set.after = self.decode_opt(kept, set.after.as_ref()).await?;
         let rsm_before = match &set.before {
-            Some(Before::Item(id)) => Some(decode(id)?),
+            Some(Before::Item(id)) => Some(self.decode_id(kept, id).await?),
             _ => None,
         };
         let mut referenced: BTreeSet<&str> = BTreeSet::new();
@@ -413,10 +413,13 @@ impl ArchiveView<'_> {
                 Some(count_usize(n))
             }
         };
+        for r in &mut records {
+            r.id = self.encode_id(kept, &r.id).await?;
+        }
         let set = SetResult {
-            first: records.first().map(|r| cipher.encode(&r.id)),
+            first: records.first().map(|r| r.id.clone()),
             first_index,
-            last: records.last().map(|r| cipher.encode(&r.id)),
+            last: records.last().map(|r| r.id.clone()),
             count: Some(count_usize(count)),
         };
         if query.flip_page {
@@ -425,10 +428,7 @@ impl ArchiveView<'_> {
         let queryid = query.queryid.as_deref();
         let results = records
             .into_iter()
-            .map(|mut r| {
-                r.id = cipher.encode(&r.id);
-                to_result(self.label, queryid, r)
-            })
+            .map(|r| to_result(self.label, queryid, r))
             .collect();
         Ok(Page {
             results,
@@ -458,6 +458,7 @@ impl Inner {
             node,
             store: STORE,
             cipher: &cipher,
+            imported: Some(&*self.storage.map),
             max_page: self.settings.max_page.get(),
             visible_from: self.visible_from(),
             label: &label,
@@ -495,15 +496,18 @@ impl ArchiveView<'_> {
         let (host, node, store) = (self.host, self.node, self.store);
         let first = self.archive.query(host, node, store, &end(false)).await?;
         let last = self.archive.query(host, node, store, &end(true)).await?;
-        let bound = |r: &ArchiveRecord| Bound {
-            id: self.cipher.encode(&r.id),
-            timestamp: time_of(r.timestamp_us),
+        let (Some(first), Some(last)) = (first.first(), last.first()) else {
+            return Ok(Metadata { bounds: None });
+        };
+        let kept = self.kept_ids().await?;
+        let bound = async |r: &ArchiveRecord| {
+            Ok::<_, QueryError>(Bound {
+                id: self.encode_id(kept, &r.id).await?,
+                timestamp: time_of(r.timestamp_us),
+            })
         };
         Ok(Metadata {
-            bounds: first
-                .first()
-                .zip(last.first())
-                .map(|(f, l)| (bound(f), bound(l))),
+            bounds: Some((bound(first).await?, bound(last).await?)),
         })
     }
 }

@@ -356,3 +356,88 @@ fn small_limits_trim_on_every_append_and_large_ones_now_and_then() {
         "{trims} trims in a million appends"
     );
 }
+
+/// Ids kept from an import (XEP-0227) name their records both ways: in results, in `<fin/>`,
+/// in the metadata, and as `after`/`before`/`ids` of a query. An id listed twice names its
+/// first record only; a record without a kept id, such as one archived live, has this
+/// server's id.
+#[tokio::test]
+async fn ids_kept_from_an_import_name_their_records_both_ways() {
+    use xmppd_core::storage::{ArchiveAppend, NewArchiveRecord};
+    use xmppd_proto::mam::Query;
+    use xmppd_proto::rsm::{Before, SetQuery};
+
+    let (_dir, mam) = module(None).await;
+    let alice = jid::BareJid::new("alice@localhost").expect("jid");
+    let storage = &mam.inner.storage;
+    let imported = |body: &str| ArchiveAppend {
+        host: "localhost".into(),
+        user: "alice".into(),
+        store: super::STORE.into(),
+        record: NewArchiveRecord {
+            with: "bob@localhost".into(),
+            timestamp_us: super::now_us(),
+            payload: format!("<message type='chat'><body>{body}</body></message>").into_bytes(),
+        },
+        keep_last: None,
+        keep_bytes: None,
+        expire_before_us: None,
+    };
+    let stored = storage
+        .archive
+        .append_batch(&[imported("one"), imported("two")])
+        .await
+        .expect("append");
+    let pairs = [
+        ("old-1".to_owned(), stored[0].clone()),
+        ("old-1".to_owned(), stored[1].clone()),
+    ];
+    super::keep_imported_ids(&*storage.map, "localhost", "alice", &pairs)
+        .await
+        .expect("keep");
+    continued(
+        mam.inner
+            .receive(
+                incoming(
+                    "<message from='bob@localhost/x' to='alice@localhost' type='chat'>\
+                     <body>three</body></message>",
+                ),
+                &alice,
+            )
+            .await,
+    );
+    let page = |set: SetQuery| {
+        let query = Query {
+            set: Some(set),
+            ..Query::default()
+        };
+        let inner = mam.inner.clone();
+        let alice = alice.clone();
+        async move { inner.page(&alice, &query, 10).await.expect("page") }
+    };
+    let all = page(SetQuery::default()).await;
+    let ids: Vec<String> = all.results.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids[0], "old-1");
+    assert_eq!(ids.len(), 3);
+    assert!(ids[1].len() == 16 && ids[2].len() == 16, "{ids:?}");
+    assert_eq!(all.fin.set.first.as_deref(), Some("old-1"));
+    let after = page(SetQuery {
+        after: Some("old-1".into()),
+        ..SetQuery::default()
+    })
+    .await;
+    assert_eq!(after.results.len(), 2);
+    let before = page(SetQuery {
+        before: Some(Before::Item(ids[2].clone())),
+        ..SetQuery::default()
+    })
+    .await;
+    let before: Vec<String> = before.results.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(before, ids[..2]);
+    let metadata = mam.inner.metadata(&alice).await.expect("metadata");
+    let (first, last) = metadata.bounds.expect("bounds");
+    assert_eq!(
+        (first.id.as_str(), last.id.as_str()),
+        ("old-1", ids[2].as_str())
+    );
+}

@@ -300,6 +300,7 @@ impl Room {
             node: self.jid.node().map_or("", |n| n.as_str()),
             store: crate::store::ARCHIVE,
             cipher,
+            imported: None,
             max_page: ctx.shared.settings.archive_max_page,
             visible_from: ctx.shared.settings.expire_before_us(crate::now_us()),
             label: self.jid.as_str(),

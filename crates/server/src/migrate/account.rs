@@ -39,7 +39,7 @@ pub struct ImportedAccount {
     offline: Vec<NewArchiveRecord>,
     pep: Vec<ImportedNode>,
     /// The message archive, oldest first, within the MAM module's limits.
-    pub(super) archive: Vec<NewArchiveRecord>,
+    pub(super) archive: Vec<archive::Archived>,
     /// Children of `<user/>` this server does not import, by name.
     pub skipped: Vec<String>,
     /// What of the account's data was left out, and why (limits, unknown options).

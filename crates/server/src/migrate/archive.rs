@@ -9,11 +9,13 @@
 //! the module removes them from every incoming message (XEP-0359 §3 rule 2): the archive's
 //! own id is given with each result, and a stale one would name another message here.
 //!
-//! **Archive ids are this server's.** XEP-0313 §3 makes the id a server-assigned,
-//! unpredictable UID, and this server derives it from the record's position in its store
-//! (`xmppd_modules::mam` ids); a result's `id` from the file is not kept, so a client that
-//! remembered the last id it saw on the old server pages from the start of the archive
-//! instead of from there. The order and the times are kept, so queries by time work as before.
+//! **Archive ids are kept.** Each result's `id` is the id its owner's clients know the
+//! message by: the last one they saw is where their next query pages from (XEP-0313 `after-id`,
+//! RSM `<after/>`). The MAM module keeps it beside the record and answers queries with it
+//! (`xmppd_modules::mam::keep_imported_ids`); an id listed twice, or longer than
+//! [`xmppd_modules::mam::MAX_IMPORTED_ID`], is kept for its first record only and the others get ids of this
+//! server, so that no id names two messages. The export writes the kept ids, so a second
+//! import keeps them again.
 //!
 //! The module's limits hold as they would have on the old server's messages: messages older
 //! than `retention_days` are left out, and past `max_messages` or `max_bytes` the oldest give
@@ -25,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::ImportError;
 use jid::{BareJid, Jid};
 use xmppd_core::storage::{ArchiveAppend, ArchiveQuery, NewArchiveRecord, Storage};
-use xmppd_modules::mam::{IdKeys, MamSettings, STORE};
+use xmppd_modules::mam::{IdKeys, MamSettings, STORE, imported_id, keep_imported_ids};
 use xmppd_proto::forwarded::Forwarded;
 use xmppd_proto::mam::ArchivedResult;
 use xmppd_proto::stanza::parse_stored;
@@ -40,8 +42,17 @@ fn micros(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// One archived message of the file.
+#[derive(Debug)]
+pub struct Archived {
+    /// Its id on the old server (may be empty).
+    pub id: String,
+    /// The record it becomes.
+    pub record: NewArchiveRecord,
+}
+
 /// One serialised `<result/>` (the `n`-th, from 1) as a record of `owner`'s archive.
-pub fn record(bytes: &[u8], owner: &BareJid, n: usize) -> Result<NewArchiveRecord, String> {
+pub fn record(bytes: &[u8], owner: &BareJid, n: usize) -> Result<Archived, String> {
     let what = || format!("archived message {n}");
     let el = parse_stored(bytes).ok_or_else(|| format!("{}: unreadable", what()))?;
     // Exporters of the older XEP-0313 namespaces write the same shape.
@@ -76,30 +87,33 @@ pub fn record(bytes: &[u8], owner: &BareJid, n: usize) -> Result<NewArchiveRecor
     };
     let mut payload = Vec::new();
     message.write_to(&mut payload, ns::CLIENT);
-    Ok(NewArchiveRecord {
-        with: with.unwrap_or_default().to_owned(),
-        timestamp_us: micros(stamp),
-        payload,
+    Ok(Archived {
+        id: el.attr("id").unwrap_or_default().to_owned(),
+        record: NewArchiveRecord {
+            with: with.unwrap_or_default().to_owned(),
+            timestamp_us: micros(stamp),
+            payload,
+        },
     })
 }
 
 /// Applies the module's limits to an account's records (oldest first): what is left, and
 /// notes on what was left out.
 pub fn within_limits(
-    mut records: Vec<NewArchiveRecord>,
+    mut records: Vec<Archived>,
     settings: &MamSettings,
     notes: &mut Vec<String>,
-) -> Vec<NewArchiveRecord> {
+) -> Vec<Archived> {
     // The file's order is the archive's order (§archive says oldest first); an exporter that
     // wrote another order has its records put in time order, so that queries by time and by
     // position agree.
-    if !records.is_sorted_by_key(|r| r.timestamp_us) {
-        records.sort_by_key(|r| r.timestamp_us);
+    if !records.is_sorted_by_key(|r| r.record.timestamp_us) {
+        records.sort_by_key(|r| r.record.timestamp_us);
     }
     if settings.retention_days > 0 {
         let before = micros(SystemTime::now())
             .saturating_sub(i64::from(settings.retention_days) * 86_400_000_000);
-        let expired = records.partition_point(|r| r.timestamp_us < before);
+        let expired = records.partition_point(|r| r.record.timestamp_us < before);
         if expired > 0 {
             records.drain(..expired);
             notes.push(format!(
@@ -118,7 +132,7 @@ pub fn within_limits(
             .iter()
             .rev()
             .take_while(|r| {
-                bytes += r.payload.len() as u64;
+                bytes += r.record.payload.len() as u64;
                 bytes <= settings.max_bytes
             })
             .count();
@@ -136,32 +150,33 @@ pub fn within_limits(
     records
 }
 
-/// Appends the records to the account's archive, [`BATCH`] per transaction.
-pub async fn write(
-    storage: &Storage,
-    jid: &BareJid,
-    records: &[NewArchiveRecord],
-) -> Result<(), String> {
+/// Appends the records to the account's archive, [`BATCH`] per transaction, each batch's
+/// old ids kept in one more.
+pub async fn write(storage: &Storage, jid: &BareJid, records: &[Archived]) -> Result<(), String> {
     let host = jid.domain().as_str();
     let user = jid.node().map_or("", |n| n.as_str());
     for chunk in records.chunks(BATCH) {
         let batch: Vec<ArchiveAppend> = chunk
             .iter()
-            .map(|record| ArchiveAppend {
+            .map(|archived| ArchiveAppend {
                 host: host.to_owned(),
                 user: user.to_owned(),
                 store: STORE.to_owned(),
-                record: record.clone(),
+                record: archived.record.clone(),
                 keep_last: None,
                 keep_bytes: None,
                 expire_before_us: None,
             })
             .collect();
-        storage
+        let ids = storage
             .archive
             .append_batch(&batch)
             .await
             .map_err(|e| format!("message archive: {e}"))?;
+        let pairs: Vec<(String, String)> = chunk.iter().map(|a| a.id.clone()).zip(ids).collect();
+        keep_imported_ids(&*storage.map, host, user, &pairs)
+            .await
+            .map_err(|e| format!("message archive ids: {e}"))?;
     }
     Ok(())
 }
@@ -187,6 +202,7 @@ pub async fn export(
     };
     let mut cipher = None;
     let mut written = 0;
+    let kept = storage.map.count(host, user, STORE).await.map_err(failed)? > 0;
     loop {
         let page = storage
             .archive
@@ -212,9 +228,15 @@ pub async fn export(
             };
             let stamp = UNIX_EPOCH
                 + std::time::Duration::from_micros(u64::try_from(record.timestamp_us).unwrap_or(0));
+            let kept_id = match kept {
+                true => imported_id(&*storage.map, host, user, &record.id)
+                    .await
+                    .map_err(failed)?,
+                false => None,
+            };
             let result = ArchivedResult {
                 queryid: None,
-                id: cipher.encode(&record.id),
+                id: kept_id.unwrap_or_else(|| cipher.encode(&record.id)),
                 forwarded: Forwarded::new(message).with_delay(Delay::new(stamp)),
             };
             let mut bytes = Vec::new();

@@ -183,7 +183,9 @@ fn an_archive_past_the_module_limits_keeps_its_newest_messages_and_says_so() {
     )));
     let account = validate(user, &hosts(), &settings).unwrap();
     assert_eq!(account.archive.len(), 1);
-    assert!(String::from_utf8_lossy(&account.archive[0].payload).contains("What man art thou"));
+    assert!(
+        String::from_utf8_lossy(&account.archive[0].record.payload).contains("What man art thou")
+    );
     assert!(
         account
             .notes
@@ -246,29 +248,29 @@ async fn pep_state(storage: &Storage, jid: &BareJid) -> Vec<(String, AccessModel
     out
 }
 
-/// `(with, time, payload)` of every archived message of `jid`.
-async fn archive_state(storage: &Storage, jid: &BareJid) -> Vec<(String, i64, String)> {
+/// `(kept id, with, time, payload)` of every archived message of `jid`.
+async fn archive_state(storage: &Storage, jid: &BareJid) -> Vec<(String, String, i64, String)> {
     let (host, user) = (jid.domain().as_str(), jid.node().unwrap().as_str());
+    let store = xmppd_modules::mam::STORE;
     let records = storage
         .archive
-        .query(
-            host,
-            user,
-            xmppd_modules::mam::STORE,
-            &ArchiveQuery::default(),
-        )
+        .query(host, user, store, &ArchiveQuery::default())
         .await
         .unwrap();
-    records
-        .into_iter()
-        .map(|r| {
-            (
-                r.with,
-                r.timestamp_us,
-                String::from_utf8(r.payload).unwrap(),
-            )
-        })
-        .collect()
+    let mut out = Vec::new();
+    for r in records {
+        let kept = xmppd_modules::mam::imported_id(&*storage.map, host, user, &r.id)
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        out.push((
+            kept,
+            r.with,
+            r.timestamp_us,
+            String::from_utf8(r.payload).unwrap(),
+        ));
+    }
+    out
 }
 
 #[tokio::test]
@@ -311,11 +313,13 @@ async fn pep_and_archive_are_written_and_an_export_imports_to_the_same() {
     let archive = archive_state(&first, &juliet).await;
     assert_eq!(archive.len(), 2);
     // Incoming: with the sender; outgoing: with the recipient; the forged stanza-id gone.
-    assert_eq!(archive[0].0, "romeo@montague.lit/orchard");
-    assert_eq!(archive[0].1, 1_278_803_305_000_000);
-    assert!(!archive[0].2.contains("forged"), "{}", archive[0].2);
-    assert_eq!(archive[1].0, "romeo@montague.lit/orchard");
-    assert!(archive[1].2.contains("What man art thou"));
+    assert_eq!(archive[0].0, "28482-98726-73623");
+    assert_eq!(archive[0].1, "romeo@montague.lit/orchard");
+    assert_eq!(archive[0].2, 1_278_803_305_000_000);
+    assert!(!archive[0].3.contains("forged"), "{}", archive[0].3);
+    assert_eq!(archive[1].0, "5d398-28273-f7382");
+    assert_eq!(archive[1].1, "romeo@montague.lit/orchard");
+    assert!(archive[1].3.contains("What man art thou"));
 
     let exported = dir.path().join("out.xml");
     assert_eq!(export(&exported, &first, &hosts()).await.unwrap(), 1);
@@ -433,6 +437,7 @@ async fn a_prosody_export_keeps_its_nodes_defaults_and_its_archive() {
     assert!(pep[0].2.contains("Pamela of localhost"), "{pep:?}");
     let archive = archive_state(&storage, &pamela).await;
     assert_eq!(archive.len(), 1);
-    assert_eq!(archive[0].0, "peter@localhost");
-    assert!(archive[0].2.contains("archived on Prosody"), "{archive:?}");
+    assert_eq!(archive[0].0, "mpV5YEFUofzR1CnJMf8EGpqL");
+    assert_eq!(archive[0].1, "peter@localhost");
+    assert!(archive[0].3.contains("archived on Prosody"), "{archive:?}");
 }

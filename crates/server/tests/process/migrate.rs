@@ -1,7 +1,8 @@
 //! `xmppd import` and `xmppd export` (XEP-0227): accounts come over with their SCRAM
 //! credentials and log in with their old passwords, with their rosters, vCards, private XML,
 //! offline messages, PEP nodes (with their access models) and message archives (queried over
-//! XEP-0313); an existing account is never changed; an export imports again.
+//! XEP-0313, under the ids they had); an existing account is never changed; an export
+//! imports again.
 
 use crate::common;
 
@@ -107,26 +108,41 @@ async fn iq_result(client: &mut TestClient, id: &str, payload: &str) -> anyhow::
     Ok(el.to_string())
 }
 
-/// Alice's archive over XEP-0313: both messages, oldest first, with their times, each with
-/// an archive id that the `<fin/>` names too.
-async fn check_archive(alice: &mut TestClient) -> anyhow::Result<()> {
-    alice
-        .send("<iq type='set' id='mam1'><query xmlns='urn:xmpp:mam:2' queryid='q1'/></iq>")
+/// The results and the final iq of a MAM query (`inner` is the query's content).
+async fn mam_query(
+    client: &mut TestClient,
+    id: &str,
+    inner: &str,
+) -> anyhow::Result<(Vec<xmppd_xml::Element>, String)> {
+    client
+        .send(&format!(
+            "<iq type='set' id='{id}'><query xmlns='urn:xmpp:mam:2'>{inner}</query></iq>"
+        ))
         .await?;
     let mut results = Vec::new();
-    let fin = loop {
-        let el = alice.recv().await?;
-        if el.name() == "iq" && el.attr("id") == Some("mam1") {
-            break el;
+    loop {
+        let el = client.recv().await?;
+        if el.name() == "iq" && el.attr("id") == Some(id) {
+            if el.attr("type") != Some("result") {
+                bail!("{id}: {el}");
+            }
+            return Ok((results, el.to_string()));
         }
         if let Some(result) = el.child("result", "urn:xmpp:mam:2") {
             results.push(result.clone());
         }
-    };
-    if fin.attr("type") != Some("result") || results.len() != 2 {
-        bail!("archive: {} results, then {fin}", results.len());
     }
+}
+
+/// Alice's archive over XEP-0313: both messages, oldest first, with their times and the ids
+/// they had on the old server, which a client pages from.
+async fn check_archive(alice: &mut TestClient) -> anyhow::Result<()> {
+    let (results, fin) = mam_query(alice, "mam1", "").await?;
     let text: Vec<String> = results.iter().map(ToString::to_string).collect();
+    let ids: Vec<&str> = results.iter().filter_map(|r| r.attr("id")).collect();
+    if ids != ["old-1", "old-2"] || !fin.contains("old-1") || !fin.contains("old-2") {
+        bail!("archive ids {ids:?}, fin {fin}: {text:?}");
+    }
     for (i, (body, stamp)) in [
         ("the first archived line", "2025-05-01T10:00:00"),
         ("and the answer", "2025-05-01T10:01:00"),
@@ -138,10 +154,11 @@ async fn check_archive(alice: &mut TestClient) -> anyhow::Result<()> {
             bail!("archived message {i}: {}", text[i]);
         }
     }
+    let after = "<set xmlns='http://jabber.org/protocol/rsm'><after>old-1</after></set>";
+    let (results, _) = mam_query(alice, "mam2", after).await?;
     let ids: Vec<&str> = results.iter().filter_map(|r| r.attr("id")).collect();
-    let fin = fin.to_string();
-    if ids.len() != 2 || ids[0] == ids[1] || !fin.contains(ids[0]) || !fin.contains(ids[1]) {
-        bail!("archive ids {ids:?} and fin {fin}");
+    if ids != ["old-2"] {
+        bail!("after old-1: {ids:?}");
     }
     Ok(())
 }
