@@ -36,9 +36,9 @@ pub use hooks::{
 pub use invites::{Invite, InviteKind, Invites, NewInvite};
 pub use live::Live;
 pub use module::{
-    AccountItems, ConfigSource, HostModules, InBandRegistration, IqHandler, IqRequest, IqTarget,
-    IqType, Module, ModuleCtx, ModuleError, NoSettings, RegistrationRequest, Registry,
-    RegistryBuilder, RouterHandle, ServerNodes, Service,
+    AccountItems, ConfigSource, Fixed, HostModules, InBandRegistration, IqHandler, IqRequest,
+    IqTarget, IqType, Live, Module, ModuleCtx, ModuleError, NoSettings, Reconfigure, Reconfigured,
+    RegistrationRequest, Registry, RegistryBuilder, RestartKey, RouterHandle, ServerNodes, Service,
 };
 pub use outbound::Outbound;
 pub use queue::{Next, QueueReceiver, QueueSender, QueueSignal, session_queue};

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-use super::{Module, Registry};
+use super::{Module, Reconfigure, Registry};
 use crate::router::Router;
 use crate::storage::Storage;
 
@@ -279,6 +279,32 @@ impl<'a> RegistryBuilder<'a> {
         C: DeserializeOwned + Default,
         F: FnOnce(C, &mut ModuleCtx<'_>) -> Result<M, ModuleError>,
     {
+        if let Some(module) = self.build(name, build)? {
+            self.registry.add_module(name, Arc::new(module));
+        }
+        Ok(())
+    }
+
+    /// Declares the module `name` like [`RegistryBuilder::module`], and keeps it as one that
+    /// a reload gives its new section ([`Registry::reconfigure`]).
+    pub fn reloadable<M, F>(&mut self, name: &'static str, build: F) -> Result<(), ModuleError>
+    where
+        M: Reconfigure,
+        F: FnOnce(M::Settings, &mut ModuleCtx<'_>) -> Result<M, ModuleError>,
+    {
+        if let Some(module) = self.build(name, build)? {
+            self.registry.add_reloadable(name, Arc::new(module));
+        }
+        Ok(())
+    }
+
+    /// Parses the section of `name` and builds the module, unless only validating or no host
+    /// runs it.
+    fn build<M, C, F>(&mut self, name: &'static str, build: F) -> Result<Option<M>, ModuleError>
+    where
+        C: DeserializeOwned + Default,
+        F: FnOnce(C, &mut ModuleCtx<'_>) -> Result<M, ModuleError>,
+    {
         if self.declared.contains(&name) {
             return Err(ModuleError::Registration(format!(
                 "the module {name} is declared twice"
@@ -300,10 +326,10 @@ impl<'a> RegistryBuilder<'a> {
             .map(|h| h.host.clone())
             .collect();
         let Some(storage) = self.storage else {
-            return Ok(());
+            return Ok(None);
         };
         if hosts.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut ctx = ModuleCtx {
             name,
@@ -312,9 +338,7 @@ impl<'a> RegistryBuilder<'a> {
             stores: &mut self.stores,
             router: self.router.clone(),
         };
-        let module = build(config, &mut ctx)?;
-        self.registry.add_module(name, Arc::new(module));
-        Ok(())
+        build(config, &mut ctx).map(Some)
     }
 
     /// The modules declared so far.

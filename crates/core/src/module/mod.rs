@@ -15,6 +15,7 @@ mod builder;
 mod iq;
 mod node;
 mod registration;
+mod reload;
 mod service;
 
 pub use account::AccountItems;
@@ -25,6 +26,7 @@ pub use builder::{
 pub use iq::{IqHandler, IqRequest, IqTarget, IqType};
 pub use node::ServerNodes;
 pub use registration::{InBandRegistration, RegistrationRequest};
+pub use reload::{Fixed, Live, Reconfigure, Reconfigured, RestartKey};
 pub use service::{Routed, Service};
 
 use std::collections::HashMap;
@@ -112,6 +114,8 @@ pub struct Registry {
     host_modules: HashMap<String, ModuleSet, crate::FastHasher>,
     /// The first registration conflict, reported when the registry is finished.
     conflict: Option<ModuleError>,
+    /// The modules that take new settings on a reload, by name, in registration order.
+    reloaders: Vec<(&'static str, Arc<dyn reload::Reloader>)>,
 }
 
 impl std::fmt::Debug for Registry {
