@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
-use xmppd_core::{Module, Registry};
+use xmppd_core::{Module, Reconfigure, Registry};
 use xmppd_proto::data_form::{DataForm, Field, FieldType, FormType};
 
 /// The `FORM_TYPE` of server information (XEP-0128, XEP-0157).
@@ -101,6 +101,8 @@ impl ContactInfoSettings {
 #[derive(Debug)]
 pub struct ContactInfo {
     form: Option<DataForm>,
+    /// The addresses registered at startup, to tell a reload which of them it cannot change.
+    running: ContactInfoSettings,
 }
 
 impl ContactInfo {
@@ -108,8 +110,35 @@ impl ContactInfo {
     pub fn new(settings: &ContactInfoSettings) -> Self {
         ContactInfo {
             form: settings.form(),
+            running: settings.clone(),
         }
     }
+}
+
+/// The form is part of the server's disco#info, which the registry fixes at startup: every
+/// changed address waits for the next restart.
+impl Reconfigure for ContactInfo {
+    type Settings = ContactInfoSettings;
+
+    fn check(&self, new: &mut ContactInfoSettings) -> Result<Vec<&'static str>, String> {
+        let (old, new) = (&self.running, &*new);
+        let roles = [
+            ("abuse", &old.abuse, &new.abuse),
+            ("admin", &old.admin, &new.admin),
+            ("feedback", &old.feedback, &new.feedback),
+            ("sales", &old.sales, &new.sales),
+            ("security", &old.security, &new.security),
+            ("status", &old.status, &new.status),
+            ("support", &old.support, &new.support),
+        ];
+        Ok(roles
+            .into_iter()
+            .filter(|(_, old, new)| old != new)
+            .map(|(key, _, _)| key)
+            .collect())
+    }
+
+    fn reconfigure(&self, _new: ContactInfoSettings) {}
 }
 
 impl Module for ContactInfo {
@@ -161,6 +190,15 @@ mod tests {
              <value>https://status.shakespeare.lit</value></field></x>"
         );
         assert_eq!(settings("").unwrap().form(), None);
+    }
+
+    #[test]
+    fn a_reload_names_the_changed_roles_for_a_restart() {
+        let running = ContactInfo::new(&settings("abuse = [\"mailto:a@b.lit\"]").unwrap());
+        let mut same = settings("abuse = [\"mailto:a@b.lit\"]").unwrap();
+        assert_eq!(running.check(&mut same), Ok(Vec::new()));
+        let mut changed = settings("admin = [\"mailto:c@b.lit\"]").unwrap();
+        assert_eq!(running.check(&mut changed), Ok(vec!["abuse", "admin"]));
     }
 
     #[test]

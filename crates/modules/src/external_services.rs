@@ -30,7 +30,9 @@ use hmac::{Hmac, Mac};
 use jid::BareJid;
 use serde::Deserialize;
 use sha1::Sha1;
-use xmppd_core::{IqHandler, IqRequest, IqTarget, IqType, Module, ModuleError, Registry};
+use xmppd_core::{
+    IqHandler, IqRequest, IqTarget, IqType, Live, Module, ModuleError, Reconfigure, Registry,
+};
 use xmppd_proto::datetime::format_datetime;
 use xmppd_proto::extdisco::{Credentials, NS_EXTDISCO, Service, Services};
 use xmppd_proto::{DefinedCondition, StanzaError};
@@ -219,6 +221,12 @@ pub fn turn_credentials(secret: &[u8], expiry: u64, user: &str) -> (String, Stri
 
 /// The external services module.
 pub struct ExternalServices {
+    /// Replaced whole by a reload; one request reads one snapshot.
+    current: Live<Current>,
+}
+
+/// The services and the secret in force.
+struct Current {
     services: Vec<ServiceConfig>,
     secret: Option<Vec<u8>>,
     ttl: Duration,
@@ -227,8 +235,40 @@ pub struct ExternalServices {
 impl fmt::Debug for ExternalServices {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExternalServices")
-            .field("services", &self.services)
+            .field("services", &self.current.get().services)
             .finish_non_exhaustive()
+    }
+}
+
+/// The secret itself: a secret file is read now, and a missing or empty one is an error
+/// naming it.
+fn read_secret(source: Option<&SecretSource>) -> Result<Option<Vec<u8>>, String> {
+    match source {
+        None => Ok(None),
+        Some(SecretSource::Inline(s)) => Ok(Some(s.clone().into_bytes())),
+        Some(SecretSource::File(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("turn_secret_file {}: cannot read it: {e}", path.display()))?;
+            let secret = text.trim();
+            if secret.is_empty() {
+                return Err(format!(
+                    "turn_secret_file {} is empty; write coturn's static-auth-secret in it",
+                    path.display()
+                ));
+            }
+            Ok(Some(secret.as_bytes().to_vec()))
+        }
+    }
+}
+
+impl Current {
+    /// What `settings` describe, their secret already read ([`read_secret`]).
+    fn new(settings: ExternalServicesSettings, secret: Option<Vec<u8>>) -> Self {
+        Current {
+            services: settings.services,
+            secret,
+            ttl: settings.credential_ttl,
+        }
     }
 }
 
@@ -236,37 +276,40 @@ impl ExternalServices {
     /// The module; a secret file is read now, and a missing or empty one is an error naming
     /// it.
     pub fn new(settings: ExternalServicesSettings) -> Result<Self, ModuleError> {
-        let secret = match settings.secret {
-            None => None,
-            Some(SecretSource::Inline(s)) => Some(s.into_bytes()),
-            Some(SecretSource::File(path)) => {
-                let invalid = |message: String| ModuleError::Invalid {
-                    module: "external_services".into(),
-                    message,
-                };
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    invalid(format!(
-                        "turn_secret_file {}: cannot read it: {e}",
-                        path.display()
-                    ))
-                })?;
-                let secret = text.trim();
-                if secret.is_empty() {
-                    return Err(invalid(format!(
-                        "turn_secret_file {} is empty; write coturn's static-auth-secret in it",
-                        path.display()
-                    )));
-                }
-                Some(secret.as_bytes().to_vec())
-            }
-        };
+        let secret =
+            read_secret(settings.secret.as_ref()).map_err(|message| ModuleError::Invalid {
+                module: "external_services".into(),
+                message,
+            })?;
         Ok(ExternalServices {
-            services: settings.services,
-            secret,
-            ttl: settings.credential_ttl,
+            current: Live::new(Current::new(settings, secret)),
         })
     }
+}
 
+impl Reconfigure for ExternalServices {
+    type Settings = ExternalServicesSettings;
+
+    /// Reads a secret file now, so that applying cannot fail: the secret read is kept inline.
+    fn check(&self, new: &mut ExternalServicesSettings) -> Result<Vec<&'static str>, String> {
+        let secret = read_secret(new.secret.as_ref())?;
+        new.secret = secret
+            .map(|s| String::from_utf8(s).map(SecretSource::Inline))
+            .transpose()
+            .map_err(|_| "turn_secret_file is not UTF-8".to_owned())?;
+        Ok(Vec::new())
+    }
+
+    fn reconfigure(&self, new: ExternalServicesSettings) {
+        let secret = match &new.secret {
+            Some(SecretSource::Inline(s)) => Some(s.clone().into_bytes()),
+            _ => None,
+        };
+        self.current.set(Current::new(new, secret));
+    }
+}
+
+impl Current {
     /// The `<service/>` for `config`, with credentials for `user` when it is restricted.
     fn describe(&self, config: &ServiceConfig, user: &BareJid, now: SystemTime) -> Service {
         let mut service = Service {
@@ -344,12 +387,13 @@ impl IqHandler for ExternalServices {
                 .with_text("external services are for this server's own users"));
         }
         let now = SystemTime::now();
+        let current = self.current.get();
         if request.payload.name() == "services" {
             let query = Services::try_from(request.payload)?;
-            return Ok(Some(self.services(&query, &user, now).to_element()));
+            return Ok(Some(current.services(&query, &user, now).to_element()));
         }
         let query = Credentials::try_from(request.payload)?;
-        Ok(Some(self.credentials(&query, &user, now)?.to_element()))
+        Ok(Some(current.credentials(&query, &user, now)?.to_element()))
     }
 }
 

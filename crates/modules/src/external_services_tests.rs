@@ -53,7 +53,10 @@ fn credentials_match_the_turn_rest_api() {
 #[test]
 fn services_carry_credentials_for_the_restricted_ones() {
     let now = UNIX_EPOCH + Duration::from_secs(1_699_999_400);
-    let list = module().services(&Services::default(), &alice(), now);
+    let list = module()
+        .current
+        .get()
+        .services(&Services::default(), &alice(), now);
     assert_eq!(list.services.len(), 3);
     let stun = &list.services[0];
     assert_eq!((stun.kind.as_str(), stun.port), ("stun", Some(3478)));
@@ -79,14 +82,21 @@ fn a_type_filter_selects_and_an_unknown_type_is_empty() {
         kind: Some("turn".into()),
         services: Vec::new(),
     };
-    let list = module().services(&turn, &alice(), now);
+    let list = module().current.get().services(&turn, &alice(), now);
     assert_eq!(list.kind.as_deref(), Some("turn"));
     assert_eq!(list.services.len(), 1);
     let ftp = Services {
         kind: Some("ftp".into()),
         services: Vec::new(),
     };
-    assert!(module().services(&ftp, &alice(), now).services.is_empty());
+    assert!(
+        module()
+            .current
+            .get()
+            .services(&ftp, &alice(), now)
+            .services
+            .is_empty()
+    );
 }
 
 #[test]
@@ -100,7 +110,7 @@ fn credentials_are_given_for_the_services_named() {
             ..Service::default()
         }],
     };
-    let m = module();
+    let m = module().current.get();
     let c = m
         .credentials(&named("turn.example.org", "turns", None), &alice(), now)
         .unwrap();
@@ -163,8 +173,16 @@ fn a_secret_file_is_read_and_an_empty_one_refused() {
     let mut s = settings(CONFIG).unwrap();
     s.secret = Some(SecretSource::File(path.clone()));
     let m = ExternalServices::new(s.clone()).unwrap();
-    assert_eq!(m.secret.as_deref(), Some(&b"north"[..]));
+    assert_eq!(m.current.get().secret.as_deref(), Some(&b"north"[..]));
+    std::fs::write(&path, "south\n").unwrap();
+    let mut reloaded = s.clone();
+    assert_eq!(m.check(&mut reloaded), Ok(Vec::new()));
+    m.reconfigure(reloaded);
+    assert_eq!(m.current.get().secret.as_deref(), Some(&b"south"[..]));
     std::fs::write(&path, "\n").unwrap();
+    let e = m.check(&mut s.clone()).unwrap_err();
+    assert!(e.contains("is empty"), "{e}");
+    assert_eq!(m.current.get().secret.as_deref(), Some(&b"south"[..]));
     let e = ExternalServices::new(s.clone()).unwrap_err();
     assert!(e.to_string().contains("is empty"), "{e}");
     s.secret = Some(SecretSource::File(dir.path().join("missing")));

@@ -36,7 +36,9 @@ use async_trait::async_trait;
 use jid::BareJid;
 use serde::Deserialize;
 use xmppd_core::storage::{MapChange, MapStore, Storage, StorageError};
-use xmppd_core::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry, Router};
+use xmppd_core::{
+    IqHandler, IqRequest, IqTarget, IqType, Live, Module, Reconfigure, Registry, Router,
+};
 use xmppd_proto::private::{PrivateQuery, key};
 use xmppd_proto::stanza::parse_stored;
 use xmppd_proto::{DefinedCondition, StanzaError, ns};
@@ -131,11 +133,25 @@ fn is_empty_fragment(fragment: &Element) -> bool {
     fragment.nodes().is_empty() && fragment.attrs().all(|(name, _)| name == "xmlns")
 }
 
+/// `fragment` serialised, or `Err` when that is larger than `max_item_size`.
+fn encode(settings: &PrivateSettings, fragment: &Element) -> Result<Vec<u8>, PrivateError> {
+    let bytes = fragment.to_bytes();
+    if bytes.len() > settings.max_item_size {
+        return Err(PrivateError::TooLarge {
+            key: key(fragment),
+            size: bytes.len(),
+            max: settings.max_item_size,
+        });
+    }
+    Ok(bytes)
+}
+
 /// Users' fragments in the Map store [`STORE`], with the configured limits.
 #[derive(Clone)]
 pub struct PrivateStore {
     map: Arc<dyn MapStore>,
-    settings: PrivateSettings,
+    /// Replaced by a reload (shared by the clones of this store); one put reads it once.
+    settings: Arc<Live<PrivateSettings>>,
 }
 
 impl std::fmt::Debug for PrivateStore {
@@ -151,21 +167,13 @@ impl PrivateStore {
     pub fn new(storage: &Storage, settings: PrivateSettings) -> Self {
         PrivateStore {
             map: storage.map.clone(),
-            settings,
+            settings: Arc::new(Live::new(settings)),
         }
     }
 
     /// `fragment` serialised, or `Err` when that is larger than `max_item_size`.
     fn encode(&self, fragment: &Element) -> Result<Vec<u8>, PrivateError> {
-        let bytes = fragment.to_bytes();
-        if bytes.len() > self.settings.max_item_size {
-            return Err(PrivateError::TooLarge {
-                key: key(fragment),
-                size: bytes.len(),
-                max: self.settings.max_item_size,
-            });
-        }
-        Ok(bytes)
+        encode(&self.settings.get(), fragment)
     }
 
     /// The fragment `<name xmlns=namespace>` of `owner`, if stored.
@@ -196,12 +204,13 @@ impl PrivateStore {
         fragments: &[Element],
     ) -> Result<(), PrivateError> {
         let (host, user) = owner(owner_jid);
+        let settings = self.settings.get();
         let mut writes = Vec::with_capacity(fragments.len());
         for fragment in fragments {
             let bytes = if is_empty_fragment(fragment) {
                 None
             } else {
-                Some(self.encode(fragment)?)
+                Some(encode(&settings, fragment)?)
             };
             writes.push((key(fragment), bytes));
         }
@@ -219,8 +228,8 @@ impl PrivateStore {
             let after = usize::try_from(count)
                 .unwrap_or(usize::MAX)
                 .saturating_add(new_keys.len());
-            if after > self.settings.max_items {
-                return Err(PrivateError::TooMany(self.settings.max_items));
+            if after > settings.max_items {
+                return Err(PrivateError::TooMany(settings.max_items));
             }
         }
         // One write for the whole set: under the byte quota all of it or none.
@@ -231,7 +240,7 @@ impl PrivateStore {
                 None => MapChange::Delete { key },
             })
             .collect();
-        let max_bytes = self.settings.max_bytes;
+        let max_bytes = settings.max_bytes;
         match self
             .map
             .apply_within(
@@ -356,7 +365,7 @@ impl PrivateXml {
         user: &BareJid,
         query: PrivateQuery,
     ) -> Result<Element, StanzaError> {
-        let max = self.store.settings.max_items;
+        let max = self.store.settings.get().max_items;
         if query.items.len() > max {
             return Err(PrivateError::TooManyNamed(max).into());
         }
@@ -393,6 +402,15 @@ impl PrivateXml {
             to_store.push(fragment);
         }
         Ok(self.store.put(user, &to_store).await?)
+    }
+}
+
+impl Reconfigure for PrivateXml {
+    type Settings = PrivateSettings;
+
+    /// Fragments stored beyond lowered limits stay; only the next set is measured.
+    fn reconfigure(&self, new: PrivateSettings) {
+        self.store.settings.set(new);
     }
 }
 

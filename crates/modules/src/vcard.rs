@@ -28,7 +28,9 @@ use async_trait::async_trait;
 use jid::BareJid;
 use serde::{Deserialize, Serialize};
 use xmppd_core::storage::{KeyVal, Storage, StorageError};
-use xmppd_core::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry, Router};
+use xmppd_core::{
+    IqHandler, IqRequest, IqTarget, IqType, Live, Module, Reconfigure, Registry, Router,
+};
 use xmppd_proto::payload::PayloadError;
 use xmppd_proto::stanza::parse_stored;
 use xmppd_proto::vcard::VCard;
@@ -233,7 +235,8 @@ impl VCardObservers {
 #[derive(Debug)]
 pub struct VCards {
     store: VCardStore,
-    settings: VCardSettings,
+    /// Replaced by a reload; a set reads it once.
+    settings: Live<VCardSettings>,
     observers: VCardObservers,
 }
 
@@ -242,7 +245,7 @@ impl VCards {
     pub fn new(storage: &Storage, settings: VCardSettings, observers: VCardObservers) -> Self {
         VCards {
             store: VCardStore::new(storage),
-            settings,
+            settings: Live::new(settings),
             observers,
         }
     }
@@ -268,16 +271,23 @@ impl VCards {
             return Err(VCardError::Forbidden);
         }
         let size = payload.to_bytes().len();
-        if size > self.settings.max_size {
-            return Err(VCardError::TooLarge {
-                size,
-                max: self.settings.max_size,
-            });
+        let max = self.settings.get().max_size;
+        if size > max {
+            return Err(VCardError::TooLarge { size, max });
         }
         let vcard = VCard::try_from(payload)?;
         let photo = self.store.put(user, &vcard).await?;
         self.observers.notify(router, user, photo.as_deref()).await;
         Ok(())
+    }
+}
+
+impl Reconfigure for VCards {
+    type Settings = VCardSettings;
+
+    /// A stored vCard over a lowered `max_size` stays; only the next set is measured.
+    fn reconfigure(&self, new: VCardSettings) {
+        self.settings.set(new);
     }
 }
 

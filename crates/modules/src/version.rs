@@ -7,12 +7,12 @@
 //!
 //! Only the server answers here: a query to a user's bare JID is the user's own client's
 //! business (§1 prefers XEP-0115 for contacts), and one to a full JID is routed to the client.
-//! The answer does not change while the server runs, so it is built once.
+//! The answer is built once, and again when a reload changes `hide_os`.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use xmppd_core::{IqHandler, IqRequest, IqTarget, IqType, Module, Registry};
+use xmppd_core::{IqHandler, IqRequest, IqTarget, IqType, Live, Module, Reconfigure, Registry};
 use xmppd_proto::StanzaError;
 use xmppd_xml::Element;
 
@@ -34,22 +34,28 @@ pub struct VersionSettings {
 /// The software version module.
 #[derive(Debug)]
 pub struct Version {
-    answer: Element,
+    /// The `<query/>` of every answer, replaced whole by a reload.
+    answer: Live<Element>,
 }
 
 impl Version {
     /// The module with these settings; the operating system is read now, if it is shown.
     pub fn new(settings: VersionSettings) -> Self {
-        let os = (!settings.hide_os).then(|| {
-            os_description(
-                read_proc("/proc/sys/kernel/ostype"),
-                read_proc("/proc/sys/kernel/osrelease"),
-            )
-        });
         Version {
-            answer: query(NAME, env!("CARGO_PKG_VERSION"), os.as_deref()),
+            answer: Live::new(answer(settings)),
         }
     }
+}
+
+/// The answer under `settings`; the operating system is read now, if it is shown.
+fn answer(settings: VersionSettings) -> Element {
+    let os = (!settings.hide_os).then(|| {
+        os_description(
+            read_proc("/proc/sys/kernel/ostype"),
+            read_proc("/proc/sys/kernel/osrelease"),
+        )
+    });
+    query(NAME, env!("CARGO_PKG_VERSION"), os.as_deref())
 }
 
 /// One line of a `/proc` file, trimmed; `None` when unreadable or empty.
@@ -83,7 +89,15 @@ fn query(name: &str, version: &str, os: Option<&str>) -> Element {
 #[async_trait]
 impl IqHandler for Version {
     async fn handle(&self, _request: IqRequest<'_>) -> Result<Option<Element>, StanzaError> {
-        Ok(Some(self.answer.clone()))
+        Ok(Some(Element::clone(&self.answer.get())))
+    }
+}
+
+impl Reconfigure for Version {
+    type Settings = VersionSettings;
+
+    fn reconfigure(&self, new: VersionSettings) {
+        self.answer.set(answer(new));
     }
 }
 
@@ -104,7 +118,7 @@ mod tests {
 
     #[test]
     fn the_answer_names_the_software_and_its_version() {
-        let q = Version::new(VersionSettings::default()).answer;
+        let q = Version::new(VersionSettings::default()).answer.get();
         assert!(q.is("query", NS_VERSION));
         assert_eq!(child_text(&q, "name").as_deref(), Some("xmppd"));
         assert_eq!(
@@ -116,7 +130,7 @@ mod tests {
 
     #[test]
     fn hide_os_leaves_os_out() {
-        let q = Version::new(VersionSettings { hide_os: true }).answer;
+        let q = Version::new(VersionSettings { hide_os: true }).answer.get();
         assert!(q.child("os", NS_VERSION).is_none());
         assert!(q.child("name", NS_VERSION).is_some());
         assert!(q.child("version", NS_VERSION).is_some());

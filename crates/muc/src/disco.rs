@@ -98,7 +98,7 @@ impl MucService {
         let set = SetQuery::find_in(query).map_err(StanzaError::from)?;
         let rooms = self.public_rooms().await?;
         let count = rooms.len();
-        let max_page = self.shared.settings.max_items_page;
+        let max_page = self.shared.settings.get().max_items_page;
         let set = set.unwrap_or_else(|| SetQuery::max(max_page));
         let max = set.max.unwrap_or(max_page).min(max_page);
         let (start, end) = match (&set.index, &set.after, &set.before) {

@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use xmppd_core::storage::Storage;
-use xmppd_core::{Module, ModuleError, Registry};
+use xmppd_core::{Fixed, Live, Module, ModuleError, Reconfigure, Registry};
 use xmppd_modules::mam::{IdKeys, Writer};
 
 use service::MucService;
@@ -154,7 +154,9 @@ pub(crate) fn now_us() -> i64 {
 
 /// What the rooms of every service share.
 pub(crate) struct Shared {
-    pub(crate) settings: MucSettings,
+    /// Replaced by a reload (all but `subdomain` and `admins`, see [`Muc::check`]); one
+    /// stanza reads it once. Rooms keep their occupants and configuration.
+    pub(crate) settings: Live<MucSettings>,
     pub(crate) admins: Vec<jid::BareJid>,
     pub(crate) store: RoomStore,
     pub(crate) writer: Writer,
@@ -191,31 +193,7 @@ impl Muc {
             module: "muc".to_owned(),
             message,
         };
-        let mut admins = Vec::with_capacity(settings.admins.len());
-        for a in &settings.admins {
-            let jid = jid::BareJid::new(a)
-                .map_err(|e| invalid(format!("admins: '{a}' is not a bare JID: {e}")))?;
-            admins.push(jid);
-        }
-        if settings.subdomain.is_empty() || settings.subdomain.contains(['.', '@', '/']) {
-            return Err(invalid(format!(
-                "subdomain '{}' must be one DNS label (\"conference\")",
-                settings.subdomain
-            )));
-        }
-        if settings.max_occupants == 0 || settings.archive_max_page == 0 {
-            return Err(invalid(
-                "max_occupants and archive_max_page must be at least 1".to_owned(),
-            ));
-        }
-        if settings.messages_per_second.is_nan()
-            || settings.messages_per_second <= 0.0
-            || settings.message_burst == 0
-        {
-            return Err(invalid(
-                "messages_per_second and message_burst must be above 0".to_owned(),
-            ));
-        }
+        let admins = validate(&settings).map_err(invalid)?;
         let writer = Writer::spawn(storage.archive.clone(), 256).map_err(invalid)?;
         Ok(Muc {
             shared: Arc::new(Shared {
@@ -223,7 +201,7 @@ impl Muc {
                 store: RoomStore::new(storage),
                 writer,
                 ids: IdKeys::new(storage.keyval.clone()),
-                settings,
+                settings: Live::new(settings),
                 hosts,
                 router,
             }),
@@ -231,10 +209,62 @@ impl Muc {
     }
 }
 
+/// The service's admins, parsed; or what the constructor and a reload refuse, with how to fix
+/// it.
+fn validate(settings: &MucSettings) -> Result<Vec<jid::BareJid>, String> {
+    let mut admins = Vec::with_capacity(settings.admins.len());
+    for a in &settings.admins {
+        let jid =
+            jid::BareJid::new(a).map_err(|e| format!("admins: '{a}' is not a bare JID: {e}"))?;
+        admins.push(jid);
+    }
+    if settings.subdomain.is_empty() || settings.subdomain.contains(['.', '@', '/']) {
+        return Err(format!(
+            "subdomain '{}' must be one DNS label (\"conference\")",
+            settings.subdomain
+        ));
+    }
+    if settings.max_occupants == 0 || settings.archive_max_page == 0 {
+        return Err("max_occupants and archive_max_page must be at least 1".to_owned());
+    }
+    if settings.messages_per_second.is_nan()
+        || settings.messages_per_second <= 0.0
+        || settings.message_burst == 0
+    {
+        return Err("messages_per_second and message_burst must be above 0".to_owned());
+    }
+    Ok(admins)
+}
+
+impl Reconfigure for Muc {
+    type Settings = MucSettings;
+
+    /// `subdomain` named the services registered at startup; `admins` became owners of the
+    /// rooms already loaded, so a change would apply to some rooms and not others.
+    fn check(&self, new: &mut MucSettings) -> Result<Vec<&'static str>, String> {
+        validate(new)?;
+        let running = self.shared.settings.get();
+        Ok(Fixed::default()
+            .key("subdomain", &running.subdomain, &new.subdomain)
+            .key("admins", &running.admins, &new.admins)
+            .into_keys())
+    }
+
+    /// Rooms over a lowered `max_occupants` keep their occupants and only refuse new ones;
+    /// a loaded room's history length changes when its owner configures it again.
+    fn reconfigure(&self, mut new: MucSettings) {
+        let running = self.shared.settings.get();
+        new.subdomain.clone_from(&running.subdomain);
+        new.admins.clone_from(&running.admins);
+        self.shared.settings.set(new);
+    }
+}
+
 impl Module for Muc {
     fn register(self: Arc<Self>, registry: &mut Registry) {
+        let subdomain = self.shared.settings.get().subdomain.clone();
         for host in &self.shared.hosts {
-            let domain = format!("{}.{host}", self.shared.settings.subdomain);
+            let domain = format!("{subdomain}.{host}");
             let service = MucService::new(domain.clone(), self.shared.clone());
             registry.service(host, &domain, Arc::new(service));
         }

@@ -81,7 +81,7 @@ impl MucService {
         else {
             return Ok(None);
         };
-        let mut room = Room::new(jid.clone(), stored, self.shared.settings.max_history);
+        let mut room = Room::new(jid.clone(), stored, self.shared.settings.get().max_history);
         self.load_history(&mut room).await;
         let room = Arc::new(Mutex::new(room));
         rooms.insert(name.to_owned(), room.clone());
@@ -131,7 +131,7 @@ impl MucService {
         jid: &BareJid,
         creator: &BareJid,
     ) -> Result<RoomRef, StanzaError> {
-        let settings = &self.shared.settings;
+        let settings = self.shared.settings.get();
         let admin = self.shared.admins.contains(creator);
         let allowed = admin
             || match settings.create_rooms {

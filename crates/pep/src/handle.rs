@@ -51,7 +51,7 @@ impl PepHandle {
     /// A node name or item id within the length limit, and without U+0001, which separates
     /// them in storage keys (XML cannot carry it; an in-process caller could).
     fn check_name(&self, name: &str) -> Result<(), PepError> {
-        let max = self.0.settings.max_name_bytes;
+        let max = self.0.settings.get().max_name_bytes;
         if name.len() > max {
             return Err(PepError::NameTooLong(max));
         }
@@ -81,7 +81,7 @@ impl PepHandle {
         options: Option<&DataForm>,
     ) -> Result<String, PepError> {
         let pep = &self.0;
-        let settings = &pep.settings;
+        let settings = pep.settings.get();
         self.check_name(node)?;
         let id = match item.id.take().filter(|id| !id.is_empty()) {
             Some(id) => {
@@ -160,7 +160,7 @@ impl PepHandle {
     fn trim(&self, record: &mut NodeRecord) -> Vec<String> {
         let config = &record.config;
         let keep = if config.persist_items {
-            config.max_items.limit(self.0.settings.max_items)
+            config.max_items.limit(self.0.settings.get().max_items)
         } else {
             1
         };

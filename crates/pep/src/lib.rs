@@ -51,7 +51,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use xmppd_core::storage::{Storage, StorageError};
-use xmppd_core::{IqTarget, IqType, KindMask, Module, Registry, StripedLocks};
+use xmppd_core::{
+    Fixed, IqTarget, IqType, KindMask, Live, Module, Reconfigure, Registry, StripedLocks,
+};
 use xmppd_im::RosterStore;
 use xmppd_proto::pubsub::{NS_OWNER, NS_PUBSUB, PubSubCondition};
 use xmppd_proto::{DefinedCondition, ErrorType, StanzaError};
@@ -210,7 +212,8 @@ impl From<PepError> for StanzaError {
 
 /// What the module's parts share.
 struct Pep {
-    settings: PepSettings,
+    /// Replaced by a reload (all but the caps tracker's sizes); one publish reads it once.
+    settings: Live<PepSettings>,
     store: PepStore,
     roster: RosterStore,
     caps: CapsTracker,
@@ -241,7 +244,7 @@ impl PepModule {
             caps,
             locks: StripedLocks::new(64),
             observers: PepObservers::default(),
-            settings,
+            settings: Live::new(settings),
         };
         PepModule {
             handle: PepHandle(Arc::new(pep)),
@@ -261,6 +264,36 @@ impl PepModule {
 
 /// Hook priority: after filters, before nothing in particular (an observer of presence).
 const PRIORITY: i32 = 0;
+
+impl Reconfigure for PepModule {
+    type Settings = PepSettings;
+
+    /// The caps tracker was sized at startup.
+    fn check(&self, new: &mut PepSettings) -> Result<Vec<&'static str>, String> {
+        let running = self.handle.0.settings.get();
+        Ok(Fixed::default()
+            .key(
+                "caps_cache_size",
+                &running.caps_cache_size,
+                &new.caps_cache_size,
+            )
+            .key(
+                "max_caps_per_account",
+                &running.max_caps_per_account,
+                &new.max_caps_per_account,
+            )
+            .into_keys())
+    }
+
+    /// Nodes and items over lowered limits stay until their owners publish again; a node's
+    /// own `pubsub#max_items` is held to the new `max_items` from its next publish.
+    fn reconfigure(&self, mut new: PepSettings) {
+        let running = self.handle.0.settings.get();
+        new.caps_cache_size = running.caps_cache_size;
+        new.max_caps_per_account = running.max_caps_per_account;
+        self.handle.0.settings.set(new);
+    }
+}
 
 impl Module for PepModule {
     fn register(self: Arc<Self>, registry: &mut Registry) {

@@ -32,7 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jid::BareJid;
 use serde::{Deserialize, Serialize};
 use xmppd_core::storage::{Storage, StorageError};
-use xmppd_core::{Module, ModuleError, Registry};
+use xmppd_core::{Fixed, Live, Module, ModuleError, Reconfigure, Registry};
 
 pub use files::{Files, Meta, WriteError};
 use service::UploadService;
@@ -148,7 +148,10 @@ impl From<StorageError> for PutError {
 
 /// What the HTTP listeners and the XMPP service share: settings, keys, records and files.
 pub struct Uploads {
-    settings: UploadSettings,
+    /// Replaced by a reload (all but `subdomain`, `path` and `sweep_interval_secs`, which
+    /// decided the services, the directory and the sweep's timer at startup); one request
+    /// reads it once.
+    settings: Live<UploadSettings>,
     storage: Storage,
     files: Files,
     hosts: Vec<String>,
@@ -169,9 +172,9 @@ impl std::fmt::Debug for Uploads {
 }
 
 impl Uploads {
-    /// The settings.
-    pub fn settings(&self) -> &UploadSettings {
-        &self.settings
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<UploadSettings> {
+        self.settings.get()
     }
 
     /// The files on disk.
@@ -188,7 +191,7 @@ impl Uploads {
 
     /// The base URL of `host`'s slots, if one is known.
     pub fn base_url(&self, host: &str) -> Option<String> {
-        if let Some(base) = &self.settings.base_url {
+        if let Some(base) = &self.settings.get().base_url {
             return Some(base.trim_end_matches('/').to_owned());
         }
         let port = (*self.https_port.read().ok()?)?;
@@ -344,8 +347,8 @@ impl Uploads {
 
     /// Whether a file uploaded at `created` is past `expire_days` at `now`.
     fn expired(&self, created: u64, now: u64) -> bool {
-        self.settings.expire_days > 0
-            && now.saturating_sub(created) >= u64::from(self.settings.expire_days) * 86_400
+        let days = self.settings.get().expire_days;
+        days > 0 && now.saturating_sub(created) >= u64::from(days) * 86_400
     }
 }
 
@@ -375,34 +378,7 @@ impl Upload {
             module: "upload".to_owned(),
             message,
         };
-        if settings.subdomain.is_empty() || settings.subdomain.contains(['.', '@', '/']) {
-            return Err(invalid(format!(
-                "subdomain '{}' must be one DNS label (\"upload\")",
-                settings.subdomain
-            )));
-        }
-        if let Some(base) = &settings.base_url
-            && !(base.starts_with("https://") || base.starts_with("http://"))
-        {
-            return Err(invalid(format!("base_url '{base}' must be an http(s) URL")));
-        }
-        if settings.max_file_size == 0
-            || settings.max_files == 0
-            || settings.slot_ttl_secs == 0
-            || settings.sweep_interval_secs == 0
-            || settings.sweep_batch == 0
-        {
-            return Err(invalid(
-                "max_file_size, max_files, slot_ttl_secs, sweep_interval_secs and sweep_batch \
-                 must be at least 1"
-                    .to_owned(),
-            ));
-        }
-        for t in &settings.allowed_content_types {
-            slot::check_content_type(t, &[]).map_err(|_| {
-                invalid(format!("allowed_content_types: '{t}' is not type/subtype"))
-            })?;
-        }
+        validate(&settings).map_err(invalid)?;
         let root = settings
             .path
             .clone()
@@ -410,7 +386,7 @@ impl Upload {
         let files = Files::open(root.clone())
             .map_err(|e| invalid(format!("cannot create {}: {e}", root.display())))?;
         let uploads = Arc::new(Uploads {
-            settings,
+            settings: Live::new(settings),
             storage: storage.clone(),
             files,
             hosts,
@@ -427,10 +403,71 @@ impl Upload {
     }
 }
 
+/// What the constructor and a reload refuse, with how to fix it.
+fn validate(settings: &UploadSettings) -> Result<(), String> {
+    if settings.subdomain.is_empty() || settings.subdomain.contains(['.', '@', '/']) {
+        return Err(format!(
+            "subdomain '{}' must be one DNS label (\"upload\")",
+            settings.subdomain
+        ));
+    }
+    if let Some(base) = &settings.base_url
+        && !(base.starts_with("https://") || base.starts_with("http://"))
+    {
+        return Err(format!("base_url '{base}' must be an http(s) URL"));
+    }
+    if settings.max_file_size == 0
+        || settings.max_files == 0
+        || settings.slot_ttl_secs == 0
+        || settings.sweep_interval_secs == 0
+        || settings.sweep_batch == 0
+    {
+        return Err(
+            "max_file_size, max_files, slot_ttl_secs, sweep_interval_secs and sweep_batch \
+             must be at least 1"
+                .to_owned(),
+        );
+    }
+    for t in &settings.allowed_content_types {
+        slot::check_content_type(t, &[])
+            .map_err(|_| format!("allowed_content_types: '{t}' is not type/subtype"))?;
+    }
+    Ok(())
+}
+
+impl Reconfigure for Upload {
+    type Settings = UploadSettings;
+
+    fn check(&self, new: &mut UploadSettings) -> Result<Vec<&'static str>, String> {
+        validate(new)?;
+        let running = self.uploads.settings.get();
+        Ok(Fixed::default()
+            .key("subdomain", &running.subdomain, &new.subdomain)
+            .key("path", &running.path, &new.path)
+            .key(
+                "sweep_interval_secs",
+                &running.sweep_interval_secs,
+                &new.sweep_interval_secs,
+            )
+            .into_keys())
+    }
+
+    /// Slots already handed out keep the size and expiry they were signed with; files over
+    /// a lowered quota stay.
+    fn reconfigure(&self, mut new: UploadSettings) {
+        let running = self.uploads.settings.get();
+        new.subdomain.clone_from(&running.subdomain);
+        new.path.clone_from(&running.path);
+        new.sweep_interval_secs = running.sweep_interval_secs;
+        self.uploads.settings.set(new);
+    }
+}
+
 impl Module for Upload {
     fn register(self: Arc<Self>, registry: &mut Registry) {
+        let subdomain = self.uploads.settings.get().subdomain.clone();
         for host in &self.uploads.hosts {
-            let domain = format!("{}.{host}", self.uploads.settings.subdomain);
+            let domain = format!("{subdomain}.{host}");
             let service = UploadService::new(host.clone(), self.uploads.clone());
             registry.service(host, &domain, Arc::new(service));
         }

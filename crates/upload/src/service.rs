@@ -46,14 +46,14 @@ impl UploadService {
                 upload::NS.to_owned(),
                 ns::PING.to_owned(),
             ],
-            extensions: vec![upload::info_form(self.uploads.settings.max_file_size)],
+            extensions: vec![upload::info_form(self.uploads.settings.get().max_file_size)],
         }
         .to_element()
     }
 
     /// A slot for `from`, or the error §5 names.
     async fn slot(&self, from: &Jid, payload: &Element) -> Result<Element, StanzaError> {
-        let settings = &self.uploads.settings;
+        let settings = self.uploads.settings.get();
         let request = Request::try_from(payload).map_err(|e| match e {
             PayloadError::Invalid(t) | PayloadError::JidMalformed(t) => StanzaError::bad_request(t),
             PayloadError::Mismatch => StanzaError::service_unavailable(),
@@ -147,7 +147,7 @@ impl UploadService {
         record: &Record,
         now: u64,
     ) -> Result<(), StanzaError> {
-        let settings = &self.uploads.settings;
+        let settings = self.uploads.settings.get();
         let (host, user) = parts(owner);
         let map = &self.uploads.storage.map;
         let _quota = self.uploads.quota.lock().await;

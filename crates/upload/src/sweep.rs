@@ -15,7 +15,7 @@ use crate::{Uploads, now_secs, parts};
 pub(crate) fn spawn(uploads: Weak<Uploads>) {
     let Some(interval) = uploads
         .upgrade()
-        .map(|u| Duration::from_secs(u.settings.sweep_interval_secs))
+        .map(|u| Duration::from_secs(u.settings.get().sweep_interval_secs))
     else {
         return;
     };
@@ -40,7 +40,7 @@ impl Uploads {
     /// One round from `cursor`: returns where the next round starts (empty: from the
     /// beginning again).
     pub async fn sweep_round(&self, cursor: &str, now: u64) -> Result<String, String> {
-        let batch = self.settings.sweep_batch;
+        let batch = self.settings.get().sweep_batch;
         let ids = self
             .files
             .ids_after(cursor, batch)
@@ -54,7 +54,7 @@ impl Uploads {
             }
         }
         // An upload in progress is younger than its slot; twice that (and an hour) is safe.
-        let age = Duration::from_secs(self.settings.slot_ttl_secs.saturating_mul(2) + 3600);
+        let age = Duration::from_secs(self.settings.get().slot_ttl_secs.saturating_mul(2) + 3600);
         let stale = self
             .files
             .clean_tmp(age, batch)

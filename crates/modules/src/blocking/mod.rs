@@ -57,7 +57,6 @@ use jid::{BareJid, Jid};
 use serde::Deserialize;
 use tokio::sync::MutexGuard;
 use tracing::warn;
-use xmppd_core::StripedLocks;
 use xmppd_core::router::{client_bytes, readdress};
 use xmppd_core::session::ResourceInfo;
 use xmppd_core::storage::{MapStore, Storage, StorageError, StorageResult};
@@ -65,6 +64,7 @@ use xmppd_core::{
     Flow, IqHandler, IqRequest, IqTarget, IqType, Module, Outbound, PreRouteFilter, Registry,
     Router, SessionEvent, SessionHook, SessionRef,
 };
+use xmppd_core::{Live, Reconfigure, StripedLocks};
 use xmppd_im::RosterStore;
 use xmppd_proto::blocking::{BlockingCommand, BlockingKind, blocked_error};
 
@@ -164,7 +164,8 @@ struct RequestedBlocklist;
 /// The blocking module.
 pub struct Blocking {
     store: Arc<dyn MapStore>,
-    settings: BlockingSettings,
+    /// Replaced by a reload; a block reads it once.
+    settings: Live<BlockingSettings>,
     /// Who sees the user's presence (§3.3, §3.4 notify only them).
     roster: RosterStore,
     /// The lists of accounts with a bound session, by bare JID string: read without awaiting
@@ -222,7 +223,7 @@ impl Blocking {
         Blocking {
             index: BlockerIndex::new(storage.keyval.clone(), hosts),
             store: storage.map.clone(),
-            settings,
+            settings: Live::new(settings),
             roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
             cache: ListCache::new(),
             locks: StripedLocks::new(LOCK_STRIPES),
@@ -310,13 +311,10 @@ impl Blocking {
         let guard = self.lock(user.as_str()).await;
         let list = self.load(&account).await.map_err(internal)?;
         let added: Vec<&String> = items.iter().filter(|i| !list.contains(i)).collect();
-        if list.len() + added.len() > self.settings.max_items {
-            return Err(
-                StanzaError::new(DefinedCondition::NotAllowed).with_text(format!(
-                    "the block list is full ({} items)",
-                    self.settings.max_items
-                )),
-            );
+        let max_items = self.settings.get().max_items;
+        if list.len() + added.len() > max_items {
+            return Err(StanzaError::new(DefinedCondition::NotAllowed)
+                .with_text(format!("the block list is full ({max_items} items)")));
         }
         if !added.is_empty() {
             // Into the index before the first item, so the filter never misses a blocker.
@@ -550,6 +548,15 @@ impl SessionHook for Blocking {
         if router.sessions().resources(&user).is_empty() {
             self.cache.remove(user.as_str());
         }
+    }
+}
+
+impl Reconfigure for Blocking {
+    type Settings = BlockingSettings;
+
+    /// Lists longer than a lowered `max_items` stay; they only take no more blocks.
+    fn reconfigure(&self, new: BlockingSettings) {
+        self.settings.set(new);
     }
 }
 

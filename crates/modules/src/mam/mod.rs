@@ -100,8 +100,8 @@ use tracing::warn;
 use xmppd_core::router::client_bytes;
 use xmppd_core::storage::{ArchiveAppend, NewArchiveRecord, Storage};
 use xmppd_core::{
-    Flow, InboundHook, IqTarget, IqType, KindMask, Module, ModuleError, OutboundHook, Registry,
-    Router, SessionRef,
+    Fixed, Flow, InboundHook, IqTarget, IqType, KindMask, Live, Module, ModuleError, OutboundHook,
+    Reconfigure, Registry, Router, SessionRef,
 };
 use xmppd_proto::mam::{DefaultPolicy, EXTENDED};
 use xmppd_proto::stanza_id::StanzaId;
@@ -222,7 +222,9 @@ impl std::fmt::Debug for Mam {
 
 /// What the hooks and handlers share.
 pub(crate) struct Inner {
-    settings: MamSettings,
+    /// Replaced by a reload (all but `max_batch`, the writer's); one append or query reads
+    /// it once.
+    settings: Live<MamSettings>,
     storage: Storage,
     prefs: PrefsStore,
     writer: Writer,
@@ -244,17 +246,37 @@ impl Mam {
             })?;
         let inner = Arc::new(Inner {
             prefs: PrefsStore::new(storage, settings.default.into()),
-            settings,
+            settings: Live::new(settings),
             storage: storage.clone(),
             writer,
             ids: IdKeys::new(storage.keyval.clone()),
         });
-        if inner.settings.retention_days > 0
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
+        // Also without a retention period: a reload may set one.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             sweep::spawn(Arc::downgrade(&inner), &runtime);
         }
         Ok(Mam { inner })
+    }
+}
+
+impl Reconfigure for Mam {
+    type Settings = MamSettings;
+
+    /// `max_batch` sized the writer task started with the module.
+    fn check(&self, new: &mut MamSettings) -> Result<Vec<&'static str>, String> {
+        let running = self.inner.settings.get();
+        Ok(Fixed::default()
+            .key("max_batch", &running.max_batch, &new.max_batch)
+            .into_keys())
+    }
+
+    /// Archives over lowered limits are trimmed as their owners archive new messages, as
+    /// at startup; cached preferences are dropped so that users who set none get the new
+    /// `default` with their next message.
+    fn reconfigure(&self, mut new: MamSettings) {
+        new.max_batch = self.inner.settings.get().max_batch;
+        self.inner.prefs.set_default(new.default.into());
+        self.inner.settings.set(new);
     }
 }
 
@@ -364,7 +386,8 @@ impl Inner {
     ) -> Result<String, ArchiveError> {
         let (host, user) = owner(account);
         let now = now_us();
-        let max = self.settings.max_messages;
+        let settings = self.settings.get();
+        let max = settings.max_messages;
         let append = ArchiveAppend {
             host: host.to_owned(),
             user: user.to_owned(),
@@ -375,8 +398,8 @@ impl Inner {
                 payload: client_bytes(stanza).to_vec(),
             },
             keep_last: keep_last(max),
-            expire_before_us: self.settings.expire_before_us(now),
-            keep_bytes: (self.settings.max_bytes > 0).then_some(self.settings.max_bytes),
+            expire_before_us: settings.expire_before_us(now),
+            keep_bytes: (settings.max_bytes > 0).then_some(settings.max_bytes),
         };
         self.writer.append(append).await
     }
@@ -390,7 +413,7 @@ impl Inner {
                 // would lose history the user expects, failing open could archive what the
                 // user excluded; the server's configured default is the operator's choice.
                 warn!(%account, error = %e, "archive preferences unreadable; using the default");
-                self.settings.default != DefaultSetting::Never
+                self.settings.get().default != DefaultSetting::Never
             }
         }
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use jid::{BareJid, Jid};
 use tracing::warn;
 use xmppd_core::storage::{KeyVal, Storage, StorageError, StorageResult};
-use xmppd_core::{IqHandler, IqRequest, IqType};
+use xmppd_core::{IqHandler, IqRequest, IqType, Live};
 use xmppd_im::RosterStore;
 use xmppd_proto::mam::{DefaultPolicy, Prefs};
 use xmppd_proto::{DefinedCondition, StanzaError};
@@ -80,7 +80,8 @@ const CACHE_MAX: usize = 100_000;
 pub(crate) struct PrefsStore {
     keyval: Arc<dyn KeyVal>,
     roster: RosterStore,
-    default: DefaultPolicy,
+    /// The server's default, replaced by a reload.
+    default: Live<DefaultPolicy>,
     cache: DashMap<BareJid, (Instant, Arc<Prefs>), xmppd_core::FastHasher>,
 }
 
@@ -89,9 +90,16 @@ impl PrefsStore {
         PrefsStore {
             keyval: storage.keyval.clone(),
             roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
-            default,
+            default: Live::new(default),
             cache: DashMap::default(),
         }
+    }
+
+    /// A new server default; the cache, which holds the old one for users who set none, is
+    /// emptied.
+    pub(crate) fn set_default(&self, default: DefaultPolicy) {
+        self.default.set(default);
+        self.cache.clear();
     }
 
     /// The user's preferences.
@@ -105,7 +113,7 @@ impl PrefsStore {
         let prefs = Arc::new(match self.keyval.get(host, node, PREFS_STORE).await? {
             Some(bytes) => decode(&bytes)?,
             None => Prefs {
-                default: self.default,
+                default: *self.default.get(),
                 ..Prefs::default()
             },
         });

@@ -440,7 +440,7 @@ impl ArchiveView<'_> {
 impl Inner {
     /// The oldest time a query may see: records past retention may not be trimmed yet.
     fn visible_from(&self) -> Option<i64> {
-        self.settings.expire_before_us(now_us())
+        self.settings.get().expire_before_us(now_us())
     }
 
     /// Runs `f` on the view of `user`'s archive.
@@ -459,7 +459,7 @@ impl Inner {
             store: STORE,
             cipher: &cipher,
             imported: Some(&*self.storage.map),
-            max_page: self.settings.max_page.get(),
+            max_page: self.settings.get().max_page.get(),
             visible_from: self.visible_from(),
             label: &label,
         })

@@ -32,8 +32,9 @@ pub(crate) fn spawn(inner: Weak<Inner>, runtime: &tokio::runtime::Handle) {
             let Some(inner) = inner.upgrade() else {
                 return;
             };
-            let Some(before) = inner.settings.expire_before_us(now_us()) else {
-                return;
+            // No retention period (now): nothing to sweep until a reload sets one.
+            let Some(before) = inner.settings.get().expire_before_us(now_us()) else {
+                continue;
             };
             sweep(&inner, before).await;
         }

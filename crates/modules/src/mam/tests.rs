@@ -335,6 +335,7 @@ async fn the_sweep_removes_what_is_past_retention_in_idle_archives() {
     let before = mam
         .inner
         .settings
+        .get()
         .expire_before_us(now)
         .expect("retention is on");
     super::sweep::sweep(&mam.inner, before).await;

@@ -53,9 +53,9 @@ use jid::{BareJid, Jid};
 use serde::Deserialize;
 use xmppd_core::storage::{KeyVal, Storage, StorageError};
 use xmppd_core::{
-    Flow, InboundHook, IqHandler, IqRequest, IqResponseHook, IqTarget, IqType, KindMask, Module,
-    OfflineFlow, OfflineHook, Registry, Router, SessionEvent, SessionHook, SessionRef,
-    StripedLocks,
+    Flow, InboundHook, IqHandler, IqRequest, IqResponseHook, IqTarget, IqType, KindMask, Live,
+    Module, OfflineFlow, OfflineHook, Reconfigure, Registry, Router, SessionEvent, SessionHook,
+    SessionRef, StripedLocks,
 };
 use xmppd_proto::push::{self, Disable, Enable, NS_PUSH, Summary};
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
@@ -139,7 +139,8 @@ struct Pending {
 
 /// The push notifications module.
 pub struct Push {
-    settings: PushSettings,
+    /// Replaced by a reload; one enable or notification reads it once.
+    settings: Live<PushSettings>,
     keyval: Arc<dyn KeyVal>,
     locks: StripedLocks,
     /// What was announced since each account was last connected (only accounts with
@@ -157,6 +158,15 @@ impl std::fmt::Debug for Push {
         f.debug_struct("Push")
             .field("settings", &self.settings)
             .finish_non_exhaustive()
+    }
+}
+
+impl Reconfigure for Push {
+    type Settings = PushSettings;
+
+    /// Registrations beyond a lowered `max_registrations` stay; only new ones are refused.
+    fn reconfigure(&self, new: PushSettings) {
+        self.settings.set(new);
     }
 }
 
@@ -242,7 +252,7 @@ impl Push {
     /// The module over `storage` (claimed as [`STORE`]).
     pub fn new(storage: &Storage, settings: PushSettings) -> Self {
         Push {
-            settings,
+            settings: Live::new(settings),
             keyval: storage.keyval.clone(),
             locks: StripedLocks::new(LOCK_STRIPES),
             since: DashMap::new(),
@@ -273,8 +283,9 @@ impl Push {
     async fn enable(&self, user: &BareJid, enable: Enable) -> Result<(), PushError> {
         let _guard = self.locks.lock(user).await;
         let mut regs = self.load(user).await?;
-        if !regs.upsert(Registration::from(enable), self.settings.max_registrations) {
-            return Err(PushError::TooMany(self.settings.max_registrations));
+        let max = self.settings.get().max_registrations;
+        if !regs.upsert(Registration::from(enable), max) {
+            return Err(PushError::TooMany(max));
         }
         Ok(self.save(user, &regs).await?)
     }
@@ -326,7 +337,7 @@ impl Push {
         let summary = Summary {
             message_count: count,
             last_sender: stanza.from().cloned(),
-            last_body: self.settings.include_body.then_some(body),
+            last_body: self.settings.get().include_body.then_some(body),
         };
         for reg in regs.iter() {
             let Ok(service) = Jid::new(&reg.jid) else {

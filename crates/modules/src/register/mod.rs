@@ -49,8 +49,8 @@ use jid::BareJid;
 use tracing::{info, warn};
 use xmppd_core::storage::Storage;
 use xmppd_core::{
-    AccountError, InBandRegistration, Invites, IqHandler, IqRequest, IqTarget, IqType, Module,
-    RegistrationRequest, Registry, Router,
+    AccountError, Fixed, InBandRegistration, Invites, IqHandler, IqRequest, IqTarget, IqType, Live,
+    Module, Reconfigure, RegistrationRequest, Registry, Router,
 };
 use xmppd_im::RosterStore;
 use xmppd_proto::pars::{NS_PARS, Preauth};
@@ -74,7 +74,9 @@ impl std::fmt::Debug for Register {
 
 /// The settings and the per-address counts they need.
 struct Rules {
-    settings: RegisterSettings,
+    /// Replaced by a reload, except what the limiters and the registration at startup were
+    /// built from (see [`Register::check`]); one request reads it once.
+    settings: Live<RegisterSettings>,
     limiter: AddressLimiter,
     /// Refused invitation tokens per address.
     token_failures: AddressLimiter,
@@ -97,7 +99,7 @@ impl Register {
         let roster = RosterStore::new(storage.map.clone(), storage.keyval.clone());
         Register {
             rules: Arc::new(Rules {
-                settings,
+                settings: Live::new(settings),
                 limiter,
                 token_failures,
                 invites: Invites::new(storage.map.clone()),
@@ -108,9 +110,55 @@ impl Register {
     }
 }
 
+impl Reconfigure for Register {
+    type Settings = RegisterSettings;
+
+    /// The per-address limiters were built from `max_per_ip`, `window_secs`,
+    /// `max_tracked_addresses` and `max_token_failures_per_ip`: new limiters would forget the
+    /// addresses they count. Registration before authentication is offered to streams only
+    /// when `enabled` or `invites` was on at startup: switching it on from both off waits too.
+    fn check(&self, new: &mut RegisterSettings) -> Result<Vec<&'static str>, String> {
+        let running = self.rules.settings.get();
+        let (old, new) = (&*running, &*new);
+        let mut fixed = Fixed::default()
+            .key("max_per_ip", &old.max_per_ip, &new.max_per_ip)
+            .key("window_secs", &old.window_secs, &new.window_secs)
+            .key(
+                "max_tracked_addresses",
+                &old.max_tracked_addresses,
+                &new.max_tracked_addresses,
+            )
+            .key(
+                "max_token_failures_per_ip",
+                &old.max_token_failures_per_ip,
+                &new.max_token_failures_per_ip,
+            );
+        if !old.enabled && !old.invites {
+            fixed = fixed
+                .key("enabled", &false, &new.enabled)
+                .key("invites", &false, &new.invites);
+        }
+        Ok(fixed.into_keys())
+    }
+
+    fn reconfigure(&self, mut new: RegisterSettings) {
+        let running = self.rules.settings.get();
+        new.max_per_ip = running.max_per_ip;
+        new.window_secs = running.window_secs;
+        new.max_tracked_addresses = running.max_tracked_addresses;
+        new.max_token_failures_per_ip = running.max_token_failures_per_ip;
+        if !running.enabled && !running.invites {
+            new.enabled = false;
+            new.invites = false;
+        }
+        self.rules.settings.set(new);
+    }
+}
+
 impl Module for Register {
     fn register(self: Arc<Self>, registry: &mut Registry) {
-        if self.rules.settings.enabled || self.rules.settings.invites {
+        let settings = self.rules.settings.get();
+        if settings.enabled || settings.invites {
             registry.in_band_registration(Arc::new(PreAuth(self.rules.clone())));
         }
         for target in [IqTarget::Server, IqTarget::Account] {
@@ -162,11 +210,11 @@ fn password_check(s: &RegisterSettings, password: &str) -> Result<(), StanzaErro
 impl Rules {
     /// The account `username` would be on `host`, if the name is acceptable.
     fn account(&self, username: &str, host: &str) -> Result<BareJid, StanzaError> {
-        account_of(&self.settings, username, host)
+        account_of(&self.settings.get(), username, host)
     }
 
     fn check_password(&self, password: &str) -> Result<(), StanzaError> {
-        password_check(&self.settings, password)
+        password_check(&self.settings.get(), password)
     }
 
     /// §3.1: creates the account the query describes, for a client at `peer` — or, when the
@@ -189,12 +237,13 @@ impl Rules {
         ) else {
             return Err(not_acceptable("a username and a password are required"));
         };
-        let jid = self.account(username, host)?;
-        self.check_password(password)?;
+        let settings = self.settings.get();
+        let jid = account_of(&settings, username, host)?;
+        password_check(&settings, password)?;
         if let Some(token) = token {
             return self.redeem(router, host, &jid, password, token).await;
         }
-        if !self.settings.enabled {
+        if !settings.enabled {
             return Err(StanzaError::new(DefinedCondition::Forbidden)
                 .with_text("registration on this server is by invitation only"));
         }
@@ -233,10 +282,11 @@ impl InBandRegistration for PreAuth {
         request: RegistrationRequest<'_>,
     ) -> Result<Option<Element>, StanzaError> {
         let rules = &self.0;
+        let settings = rules.settings.get();
         if request.query.is("preauth", NS_PARS) {
             // A <preauth/> without a token is a bad request.
             let preauth = Preauth::try_from(request.query)?;
-            if !rules.settings.invites {
+            if !settings.invites {
                 return Err(StanzaError::service_unavailable()
                     .with_text("this server does not take invitations"));
             }
@@ -247,13 +297,13 @@ impl InBandRegistration for PreAuth {
             return Ok(None);
         }
         // An invitation admits its holder from anywhere; `allow` is for open registration.
-        if request.preauth.is_none() && !rules.settings.allows(request.peer) {
+        if request.preauth.is_none() && !settings.allows(request.peer) {
             return Err(StanzaError::new(DefinedCondition::NotAllowed)
                 .with_text("registration is not open to your network"));
         }
         match request.iq_type {
             IqType::Get => {
-                let form = RegisterQuery::form(rules.settings.instructions.as_str());
+                let form = RegisterQuery::form(settings.instructions.as_str());
                 Ok(Some(form.to_element()))
             }
             IqType::Set => {
@@ -277,7 +327,7 @@ impl InBandRegistration for PreAuth {
     }
 
     fn accepts_invites(&self) -> bool {
-        self.0.settings.invites
+        self.0.settings.get().invites
     }
 }
 

@@ -68,13 +68,11 @@ impl Room {
     /// Checks that `nick` may be used by `real` (§7.2.9, §7.6): not too long, not taken by
     /// another user, not registered by another user.
     fn check_nick(&self, ctx: &Ctx<'_>, real: &FullJid, nick: &str) -> Result<(), StanzaError> {
-        if nick.len() > ctx.shared.settings.max_nick_bytes || nick.trim().is_empty() {
+        let max_nick_bytes = ctx.shared.settings.get().max_nick_bytes;
+        if nick.len() > max_nick_bytes || nick.trim().is_empty() {
             return Err(refuse(
                 DefinedCondition::NotAcceptable,
-                &format!(
-                    "a nickname must be 1 to {} bytes and not only spaces",
-                    ctx.shared.settings.max_nick_bytes
-                ),
+                &format!("a nickname must be 1 to {max_nick_bytes} bytes and not only spaces"),
             ));
         }
         let bare = real.to_bare();
@@ -140,7 +138,10 @@ impl Room {
         }
         self.check_nick(ctx, real, nick)?;
         let existing = self.occupants.contains_key(nick);
-        let limit = self.config.max_users.min(ctx.shared.settings.max_occupants);
+        let limit = self
+            .config
+            .max_users
+            .min(ctx.shared.settings.get().max_occupants);
         if !existing && self.occupants.len() >= limit && affiliation < Affiliation::Admin {
             let mut e = refuse(
                 DefinedCondition::ServiceUnavailable,
@@ -156,7 +157,7 @@ impl Room {
             sessions: Vec::new(),
             role,
             occupant_id: self.occupant_id(ctx.secret, &bare),
-            tokens: f64::from(ctx.shared.settings.message_burst),
+            tokens: f64::from(ctx.shared.settings.get().message_burst),
             refilled: Instant::now(),
         };
         self.add_session(

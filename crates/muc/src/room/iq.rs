@@ -232,7 +232,8 @@ impl Room {
                 )
             })?
             .to_owned();
-        if jid::ResourcePart::new(&nick).is_err() || nick.len() > ctx.shared.settings.max_nick_bytes
+        if jid::ResourcePart::new(&nick).is_err()
+            || nick.len() > ctx.shared.settings.get().max_nick_bytes
         {
             return Err(refuse(
                 DefinedCondition::JidMalformed,
@@ -294,6 +295,7 @@ impl Room {
         ctx: &'a Ctx<'_>,
         cipher: &'a xmppd_modules::mam::IdCipher,
     ) -> ArchiveView<'a> {
+        let settings = ctx.shared.settings.get();
         ArchiveView {
             archive: &**ctx.shared.store.archive_store(),
             host: self.jid.domain().as_str(),
@@ -301,8 +303,8 @@ impl Room {
             store: crate::store::ARCHIVE,
             cipher,
             imported: None,
-            max_page: ctx.shared.settings.archive_max_page,
-            visible_from: ctx.shared.settings.expire_before_us(crate::now_us()),
+            max_page: settings.archive_max_page,
+            visible_from: settings.expire_before_us(crate::now_us()),
             label: self.jid.as_str(),
         }
     }
@@ -320,7 +322,7 @@ impl Room {
         let cipher = self.cipher(ctx).await?;
         let view = self.archive_view(ctx, &cipher);
         let page = view
-            .page(&query, ctx.shared.settings.archive_max_page)
+            .page(&query, ctx.shared.settings.get().archive_max_page)
             .await
             .map_err(StanzaError::from)?;
         for result in page.results {

@@ -31,7 +31,7 @@ impl Room {
         nick: &str,
         el: &Element,
     ) -> Result<(), StanzaError> {
-        let settings = &ctx.shared.settings;
+        let settings = ctx.shared.settings.get();
         let size = el.to_bytes().len();
         if size > settings.max_message_bytes {
             return Err(refuse(
@@ -55,7 +55,7 @@ impl Room {
         nick: &str,
         doing: &str,
     ) -> Result<(), StanzaError> {
-        let settings = &ctx.shared.settings;
+        let settings = ctx.shared.settings.get();
         let Some(o) = self.occupants.get_mut(nick) else {
             return Ok(());
         };
@@ -223,7 +223,8 @@ impl Room {
             .cipher(domain)
             .await
             .map_err(|e| failed(&e))?;
-        let max = ctx.shared.settings.archive_max_messages;
+        let settings = ctx.shared.settings.get();
+        let max = settings.archive_max_messages;
         let append = xmppd_core::storage::ArchiveAppend {
             host: domain.to_owned(),
             user: self.jid.node().map_or("", |n| n.as_str()).to_owned(),
@@ -235,7 +236,7 @@ impl Room {
             },
             // Trimming walks the archive's index: done on a tenth of the appends.
             keep_last: xmppd_modules::mam::keep_last(max),
-            expire_before_us: ctx.shared.settings.expire_before_us(crate::now_us()),
+            expire_before_us: settings.expire_before_us(crate::now_us()),
             keep_bytes: None,
         };
         if self.outbox.is_none() {

@@ -22,9 +22,10 @@ pub(crate) enum OwnerOutcome {
 
 impl Room {
     fn limits(ctx: &Ctx<'_>) -> ConfigLimits {
+        let settings = ctx.shared.settings.get();
         ConfigLimits {
-            max_users: ctx.shared.settings.max_occupants,
-            max_history: ctx.shared.settings.max_history,
+            max_users: settings.max_occupants,
+            max_history: settings.max_history,
         }
     }
 
