@@ -38,7 +38,8 @@ pub use live::Live;
 pub use module::{
     AccountItems, ConfigSource, Fixed, HostModules, InBandRegistration, IqHandler, IqRequest,
     IqTarget, IqType, Live, Module, ModuleCtx, ModuleError, NoSettings, Reconfigure, Reconfigured,
-    RegistrationRequest, Registry, RegistryBuilder, RestartKey, RouterHandle, ServerNodes, Service,
+    RegistrationRequest, Registry, RegistryBuilder, ReloadPlan, RestartKey, RouterHandle,
+    ServerNodes, Service,
 };
 pub use outbound::Outbound;
 pub use queue::{Next, QueueReceiver, QueueSender, QueueSignal, session_queue};

@@ -26,7 +26,7 @@ pub use builder::{
 pub use iq::{IqHandler, IqRequest, IqTarget, IqType};
 pub use node::ServerNodes;
 pub use registration::{InBandRegistration, RegistrationRequest};
-pub use reload::{Fixed, Live, Reconfigure, Reconfigured, RestartKey};
+pub use reload::{Fixed, Live, Reconfigure, Reconfigured, ReloadPlan, RestartKey};
 pub use service::{Routed, Service};
 
 use std::collections::HashMap;

@@ -176,12 +176,41 @@ impl Registry {
     /// Gives every reloadable module its section of `source`: all of them, or none when one
     /// section is invalid (the error names the module, and the key with its line).
     pub fn reconfigure(&self, source: &ConfigSource) -> Result<Reconfigured, ModuleError> {
-        let mut prepared = Vec::with_capacity(self.reloaders.len());
+        Ok(self.prepare_reload(source)?.apply())
+    }
+
+    /// Phase one of [`Registry::reconfigure`]: parses and checks every reloadable module's
+    /// section, changing nothing. A caller that must apply other things all-or-nothing with
+    /// the modules (certificates) prepares those too before it applies the plan.
+    pub fn prepare_reload(&self, source: &ConfigSource) -> Result<ReloadPlan, ModuleError> {
+        let mut modules = Vec::with_capacity(self.reloaders.len());
         for (name, reloader) in &self.reloaders {
-            prepared.push((*name, reloader.prepare(name, source)?));
+            modules.push((*name, reloader.prepare(name, source)?));
         }
+        Ok(ReloadPlan { modules })
+    }
+}
+
+/// Every reloadable module's new settings, checked; nothing is in force until
+/// [`ReloadPlan::apply`] (dropping the plan changes nothing).
+pub struct ReloadPlan {
+    modules: Vec<(&'static str, Prepared)>,
+}
+
+impl fmt::Debug for ReloadPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.modules.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("ReloadPlan")
+            .field("modules", &names)
+            .finish()
+    }
+}
+
+impl ReloadPlan {
+    /// Phase two: puts every module's new settings in force (this cannot fail).
+    pub fn apply(self) -> Reconfigured {
         let mut done = Reconfigured::default();
-        for (name, p) in prepared {
+        for (name, p) in self.modules {
             done.restart.extend(
                 p.restart
                     .iter()
@@ -190,7 +219,7 @@ impl Registry {
             (p.apply)();
             done.modules.push(name);
         }
-        Ok(done)
+        done
     }
 }
 

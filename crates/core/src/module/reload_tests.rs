@@ -161,6 +161,35 @@ fn a_key_fixed_at_startup_is_reported_and_kept() {
 }
 
 #[test]
+fn a_prepared_plan_changes_nothing_until_applied() {
+    let (registry, first, second) = two();
+    let plan = registry
+        .prepare_reload(&source(
+            "[modules.first]\nmax = 5\n\n[modules.second]\nmax = 6\n",
+        ))
+        .expect("valid sections");
+    assert_eq!(
+        (first.settings.get().max, second.settings.get().max),
+        (1, 2)
+    );
+    drop(plan);
+    assert_eq!(
+        (first.settings.get().max, second.settings.get().max),
+        (1, 2)
+    );
+    let plan = registry
+        .prepare_reload(&source(
+            "[modules.first]\nmax = 5\n\n[modules.second]\nmax = 6\n",
+        ))
+        .expect("valid sections");
+    assert_eq!(plan.apply().modules, ["first", "second"]);
+    assert_eq!(
+        (first.settings.get().max, second.settings.get().max),
+        (5, 6)
+    );
+}
+
+#[test]
 fn a_snapshot_taken_before_a_reload_stays_whole() {
     let (registry, first, _) = two();
     let before = first.settings.get();
