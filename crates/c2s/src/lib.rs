@@ -121,7 +121,7 @@ impl C2sContext {
     /// listener (`max_connections`) is the one thing fixed when the listener starts.
     pub fn update_settings(&self, policy: C2sPolicy, limits: C2sLimits) {
         self.connections.set_limits(limits.per_address);
-        self.settings.replace(C2sSettings { policy, limits });
+        self.settings.set(C2sSettings { policy, limits });
     }
 
     /// A connection id no other client connection of this server has, whatever carries it

@@ -12,7 +12,6 @@ pub mod extensions;
 pub mod hooks;
 pub mod invites;
 pub mod listener;
-pub mod live;
 pub mod metrics;
 pub mod module;
 pub mod outbound;
@@ -34,7 +33,6 @@ pub use hooks::{
     SessionHook, SessionRef, SessionStateHook, Subscription, SubscriptionHook, SubscriptionKind,
 };
 pub use invites::{Invite, InviteKind, Invites, NewInvite};
-pub use live::Live;
 pub use module::{
     AccountItems, ConfigSource, Fixed, HostModules, InBandRegistration, IqHandler, IqRequest,
     IqTarget, IqType, Live, Module, ModuleCtx, ModuleError, NoSettings, Reconfigure, Reconfigured,

@@ -89,7 +89,7 @@ impl InboundContext {
     /// theirs. The number of connections per listener is fixed when the listener starts.
     pub fn update_terms(&self, terms: S2sTerms) {
         self.connections.set_limits(terms.settings.per_address);
-        self.terms.replace(terms);
+        self.terms.set(terms);
     }
 }
 

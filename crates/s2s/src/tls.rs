@@ -355,7 +355,7 @@ impl S2sTls {
     /// Judges peers' certificates by `roots` from now on (a reload that changed the trust
     /// anchors).
     pub fn update_roots(&self, roots: Arc<RootCertStore>) -> Result<(), S2sTlsError> {
-        self.judge.replace(CertificateJudge::new(roots)?);
+        self.judge.set(CertificateJudge::new(roots)?);
         Ok(())
     }
 

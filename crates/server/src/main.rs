@@ -235,8 +235,12 @@ fn reload(server: &xmppd::RunningServer, source: Option<&std::path::Path>) {
                 certificates = ?report.certificates,
                 hosts_added = ?report.hosts_added,
                 hosts_removed = ?report.hosts_removed,
+                modules = ?report.modules.modules,
                 "reloaded: new connections follow the new configuration"
             );
+            for key in &report.modules.restart {
+                tracing::warn!(config = %path.display(), %key, "this setting takes effect at the next restart");
+            }
             if report.needs_restart {
                 tracing::warn!(
                     config = %path.display(),

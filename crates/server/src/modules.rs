@@ -1,11 +1,14 @@
 //! THE list of modules this server runs. Adding a feature means adding one line to
 //! [`declare`]; `[general] modules` and `[[host]] modules` choose among them per host.
+//! A module with settings is declared `reloadable`: a configuration reload gives it its new
+//! `[modules.NAME]` section ([`prepare_reload`]).
 
 use xmppd_admin::Admin;
 use xmppd_admin::adhoc::{AdHoc, Admins, Invitations, LandingPages};
 use xmppd_core::storage::Storage;
 use xmppd_core::{
-    ConfigSource, HostModules, ModuleError, NoSettings, Registry, RegistryBuilder, RouterHandle,
+    ConfigSource, HostModules, ModuleError, NoSettings, Reconfigured, Registry, RegistryBuilder,
+    ReloadPlan, RouterHandle,
 };
 use xmppd_im::Im;
 use xmppd_modules::private::PrivateStore;
@@ -43,7 +46,7 @@ fn declare(
 ) -> Result<(), ModuleError> {
     b.module("ping", |_: NoSettings, _| Ok(Ping))?;
     // XEP-0191, before "im" so that its filter's priority ties never matter.
-    b.module("blocking", |s: BlockingSettings, ctx| {
+    b.reloadable("blocking", |s: BlockingSettings, ctx| {
         let stores = [
             xmppd_modules::blocking::STORE,
             xmppd_modules::blocking::INDEX_STORE,
@@ -64,16 +67,16 @@ fn declare(
     })?;
     // XEP-0077: creating accounts before authentication (off by default), password changes
     // and account removal; XEP-0445 registration with invitations (XEP-0401).
-    b.module("register", |s: RegisterSettings, ctx| {
+    b.reloadable("register", |s: RegisterSettings, ctx| {
         let stores = [xmppd_core::invites::INVITES_STORE];
         Ok(Register::new(&ctx.storage(&stores)?, s))
     })?;
     // XEP-0157: contact addresses in the server's disco#info.
-    b.module("contact_info", |s: ContactInfoSettings, _| {
+    b.reloadable("contact_info", |s: ContactInfoSettings, _| {
         Ok(ContactInfo::new(&s))
     })?;
     // XEP-0215: STUN/TURN servers and TURN credentials.
-    b.module("external_services", |s: ExternalServicesSettings, _| {
+    b.reloadable("external_services", |s: ExternalServicesSettings, _| {
         ExternalServices::new(s)
     })?;
     b.module("carbons", |_: NoSettings, _| Ok(Carbons::default()))?;
@@ -81,7 +84,7 @@ fn declare(
     // The modules built on PEP (bookmarks, avatar conversion) get its handle and observers;
     // without PEP on some host, they cannot run (a configuration error naming them).
     let mut pep: Option<(PepHandle, PepObservers)> = None;
-    b.module("pep", |s: PepSettings, ctx| {
+    b.reloadable("pep", |s: PepSettings, ctx| {
         let module = PepModule::new(&ctx.storage(xmppd_pep::STORES)?, s);
         pep = Some((module.handle(), module.observers()));
         Ok(module)
@@ -91,20 +94,20 @@ fn declare(
         message: "it is built on PEP: add \"pep\" to the modules of every host that runs it"
             .to_owned(),
     };
-    b.module("version", |cfg: VersionSettings, _| Ok(Version::new(cfg)))?;
+    b.reloadable("version", |cfg: VersionSettings, _| Ok(Version::new(cfg)))?;
     b.module("time", |_: NoSettings, _| Ok(Time))?;
     b.module("last", |_: NoSettings, ctx| {
         Ok(LastActivity::new(
             &ctx.storage(&[xmppd_modules::last::STORE])?,
         ))
     })?;
-    b.module("push", |s: PushSettings, ctx| {
+    b.reloadable("push", |s: PushSettings, ctx| {
         Ok(Push::new(&ctx.storage(&[xmppd_modules::push::STORE])?, s))
     })?;
     // XEP-0054; the modules built on it add themselves to `vcard_observers`.
     let vcard_observers = VCardObservers::default();
     let observers = vcard_observers.clone();
-    b.module("vcard", move |s: VCardSettings, ctx| {
+    b.reloadable("vcard", move |s: VCardSettings, ctx| {
         let storage = ctx.storage(&[xmppd_modules::vcard::STORE])?;
         Ok(VCards::new(&storage, s, observers))
     })?;
@@ -129,7 +132,7 @@ fn declare(
     // XEP-0049; XEP-0048 bookmarks take over `storage:bookmarks` through the interceptors.
     let private_interceptors = PrivateInterceptors::default();
     let interceptors = private_interceptors.clone();
-    b.module("private", move |s: PrivateSettings, ctx| {
+    b.reloadable("private", move |s: PrivateSettings, ctx| {
         let storage = ctx.storage(&[xmppd_modules::private::STORE])?;
         Ok(PrivateXml::new(&storage, s, interceptors))
     })?;
@@ -146,7 +149,7 @@ fn declare(
         ))
     })?;
     // XEP-0313, after "im" so that hooks of equal priority never depend on the order.
-    b.module("mam", |s: MamSettings, ctx| {
+    b.reloadable("mam", |s: MamSettings, ctx| {
         let stores = [
             xmppd_modules::mam::STORE,
             xmppd_modules::mam::PREFS_STORE,
@@ -155,7 +158,7 @@ fn declare(
         Mam::new(&ctx.storage(&stores)?, s)
     })?;
     // XEP-0045 rooms on `conference.<host>`, with their archives (XEP-0313).
-    b.module("muc", |s: MucSettings, ctx| {
+    b.reloadable("muc", |s: MucSettings, ctx| {
         Muc::new(
             &ctx.storage(xmppd_muc::STORES)?,
             s,
@@ -164,7 +167,7 @@ fn declare(
         )
     })?;
     // XEP-0363 slots on `upload.<host>`; the HTTP listeners serve the files.
-    b.module("upload", |s: UploadSettings, ctx| {
+    b.reloadable("upload", |s: UploadSettings, ctx| {
         let storage = ctx.storage(xmppd_upload::STORES)?;
         let module = Upload::new(&storage, s, ctx.hosts().to_vec(), &config.data_dir)?;
         wired.upload = Some(module.uploads());
@@ -226,16 +229,41 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if let Some(source) = source(config) {
         b = b.with_config(source);
     }
-    let path = config.source.clone().unwrap_or_default();
-    declare(&mut b, config, &mut Wired::default()).map_err(|e| ConfigError::Syntax {
-        path,
+    declare(&mut b, config, &mut Wired::default()).map_err(|e| config_error(config, e))
+}
+
+/// A module's error as a configuration error of `config`'s file.
+fn config_error(config: &Config, e: ModuleError) -> ConfigError {
+    ConfigError::Syntax {
+        path: config.source.clone().unwrap_or_default(),
         message: match e {
             ModuleError::Config {
                 module, message, ..
             } => format!("[modules.{module}]: {message}"),
             other => other.to_string(),
         },
-    })
+    }
+}
+
+/// What a reload did to the modules: which took their new section, and which changed keys
+/// wait for the next restart (to be logged).
+pub type ModulesReloaded = Reconfigured;
+
+/// Parses and checks the `[modules.NAME]` section of every running module in `config`
+/// against the module's own rules, changing nothing: the plan's `apply` puts them all in
+/// force. A configuration without text (the built-in one) gives every module its defaults.
+pub fn prepare_reload(registry: &Registry, config: &Config) -> Result<ReloadPlan, ConfigError> {
+    let source = source(config)
+        .unwrap_or_else(|| ConfigSource::new(config.source.clone().unwrap_or_default(), ""));
+    registry
+        .prepare_reload(&source)
+        .map_err(|e| config_error(config, e))
+}
+
+/// Gives every running module its section of `config`, all of them or none (see
+/// [`prepare_reload`]).
+pub fn reload(registry: &Registry, config: &Config) -> Result<ModulesReloaded, ConfigError> {
+    Ok(prepare_reload(registry, config)?.apply())
 }
 
 /// Builds the registry with the modules each host runs, the handle to give the router, and

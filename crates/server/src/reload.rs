@@ -2,8 +2,10 @@
 //! validated whole by [`Config::load`] before this sees it, so a broken one changes nothing.
 //! What can change under running connections changes at once: every host's certificate and
 //! key are read again (a renewed Let's Encrypt certificate) and served to new client, HTTPS
-//! and federation connections, while established ones keep theirs. Any other difference from
-//! the running configuration is reported as waiting for a restart, never half applied.
+//! and federation connections, while established ones keep theirs. Every running module
+//! takes its new `[modules.NAME]` section for what comes next (`modules::prepare_reload`),
+//! except the keys it reports as fixed at startup. Any other difference from the running
+//! configuration is reported as waiting for a restart, never half applied.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use xmppd_c2s::{C2sContext, C2sLimits, HostCertificate};
 use xmppd_core::metrics::Metrics;
 
 use crate::config::Config;
+use crate::modules::{self, ModulesReloaded};
 use crate::{Federation, cert_dir, certs, policy};
 
 /// Federation's keys, by domain.
@@ -64,6 +67,9 @@ pub struct ReloadReport {
     /// Whether the file differs from the running configuration in anything else (it takes
     /// effect at the next restart).
     pub needs_restart: bool,
+    /// The modules that took their new settings, and the changed keys that wait for a
+    /// restart.
+    pub modules: ModulesReloaded,
 }
 
 /// What a running server can change in place.
@@ -94,11 +100,13 @@ impl Reloadable {
     }
 
     /// Applies `config` to what starts from now on: certificates, hosts, limits, the
-    /// authentication policy and federation's settings. Everything that can fail (reading
-    /// certificates and trust anchors) is done before anything changes, so a refused reload
-    /// leaves the running server exactly as it was.
+    /// authentication policy, federation's settings and the modules' settings. Everything
+    /// that can fail (checking the modules' sections, reading certificates and trust anchors)
+    /// is done before anything changes, so a refused reload leaves the running server exactly
+    /// as it was.
     pub(crate) fn apply(&self, config: &Config) -> anyhow::Result<ReloadReport> {
         let router = &self.c2s.router;
+        let plan = modules::prepare_reload(router.registry(), config)?;
         let needs_restart = comparable(config) != self.running;
         let metrics = router.metrics();
         let (host_certs, mut s2s_keys) = host_certificates(config, metrics)?;
@@ -133,6 +141,7 @@ impl Reloadable {
             hosts_added,
             hosts_removed,
             needs_restart,
+            modules: plan.apply(),
         })
     }
 }
@@ -141,7 +150,7 @@ impl Reloadable {
 /// change how the server runs (its file name and raw text). What stays is what only a
 /// restart changes: listeners, storage, the data directory, components, stream management,
 /// HTTP, the connections per listener, whether federation runs at all, and which modules
-/// a host runs when it names them.
+/// run (`[general] modules`, a host's own list).
 fn comparable(config: &Config) -> String {
     let mut c = config.clone();
     c.source = None;
@@ -173,15 +182,9 @@ fn comparable(config: &Config) -> String {
             ..Default::default()
         },
     };
-    // The modules' sections live in the text: compare those as parsed TOML values.
-    let sections = config
-        .text
-        .as_deref()
-        .and_then(|t| t.parse::<toml::Table>().ok())
-        .and_then(|t| t.get("modules").cloned())
-        .map(|m| m.to_string())
-        .unwrap_or_default();
-    format!("{c:?}\n{sections}")
+    // The modules' sections live only in the raw text, which is left out: the modules take
+    // them in place.
+    format!("{c:?}")
 }
 
 #[cfg(test)]
@@ -202,6 +205,7 @@ mod tests {
             format!("{base}\n[[host]]\nname = \"b.test\"\n"),
             format!("[general]\ndisable_sasl_mechanisms = [\"PLAIN\"]\n\n{base}"),
             format!("{base}\n[s2s]\nconnect_timeout_secs = 5\nsecure_auth = true\n"),
+            format!("{base}\n[modules.muc]\narchive_by_default = false\n"),
         ] {
             assert_eq!(comparable(&parse(&applied)), running, "{applied}");
         }
@@ -209,7 +213,7 @@ mod tests {
             format!("{base}\n[limits]\nmax_connections = 10\n"),
             format!("{base}\n[[host]]\nname = \"b.test\"\nmodules = [\"ping\"]\n"),
             format!("{base}\n[s2s]\nenabled = false\n"),
-            format!("{base}\n[modules.muc]\narchive_by_default = false\n"),
+            format!("[general]\nmodules = [\"ping\"]\n\n{base}"),
         ] {
             assert_ne!(comparable(&parse(&restart)), running, "{restart}");
         }

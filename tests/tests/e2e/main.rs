@@ -43,6 +43,7 @@ mod lifecycle;
 mod mam;
 mod mam_paging;
 mod metrics;
+mod module_reload;
 mod muc;
 mod muc_admin;
 mod muc_archive_acks;

@@ -83,7 +83,7 @@ impl AuthThrottle {
 
     /// Applies `settings` from now on (a reload); failures already counted stay counted.
     pub fn set_settings(&self, settings: AuthThrottleSettings) {
-        self.settings.replace(settings);
+        self.settings.set(settings);
     }
 
     /// How long the answer to an authentication from `ip` waits before it is sent: nothing

@@ -102,7 +102,7 @@ impl ConnectionLimiter {
 
     /// Enforces `limits` on the connections admitted from now on (a reload).
     pub fn set_limits(&self, limits: ConnectionLimits) {
-        self.limits.replace(limits);
+        self.limits.set(limits);
     }
 
     /// Counts an accepted connection from `ip`: a permit to keep while it lasts, or why it

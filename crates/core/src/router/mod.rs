@@ -277,7 +277,7 @@ impl Router {
             .cloned()
             .collect();
         if !new.is_empty() {
-            self.added_hosts.replace(added);
+            self.added_hosts.set(added);
             self.any_added
                 .store(true, std::sync::atomic::Ordering::Release);
         }

@@ -124,7 +124,7 @@ impl S2sPool {
     /// Applies `terms` to the links started from now on (a reload); running links keep
     /// theirs until they close.
     pub fn update_terms(&self, terms: S2sTerms) {
-        self.terms.replace(terms);
+        self.terms.set(terms);
     }
 
     /// Connects the pool and the router both ways: remote stanzas come here, and bounces
