@@ -328,6 +328,28 @@ mod tests {
                 Muc::new(&storage, settings, hosts.clone(), Default::default()).expect_err(named);
             assert!(e.to_string().contains(named), "{e}");
         }
-        assert!(Muc::new(&storage, MucSettings::default(), hosts, Default::default()).is_ok());
+        let muc = Muc::new(&storage, MucSettings::default(), hosts, Default::default())
+            .expect("the defaults are valid");
+        // A reload is held to the same rules, and keeps the service's domain and admins.
+        let mut bad = MucSettings {
+            max_occupants: 0,
+            ..MucSettings::default()
+        };
+        assert!(
+            muc.check(&mut bad)
+                .is_err_and(|e| e.contains("max_occupants"))
+        );
+        let mut new = MucSettings {
+            subdomain: "rooms".into(),
+            admins: vec!["admin@example.org".into()],
+            max_message_bytes: 10,
+            ..MucSettings::default()
+        };
+        assert_eq!(muc.check(&mut new), Ok(vec!["subdomain", "admins"]));
+        muc.reconfigure(new);
+        let now = muc.shared.settings.get();
+        assert_eq!(now.subdomain, "conference");
+        assert!(now.admins.is_empty());
+        assert_eq!(now.max_message_bytes, 10);
     }
 }

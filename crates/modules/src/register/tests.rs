@@ -123,3 +123,37 @@ fn usernames_are_prepared_and_measured() {
         DefinedCondition::NotAcceptable
     );
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_limiters_and_what_was_registered_at_startup() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = xmppd_storage::StorageConfig::Sqlite {
+        path: dir.path().join("register.db"),
+    };
+    let storage = xmppd_storage::open(&config).await.expect("storage");
+    let closed = settings("invites = false").unwrap();
+    let register = Register::new(&storage, closed);
+    let mut new = settings("enabled = true\nmax_per_ip = 5\npassword_min_length = 12").unwrap();
+    // `invites` is on by default: switched on from off, like `enabled`.
+    assert_eq!(
+        register.check(&mut new),
+        Ok(vec!["max_per_ip", "enabled", "invites"])
+    );
+    register.reconfigure(new);
+    let now = register.rules.settings.get();
+    assert!(
+        !now.enabled && !now.invites,
+        "no handler was registered for them"
+    );
+    assert_eq!(
+        now.max_per_ip, 1,
+        "the limiter counts with its startup budget"
+    );
+    assert_eq!(now.password_min_length, 12);
+    // With registration open at startup, it can be closed and opened in place.
+    let open = Register::new(&storage, settings("enabled = true").unwrap());
+    let mut closing = settings("enabled = false").unwrap();
+    assert_eq!(open.check(&mut closing), Ok(Vec::new()));
+    open.reconfigure(closing);
+    assert!(!open.rules.settings.get().enabled);
+}
