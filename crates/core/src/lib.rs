@@ -34,10 +34,10 @@ pub use hooks::{
 };
 pub use invites::{Invite, InviteKind, Invites, NewInvite};
 pub use module::{
-    AccountItems, ConfigSource, Fixed, HostModules, InBandRegistration, IqHandler, IqRequest,
-    IqTarget, IqType, Live, Module, ModuleCtx, ModuleError, NoSettings, Reconfigure, Reconfigured,
-    RegistrationRequest, Registry, RegistryBuilder, ReloadPlan, RestartKey, RouterHandle,
-    ServerNodes, Service,
+    AccountItems, ConfigSource, Fixed, HostModules, HostServices, InBandRegistration, IqHandler,
+    IqRequest, IqTarget, IqType, Live, Module, ModuleCtx, ModuleError, NoSettings, Reconfigure,
+    Reconfigured, RegistrationRequest, Registry, RegistryBuilder, ReloadPlan, RestartKey,
+    RouterHandle, ServerNodes, Service,
 };
 pub use outbound::Outbound;
 pub use queue::{Next, QueueReceiver, QueueSender, QueueSignal, session_queue};

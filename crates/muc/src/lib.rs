@@ -161,8 +161,8 @@ pub(crate) struct Shared {
     pub(crate) store: RoomStore,
     pub(crate) writer: Writer,
     pub(crate) ids: IdKeys,
-    /// The hosts served here (for `create_rooms = "local"`).
-    pub(crate) hosts: Vec<String>,
+    /// The hosts served here (for `create_rooms = "local"`); a reload may add some.
+    pub(crate) hosts: xmppd_core::Live<Vec<String>>,
     /// The router, for the rooms' outboxes.
     pub(crate) router: xmppd_core::RouterHandle,
 }
@@ -202,7 +202,7 @@ impl Muc {
                 writer,
                 ids: IdKeys::new(storage.keyval.clone()),
                 settings: Live::new(settings),
-                hosts,
+                hosts: xmppd_core::Live::new(hosts),
                 router,
             }),
         })
@@ -260,14 +260,34 @@ impl Reconfigure for Muc {
     }
 }
 
+impl Muc {
+    /// The service of `host`: its domain and handler.
+    fn service_of(&self, host: &str) -> (String, Arc<MucService>) {
+        let domain = format!("{}.{host}", self.shared.settings.get().subdomain);
+        let service = MucService::new(domain.clone(), self.shared.clone());
+        (domain, Arc::new(service))
+    }
+}
+
 impl Module for Muc {
     fn register(self: Arc<Self>, registry: &mut Registry) {
-        let subdomain = self.shared.settings.get().subdomain.clone();
-        for host in &self.shared.hosts {
-            let domain = format!("{subdomain}.{host}");
-            let service = MucService::new(domain.clone(), self.shared.clone());
-            registry.service(host, &domain, Arc::new(service));
+        for host in self.shared.hosts.get().iter() {
+            let (domain, service) = self.service_of(host);
+            registry.service(host, &domain, service);
         }
+        registry.on_host_added(self);
+    }
+}
+
+impl xmppd_core::HostServices for Muc {
+    fn host_added(&self, host: &str) -> Vec<(String, Arc<dyn xmppd_core::Service>)> {
+        let mut hosts = Vec::clone(&self.shared.hosts.get());
+        if !hosts.iter().any(|h| h == host) {
+            hosts.push(host.to_owned());
+            self.shared.hosts.set(hosts);
+        }
+        let (domain, service) = self.service_of(host);
+        vec![(domain, service)]
     }
 }
 

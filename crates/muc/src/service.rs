@@ -139,6 +139,7 @@ impl MucService {
                 CreateRooms::Local => self
                     .shared
                     .hosts
+                    .get()
                     .iter()
                     .any(|h| h == creator.domain().as_str()),
                 CreateRooms::Admins => false,

@@ -304,8 +304,7 @@ pub async fn start_with_modules(
     } else {
         (Vec::new(), None)
     };
-    let reloadable =
-        reload::Reloadable::new(config, ctx.clone(), federation, service_domains, secret);
+    let reloadable = reload::Reloadable::new(config, ctx.clone(), federation, secret);
     // Sessions saved at the last shutdown wait for their clients before anyone can connect.
     let host_names: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
     xmppd_core::client::sm::restore_sessions(&router, &host_names)

@@ -61,6 +61,8 @@ pub struct ReloadReport {
     pub certificates: Vec<String>,
     /// Hosts served from now on that were not before.
     pub hosts_added: Vec<String>,
+    /// In-process services started for the hosts added (`conference.HOST` …).
+    pub services_added: Vec<String>,
     /// Hosts that new connections are refused for from now on; their open sessions keep
     /// running (and their addresses routed) until the restart.
     pub hosts_removed: Vec<String>,
@@ -78,7 +80,6 @@ pub(crate) struct Reloadable {
     running: String,
     c2s: Arc<C2sContext>,
     federation: Option<Federation>,
-    service_domains: Vec<(String, String)>,
     secret: [u8; 32],
 }
 
@@ -87,14 +88,12 @@ impl Reloadable {
         config: &Config,
         c2s: Arc<C2sContext>,
         federation: Option<Federation>,
-        service_domains: Vec<(String, String)>,
         secret: [u8; 32],
     ) -> Self {
         Reloadable {
             running: comparable(config),
             c2s,
             federation,
-            service_domains,
             secret,
         }
     }
@@ -120,6 +119,8 @@ impl Reloadable {
         let names: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
         let served = router.hosts();
         let hosts_added = router.add_hosts(&names);
+        // Their services (`conference.HOST` …), which federate under the host's key.
+        let services_added = router.registry().add_hosts(&hosts_added);
         let hosts_removed = served.into_iter().filter(|h| !names.contains(h)).collect();
         self.c2s.update_settings(
             policy::c2s_policy(config, router, self.secret),
@@ -127,7 +128,7 @@ impl Reloadable {
         );
         router.auth_throttle().set_settings(config.auth_throttle);
         if let Some(federation) = &self.federation {
-            add_service_keys(&mut s2s_keys, &self.service_domains);
+            add_service_keys(&mut s2s_keys, &router.registry().service_domains());
             federation.tls.update_certificates(s2s_keys);
             if let Some(roots) = roots {
                 federation.tls.update_roots(roots)?;
@@ -139,6 +140,7 @@ impl Reloadable {
         Ok(ReloadReport {
             certificates,
             hosts_added,
+            services_added,
             hosts_removed,
             needs_restart,
             modules: plan.apply(),

@@ -154,7 +154,8 @@ pub struct Uploads {
     settings: Live<UploadSettings>,
     storage: Storage,
     files: Files,
-    hosts: Vec<String>,
+    /// The hosts served here; a reload may add some.
+    hosts: Live<Vec<String>>,
     /// The port of the first HTTPS listener, for the default base URL.
     https_port: RwLock<Option<u16>>,
     /// Serialises quota checks, so that two concurrent requests of one user cannot both pass
@@ -389,7 +390,7 @@ impl Upload {
             settings: Live::new(settings),
             storage: storage.clone(),
             files,
-            hosts,
+            hosts: Live::new(hosts),
             https_port: RwLock::new(None),
             quota: tokio::sync::Mutex::new(()),
         });
@@ -463,13 +464,33 @@ impl Reconfigure for Upload {
     }
 }
 
+impl Upload {
+    /// The service of `host`: its domain and handler.
+    fn service_of(&self, host: &str) -> (String, Arc<UploadService>) {
+        let domain = format!("{}.{host}", self.uploads.settings.get().subdomain);
+        let service = UploadService::new(host.to_owned(), self.uploads.clone());
+        (domain, Arc::new(service))
+    }
+}
+
 impl Module for Upload {
     fn register(self: Arc<Self>, registry: &mut Registry) {
-        let subdomain = self.uploads.settings.get().subdomain.clone();
-        for host in &self.uploads.hosts {
-            let domain = format!("{subdomain}.{host}");
-            let service = UploadService::new(host.clone(), self.uploads.clone());
-            registry.service(host, &domain, Arc::new(service));
+        for host in self.uploads.hosts.get().iter() {
+            let (domain, service) = self.service_of(host);
+            registry.service(host, &domain, service);
         }
+        registry.on_host_added(self);
+    }
+}
+
+impl xmppd_core::HostServices for Upload {
+    fn host_added(&self, host: &str) -> Vec<(String, Arc<dyn xmppd_core::Service>)> {
+        let mut hosts = Vec::clone(&self.uploads.hosts.get());
+        if !hosts.iter().any(|h| h == host) {
+            hosts.push(host.to_owned());
+            self.uploads.hosts.set(hosts);
+        }
+        let (domain, service) = self.service_of(host);
+        vec![(domain, service)]
     }
 }

@@ -67,6 +67,7 @@ impl UploadService {
             && !self
                 .uploads
                 .hosts
+                .get()
                 .iter()
                 .any(|h| h == owner.domain().as_str())
         {

@@ -60,6 +60,9 @@ async fn a_reload_adds_and_removes_hosts_and_sets_limits_for_new_connections() -
     config.disabled_mechanisms = vec![xmppd_stream::sasl::Mechanism::ScramSha1];
     let report = server.server.reload(&config)?;
     assert_eq!(report.hosts_added, [SECOND]);
+    let mut services = report.services_added.clone();
+    services.sort();
+    assert_eq!(services, ["conference.second.test", "upload.second.test"]);
     assert!(report.certificates.iter().any(|h| h == SECOND));
     assert!(!report.needs_restart, "{report:?}");
 
@@ -82,6 +85,27 @@ async fn a_reload_adds_and_removes_hosts_and_sets_limits_for_new_connections() -
         "hello from the new host",
     )
     .await?;
+
+    // The new host's group chat service: listed, and a room made there.
+    bob_session
+        .send("<iq type='get' id='items' to='second.test'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await?;
+    let items = common::answer(&mut bob_session, "items").await?;
+    assert!(
+        items.to_string().contains("conference.second.test"),
+        "{items}"
+    );
+    bob_session
+        .send("<presence to='lounge@conference.second.test/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+        .await?;
+    let entered = bob_session
+        .expect("the room's self-presence", |e| {
+            e.name() == "presence"
+                && e.attr("from") == Some("lounge@conference.second.test/bob")
+                && common::muc::codes(e).contains(&201)
+        })
+        .await?;
+    assert_eq!(entered.attr("type"), None, "{entered}");
 
     // The session opened before the reload keeps its limit; a new one has the new limit.
     echo_large(&mut before, "alice@localhost/before", 8 * 1024).await?;

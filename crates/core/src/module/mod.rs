@@ -11,6 +11,7 @@
 //! the router that will exist once wiring is complete.
 
 mod account;
+mod added;
 mod builder;
 mod iq;
 mod node;
@@ -19,6 +20,7 @@ mod reload;
 mod service;
 
 pub use account::AccountItems;
+pub use added::HostServices;
 
 pub use builder::{
     ConfigSource, HostModules, ModuleCtx, ModuleError, NoSettings, RegistryBuilder, RouterHandle,
@@ -112,6 +114,10 @@ pub struct Registry {
     pub(crate) hooks: Hooks,
     /// Modules enabled per host; a host missing here runs every module.
     host_modules: HashMap<String, ModuleSet, crate::FastHasher>,
+    /// Modules that start services per host, for hosts a reload adds.
+    host_services: Vec<(ModuleId, Arc<dyn HostServices>)>,
+    /// What reloads added.
+    added: added::Added,
     /// The first registration conflict, reported when the registry is finished.
     conflict: Option<ModuleError>,
     /// The modules that take new settings on a reload, by name, in registration order.
@@ -293,6 +299,7 @@ impl Registry {
             .services
             .iter()
             .map(|(d, s)| (d.clone(), s.host.clone()))
+            .chain(self.added_services().into_iter().map(|(d, h, _)| (d, h)))
             .collect();
         v.sort();
         v
@@ -305,6 +312,12 @@ impl Registry {
             .iter()
             .filter(|(h, _)| h.as_deref().is_none_or(|h| h == host))
             .map(|(_, jid)| jid.clone())
+            .chain(
+                self.added_services()
+                    .into_iter()
+                    .filter(|(_, h, _)| h == host)
+                    .map(|(d, _, _)| d),
+            )
             .collect();
         items.sort();
         items

@@ -238,3 +238,48 @@ fn registration_and_forms_follow_the_hosts_modules_and_registration_is_claimed_o
         "{err}"
     );
 }
+
+/// A module with a service per host, `rooms.HOST`.
+struct Rooms;
+
+#[async_trait]
+impl Service for Rooms {
+    async fn handle(&self, _router: &Router, _stanza: Stanza) -> Option<Stanza> {
+        None
+    }
+}
+
+impl HostServices for Rooms {
+    fn host_added(&self, host: &str) -> Vec<(String, Arc<dyn Service>)> {
+        vec![(format!("rooms.{host}"), Arc::new(Rooms))]
+    }
+}
+
+impl Module for Rooms {
+    fn register(self: Arc<Self>, registry: &mut Registry) {
+        registry.service("a.test", "rooms.a.test", Arc::new(Rooms));
+        registry.on_host_added(self);
+    }
+}
+
+#[test]
+fn a_host_added_by_a_reload_gets_the_services_of_its_modules() {
+    let mut registry = Registry::new();
+    registry.add_module("rooms", Arc::new(Rooms));
+    let registry = registry.finish().unwrap();
+    assert!(registry.service_of("rooms.b.test").is_none());
+    // A host whose service domain is taken (here by a.test's) does not take it over.
+    let added = registry.add_hosts(&["b.test".to_owned(), "a.test".to_owned()]);
+    assert_eq!(added, ["rooms.b.test"]);
+    assert!(registry.service_of("rooms.b.test").is_some());
+    assert!(registry.service_of("rooms.a.test").is_some());
+    assert_eq!(
+        registry.service_domains(),
+        [
+            ("rooms.a.test".to_owned(), "a.test".to_owned()),
+            ("rooms.b.test".to_owned(), "b.test".to_owned())
+        ]
+    );
+    assert_eq!(registry.server_items("b.test"), ["rooms.b.test"]);
+    assert_eq!(registry.server_items("a.test"), ["rooms.a.test"]);
+}

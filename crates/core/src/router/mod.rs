@@ -234,7 +234,7 @@ impl Router {
     pub fn is_served_domain(&self, domain: &str) -> bool {
         self.is_local_domain(domain)
             || self.components.is_component(domain)
-            || self.registry.services.contains_key(domain)
+            || self.registry.service_of(domain).is_some()
     }
 
     /// Whether `jid` speaks for this server: a host's own domain, or any address at one of
@@ -467,11 +467,11 @@ impl Router {
         if self.components.is_component(domain) {
             return Routed::Done(self.to_component(stanza, domain));
         }
-        if let Some(service) = self.registry.services.get(domain) {
+        if let Some(service) = self.registry.service_of(domain) {
             if may_complete_later {
-                return service.service.handle_from_session(self, stanza).await;
+                return service.handle_from_session(self, stanza).await;
             }
-            return Routed::Done(service.service.handle(self, stanza).await);
+            return Routed::Done(service.handle(self, stanza).await);
         }
         if !self.is_local_domain(domain) {
             return Routed::Done(self.to_remote(stanza, domain));
