@@ -243,8 +243,12 @@ where
 
 /// The retention deletes of one batched append, each removing a prefix of the archive (every
 /// id up to a bound, so no hole is made): records older than `expire_before_us`, then the
-/// oldest beyond `keep_last`.
-pub(crate) fn archive_trims<'a, DB>(append: &'a ArchiveAppend) -> Vec<QueryBuilder<DB>>
+/// oldest beyond `keep_last` — only when `records` (the archive's running count, read after
+/// the inserts) says there are more, since finding the bound walks `keep_last` index entries.
+pub(crate) fn archive_trims<'a, DB>(
+    append: &'a ArchiveAppend,
+    records: u64,
+) -> Vec<QueryBuilder<DB>>
 where
     DB: Database,
     <DB as Database>::Arguments: Default,
@@ -269,7 +273,7 @@ where
         qb.push(")");
         trims.push(qb);
     }
-    if let Some(keep) = append.keep_last {
+    if let Some(keep) = append.keep_last.filter(|keep| records > *keep) {
         let mut qb = QueryBuilder::<DB>::new("DELETE FROM archive WHERE host = ");
         archive(&mut qb);
         qb.push(" AND id <= (SELECT id FROM archive WHERE host = ");

@@ -160,7 +160,18 @@ impl ArchiveStore for SqliteStore {
                     .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
                 continue;
             }
-            for mut trim in archive_trims(a) {
+            // The running count, one indexed read, spares the walk to the `keep_last` bound
+            // while the archive is within it.
+            let records = match a.keep_last {
+                Some(_) => {
+                    let row = usage_row(&mut tx, a)
+                        .await
+                        .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+                    usage_from(row)?.records
+                }
+                None => 0,
+            };
+            for mut trim in archive_trims(a, records) {
                 trim.build()
                     .execute(&mut *tx)
                     .await
@@ -168,14 +179,11 @@ impl ArchiveStore for SqliteStore {
             }
             if a.keep_bytes.is_some() {
                 // One indexed read per archive; the trim itself runs only past the limit.
-                let row = sqlx::query_as(USAGE)
-                    .bind(&a.host)
-                    .bind(&a.user)
-                    .bind(&a.store)
-                    .fetch_optional(&mut *tx)
+                let row = usage_row(&mut tx, a)
                     .await
                     .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-                if let Some(mut trim) = archive_byte_trim(a, usage_from(row)?.bytes) {
+                let bytes = usage_from(row)?.bytes;
+                if let Some(mut trim) = archive_byte_trim(a, bytes) {
                     trim.build()
                         .execute(&mut *tx)
                         .await
@@ -373,4 +381,17 @@ async fn insert_shared(
         ids.extend(chunk_ids);
     }
     Ok(ids)
+}
+
+/// The running totals row of `append`'s archive (records, bytes), one indexed read.
+async fn usage_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    append: &ArchiveAppend,
+) -> sqlx::Result<Option<(i64, i64)>> {
+    sqlx::query_as(USAGE)
+        .bind(&append.host)
+        .bind(&append.user)
+        .bind(&append.store)
+        .fetch_optional(&mut **tx)
+        .await
 }

@@ -188,6 +188,17 @@ pub async fn archive_append_batch_keep_last(s: &Storage, ns: &str) {
     let all = payloads(s, &h, ArchiveQuery::default()).await;
     assert_eq!(all, names([8, 9, 10, 11]));
     assert_eq!(ok(s.archive.count(&h, "bob", "mam").await, "count"), 1);
+    // At the boundary: one over the limit loses exactly the oldest; at the limit, nothing.
+    let mut c = to(&h, "alice", rec("", 2002, b"m12"));
+    c.keep_last = Some(4);
+    ok(s.archive.append_batch(&[c]).await, "append_batch");
+    let all = payloads(s, &h, ArchiveQuery::default()).await;
+    assert_eq!(all, names([9, 10, 11, 12]));
+    let mut d = to(&h, "alice", rec("", 2003, b"m13"));
+    d.keep_last = Some(5);
+    ok(s.archive.append_batch(&[d]).await, "append_batch");
+    let all = payloads(s, &h, ArchiveQuery::default()).await;
+    assert_eq!(all, names([9, 10, 11, 12, 13]));
 }
 
 /// `expire_before_us` removes the records older than the bound, as a prefix of the archive.
