@@ -115,48 +115,44 @@ impl BoundPorts {
     }
 }
 
-/// The landing page of `token` on `host`, as the running server serves it.
+/// The landing page of `token` on `host`, as the running server serves it (on the port its
+/// listener got, where it was configured with 0).
 pub fn landing_page_on(
     config: &Config,
     host: &str,
     token: &str,
     ports: &BoundPorts,
 ) -> Option<String> {
-    let page = landing_page(config, host, token)?;
-    match first_listener(config) {
-        Some(listener) if config.invites.landing_page_url.is_none() => {
-            let configured = listener.addr.port();
-            let actual = ports.actual(configured);
-            Some(if configured == actual {
-                page
-            } else {
-                page.replacen(&format!(":{configured}/"), &format!(":{actual}/"), 1)
-            })
-        }
-        _ => Some(page),
-    }
-}
-
-/// The listener landing pages are served on: the first HTTPS one, else the first.
-fn first_listener(config: &Config) -> Option<&crate::config::HttpListenConfig> {
-    config
-        .http_listen
-        .iter()
-        .find(|l| l.kind == HttpKind::Tls)
-        .or_else(|| config.http_listen.first())
+    landing_page_at(config, host, token, |port| ports.actual(port))
 }
 
 /// The landing page of `token` on `host`.
 pub fn landing_page(config: &Config, host: &str, token: &str) -> Option<String> {
+    landing_page_at(config, host, token, |port| port)
+}
+
+/// The landing page of `token` on `host`: `[invites] landing_page_url` followed by the token,
+/// or else on the first HTTPS (failing that, HTTP) listener, whose configured port `port`
+/// turns into the one it listens on.
+fn landing_page_at(
+    config: &Config,
+    host: &str,
+    token: &str,
+    port: impl Fn(u16) -> u16,
+) -> Option<String> {
     if let Some(base) = &config.invites.landing_page_url {
         return Some(format!("{base}{token}"));
     }
-    let listener = first_listener(config)?;
+    let listener = config
+        .http_listen
+        .iter()
+        .find(|l| l.kind == HttpKind::Tls)
+        .or_else(|| config.http_listen.first())?;
     let (scheme, default_port) = match listener.kind {
         HttpKind::Tls => ("https", 443),
         HttpKind::Plain => ("http", 80),
     };
-    let port = listener.addr.port();
+    let port = port(listener.addr.port());
     let authority = if port == default_port {
         host.to_owned()
     } else {

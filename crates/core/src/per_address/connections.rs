@@ -244,6 +244,19 @@ mod tests {
     }
 
     #[test]
+    fn new_limits_apply_to_the_next_admissions_and_keep_the_counts() {
+        let t = ConnectionLimiter::new(limits(1, 10, 100), "client");
+        let _a = t.admit(ip("192.0.2.1")).unwrap();
+        assert!(t.admit(ip("192.0.2.1")).is_err());
+        t.set_limits(limits(2, 10, 100));
+        let _b = t.admit(ip("192.0.2.1")).unwrap();
+        assert_eq!(
+            t.admit(ip("192.0.2.1")).unwrap_err(),
+            Refusal::TooManyConnections
+        );
+    }
+
+    #[test]
     fn an_ipv6_64_is_limited_as_a_whole_and_each_address_in_it() {
         let t = ConnectionLimiter::new(limits(1, 2, 100), "client");
         let _a = t.admit(ip("2001:db8::1")).unwrap();

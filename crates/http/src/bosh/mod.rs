@@ -298,7 +298,8 @@ fn content_type(req: &Request) -> HeaderValue {
 /// A session creation request.
 async fn create(ctx: Arc<HttpContext>, req: Request, client: ClientAddr) -> Response {
     let host = req.attrs.attr("to").unwrap_or_default().to_owned();
-    if !ctx.bosh_policy().hosts.contains(host.as_str()) {
+    let policy = ctx.bosh_policy();
+    if !policy.hosts.contains(host.as_str()) {
         debug!(%host, "BOSH session for a host without BOSH");
         return ok(&ctx, body::terminate("host-unknown"));
     }
@@ -319,7 +320,7 @@ async fn create(ctx: Arc<HttpContext>, req: Request, client: ClientAddr) -> Resp
     };
     let conn_id = ctx.c2s.conn_id();
     let span = info_span!("bosh", conn = conn_id, client = %client.ip, jid = tracing::field::Empty);
-    let responder = C2sResponder::bosh(ctx.bosh_policy(), client.secure);
+    let responder = C2sResponder::bosh(policy, client.secure);
     let stream = ClientStream::new(
         ctx.c2s.router.clone(),
         responder,
