@@ -9,6 +9,7 @@ pub mod client;
 pub mod completion;
 pub mod component;
 pub mod extensions;
+pub mod group_commit;
 pub mod hooks;
 pub mod invites;
 pub mod listener;

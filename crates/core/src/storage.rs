@@ -21,7 +21,7 @@ use async_trait::async_trait;
 pub const ROOM_ARCHIVE: &str = "muc_archive";
 
 /// A storage failure. The backend has already logged the details.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StorageError {
     /// The backend could not be reached or the statement failed.
     #[error("storage backend error: {0}")]
@@ -62,6 +62,17 @@ impl ArchiveQuota {
 /// Result alias for storage calls.
 pub type StorageResult<T> = Result<T, StorageError>;
 
+/// One user's document in a [`KeyVal::put_many`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyValDoc<'a> {
+    /// The user's host.
+    pub host: &'a str,
+    /// The user (node).
+    pub user: &'a str,
+    /// The document.
+    pub value: &'a [u8],
+}
+
 /// Per-user documents: one opaque value per `(host, user, store)`.
 #[async_trait]
 pub trait KeyVal: Send + Sync + 'static {
@@ -69,6 +80,16 @@ pub trait KeyVal: Send + Sync + 'static {
     async fn get(&self, host: &str, user: &str, store: &str) -> StorageResult<Option<Vec<u8>>>;
     /// Creates or replaces the document.
     async fn put(&self, host: &str, user: &str, store: &str, value: &[u8]) -> StorageResult<()>;
+    /// Creates or replaces the documents of `store` of several users, all or none: one commit
+    /// for all (one fsync on SQLite), where a `put` each would cost one commit each. Callers
+    /// that write the same kind of document for many users at once (a logout each, when
+    /// thousands of sessions end together) gather them for this.
+    async fn put_many(&self, store: &str, docs: &[KeyValDoc<'_>]) -> StorageResult<()> {
+        for doc in docs {
+            self.put(doc.host, doc.user, store, doc.value).await?;
+        }
+        Ok(())
+    }
     /// Inserts only if absent; `Ok(false)` when a document already existed (nothing written).
     async fn insert_new(
         &self,

@@ -24,12 +24,13 @@
 //! or used before this module ran). There is no time to report, so the answer is an error,
 //! `item-not-found` (RFC 6120 §8.3.3.7: the item requested, the logout, cannot be found).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use jid::BareJid;
-use xmppd_core::storage::{KeyVal, Storage, StorageError};
+use xmppd_core::group_commit::GroupCommit;
+use xmppd_core::storage::{KeyVal, KeyValDoc, Storage, StorageError};
 use xmppd_core::{
     IqHandler, IqRequest, IqTarget, IqType, Module, Registry, Router, SessionEvent, SessionHook,
     SessionRef,
@@ -43,6 +44,11 @@ pub const NS_LAST: &str = "jabber:iq:last";
 
 /// The KeyVal store of the last logout of each user.
 pub const STORE: &str = "last";
+
+/// Logouts committed together at most. When a network drops thousands of sessions at once,
+/// each would otherwise wait for a commit (an fsync) of its own, one after the other, and the
+/// sessions would stay in memory until theirs came.
+const LOGOUT_BATCH: usize = 256;
 
 /// Where the session hook runs among others: after presence handling, which does not depend
 /// on it.
@@ -134,6 +140,7 @@ impl LastActivity {
             accounts: Arc::new(Accounts {
                 roster: RosterStore::new(storage.map.clone(), storage.keyval.clone()),
                 keyval: storage.keyval.clone(),
+                logouts: OnceLock::new(),
             }),
         }
     }
@@ -178,6 +185,15 @@ impl IqHandler for Uptime {
 struct Accounts {
     roster: RosterStore,
     keyval: Arc<dyn KeyVal>,
+    /// The group commit of logouts, started by the first (inside the runtime).
+    logouts: OnceLock<Option<GroupCommit<LogoutRecord>>>,
+}
+
+/// A logout on its way to the store.
+struct LogoutRecord {
+    host: String,
+    user: String,
+    value: Vec<u8>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -226,7 +242,41 @@ impl Accounts {
             status,
         };
         let (host, node) = owner(user);
-        self.keyval.put(host, node, STORE, &logout.encode()?).await
+        let value = logout.encode()?;
+        match self.logouts() {
+            Some(logouts) => {
+                let record = LogoutRecord {
+                    host: host.to_owned(),
+                    user: node.to_owned(),
+                    value,
+                };
+                logouts.write(record).await
+            }
+            None => self.keyval.put(host, node, STORE, &value).await,
+        }
+    }
+
+    fn logouts(&self) -> Option<&GroupCommit<LogoutRecord>> {
+        self.logouts
+            .get_or_init(|| {
+                let keyval = self.keyval.clone();
+                let commit = move |batch: Vec<LogoutRecord>| {
+                    let keyval = keyval.clone();
+                    Box::pin(async move {
+                        let docs: Vec<KeyValDoc<'_>> = batch
+                            .iter()
+                            .map(|r| KeyValDoc {
+                                host: &r.host,
+                                user: &r.user,
+                                value: &r.value,
+                            })
+                            .collect();
+                        keyval.put_many(STORE, &docs).await
+                    }) as _
+                };
+                GroupCommit::spawn(LOGOUT_BATCH, Box::new(commit)).ok()
+            })
+            .as_ref()
     }
 }
 

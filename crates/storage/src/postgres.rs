@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
-use xmppd_core::storage::{KeyVal, MapChange, MapStore, MapUsage, StorageResult, UserData};
+use xmppd_core::storage::{
+    KeyVal, KeyValDoc, MapChange, MapStore, MapUsage, StorageResult, UserData,
+};
 
 use crate::select::{map_change, map_quota_refusal, map_usage_from};
 use crate::{OpenError, backend_error, count_from_db, redact_url};
@@ -89,6 +91,10 @@ impl PostgresStore {
     }
 }
 
+/// Creates or replaces one `keyval` document.
+const KEYVAL_PUT: &str = "INSERT INTO keyval (host, username, store, value) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (host, username, store) DO UPDATE SET value = excluded.value";
+
 #[async_trait]
 impl KeyVal for PostgresStore {
     async fn get(&self, host: &str, user: &str, store: &str) -> StorageResult<Option<Vec<u8>>> {
@@ -104,18 +110,31 @@ impl KeyVal for PostgresStore {
     }
 
     async fn put(&self, host: &str, user: &str, store: &str, value: &[u8]) -> StorageResult<()> {
-        sqlx::query(
-            "INSERT INTO keyval (host, username, store, value) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (host, username, store) DO UPDATE SET value = excluded.value",
-        )
-        .bind(host)
-        .bind(user)
-        .bind(store)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| backend_error("keyval.put", e))?;
+        sqlx::query(KEYVAL_PUT)
+            .bind(host)
+            .bind(user)
+            .bind(store)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend_error("keyval.put", e))?;
         Ok(())
+    }
+
+    async fn put_many(&self, store: &str, docs: &[KeyValDoc<'_>]) -> StorageResult<()> {
+        const OP: &str = "keyval.put_many";
+        let mut tx = self.pool.begin().await.map_err(|e| backend_error(OP, e))?;
+        for doc in docs {
+            sqlx::query(KEYVAL_PUT)
+                .bind(doc.host)
+                .bind(doc.user)
+                .bind(store)
+                .bind(doc.value)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, e))?;
+        }
+        tx.commit().await.map_err(|e| backend_error(OP, e))
     }
 
     async fn insert_new(

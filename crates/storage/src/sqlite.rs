@@ -11,7 +11,9 @@ use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
 };
 use sqlx::{Connection as _, Transaction};
-use xmppd_core::storage::{KeyVal, MapChange, MapStore, MapUsage, StorageResult, UserData};
+use xmppd_core::storage::{
+    KeyVal, KeyValDoc, MapChange, MapStore, MapUsage, StorageResult, UserData,
+};
 
 use crate::select::{map_change, map_quota_refusal, map_usage_from};
 use crate::sqlite_checkpoint::{Checkpointer, WRITER_AUTOCHECKPOINT_PAGES};
@@ -207,6 +209,10 @@ pub(crate) async fn begin_immediate<'c>(
         .map_err(|e| backend_error(operation, note_failure(broken, e)))
 }
 
+/// Creates or replaces one `keyval` document.
+const KEYVAL_PUT: &str = "INSERT INTO keyval (host, username, store, value) VALUES (?, ?, ?, ?) \
+     ON CONFLICT (host, username, store) DO UPDATE SET value = excluded.value";
+
 #[async_trait]
 impl KeyVal for SqliteStore {
     async fn get(&self, host: &str, user: &str, store: &str) -> StorageResult<Option<Vec<u8>>> {
@@ -224,18 +230,35 @@ impl KeyVal for SqliteStore {
     async fn put(&self, host: &str, user: &str, store: &str, value: &[u8]) -> StorageResult<()> {
         let mut lent = self.write("keyval.put").await?;
         let (conn, broken) = lent.parts();
-        sqlx::query(
-            "INSERT INTO keyval (host, username, store, value) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (host, username, store) DO UPDATE SET value = excluded.value",
-        )
-        .bind(host)
-        .bind(user)
-        .bind(store)
-        .bind(value)
-        .execute(conn)
-        .await
-        .map_err(|e| backend_error("keyval.put", note_failure(broken, e)))?;
+        sqlx::query(KEYVAL_PUT)
+            .bind(host)
+            .bind(user)
+            .bind(store)
+            .bind(value)
+            .execute(conn)
+            .await
+            .map_err(|e| backend_error("keyval.put", note_failure(broken, e)))?;
         Ok(())
+    }
+
+    async fn put_many(&self, store: &str, docs: &[KeyValDoc<'_>]) -> StorageResult<()> {
+        const OP: &str = "keyval.put_many";
+        let mut lent = self.write(OP).await?;
+        let (conn, broken) = lent.parts();
+        let mut tx = begin_immediate(conn, broken, OP).await?;
+        for doc in docs {
+            sqlx::query(KEYVAL_PUT)
+                .bind(doc.host)
+                .bind(doc.user)
+                .bind(store)
+                .bind(doc.value)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| backend_error(OP, note_failure(broken, e)))
     }
 
     async fn insert_new(

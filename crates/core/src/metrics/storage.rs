@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::Metrics;
 use crate::storage::{
     ArchiveAppend, ArchiveQuery, ArchiveQuota, ArchiveRecord, ArchiveStore, ArchiveUsage, KeyVal,
-    MapChange, MapStore, MapUsage, NewArchiveRecord, Storage, StorageResult, UserData,
+    KeyValDoc, MapChange, MapStore, MapUsage, NewArchiveRecord, Storage, StorageResult, UserData,
 };
 
 /// `storage` with every call timed into `metrics`.
@@ -55,6 +55,10 @@ impl KeyVal for Timed<Arc<dyn KeyVal>> {
     }
     async fn put(&self, host: &str, user: &str, store: &str, value: &[u8]) -> StorageResult<()> {
         self.time("put", self.inner.put(host, user, store, value))
+            .await
+    }
+    async fn put_many(&self, store: &str, docs: &[KeyValDoc<'_>]) -> StorageResult<()> {
+        self.time("put_many", self.inner.put_many(store, docs))
             .await
     }
     async fn insert_new(

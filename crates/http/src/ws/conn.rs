@@ -139,7 +139,12 @@ pub(crate) async fn run(upgraded: Upgraded, ctx: Arc<HttpContext>, conn_id: u64,
     if matches!(end, End::Closed) {
         Box::pin(linger(&mut conn.io, &mut conn.decoder)).await;
     }
-    Box::pin(conn.stream.finish(matches!(end, End::Lost))).await;
+    // The socket, its TLS state and the frame buffers go before the session ends: ending it
+    // may wait for storage (a logout's record), and when thousands of sessions end at once
+    // their connections must not stay open for that (as the TCP listener does).
+    let Conn { io, mut stream, .. } = conn;
+    drop(io);
+    Box::pin(stream.finish(matches!(end, End::Lost))).await;
 }
 
 fn xml_limits(ctx: &HttpContext, authenticated: bool) -> Limits {

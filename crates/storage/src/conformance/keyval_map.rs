@@ -1,6 +1,6 @@
 //! Checks of the KeyVal and Map shapes.
 
-use xmppd_core::storage::Storage;
+use xmppd_core::storage::{KeyValDoc, Storage};
 
 use super::{host, ok, other_host};
 
@@ -30,6 +30,41 @@ pub async fn keyval_put_get_replace(s: &Storage, ns: &str) {
         ok(s.keyval.get(&h, "alice", "vcard").await, "get"),
         Some(Vec::new())
     );
+}
+
+/// `put_many` creates and replaces the documents of several users (of several hosts) in one
+/// store, and touches no other store.
+pub async fn keyval_put_many(s: &Storage, ns: &str) {
+    let (h, o) = (host(ns), other_host(ns));
+    ok(s.keyval.put(&h, "alice", "last", b"old").await, "put");
+    ok(s.keyval.put(&h, "alice", "vcard", b"card").await, "put");
+    let docs = [
+        KeyValDoc {
+            host: &h,
+            user: "alice",
+            value: b"new",
+        },
+        KeyValDoc {
+            host: &h,
+            user: "bob",
+            value: b"bob's",
+        },
+        KeyValDoc {
+            host: &o,
+            user: "alice",
+            value: b"elsewhere",
+        },
+    ];
+    ok(s.keyval.put_many("last", &docs).await, "put_many");
+    let get = |host: &str, user: &str, store: &str| {
+        let (host, user, store) = (host.to_owned(), user.to_owned(), store.to_owned());
+        async move { ok(s.keyval.get(&host, &user, &store).await, "get") }
+    };
+    assert_eq!(get(&h, "alice", "last").await, Some(b"new".to_vec()));
+    assert_eq!(get(&h, "bob", "last").await, Some(b"bob's".to_vec()));
+    assert_eq!(get(&o, "alice", "last").await, Some(b"elsewhere".to_vec()));
+    assert_eq!(get(&h, "alice", "vcard").await, Some(b"card".to_vec()));
+    ok(s.keyval.put_many("last", &[]).await, "put_many of nothing");
 }
 
 /// `insert_new` writes only when absent and never overwrites.

@@ -35,6 +35,7 @@ macro_rules! for_each_check {
             keyval_missing,
             keyval_put_get_replace,
             keyval_insert_new,
+            keyval_put_many,
             keyval_delete,
             keyval_users,
             keyval_scoping,
