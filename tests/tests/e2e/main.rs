@@ -19,6 +19,7 @@ mod auth;
 mod blocking;
 mod bookmarks;
 mod bosh;
+mod bosh_acks;
 mod bosh_sm;
 mod byte_quotas;
 mod carbons;

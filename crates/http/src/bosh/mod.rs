@@ -272,6 +272,7 @@ fn terms(ctx: &HttpContext, req: &Request) -> Result<Terms, body::BodyError> {
         inactivity: s.bosh_inactivity,
         max_pause: s.bosh_max_pause,
         polling: s.bosh_polling,
+        acks: req.attrs.attr("ack") == Some("1"),
     })
 }
 
@@ -328,7 +329,7 @@ async fn create(ctx: Arc<HttpContext>, req: Request, client: ClientAddr) -> Resp
         ctx.c2s.settings().limits.session_queue,
     );
     let secs = |d: Duration| d.as_secs().to_string();
-    let attrs = [
+    let mut attrs = vec![
         ("sid", sid.clone()),
         ("wait", secs(terms.wait)),
         ("requests", terms.requests.to_string()),
@@ -341,6 +342,10 @@ async fn create(ctx: Arc<HttpContext>, req: Request, client: ClientAddr) -> Resp
         ("xmpp:version", "1.0".to_owned()),
         ("xmpp:restartlogic", "true".to_owned()),
     ];
+    if terms.acks {
+        // §9.1: a session whose answers carry `ack` says so in its creation response.
+        attrs.push(("ack", req.rid.to_string()));
+    }
     let kill = CancellationToken::new();
     let created = Task::create(
         ctx.clone(),

@@ -58,6 +58,8 @@ pub(crate) struct Terms {
     pub(crate) inactivity: Duration,
     pub(crate) max_pause: Duration,
     pub(crate) polling: Duration,
+    /// The client asked for acknowledgements (`ack='1'` at creation, XEP-0124 §9).
+    pub(crate) acks: bool,
 }
 
 /// How the session ends: the body that tells the client, and whether the link counts as lost
@@ -283,17 +285,47 @@ impl Task {
             let payload = match due {
                 Due::Payloads | Due::OverHold | Due::Expired => std::mem::take(&mut self.out),
             };
-            self.answer(rid, body::answer(&[], &payload), true);
-            self.last_answer_empty = payload.is_empty();
+            self.answer_with_ack(rid, &payload, &[]);
         }
         None
+    }
+
+    /// Answers the held request `rid` with `payload` and `attrs`, and the `ack` of §9.1 when
+    /// the client asked for acknowledgements and it says more than that this request came.
+    fn answer_with_ack(&mut self, rid: u64, payload: &[u8], attrs: &[(&str, &str)]) {
+        let through = self.window.received_through();
+        let ack = (self.terms.acks && through != rid).then(|| through.to_string());
+        let mut all: Vec<(&str, &str)> = attrs.to_vec();
+        if let Some(ack) = &ack {
+            all.push(("ack", ack));
+        }
+        self.answer(rid, body::answer(&all, payload), true);
+        self.last_answer_empty = payload.is_empty();
+    }
+
+    /// XEP-0124 §9.2: the client's `ack` says it has not received an answer sent a while
+    /// ago, so the oldest held request is answered at once with `report` (the request whose
+    /// answer is missing) and `time` (milliseconds since it was sent); the client may then
+    /// send that request again and get the kept copy.
+    fn report_missed(&mut self, client_ack: u64) {
+        let now = Instant::now().into_std();
+        let Some((missing, ago)) = self.window.missed(client_ack, now) else {
+            return;
+        };
+        let Some(oldest) = self.window.held().next() else {
+            return;
+        };
+        let (report, time) = (missing.to_string(), ago.as_millis().to_string());
+        let payload = std::mem::take(&mut self.out);
+        self.answer_with_ack(oldest, &payload, &[("report", &report), ("time", &time)]);
     }
 
     fn answer(&mut self, rid: u64, answer: Bytes, keep: bool) {
         if let Some(waiter) = self.waiters.remove(&rid) {
             let _ = waiter.send(answer.clone());
         }
-        self.window.answered(rid, answer, keep);
+        self.window
+            .answered(rid, answer, keep, Instant::now().into_std());
         self.carried.clear();
         self.last_answer = Instant::now();
     }
@@ -358,6 +390,15 @@ impl Task {
             }
             Arrival::Process(ready) => {
                 self.waiters.insert(rid, reply);
+                // The report goes first, on the oldest held request, before this request's
+                // payloads can have that one answered without it.
+                let client_ack = ready
+                    .first()
+                    .filter(|_| self.terms.acks)
+                    .and_then(|(_, req)| req.number("ack").ok().flatten());
+                if let Some(client_ack) = client_ack {
+                    self.report_missed(client_ack);
+                }
                 for (rid, req) in ready {
                     if self.ending.is_some() {
                         break;

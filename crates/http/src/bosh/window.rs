@@ -27,6 +27,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+/// How long after an answer was sent a client's `ack` that still misses it is taken for a
+/// lost answer (XEP-0124 §9.2 "e.g., if some time has passed since it responded"): sooner,
+/// the request may simply have crossed the answer on the way.
+pub const REPORT_AFTER: Duration = Duration::from_secs(1);
+
 /// What to do with a request that arrived.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Arrival<T> {
@@ -70,8 +75,9 @@ pub struct Window<T> {
     early: BTreeMap<u64, (T, Instant)>,
     /// Processed requests not answered yet, oldest first, with the time they were held.
     held: VecDeque<(u64, Instant)>,
-    /// The last answers sent, oldest first (at most `requests`), for retransmissions.
-    answered: VecDeque<(u64, Bytes)>,
+    /// The last answers sent, oldest first (at most `requests`), for retransmissions, with
+    /// when each was sent.
+    answered: VecDeque<(u64, Bytes, Instant)>,
 }
 
 impl<T> Window<T> {
@@ -92,7 +98,7 @@ impl<T> Window<T> {
     /// A request `rid` with `payload` arrived at `now`.
     pub fn arrive(&mut self, rid: u64, payload: T, now: Instant) -> Arrival<T> {
         if rid < self.next {
-            if let Some((_, answer)) = self.answered.iter().find(|(r, _)| *r == rid) {
+            if let Some((_, answer, _)) = self.answered.iter().find(|(r, ..)| *r == rid) {
                 return Arrival::Repeat(answer.clone());
             }
             if let Some(held) = self.held.iter_mut().find(|(r, _)| *r == rid) {
@@ -137,16 +143,32 @@ impl<T> Window<T> {
         }
     }
 
-    /// The held request `rid` was answered with `answer` (kept for a retransmission unless
-    /// `keep` is false: pause answers are not kept, §14.3).
-    pub fn answered(&mut self, rid: u64, answer: Bytes, keep: bool) {
+    /// The held request `rid` was answered with `answer` at `now` (kept for a retransmission
+    /// unless `keep` is false: pause answers are not kept, §14.3).
+    pub fn answered(&mut self, rid: u64, answer: Bytes, keep: bool, now: Instant) {
         self.held.retain(|(r, _)| *r != rid);
         if keep {
-            self.answered.push_back((rid, answer));
+            self.answered.push_back((rid, answer, now));
             while self.answered.len() as u64 > self.requests {
                 self.answered.pop_front();
             }
         }
+    }
+
+    /// The highest `rid` received with every lower one (XEP-0124 §9.1: the `ack` of an
+    /// answer, when the client asked for acknowledgements).
+    pub fn received_through(&self) -> u64 {
+        self.next - 1
+    }
+
+    /// The answer a client's `ack` says it has not received (§9.2): the one to `ack + 1`,
+    /// when that request was answered at least [`REPORT_AFTER`] ago (an answer still on its
+    /// way is no loss) and its copy is kept, with how long ago it was sent.
+    pub fn missed(&self, client_ack: u64, now: Instant) -> Option<(u64, Duration)> {
+        let missing = client_ack.checked_add(1)?;
+        let &(_, _, sent) = self.answered.iter().find(|(r, ..)| *r == missing)?;
+        let ago = now.saturating_duration_since(sent);
+        (ago >= REPORT_AFTER).then_some((missing, ago))
     }
 
     /// The held requests, oldest first.
@@ -208,6 +230,36 @@ mod tests {
     }
 
     #[test]
+    fn acks_name_the_highest_rid_received_without_a_gap() {
+        let (mut w, t) = window();
+        assert_eq!(w.received_through(), 100);
+        assert!(matches!(w.arrive(102, "b", t), Arrival::Early));
+        assert_eq!(w.received_through(), 100, "101 is missing");
+        assert!(matches!(w.arrive(101, "a", t), Arrival::Process(_)));
+        assert_eq!(w.received_through(), 102);
+    }
+
+    #[test]
+    fn an_answer_is_reported_missed_once_it_had_time_to_arrive() {
+        let (mut w, t) = window();
+        assert!(matches!(w.arrive(101, "a", t), Arrival::Process(_)));
+        w.answered(101, Bytes::from_static(b"<body/>"), true, t);
+        // The client's ack of 100 says it has not got 101's answer.
+        assert_eq!(
+            w.missed(100, t + Duration::from_millis(10)),
+            None,
+            "still on its way"
+        );
+        let later = t + REPORT_AFTER + Duration::from_millis(500);
+        assert_eq!(
+            w.missed(100, later),
+            Some((101, REPORT_AFTER + Duration::from_millis(500)))
+        );
+        assert_eq!(w.missed(101, later), None, "nothing missed");
+        assert_eq!(w.missed(u64::MAX, later), None);
+    }
+
+    #[test]
     fn in_order_requests_are_processed_and_held() {
         let (mut w, t) = window();
         assert_eq!(w.arrive(101, "a", t), Arrival::Process(vec![(101, "a")]));
@@ -216,7 +268,7 @@ mod tests {
         assert_eq!(w.arrive(102, "b", t), Arrival::Process(vec![(102, "b")]));
         // Two held with hold = 1: the older is answered, empty if need be.
         assert_eq!(w.answer_due(false, t), Some((101, Due::OverHold)));
-        w.answered(101, Bytes::from_static(b"<body/>"), true);
+        w.answered(101, Bytes::from_static(b"<body/>"), true, t);
         assert_eq!(w.answer_due(false, t), None);
         assert_eq!(w.held().collect::<Vec<_>>(), vec![102]);
     }
@@ -237,7 +289,7 @@ mod tests {
     fn a_retransmission_gets_the_same_answer() {
         let (mut w, t) = window();
         let _ = w.arrive(101, "a", t);
-        w.answered(101, Bytes::from_static(b"<body>one</body>"), true);
+        w.answered(101, Bytes::from_static(b"<body>one</body>"), true, t);
         assert_eq!(
             w.arrive(101, "a", t),
             Arrival::Repeat(Bytes::from_static(b"<body>one</body>"))
@@ -249,7 +301,7 @@ mod tests {
         let (mut w, t) = window();
         for rid in 101..=104 {
             assert!(matches!(w.arrive(rid, "x", t), Arrival::Process(_)));
-            w.answered(rid, Bytes::from(format!("{rid}")), true);
+            w.answered(rid, Bytes::from(format!("{rid}")), true, t);
         }
         assert_eq!(w.arrive(104, "x", t), Arrival::Repeat(Bytes::from("104")));
         assert_eq!(w.arrive(103, "x", t), Arrival::Repeat(Bytes::from("103")));
@@ -262,7 +314,7 @@ mod tests {
     fn a_pause_answer_is_not_kept() {
         let (mut w, t) = window();
         let _ = w.arrive(101, "pause", t);
-        w.answered(101, Bytes::from_static(b"<body/>"), false);
+        w.answered(101, Bytes::from_static(b"<body/>"), false, t);
         assert_eq!(w.arrive(101, "pause", t), Arrival::NotFound);
     }
 
