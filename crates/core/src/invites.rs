@@ -42,6 +42,18 @@ pub enum InviteKind {
     /// Register a new account of any free name on the host (XEP-0401 §3.4 without a
     /// username: `xmpp:HOST?register;preauth=TOKEN`).
     Account,
+    /// Register the new account `username`, chosen by whoever issued the invite (XEP-0401
+    /// §4.2: `xmpp:USERNAME@HOST?register;preauth=TOKEN`). While the invite is valid the name
+    /// is reserved: nobody registers it by other means ([`Invites::reserved`]). With
+    /// `inviter` (§4.2's `roster-subscription`), the new account and the inviter end up
+    /// mutually subscribed, as with a contact invitation.
+    NamedAccount {
+        /// The new account's localpart.
+        username: String,
+        /// The localpart of the account it is subscribed with, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inviter: Option<String>,
+    },
     /// Set a new password for the existing account `user` by in-band registration.
     Reset {
         /// The account's localpart.
@@ -83,6 +95,9 @@ impl Invite {
     pub fn uri(&self, host: &str, token: &str) -> InviteUri {
         let (address, action) = match &self.kind {
             InviteKind::Account => (host.to_owned(), InviteAction::Register),
+            InviteKind::NamedAccount { username, .. } => {
+                (format!("{username}@{host}"), InviteAction::Register)
+            }
             InviteKind::Reset { user } => (format!("{user}@{host}"), InviteAction::Register),
             InviteKind::Contact { inviter } => (
                 format!("{inviter}@{host}"),
@@ -247,6 +262,30 @@ impl Invites {
         Ok(live)
     }
 
+    /// Whether a valid invite of `host` reserves the new account `username` (XEP-0401 §4.2),
+    /// other than the invite of `except` (a token key). Invites are few (an administrator
+    /// issues them), so they are read rather than indexed.
+    pub async fn reserved(
+        &self,
+        host: &str,
+        username: &str,
+        except: Option<&str>,
+    ) -> StorageResult<bool> {
+        let now = unix_now();
+        for (key, value) in self.map.list(host, "", INVITES_STORE).await? {
+            if except == Some(key.as_str()) {
+                continue;
+            }
+            let invite = decode(&value)?;
+            if invite.is_valid_at(now)
+                && matches!(&invite.kind, InviteKind::NamedAccount { username: u, .. } if u == username)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Revokes the invite that `id_or_token` names on `host`: its token, or its id (the key
     /// [`Invites::list`] gives, or a prefix of at least 8 digits naming exactly one). Returns
     /// whether one was removed.
@@ -310,6 +349,14 @@ mod tests {
     fn invites_round_trip_and_expire() {
         for kind in [
             InviteKind::Account,
+            InviteKind::NamedAccount {
+                username: "juliet".into(),
+                inviter: Some("romeo".into()),
+            },
+            InviteKind::NamedAccount {
+                username: "juliet".into(),
+                inviter: None,
+            },
             InviteKind::Reset {
                 user: "juliet".into(),
             },
@@ -344,6 +391,13 @@ mod tests {
         assert_eq!(
             uri(InviteKind::Account),
             "xmpp:example.com?register;preauth=00ff"
+        );
+        assert_eq!(
+            uri(InviteKind::NamedAccount {
+                username: "juliet".into(),
+                inviter: None,
+            }),
+            "xmpp:juliet@example.com?register;preauth=00ff"
         );
         assert_eq!(
             uri(InviteKind::Reset {

@@ -160,6 +160,18 @@ pub fn render(host: &str, token: &str, invite: &Invite) -> String {
             "Install one of the apps below, then come back to this page and tap the button: \
              the app creates your account and lets you choose its name and password.",
         ),
+        InviteKind::NamedAccount { username, .. } => (
+            format!("Invitation to {host}"),
+            format!(
+                "You are invited to create the account <strong>{}@{host}</strong> on a server \
+                 of the XMPP chat network. With it you can chat with anyone on XMPP, whatever \
+                 server they use.",
+                escape_html(username)
+            ),
+            "Create my account",
+            "Install one of the apps below, then come back to this page and tap the button: \
+             the app creates your account and lets you choose its password.",
+        ),
         InviteKind::Reset { user } => (
             format!("New password on {host}"),
             format!(

@@ -12,6 +12,10 @@ pub enum InviteCommand {
     Create {
         /// The host.
         host: Option<String>,
+        /// The new account's username, reserved for the invitee while the invitation lasts
+        /// (XEP-0401 §4.2); without it the invitee chooses.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["reset", "contact"])]
+        username: Option<String>,
         /// Instead, let this existing account (user or user@host) set a new password.
         #[arg(long, value_name = "USER", conflicts_with = "contact")]
         reset: Option<String>,
@@ -48,14 +52,16 @@ pub async fn run(
     match what {
         InviteCommand::Create {
             host,
+            username,
             reset,
             contact,
             expires,
         } => {
-            let request = match (reset, contact) {
-                (Some(user), _) => InviteRequest::Reset(user),
-                (None, Some(jid)) => InviteRequest::Contact(jid),
-                (None, None) => InviteRequest::Account,
+            let request = match (username, reset, contact) {
+                (Some(name), _, _) => InviteRequest::NamedAccount(name),
+                (None, Some(user), _) => InviteRequest::Reset(user),
+                (None, None, Some(jid)) => InviteRequest::Contact(jid),
+                (None, None, None) => InviteRequest::Account,
             };
             let issued =
                 invites::create(config, storage, host.as_deref(), &request, expires).await?;

@@ -25,6 +25,8 @@ use crate::admin::host_names;
 pub enum InviteRequest {
     /// A new account of the holder's choosing.
     Account,
+    /// The new account of this name (a localpart), reserved meanwhile.
+    NamedAccount(String),
     /// A new password for this account (a JID, or a localpart on the host).
     Reset(String),
     /// Becoming this account's contact (registering an account if need be).
@@ -63,6 +65,26 @@ fn host(config: &Config, given: Option<&str>) -> anyhow::Result<String> {
             _ => anyhow::bail!("name the host: one of {}", host_names(config)),
         },
     }
+}
+
+/// `name` prepared as a localpart, when no account of `host` has it and no invitation
+/// reserves it.
+async fn free_username(storage: &Storage, host: &str, name: &str) -> anyhow::Result<String> {
+    let username = jid::NodePart::new(name.trim())
+        .map_err(|e| anyhow::anyhow!("{name:?} is not a valid username: {e}"))?
+        .as_str()
+        .to_owned();
+    anyhow::ensure!(
+        !crate::accounts(storage).exists(host, &username).await?,
+        "there is already an account {username}@{host}"
+    );
+    anyhow::ensure!(
+        !Invites::new(storage.map.clone())
+            .reserved(host, &username, None)
+            .await?,
+        "another invitation already reserves {username}@{host}"
+    );
+    Ok(username)
 }
 
 /// An existing account named by `text` (a JID, or a localpart on `host` when given).
@@ -176,6 +198,15 @@ pub async fn create(
     let given = host.map(str::to_ascii_lowercase);
     let (host, kind) = match request {
         InviteRequest::Account => (self::host(config, given.as_deref())?, InviteKind::Account),
+        InviteRequest::NamedAccount(name) => {
+            let host = self::host(config, given.as_deref())?;
+            let username = free_username(storage, &host, name).await?;
+            let kind = InviteKind::NamedAccount {
+                username,
+                inviter: None,
+            };
+            (host, kind)
+        }
         InviteRequest::Reset(who) | InviteRequest::Contact(who) => {
             let jid = account(config, storage, given.as_deref(), who).await?;
             let user = jid.node().map_or("", |n| n.as_str()).to_owned();
@@ -204,6 +235,7 @@ pub async fn create(
 pub fn describe(invite: &Invite, host: &str) -> String {
     match &invite.kind {
         InviteKind::Account => format!("a new account on {host}"),
+        InviteKind::NamedAccount { username, .. } => format!("the new account {username}@{host}"),
         InviteKind::Reset { user } => format!("a new password for {user}@{host}"),
         InviteKind::Contact { inviter } => format!("a contact of {inviter}@{host}"),
     }

@@ -1,7 +1,9 @@
 //! XEP-0401's ad-hoc commands through a real client: an account invites a contact with
 //! `urn:xmpp:invite#invite` and the invitee registers with the token and is subscribed; an
 //! administrator invites a new account with `urn:xmpp:invite#create-account`, which others
-//! may not; both results carry the URI, the landing page and the expiry (§3.1, §3.4).
+//! may not, with the invitee's choice of name or one the administrator gives and which stays
+//! reserved for the invitee (§4.2); both results carry the URI, the landing page and the
+//! expiry (§3.1, §3.4).
 
 use crate::common;
 
@@ -23,8 +25,11 @@ const CREATE_ACCOUNT: &str = "urn:xmpp:invite#create-account";
 
 async fn server() -> anyhow::Result<TestServer> {
     let admin = jid::BareJid::new("admin@localhost")?;
+    // Open registration on: a name an invitation reserves must be refused there too.
+    let text: std::sync::Arc<str> = std::sync::Arc::from("[modules.register]\nenabled = true\n");
     let server = TestServer::start_with(|c| {
         c.admins = vec![admin];
+        c.text = Some(text);
         c.http_listen = vec![HttpListenConfig {
             kind: HttpKind::Tls,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -44,6 +49,60 @@ async fn execute(client: &mut TestClient, id: &str, node: &str) -> anyhow::Resul
         ))
         .await?;
     answer(client, id).await
+}
+
+/// Submits the form of the command session `sessionid` of `node` with `fields` (XML).
+async fn submit(
+    client: &mut TestClient,
+    id: &str,
+    node: &str,
+    sessionid: &str,
+    fields: &str,
+) -> anyhow::Result<Element> {
+    client
+        .send(&format!(
+            "<iq type='set' id='{id}' to='localhost'><command xmlns='{COMMANDS}' node='{node}' \
+             sessionid='{sessionid}' action='complete'><x xmlns='{DATA}' type='submit'>{fields}</x>\
+             </command></iq>"
+        ))
+        .await?;
+    answer(client, id).await
+}
+
+/// Runs create-account: its form first (§3.4), then the submission of `fields`.
+async fn create_account(
+    client: &mut TestClient,
+    id: &str,
+    fields: &str,
+) -> anyhow::Result<Element> {
+    let form = execute(client, id, CREATE_ACCOUNT).await?;
+    let command = form
+        .child("command", COMMANDS)
+        .ok_or_else(|| anyhow::anyhow!("no command in {form}"))?;
+    assert_eq!(command.attr("status"), Some("executing"), "{form}");
+    let x = command
+        .child("x", DATA)
+        .ok_or_else(|| anyhow::anyhow!("no form in {form}"))?;
+    let vars: Vec<_> = x.children().filter_map(|f| f.attr("var")).collect();
+    assert_eq!(vars, ["username", "roster-subscription"], "{form}");
+    let sessionid = command.attr("sessionid").unwrap_or_default().to_owned();
+    submit(client, id, CREATE_ACCOUNT, &sessionid, fields).await
+}
+
+fn field(var: &str, value: &str) -> String {
+    format!("<field var='{var}'><value>{value}</value></field>")
+}
+
+/// Registers `user` by open registration; the answer.
+async fn register_openly(server: &TestServer, user: &str) -> anyhow::Result<Element> {
+    let (mut client, _) = unauthenticated(server).await?;
+    client
+        .send(&format!(
+            "<iq type='set' id='open'><query xmlns='{NS_REGISTER}'><username>{user}</username>\
+             <password>a-long-secret</password></query></iq>"
+        ))
+        .await?;
+    answer(&mut client, "open").await
 }
 
 /// The value of `var` in the command's result form.
@@ -146,7 +205,8 @@ async fn only_administrators_invite_new_accounts() -> anyhow::Result<()> {
     let mut admin = server
         .login("admin", &common::password("admin"), "a")
         .await?;
-    let answer = execute(&mut admin, "ca", CREATE_ACCOUNT).await?;
+    // An empty username: the invitee chooses.
+    let answer = create_account(&mut admin, "ca", "").await?;
     let uri = invitation(&answer, CREATE_ACCOUNT)?;
     assert_eq!(
         uri.to_uri(),
@@ -166,5 +226,64 @@ async fn only_administrators_invite_new_accounts() -> anyhow::Result<()> {
         .await?;
     let bad = common::answer(&mut admin, "bad").await?;
     assert_eq!(stanza_error_condition(&bad).as_deref(), Some("bad-request"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_named_account_is_reserved_for_its_invitee_who_is_subscribed() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut admin = online_with_roster(&server, "admin", "desk", 0).await?;
+    let fields = field("username", "Juliet") + &field("roster-subscription", "1");
+    let answer = create_account(&mut admin, "named", &fields).await?;
+    let named = invitation(&answer, CREATE_ACCOUNT)?;
+    // §4.2: the name (prepared) in the URI.
+    assert_eq!(
+        named.to_uri(),
+        format!("xmpp:juliet@localhost?register;preauth={}", named.token)
+    );
+
+    // The name is free of accounts and of other invitations, and a valid localpart.
+    for (id, username, condition) in [
+        ("again", "juliet", "conflict"),
+        ("taken", "alice", "conflict"),
+        ("bad", "jul@iet", "jid-malformed"),
+    ] {
+        let refused = create_account(&mut admin, id, &field("username", username)).await?;
+        assert_eq!(
+            stanza_error_condition(&refused).as_deref(),
+            Some(condition),
+            "{username}: {refused}"
+        );
+    }
+    // Nobody else registers it: not by open registration, not with another invitation.
+    let open = register_openly(&server, "juliet").await?;
+    assert_eq!(
+        stanza_error_condition(&open).as_deref(),
+        Some("conflict"),
+        "{open}"
+    );
+    let free = invitation(
+        &create_account(&mut admin, "free", "").await?,
+        CREATE_ACCOUNT,
+    )?;
+    let (mut other, _) = unauthenticated(&server).await?;
+    let err = register_with(&mut other, &free.token, "juliet")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("conflict"), "{err}");
+
+    // The named invitation registers that name only, then it is subscribed with the admin.
+    let (mut juliet, _) = unauthenticated(&server).await?;
+    let err = register_with(&mut juliet, &named.token, "romeo")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("forbidden"), "{err}");
+    register_with(&mut juliet, &named.token, "juliet").await?;
+    expect_push(&mut admin, "juliet@localhost", "both", false).await?;
+    juliet
+        .authenticate("SCRAM-SHA-256", "juliet", "a-long-secret")
+        .await?;
+    // Used up, the reservation is gone with it: the other invitation takes another name.
+    register_with(&mut other, &free.token, "romeo").await?;
     Ok(())
 }

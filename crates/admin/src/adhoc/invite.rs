@@ -1,19 +1,21 @@
 //! XEP-0401 Easy User Onboarding: the ad-hoc commands with which users create invitations
 //! from their clients (§3.1 `urn:xmpp:invite#invite`, §3.4 `urn:xmpp:invite#create-account`).
 //!
-//! Both complete at once (§3.1: "The server SHOULD immediately provide a command result, with
-//! no further interaction"), with a `urn:xmpp:invite#invitation` result form: `uri`, the
-//! `landing-url` when the server has a landing page, and `expire` (XEP-0082). A user
-//! invitation may be created by any account of the host, for itself; an account invitation
-//! only by the host's administrators (§3.4: "the server administrator (or a user authorized
-//! to create accounts)"). §3.4's form is not offered: an invitation with a username chosen in
-//! advance (§4.2) is not supported, so the invitee chooses it, as
-//! `xmpp:HOST?register;preauth=TOKEN` says.
+//! A user invitation completes at once (§3.1: "The server SHOULD immediately provide a
+//! command result, with no further interaction"); an account invitation first answers its
+//! form (§3.4): `username` (optional here: without it the invitee chooses,
+//! `xmpp:HOST?register;preauth=TOKEN`; with it §4.2's `xmpp:USERNAME@HOST?register;…`, the
+//! name reserved for the invitee while the invitation lasts) and `roster-subscription` (the
+//! new account and the administrator who invited it subscribed to each other). Both end
+//! with a `urn:xmpp:invite#invitation` result form: `uri`, the `landing-url` when the server
+//! has a landing page, and `expire` (XEP-0082). A user invitation may be created by any
+//! account of the host, for itself; an account invitation only by the host's administrators
+//! (§3.4: "the server administrator (or a user authorized to create accounts)").
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use jid::{BareJid, Jid};
+use jid::{BareJid, Jid, NodePart};
 use xmppd_core::invites::InviteKind;
 use xmppd_core::{Invites, Router};
 use xmppd_proto::data_form::{DataForm, Field, FieldType, FormType};
@@ -98,20 +100,48 @@ impl InviteCommand {
         }
     }
 
-    /// Issues the invitation and returns the result form.
+    /// The form the command answers first (§3.4), if it has one.
+    pub(super) fn form(self) -> Option<DataForm> {
+        match self {
+            InviteCommand::Invite => None,
+            InviteCommand::CreateAccount => {
+                let mut form = DataForm::new(FormType::Form);
+                form.title = Some(self.name().to_owned());
+                form.instructions =
+                    vec!["Leave the username empty to let the invitee choose it.".to_owned()];
+                Some(
+                    form.with_field(
+                        Field::new("username", FieldType::TextSingle)
+                            .with_label("The new account's username"),
+                    )
+                    .with_field(
+                        Field::new("roster-subscription", FieldType::Boolean)
+                            .with_label("Add the new account to my contacts")
+                            .with_value("0"),
+                    ),
+                )
+            }
+        }
+    }
+
+    /// Issues the invitation (for the account invitation, as `submitted` asks) and returns
+    /// the result form.
     pub(super) async fn run(
         self,
         invitations: &Invitations,
         router: &Router,
         host: &BareJid,
         requester: &Jid,
+        submitted: Option<&DataForm>,
     ) -> Result<DataForm, StanzaError> {
         let host = host.domain().as_str();
         let kind = match self {
             InviteCommand::Invite => InviteKind::Contact {
                 inviter: requester.node().map_or("", |n| n.as_str()).to_owned(),
             },
-            InviteCommand::CreateAccount => InviteKind::Account,
+            InviteCommand::CreateAccount => {
+                account_kind(invitations, router, host, requester, submitted).await?
+            }
         };
         let new = invitations
             .invites
@@ -141,4 +171,71 @@ impl InviteCommand {
         }
         Ok(form.with_field(Field::new("expire", FieldType::TextSingle).with_value(expire)))
     }
+}
+
+fn bad_request(text: impl Into<String>) -> StanzaError {
+    StanzaError::new(DefinedCondition::BadRequest).with_text(text)
+}
+
+/// What an account invitation's submitted form asks for (§3.4, §4.2): a name of the
+/// invitee's choosing, or one that is free now (neither an account nor reserved by another
+/// invitation), and perhaps the subscription with the requester.
+async fn account_kind(
+    invitations: &Invitations,
+    router: &Router,
+    host: &str,
+    requester: &Jid,
+    submitted: Option<&DataForm>,
+) -> Result<InviteKind, StanzaError> {
+    let form = submitted.ok_or_else(|| bad_request("the command's form was not submitted"))?;
+    let subscribe = form
+        .bool("roster-subscription")
+        .map_err(|_| bad_request("roster-subscription must be a boolean"))?
+        .unwrap_or(false);
+    let inviter = subscribe
+        .then(|| requester.node().map(|n| n.as_str().to_owned()))
+        .flatten();
+    if subscribe && (inviter.is_none() || requester.domain().as_str() != host) {
+        return Err(StanzaError::new(DefinedCondition::NotAcceptable)
+            .with_text("only an account of this host can be subscribed to the new account"));
+    }
+    let Some(given) = form
+        .value("username")
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(InviteKind::Account);
+    };
+    // §4.2: a valid localpart (RFC 6122 §2.3, by the JID library's rules), normalised.
+    let username = NodePart::new(given)
+        .map_err(|_| {
+            StanzaError::new(DefinedCondition::JidMalformed)
+                .with_text("the username is not a valid localpart")
+        })?
+        .as_str()
+        .to_owned();
+    let taken = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "could not check a username for an invitation");
+        StanzaError::new(DefinedCondition::InternalServerError)
+    };
+    if router
+        .accounts()
+        .exists(host, &username)
+        .await
+        .map_err(|e| taken(&e))?
+    {
+        return Err(
+            StanzaError::new(DefinedCondition::Conflict).with_text("that account already exists")
+        );
+    }
+    if invitations
+        .invites
+        .reserved(host, &username, None)
+        .await
+        .map_err(|e| taken(&e))?
+    {
+        return Err(StanzaError::new(DefinedCondition::Conflict)
+            .with_text("another invitation already reserves that username"));
+    }
+    Ok(InviteKind::NamedAccount { username, inviter })
 }

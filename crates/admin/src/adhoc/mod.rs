@@ -70,7 +70,8 @@ impl Admins {
 /// An open session: its command, requester and start.
 #[derive(Debug)]
 struct Session {
-    command: Command,
+    /// The command's node.
+    command: &'static str,
     requester: Jid,
     started: Instant,
 }
@@ -135,8 +136,9 @@ impl AdHoc {
             .collect()
     }
 
-    /// Runs a XEP-0401 command, which completes at once (see [`invite`]): only `execute`,
-    /// without a session, is meaningful.
+    /// Runs a XEP-0401 command (see [`invite`]): the user invitation completes at once (only
+    /// `execute`, without a session, is meaningful); the account invitation answers its form
+    /// first and runs on its submission, as the XEP-0133 commands do.
     async fn execute_invite(
         &self,
         command: InviteCommand,
@@ -160,26 +162,62 @@ impl AdHoc {
                 }),
             );
         }
-        match (&request.action, &request.sessionid) {
-            (Action::Unknown(_), _) => {
-                return Err(bad_request("malformed-action", "unknown action"));
+        if let Action::Unknown(_) = request.action {
+            return Err(bad_request("malformed-action", "unknown action"));
+        }
+        let node = command.node();
+        let submitted = match (command.form(), &request.sessionid) {
+            (_, None) if request.action != Action::Execute => {
+                return Err(bad_request(
+                    "bad-sessionid",
+                    "only execute starts a command; other actions need its sessionid",
+                ));
             }
-            (Action::Execute, None) => {}
-            _ => {
+            (None, None) => None,
+            (None, Some(_)) => {
                 return Err(bad_request(
                     "bad-sessionid",
                     "this command completes at once: execute it without a sessionid",
                 ));
             }
-        }
-        let form = command.run(invitations, router, host, requester).await?;
-        let mut response = CommandResponse::new(command.node(), session_id()?, Status::Completed);
-        response.form = Some(form);
+            (Some(form), None) => {
+                let id = self.open(node, requester)?;
+                let mut response = CommandResponse::new(node, id, Status::Executing);
+                response.actions = vec![Action::Complete];
+                response.form = Some(form);
+                return Ok(response);
+            }
+            (Some(_), Some(id)) => {
+                if request.action == Action::Prev {
+                    return Err(bad_request(
+                        "bad-action",
+                        "this command has one stage: there is no previous one",
+                    ));
+                }
+                self.close(id, node, requester)?;
+                if request.action == Action::Cancel {
+                    return Ok(CommandResponse::new(node, id.clone(), Status::Canceled));
+                }
+                let form = request
+                    .form
+                    .filter(|f| f.kind == FormType::Submit)
+                    .ok_or_else(|| {
+                        bad_request("bad-payload", "the command's form was not submitted")
+                    })?;
+                Some(form)
+            }
+        };
+        let result = command
+            .run(invitations, router, host, requester, submitted.as_ref())
+            .await?;
+        let id = request.sessionid.map_or_else(session_id, Ok)?;
+        let mut response = CommandResponse::new(node, id, Status::Completed);
+        response.form = Some(result);
         Ok(response)
     }
 
     /// Opens a session for `requester`, dropping expired ones first.
-    fn open(&self, command: Command, requester: &Jid) -> Result<String, StanzaError> {
+    fn open(&self, command: &'static str, requester: &Jid) -> Result<String, StanzaError> {
         let id = session_id()?;
         let mut sessions = self
             .sessions
@@ -207,7 +245,7 @@ impl AdHoc {
 
     /// Ends the session `id` of `requester` running `command`; `bad-sessionid` if there is
     /// none (never opened, ended, expired, or someone else's).
-    fn close(&self, id: &str, command: Command, requester: &Jid) -> Result<(), StanzaError> {
+    fn close(&self, id: &str, command: &'static str, requester: &Jid) -> Result<(), StanzaError> {
         let mut sessions = self
             .sessions
             .lock()
@@ -256,7 +294,7 @@ impl AdHoc {
                     "only execute starts a command; other actions need its sessionid",
                 ));
             }
-            let id = self.open(command, requester)?;
+            let id = self.open(command.node(), requester)?;
             let mut response = CommandResponse::new(command.node(), id, Status::Executing);
             response.actions = vec![Action::Complete];
             response.form = Some(command.form());
@@ -269,7 +307,7 @@ impl AdHoc {
                 "this command has one stage: there is no previous one",
             ));
         }
-        self.close(&id, command, requester)?;
+        self.close(&id, command.node(), requester)?;
         if request.action == Action::Cancel {
             return Ok(CommandResponse::new(command.node(), id, Status::Canceled));
         }

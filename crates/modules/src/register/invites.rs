@@ -88,11 +88,22 @@ impl Rules {
             Ok(None) => return Err(unknown_token()),
             Err(e) => return Err(internal(e)),
         };
-        if let InviteKind::Reset { user } = &invite.kind
-            && user != username
-        {
-            return Err(StanzaError::new(DefinedCondition::Forbidden)
-                .with_text("this invitation resets the password of another account"));
+        match &invite.kind {
+            InviteKind::Reset { user } if user != username => {
+                return Err(StanzaError::new(DefinedCondition::Forbidden)
+                    .with_text("this invitation resets the password of another account"));
+            }
+            InviteKind::NamedAccount {
+                username: named, ..
+            } if named != username => {
+                return Err(StanzaError::new(DefinedCondition::Forbidden)
+                    .with_text(format!("this invitation creates the account {named}")));
+            }
+            InviteKind::Account | InviteKind::Contact { .. } => {
+                let key = xmppd_core::invites::token_key(token);
+                self.refuse_reserved(host, username, Some(&key)).await?;
+            }
+            _ => {}
         }
         let invite = match self.invites.consume(host, token).await {
             Ok(Some(invite)) => invite,
@@ -101,7 +112,7 @@ impl Rules {
         };
         let done = match &invite.kind {
             InviteKind::Reset { .. } => router.accounts().set_password(jid, password).await,
-            InviteKind::Account | InviteKind::Contact { .. } => {
+            InviteKind::Account | InviteKind::NamedAccount { .. } | InviteKind::Contact { .. } => {
                 router.accounts().create(jid, password).await
             }
         };
@@ -124,12 +135,34 @@ impl Rules {
         match &invite.kind {
             InviteKind::Reset { .. } => info!(%jid, "password reset with an invitation"),
             InviteKind::Account => info!(%jid, "account registered with an invitation"),
+            InviteKind::NamedAccount { inviter, .. } => {
+                info!(%jid, "account registered with an invitation naming it");
+                if let Some(inviter) = inviter {
+                    self.befriend(router, host, jid, inviter).await;
+                }
+            }
             InviteKind::Contact { inviter } => {
                 info!(%jid, %inviter, "account registered with a contact invitation");
                 self.befriend(router, host, jid, inviter).await;
             }
         }
         Ok(())
+    }
+
+    /// XEP-0401 §4.2: `conflict` when a valid invitation (other than the one of token key
+    /// `except`) reserves `username` for its invitee.
+    pub(super) async fn refuse_reserved(
+        &self,
+        host: &str,
+        username: &str,
+        except: Option<&str>,
+    ) -> Result<(), StanzaError> {
+        match self.invites.reserved(host, username, except).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(StanzaError::new(DefinedCondition::Conflict)
+                .with_text("that username is reserved by an invitation")),
+            Err(e) => Err(internal(e)),
+        }
     }
 
     /// XEP-0401 §3.3.2, §3.5: the new account and its inviter subscribe to each other.

@@ -247,6 +247,8 @@ impl Rules {
             return Err(StanzaError::new(DefinedCondition::Forbidden)
                 .with_text("registration on this server is by invitation only"));
         }
+        self.refuse_reserved(host, jid.node().map_or("", |n| n.as_str()), None)
+            .await?;
         self.limiter
             .acquire(peer, Instant::now())
             .map_err(|refusal| {

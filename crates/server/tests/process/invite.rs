@@ -93,6 +93,32 @@ fn create_refuses_what_cannot_be_invited() {
 }
 
 #[test]
+fn a_named_account_invitation_reserves_its_name_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "").unwrap();
+    let out = run(&config, &["create", "--username", "Juliet"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("invitation for the new account juliet@localhost, valid until "),
+        "{text}"
+    );
+    assert!(
+        text.contains("xmpp:juliet@localhost?register;preauth="),
+        "§4.2: {text}"
+    );
+    for (name, refusal) in [
+        ("juliet", "already reserves juliet@localhost"),
+        ("jul@iet", "not a valid username"),
+    ] {
+        let out = run(&config, &["create", "--username", name]);
+        assert!(!out.status.success(), "{name}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(refusal), "{name}: {err}");
+    }
+}
+
+#[test]
 fn a_bad_expiry_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "expiry = \"7w\"").unwrap();
