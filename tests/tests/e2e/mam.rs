@@ -1,7 +1,7 @@
 //! XEP-0313 Message Archive Management for one-to-one messages: both ends archive, the
 //! recipient's copy carries the archive's XEP-0359 stanza-id (forged ones are removed), what
 //! is not archived, preferences (XEP-0441), metadata, the form, bad input, and an archive that
-//! outlives the server process. Paging is in `mam_paging.rs`.
+//! outlives the server process; a `sent` carbon carries the sender's archive's id. Paging is in `mam_paging.rs`.
 
 use crate::common;
 
@@ -400,5 +400,72 @@ async fn the_account_advertises_its_archive() -> anyhow::Result<()> {
     for wanted in ["urn:xmpp:mam:2", "urn:xmpp:mam:2#extended"] {
         assert!(features.contains(&wanted), "{wanted} in {features:?}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sent_carbon_carries_the_senders_archive_id_which_never_leaves() -> anyhow::Result<()> {
+    const CARBONS: &str = "urn:xmpp:carbons:2";
+    let server = TestServer::start().await?;
+    add_users(&server, &["alice", "bob"]).await?;
+    let mut laptop = online(&server, "alice", "laptop", 1).await?;
+    let mut phone = online(&server, "alice", "phone", 1).await?;
+    phone
+        .expect("the laptop's presence", |e| e.is("presence", CLIENT))
+        .await?;
+    expect_presence(&mut laptop, "alice@localhost/phone", None).await?;
+    phone
+        .send(&format!(
+            "<iq type='set' id='c1'><enable xmlns='{CARBONS}'/></iq>"
+        ))
+        .await?;
+    phone
+        .expect("carbons enabled", |e| {
+            e.is("iq", CLIENT) && e.attr("id") == Some("c1")
+        })
+        .await?;
+    let mut bob = online(&server, "bob", "desk", 1).await?;
+
+    // A forged id of Alice's own archive: neither archived, copied nor sent on.
+    laptop
+        .send(
+            "<message to='bob@localhost/desk' id='m1' type='chat'><body>hi</body>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='forged'/></message>",
+        )
+        .await?;
+    let got = expect_message(
+        &mut bob,
+        "alice@localhost/laptop",
+        "bob@localhost/desk",
+        "hi",
+    )
+    .await?;
+    assert!(stanza_ids_by(&got, "alice@localhost").is_empty(), "{got}");
+    let carbon = phone
+        .expect("the sent carbon", |e| {
+            e.is("message", CLIENT) && e.child("sent", CARBONS).is_some()
+        })
+        .await?;
+    let copied = carbon
+        .child("sent", CARBONS)
+        .and_then(|s| s.child("forwarded", FORWARD))
+        .and_then(|f| f.child("message", CLIENT))
+        .ok_or_else(|| anyhow::anyhow!("no forwarded message in {carbon}"))?;
+    let ids = stanza_ids_by(copied, "alice@localhost");
+    assert_eq!(ids.len(), 1, "{carbon}");
+    assert_ne!(ids[0], "forged");
+    // The id is the one Alice's archive answers with, for the message as sent.
+    let answer = query(
+        &mut phone,
+        "q1",
+        Q::default().field("with", "bob@localhost"),
+    )
+    .await?;
+    assert_eq!(answer.ids(), ids);
+    let archived = forwarded_message(&answer.results[0]).expect("message");
+    assert!(
+        stanza_ids_by(archived, "alice@localhost").is_empty(),
+        "{archived}"
+    );
     Ok(())
 }

@@ -132,6 +132,10 @@ pub const FEATURES: &[&str] = &[ns::MAM, EXTENDED];
 /// stanza-id and nothing is copied that could not be archived.
 const PRIORITY: i32 = 50;
 
+/// Where the sender's own stanza-id comes off an outgoing message: after carbons (-100),
+/// whose `sent` copies carry it to the sender's other resources, and before it leaves.
+const UNSTAMP_PRIORITY: i32 = -150;
+
 /// `[modules.mam]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -287,6 +291,7 @@ impl Module for Mam {
             registry.account_feature(feature);
         }
         registry.outbound(PRIORITY, KindMask::MESSAGE, inner.clone());
+        registry.outbound(UNSTAMP_PRIORITY, KindMask::MESSAGE, Arc::new(Unstamp));
         registry.inbound(PRIORITY, KindMask::MESSAGE, inner.clone());
         let query = Arc::new(query::QueryHandler(inner.clone()));
         registry.iq(
@@ -433,13 +438,45 @@ impl OutboundHook for Inner {
         if peer.to_bare() == account || !self.wanted(&account, peer).await {
             return Flow::Continue(stanza);
         }
-        match self.archive(&account, peer, &stanza).await {
-            Ok(_) => Flow::Continue(stanza),
+        // A claim of the sender's own archive's id is the client's forgery: neither archived
+        // nor copied (XEP-0359 §3 rule 2).
+        let archive_jid = Jid::from(account.clone());
+        let peer = peer.clone();
+        let stanza = rules::without_stanza_ids_by(stanza, &archive_jid);
+        let archived = match self.ids.cipher(account.domain().as_str()).await {
+            Ok(cipher) => self
+                .archive(&account, &peer, &stanza)
+                .await
+                .map(|id| cipher.encode(&id)),
+            Err(e) => Err(e.into()),
+        };
+        match archived {
+            // The archive's id rides along to the `sent` carbons of the sender's other
+            // resources, which can then match the message with what a MAM query returns;
+            // [`Unstamp`] takes it off before the message leaves.
+            Ok(id) => Flow::Continue(rules::with_child(
+                stanza,
+                StanzaId::new(id, archive_jid).to_element(),
+            )),
             Err(e) => {
                 warn!(%account, error = %e, "outgoing message not archived; bounced");
                 Flow::bounce(&stanza, &not_archived())
             }
         }
+    }
+}
+
+/// Takes the sender's archive's stanza-id off an outgoing message once carbons copied it:
+/// it names a record of the sender's archive, which is nobody else's business.
+struct Unstamp;
+
+#[async_trait]
+impl OutboundHook for Unstamp {
+    async fn outbound(&self, _router: &Router, session: SessionRef<'_>, stanza: Stanza) -> Flow {
+        Flow::Continue(rules::without_stanza_ids_by(
+            stanza,
+            &Jid::from(session.jid.to_bare()),
+        ))
     }
 }
 
