@@ -22,6 +22,10 @@ use crate::rsm::{SetQuery, SetResult};
 
 /// `urn:xmpp:mam:2#extended`: `before-id`, `after-id`, `ids`, flipped pages, metadata (§7).
 pub const EXTENDED: &str = "urn:xmpp:mam:2#extended";
+
+/// `urn:xmpp:mam:2#groupchat-field`: the `include-groupchat` query field is understood (§7:
+/// advertised "even if they cannot return groupchat messages").
+pub const GROUPCHAT_FIELD: &str = "urn:xmpp:mam:2#groupchat-field";
 /// `http://jabber.org/protocol/xdata-validate` (XEP-0122), for the open `ids` list.
 pub const XDATA_VALIDATE: &str = "http://jabber.org/protocol/xdata-validate";
 
@@ -83,8 +87,9 @@ impl Query {
 }
 
 /// The `<query/>` answering a form request (§4.1.1.1): the fields a server supports, none
-/// marked required, `ids` open to any value (XEP-0122).
-pub fn fields_form(extended: bool) -> Element {
+/// marked required, `ids` open to any value (XEP-0122), and `include-groupchat` where it is
+/// understood (a user's archive, §4.1.2).
+pub fn fields_form(extended: bool, include_groupchat: bool) -> Element {
     let mut form = DataForm::new(FormType::Form)
         .with_field(Field::form_type(ns::MAM))
         .with_field(Field::new("with", FieldType::JidSingle))
@@ -94,6 +99,9 @@ pub fn fields_form(extended: bool) -> Element {
         form = form
             .with_field(Field::new("before-id", FieldType::TextSingle))
             .with_field(Field::new("after-id", FieldType::TextSingle));
+    }
+    if include_groupchat {
+        form = form.with_field(Field::new("include-groupchat", FieldType::Boolean));
     }
     let mut x = form.to_element();
     if extended {
@@ -375,7 +383,7 @@ mod tests {
 
     #[test]
     fn the_fields_form_lists_the_extended_fields_with_an_open_ids_list() {
-        let q = fields_form(true);
+        let q = fields_form(true, false);
         let x = q.child("x", ns::DATA_FORMS).expect("form");
         let form = DataForm::try_from(x).expect("valid form");
         assert_eq!(form.kind, FormType::Form);
@@ -402,8 +410,12 @@ mod tests {
             ids.child("validate", XDATA_VALIDATE)
                 .is_some_and(|v| v.has_child("open", XDATA_VALIDATE))
         );
-        let basic = DataForm::try_from(fields_form(false).child("x", ns::DATA_FORMS).unwrap())
-            .expect("valid");
+        let basic = DataForm::try_from(
+            fields_form(false, false)
+                .child("x", ns::DATA_FORMS)
+                .unwrap(),
+        )
+        .expect("valid");
         assert_eq!(basic.fields.len(), 4);
     }
 

@@ -239,8 +239,8 @@ async fn bad_queries_get_the_errors_of_the_spec() -> anyhow::Result<()> {
             "feature-not-implemented",
         ),
         (
-            Q::default().field("include-groupchat", "true"),
-            "feature-not-implemented",
+            Q::default().field("include-groupchat", "maybe"),
+            "bad-request",
         ),
         (Q::default().field("start", "yesterday"), "bad-request"),
         (
@@ -320,6 +320,7 @@ async fn the_form_and_the_metadata_describe_the_archive() -> anyhow::Result<()> 
             "end",
             "before-id",
             "after-id",
+            "include-groupchat",
             "ids"
         ]
     );
@@ -344,6 +345,11 @@ async fn the_form_and_the_metadata_describe_the_archive() -> anyhow::Result<()> 
         bob.recv().await?;
     }
     let ids = query(&mut alice, "a1", Q::default()).await?.ids();
+    // §4.1.2: the archive holds no groupchat, so either answer is the same.
+    for (id, include) in [("g0", "false"), ("g1", "true")] {
+        let q = Q::default().field("include-groupchat", include);
+        assert_eq!(query(&mut alice, id, q).await?.ids(), ids);
+    }
     let got = iq(
         &mut alice,
         "get",
@@ -397,7 +403,11 @@ async fn the_account_advertises_its_archive() -> anyhow::Result<()> {
         .filter(|f| f.name() == "feature")
         .filter_map(|f| f.attr("var"))
         .collect();
-    for wanted in ["urn:xmpp:mam:2", "urn:xmpp:mam:2#extended"] {
+    for wanted in [
+        "urn:xmpp:mam:2",
+        "urn:xmpp:mam:2#extended",
+        "urn:xmpp:mam:2#groupchat-field",
+    ] {
         assert!(features.contains(&wanted), "{wanted} in {features:?}");
     }
     Ok(())

@@ -103,7 +103,7 @@ use xmppd_core::{
     Fixed, Flow, InboundHook, IqTarget, IqType, KindMask, Live, Module, ModuleError, OutboundHook,
     Reconfigure, Registry, Router, SessionRef,
 };
-use xmppd_proto::mam::{DefaultPolicy, EXTENDED};
+use xmppd_proto::mam::{DefaultPolicy, EXTENDED, GROUPCHAT_FIELD};
 use xmppd_proto::stanza_id::StanzaId;
 use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
 
@@ -125,7 +125,7 @@ pub const PREFS_STORE: &str = "mam_prefs";
 
 /// The disco#info features of an account's bare JID (§7), registered as account features
 /// (the disco module lists them).
-pub const FEATURES: &[&str] = &[ns::MAM, EXTENDED];
+pub const FEATURES: &[&str] = &[ns::MAM, EXTENDED, GROUPCHAT_FIELD];
 
 /// Hook priority: after blocking (100; a blocked message is not archived, §8.1) and before
 /// the modules that copy or deliver a message (carbons, IM at 0), so that copies carry the

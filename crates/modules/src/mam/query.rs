@@ -157,6 +157,16 @@ pub(crate) fn parse_form(form: Option<&DataForm>) -> Result<Filter, QueryError> 
                 }
                 filter.ids = Some(ids);
             }
+            // §4.1.2: a user's archive here keeps no groupchat messages (rooms keep their
+            // own), so `true` and `false` ask for the same results; the value must still be
+            // a boolean (XEP-0004 §3.3).
+            "include-groupchat" => {
+                if !matches!(value, None | Some("true" | "false" | "1" | "0")) {
+                    return Err(QueryError::BadRequest(
+                        "'include-groupchat' must be a boolean".to_owned(),
+                    ));
+                }
+            }
             other => return Err(QueryError::UnknownField(other.to_owned())),
         }
     }
@@ -197,7 +207,7 @@ impl IqHandler for QueryHandler {
             return Ok(Some(self.0.metadata(user).await?.to_element()));
         }
         if request.stanza.type_attr() != Some("set") {
-            return Ok(Some(fields_form(true)));
+            return Ok(Some(fields_form(true, true)));
         }
         let query = Query::try_from(request.payload).map_err(StanzaError::from)?;
         let session = match request.from.try_as_full() {

@@ -135,6 +135,11 @@ fn the_form_is_read_and_bad_input_is_refused_with_the_right_condition() {
     assert_eq!(ok.ids, Some(vec!["1".into(), "2".into()]));
     assert_eq!(parse_form(None).expect("no form"), Filter::default());
 
+    for value in ["true", "false", "1", "0"] {
+        let asked = parse_form(Some(&form(&[("include-groupchat", &[value])])));
+        assert_eq!(asked.expect("a boolean"), Filter::default(), "{value}");
+    }
+
     let cases: [(Fields<'_>, DefinedCondition); 5] = [
         (&[("start", &["yesterday"])], DefinedCondition::BadRequest),
         (
@@ -143,8 +148,8 @@ fn the_form_is_read_and_bad_input_is_refused_with_the_right_condition() {
         ),
         (&[("with", &["@@"])], DefinedCondition::BadRequest),
         (
-            &[("include-groupchat", &["true"])],
-            DefinedCondition::FeatureNotImplemented,
+            &[("include-groupchat", &["maybe"])],
+            DefinedCondition::BadRequest,
         ),
         (
             &[("{urn:example}search", &["x"])],

@@ -66,7 +66,7 @@ impl Room {
                 self.register(ctx, real, payload).await?;
                 Ok(IqAnswer::Result(None))
             }
-            (true, ns::MAM, "query") => answer(fields_form(true)),
+            (true, ns::MAM, "query") => answer(fields_form(true, false)),
             (false, ns::MAM, "query") => answer(self.archive_query(ctx, real, payload).await?),
             (true, ns::MAM, "metadata") => {
                 self.check_archive_access(ctx, real)?;
