@@ -13,7 +13,8 @@ use xmppd_core::storage::{
 
 use crate::postgres::{PostgresStore, lock_key};
 use crate::select::{
-    Table, archive_byte_trim, archive_count, archive_select, archive_trims, quota_check, usage_from,
+    Table, archive_byte_trim, archive_count, archive_select, archive_trims, first_per_archive,
+    quota_check, usage_from, usage_of, usage_select,
 };
 use crate::{backend_error, count_from_db, parse_id};
 
@@ -136,41 +137,51 @@ impl ArchiveStore for PostgresStore {
             ids.push(id.to_string());
         }
         // Retention, once per archive: each delete removes a prefix of the archive (every id
-        // up to a bound), so no hole is ever made.
-        let mut trimmed = BTreeSet::new();
-        for a in batch {
-            if !trimmed.insert((&a.host, &a.user, &a.store)) {
+        // up to a bound), so no hole is ever made. The running totals of every limited
+        // archive, one read for the batch, spare the walks to the bounds while the archives
+        // are within their limits.
+        let archives = first_per_archive(batch);
+        let limited: Vec<&ArchiveAppend> = archives
+            .iter()
+            .copied()
+            .filter(|a| a.keep_last.is_some() || a.keep_bytes.is_some())
+            .collect();
+        let rows = match usage_select::<Postgres>(&limited) {
+            Some(mut select) => select
+                .build_query_as()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, e))?,
+            None => Vec::new(),
+        };
+        let usage = usage_of(&archives, rows)?;
+        for (a, now) in archives.into_iter().zip(usage) {
+            let mut removed = 0;
+            for mut trim in archive_trims(a, now.records) {
+                removed += trim
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| backend_error(OP, e))?
+                    .rows_affected();
+            }
+            if a.keep_bytes.is_none() {
                 continue;
             }
-            // The running count, one indexed read, spares the walk to the `keep_last` bound
-            // while the archive is within it.
-            let records = match a.keep_last {
-                Some(_) => {
-                    let row = usage_row(&mut tx, a)
-                        .await
-                        .map_err(|e| backend_error(OP, e))?;
-                    usage_from(row)?.records
-                }
-                None => 0,
+            // What the deletes above left, read again only when they removed something.
+            let bytes = if removed == 0 {
+                now.bytes
+            } else {
+                let row = usage_row(&mut tx, a)
+                    .await
+                    .map_err(|e| backend_error(OP, e))?;
+                usage_from(row)?.bytes
             };
-            for mut trim in archive_trims(a, records) {
+            if let Some(mut trim) = archive_byte_trim(a, bytes) {
                 trim.build()
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| backend_error(OP, e))?;
-            }
-            if a.keep_bytes.is_some() {
-                // One indexed read per archive; the trim itself runs only past the limit.
-                let row = usage_row(&mut tx, a)
-                    .await
-                    .map_err(|e| backend_error(OP, e))?;
-                let bytes = usage_from(row)?.bytes;
-                if let Some(mut trim) = archive_byte_trim(a, bytes) {
-                    trim.build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| backend_error(OP, e))?;
-                }
             }
         }
         tx.commit().await.map_err(|e| backend_error(OP, e))?;

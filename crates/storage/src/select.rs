@@ -286,6 +286,67 @@ where
     trims
 }
 
+/// The first append of each archive of a batch, in batch order: retention runs once per
+/// archive, with the limits that append carries.
+pub(crate) fn first_per_archive(batch: &[ArchiveAppend]) -> Vec<&ArchiveAppend> {
+    let mut seen = std::collections::HashSet::new();
+    batch
+        .iter()
+        .filter(|a| seen.insert((a.host.as_str(), a.user.as_str(), a.store.as_str())))
+        .collect()
+}
+
+/// One read of the running totals (`host, username, store, records, bytes`) of `archives`,
+/// for the retention of a batched append; none for no archive. One statement for the whole
+/// batch instead of one per archive: each statement is a round trip to the connection (on
+/// SQLite a hop to its worker thread and back), and the per-archive reads were most of the
+/// round trips of a commit.
+pub(crate) fn usage_select<'a, DB>(archives: &[&'a ArchiveAppend]) -> Option<QueryBuilder<DB>>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    if archives.is_empty() {
+        return None;
+    }
+    let mut qb = QueryBuilder::<DB>::new(
+        "SELECT host, username, store, records, bytes FROM archive_usage \
+         WHERE (host, username, store) IN (VALUES ",
+    );
+    for (i, a) in archives.iter().enumerate() {
+        qb.push(if i == 0 { "(" } else { ", (" });
+        qb.push_bind(a.host.as_str());
+        qb.push(", ");
+        qb.push_bind(a.user.as_str());
+        qb.push(", ");
+        qb.push_bind(a.store.as_str());
+        qb.push(")");
+    }
+    qb.push(")");
+    Some(qb)
+}
+
+/// The usage of each of `archives` from the rows [`usage_select`] returned, in the same
+/// order (zero for an archive without a row: it never had a record).
+pub(crate) fn usage_of(
+    archives: &[&ArchiveAppend],
+    rows: Vec<(String, String, String, i64, i64)>,
+) -> Result<Vec<ArchiveUsage>, StorageError> {
+    let index: std::collections::HashMap<(&str, &str, &str), usize> = archives
+        .iter()
+        .enumerate()
+        .map(|(i, a)| ((a.host.as_str(), a.user.as_str(), a.store.as_str()), i))
+        .collect();
+    let mut usage = vec![ArchiveUsage::default(); archives.len()];
+    for (host, user, store, records, bytes) in rows {
+        if let Some(&i) = index.get(&(host.as_str(), user.as_str(), store.as_str())) {
+            usage[i] = usage_from(Some((records, bytes)))?;
+        }
+    }
+    Ok(usage)
+}
+
 /// An archive's usage from its `archive_usage` row (`records`, `bytes`), none when the
 /// archive never had a record.
 pub(crate) fn usage_from(row: Option<(i64, i64)>) -> Result<ArchiveUsage, StorageError> {

@@ -1,7 +1,5 @@
 //! The Archive shape on SQLite: appends (one and batched), queries, counts and deletes.
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{Sqlite, SqliteRow};
@@ -11,8 +9,8 @@ use xmppd_core::storage::{
 };
 
 use crate::select::{
-    Table, archive_byte_trim, archive_count, archive_select, archive_trims, in_archive,
-    quota_check, usage_from,
+    Table, archive_byte_trim, archive_count, archive_select, archive_trims, first_per_archive,
+    in_archive, quota_check, usage_from, usage_of, usage_select,
 };
 use crate::sqlite::{SqliteStore, begin_immediate};
 use crate::sqlite_connections::note_failure;
@@ -149,46 +147,58 @@ impl ArchiveStore for SqliteStore {
         }
         // Retention, once per archive, after the inserts. Both deletes remove a prefix of the
         // archive (every id up to a bound), so no hole is ever made.
-        let mut trimmed = BTreeSet::new();
-        for a in batch {
-            if !trimmed.insert((&a.host, &a.user, &a.store)) {
+        let archives = first_per_archive(batch);
+        let (rooms, shared): (Vec<&ArchiveAppend>, Vec<&ArchiveAppend>) = archives
+            .into_iter()
+            .partition(|a| Table::sqlite(&a.store) == Table::Rooms);
+        for a in rooms {
+            sqlite_rooms::trim(&mut tx, a)
+                .await
+                .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+        }
+        // The running totals of every limited archive, one read for the batch, spare the
+        // walks to the bounds while the archives are within their limits.
+        let limited: Vec<&ArchiveAppend> = shared
+            .iter()
+            .copied()
+            .filter(|a| a.keep_last.is_some() || a.keep_bytes.is_some())
+            .collect();
+        let rows = match usage_select::<Sqlite>(&limited) {
+            Some(mut select) => select
+                .build_query_as()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, note_failure(broken, e)))?,
+            None => Vec::new(),
+        };
+        let usage = usage_of(&shared, rows)?;
+        for (a, now) in shared.into_iter().zip(usage) {
+            let mut removed = 0;
+            for mut trim in archive_trims(a, now.records) {
+                removed += trim
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| backend_error(OP, note_failure(broken, e)))?
+                    .rows_affected();
+            }
+            if a.keep_bytes.is_none() {
                 continue;
             }
-            if Table::sqlite(&a.store) == Table::Rooms {
-                sqlite_rooms::trim(&mut tx, a)
+            // What the deletes above left, read again only when they removed something.
+            let bytes = if removed == 0 {
+                now.bytes
+            } else {
+                let row = usage_row(&mut tx, a)
                     .await
                     .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-                continue;
-            }
-            // The running count, one indexed read, spares the walk to the `keep_last` bound
-            // while the archive is within it.
-            let records = match a.keep_last {
-                Some(_) => {
-                    let row = usage_row(&mut tx, a)
-                        .await
-                        .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-                    usage_from(row)?.records
-                }
-                None => 0,
+                usage_from(row)?.bytes
             };
-            for mut trim in archive_trims(a, records) {
+            if let Some(mut trim) = archive_byte_trim(a, bytes) {
                 trim.build()
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-            }
-            if a.keep_bytes.is_some() {
-                // One indexed read per archive; the trim itself runs only past the limit.
-                let row = usage_row(&mut tx, a)
-                    .await
-                    .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-                let bytes = usage_from(row)?.bytes;
-                if let Some(mut trim) = archive_byte_trim(a, bytes) {
-                    trim.build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-                }
             }
         }
         tx.commit()

@@ -217,3 +217,49 @@ pub async fn archive_append_batch_keep_bytes(s: &Storage, ns: &str) {
         "another archive is not trimmed"
     );
 }
+
+/// One batch over several archives trims each by its own running totals and limits, and a
+/// byte limit counts what that archive's count limit left of it, not what it held before.
+pub async fn archive_append_batch_trims_each_archive(s: &Storage, ns: &str) {
+    let h = host(ns);
+    let a = &s.archive;
+    let hundred = vec![b'h'; 100];
+    for (user, n) in [("alice", 5), ("bob", 2), ("dave", 4)] {
+        for i in 0..n {
+            ok(
+                a.append(&h, user, "mam", rec("", i, &hundred), None).await,
+                "append",
+            );
+        }
+    }
+    let append = |user: &str, keep_last: u64, keep_bytes: u64| ArchiveAppend {
+        host: h.clone(),
+        user: user.to_owned(),
+        store: "mam".to_owned(),
+        record: NewArchiveRecord {
+            with: String::new(),
+            timestamp_us: 100,
+            payload: hundred.clone(),
+        },
+        keep_last: Some(keep_last),
+        expire_before_us: None,
+        keep_bytes: Some(keep_bytes),
+    };
+    let batch = [
+        append("alice", 3, 1000),
+        append("bob", 10, 250),
+        append("carol", 1, 50),
+        append("dave", 2, 250),
+    ];
+    ok(a.append_batch(&batch).await, "append_batch");
+    let h = &h;
+    let now = |user: &'static str| async move { ok(a.usage(h, user, "mam").await, user) };
+    // 6 records: the count limit keeps 3, whose 300 bytes are within 1000.
+    assert_eq!(now("alice").await, usage(3, 300));
+    // 300 bytes over 250: down to 250 - 15, so the oldest goes.
+    assert_eq!(now("bob").await, usage(2, 200));
+    // A new archive's only record stays, larger than the limit.
+    assert_eq!(now("carol").await, usage(1, 100));
+    // 5 records: the count limit keeps 2, 200 bytes, within 250: nothing more goes.
+    assert_eq!(now("dave").await, usage(2, 200));
+}

@@ -71,6 +71,7 @@ macro_rules! for_each_check {
             archive_byte_quota,
             archive_usage_follows_every_write,
             archive_append_batch_keep_bytes,
+            archive_append_batch_trims_each_archive,
             map_usage_follows_every_write,
             map_byte_quota,
             map_byte_quota_concurrent,
