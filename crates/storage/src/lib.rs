@@ -70,6 +70,7 @@ use xmppd_core::storage::{ArchiveStore, KeyVal, MapStore, Storage, StorageError,
 pub mod conformance;
 mod postgres;
 mod postgres_archive;
+mod retention;
 #[cfg(test)]
 mod room_tests;
 mod select;

@@ -12,9 +12,9 @@ use xmppd_core::storage::{
 };
 
 use crate::postgres::{PostgresStore, lock_key};
+use crate::retention::trim_shared;
 use crate::select::{
-    Table, archive_byte_trim, archive_count, archive_select, archive_trims, first_per_archive,
-    quota_check, usage_from, usage_of, usage_select,
+    Table, archive_count, archive_select, first_per_archive, quota_check, usage_from,
 };
 use crate::{backend_error, count_from_db, parse_id};
 
@@ -136,54 +136,9 @@ impl ArchiveStore for PostgresStore {
             .map_err(|e| backend_error(OP, e))?;
             ids.push(id.to_string());
         }
-        // Retention, once per archive: each delete removes a prefix of the archive (every id
-        // up to a bound), so no hole is ever made. The running totals of every limited
-        // archive, one read for the batch, spare the walks to the bounds while the archives
-        // are within their limits.
+        // Retention, once per archive, after the inserts.
         let archives = first_per_archive(batch);
-        let limited: Vec<&ArchiveAppend> = archives
-            .iter()
-            .copied()
-            .filter(|a| a.keep_last.is_some() || a.keep_bytes.is_some())
-            .collect();
-        let rows = match usage_select::<Postgres>(&limited) {
-            Some(mut select) => select
-                .build_query_as()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| backend_error(OP, e))?,
-            None => Vec::new(),
-        };
-        let usage = usage_of(&archives, rows)?;
-        for (a, now) in archives.into_iter().zip(usage) {
-            let mut removed = 0;
-            for mut trim in archive_trims(a, now.records) {
-                removed += trim
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| backend_error(OP, e))?
-                    .rows_affected();
-            }
-            if a.keep_bytes.is_none() {
-                continue;
-            }
-            // What the deletes above left, read again only when they removed something.
-            let bytes = if removed == 0 {
-                now.bytes
-            } else {
-                let row = usage_row(&mut tx, a)
-                    .await
-                    .map_err(|e| backend_error(OP, e))?;
-                usage_from(row)?.bytes
-            };
-            if let Some(mut trim) = archive_byte_trim(a, bytes) {
-                trim.build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| backend_error(OP, e))?;
-            }
-        }
+        trim_shared::<Postgres>(&mut tx, &archives, |e| backend_error(OP, e)).await?;
         tx.commit().await.map_err(|e| backend_error(OP, e))?;
         Ok(ids)
     }
@@ -311,17 +266,4 @@ impl ArchiveStore for PostgresStore {
             .map(|(store, n)| Ok((store, count_from_db(OP, n)?)))
             .collect()
     }
-}
-
-/// The running totals row of `append`'s archive (records, bytes), one indexed read.
-async fn usage_row(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    append: &ArchiveAppend,
-) -> sqlx::Result<Option<(i64, i64)>> {
-    sqlx::query_as(USAGE)
-        .bind(&append.host)
-        .bind(&append.user)
-        .bind(&append.store)
-        .fetch_optional(&mut **tx)
-        .await
 }

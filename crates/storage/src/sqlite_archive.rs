@@ -8,9 +8,9 @@ use xmppd_core::storage::{
     NewArchiveRecord, StorageError, StorageResult,
 };
 
+use crate::retention::trim_shared;
 use crate::select::{
-    Table, archive_byte_trim, archive_count, archive_select, archive_trims, first_per_archive,
-    in_archive, quota_check, usage_from, usage_of, usage_select,
+    Table, archive_count, archive_select, first_per_archive, in_archive, quota_check, usage_from,
 };
 use crate::sqlite::{SqliteStore, begin_immediate};
 use crate::sqlite_connections::note_failure;
@@ -145,8 +145,7 @@ impl ArchiveStore for SqliteStore {
             }
             ids.extend(inserted.into_iter().map(|id| id.to_string()));
         }
-        // Retention, once per archive, after the inserts. Both deletes remove a prefix of the
-        // archive (every id up to a bound), so no hole is ever made.
+        // Retention, once per archive, after the inserts.
         let archives = first_per_archive(batch);
         let (rooms, shared): (Vec<&ArchiveAppend>, Vec<&ArchiveAppend>) = archives
             .into_iter()
@@ -156,51 +155,10 @@ impl ArchiveStore for SqliteStore {
                 .await
                 .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
         }
-        // The running totals of every limited archive, one read for the batch, spare the
-        // walks to the bounds while the archives are within their limits.
-        let limited: Vec<&ArchiveAppend> = shared
-            .iter()
-            .copied()
-            .filter(|a| a.keep_last.is_some() || a.keep_bytes.is_some())
-            .collect();
-        let rows = match usage_select::<Sqlite>(&limited) {
-            Some(mut select) => select
-                .build_query_as()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| backend_error(OP, note_failure(broken, e)))?,
-            None => Vec::new(),
-        };
-        let usage = usage_of(&shared, rows)?;
-        for (a, now) in shared.into_iter().zip(usage) {
-            let mut removed = 0;
-            for mut trim in archive_trims(a, now.records) {
-                removed += trim
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| backend_error(OP, note_failure(broken, e)))?
-                    .rows_affected();
-            }
-            if a.keep_bytes.is_none() {
-                continue;
-            }
-            // What the deletes above left, read again only when they removed something.
-            let bytes = if removed == 0 {
-                now.bytes
-            } else {
-                let row = usage_row(&mut tx, a)
-                    .await
-                    .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-                usage_from(row)?.bytes
-            };
-            if let Some(mut trim) = archive_byte_trim(a, bytes) {
-                trim.build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
-            }
-        }
+        trim_shared::<Sqlite>(&mut tx, &shared, |e| {
+            backend_error(OP, note_failure(broken, e))
+        })
+        .await?;
         tx.commit()
             .await
             .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
@@ -391,17 +349,4 @@ async fn insert_shared(
         ids.extend(chunk_ids);
     }
     Ok(ids)
-}
-
-/// The running totals row of `append`'s archive (records, bytes), one indexed read.
-async fn usage_row(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    append: &ArchiveAppend,
-) -> sqlx::Result<Option<(i64, i64)>> {
-    sqlx::query_as(USAGE)
-        .bind(&append.host)
-        .bind(&append.user)
-        .bind(&append.store)
-        .fetch_optional(&mut **tx)
-        .await
 }
