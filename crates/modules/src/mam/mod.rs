@@ -71,8 +71,8 @@
 //! runs once in many appends. A full archive never refuses a message: refusing would bounce
 //! a message its recipient could otherwise receive, or lose the newest history to keep the
 //! oldest, and a user cannot clear an archive over XEP-0313 anyway. The newest message is
-//! always kept, even one larger than the limit. The check reads the archive's running total
-//! (`archive_usage`): one indexed read per append.
+//! always kept, even one larger than the limit. The check reads the archives' running totals
+//! (`archive_usage`): one read per committed batch, for all the archives it appends to.
 //! An idle archive is swept hourly (`sweep.rs`); until then queries skip what is expired.
 //! The archive is removed with the account (the storage's `delete_user` covers every store).
 
