@@ -243,3 +243,36 @@ async fn federation_shows_established_links_and_stanzas_to_and_from_servers() ->
     b.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn presence_to_resources_that_are_gone_reads_no_storage() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut alice = common::online(&server, "alice", "desk", 0).await?;
+    let lookups = "xmppd_storage_seconds_count{shape=\"keyval\",operation=\"get\"}";
+    let before = value(&scrape(&server).await?, lookups);
+    // Carol's account exists but is offline; nobody's does not exist. Directed presence to
+    // a resource of either is ignored (RFC 6121 §8.5.3.2.1, §8.5.1), which a room does when
+    // it announces departures to occupants who left at the same time.
+    for i in 0..50 {
+        for to in ["carol@localhost/gone", "nobody@localhost/gone"] {
+            let kind = if i % 2 == 0 {
+                ""
+            } else {
+                " type='unavailable'"
+            };
+            alice.send(&format!("<presence to='{to}'{kind}/>")).await?;
+        }
+    }
+    // A round trip: everything before it was routed.
+    alice
+        .send("<iq type='get' id='ping' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await?;
+    common::answer(&mut alice, "ping").await?;
+    let after = value(&scrape(&server).await?, lookups);
+    assert!(
+        after - before < 10.0,
+        "{} keyval reads for 100 presences",
+        after - before
+    );
+    Ok(())
+}

@@ -97,6 +97,17 @@ impl Router {
                 SessionDelivery::NotBound(stanza) => stanza,
             };
         }
+        // RFC 6121 §8.5.3.2.1 and §8.5.1: available or unavailable presence to a resource
+        // that is not bound is ignored, whether the account exists or not, so neither a
+        // storage read nor the hooks are needed to decide. It matters when a large room
+        // empties at once: each departure is announced to every occupant already gone.
+        if let Some(full) = full
+            && stanza.kind() == StanzaKind::Presence
+            && matches!(stanza.type_attr(), None | Some("unavailable"))
+            && (tried || self.sessions.get(full).is_none())
+        {
+            return None;
+        }
         if !self.account_exists(&bare).await {
             // RFC 6121 §8.5.1: no account. Presence is dropped so existence does not leak.
             return match stanza.kind() {
