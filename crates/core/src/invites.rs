@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use xmppd_proto::pars::{InviteAction, InviteUri};
 
+use crate::accounts::{AccountError, Accounts};
 use crate::storage::{MapStore, StorageError, StorageResult};
 
 /// The Map store of invites (per host, user `""`).
@@ -110,6 +111,23 @@ impl Invite {
             token: token.to_owned(),
         }
     }
+}
+
+/// Why a username cannot be named by a new invitation (XEP-0401 §4.2).
+#[derive(Debug, thiserror::Error)]
+pub enum NameUnavailable {
+    /// Not a valid localpart (RFC 6122 §2.3, by the JID library's rules).
+    #[error("not a valid username")]
+    Malformed,
+    /// An account has it.
+    #[error("that account already exists")]
+    Taken,
+    /// A valid invitation reserves it.
+    #[error("another invitation already reserves that username")]
+    Reserved,
+    /// The store could not say.
+    #[error(transparent)]
+    Storage(#[from] AccountError),
 }
 
 /// An invite just created: the token to hand out (never stored) and what was stored.
@@ -284,6 +302,31 @@ impl Invites {
             }
         }
         Ok(false)
+    }
+
+    /// `name` prepared as a localpart, when a new invitation of `host` may name it: no account
+    /// has it and no valid invitation reserves it.
+    pub async fn free_username(
+        &self,
+        accounts: &Accounts,
+        host: &str,
+        name: &str,
+    ) -> Result<String, NameUnavailable> {
+        let username = jid::NodePart::new(name.trim())
+            .map_err(|_| NameUnavailable::Malformed)?
+            .as_str()
+            .to_owned();
+        if accounts.exists(host, &username).await? {
+            return Err(NameUnavailable::Taken);
+        }
+        if self
+            .reserved(host, &username, None)
+            .await
+            .map_err(AccountError::from)?
+        {
+            return Err(NameUnavailable::Reserved);
+        }
+        Ok(username)
     }
 
     /// Revokes the invite that `id_or_token` names on `host`: its token, or its id (the key

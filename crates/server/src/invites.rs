@@ -13,7 +13,7 @@
 use anyhow::Context as _;
 use jid::BareJid;
 use xmppd_core::Invites;
-use xmppd_core::invites::{Invite, InviteKind};
+use xmppd_core::invites::{Invite, InviteKind, NameUnavailable};
 use xmppd_core::storage::Storage;
 use xmppd_http::HttpKind;
 
@@ -65,26 +65,6 @@ fn host(config: &Config, given: Option<&str>) -> anyhow::Result<String> {
             _ => anyhow::bail!("name the host: one of {}", host_names(config)),
         },
     }
-}
-
-/// `name` prepared as a localpart, when no account of `host` has it and no invitation
-/// reserves it.
-async fn free_username(storage: &Storage, host: &str, name: &str) -> anyhow::Result<String> {
-    let username = jid::NodePart::new(name.trim())
-        .map_err(|e| anyhow::anyhow!("{name:?} is not a valid username: {e}"))?
-        .as_str()
-        .to_owned();
-    anyhow::ensure!(
-        !crate::accounts(storage).exists(host, &username).await?,
-        "there is already an account {username}@{host}"
-    );
-    anyhow::ensure!(
-        !Invites::new(storage.map.clone())
-            .reserved(host, &username, None)
-            .await?,
-        "another invitation already reserves {username}@{host}"
-    );
-    Ok(username)
 }
 
 /// An existing account named by `text` (a JID, or a localpart on `host` when given).
@@ -200,7 +180,21 @@ pub async fn create(
         InviteRequest::Account => (self::host(config, given.as_deref())?, InviteKind::Account),
         InviteRequest::NamedAccount(name) => {
             let host = self::host(config, given.as_deref())?;
-            let username = free_username(storage, &host, name).await?;
+            let username = Invites::new(storage.map.clone())
+                .free_username(&crate::accounts(storage), &host, name)
+                .await
+                .map_err(|e| match e {
+                    NameUnavailable::Malformed => {
+                        anyhow::anyhow!("{name:?} is not a valid username")
+                    }
+                    NameUnavailable::Taken => {
+                        anyhow::anyhow!("there is already an account {name}@{host}")
+                    }
+                    NameUnavailable::Reserved => {
+                        anyhow::anyhow!("another invitation already reserves {name}@{host}")
+                    }
+                    NameUnavailable::Storage(e) => anyhow::Error::from(e),
+                })?;
             let kind = InviteKind::NamedAccount {
                 username,
                 inviter: None,

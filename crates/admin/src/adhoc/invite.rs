@@ -15,8 +15,8 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use jid::{BareJid, Jid, NodePart};
-use xmppd_core::invites::InviteKind;
+use jid::{BareJid, Jid};
+use xmppd_core::invites::{InviteKind, NameUnavailable};
 use xmppd_core::{Invites, Router};
 use xmppd_proto::data_form::{DataForm, Field, FieldType, FormType};
 use xmppd_proto::pars::InviteAction;
@@ -206,36 +206,20 @@ async fn account_kind(
     else {
         return Ok(InviteKind::Account);
     };
-    // §4.2: a valid localpart (RFC 6122 §2.3, by the JID library's rules), normalised.
-    let username = NodePart::new(given)
-        .map_err(|_| {
-            StanzaError::new(DefinedCondition::JidMalformed)
-                .with_text("the username is not a valid localpart")
-        })?
-        .as_str()
-        .to_owned();
-    let taken = |e: &dyn std::fmt::Display| {
-        tracing::warn!(error = %e, "could not check a username for an invitation");
-        StanzaError::new(DefinedCondition::InternalServerError)
-    };
-    if router
-        .accounts()
-        .exists(host, &username)
-        .await
-        .map_err(|e| taken(&e))?
-    {
-        return Err(
-            StanzaError::new(DefinedCondition::Conflict).with_text("that account already exists")
-        );
-    }
-    if invitations
+    let username = invitations
         .invites
-        .reserved(host, &username, None)
+        .free_username(router.accounts(), host, given)
         .await
-        .map_err(|e| taken(&e))?
-    {
-        return Err(StanzaError::new(DefinedCondition::Conflict)
-            .with_text("another invitation already reserves that username"));
-    }
+        .map_err(|e| match e {
+            NameUnavailable::Malformed => StanzaError::new(DefinedCondition::JidMalformed)
+                .with_text("the username is not a valid localpart"),
+            NameUnavailable::Taken | NameUnavailable::Reserved => {
+                StanzaError::new(DefinedCondition::Conflict).with_text(e.to_string())
+            }
+            NameUnavailable::Storage(e) => {
+                tracing::warn!(error = %e, "could not check a username for an invitation");
+                StanzaError::new(DefinedCondition::InternalServerError)
+            }
+        })?;
     Ok(InviteKind::NamedAccount { username, inviter })
 }

@@ -6,7 +6,8 @@
 //! administrator also XEP-0401's account invitation and the XEP-0133 commands, anybody else
 //! nothing; a command node's disco#info (§2.3) gives the `automation/command-node` identity
 //! to those who may run it (others get `item-not-found`, as for a node that does not
-//! exist). XEP-0401's commands complete at once and have no session (see [`invite`]).
+//! exist). XEP-0401's user invitation completes at once without a session; its account
+//! invitation runs as below (see [`invite`]).
 //!
 //! **Execution** (§3, §4.6): every command here has one stage: `execute` without a
 //! `sessionid` starts a session and answers the command's form (status `executing`, the one

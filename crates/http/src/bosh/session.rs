@@ -438,7 +438,7 @@ impl Task {
             let held: Vec<u64> = self.window.held().filter(|r| *r != rid).collect();
             for other in held {
                 let payload = std::mem::take(&mut self.out);
-                self.answer(other, body::answer(&[], &payload), true);
+                self.answer_with_ack(other, &payload, &[]);
             }
             self.answer(rid, body::empty(), false);
             self.inactivity = Duration::from_secs(pause).min(self.terms.max_pause);
