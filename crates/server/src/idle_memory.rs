@@ -36,18 +36,26 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// The environment variable through which mimalloc reads the same option.
 const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
 
-/// Makes mimalloc give pages freed after a peak back to the system at once, unless the
-/// administrator set `MIMALLOC_PURGE_DELAY`. By default mimalloc waits a second, and the
-/// delay only runs out while the process keeps allocating, which an idle server does not:
-/// RSS stayed up after every peak.
-pub fn purge_freed_pages_at_once() {
+/// How long mimalloc keeps a freed page before giving it back to the system, unless the
+/// administrator set `MIMALLOC_PURGE_DELAY`: [`FULL_COLLECT_INTERVAL`].
+///
+/// Not mimalloc's default (a second): that delay only runs out while the process keeps
+/// allocating, which an idle server does not, and RSS stayed up after every peak. Not 0
+/// either: then every page freed under load went back to the system at once and the next
+/// allocation of its size class faulted it in again. A room archive hands out each commit's
+/// messages together, so copies come and go in bursts, and with a delay of 0 a room of 100
+/// took 60,000 page faults a second and 1.4x the CPU per copy (`bench/README.md`, issue 15).
+/// Idle memory still falls back: the full collection a worker makes when it parks
+/// ([`Collector::before_park`]) purges every freed page whatever its delay.
+pub fn set_purge_delay() {
     if std::env::var_os(PURGE_DELAY_ENV).is_some() {
         return;
     }
+    let delay = std::ffi::c_long::try_from(FULL_COLLECT_INTERVAL.as_millis()).unwrap_or(0);
     // SAFETY: setting an option takes no pointers; mimalloc reads options atomically.
     #[allow(unsafe_code)]
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, delay);
     }
 }
 
@@ -238,8 +246,8 @@ mod tests {
         // mimalloc 3.3's default purge delay, 1000 ms, identifies the option (no other
         // option defaults to 1000); the other tests of this binary leave it alone.
         assert_eq!(purge_delay(), 1000);
-        purge_freed_pages_at_once();
-        assert_eq!(purge_delay(), 0);
+        set_purge_delay();
+        assert_eq!(purge_delay(), 100);
     }
 
     /// Allocates and frees on the worker, like a burst of sessions would.

@@ -16,9 +16,9 @@ use xmppd::{admin, cert_dir, certs, migrate, systemd};
 
 /// mimalloc instead of glibc malloc: glibc keeps memory freed by ended sessions in its
 /// arenas, so the server's RSS never came back down after a login peak (13 → 195 MiB after
-/// 10k logins and logouts); mimalloc returns freed pages to the system (at once, as
-/// [`idle_memory::purge_freed_pages_at_once`] sets it, and with the collections on idle
-/// workers in [`idle_memory`]), and its per-thread free lists suit the many small,
+/// 10k logins and logouts); mimalloc returns freed pages to the system (after the short
+/// delay [`idle_memory::set_purge_delay`] sets, and with the collections on idle workers in
+/// [`idle_memory`]), and its per-thread free lists suit the many small,
 /// short-lived allocations of stanza routing. Built without transparent huge pages, which
 /// would round idle memory up to 2 MiB pages.
 #[global_allocator]
@@ -543,7 +543,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    idle_memory::purge_freed_pages_at_once();
+    idle_memory::set_purge_delay();
     let collector = Arc::new(idle_memory::Collector::default());
     let park = Arc::clone(&collector);
     let unpark = Arc::clone(&collector);

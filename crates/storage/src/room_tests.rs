@@ -242,3 +242,61 @@ async fn the_migration_moves_room_archives_with_their_ids() {
         .expect("user archive");
     assert_eq!(user.len(), 2, "the user archive stays where it was");
 }
+
+fn room_append(with: &str, t: i64) -> ArchiveAppend {
+    ArchiveAppend {
+        host: "conf.h".into(),
+        user: "room".into(),
+        store: ROOM_ARCHIVE.into(),
+        record: record(with, t, b"message"),
+        keep_last: Some(100),
+        expire_before_us: Some(1),
+        keep_bytes: None,
+    }
+}
+
+/// A batch of room records is begun, written and committed in one call to the connection's
+/// thread; when one of its statements fails, the transaction it began is not left open on a
+/// connection the next batch gets: the failed batch leaves nothing, and the next one commits.
+#[tokio::test]
+async fn a_failed_room_batch_leaves_nothing_and_the_next_commits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("xmppd.db");
+    let s = open(&StorageConfig::Sqlite { path: path.clone() })
+        .await
+        .expect("open");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON room_archive WHEN NEW.with_jid = 'refused' \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("trigger");
+    drop(conn);
+    let failed = [room_append("a", 10), room_append("refused", 11)];
+    assert!(s.archive.append_batch(&failed).await.is_err());
+    let ids = s
+        .archive
+        .append_batch(&[room_append("b", 12), room_append("c", 13)])
+        .await
+        .expect("the next batch commits");
+    assert_eq!(ids.len(), 2);
+    let records = s
+        .archive
+        .query("conf.h", "room", ROOM_ARCHIVE, &ArchiveQuery::default())
+        .await
+        .expect("query");
+    let with: Vec<&str> = records.iter().map(|r| r.with.as_str()).collect();
+    assert_eq!(with, ["b", "c"]);
+    let ids_read: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids_read, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let usage = s
+        .archive
+        .usage("conf.h", "room", ROOM_ARCHIVE)
+        .await
+        .expect("usage");
+    assert_eq!(usage.records, 2);
+}

@@ -124,6 +124,24 @@ impl ArchiveStore for SqliteStore {
         // connection already serialises it against every other writer.
         let mut lent = self.write(OP).await?;
         let (conn, broken) = lent.parts();
+        if batch
+            .iter()
+            .all(|a| Table::sqlite(&a.store) == Table::Rooms)
+        {
+            let rows: Vec<RoomRow<'_>> = batch.iter().map(RoomRow::from).collect();
+            let trims = first_per_archive(batch);
+            if let Some(result) = sqlite_rooms::append_in_one_call(conn, &rows, &trims).await {
+                return match result {
+                    Ok(ids) => Ok(ids.iter().map(i64::to_string).collect()),
+                    Err(e) => {
+                        // The list's transaction may still be open: the connection is closed
+                        // (which rolls it back) instead of lent again.
+                        broken.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Err(backend_error(OP, e))
+                    }
+                };
+            }
+        }
         let mut tx = begin_immediate(conn, broken, OP).await?;
         // Runs of records of one table, in batch order, so that ids grow in it across both.
         let mut ids = Vec::with_capacity(batch.len());

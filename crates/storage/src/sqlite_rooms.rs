@@ -39,78 +39,166 @@ impl<'a> From<&'a ArchiveAppend> for RoomRow<'a> {
 /// totals; returns their ids. Runs inside the caller's write transaction.
 ///
 /// Each chunk is one call to the connection's thread, which runs every statement of it in
-/// turn (sqlx binds each its own parameters, in order): take the ids from the sequence, insert
-/// the rows numbered from the sequence's new value, add the rows to their rooms' totals. A
-/// commit of a few messages, the common case in a big room, thus costs the same three calls
-/// (begin, this, commit) as one row of the shared table did.
+/// turn (sqlx binds each its own parameters, in order; see [`push_insert`]). A batch that fits
+/// one chunk goes through [`append_in_one_call`] instead, its transaction included.
 pub(crate) async fn insert(
     conn: &mut SqliteConnection,
     rows: &[RoomRow<'_>],
 ) -> sqlx::Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(INSERT_CHUNK) {
-        let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
-        // Should the sequence's row be gone (the migration creates it), it starts again above
-        // every id of both tables.
-        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO sqlite_sequence (name, seq) SELECT 'archive', \
-             MAX(COALESCE((SELECT MAX(id) FROM archive), 0), \
-                 COALESCE((SELECT MAX(id) FROM room_archive), 0)) \
-             WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'archive'); \
-             UPDATE sqlite_sequence SET seq = seq + ",
-        );
-        qb.push_bind(n);
-        qb.push(
-            " WHERE name = 'archive' RETURNING seq; \
-             INSERT INTO room_archive (host, room, id, with_jid, timestamp_us, payload) \
-             SELECT column1, column2, \
-             (SELECT seq FROM sqlite_sequence WHERE name = 'archive') + column3, \
-             column4, column5, column6 FROM (",
-        );
-        // Row k (from 1) of n takes the id seq - n + k.
-        let mut offset = -n;
-        qb.push_values(chunk, |mut row, r| {
-            offset += 1;
-            row.push_bind(r.host)
-                .push_bind(r.room)
-                .push_bind(offset)
-                .push_bind(r.record.with.as_str())
-                .push_bind(r.record.timestamp_us)
-                .push_bind(r.record.payload.as_slice());
-        });
-        qb.push("); ");
-        let mut totals: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
-        for r in chunk {
-            let total = totals.entry((r.host, r.room)).or_default();
-            total.0 += 1;
-            total.1 = total
-                .1
-                .saturating_add(i64::try_from(r.record.payload.len()).unwrap_or(i64::MAX));
-        }
-        qb.push("INSERT INTO archive_usage (host, username, store, records, bytes) ");
-        qb.push_values(totals, |mut row, ((host, room), (records, bytes))| {
-            row.push_bind(host)
-                .push_bind(room)
-                .push_bind(ROOM_ARCHIVE)
-                .push_bind(records)
-                .push_bind(bytes);
-        });
-        qb.push(
-            " ON CONFLICT (host, username, store) DO UPDATE \
-             SET records = records + excluded.records, bytes = bytes + excluded.bytes",
-        );
+        let mut qb = sqlx::QueryBuilder::<Sqlite>::new("");
+        push_insert(&mut qb, chunk);
         // Every statement runs only if the rows are drained: not `fetch_one`, which stops
         // at the first row (the sequence's).
         let returned: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
-        let [last] = returned[..] else {
-            return Err(sqlx::Error::Protocol(format!(
-                "the id sequence returned {} rows",
-                returned.len()
-            )));
-        };
-        ids.extend(last - n + 1..=last);
+        ids.extend(chunk_ids(&returned, chunk.len())?);
     }
     Ok(ids)
+}
+
+/// Appends `rows` and applies the retention of `trims` (each a room's first append in the
+/// batch) in a single call to the connection's thread, transaction and commit included;
+/// `None` when that cannot be one statement list: more rows than one insert takes, or a byte
+/// limit (whose trim needs the total read first).
+///
+/// Each call is a round trip between a runtime worker and the connection's thread, and the
+/// worker picks the answer up only when it next looks at tasks woken from other threads: in
+/// a busy room the three calls of begin, insert and commit (and one or two more for the
+/// retention) made each commit, and so every message of it, wait that much longer. On
+/// failure the caller must not reuse the connection: a transaction begun here may still be
+/// open on it (dropping the connection rolls it back).
+pub(crate) async fn append_in_one_call(
+    conn: &mut SqliteConnection,
+    rows: &[RoomRow<'_>],
+    trims: &[&ArchiveAppend],
+) -> Option<sqlx::Result<Vec<i64>>> {
+    if rows.len() > INSERT_CHUNK || trims.iter().any(|a| a.keep_bytes.is_some()) {
+        return None;
+    }
+    let mut qb = sqlx::QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
+    push_insert(&mut qb, rows);
+    qb.push("; ");
+    for a in trims {
+        push_trim(&mut qb, a);
+    }
+    qb.push("COMMIT");
+    let returned = qb.build_query_scalar().fetch_all(&mut *conn).await;
+    Some(returned.and_then(|r: Vec<i64>| Ok(chunk_ids(&r, rows.len())?.collect())))
+}
+
+/// The ids of a chunk of `n` rows, from what its statements returned: the sequence's new
+/// value, the last row's id.
+fn chunk_ids(returned: &[i64], n: usize) -> sqlx::Result<std::ops::RangeInclusive<i64>> {
+    let [last] = returned[..] else {
+        return Err(sqlx::Error::Protocol(format!(
+            "the id sequence returned {} rows",
+            returned.len()
+        )));
+    };
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    Ok(last - n + 1..=last)
+}
+
+/// The statements that insert one chunk of rows (at most [`INSERT_CHUNK`]): take the ids
+/// from the sequence (returning its new value), insert the rows numbered from it, add them
+/// to their rooms' totals.
+fn push_insert(qb: &mut sqlx::QueryBuilder<Sqlite>, chunk: &[RoomRow<'_>]) {
+    let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+    // Should the sequence's row be gone (the migration creates it), it starts again above
+    // every id of both tables.
+    qb.push(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'archive', \
+         MAX(COALESCE((SELECT MAX(id) FROM archive), 0), \
+             COALESCE((SELECT MAX(id) FROM room_archive), 0)) \
+         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'archive'); \
+         UPDATE sqlite_sequence SET seq = seq + ",
+    );
+    qb.push_bind(n);
+    qb.push(
+        " WHERE name = 'archive' RETURNING seq; \
+         INSERT INTO room_archive (host, room, id, with_jid, timestamp_us, payload) \
+         SELECT column1, column2, \
+         (SELECT seq FROM sqlite_sequence WHERE name = 'archive') + column3, \
+         column4, column5, column6 FROM (",
+    );
+    // Row k (from 1) of n takes the id seq - n + k.
+    let mut offset = -n;
+    qb.push_values(chunk, |mut row, r| {
+        offset += 1;
+        row.push_bind(r.host)
+            .push_bind(r.room)
+            .push_bind(offset)
+            .push_bind(r.record.with.as_str())
+            .push_bind(r.record.timestamp_us)
+            .push_bind(r.record.payload.as_slice());
+    });
+    qb.push("); ");
+    let mut totals: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+    for r in chunk {
+        let total = totals.entry((r.host, r.room)).or_default();
+        total.0 += 1;
+        total.1 = total
+            .1
+            .saturating_add(i64::try_from(r.record.payload.len()).unwrap_or(i64::MAX));
+    }
+    qb.push("INSERT INTO archive_usage (host, username, store, records, bytes) ");
+    qb.push_values(totals, |mut row, ((host, room), (records, bytes))| {
+        row.push_bind(host)
+            .push_bind(room)
+            .push_bind(ROOM_ARCHIVE)
+            .push_bind(records)
+            .push_bind(bytes);
+    });
+    qb.push(
+        " ON CONFLICT (host, username, store) DO UPDATE \
+         SET records = records + excluded.records, bytes = bytes + excluded.bytes",
+    );
+}
+
+/// [`trim`]'s deletes as statements of a list: the count limit compares the room's total
+/// with `keep_last` in SQL instead of reading it first (an OFFSET below zero counts as zero
+/// in SQLite, and the comparison then deletes nothing).
+fn push_trim(qb: &mut sqlx::QueryBuilder<Sqlite>, append: &ArchiveAppend) {
+    let (host, room) = (append.host.as_str(), append.user.as_str());
+    if let Some(before) = append.expire_before_us {
+        qb.push("DELETE FROM room_archive WHERE host = ")
+            .push_bind(host)
+            .push(" AND room = ")
+            .push_bind(room)
+            .push(" AND id <= (SELECT MAX(id) FROM room_archive WHERE host = ")
+            .push_bind(host)
+            .push(" AND room = ")
+            .push_bind(room)
+            .push(" AND timestamp_us < ")
+            .push_bind(before)
+            .push("); ");
+    }
+    if let Some(keep) = append.keep_last {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let total = |qb: &mut sqlx::QueryBuilder<Sqlite>| {
+            qb.push("(SELECT records FROM archive_usage WHERE host = ")
+                .push_bind(host)
+                .push(" AND username = ")
+                .push_bind(room)
+                .push(" AND store = ")
+                .push_bind(ROOM_ARCHIVE)
+                .push(")");
+        };
+        qb.push("DELETE FROM room_archive WHERE host = ")
+            .push_bind(host)
+            .push(" AND room = ")
+            .push_bind(room)
+            .push(" AND id <= (SELECT id FROM room_archive WHERE host = ")
+            .push_bind(host)
+            .push(" AND room = ")
+            .push_bind(room)
+            .push(" ORDER BY id LIMIT 1 OFFSET ");
+        total(qb);
+        qb.push(" - ").push_bind(keep).push(" - 1) AND ");
+        total(qb);
+        qb.push(" > ").push_bind(keep).push("; ");
+    }
 }
 
 /// The retention deletes after an append to a room's archive, each removing a prefix of it:
