@@ -260,7 +260,22 @@ fn room_append(with: &str, t: i64) -> ArchiveAppend {
 /// connection the next batch gets: the failed batch leaves nothing, and the next one commits.
 #[tokio::test]
 async fn a_failed_room_batch_leaves_nothing_and_the_next_commits() {
-    let (_dir, s) = crate::tests::sqlite_refusing("room_archive").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("xmppd.db");
+    let s = open(&StorageConfig::Sqlite { path: path.clone() })
+        .await
+        .expect("open");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON room_archive WHEN NEW.with_jid = 'refused' \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("trigger");
+    drop(conn);
     let failed = [room_append("a", 10), room_append("refused", 11)];
     assert!(s.archive.append_batch(&failed).await.is_err());
     let ids = s

@@ -141,9 +141,11 @@ fn push_trims(qb: &mut QueryBuilder<Sqlite>, a: &ArchiveAppend) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use sqlx::Connection as _;
     use xmppd_core::storage::{ArchiveQuery, NewArchiveRecord};
 
     use super::*;
+    use crate::{StorageConfig, open};
 
     fn append(user: &str, with: &str) -> ArchiveAppend {
         ArchiveAppend {
@@ -165,7 +167,22 @@ mod tests {
     /// the list began is not left open for the next batch, which commits.
     #[tokio::test]
     async fn a_failed_batch_leaves_nothing_and_the_next_commits() {
-        let (_dir, s) = crate::tests::sqlite_refusing("archive").await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("xmppd.db");
+        let s = open(&StorageConfig::Sqlite { path: path.clone() })
+            .await
+            .expect("open");
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("connect");
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON archive WHEN NEW.with_jid = 'refused' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("trigger");
+        drop(conn);
         let failed = [append("alice", "a"), append("bob", "refused")];
         assert!(s.archive.append_batch(&failed).await.is_err());
         let ids = s

@@ -29,28 +29,6 @@ async fn sqlite() -> (tempfile::TempDir, Storage) {
     (dir, storage)
 }
 
-/// A fresh SQLite store whose `table` refuses, by a trigger, a record `with` "refused": a
-/// statement that fails in the middle of a batch.
-pub(crate) async fn sqlite_refusing(table: &str) -> (tempfile::TempDir, Storage) {
-    use sqlx::Connection as _;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("xmppd.db");
-    let s = open(&StorageConfig::Sqlite { path: path.clone() })
-        .await
-        .expect("open");
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE TRIGGER refuse BEFORE INSERT ON {table} WHEN NEW.with_jid = 'refused' \
-         BEGIN SELECT RAISE(ABORT, 'refused'); END"
-    )))
-    .execute(&mut conn)
-    .await
-    .expect("trigger");
-    (dir, s)
-}
-
 /// The PostgreSQL store under test, or `None` (after a notice) when none is configured.
 async fn postgres(test: &str) -> Option<Storage> {
     let url = std::env::var("XMPPD_TEST_POSTGRES_URL").unwrap_or_default();
