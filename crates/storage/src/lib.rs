@@ -76,7 +76,6 @@ mod room_tests;
 mod select;
 mod sqlite;
 mod sqlite_archive;
-mod sqlite_batch;
 mod sqlite_checkpoint;
 mod sqlite_connections;
 mod sqlite_rooms;

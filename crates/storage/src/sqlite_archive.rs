@@ -13,7 +13,6 @@ use crate::select::{
     Table, archive_count, archive_select, first_per_archive, in_archive, quota_check, usage_from,
 };
 use crate::sqlite::{SqliteStore, begin_immediate};
-use crate::sqlite_batch;
 use crate::sqlite_connections::note_failure;
 use crate::sqlite_rooms::{self, RoomRow};
 use crate::{backend_error, count_from_db, parse_id};
@@ -125,33 +124,23 @@ impl ArchiveStore for SqliteStore {
         // connection already serialises it against every other writer.
         let mut lent = self.write(OP).await?;
         let (conn, broken) = lent.parts();
-        // The common batches, of one table and within one statement list, are one call to
-        // the connection's thread (`sqlite_batch`).
-        let one_call = if batch
+        if batch
             .iter()
             .all(|a| Table::sqlite(&a.store) == Table::Rooms)
         {
             let rows: Vec<RoomRow<'_>> = batch.iter().map(RoomRow::from).collect();
             let trims = first_per_archive(batch);
-            sqlite_rooms::append_in_one_call(conn, &rows, &trims).await
-        } else if batch
-            .iter()
-            .all(|a| Table::sqlite(&a.store) == Table::Shared)
-        {
-            sqlite_batch::shared_in_one_call(conn, batch).await
-        } else {
-            None
-        };
-        if let Some(result) = one_call {
-            return match result {
-                Ok(ids) => Ok(ids.iter().map(i64::to_string).collect()),
-                Err(e) => {
-                    // The list's transaction may still be open: the connection is closed
-                    // (which rolls it back) instead of lent again.
-                    broken.store(true, std::sync::atomic::Ordering::Relaxed);
-                    Err(backend_error(OP, e))
-                }
-            };
+            if let Some(result) = sqlite_rooms::append_in_one_call(conn, &rows, &trims).await {
+                return match result {
+                    Ok(ids) => Ok(ids.iter().map(i64::to_string).collect()),
+                    Err(e) => {
+                        // The list's transaction may still be open: the connection is closed
+                        // (which rolls it back) instead of lent again.
+                        broken.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Err(backend_error(OP, e))
+                    }
+                };
+            }
         }
         let mut tx = begin_immediate(conn, broken, OP).await?;
         // Runs of records of one table, in batch order, so that ids grow in it across both.
