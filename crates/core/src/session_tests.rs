@@ -208,3 +208,21 @@ async fn a_kick_wakes_the_session_through_its_queue() {
     );
     assert!(matches!(rx.next_now(), crate::queue::Next::Empty));
 }
+
+#[tokio::test]
+async fn a_task_waiting_for_the_kick_wakes_whether_it_came_before_or_after() {
+    let control = Arc::new(SessionControl::default());
+    let waiting = tokio::spawn({
+        let control = control.clone();
+        async move { control.kicked().await }
+    });
+    tokio::task::yield_now().await;
+    control.kick(StreamError::new(StreamErrorCondition::Conflict));
+    tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("woken by the kick")
+        .expect("task");
+    // Kicked already: resolves at once.
+    control.kicked().await;
+    assert_eq!(control.reason().condition, StreamErrorCondition::Conflict);
+}
