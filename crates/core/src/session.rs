@@ -12,12 +12,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::client::ClientSession;
 use crate::client::DirectedPresence;
 use crate::extensions::Extensions;
 use crate::outbound::Outbound;
 use crate::queue::{QueueSender, QueueSignal, TrySendError};
 use dashmap::DashMap;
 use jid::{BareJid, FullJid};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use xmppd_proto::{Stanza, StreamError, StreamErrorCondition};
 
@@ -45,7 +47,7 @@ pub struct SessionControl {
     origin: std::sync::OnceLock<SessionOrigin>,
 }
 
-/// What a kick sets, under one lock.
+/// What a kick or a resuming stream leaves for the session's task, under one lock.
 #[derive(Debug, Default)]
 struct Kick {
     /// The first reason given.
@@ -54,6 +56,10 @@ struct Kick {
     /// component's): a client session is woken through its queue, and a token made for every
     /// session cost each idle session an allocation of 112 bytes.
     token: Option<CancellationToken>,
+    /// Where a resumable client session is to be handed to the stream that resumes it
+    /// (XEP-0198 §5). Here, where the resumption table already points, rather than in an
+    /// allocation of its own for every resumable session.
+    handoff: Option<oneshot::Sender<ClientSession>>,
 }
 
 /// Where and when a session was bound (for the admin's session list): the connection that
@@ -133,6 +139,25 @@ impl SessionControl {
     /// Where the session sent directed presence (RFC 6121 §4.6).
     pub(crate) fn directed(&self) -> &DirectedPresence {
         &self.directed
+    }
+
+    /// A stream that resumes the session asks for it; an earlier claim, if any, is dropped
+    /// (its claimant gives up). The caller then wakes the session's owner.
+    pub(crate) fn claim(&self, to: oneshot::Sender<ClientSession>) {
+        self.kick_state().handoff = Some(to);
+    }
+
+    /// Whether a stream waits for the session.
+    pub(crate) fn claimed(&self) -> bool {
+        self.kick_state()
+            .handoff
+            .as_ref()
+            .is_some_and(|tx| !tx.is_closed())
+    }
+
+    /// The claimant's sender, taken.
+    pub(crate) fn take_claim(&self) -> Option<oneshot::Sender<ClientSession>> {
+        self.kick_state().handoff.take()
     }
 
     /// Whether [`SessionControl::kick`] was called.
@@ -415,6 +440,14 @@ impl SessionRegistry {
             .iter()
             .find(|e| e.resource == resource)
             .map(|e| info(jid.clone(), e))
+    }
+
+    /// Whether the session of `control` is bound under `account` (a stream that resumes a
+    /// session must have authenticated as its account).
+    pub(crate) fn holds(&self, account: &BareJid, control: &Arc<SessionControl>) -> bool {
+        self.by_bare
+            .get(account.as_str())
+            .is_some_and(|entries| entries.iter().any(|e| Arc::ptr_eq(&e.control, control)))
     }
 
     /// Queues `outbound` for the session bound to `full`, as [`ResourceInfo::deliver`] does,

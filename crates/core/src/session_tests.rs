@@ -226,3 +226,11 @@ async fn a_task_waiting_for_the_kick_wakes_whether_it_came_before_or_after() {
     control.kicked().await;
     assert_eq!(control.reason().condition, StreamErrorCondition::Conflict);
 }
+
+/// Every session's control is one allocation: 176 bytes and the reference counts fill
+/// mimalloc's 192-byte size class, and a field more would move it to the next (224).
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_control_stays_within_its_allocator_size_class() {
+    assert!(std::mem::size_of::<SessionControl>() <= 176);
+}

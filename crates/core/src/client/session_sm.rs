@@ -15,6 +15,7 @@ use xmppd_xml::Element;
 use super::ClientSession;
 use super::session::announce_unavailable;
 use super::sm::handled::MAX_WAITING;
+use super::sm::id::SmId;
 use super::sm::persist::{self, Restored, SavedPresence, SavedSession, SavedStanza};
 use super::sm::state::{HandledCountTooHigh, SmState};
 use crate::completion::Completion;
@@ -75,25 +76,19 @@ impl ClientSession {
     /// the `<enabled/>` answer.
     pub(crate) fn enable_sm(&mut self, router: &Router, resume: bool, max: Option<u32>) -> Element {
         let sm = router.stream_management();
-        let id = if resume {
-            super::sm::StreamManagement::new_id()
-        } else {
-            None
-        };
-        let window = sm.window(max);
-        let mut state = SmState::new(id.clone(), window);
-        state.max_unacked = sm.config().max_unacked;
-        if let Some(id) = &id {
-            sm.register(
-                id.clone(),
-                self.jid.to_bare(),
-                state.handoff.clone(),
-                self.control.clone(),
-            );
+        let id = if resume { SmId::generate() } else { None };
+        let mut state = SmState::new(id, sm.window(max));
+        state.set_max_unacked(sm.config().max_unacked);
+        if let Some(id) = id {
+            sm.register(id, self.control.clone());
         }
+        let window = state.window();
         self.sm = Some(Box::new(state));
         info!(resumable = id.is_some(), "stream management enabled");
-        xmppd_proto::sm::enabled(id.as_deref(), id.as_ref().map(|_| window.as_secs() as u32))
+        xmppd_proto::sm::enabled(
+            id.as_ref().map(SmId::as_str),
+            id.map(|_| window.as_secs() as u32),
+        )
     }
 
     /// Counts a stanza handed to the transport; beyond `[sm] max_unacked` the session is
@@ -101,7 +96,7 @@ impl ClientSession {
     pub(super) fn record_sent(&mut self, outbound: &Outbound) {
         let Some(sm) = self.sm.as_mut() else { return };
         sm.sent(outbound);
-        if sm.unacked_len() > sm.max_unacked && !sm.no_resume {
+        if sm.over_max_unacked() && !sm.no_resume {
             sm.no_resume = true;
             self.control.kick(StreamError::with_text(
                 StreamErrorCondition::PolicyViolation,
@@ -153,13 +148,13 @@ impl ClientSession {
 
     /// Whether another stream asked for this session (resumption while still connected).
     pub fn takeover_requested(&self) -> bool {
-        self.sm.as_ref().is_some_and(|sm| sm.handoff.requested())
+        self.sm.is_some() && self.control.claimed()
     }
 
     /// Hands the session to the stream that claimed it; the session comes back when none did
     /// (or the claimant gave up).
     pub(crate) fn hand_over(self) -> Option<ClientSession> {
-        let Some(tx) = self.sm.as_ref().and_then(|sm| sm.handoff.take()) else {
+        let Some(tx) = self.sm.as_ref().and_then(|_| self.control.take_claim()) else {
             return Some(self);
         };
         debug!("handed over to the resuming stream");
@@ -174,7 +169,7 @@ impl ClientSession {
     }
 
     pub(crate) fn resume_window(&self) -> Duration {
-        self.sm.as_ref().map_or(Duration::ZERO, |sm| sm.window)
+        self.sm.as_ref().map_or(Duration::ZERO, |sm| sm.window())
     }
 
     pub(crate) fn set_resume_deadline(&mut self, deadline: Instant) {
@@ -196,14 +191,14 @@ impl ClientSession {
     }
 
     /// The session's SM-ID, if resumable.
-    pub(crate) fn sm_id(&self) -> Option<Arc<str>> {
-        self.sm.as_ref().and_then(|sm| sm.id.clone())
+    pub(crate) fn sm_id(&self) -> Option<SmId> {
+        self.sm.as_ref().and_then(|sm| sm.id)
     }
 
     /// Forgets the resumption id: the session ends for good.
     pub(super) fn expire_resumption(&mut self, router: &Router) {
         if let Some(sm) = &mut self.sm
-            && let Some(id) = &sm.id
+            && let Some(id) = sm.id
         {
             router
                 .stream_management()
@@ -276,10 +271,10 @@ impl ClientSession {
         sm.append_unsent(unsent);
         let remaining = sm
             .deadline
-            .map_or(sm.window, |d| d.saturating_duration_since(Instant::now()));
+            .map_or(sm.window(), |d| d.saturating_duration_since(Instant::now()));
         let saved = SavedSession {
             jid: self.jid.to_string(),
-            window_secs: sm.window.as_secs(),
+            window_secs: sm.window().as_secs(),
             expires_at: persist::now_secs() + remaining.as_secs(),
             handled: sm.handled.settle(),
             acked: sm.acked(),
@@ -297,8 +292,8 @@ impl ClientSession {
                 .collect(),
             modules: router.registry().save_session_state(self.control.ext()),
         };
-        if persist::save(router, &id, &saved).await {
-            router.stream_management().forget(&id);
+        if persist::save(router, id.as_str(), &saved).await {
+            router.stream_management().forget(id);
             info!("saved for resumption after the restart");
             return;
         }
@@ -334,19 +329,16 @@ impl ClientSession {
             .restore_session_state(control.ext(), &restored.modules);
         control.directed().restore(restored.directed);
         let mut state = SmState::restored(
-            restored.id.clone(),
+            restored.id,
             restored.window,
             restored.handled,
             restored.acked,
             restored.unacked,
         );
-        state.max_unacked = router.stream_management().config().max_unacked;
-        router.stream_management().register(
-            restored.id,
-            restored.jid.to_bare(),
-            state.handoff.clone(),
-            control.clone(),
-        );
+        state.set_max_unacked(router.stream_management().config().max_unacked);
+        router
+            .stream_management()
+            .register(restored.id, control.clone());
         let session = ClientSession {
             jid: restored.jid,
             conn_id,

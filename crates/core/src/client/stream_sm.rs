@@ -123,7 +123,11 @@ impl ClientStream {
             self.unexpected("authenticate before resuming", actions);
             return true;
         };
-        let mut session = match self.router.stream_management().claim(previd, &user).await {
+        let claim = self
+            .router
+            .stream_management()
+            .claim(previd, &user, self.router.sessions());
+        let mut session = match claim.await {
             Ok(session) => session,
             Err(ResumeError::NotFound { h: handled }) => {
                 let error = StanzaError::new(DefinedCondition::ItemNotFound)

@@ -8,10 +8,11 @@
 //!
 //! A resumable session is always owned by exactly one task: its connection while it has one,
 //! then the task that waits for its resumption. Another stream resumes it by claiming it
-//! through its [`state::Handoff`] and waking its owner, which hands the value over instead of
-//! ending it; so nothing about a session is ever shared between two streams.
+//! through its control (`SessionControl::claim`) and waking its owner, which hands the value
+//! over instead of ending it; so nothing about a session is ever shared between two streams.
 
 pub(crate) mod handled;
+pub(crate) mod id;
 mod park;
 pub(crate) mod persist;
 pub(crate) mod state;
@@ -27,8 +28,9 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::client::ClientSession;
-use crate::session::SessionControl;
+use crate::session::{SessionControl, SessionRegistry};
 use crate::storage::MapStore;
+use id::SmId;
 
 pub(crate) use park::park;
 pub use persist::restore_sessions;
@@ -90,12 +92,6 @@ pub enum ResumeError {
     },
 }
 
-struct Live {
-    account: BareJid,
-    handoff: Arc<state::Handoff>,
-    control: Arc<SessionControl>,
-}
-
 struct Expired {
     account: BareJid,
     h: u32,
@@ -104,14 +100,17 @@ struct Expired {
 
 #[derive(Default)]
 struct ExpiredIds {
-    by_id: HashMap<Arc<str>, Expired>,
-    order: VecDeque<Arc<str>>,
+    by_id: HashMap<SmId, Expired>,
+    order: VecDeque<SmId>,
 }
 
 /// The node's resumable sessions.
 pub struct StreamManagement {
     config: SmConfig,
-    live: DashMap<Arc<str>, Live, crate::FastHasher>,
+    /// Each resumable session's control, where a resuming stream claims the session and
+    /// wakes its owner. The account it belongs to is not kept here: the session registry
+    /// already says under which account that control is bound.
+    live: DashMap<SmId, Arc<SessionControl>, crate::FastHasher>,
     /// Sessions waiting to be resumed, per account.
     waiting: DashMap<BareJid, usize, crate::FastHasher>,
     expired: Mutex<ExpiredIds>,
@@ -182,41 +181,18 @@ impl StreamManagement {
         }
     }
 
-    /// A new SM-ID: 144 random bits, URL-safe. `None` when the system's random source
-    /// fails (the session is then not resumable rather than guessable).
-    pub(crate) fn new_id() -> Option<Arc<str>> {
-        use base64::Engine;
-        let mut bytes = [0u8; 18];
-        getrandom::fill(&mut bytes).ok()?;
-        Some(Arc::from(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
-        ))
-    }
-
-    pub(crate) fn register(
-        &self,
-        id: Arc<str>,
-        account: BareJid,
-        handoff: Arc<state::Handoff>,
-        control: Arc<SessionControl>,
-    ) {
-        self.live.insert(
-            id,
-            Live {
-                account,
-                handoff,
-                control,
-            },
-        );
+    /// The session of `control` can be resumed under `id`.
+    pub(crate) fn register(&self, id: SmId, control: Arc<SessionControl>) {
+        self.live.insert(id, control);
     }
 
     /// The session `id` ends for good: a later `<resume/>` gets `item-not-found` with `h`.
-    pub(crate) fn expire(&self, id: &Arc<str>, account: &BareJid, h: u32) {
-        self.live.remove(id);
+    pub(crate) fn expire(&self, id: SmId, account: &BareJid, h: u32) {
+        self.live.remove(&id);
         let mut expired = self.expired.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         let max_age = self.config.max_resume_timeout;
-        while let Some(oldest) = expired.order.front().cloned() {
+        while let Some(oldest) = expired.order.front().copied() {
             let stale = expired
                 .by_id
                 .get(&oldest)
@@ -232,8 +208,8 @@ impl StreamManagement {
             h,
             at: now,
         };
-        if expired.by_id.insert(id.clone(), entry).is_none() {
-            expired.order.push_back(id.clone());
+        if expired.by_id.insert(id, entry).is_none() {
+            expired.order.push_back(id);
         }
     }
 
@@ -257,30 +233,34 @@ impl StreamManagement {
     }
 
     /// The session `id` was saved for the next start: it is no longer resumable here.
-    pub(crate) fn forget(&self, id: &Arc<str>) {
-        self.live.remove(id);
+    pub(crate) fn forget(&self, id: SmId) {
+        self.live.remove(&id);
     }
 
-    /// Takes the session `id` of `account` from whichever task holds it.
+    /// Takes the session `id` of `account` (bound in `sessions`) from whichever task holds it.
     pub(crate) async fn claim(
         &self,
         id: &str,
         account: &BareJid,
+        sessions: &SessionRegistry,
     ) -> Result<ClientSession, ResumeError> {
+        let Some(id) = SmId::parse(id) else {
+            return Err(ResumeError::NotFound { h: None });
+        };
+        // Cloned out of the table, so that its lock is not held while the registry's is taken.
+        let live = self.live.get(&id).map(|control| control.clone());
+        let Some(control) = live.filter(|control| sessions.holds(account, control)) else {
+            let expired = self.expired.lock().unwrap_or_else(PoisonError::into_inner);
+            let h = expired
+                .by_id
+                .get(&id)
+                .filter(|e| e.account == *account)
+                .map(|e| e.h);
+            return Err(ResumeError::NotFound { h });
+        };
         let (tx, rx) = oneshot::channel();
-        {
-            let Some(live) = self.live.get(id).filter(|l| l.account == *account) else {
-                let expired = self.expired.lock().unwrap_or_else(PoisonError::into_inner);
-                let h = expired
-                    .by_id
-                    .get(id)
-                    .filter(|e| e.account == *account)
-                    .map(|e| e.h);
-                return Err(ResumeError::NotFound { h });
-            };
-            live.handoff.claim(tx);
-            live.control.wake();
-        }
+        control.claim(tx);
+        control.wake();
         match tokio::time::timeout(HANDOFF_TIMEOUT, rx).await {
             Ok(Ok(session)) => Ok(session),
             _ => Err(ResumeError::NotFound { h: None }),
@@ -304,14 +284,6 @@ impl StreamManagement {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_long_and_distinct() {
-        let a = StreamManagement::new_id().unwrap();
-        let b = StreamManagement::new_id().unwrap();
-        assert_eq!(a.len(), 24);
-        assert_ne!(a, b);
-    }
 
     #[test]
     fn the_window_is_the_clients_up_to_the_maximum() {
@@ -345,21 +317,41 @@ mod tests {
     #[tokio::test]
     async fn expired_ids_answer_with_h_only_to_their_account() {
         let sm = StreamManagement::default();
-        let id: Arc<str> = Arc::from("abc");
+        let sessions = SessionRegistry::new();
+        let id = SmId::generate().unwrap();
         let alice = BareJid::new("alice@x").unwrap();
         let bob = BareJid::new("bob@x").unwrap();
-        sm.expire(&id, &alice, 7);
+        sm.expire(id, &alice, 7);
         assert_eq!(
-            sm.claim("abc", &alice).await.err(),
+            sm.claim(id.as_str(), &alice, &sessions).await.err(),
             Some(ResumeError::NotFound { h: Some(7) })
         );
         assert_eq!(
-            sm.claim("abc", &bob).await.err(),
+            sm.claim(id.as_str(), &bob, &sessions).await.err(),
             Some(ResumeError::NotFound { h: None })
         );
         assert_eq!(
-            sm.claim("nope", &alice).await.err(),
+            sm.claim("nope", &alice, &sessions).await.err(),
             Some(ResumeError::NotFound { h: None })
         );
+    }
+
+    #[tokio::test]
+    async fn a_session_is_claimed_only_by_the_account_it_is_bound_under() {
+        let sm = StreamManagement::default();
+        let sessions = SessionRegistry::new();
+        let (tx, rx) = crate::queue::session_queue(4);
+        let control = Arc::new(SessionControl::waking(rx.signal()));
+        let id = SmId::generate().unwrap();
+        sm.register(id, control.clone());
+        let bob = BareJid::new("bob@x").unwrap();
+        let not_bound = sm.claim(id.as_str(), &bob, &sessions).await;
+        assert_eq!(not_bound.err(), Some(ResumeError::NotFound { h: None }));
+        let alice = jid::FullJid::new("alice@x/phone").unwrap();
+        sessions.bind(&alice, 1, tx, control.clone());
+        let other_account = sm.claim(id.as_str(), &bob, &sessions).await;
+        assert_eq!(other_account.err(), Some(ResumeError::NotFound { h: None }));
+        assert!(!control.claimed(), "its owner was not disturbed");
+        assert!(sessions.holds(&alice.to_bare(), &control));
     }
 }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use xmppd_proto::{Stanza, ns};
 
+use super::id::SmId;
 use crate::outbound::Outbound;
 use crate::router::{Router, client_bytes};
 use crate::storage::StorageError;
@@ -95,7 +96,7 @@ pub(crate) fn parse_stanza(xml: &str) -> Option<Stanza> {
 
 /// A saved session read back, ready to be bound again.
 pub(crate) struct Restored {
-    pub(crate) id: Arc<str>,
+    pub(crate) id: SmId,
     pub(crate) jid: FullJid,
     pub(crate) window: Duration,
     pub(crate) remaining: Duration,
@@ -125,7 +126,7 @@ impl SavedSession {
             .filter_map(|j| Jid::new(j).ok())
             .collect();
         Some(Restored {
-            id: Arc::from(id),
+            id: SmId::parse(id)?,
             jid,
             window: Duration::from_secs(self.window_secs),
             remaining: Duration::from_secs(self.expires_at.saturating_sub(now_secs())),
