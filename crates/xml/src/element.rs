@@ -52,6 +52,10 @@ fn interned(s: &str) -> Option<&'static str> {
         "urn:xmpp:ping",
         "urn:xmpp:receipts",
         "urn:xmpp:sm:3",
+        // The stream header's namespace, prefix and name, which a stream keeps while it lasts.
+        "http://etherx.jabber.org/streams",
+        "stream",
+        "stream:stream",
         // Element names.
         "message",
         "presence",
@@ -95,7 +99,7 @@ fn interned(s: &str) -> Option<&'static str> {
 }
 
 /// `s` as a static string when it is one of the [`interned`] words, else as an owned copy.
-fn intern(s: &str) -> Cow<'static, str> {
+pub(crate) fn intern(s: &str) -> Cow<'static, str> {
     match interned(s) {
         Some(word) => Cow::Borrowed(word),
         None => Cow::Owned(s.to_owned()),

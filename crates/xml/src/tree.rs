@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::STREAM_NS;
-use crate::element::{Element, XML_NS};
+use crate::element::{Element, XML_NS, intern};
 use crate::reader::{Limits, StreamHeader, XmlError};
 use crate::validate::{is_ws, split_qname, unescape};
 
@@ -147,12 +147,14 @@ pub(crate) enum Closed {
 /// Namespace scopes plus the stack of open elements of the current stanza.
 #[derive(Debug, Default)]
 pub(crate) struct Tree {
-    /// Bindings in scope, innermost last; the empty prefix is the default namespace.
-    bindings: Vec<(String, String)>,
+    /// Bindings in scope, innermost last; the empty prefix is the default namespace. The
+    /// everyday prefixes and namespaces are static strings: the stream header's stay for the
+    /// whole stream, in every idle connection.
+    bindings: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     /// Number of bindings declared by the stream header (never popped within a stream).
     stream_bindings: usize,
     /// Raw qualified name of the stream header, to match `</stream:stream>`.
-    stream_name: String,
+    stream_name: Cow<'static, str>,
     open: Vec<Open>,
     /// Raw names of open elements, concatenated, so end tags compare without an allocation per
     /// element.
@@ -166,7 +168,7 @@ impl Tree {
     pub(crate) fn clear(&mut self) {
         self.bindings.clear();
         self.stream_bindings = 0;
-        self.stream_name.clear();
+        self.stream_name = Cow::Borrowed("");
         self.open.clear();
         self.names.clear();
         self.attrs.clear();
@@ -187,7 +189,7 @@ impl Tree {
             .iter()
             .rev()
             .find(|(p, _)| p == prefix)
-            .map(|(_, ns)| ns.as_str())
+            .map(|(_, ns)| &**ns)
     }
 
     /// Parses a start tag, pushes its namespace declarations and resolves it to an element.
@@ -305,16 +307,18 @@ impl Tree {
                 "illegal namespace declaration for prefix {prefix:?}"
             )));
         }
-        self.bindings.push((prefix.to_owned(), ns.to_owned()));
+        self.bindings.push((intern(prefix), intern(ns)));
         Ok(())
     }
 
-    /// Frees the scratch space of stanza parsing when no stanza is open.
+    /// Frees the scratch space of stanza parsing when no stanza is open; the bindings keep
+    /// room for the stream header's only (the vector grows to four on its first push).
     pub(crate) fn release_scratch(&mut self) {
         if self.open.is_empty() {
             self.open = Vec::new();
             self.attrs = Vec::new();
             self.names = String::new();
+            self.bindings.shrink_to(self.stream_bindings);
         }
     }
 
@@ -334,8 +338,7 @@ impl Tree {
             )));
         }
         self.stream_bindings = self.bindings.len();
-        self.stream_name
-            .push_str(content.get(..name_len).unwrap_or_default());
+        self.stream_name = intern(content.get(..name_len).unwrap_or_default());
         let mut header = StreamHeader {
             attrs: Vec::new(),
             default_ns: None,
@@ -343,9 +346,11 @@ impl Tree {
         };
         for (prefix, ns) in &self.bindings {
             if prefix.is_empty() {
-                header.default_ns = Some(ns.clone());
+                header.default_ns = Some(ns.clone().into_owned());
             } else {
-                header.prefixes.push((prefix.clone(), ns.clone()));
+                header
+                    .prefixes
+                    .push((prefix.clone().into_owned(), ns.clone().into_owned()));
             }
         }
         header.attrs = element
@@ -456,6 +461,40 @@ mod tests {
             parse_tag("a x='1' y='2'", &mut attrs, 1),
             Err(XmlError::PolicyViolation(_))
         ));
+    }
+
+    #[test]
+    fn between_stanzas_only_the_stream_headers_bindings_keep_room() {
+        let limits = Limits {
+            max_stanza_bytes: 1 << 20,
+            max_depth: 64,
+            max_attrs: 16,
+        };
+        let mut tree = Tree::default();
+        tree.open_stream(
+            "stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'",
+            &limits,
+        )
+        .unwrap();
+        tree.start("iq", false, &limits).unwrap();
+        let query = tree.start("query xmlns='jabber:iq:roster'", true, &limits);
+        assert_eq!(query.unwrap(), None);
+        assert!(matches!(tree.end("iq"), Ok(Closed::Stanza(_))));
+        tree.release_scratch();
+        assert_eq!(tree.bindings.capacity(), 2);
+        // Nothing allocated for them (the default namespace's prefix is an empty string).
+        let allocated = |s: &Cow<'static, str>| matches!(s, Cow::Owned(s) if s.capacity() > 0);
+        assert!(
+            !tree
+                .bindings
+                .iter()
+                .any(|(p, ns)| allocated(p) || allocated(ns))
+        );
+        assert!(matches!(tree.stream_name, Cow::Borrowed("stream:stream")));
+        // The stream's namespaces still apply to the next stanza.
+        let message = tree.start("message", true, &limits).unwrap().unwrap();
+        assert!(message.is("message", "jabber:client"));
+        assert!(matches!(tree.end("stream:stream"), Ok(Closed::Stream)));
     }
 
     #[test]
