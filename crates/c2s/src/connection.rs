@@ -101,8 +101,14 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// Runs one accepted connection to its end.
-pub(crate) async fn run(
+/// The task of one accepted connection; `held` (its admission permits) goes when it ends.
+/// Not an `async fn`: its arguments would stay in the task's state for its whole life beside
+/// their copies in its locals, and every idle connection's task one size class larger.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "what the listener hands one connection; grouping them would only move them"
+)]
+pub(crate) fn run<H: Send + 'static>(
     socket: TcpStream,
     kind: ListenerKind,
     channel_binding: ChannelBinding,
@@ -110,10 +116,11 @@ pub(crate) async fn run(
     ctx: Arc<C2sContext>,
     conn_id: u64,
     shutdown: CancellationToken,
-) {
+    held: H,
+) -> impl Future<Output = ()> + Send + 'static {
     let settings = ctx.settings();
     let deadline = Instant::now() + settings.limits.auth_timeout;
-    let _connection = ctx.router.metrics().connection(ConnectionKind::C2s);
+    let connection = ctx.router.metrics().connection(ConnectionKind::C2s);
     let responder = C2sResponder::new(settings.policy.clone(), false, ChannelBindingData::none());
     let mut conn = Conn {
         stream: ClientStream::new(
@@ -133,29 +140,49 @@ pub(crate) async fn run(
             settings,
         }),
     };
-    let mut socket = socket;
-    let mut flow = Flow::UpgradeTls;
-    if kind == ListenerKind::StartTls {
-        flow = conn.drive(&mut socket, &shutdown).await;
-    }
-    let upgrade = matches!(flow, Flow::UpgradeTls);
-    // The handshake and the session's end are boxed and the TLS stream lives in a box of its
-    // own: inline, the compiler lays each out beside the others in the task, and every idle
-    // connection's task was 5.8 KiB instead of 2.4 KiB.
-    if upgrade && let Some(mut tls) = Box::pin(handshake(&conn, socket)).await {
-        let cb = match channel_binding {
-            ChannelBinding::Offered => conn.ctx.tls.channel_binding(&mut tls),
-            ChannelBinding::Off => ChannelBindingData::none(),
-        };
-        conn.stream.responder_mut().tls_established(cb);
-        conn.reader = Reader::new(pre_auth_limits(&conn.timer.settings.limits));
-        // A second STARTTLS is refused by the responder, so this run ends the stream.
-        flow = conn.drive(&mut *tls, &shutdown).await;
-        if !matches!(flow, Flow::Lost) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
+    // Taken by the TLS handshake; a plain-text stream keeps it to its end.
+    let mut socket = Some(socket);
+    async move {
+        let mut flow = Flow::UpgradeTls;
+        if kind == ListenerKind::StartTls
+            && let Some(plain) = socket.as_mut()
+        {
+            flow = conn.drive(plain, &shutdown).await;
         }
+        let upgrade = matches!(flow, Flow::UpgradeTls);
+        // The handshake and the session's end are boxed and the TLS stream lives in a box of
+        // its own: inline, the compiler lays each out beside the others in the task, and every
+        // idle connection's task was 5.8 KiB instead of 2.4 KiB.
+        // Not one `if let` chain: its temporaries (the socket taken) would stay in the task
+        // beside the TLS stream's wait.
+        let tls = match socket.take() {
+            Some(plain) if upgrade => Box::pin(handshake(&conn, plain)).await,
+            plain => {
+                socket = plain;
+                None
+            }
+        };
+        if let Some(mut tls) = tls {
+            let cb = match channel_binding {
+                ChannelBinding::Offered => conn.ctx.tls.channel_binding(&mut tls),
+                ChannelBinding::Off => ChannelBindingData::none(),
+            };
+            conn.stream.responder_mut().tls_established(cb);
+            conn.reader = Reader::new(pre_auth_limits(&conn.timer.settings.limits));
+            // A second STARTTLS is refused by the responder, so this run ends the stream.
+            flow = conn.drive(&mut *tls, &shutdown).await;
+            if !matches!(flow, Flow::Lost) {
+                let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
+            }
+        }
+        Box::pin(conn.stream.finish(matches!(flow, Flow::Lost))).await;
+        // In the order a function's locals would go: the connection, then its permits.
+        drop(socket);
+        drop(conn);
+        drop(connection);
+        drop(held);
+        info!("connection closed");
     }
-    Box::pin(conn.stream.finish(matches!(flow, Flow::Lost))).await;
 }
 
 /// The TLS handshake, within what is left of the authentication deadline.
@@ -271,47 +298,149 @@ impl Conn {
         shaper.resume_at(Instant::now())
     }
 
-    async fn drive<S: Transport>(&mut self, io: &mut S, shutdown: &CancellationToken) -> Flow {
-        // Whether the socket may have bytes: true at the start and after readiness or a read
-        // (unless the read shaper holds the connection back).
-        let mut try_read = self.paused_until().is_none();
-        // Whether the queue may hold stanzas without a pending wake-up (a batch was taken).
-        let mut queue_now = false;
-        // Created once, not on every wake-up: each creation and drop takes the lock of a
-        // waiter list.
-        let shutting_down = shutdown.cancelled();
-        tokio::pin!(shutting_down);
-        // A bound session waits on one thing besides its socket: its queue, through which
-        // kicks, and the shutdown (which kicks every bound session), also wake it.
-        let queued = queue_wait(self.stream.session().map(|s| s.signal()));
-        tokio::pin!(queued);
-        loop {
-            if try_read {
-                let flow = match io.read_now(&mut self.reader) {
-                    Poll::Pending => {
-                        try_read = false;
+    /// Not an `async fn`, whose arguments would be kept twice in the task of every idle
+    /// connection (as arguments, and as the locals they are moved to).
+    #[expect(clippy::manual_async_fn, reason = "the task's size, above")]
+    fn drive<'a, S: Transport>(
+        &'a mut self,
+        io: &'a mut S,
+        shutdown: &'a CancellationToken,
+    ) -> impl Future<Output = Flow> + 'a {
+        async move {
+            // Whether the socket may have bytes: true at the start and after readiness or a read
+            // (unless the read shaper holds the connection back).
+            let mut try_read = self.paused_until().is_none();
+            // Whether the queue may hold stanzas without a pending wake-up (a batch was taken).
+            let mut queue_now = false;
+            // Created once, not on every wake-up: each creation and drop takes the lock of a
+            // waiter list.
+            let shutting_down = shutdown.cancelled();
+            tokio::pin!(shutting_down);
+            // A bound session waits on one thing besides its socket: its queue, through which
+            // kicks, and the shutdown (which kicks every bound session), also wake it.
+            let queued = queue_wait(self.stream.session().map(|s| s.signal()));
+            tokio::pin!(queued);
+            loop {
+                if try_read {
+                    let flow = match io.read_now(&mut self.reader) {
+                        Poll::Pending => {
+                            try_read = false;
+                            None
+                        }
+                        Poll::Ready(Ok(0)) => {
+                            debug!("peer closed the connection");
+                            Some(Flow::Lost)
+                        }
+                        // Boxed: negotiation, credential lookups and routing are deep futures, and
+                        // inline they would size every idle connection's task for the largest.
+                        Poll::Ready(Ok(n)) => {
+                            let timer = self.timer.as_mut().project();
+                            let now = Instant::now();
+                            *timer.last_read = now;
+                            *timer.probe_at = None;
+                            // What was read is processed; over the rate, the next read waits.
+                            if let Some(shaper) = timer.shaper.as_mut()
+                                && shaper.consumed(n, now).is_some()
+                            {
+                                try_read = false;
+                            }
+                            Box::pin(self.process_input(io)).await
+                        }
+                        Poll::Ready(Err(e)) => {
+                            debug!(error = %e, "read failed");
+                            Some(Flow::Lost)
+                        }
+                    };
+                    if let Some(flow) = flow {
+                        return flow;
+                    }
+                }
+                // The input just processed bound a resource (the timer still runs only until
+                // then): stop the authentication deadline and wait on the session's queue.
+                if self.stream.session().is_some() && !self.timer.bound {
+                    let timer = self.timer.as_mut().project();
+                    *timer.bound = true;
+                    *timer.last_read = Instant::now();
+                    self.arm_keepalive();
+                    queued.set(queue_wait(self.stream.session().map(|s| s.signal())));
+                    queue_now = true;
+                    // The shutdown kicks the sessions it finds bound after cancelling the token;
+                    // one bound after that sees the token cancelled here.
+                    if shutdown.is_cancelled() {
+                        return Box::pin(self.close_with(io, system_shutdown())).await;
+                    }
+                }
+                let bound = self.stream.session().is_some();
+                let paused_until = self.paused_until();
+                let input = tokio::select! {
+                    biased;
+                    _ = &mut shutting_down, if !bound => Input::Shutdown,
+                    _ = expired(&mut self.timer) => Input::Deadline,
+                    woke = queue_or_now(queued.as_mut(), queue_now) => Input::Queue(woke),
+                    // After a read, read again at once (TLS may hold more decrypted bytes than the
+                    // socket shows), but only once the queue, kicks and shutdown had their turn.
+                    ready = readable_or_now(io, try_read, paused_until) => Input::Readable(ready),
+                };
+                let flow = match input {
+                    Input::Shutdown => Some(Box::pin(self.close_with(io, system_shutdown())).await),
+                    Input::Deadline if self.timer.bound => Box::pin(self.keepalive(io)).await,
+                    Input::Deadline => {
+                        let e = StreamError::with_text(
+                            Cond::ConnectionTimeout,
+                            "TLS, authentication and resource binding took too long",
+                        );
+                        Some(Box::pin(self.close_with(io, e)).await)
+                    }
+                    Input::Queue(woke) => {
+                        if woke {
+                            queued.set(queue_wait(self.stream.session().map(|s| s.signal())));
+                        }
+                        match self.stream.session_mut() {
+                            Some(session) if session.takeover_requested() => {
+                                let e = StreamError::with_text(
+                                    Cond::Conflict,
+                                    "the session was resumed on another stream",
+                                );
+                                Some(Box::pin(self.close_with(io, e)).await)
+                            }
+                            Some(session) if let Some(e) = session.kicked() => {
+                                let saved = e.condition == Cond::SystemShutdown
+                                    && session.resumable()
+                                    && self.ctx.router.stream_management().saves_sessions();
+                                let drain = session.drains_before_close();
+                                if saved {
+                                    // To the client this is a lost link: it resumes the session,
+                                    // saved now and restored at the next start.
+                                    Some(Flow::Closed)
+                                } else {
+                                    if drain {
+                                        Box::pin(self.write_queued(io)).await;
+                                    }
+                                    Some(Box::pin(self.close_with(io, e)).await)
+                                }
+                            }
+                            Some(session) => match session.next_now() {
+                                Next::Item(first) => {
+                                    queue_now = true;
+                                    Box::pin(self.write_outbound(io, first)).await
+                                }
+                                Next::Empty => {
+                                    queue_now = false;
+                                    None
+                                }
+                                Next::Finished => Some(Flow::Closed),
+                            },
+                            None => {
+                                queue_now = false;
+                                None
+                            }
+                        }
+                    }
+                    Input::Readable(Ok(())) => {
+                        try_read = true;
                         None
                     }
-                    Poll::Ready(Ok(0)) => {
-                        debug!("peer closed the connection");
-                        Some(Flow::Lost)
-                    }
-                    // Boxed: negotiation, credential lookups and routing are deep futures, and
-                    // inline they would size every idle connection's task for the largest.
-                    Poll::Ready(Ok(n)) => {
-                        let timer = self.timer.as_mut().project();
-                        let now = Instant::now();
-                        *timer.last_read = now;
-                        *timer.probe_at = None;
-                        // What was read is processed; over the rate, the next read waits.
-                        if let Some(shaper) = timer.shaper.as_mut()
-                            && shaper.consumed(n, now).is_some()
-                        {
-                            try_read = false;
-                        }
-                        Box::pin(self.process_input(io)).await
-                    }
-                    Poll::Ready(Err(e)) => {
+                    Input::Readable(Err(e)) => {
                         debug!(error = %e, "read failed");
                         Some(Flow::Lost)
                     }
@@ -319,99 +448,6 @@ impl Conn {
                 if let Some(flow) = flow {
                     return flow;
                 }
-            }
-            // The input just processed bound a resource (the timer still runs only until
-            // then): stop the authentication deadline and wait on the session's queue.
-            if self.stream.session().is_some() && !self.timer.bound {
-                let timer = self.timer.as_mut().project();
-                *timer.bound = true;
-                *timer.last_read = Instant::now();
-                self.arm_keepalive();
-                queued.set(queue_wait(self.stream.session().map(|s| s.signal())));
-                queue_now = true;
-                // The shutdown kicks the sessions it finds bound after cancelling the token;
-                // one bound after that sees the token cancelled here.
-                if shutdown.is_cancelled() {
-                    return Box::pin(self.close_with(io, system_shutdown())).await;
-                }
-            }
-            let bound = self.stream.session().is_some();
-            let paused_until = self.paused_until();
-            let input = tokio::select! {
-                biased;
-                _ = &mut shutting_down, if !bound => Input::Shutdown,
-                _ = expired(&mut self.timer) => Input::Deadline,
-                woke = queue_or_now(queued.as_mut(), queue_now) => Input::Queue(woke),
-                // After a read, read again at once (TLS may hold more decrypted bytes than the
-                // socket shows), but only once the queue, kicks and shutdown had their turn.
-                ready = readable_or_now(io, try_read, paused_until) => Input::Readable(ready),
-            };
-            let flow = match input {
-                Input::Shutdown => Some(Box::pin(self.close_with(io, system_shutdown())).await),
-                Input::Deadline if self.timer.bound => Box::pin(self.keepalive(io)).await,
-                Input::Deadline => {
-                    let e = StreamError::with_text(
-                        Cond::ConnectionTimeout,
-                        "TLS, authentication and resource binding took too long",
-                    );
-                    Some(Box::pin(self.close_with(io, e)).await)
-                }
-                Input::Queue(woke) => {
-                    if woke {
-                        queued.set(queue_wait(self.stream.session().map(|s| s.signal())));
-                    }
-                    match self.stream.session_mut() {
-                        Some(session) if session.takeover_requested() => {
-                            let e = StreamError::with_text(
-                                Cond::Conflict,
-                                "the session was resumed on another stream",
-                            );
-                            Some(Box::pin(self.close_with(io, e)).await)
-                        }
-                        Some(session) if let Some(e) = session.kicked() => {
-                            let saved = e.condition == Cond::SystemShutdown
-                                && session.resumable()
-                                && self.ctx.router.stream_management().saves_sessions();
-                            let drain = session.drains_before_close();
-                            if saved {
-                                // To the client this is a lost link: it resumes the session,
-                                // saved now and restored at the next start.
-                                Some(Flow::Closed)
-                            } else {
-                                if drain {
-                                    Box::pin(self.write_queued(io)).await;
-                                }
-                                Some(Box::pin(self.close_with(io, e)).await)
-                            }
-                        }
-                        Some(session) => match session.next_now() {
-                            Next::Item(first) => {
-                                queue_now = true;
-                                Box::pin(self.write_outbound(io, first)).await
-                            }
-                            Next::Empty => {
-                                queue_now = false;
-                                None
-                            }
-                            Next::Finished => Some(Flow::Closed),
-                        },
-                        None => {
-                            queue_now = false;
-                            None
-                        }
-                    }
-                }
-                Input::Readable(Ok(())) => {
-                    try_read = true;
-                    None
-                }
-                Input::Readable(Err(e)) => {
-                    debug!(error = %e, "read failed");
-                    Some(Flow::Lost)
-                }
-            };
-            if let Some(flow) = flow {
-                return flow;
             }
         }
     }

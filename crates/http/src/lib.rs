@@ -133,7 +133,7 @@ fn policy_where(
     settings: &HttpSettings,
     serves: impl Fn(&HostWeb) -> bool,
 ) -> xmppd_stream::C2sPolicy {
-    let mut policy = c2s.settings().policy.clone();
+    let mut policy = xmppd_stream::C2sPolicy::clone(&c2s.settings().policy);
     policy.hosts = Arc::new(
         policy
             .hosts

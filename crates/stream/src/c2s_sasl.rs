@@ -8,8 +8,8 @@ use xmppd_xml::Element;
 
 use super::{C2sOutput, C2sResponder, Phase, bytes_of, sasl_el};
 use crate::sasl::{
-    ChannelBindingData, Failure, FailureCondition, Mechanism, ServerSession, Step,
-    StoredCredentials, decode_b64, encode_b64,
+    Failure, FailureCondition, Mechanism, ServerSession, Step, StoredCredentials, decode_b64,
+    encode_b64,
 };
 
 impl C2sResponder {
@@ -30,7 +30,7 @@ impl C2sResponder {
                 };
                 let mut session = ServerSession::new(
                     mech,
-                    self.cb.clone(),
+                    self.channel_binding().clone(),
                     self.policy.fake_salt_secret,
                     self.tls,
                 );
@@ -147,7 +147,7 @@ impl C2sResponder {
                     });
                 }
                 // Channel binding serves authentication only.
-                self.cb = ChannelBindingData::none();
+                self.cb = None;
                 self.user = Some(jid);
                 self.phase = Phase::AwaitHeader;
                 // The restart begins a new stream: an error before our next header must

@@ -150,8 +150,9 @@ pub struct Reader {
     /// An event produced together with the previous one (`Close` after `<stream:stream/>`).
     /// `</stream:stream>` is due next (the header was an empty element).
     close_queued: bool,
-    /// Set on the first error; the reader is poisoned afterwards.
-    error: Option<XmlError>,
+    /// Set on the first error; the reader is poisoned afterwards. Boxed: every connection
+    /// keeps a reader, and inline the error took 32 bytes of each connection's task.
+    error: Option<Box<XmlError>>,
 }
 
 impl Reader {
@@ -219,7 +220,7 @@ impl Reader {
     /// reader is poisoned and keeps returning it.
     pub fn next_event(&mut self) -> Result<Option<StreamEvent>, XmlError> {
         if let Some(e) = &self.error {
-            return Err(e.clone());
+            return Err(XmlError::clone(e));
         }
         if std::mem::take(&mut self.close_queued) {
             return Ok(Some(StreamEvent::Close));
@@ -275,7 +276,7 @@ impl Reader {
 
     /// Poisons the reader and frees what it holds.
     fn fail(&mut self, e: XmlError) -> XmlError {
-        self.error = Some(e.clone());
+        self.error = Some(Box::new(e.clone()));
         self.buf = Vec::new();
         self.pos = 0;
         self.pending = None;
