@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use xmppd_core::metrics::ConnectionKind;
 use xmppd_core::read_shaper::{ReadRate, ReadShaper};
-use xmppd_core::{ClientStream, Next, Outbound, QueueSignal, StreamAction};
+use xmppd_core::{ClientStream, Next, Outbound, StreamAction};
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
 use xmppd_stream::C2sResponder;
 use xmppd_stream::sasl::ChannelBindingData;
@@ -42,8 +42,11 @@ use crate::{C2sContext, C2sLimits, C2sSettings, ChannelBinding, ListenerKind};
 mod keepalive;
 #[path = "transport.rs"]
 mod transport;
+#[path = "waits.rs"]
+mod waits;
 
 use transport::Transport;
+use waits::{expired, queue_or_now, queue_wait, readable_or_now};
 
 /// How a run of the loop ended.
 enum Flow {
@@ -235,44 +238,6 @@ fn post_auth_limits(limits: &C2sLimits) -> Limits {
         max_depth: limits.max_depth,
         max_attrs: limits.max_attrs,
     }
-}
-
-/// Resolves when the socket is worth a read: at once when `now`, else when it is readable —
-/// or, while the read shaper holds the connection back, when `paused_until` has come.
-async fn readable_or_now<S: Transport>(
-    io: &S,
-    now: bool,
-    paused_until: Option<Instant>,
-) -> std::io::Result<()> {
-    if let Some(resume) = paused_until {
-        // Boxed: only a client over its rate waits here, and inline the timer would make the
-        // task of every connection larger.
-        Box::pin(tokio::time::sleep_until(resume)).await;
-        return Ok(());
-    }
-    if now { Ok(()) } else { io.readable().await }
-}
-
-/// The wait on a session's queue; no session, no wake-ups.
-async fn queue_wait(signal: Option<QueueSignal>) {
-    match signal {
-        Some(signal) => signal.notified().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Ends at once when the queue is worth a look now, else when the wait ends (`true`).
-async fn queue_or_now<F: Future<Output = ()>>(wait: Pin<&mut F>, now: bool) -> bool {
-    if now {
-        false
-    } else {
-        wait.await;
-        true
-    }
-}
-
-async fn expired(timer: &mut Pin<Box<Timer>>) {
-    timer.as_mut().project().sleep.await;
 }
 
 impl Conn {
