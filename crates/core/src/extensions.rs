@@ -15,6 +15,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 type Slot = (TypeId, Arc<dyn Any + Send + Sync>);
 
+/// Adds a slot with room for it alone: a session holds a handful at most, for its whole
+/// lifetime, and a vector's first growth would make room for four (128 bytes).
+fn push_exact(slots: &mut Vec<Slot>, slot: Slot) {
+    slots.reserve_exact(1);
+    slots.push(slot);
+}
+
 /// The typed slots of one session.
 #[derive(Default)]
 pub struct Extensions {
@@ -49,7 +56,7 @@ impl Extensions {
         match slots.iter_mut().find(|(id, _)| *id == TypeId::of::<T>()) {
             Some(slot) => std::mem::replace(&mut slot.1, value).downcast::<T>().ok(),
             None => {
-                slots.push((TypeId::of::<T>(), value));
+                push_exact(&mut slots, (TypeId::of::<T>(), value));
                 None
             }
         }
@@ -65,7 +72,7 @@ impl Extensions {
         }
         let value = Arc::new(make());
         slots.retain(|(id, _)| *id != TypeId::of::<T>());
-        slots.push((TypeId::of::<T>(), value.clone()));
+        push_exact(&mut slots, (TypeId::of::<T>(), value.clone()));
         value
     }
 
@@ -91,6 +98,18 @@ mod tests {
     struct Carbons(AtomicBool);
     #[derive(Debug, PartialEq)]
     struct Counter(u32);
+
+    /// A session's slots take the room they need and no more.
+    #[test]
+    fn slots_are_added_without_spare_room() {
+        let ext = Extensions::default();
+        ext.insert(1u8);
+        assert_eq!(ext.lock().capacity(), 1);
+        ext.get_or_insert_with(|| 2u16);
+        assert_eq!(ext.lock().capacity(), 2);
+        assert_eq!(ext.get::<u8>().as_deref(), Some(&1));
+        assert_eq!(ext.get::<u16>().as_deref(), Some(&2));
+    }
 
     #[test]
     fn each_type_has_its_own_slot() {

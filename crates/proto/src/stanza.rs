@@ -138,6 +138,12 @@ impl Stanza {
         self.element
     }
 
+    /// Gives back the spare room of the element's lists ([`Element::shrink_to_fit`]), for a
+    /// stanza kept for long.
+    pub fn shrink_to_fit(&mut self) {
+        self.element.shrink_to_fit();
+    }
+
     /// The single payload of an iq (its first child element).
     pub fn iq_payload(&self) -> Option<&Element> {
         self.element.children().next()

@@ -325,7 +325,10 @@ impl ClientSession {
                 let initial = !self.available;
                 self.available = true;
                 let priority = priority_of(&stanza);
-                let stanza = router.run_broadcast_presence(self.as_ref(), stanza).await;
+                let mut stanza = router.run_broadcast_presence(self.as_ref(), stanza).await;
+                // Kept as the session's presence while it lasts: without the room the hooks'
+                // additions left (the avatar's `<x><photo/></x>` cost 1.4 KiB per session).
+                stanza.shrink_to_fit();
                 let stanza = Arc::new(stanza);
                 sessions.set_presence(&self.jid, self.conn_id, Some((priority, stanza.clone())));
                 let event = SessionEvent::Available {
