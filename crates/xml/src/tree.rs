@@ -463,8 +463,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn between_stanzas_only_the_stream_headers_bindings_keep_room() {
+    /// A tree inside an opened client stream, and the limits it was opened with.
+    fn client_stream() -> (Tree, Limits) {
         let limits = Limits {
             max_stanza_bytes: 1 << 20,
             max_depth: 64,
@@ -476,6 +476,12 @@ mod tests {
             &limits,
         )
         .unwrap();
+        (tree, limits)
+    }
+
+    #[test]
+    fn between_stanzas_only_the_stream_headers_bindings_keep_room() {
+        let (mut tree, limits) = client_stream();
         tree.start("iq", false, &limits).unwrap();
         let query = tree.start("query xmlns='jabber:iq:roster'", true, &limits);
         assert_eq!(query.unwrap(), None);
@@ -499,17 +505,7 @@ mod tests {
 
     #[test]
     fn namespace_declarations_in_scope_are_bounded() {
-        let limits = Limits {
-            max_stanza_bytes: 1 << 20,
-            max_depth: 64,
-            max_attrs: 16,
-        };
-        let mut tree = Tree::default();
-        tree.open_stream(
-            "stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'",
-            &limits,
-        )
-        .unwrap();
+        let (mut tree, limits) = client_stream();
         tree.start("message", false, &limits).unwrap();
         // Ten per element, each element within the attribute limit: the second nested one
         // brings the bindings in scope past sixteen.
@@ -525,12 +521,7 @@ mod tests {
             Err(XmlError::PolicyViolation(_))
         ));
         // Siblings reuse the room their predecessors freed.
-        let mut tree = Tree::default();
-        tree.open_stream(
-            "stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'",
-            &limits,
-        )
-        .unwrap();
+        let (mut tree, _) = client_stream();
         tree.start("message", false, &limits).unwrap();
         for level in 0..10 {
             tree.start(&tag(level), true, &limits).unwrap();
