@@ -156,8 +156,9 @@ fn push_insert(qb: &mut sqlx::QueryBuilder<Sqlite>, chunk: &[RoomRow<'_>]) {
     );
 }
 
-/// [`trim`]'s deletes as statements of a list: the count limit compares the room's total
-/// with `keep_last` in SQL instead of reading it first (an OFFSET below zero counts as zero
+/// The age and count deletes of a room's retention as statements of a list (for [`trim`] and
+/// [`append_in_one_call`]): the count limit compares the room's total with `keep_last` in
+/// SQL instead of reading it first (an OFFSET below zero counts as zero
 /// in SQLite, and the comparison then deletes nothing).
 fn push_trim(qb: &mut sqlx::QueryBuilder<Sqlite>, append: &ArchiveAppend) {
     let (host, room) = (append.host.as_str(), append.user.as_str());
@@ -202,44 +203,17 @@ fn push_trim(qb: &mut sqlx::QueryBuilder<Sqlite>, append: &ArchiveAppend) {
 }
 
 /// The retention deletes after an append to a room's archive, each removing a prefix of it:
-/// records older than `expire_before_us`, then the oldest beyond `keep_last`. The latter
-/// reads the room's total instead of walking `keep_last` entries of the room's index.
+/// records older than `expire_before_us`, then the oldest beyond `keep_last` (one call,
+/// [`push_trim`]), then those over `keep_bytes`. Each reads the room's total instead of
+/// walking its index.
 pub(crate) async fn trim(conn: &mut SqliteConnection, append: &ArchiveAppend) -> sqlx::Result<()> {
-    let (host, room) = (append.host.as_str(), append.user.as_str());
-    if let Some(before) = append.expire_before_us {
-        sqlx::query(
-            "DELETE FROM room_archive WHERE host = ? AND room = ? AND id <= \
-             (SELECT MAX(id) FROM room_archive WHERE host = ? AND room = ? AND timestamp_us < ?)",
-        )
-        .bind(host)
-        .bind(room)
-        .bind(host)
-        .bind(room)
-        .bind(before)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if let Some(keep) = append.keep_last {
-        let (records, _) = room_totals(conn, host, room).await?;
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        let excess = records.saturating_sub(keep);
-        if excess > 0 {
-            sqlx::query(
-                "DELETE FROM room_archive WHERE host = ? AND room = ? AND id <= \
-                 (SELECT id FROM room_archive WHERE host = ? AND room = ? ORDER BY id LIMIT 1 \
-                 OFFSET ?)",
-            )
-            .bind(host)
-            .bind(room)
-            .bind(host)
-            .bind(room)
-            .bind(excess - 1)
-            .execute(&mut *conn)
-            .await?;
-        }
+    if append.expire_before_us.is_some() || append.keep_last.is_some() {
+        let mut qb = sqlx::QueryBuilder::<Sqlite>::new("");
+        push_trim(&mut qb, append);
+        qb.build().execute(&mut *conn).await?;
     }
     if let Some(keep) = append.keep_bytes {
-        trim_bytes(conn, host, room, keep).await?;
+        trim_bytes(conn, &append.host, &append.user, keep).await?;
     }
     Ok(())
 }
