@@ -288,6 +288,11 @@ pub struct ArchiveAppend {
     pub store: String,
     /// The record.
     pub record: NewArchiveRecord,
+    /// An id taken from [`ArchiveStore::reserve_ids`] for this record, which then gets it
+    /// instead of a new one (`None`: a new one). A caller that must name a record before its
+    /// commit (a room that sends a message with its stanza-id while the commit runs) reserves
+    /// ids ahead; records of one archive must get their reserved ids in increasing order.
+    pub id: Option<String>,
     /// After the insert, the oldest records beyond this many are deleted (`None`: no limit).
     /// Trimming from the oldest end, never a quota refusal: an archive that rotates keeps no
     /// holes (XEP-0313 §3.2).
@@ -360,6 +365,11 @@ pub trait ArchiveStore: Send + Sync + 'static {
     /// `batch`. All or nothing: on `Err` none of them is stored. Ids are allocated in batch
     /// order, so records of one archive keep their order within the batch.
     async fn append_batch(&self, batch: &[ArchiveAppend]) -> StorageResult<Vec<String>>;
+    /// Reserves `n` new ids, each larger than every id given out before (reserved or not),
+    /// in increasing order; none is ever given to another record, even if the process stops
+    /// before using it (the reservation is durable before this returns). They are used
+    /// through [`ArchiveAppend::id`].
+    async fn reserve_ids(&self, n: u32) -> StorageResult<Vec<String>>;
     /// Records matching the query, in append order.
     async fn query(
         &self,

@@ -261,8 +261,8 @@ impl MucService {
                 match dispatch(&mut guard, &ctx, &stanza, &real, nick.as_deref()).await {
                     Ok(Handled::Now(reply)) => reply,
                     Ok(Handled::Later(completion)) => {
-                        // An archived message: the room's outbox sends or bounces it after
-                        // its commit, without holding the room.
+                        // An archived message, sent: the sender's stream counts it once its
+                        // commit is done, which the room's outbox awaits without the room.
                         drop(guard);
                         return Routed::Later(completion);
                     }
@@ -294,11 +294,8 @@ async fn dispatch(
     real: &Jid,
     nick: Option<&str>,
 ) -> Result<Handled, StanzaError> {
-    let groupchat = stanza.kind() == StanzaKind::Message
-        && nick.is_none()
-        && stanza.type_attr() == Some("groupchat");
-    if !groupchat {
-        // Nothing the room says may overtake archived messages still on their way.
+    if stanza.kind() == StanzaKind::Iq {
+        // A query of the archive finds every message the room has sent (super::room::outbox).
         room.flush().await;
     }
     let result = match (stanza.kind(), nick) {

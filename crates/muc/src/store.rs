@@ -183,6 +183,7 @@ impl RoomStore {
             user: name.to_owned(),
             store: ARCHIVE.to_owned(),
             record,
+            id: None,
             keep_last,
             expire_before_us: None,
             keep_bytes: None,

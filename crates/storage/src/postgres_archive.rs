@@ -121,16 +121,29 @@ impl ArchiveStore for PostgresStore {
         }
         let mut ids = Vec::with_capacity(batch.len());
         for a in batch {
-            let id: i64 = sqlx::query_scalar(
+            // A reserved id (ArchiveAppend::id) is given; otherwise the identity makes one.
+            let reserved = match a.id.as_deref() {
+                Some(id) => Some(parse_id(id).ok_or_else(|| {
+                    StorageError::Backend(format!(
+                        "{OP}: {id:?} is not an id reserved by this archive"
+                    ))
+                })?),
+                None => None,
+            };
+            let id: i64 = sqlx::query_scalar(if reserved.is_some() {
+                "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload, id) \
+                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+            } else {
                 "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            )
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id"
+            })
             .bind(&a.host)
             .bind(&a.user)
             .bind(&a.store)
             .bind(&a.record.with)
             .bind(a.record.timestamp_us)
             .bind(&a.record.payload)
+            .bind(reserved)
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| backend_error(OP, e))?;
@@ -141,6 +154,30 @@ impl ArchiveStore for PostgresStore {
         trim_shared::<Postgres>(&mut tx, &archives, |e| backend_error(OP, e)).await?;
         tx.commit().await.map_err(|e| backend_error(OP, e))?;
         Ok(ids)
+    }
+
+    async fn reserve_ids(&self, n: u32) -> StorageResult<Vec<String>> {
+        const OP: &str = "archive.reserve_ids";
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| backend_error(OP, e))?;
+        // A transaction id makes the commit flush the WAL, the sequence's advance with it: an
+        // id handed out stays taken even if the server stops before using it.
+        sqlx::query("SELECT txid_current()")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend_error(OP, e))?;
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('archive', 'id')) FROM generate_series(1, $1)",
+        )
+        .bind(i64::from(n))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| backend_error(OP, e))?;
+        tx.commit().await.map_err(|e| backend_error(OP, e))?;
+        ids.sort_unstable();
+        Ok(ids.iter().map(i64::to_string).collect())
     }
 
     async fn query(

@@ -55,6 +55,9 @@ impl ArchiveStore for AsRooms {
             .collect();
         self.0.append_batch(&batch).await
     }
+    async fn reserve_ids(&self, n: u32) -> StorageResult<Vec<String>> {
+        self.0.reserve_ids(n).await
+    }
     async fn query(
         &self,
         host: &str,
@@ -249,6 +252,7 @@ fn room_append(with: &str, t: i64) -> ArchiveAppend {
         user: "room".into(),
         store: ROOM_ARCHIVE.into(),
         record: record(with, t, b"message"),
+        id: None,
         keep_last: Some(100),
         expire_before_us: Some(1),
         keep_bytes: None,

@@ -70,6 +70,7 @@ impl ArchiveStore for SqliteStore {
                 host,
                 room: user,
                 record: &record,
+                id: None,
             };
             let ids = sqlite_rooms::insert(&mut tx, &[row])
                 .await
@@ -181,6 +182,23 @@ impl ArchiveStore for SqliteStore {
             .await
             .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
         Ok(ids)
+    }
+
+    async fn reserve_ids(&self, n: u32) -> StorageResult<Vec<String>> {
+        const OP: &str = "archive.reserve_ids";
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut lent = self.write(OP).await?;
+        let (conn, broken) = lent.parts();
+        let mut tx = begin_immediate(conn, broken, OP).await?;
+        let ids = sqlite_rooms::reserve(&mut tx, n)
+            .await
+            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+        tx.commit()
+            .await
+            .map_err(|e| backend_error(OP, note_failure(broken, e)))?;
+        Ok(ids.iter().map(i64::to_string).collect())
     }
 
     async fn query(
@@ -343,28 +361,56 @@ impl ArchiveStore for SqliteStore {
 /// Inserts a run of records of the shared table in multi-row statements (one round trip to
 /// the connection's thread per chunk instead of one per record); returns their ids in order.
 /// Ids grow with insertion order under the write lock the caller's transaction holds, so a
-/// chunk's ids, sorted, are its records' in order.
+/// chunk's ids, sorted, are its records' in order. Records with a reserved id
+/// ([`ArchiveAppend::id`]) take it: AUTOINCREMENT leaves the sequence at or above it.
 async fn insert_shared(
     conn: &mut sqlx::SqliteConnection,
     run: &[ArchiveAppend],
 ) -> sqlx::Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(run.len());
-    for chunk in run.chunks(INSERT_CHUNK) {
-        let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) ",
-        );
-        insert.push_values(chunk, |mut row, a| {
-            row.push_bind(&a.host)
-                .push_bind(&a.user)
-                .push_bind(&a.store)
-                .push_bind(&a.record.with)
-                .push_bind(a.record.timestamp_us)
-                .push_bind(&a.record.payload);
-        });
-        insert.push(" RETURNING id");
-        let mut chunk_ids: Vec<i64> = insert.build_query_scalar().fetch_all(&mut *conn).await?;
-        chunk_ids.sort_unstable();
-        ids.extend(chunk_ids);
+    for same in run.chunk_by(|a, b| a.id.is_some() == b.id.is_some()) {
+        for chunk in same.chunks(INSERT_CHUNK) {
+            let reserved = chunk[0].id.is_some();
+            let mut insert = sqlx::QueryBuilder::<Sqlite>::new(if reserved {
+                "INSERT INTO archive (id, host, username, store, with_jid, timestamp_us, payload) "
+            } else {
+                "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload) "
+            });
+            let given: Vec<Option<i64>> = chunk
+                .iter()
+                .map(|a| a.id.as_deref().and_then(crate::parse_id))
+                .collect();
+            if let Some(a) = chunk
+                .iter()
+                .zip(&given)
+                .find(|(a, id)| a.id.is_some() && id.is_none())
+            {
+                return Err(sqlx::Error::Protocol(format!(
+                    "{:?} is not an id reserved by this archive",
+                    a.0.id.as_deref().unwrap_or_default()
+                )));
+            }
+            insert.push_values(chunk.iter().zip(&given), |mut row, (a, id)| {
+                if reserved {
+                    row.push_bind(*id);
+                }
+                row.push_bind(&a.host)
+                    .push_bind(&a.user)
+                    .push_bind(&a.store)
+                    .push_bind(&a.record.with)
+                    .push_bind(a.record.timestamp_us)
+                    .push_bind(&a.record.payload);
+            });
+            if reserved {
+                insert.build().execute(&mut *conn).await?;
+                ids.extend(given.into_iter().flatten());
+                continue;
+            }
+            insert.push(" RETURNING id");
+            let mut chunk_ids: Vec<i64> = insert.build_query_scalar().fetch_all(&mut *conn).await?;
+            chunk_ids.sort_unstable();
+            ids.extend(chunk_ids);
+        }
     }
     Ok(ids)
 }

@@ -23,6 +23,8 @@ pub(crate) struct RoomRow<'a> {
     pub(crate) room: &'a str,
     /// The record.
     pub(crate) record: &'a NewArchiveRecord,
+    /// Its reserved id ([`ArchiveAppend::id`]), if it has one.
+    pub(crate) id: Option<&'a str>,
 }
 
 impl<'a> From<&'a ArchiveAppend> for RoomRow<'a> {
@@ -31,6 +33,7 @@ impl<'a> From<&'a ArchiveAppend> for RoomRow<'a> {
             host: &a.host,
             room: &a.user,
             record: &a.record,
+            id: a.id.as_deref(),
         }
     }
 }
@@ -46,15 +49,51 @@ pub(crate) async fn insert(
     rows: &[RoomRow<'_>],
 ) -> sqlx::Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let mut qb = sqlx::QueryBuilder::<Sqlite>::new("");
-        push_insert(&mut qb, chunk);
-        // Every statement runs only if the rows are drained: not `fetch_one`, which stops
-        // at the first row (the sequence's).
-        let returned: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
-        ids.extend(chunk_ids(&returned, chunk.len())?);
+    for run in rows.chunk_by(|a, b| a.id.is_some() == b.id.is_some()) {
+        for chunk in run.chunks(INSERT_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::<Sqlite>::new("");
+            if chunk[0].id.is_some() {
+                let reserved = reserved_ids(chunk)?;
+                push_insert_reserved(&mut qb, chunk, &reserved);
+                qb.build().execute(&mut *conn).await?;
+                ids.extend(reserved);
+                continue;
+            }
+            push_insert(&mut qb, chunk);
+            // Every statement runs only if the rows are drained: not `fetch_one`, which
+            // stops at the first row (the sequence's).
+            let returned: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
+            ids.extend(chunk_ids(&returned, chunk.len())?);
+        }
     }
     Ok(ids)
+}
+
+/// The reserved ids of `rows`, each of which has one.
+fn reserved_ids(rows: &[RoomRow<'_>]) -> sqlx::Result<Vec<i64>> {
+    rows.iter()
+        .map(|r| {
+            r.id.and_then(crate::parse_id).ok_or_else(|| {
+                sqlx::Error::Protocol(format!(
+                    "{:?} is not an id reserved by this archive",
+                    r.id.unwrap_or_default()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Takes `n` ids from the sequence of `archive`'s AUTOINCREMENT in a transaction of its own,
+/// committed (synced) before they are handed out: a room sends a message with its id before
+/// the record's commit, so an id must stay taken even if the process dies before that commit.
+/// AUTOINCREMENT never gives the shared table an id at or below the sequence's value.
+pub(crate) async fn reserve(conn: &mut SqliteConnection, n: u32) -> sqlx::Result<Vec<i64>> {
+    let mut qb = sqlx::QueryBuilder::<Sqlite>::new(ENSURE_SEQUENCE);
+    qb.push("UPDATE sqlite_sequence SET seq = seq + ")
+        .push_bind(i64::from(n))
+        .push(" WHERE name = 'archive' RETURNING seq");
+    let returned: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
+    Ok(chunk_ids(&returned, n as usize)?.collect())
 }
 
 /// Appends `rows` and applies the retention of `trims` (each a room's first append in the
@@ -76,15 +115,30 @@ pub(crate) async fn append_in_one_call(
     if rows.len() > INSERT_CHUNK || trims.iter().any(|a| a.keep_bytes.is_some()) {
         return None;
     }
+    let reserved = match rows.iter().filter(|r| r.id.is_some()).count() {
+        0 => None,
+        n if n == rows.len() => match reserved_ids(rows) {
+            Ok(ids) => Some(ids),
+            Err(e) => return Some(Err(e)),
+        },
+        // A list of both kinds: runs of each, in the transaction of `insert`.
+        _ => return None,
+    };
     let mut qb = sqlx::QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
-    push_insert(&mut qb, rows);
+    match &reserved {
+        Some(ids) => push_insert_reserved(&mut qb, rows, ids),
+        None => push_insert(&mut qb, rows),
+    }
     qb.push("; ");
     for a in trims {
         push_trim(&mut qb, a);
     }
     qb.push("COMMIT");
     let returned = qb.build_query_scalar().fetch_all(&mut *conn).await;
-    Some(returned.and_then(|r: Vec<i64>| Ok(chunk_ids(&r, rows.len())?.collect())))
+    Some(returned.and_then(|r: Vec<i64>| match reserved {
+        Some(ids) => Ok(ids),
+        None => Ok(chunk_ids(&r, rows.len())?.collect()),
+    }))
 }
 
 /// The ids of a chunk of `n` rows, from what its statements returned: the sequence's new
@@ -100,20 +154,20 @@ fn chunk_ids(returned: &[i64], n: usize) -> sqlx::Result<std::ops::RangeInclusiv
     Ok(last - n + 1..=last)
 }
 
+/// Creates the sequence's row should it be gone (the migration creates it), above every id of
+/// both tables.
+const ENSURE_SEQUENCE: &str = "INSERT INTO sqlite_sequence (name, seq) SELECT 'archive', \
+     MAX(COALESCE((SELECT MAX(id) FROM archive), 0), \
+         COALESCE((SELECT MAX(id) FROM room_archive), 0)) \
+     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'archive'); ";
+
 /// The statements that insert one chunk of rows (at most [`INSERT_CHUNK`]): take the ids
 /// from the sequence (returning its new value), insert the rows numbered from it, add them
 /// to their rooms' totals.
 fn push_insert(qb: &mut sqlx::QueryBuilder<Sqlite>, chunk: &[RoomRow<'_>]) {
     let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
-    // Should the sequence's row be gone (the migration creates it), it starts again above
-    // every id of both tables.
-    qb.push(
-        "INSERT INTO sqlite_sequence (name, seq) SELECT 'archive', \
-         MAX(COALESCE((SELECT MAX(id) FROM archive), 0), \
-             COALESCE((SELECT MAX(id) FROM room_archive), 0)) \
-         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'archive'); \
-         UPDATE sqlite_sequence SET seq = seq + ",
-    );
+    qb.push(ENSURE_SEQUENCE);
+    qb.push("UPDATE sqlite_sequence SET seq = seq + ");
     qb.push_bind(n);
     qb.push(
         " WHERE name = 'archive' RETURNING seq; \
@@ -134,6 +188,27 @@ fn push_insert(qb: &mut sqlx::QueryBuilder<Sqlite>, chunk: &[RoomRow<'_>]) {
             .push_bind(r.record.payload.as_slice());
     });
     qb.push("); ");
+    push_totals(qb, chunk);
+}
+
+/// The statements that insert one chunk of rows (at most [`INSERT_CHUNK`]) with their
+/// reserved `ids` and add them to their rooms' totals.
+fn push_insert_reserved(qb: &mut sqlx::QueryBuilder<Sqlite>, chunk: &[RoomRow<'_>], ids: &[i64]) {
+    qb.push("INSERT INTO room_archive (host, room, id, with_jid, timestamp_us, payload) ");
+    qb.push_values(chunk.iter().zip(ids), |mut row, (r, id)| {
+        row.push_bind(r.host)
+            .push_bind(r.room)
+            .push_bind(*id)
+            .push_bind(r.record.with.as_str())
+            .push_bind(r.record.timestamp_us)
+            .push_bind(r.record.payload.as_slice());
+    });
+    qb.push("; ");
+    push_totals(qb, chunk);
+}
+
+/// Adds a chunk's rows to their rooms' running totals.
+fn push_totals(qb: &mut sqlx::QueryBuilder<Sqlite>, chunk: &[RoomRow<'_>]) {
     let mut totals: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
     for r in chunk {
         let total = totals.entry((r.host, r.room)).or_default();

@@ -201,3 +201,70 @@ async fn messages_in_flight_when_the_sender_leaves_are_all_sent() -> anyhow::Res
     server.stop().await;
     Ok(())
 }
+
+/// Messages go out while their commit runs, yet a query of the archive right behind them
+/// (in the same write as the messages, or the moment the last one arrives) finds every one of
+/// them, under the ids the occupants saw.
+#[tokio::test]
+async fn a_query_right_behind_the_messages_finds_them_all() -> anyhow::Result<()> {
+    let server = archiving_server().await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    create_instant(&mut alice, ROOM, "Alice").await?;
+    let mut bob = online(&server, "bob", "phone", 0).await?;
+    enter(&mut bob, ROOM, "Bob", "<history maxstanzas='0'/>").await?;
+    collect_until(&mut alice, "Bob's entry", 10, |e| {
+        e.attr("from") == Some(&format!("{ROOM}/Bob")[..])
+    })
+    .await?;
+    const N: u32 = 60;
+    let query = |id: &str| {
+        format!(
+            "<iq to='{ROOM}' type='set' id='{id}'><query xmlns='urn:xmpp:mam:2'>\
+             <set xmlns='http://jabber.org/protocol/rsm'><max>{N}</max><before/></set>\
+             </query></iq>"
+        )
+    };
+    let archived = |answer: &[Element]| -> Vec<String> {
+        answer
+            .iter()
+            .filter_map(|m| Some(m.child("result", "urn:xmpp:mam:2")?.attr("id")?.to_owned()))
+            .collect()
+    };
+    for round in 0..3 {
+        // The sender's own query, in the same write as its messages.
+        let mut write = burst(N);
+        write.push_str(&query(&format!("own{round}")));
+        alice.send(&write).await?;
+        let mut own = collect_until(&mut alice, "the archive", 300, |e| {
+            e.attr("id") == Some(&format!("own{round}")[..])
+        })
+        .await?;
+        let fin = own.pop().context("no answer")?;
+        assert_eq!(fin.attr("type"), Some("result"), "{fin}");
+        let reflected: Vec<String> = own
+            .iter()
+            .filter(|e| e.attr("type") == Some("groupchat"))
+            .filter_map(room_stanza_id)
+            .collect();
+        assert_eq!(reflected.len(), N as usize, "round {round}");
+        assert_eq!(archived(&own), reflected, "round {round}");
+
+        // Another occupant's, the moment the last message arrives.
+        let mut seen = Vec::new();
+        for _ in 0..N {
+            let el = next_groupchat(&mut bob).await?;
+            seen.push(room_stanza_id(&el).context("no stanza-id from the room")?);
+        }
+        assert_eq!(seen, reflected, "round {round}");
+        bob.send(&query(&format!("mam{round}"))).await?;
+        let mut answer = collect_until(&mut bob, "the archive", 200, |e| {
+            e.attr("id") == Some(&format!("mam{round}")[..])
+        })
+        .await?;
+        let fin = answer.pop().context("no answer")?;
+        assert_eq!(fin.attr("type"), Some("result"), "{fin}");
+        assert_eq!(archived(&answer), seen, "round {round}");
+    }
+    server.stop().await;
+    Ok(())
+}

@@ -172,6 +172,9 @@ impl ArchiveStore for Timed<Arc<dyn ArchiveStore>> {
         self.time("append_batch", self.inner.append_batch(batch))
             .await
     }
+    async fn reserve_ids(&self, n: u32) -> StorageResult<Vec<String>> {
+        self.time("reserve_ids", self.inner.reserve_ids(n)).await
+    }
     async fn query(
         &self,
         host: &str,

@@ -402,6 +402,7 @@ impl Inner {
                 timestamp_us: now,
                 payload: client_bytes(stanza).to_vec(),
             },
+            id: None,
             keep_last: keep_last(max),
             expire_before_us: settings.expire_before_us(now),
             keep_bytes: (settings.max_bytes > 0).then_some(settings.max_bytes),

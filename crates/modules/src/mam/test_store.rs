@@ -44,10 +44,23 @@ impl ArchiveStore for Recorder {
         }
         Ok(batch
             .iter()
-            .map(|_| {
-                let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                (n + 1).to_string()
+            .map(|a| {
+                a.id.clone().unwrap_or_else(|| {
+                    let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    (n + 1).to_string()
+                })
             })
+            .collect())
+    }
+    async fn reserve_ids(&self, n: u32) -> StorageResult<Vec<String>> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StorageError::Backend("refused".into()));
+        }
+        let first = self
+            .next
+            .fetch_add(u64::from(n), std::sync::atomic::Ordering::SeqCst);
+        Ok((first + 1..=first + u64::from(n))
+            .map(|id| id.to_string())
             .collect())
     }
     async fn query(

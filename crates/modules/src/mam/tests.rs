@@ -385,6 +385,7 @@ async fn ids_kept_from_an_import_name_their_records_both_ways() {
             timestamp_us: super::now_us(),
             payload: format!("<message type='chat'><body>{body}</body></message>").into_bytes(),
         },
+        id: None,
         keep_last: None,
         keep_bytes: None,
         expire_before_us: None,

@@ -10,8 +10,14 @@
 //! A batch that fails is retried one append at a time, so one record the backend refuses
 //! fails only its own message; when the backend itself is down each retry fails too, and
 //! every waiting hook gets the error. Nothing is acknowledged that is not committed.
+//!
+//! A caller that must name a record before its commit (a room sends a message with its
+//! stanza-id while the commit runs) takes an id from [`Writer::reserve_id`]: the writer
+//! reserves them from the store a block at a time, each block committed before any of its
+//! ids is handed out.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
@@ -22,6 +28,10 @@ use super::ArchiveError;
 /// Appends waiting for the writer, at most; a hook beyond that waits for room.
 const QUEUE: usize = 4096;
 
+/// Ids reserved from the store at a time: one commit of the reservation per this many
+/// records named ahead. Ids left at shutdown are gaps, nothing more.
+const RESERVE_BLOCK: u32 = 4096;
+
 /// One append and who waits for its commit.
 struct Job {
     append: ArchiveAppend,
@@ -31,6 +41,11 @@ struct Job {
 /// The handle hooks append through.
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    archive: Arc<dyn ArchiveStore>,
+    /// Ids reserved and not yet handed out, smallest first.
+    reserved: Mutex<VecDeque<String>>,
+    /// Held while a block is reserved, so that one caller reserves and the others wait.
+    reserving: tokio::sync::Mutex<()>,
 }
 
 impl Writer {
@@ -40,8 +55,43 @@ impl Writer {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| format!("the archive writer needs the runtime: {e}"))?;
         let (jobs, rx) = mpsc::channel(QUEUE);
-        runtime.spawn(run(rx, archive, max_batch.max(1)));
-        Ok(Writer { jobs })
+        runtime.spawn(run(rx, archive.clone(), max_batch.max(1)));
+        Ok(Writer {
+            jobs,
+            archive,
+            reserved: Mutex::new(VecDeque::new()),
+            reserving: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// An id for a record to be submitted later with it ([`ArchiveAppend::id`]), larger than
+    /// every id handed out before. A caller that orders its records (a room, under its
+    /// lock) takes their ids in that order.
+    pub async fn reserve_id(&self) -> Result<String, ArchiveError> {
+        loop {
+            if let Some(id) = self.take_reserved() {
+                return Ok(id);
+            }
+            let _reserving = self.reserving.lock().await;
+            // Another caller may have reserved a block while this one waited.
+            if let Some(id) = self.take_reserved() {
+                return Ok(id);
+            }
+            let block = self.archive.reserve_ids(RESERVE_BLOCK).await?;
+            if block.is_empty() {
+                return Err(ArchiveError::Storage(StorageError::Corrupt(
+                    "the archive reserved no ids".into(),
+                )));
+            }
+            self.reserved
+                .lock()
+                .map_err(|_| StorageError::Corrupt("the reserved ids' lock is poisoned".into()))?
+                .extend(block);
+        }
+    }
+
+    fn take_reserved(&self) -> Option<String> {
+        self.reserved.lock().ok()?.pop_front()
     }
 
     /// Appends a record; returns its id once the transaction holding it is committed.
@@ -144,6 +194,7 @@ mod tests {
                 timestamp_us: 0,
                 payload: payload.to_vec(),
             },
+            id: None,
             keep_last: None,
             expire_before_us: None,
             keep_bytes: None,
@@ -178,6 +229,55 @@ mod tests {
         let batches = store.batches.lock().expect("lock").clone();
         assert_eq!(batches.iter().sum::<usize>(), 40);
         assert!(batches.len() < 40, "no batching happened: {batches:?}");
+    }
+
+    #[tokio::test]
+    async fn reserved_ids_grow_are_never_handed_out_twice_and_name_their_records() {
+        let store = Arc::new(Recorder::default());
+        let writer = Arc::new(Writer::spawn(store.clone(), 64).expect("runtime"));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let w = writer.clone();
+            tasks.push(tokio::spawn(async move { w.reserve_id().await }));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for t in tasks {
+            let id: u64 = t
+                .await
+                .expect("task")
+                .expect("reserved")
+                .parse()
+                .expect("number");
+            ids.insert(id);
+        }
+        assert_eq!(ids.len(), 50);
+        // One block served all fifty: the store's next id is past it, not fifty blocks on.
+        let later: u64 = store.reserve_ids(1).await.expect("reserve")[0]
+            .parse()
+            .expect("number");
+        assert_eq!(later, u64::from(RESERVE_BLOCK) + 1);
+        // Taken in order, ids grow, and past the block the next one is reserved.
+        let mut last = 0;
+        for _ in 0..RESERVE_BLOCK {
+            let id: u64 = writer
+                .reserve_id()
+                .await
+                .expect("id")
+                .parse()
+                .expect("number");
+            assert!(id > last, "{id} after {last}");
+            last = id;
+        }
+        assert!(last > later);
+        let mut append = job(b"named");
+        append.id = Some("12345".into());
+        assert_eq!(writer.append(append).await.expect("committed"), "12345");
+        store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut failed = 0;
+        for _ in 0..RESERVE_BLOCK {
+            failed += usize::from(writer.reserve_id().await.is_err());
+        }
+        assert!(failed > 0, "the store is down, yet every id was reserved");
     }
 
     #[tokio::test]

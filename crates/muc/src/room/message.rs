@@ -184,28 +184,39 @@ impl Room {
         if has_body && self.config.archiving {
             return self.archive(ctx, out, &from, real).await.map(Some);
         }
-        // Nothing to commit: out now, after whatever archived messages are still queued.
-        self.flush().await;
         out.push_child(StanzaId::new(random_id(), room).to_element());
-        if has_body {
-            self.with_history(|h| h.push(out.clone(), SystemTime::now()));
-        }
-        let from = Some(Jid::from(from));
-        ctx.send_copies(
-            Stanza::new_unchecked(StanzaKind::Message, from, None, out),
-            &self.recipients,
-        )
-        .await;
+        self.send_to_occupants(ctx, out, from, has_body).await;
         Ok(None)
     }
 
-    /// Submits a message to the room's archive and queues it in the outbox, which sends it
-    /// once committed, or bounces it to `sender` ([`super::outbox`]); the completion
-    /// returned is done then.
+    /// Sends a groupchat message to every occupant, the sender included (§7.4), and keeps it
+    /// in the discussion history if it has a body.
+    async fn send_to_occupants(
+        &self,
+        ctx: &Ctx<'_>,
+        message: Element,
+        from: FullJid,
+        has_body: bool,
+    ) {
+        if has_body {
+            self.with_history(|h| h.push(message.clone(), SystemTime::now()));
+        }
+        let from = Some(Jid::from(from));
+        ctx.send_copies(
+            Stanza::new_unchecked(StanzaKind::Message, from, None, message),
+            &self.recipients,
+        )
+        .await;
+    }
+
+    /// Archives a message and sends it: the record gets an id reserved ahead, so the message
+    /// goes out with its stanza-id while the commit runs, and the completion returned is done
+    /// once the commit is ([`super::outbox`]). Without an id or a place in the writer's
+    /// queue the message is refused, unsent.
     async fn archive(
         &mut self,
         ctx: &Ctx<'_>,
-        message: Element,
+        mut message: Element,
         from: &FullJid,
         sender: &Jid,
     ) -> Result<Deferred, StanzaError> {
@@ -225,6 +236,18 @@ impl Room {
             .map_err(|e| failed(&e))?;
         let settings = ctx.shared.settings.get();
         let max = settings.archive_max_messages;
+        if self.outbox.is_none() {
+            self.outbox = Outbox::start(&ctx.shared.router, Jid::from(self.jid.clone()));
+        }
+        let Some(outbox) = &self.outbox else {
+            return Err(failed(&"the room's outbox could not start"));
+        };
+        let id = ctx
+            .shared
+            .writer
+            .reserve_id()
+            .await
+            .map_err(|e| failed(&e))?;
         let append = xmppd_core::storage::ArchiveAppend {
             host: domain.to_owned(),
             user: self.jid.node().map_or("", |n| n.as_str()).to_owned(),
@@ -234,20 +257,11 @@ impl Room {
                 timestamp_us: crate::now_us(),
                 payload: message.to_bytes(),
             },
+            id: Some(id.clone()),
             // Trimming walks the archive's index: done on a tenth of the appends.
             keep_last: xmppd_modules::mam::keep_last(max),
             expire_before_us: settings.expire_before_us(crate::now_us()),
             keep_bytes: None,
-        };
-        if self.outbox.is_none() {
-            self.outbox = Outbox::start(
-                &ctx.shared.router,
-                self.history.clone(),
-                Jid::from(self.jid.clone()),
-            );
-        }
-        let Some(outbox) = &self.outbox else {
-            return Err(failed(&"the room's outbox could not start"));
         };
         let commit = ctx
             .shared
@@ -259,14 +273,15 @@ impl Room {
         outbox
             .queue(Queued {
                 commit,
-                message,
-                from: Jid::from(from.clone()),
+                id: message.attr("id").map(str::to_owned),
                 sender: sender.clone(),
-                recipients: self.recipients.clone(),
-                cipher,
                 done,
             })
             .await?;
+        let room = Jid::from(self.jid.clone());
+        message.push_child(StanzaId::new(cipher.encode(&id), room).to_element());
+        self.send_to_occupants(ctx, message, from.clone(), true)
+            .await;
         Ok(deferred)
     }
 

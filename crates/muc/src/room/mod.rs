@@ -118,9 +118,9 @@ pub(crate) struct Room {
     by_session: HashMap<FullJid, String>,
     /// Every occupant session, the recipients of groupchat; rebuilt on joins and leaves.
     recipients: Arc<[Jid]>,
-    /// Shared with the outbox, which records archived messages as they go out.
+    /// The discussion history (§7.2.15).
     pub(crate) history: Arc<Mutex<History>>,
-    /// Archived groupchat on its way out, once the room has archived a message.
+    /// The commits of archived groupchat still awaited, once the room has archived a message.
     outbox: Option<outbox::Outbox>,
     /// Created and not yet configured (§10.1.1).
     pub(crate) locked: bool,
@@ -300,8 +300,8 @@ impl Room {
         self.recipients = Arc::from(recipients);
     }
 
-    /// Returns once every archived message queued so far has gone out, so that what the room
-    /// sends next does not overtake it.
+    /// Returns once every archived message the room has sent is committed, so that a query of
+    /// the archive finds it.
     pub(crate) async fn flush(&self) {
         if let Some(outbox) = &self.outbox {
             outbox.flush().await;

@@ -163,6 +163,7 @@ pub async fn write(storage: &Storage, jid: &BareJid, records: &[Archived]) -> Re
                 user: user.to_owned(),
                 store: STORE.to_owned(),
                 record: archived.record.clone(),
+                id: None,
                 keep_last: None,
                 keep_bytes: None,
                 expire_before_us: None,

@@ -14,6 +14,7 @@ fn to(h: &str, user: &str, record: NewArchiveRecord) -> ArchiveAppend {
         user: user.to_owned(),
         store: "mam".to_owned(),
         record,
+        id: None,
         keep_last: None,
         expire_before_us: None,
         keep_bytes: None,

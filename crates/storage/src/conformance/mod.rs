@@ -12,6 +12,7 @@ use xmppd_core::storage::{ArchiveQuery, NewArchiveRecord, Storage, StorageResult
 
 mod archive;
 mod archive_batch;
+mod archive_reserved;
 mod archive_usage;
 mod keyval_map;
 mod map_usage;
@@ -19,6 +20,7 @@ mod users;
 
 pub use archive::*;
 pub use archive_batch::*;
+pub use archive_reserved::*;
 pub use archive_usage::*;
 pub use keyval_map::*;
 pub use map_usage::*;
@@ -68,6 +70,7 @@ macro_rules! for_each_check {
             archive_query_with_resources,
             archive_expire,
             archive_count_by_store,
+            archive_reserved_ids,
             archive_byte_quota,
             archive_usage_follows_every_write,
             archive_append_batch_keep_bytes,
