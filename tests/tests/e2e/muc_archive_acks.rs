@@ -27,6 +27,20 @@ async fn archiving_server() -> anyhow::Result<TestServer> {
     Ok(server)
 }
 
+/// An archiving server, and alice in the room she created with bob, who has entered it.
+async fn alice_and_bob_in_the_room() -> anyhow::Result<(TestServer, TestClient, TestClient)> {
+    let server = archiving_server().await?;
+    let mut alice = online(&server, "alice", "pc", 0).await?;
+    create_instant(&mut alice, ROOM, "Alice").await?;
+    let mut bob = online(&server, "bob", "phone", 0).await?;
+    enter(&mut bob, ROOM, "Bob", "<history maxstanzas='0'/>").await?;
+    collect_until(&mut alice, "Bob's entry", 10, |e| {
+        e.attr("from") == Some(&format!("{ROOM}/Bob")[..])
+    })
+    .await?;
+    Ok((server, alice, bob))
+}
+
 /// `n` groupchat messages to the room, ids and bodies m0, m1, …, in one string.
 fn burst(n: u32) -> String {
     (0..n)
@@ -89,15 +103,7 @@ async fn acks_until(
 
 #[tokio::test]
 async fn a_burst_of_archived_messages_is_acknowledged_in_full_and_in_order() -> anyhow::Result<()> {
-    let server = archiving_server().await?;
-    let mut alice = online(&server, "alice", "pc", 0).await?;
-    create_instant(&mut alice, ROOM, "Alice").await?;
-    let mut bob = online(&server, "bob", "phone", 0).await?;
-    enter(&mut bob, ROOM, "Bob", "<history maxstanzas='0'/>").await?;
-    collect_until(&mut alice, "Bob's entry", 10, |e| {
-        e.attr("from") == Some(&format!("{ROOM}/Bob")[..])
-    })
-    .await?;
+    let (server, mut alice, mut bob) = alice_and_bob_in_the_room().await?;
 
     alice.send(&format!("<enable xmlns='{SM}'/>")).await?;
     alice.expect("enabled", |e| e.is("enabled", SM)).await?;
@@ -207,15 +213,7 @@ async fn messages_in_flight_when_the_sender_leaves_are_all_sent() -> anyhow::Res
 /// them, under the ids the occupants saw.
 #[tokio::test]
 async fn a_query_right_behind_the_messages_finds_them_all() -> anyhow::Result<()> {
-    let server = archiving_server().await?;
-    let mut alice = online(&server, "alice", "pc", 0).await?;
-    create_instant(&mut alice, ROOM, "Alice").await?;
-    let mut bob = online(&server, "bob", "phone", 0).await?;
-    enter(&mut bob, ROOM, "Bob", "<history maxstanzas='0'/>").await?;
-    collect_until(&mut alice, "Bob's entry", 10, |e| {
-        e.attr("from") == Some(&format!("{ROOM}/Bob")[..])
-    })
-    .await?;
+    let (server, mut alice, mut bob) = alice_and_bob_in_the_room().await?;
     const N: u32 = 60;
     let query = |id: &str| {
         format!(
