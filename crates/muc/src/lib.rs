@@ -194,7 +194,14 @@ impl Muc {
             message,
         };
         let admins = validate(&settings).map_err(invalid)?;
-        let writer = Writer::spawn(storage.archive.clone(), 256).map_err(invalid)?;
+        // Rooms send their messages while the commits run (room::outbox): only the senders'
+        // acknowledgements wait for them, so a commit may wait 5 ms to gather more.
+        let writer = Writer::spawn_lingering(
+            storage.archive.clone(),
+            512,
+            std::time::Duration::from_millis(5),
+        )
+        .map_err(invalid)?;
         Ok(Muc {
             shared: Arc::new(Shared {
                 admins,

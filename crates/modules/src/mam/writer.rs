@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
@@ -52,10 +53,23 @@ impl Writer {
     /// Starts the writer task over `archive` (inside the tokio runtime). The task ends when
     /// the handle is dropped, after committing what was queued.
     pub fn spawn(archive: Arc<dyn ArchiveStore>, max_batch: usize) -> Result<Self, String> {
+        Self::spawn_lingering(archive, max_batch, Duration::ZERO)
+    }
+
+    /// [`Writer::spawn`], with a batch that is not full waiting up to `linger` after its first
+    /// append for more before it commits. For callers whose appends nobody waits for but the
+    /// sender's acknowledgement (a room sends its messages while their commits run): without
+    /// it, a writer that keeps up commits a handful of records at a time, and each commit
+    /// costs its sync and its pages of the log whatever it holds.
+    pub fn spawn_lingering(
+        archive: Arc<dyn ArchiveStore>,
+        max_batch: usize,
+        linger: Duration,
+    ) -> Result<Self, String> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| format!("the archive writer needs the runtime: {e}"))?;
         let (jobs, rx) = mpsc::channel(QUEUE);
-        runtime.spawn(run(rx, archive.clone(), max_batch.max(1)));
+        runtime.spawn(run(rx, archive.clone(), max_batch.max(1), linger));
         Ok(Writer {
             jobs,
             archive,
@@ -126,9 +140,25 @@ impl Pending {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, archive: Arc<dyn ArchiveStore>, max_batch: usize) {
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    archive: Arc<dyn ArchiveStore>,
+    max_batch: usize,
+    linger: Duration,
+) {
     let mut jobs = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
+        if !linger.is_zero() {
+            let deadline = tokio::time::Instant::now() + linger;
+            while jobs.len() < max_batch {
+                let room = max_batch - jobs.len();
+                match tokio::time::timeout_at(deadline, rx.recv_many(&mut jobs, room)).await {
+                    // More came; or the handle is gone, and what is here is committed.
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
         commit(&*archive, std::mem::take(&mut jobs)).await;
     }
 }
@@ -229,6 +259,27 @@ mod tests {
         let batches = store.batches.lock().expect("lock").clone();
         assert_eq!(batches.iter().sum::<usize>(), 40);
         assert!(batches.len() < 40, "no batching happened: {batches:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lingering_writer_gathers_appends_that_come_apart() {
+        let store = Arc::new(Recorder::default());
+        let writer = Writer::spawn_lingering(store.clone(), 64, Duration::from_millis(200))
+            .expect("runtime");
+        let mut pending = Vec::new();
+        for _ in 0..3 {
+            pending.push(writer.submit(job(b"a")).await.expect("queued"));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for p in pending {
+            p.committed().await.expect("committed");
+        }
+        assert_eq!(*store.batches.lock().expect("lock"), [3]);
+        // Dropping the handle commits what is queued without waiting out the linger.
+        let last = writer.submit(job(b"b")).await.expect("queued");
+        drop(writer);
+        last.committed().await.expect("committed");
+        assert_eq!(*store.batches.lock().expect("lock"), [3, 1]);
     }
 
     #[tokio::test]
