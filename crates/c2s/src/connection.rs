@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use xmppd_core::metrics::ConnectionKind;
 use xmppd_core::read_shaper::{ReadRate, ReadShaper};
-use xmppd_core::{ClientStream, Next, Outbound, StreamAction};
+use xmppd_core::{ClientStream, Next, StreamAction};
 use xmppd_proto::{StreamError, StreamErrorCondition as Cond};
 use xmppd_stream::C2sResponder;
 use xmppd_stream::sasl::ChannelBindingData;
@@ -40,6 +40,8 @@ use crate::{C2sContext, C2sLimits, C2sSettings, ChannelBinding, ListenerKind};
 
 #[path = "keepalive.rs"]
 mod keepalive;
+#[path = "tracked_write.rs"]
+mod tracked_write;
 #[path = "transport.rs"]
 mod transport;
 #[path = "waits.rs"]
@@ -417,77 +419,10 @@ impl Conn {
         }
     }
 
-    /// Writes a queued stanza and whatever else is already queued, then flushes once. A lone
-    /// stanza is written from its own bytes; a batch is joined first, so it goes out as one
-    /// TLS record rather than one per stanza.
-    async fn write_outbound<S: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut S,
-        first: Outbound,
-    ) -> Option<Flow> {
-        let mut more = Vec::new();
-        let mut ack_request = None;
-        if let Some(session) = self.stream.session_mut() {
-            while more.len() + 1 < WRITE_BATCH {
-                match session.try_recv() {
-                    Some(next) => more.push(next),
-                    None => break,
-                }
-            }
-            let every = self.ctx.router.stream_management().config().request_every;
-            ack_request = session.ack_request_due(every);
-        }
-        let written = if more.is_empty() && ack_request.is_none() {
-            self.write(io, &first.bytes).await
-        } else {
-            let len = first.bytes.len()
-                + more.iter().map(|o| o.bytes.len()).sum::<usize>()
-                + ack_request.map_or(0, <[u8]>::len);
-            let mut bytes = Vec::with_capacity(len);
-            bytes.extend_from_slice(&first.bytes);
-            for next in &more {
-                bytes.extend_from_slice(&next.bytes);
-            }
-            bytes.extend_from_slice(ack_request.unwrap_or_default());
-            self.write(io, &bytes).await
-        };
-        if ack_request.is_some() {
-            // An unanswered request tells a dead link from a quiet one.
-            self.timer
-                .as_mut()
-                .project()
-                .probe_at
-                .get_or_insert_with(Instant::now);
-        }
-        if written {
-            self.keepalive_sooner();
-            None
-        } else {
-            // Not written: these go back to the router with the rest of the queue.
-            if let Some(session) = self.stream.session_mut() {
-                session.unwritten(std::iter::once(first).chain(more));
-            }
-            Some(Flow::Lost)
-        }
-    }
-
-    /// Writes what the session's queue holds now (before a stream error that must follow it).
-    async fn write_queued<S: AsyncWrite + Unpin>(&mut self, io: &mut S) {
-        let mut bytes = Vec::new();
-        if let Some(session) = self.stream.session_mut() {
-            while let Next::Item(outbound) = session.next_now() {
-                bytes.extend_from_slice(&outbound.bytes);
-            }
-        }
-        if !bytes.is_empty() {
-            self.write(io, &bytes).await;
-        }
-    }
-
     /// Writes the session's queue until it is less than half full, before more input is
     /// taken (see [`xmppd_core::ClientSession::queue_half_full`]): a client that does not
     /// read is then held up by its own socket, up to the write timeout.
-    async fn write_backlog<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> Option<Flow> {
+    async fn write_backlog<S: Transport>(&mut self, io: &mut S) -> Option<Flow> {
         while let Some(first) = self.stream.session_mut()?.next_backlog() {
             if let Some(flow) = Box::pin(self.write_outbound(io, first)).await {
                 return Some(flow);

@@ -38,6 +38,19 @@ pub(crate) trait Transport: AsyncWrite + Unpin {
     /// The client's address, asked of the socket when needed rather than kept in every
     /// connection.
     fn peer_ip(&self) -> Option<std::net::IpAddr>;
+
+    /// Output bytes the socket has taken, in all, for a transport that holds output back
+    /// (TLS records the socket did not take at once); see [`Transport::output_queued`].
+    fn output_sent(&self) -> u64 {
+        0
+    }
+
+    /// Output bytes produced, in all: those sent and those held. A write that ended at this
+    /// mark has reached the socket in full once [`Transport::output_sent`] reaches it. A
+    /// transport that holds nothing back leaves both at 0: what it accepted was sent.
+    fn output_queued(&self) -> u64 {
+        0
+    }
 }
 
 impl Transport for TcpStream {
@@ -76,6 +89,14 @@ impl Transport for ServerTlsStream {
 
     fn peer_ip(&self) -> Option<std::net::IpAddr> {
         self.peer_addr().ok().map(|a| a.ip())
+    }
+
+    fn output_sent(&self) -> u64 {
+        ServerTlsStream::output_sent(self)
+    }
+
+    fn output_queued(&self) -> u64 {
+        ServerTlsStream::output_queued(self)
     }
 
     /// Decrypted records go to the reader as they are decrypted.

@@ -415,3 +415,51 @@ async fn a_returning_client_resumes_with_its_ticket() {
         assert!(cb.tls_server_end_point.is_some(), "round {round}");
     }
 }
+
+/// The marks a connection uses to tell which stanzas of a failed write reached the client: a
+/// write whose records end at or before `output_sent` has reached it in full, and nothing
+/// after the last such write does (the client cannot read a record it got only in part, and
+/// records still held are never sent).
+#[tokio::test]
+async fn what_the_socket_took_is_what_the_client_reads_after_a_stalled_write() {
+    let f = fixture().await;
+    let (mut client, mut server) = f.pair(f.client_config(None, false), "localhost").await;
+    let bytes = pattern(64 * 1024 * 1024, 7);
+    let mut marks = Vec::new();
+    let write = async {
+        let mut taken = 0;
+        while taken < bytes.len() {
+            taken += server.write(&bytes[taken..]).await.unwrap();
+            marks.push((taken, server.output_queued()));
+        }
+        server.flush().await.unwrap();
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), write)
+            .await
+            .is_err(),
+        "the write never filled the socket"
+    );
+    let sent = server.output_sent();
+    let reached = marks
+        .iter()
+        .rev()
+        .find(|(_, mark)| *mark <= sent)
+        .map_or(0, |(taken, _)| *taken);
+    drop(server);
+    let mut got = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    // Ends with the connection's abrupt end (no close_notify) or a cut record.
+    for _ in 0..1_000_000 {
+        match tokio::time::timeout(LIMIT, client.read(&mut buf))
+            .await
+            .unwrap()
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(reached > 0 && reached < bytes.len());
+    assert_eq!(got.len(), reached);
+    assert!(got == bytes[..reached]);
+}

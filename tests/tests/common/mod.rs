@@ -322,3 +322,20 @@ pub async fn answer(client: &mut TestClient, id: &str) -> anyhow::Result<Element
         })
         .await
 }
+
+/// Whether no session is bound to `jid` any more, waiting up to `limit` for it to go.
+pub async fn unbound_within(
+    server: &TestServer,
+    jid: &str,
+    limit: Duration,
+) -> anyhow::Result<bool> {
+    let jid = jid::FullJid::new(jid)?;
+    let deadline = tokio::time::Instant::now() + limit;
+    while server.server.router.sessions().get(&jid).is_some() {
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(true)
+}

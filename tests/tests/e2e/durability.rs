@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::common::unbound_within;
 use xmppd_core::storage::ArchiveQuery;
 use xmppd_testkit::{TestClient, TestServer};
 use xmppd_xml::StreamEvent;
@@ -21,19 +22,6 @@ async fn drain_ids(client: &mut TestClient, quiet: Duration, ids: &mut Vec<Strin
             Ok(Some(StreamEvent::Close) | None) | Err(_) => return,
         }
     }
-}
-
-/// Whether no session is bound to `jid` any more, waiting up to `limit` for it to go.
-async fn unbound_within(server: &TestServer, jid: &str, limit: Duration) -> anyhow::Result<bool> {
-    let jid = jid::FullJid::new(jid)?;
-    let deadline = tokio::time::Instant::now() + limit;
-    while server.server.router.sessions().get(&jid).is_some() {
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(true)
 }
 
 /// Bob's first resource stops reading. Its queue fills, the server closes it as a slow

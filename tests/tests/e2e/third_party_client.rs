@@ -246,6 +246,10 @@ async fn tokio_xmpp_client_chats_with_a_testkit_client() -> anyhow::Result<()> {
     // bob leaves cleanly; alice has no presence subscription to him, so she hears nothing,
     // but the server must have unbound him: an iq to his full JID now bounces.
     bob.send_end().await?;
+    anyhow::ensure!(
+        common::unbound_within(&server, "bob@localhost/xmpp-rs", Duration::from_secs(10)).await?,
+        "bob's session was not unbound after his stream ended"
+    );
     alice
         .send(
             "<iq to='bob@localhost/xmpp-rs' type='get' id='a2'><ping xmlns='urn:xmpp:ping'/></iq>",

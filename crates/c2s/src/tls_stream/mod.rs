@@ -76,6 +76,9 @@ pub struct ServerTlsStream {
     incoming: Vec<u8>,
     /// Ciphertext not yet written. Empty (unallocated) when idle.
     outgoing: Vec<u8>,
+    /// Ciphertext the socket has taken, in all: with `outgoing`, it tells which writes have
+    /// reached the socket in full ([`ServerTlsStream::output_sent`]).
+    sent: u64,
     /// Decrypted bytes not yet read (only when a write had to process a received record).
     plaintext: Vec<u8>,
     peer_closed: bool,
@@ -106,6 +109,7 @@ impl ServerTlsStream {
             conn,
             incoming: Vec::new(),
             outgoing: Vec::new(),
+            sent: 0,
             plaintext: Vec::new(),
             peer_closed: false,
             close_notify_queued: false,
@@ -321,6 +325,18 @@ impl ServerTlsStream {
         })
     }
 
+    /// Ciphertext the socket has taken so far.
+    pub fn output_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Ciphertext produced so far: what the socket took and what waits in `outgoing`. A
+    /// write whose records ended at this mark has reached the client once
+    /// [`ServerTlsStream::output_sent`] is there too.
+    pub fn output_queued(&self) -> u64 {
+        self.sent + self.outgoing.len() as u64
+    }
+
     /// Writes `outgoing` until it is empty (`Ready`) or the socket is full (`Pending`).
     fn poll_write_outgoing(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.outgoing.is_empty() {
@@ -329,6 +345,7 @@ impl ServerTlsStream {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     self.outgoing.drain(..n);
+                    self.sent += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
@@ -379,6 +396,7 @@ impl ServerTlsStream {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                     Err(e) => return Poll::Ready(Err(e)),
                 };
+                self.sent += written as u64;
                 if let Some(rest) = scratch.get(written..)
                     && !rest.is_empty()
                 {
