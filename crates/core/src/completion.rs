@@ -10,6 +10,8 @@
 //! (the delivery, or the error bounce to the sender) is done by whoever holds the
 //! [`Completer`]; the completion itself carries nothing but the fact.
 
+use std::cell::RefCell;
+
 use tokio::sync::oneshot;
 use tokio::sync::oneshot::error::TryRecvError;
 
@@ -25,38 +27,103 @@ impl Completer {
     }
 }
 
-/// Waited on by the stanza's sender, or merely looked at without waiting. `None` once seen
-/// done (a receiver must not be polled after it completed).
+/// Waited on by the stanza's sender, or merely looked at without waiting: done when every
+/// completer it joins is (see [`Completion::and`]).
 #[derive(Debug)]
-pub struct Completion(Option<oneshot::Receiver<()>>);
+pub struct Completion {
+    /// `None` once seen done (a receiver must not be polled after it completed).
+    first: Option<oneshot::Receiver<()>>,
+    /// Joined completions not yet seen done; empty (no allocation) for one.
+    more: Vec<oneshot::Receiver<()>>,
+}
 
 impl Completion {
     /// Whether the handling is over. A completer dropped without completing (its task ended
     /// on shutdown) counts as over too: whatever it held was logged where it ended, and a
     /// session must not wait for it forever.
     pub fn is_done(&mut self) -> bool {
-        let Some(rx) = self.0.as_mut() else {
-            return true;
-        };
-        if matches!(rx.try_recv(), Err(TryRecvError::Empty)) {
-            return false;
+        if let Some(rx) = self.first.as_mut() {
+            if matches!(rx.try_recv(), Err(TryRecvError::Empty)) {
+                return false;
+            }
+            self.first = None;
         }
-        self.0 = None;
-        true
+        self.more
+            .retain_mut(|rx| matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+        self.more.is_empty()
     }
 
-    /// Returns once the handling is over (or its completer is gone).
+    /// Returns once the handling is over (or its completers are gone).
     pub async fn done(self) {
-        if let Some(rx) = self.0 {
+        if let Some(rx) = self.first {
             let _ = rx.await;
         }
+        for rx in self.more {
+            let _ = rx.await;
+        }
+    }
+
+    /// Done when both this and `other` are.
+    pub fn and(mut self, other: Completion) -> Completion {
+        self.more.extend(other.first);
+        self.more.extend(other.more);
+        self
+    }
+}
+
+tokio::task_local! {
+    /// What the stanza being routed waits for besides its handler (see [`defer`]).
+    static DEFERRED: RefCell<Option<Completion>>;
+}
+
+/// Runs `routing` (a client stanza's hooks and routing), collecting the completions that
+/// hooks [`defer`] its acknowledgement to.
+pub async fn collecting_deferred<F: Future>(routing: F) -> (F::Output, Option<Completion>) {
+    DEFERRED
+        .scope(RefCell::new(None), async move {
+            let out = routing.await;
+            let deferred = DEFERRED.with(|d| d.borrow_mut().take());
+            (out, deferred)
+        })
+        .await
+}
+
+/// Whether a hook running now may [`defer`]: it runs while a client stanza is routed.
+pub fn deferring() -> bool {
+    DEFERRED.try_with(|_| ()).is_ok()
+}
+
+/// The stanza being routed counts as handled only once `completion` is done too, while its
+/// routing goes on: an archive hook sends a message on while its commit runs, and only the
+/// sender's acknowledgement (XEP-0198 `h`) waits for the commit. Gives `completion` back
+/// when no client stanza is being routed ([`deferring`] is false): the caller waits itself.
+pub fn defer(completion: Completion) -> Result<(), Completion> {
+    let mut completion = Some(completion);
+    let _ = DEFERRED.try_with(|deferred| {
+        let mut deferred = deferred.borrow_mut();
+        if let Some(c) = completion.take() {
+            *deferred = Some(match deferred.take() {
+                Some(earlier) => earlier.and(c),
+                None => c,
+            });
+        }
+    });
+    match completion {
+        None => Ok(()),
+        Some(c) => Err(c),
     }
 }
 
 /// A completion and its completer.
 pub fn completion() -> (Completer, Completion) {
     let (tx, rx) = oneshot::channel();
-    (Completer(tx), Completion(Some(rx)))
+    (
+        Completer(tx),
+        Completion {
+            first: Some(rx),
+            more: Vec::new(),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -74,5 +141,42 @@ mod tests {
         drop(completer);
         assert!(second.is_done());
         second.done().await;
+    }
+
+    #[tokio::test]
+    async fn a_joined_completion_is_done_when_all_are() {
+        let (a, first) = completion();
+        let (b, second) = completion();
+        let (c, third) = completion();
+        let mut all = first.and(second.and(third));
+        assert!(!all.is_done());
+        b.complete();
+        assert!(!all.is_done());
+        a.complete();
+        assert!(!all.is_done());
+        c.complete();
+        assert!(all.is_done());
+    }
+
+    #[tokio::test]
+    async fn hooks_defer_only_while_a_stanza_is_routed() {
+        let (outside, c) = completion();
+        assert!(!deferring());
+        assert!(defer(c).is_err());
+        drop(outside);
+        let ((), deferred) = collecting_deferred(async {
+            assert!(deferring());
+            let (a, first) = completion();
+            let (b, second) = completion();
+            assert!(defer(first).is_ok());
+            assert!(defer(second).is_ok());
+            a.complete();
+            tokio::spawn(async move { b.complete() });
+        })
+        .await;
+        let deferred = deferred.expect("collected");
+        deferred.done().await;
+        let ((), none) = collecting_deferred(async {}).await;
+        assert!(none.is_none());
     }
 }

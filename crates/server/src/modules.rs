@@ -155,7 +155,7 @@ fn declare(
             xmppd_modules::mam::PREFS_STORE,
             xmppd_modules::mam::KEY_STORE,
         ];
-        Mam::new(&ctx.storage(&stores)?, s)
+        Mam::new(&ctx.storage(&stores)?, s, ctx.router())
     })?;
     // XEP-0045 rooms on `conference.<host>`, with their archives (XEP-0313).
     b.reloadable("muc", |s: MucSettings, ctx| {

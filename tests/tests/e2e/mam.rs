@@ -479,3 +479,49 @@ async fn a_sent_carbon_carries_the_senders_archive_id_which_never_leaves() -> an
     );
     Ok(())
 }
+
+/// A message goes on while its archive commit runs (only the sender's acknowledgement waits
+/// for it), yet a query right behind a burst finds every message of it: the sender's query,
+/// sent the moment the burst is written, and the recipient's, sent the moment the last
+/// message arrives, under the ids the recipient saw.
+#[tokio::test]
+async fn a_query_right_behind_the_messages_finds_them_all() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (mut alice, mut bob) = alice_and_bob(&server).await?;
+    const N: usize = 60;
+    for round in 0..3 {
+        let bodies: Vec<String> = (0..N).map(|i| format!("{round}/{i}")).collect();
+        let burst: String = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                format!(
+                    "<message to='bob@localhost/phone' id='r{round}m{i}' type='chat'>\
+                     <body>{body}</body></message>"
+                )
+            })
+            .collect();
+        alice.send(&burst).await?;
+        let last_page = || Q::default().rsm(format!("<max>{N}</max><before/>"));
+        let own = query(&mut alice, &format!("a{round}"), last_page()).await?;
+        assert_eq!(own.bodies(), bodies, "round {round}");
+
+        let mut seen = Vec::new();
+        for body in &bodies {
+            let got = expect_message(
+                &mut bob,
+                "alice@localhost/laptop",
+                "bob@localhost/phone",
+                body,
+            )
+            .await?;
+            let ids = stanza_ids_by(&got, "bob@localhost");
+            anyhow::ensure!(ids.len() == 1, "no archive id on {got}");
+            seen.extend(ids);
+        }
+        let theirs = query(&mut bob, &format!("b{round}"), last_page()).await?;
+        assert_eq!(theirs.bodies(), bodies, "round {round}");
+        assert_eq!(theirs.ids(), seen, "round {round}");
+    }
+    Ok(())
+}

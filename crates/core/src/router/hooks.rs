@@ -153,6 +153,19 @@ impl Router {
         session: SessionRef<'_>,
         stanza: Stanza,
     ) -> Option<Completion> {
+        // Hooks may defer the acknowledgement to commits still running (completion::defer).
+        let routing = self.hooks_then_route(session, stanza);
+        match crate::completion::collecting_deferred(routing).await {
+            (Some(handled), Some(deferred)) => Some(handled.and(deferred)),
+            (handled, deferred) => handled.or(deferred),
+        }
+    }
+
+    async fn hooks_then_route(
+        &self,
+        session: SessionRef<'_>,
+        stanza: Stanza,
+    ) -> Option<Completion> {
         let hooks = &self.registry.hooks.outbound;
         if !hooks.wants(stanza.kind()) {
             return self.route_with(stanza, true).await;

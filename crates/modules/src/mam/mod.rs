@@ -37,16 +37,25 @@
 //!
 //! # Acknowledged means committed
 //!
-//! A hook returns only once its archive write is committed, so whatever counts the stanza as
-//! handled afterwards (stream management's `h`, the router's delivery) only counts what is
-//! durable. Writes go through one writer task per module (`writer.rs`) that collects the
-//! appends of concurrent hooks and commits them in one transaction
+//! Nothing counts a message as handled (stream management's `h`) before its archive copies
+//! are committed. Writes go through one writer task per module (`writer.rs`) that collects
+//! the appends of concurrent hooks and commits them in one transaction
 //! ([`xmppd_core::storage::ArchiveStore::append_batch`]): a group commit, one sync for many
-//! messages. When a commit fails the message is **not routed** and its sender gets
-//! `internal-server-error` (a bounce through the router): the sender learns the message was
-//! not taken, and nobody receives a message that is missing from the archives. If the
-//! recipient's write fails after the sender's succeeded, the sender's archive holds a message
-//! that was bounced, which the bounce makes visible to the sender.
+//! messages.
+//!
+//! A message a client sends does not wait for that commit: its record gets an id reserved
+//! ahead ([`xmppd_core::storage::ArchiveStore::reserve_ids`]), so its stanza-id is known at
+//! once, the message goes on, and only the sender's acknowledgement waits
+//! ([`xmppd_core::completion::defer`]). Waiting at each hook put a group commit (a sync,
+//! 1–8 ms) into every message's latency. Should the commit fail, the sender gets
+//! `internal-server-error` naming its message ("sent but could not be archived"): the
+//! message was delivered, and the sender learns that the archives miss it. A query waits
+//! for the commits pending before it (`Writer::flush`), so it finds every message that went
+//! out before it was asked.
+//!
+//! A message from anywhere else (another server, a component, a module) is archived before
+//! it goes on, as there is no acknowledgement to hold back: when that commit fails the
+//! message is **not routed** and its sender gets `internal-server-error`.
 //!
 //! Messages imported from another server (`xmppd import`, XEP-0227) keep the ids they had
 //! there, which their owner's clients page from (`imported_ids.rs`).
@@ -97,11 +106,12 @@ use async_trait::async_trait;
 use jid::{BareJid, Jid};
 use serde::Deserialize;
 use tracing::warn;
+use xmppd_core::completion;
 use xmppd_core::router::client_bytes;
 use xmppd_core::storage::{ArchiveAppend, NewArchiveRecord, Storage};
 use xmppd_core::{
     Fixed, Flow, InboundHook, IqTarget, IqType, KindMask, Live, Module, ModuleError, OutboundHook,
-    Reconfigure, Registry, Router, SessionRef,
+    Reconfigure, Registry, Router, RouterHandle, SessionRef,
 };
 use xmppd_proto::mam::{DefaultPolicy, EXTENDED, GROUPCHAT_FIELD};
 use xmppd_proto::stanza_id::StanzaId;
@@ -234,13 +244,19 @@ pub(crate) struct Inner {
     writer: Writer,
     /// The hosts' keys for the public archive ids.
     ids: IdKeys,
+    /// For the error to a sender whose message went on but whose commit failed.
+    router: RouterHandle,
 }
 
 impl Mam {
     /// The module over `storage` (claimed as [`STORE`], [`PREFS_STORE`] and [`KEY_STORE`]).
     /// Starts the
     /// writer task, so it must be called inside the tokio runtime.
-    pub fn new(storage: &Storage, settings: MamSettings) -> Result<Self, ModuleError> {
+    pub fn new(
+        storage: &Storage,
+        settings: MamSettings,
+        router: RouterHandle,
+    ) -> Result<Self, ModuleError> {
         let writer =
             Writer::spawn(storage.archive.clone(), settings.max_batch.get()).map_err(|e| {
                 ModuleError::Invalid {
@@ -254,6 +270,7 @@ impl Mam {
             storage: storage.clone(),
             writer,
             ids: IdKeys::new(storage.keyval.clone()),
+            router,
         });
         // Also without a retention period: a reload may set one.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -350,6 +367,12 @@ fn not_archived() -> StanzaError {
         .with_text("the message could not be archived; it was not sent")
 }
 
+/// The error a sender sees when its message went on but its commit failed.
+fn not_archived_but_sent() -> StanzaError {
+    StanzaError::new(DefinedCondition::InternalServerError)
+        .with_text("the message was sent but could not be archived")
+}
+
 /// Whether this append also trims its archive to `max` messages. Finding the `max`-th newest
 /// record walks up to `max` index entries, so doing it on every append made each message cost
 /// as much as the archive was long (300 µs of server CPU per message in the bench with
@@ -382,7 +405,12 @@ pub fn trim_now(max: u64) -> bool {
 }
 
 impl Inner {
-    /// Commits `stanza` to `account`'s archive as exchanged with `peer`; the archive id.
+    /// Archives `stanza` in `account`'s archive as exchanged with `peer`; the archive id.
+    ///
+    /// While a client's stanza is routed ([`completion::deferring`]) the record gets an id
+    /// reserved ahead and the message goes on at once: only the sender's acknowledgement
+    /// waits for the commit ([`completion::defer`]), and should the commit fail the sender
+    /// gets `failed` back, naming the message. Otherwise the commit is awaited here.
     async fn archive(
         &self,
         account: &BareJid,
@@ -393,7 +421,7 @@ impl Inner {
         let now = now_us();
         let settings = self.settings.get();
         let max = settings.max_messages;
-        let append = ArchiveAppend {
+        let mut append = ArchiveAppend {
             host: host.to_owned(),
             user: user.to_owned(),
             store: STORE.to_owned(),
@@ -407,7 +435,29 @@ impl Inner {
             expire_before_us: settings.expire_before_us(now),
             keep_bytes: (settings.max_bytes > 0).then_some(settings.max_bytes),
         };
-        self.writer.append(append).await
+        if !completion::deferring() {
+            return self.writer.append(append).await;
+        }
+        let id = self.writer.reserve_id().await?;
+        append.id = Some(id.clone());
+        let (completer, deferred) = completion::completion();
+        let failed = stanza.error_reply(&not_archived_but_sent());
+        let router = self.router.clone();
+        let account = account.clone();
+        self.writer
+            .submit_then(append, move |result| {
+                if let Err(e) = result {
+                    warn!(%account, error = %e, "a message went on but could not be archived");
+                    if let (Some(failed), Some(router)) = (failed, router.get()) {
+                        tokio::spawn(async move { router.route(failed).await });
+                    }
+                }
+                completer.complete();
+            })
+            .await?;
+        // Collected: deferring() said a client stanza is being routed.
+        let _ = completion::defer(deferred);
+        Ok(id)
     }
 
     /// Whether the user's preferences let a message with `peer` be archived.
@@ -556,6 +606,8 @@ impl Inner {
         let Some(store_id) = cipher.decode(&claim.id) else {
             return false;
         };
+        // Its record may still be on its way to a commit.
+        self.writer.flush().await;
         let (host, user) = owner(account);
         let probe = xmppd_core::storage::ArchiveQuery {
             ids: Some(vec![store_id]),

@@ -459,6 +459,9 @@ impl Inner {
         user: &BareJid,
         f: impl AsyncFnOnce(ArchiveView<'_>) -> Result<T, QueryError>,
     ) -> Result<T, QueryError> {
+        // Messages go on while their commits run (`Inner::archive`): a query finds every one
+        // that went out before it was asked.
+        self.writer.flush().await;
         let (host, node) = owner(user);
         let cipher = self.ids.cipher(user.domain().as_str()).await?;
         let label = user.to_string();

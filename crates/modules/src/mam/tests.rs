@@ -219,7 +219,8 @@ async fn module(
         retention_days: 1,
         ..MamSettings::default()
     };
-    let mam = super::Mam::new(&storage, settings).expect("module");
+    let mam =
+        super::Mam::new(&storage, settings, xmppd_core::RouterHandle::default()).expect("module");
     (dir, mam)
 }
 

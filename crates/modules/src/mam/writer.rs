@@ -34,9 +34,37 @@ const QUEUE: usize = 4096;
 const RESERVE_BLOCK: u32 = 4096;
 
 /// One append and who waits for its commit.
-struct Job {
-    append: ArchiveAppend,
-    done: oneshot::Sender<StorageResult<String>>,
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every job is an append: boxing it would cost an allocation per message"
+)]
+enum Job {
+    Append {
+        append: ArchiveAppend,
+        done: Done,
+    },
+    /// Answered once everything submitted before it is committed (or failed).
+    Flush(oneshot::Sender<()>),
+}
+
+/// Who learns an append's result.
+enum Done {
+    /// A [`Pending`].
+    Reply(oneshot::Sender<StorageResult<String>>),
+    /// Called on the writer's task, so it must be quick ([`Writer::submit_then`]).
+    Call(Box<dyn FnOnce(StorageResult<String>) + Send>),
+}
+
+impl Done {
+    fn send(self, result: StorageResult<String>) {
+        match self {
+            // A hook that stopped waiting (its session ended) needs no answer.
+            Done::Reply(tx) => {
+                let _ = tx.send(result);
+            }
+            Done::Call(then) => then(result),
+        }
+    }
 }
 
 /// The handle hooks append through.
@@ -118,11 +146,35 @@ impl Writer {
     /// submit while holding a lock that orders its records, release it, and only then wait.
     pub async fn submit(&self, append: ArchiveAppend) -> Result<Pending, ArchiveError> {
         let (done, committed) = oneshot::channel();
-        self.jobs
-            .send(Job { append, done })
-            .await
-            .map_err(|_| ArchiveError::WriterGone)?;
+        self.send(append, Done::Reply(done)).await?;
         Ok(Pending(committed))
+    }
+
+    /// Queues a record; `then` gets the result of its commit (its id), on the writer's task:
+    /// it must not block. For a hook that lets the message go on and has only the sender's
+    /// acknowledgement wait ([`xmppd_core::completion::defer`]), without a task per message.
+    pub async fn submit_then(
+        &self,
+        append: ArchiveAppend,
+        then: impl FnOnce(StorageResult<String>) + Send + 'static,
+    ) -> Result<(), ArchiveError> {
+        self.send(append, Done::Call(Box::new(then))).await
+    }
+
+    async fn send(&self, append: ArchiveAppend, done: Done) -> Result<(), ArchiveError> {
+        self.jobs
+            .send(Job::Append { append, done })
+            .await
+            .map_err(|_| ArchiveError::WriterGone)
+    }
+
+    /// Returns once every record submitted before is committed (or failed): a query after it
+    /// finds every message that went out before it was asked.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Job::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 }
 
@@ -153,8 +205,9 @@ async fn run(
             while jobs.len() < max_batch {
                 let room = max_batch - jobs.len();
                 match tokio::time::timeout_at(deadline, rx.recv_many(&mut jobs, room)).await {
-                    // More came; or the handle is gone, and what is here is committed.
-                    Ok(n) if n > 0 => {}
+                    // More came, and nobody waits for this batch to query; or the handle is
+                    // gone, and what is here is committed.
+                    Ok(n) if n > 0 && !matches!(jobs.last(), Some(Job::Flush(_))) => {}
                     _ => break,
                 }
             }
@@ -165,14 +218,37 @@ async fn run(
 
 /// Commits one batch and tells each waiting hook its result.
 async fn commit(archive: &dyn ArchiveStore, jobs: Vec<Job>) {
-    let (appends, waiting): (Vec<ArchiveAppend>, Vec<_>) =
-        jobs.into_iter().map(|j| (j.append, j.done)).unzip();
+    let mut appends = Vec::with_capacity(jobs.len());
+    let mut waiting = Vec::with_capacity(jobs.len());
+    let mut flushes = Vec::new();
+    for job in jobs {
+        match job {
+            Job::Append { append, done } => {
+                appends.push(append);
+                waiting.push(done);
+            }
+            Job::Flush(tx) => flushes.push(tx),
+        }
+    }
+    if !appends.is_empty() {
+        commit_appends(archive, appends, waiting).await;
+    }
+    for tx in flushes {
+        let _ = tx.send(());
+    }
+}
+
+/// Commits one batch of appends and tells each waiting hook its result.
+async fn commit_appends(
+    archive: &dyn ArchiveStore,
+    appends: Vec<ArchiveAppend>,
+    waiting: Vec<Done>,
+) {
     let result = archive.append_batch(&appends).await;
     match result {
         Ok(ids) if ids.len() == appends.len() => {
             for (done, id) in waiting.into_iter().zip(ids) {
-                // A hook that stopped waiting (its session ended) needs no answer.
-                let _ = done.send(Ok(id));
+                done.send(Ok(id));
             }
         }
         Ok(ids) => {
@@ -183,12 +259,12 @@ async fn commit(archive: &dyn ArchiveStore, jobs: Vec<Job>) {
             ));
             warn!(error = %e, "archive batch");
             for done in waiting {
-                let _ = done.send(Err(StorageError::Corrupt(e.to_string())));
+                done.send(Err(StorageError::Corrupt(e.to_string())));
             }
         }
         Err(e) if appends.len() == 1 => {
             if let Some(done) = waiting.into_iter().next() {
-                let _ = done.send(Err(e));
+                done.send(Err(e));
             }
         }
         Err(e) => {
@@ -201,7 +277,7 @@ async fn commit(archive: &dyn ArchiveStore, jobs: Vec<Job>) {
                         ids.pop()
                             .ok_or_else(|| StorageError::Corrupt("no id returned".into()))
                     });
-                let _ = done.send(one);
+                done.send(one);
             }
         }
     }
