@@ -257,13 +257,15 @@ impl Mam {
         settings: MamSettings,
         router: RouterHandle,
     ) -> Result<Self, ModuleError> {
-        let writer =
-            Writer::spawn(storage.archive.clone(), settings.max_batch.get()).map_err(|e| {
-                ModuleError::Invalid {
-                    module: "mam".into(),
-                    message: e,
-                }
-            })?;
+        let writer = Writer::spawn_lingering(
+            storage.archive.clone(),
+            settings.max_batch.get(),
+            COMMIT_LINGER,
+        )
+        .map_err(|e| ModuleError::Invalid {
+            module: "mam".into(),
+            message: e,
+        })?;
         let inner = Arc::new(Inner {
             prefs: PrefsStore::new(storage, settings.default.into()),
             settings: Live::new(settings),
@@ -366,6 +368,14 @@ fn not_archived() -> StanzaError {
     StanzaError::new(DefinedCondition::InternalServerError)
         .with_text("the message could not be archived; it was not sent")
 }
+
+/// How long a batch of appends that only acknowledgements wait for may wait for more before
+/// it commits. A client's messages go on while their commits run, so this delays only the
+/// sender's `h`; without it a writer that keeps up commits a message or two at a time, and
+/// each commit costs its sync and its pages of the log (at 2,000 messages/s that was half of
+/// the server's CPU). A message held for its commit (from another server) or a query ends
+/// the wait at once.
+const COMMIT_LINGER: Duration = Duration::from_millis(5);
 
 /// The error a sender sees when its message went on but its commit failed.
 fn not_archived_but_sent() -> StanzaError {

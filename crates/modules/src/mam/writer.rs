@@ -42,9 +42,22 @@ enum Job {
     Append {
         append: ArchiveAppend,
         done: Done,
+        /// A message is held until this commit ([`Writer::append`]): its batch does not
+        /// linger.
+        urgent: bool,
     },
     /// Answered once everything submitted before it is committed (or failed).
     Flush(oneshot::Sender<()>),
+}
+
+impl Job {
+    /// Whether someone waits for this job's batch to go on: the batch then commits at once.
+    fn is_urgent(&self) -> bool {
+        match self {
+            Job::Append { urgent, .. } => *urgent,
+            Job::Flush(_) => true,
+        }
+    }
 }
 
 /// Who learns an append's result.
@@ -138,7 +151,9 @@ impl Writer {
 
     /// Appends a record; returns its id once the transaction holding it is committed.
     pub async fn append(&self, append: ArchiveAppend) -> Result<String, ArchiveError> {
-        self.submit(append).await?.committed().await
+        let (done, committed) = oneshot::channel();
+        self.send(append, Done::Reply(done), true).await?;
+        Pending(committed).committed().await
     }
 
     /// Queues a record and returns without waiting for its commit. Records are committed in
@@ -146,7 +161,7 @@ impl Writer {
     /// submit while holding a lock that orders its records, release it, and only then wait.
     pub async fn submit(&self, append: ArchiveAppend) -> Result<Pending, ArchiveError> {
         let (done, committed) = oneshot::channel();
-        self.send(append, Done::Reply(done)).await?;
+        self.send(append, Done::Reply(done), false).await?;
         Ok(Pending(committed))
     }
 
@@ -158,12 +173,21 @@ impl Writer {
         append: ArchiveAppend,
         then: impl FnOnce(StorageResult<String>) + Send + 'static,
     ) -> Result<(), ArchiveError> {
-        self.send(append, Done::Call(Box::new(then))).await
+        self.send(append, Done::Call(Box::new(then)), false).await
     }
 
-    async fn send(&self, append: ArchiveAppend, done: Done) -> Result<(), ArchiveError> {
+    async fn send(
+        &self,
+        append: ArchiveAppend,
+        done: Done,
+        urgent: bool,
+    ) -> Result<(), ArchiveError> {
         self.jobs
-            .send(Job::Append { append, done })
+            .send(Job::Append {
+                append,
+                done,
+                urgent,
+            })
             .await
             .map_err(|_| ArchiveError::WriterGone)
     }
@@ -200,14 +224,14 @@ async fn run(
 ) {
     let mut jobs = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
-        if !linger.is_zero() {
+        if !linger.is_zero() && !jobs.iter().any(Job::is_urgent) {
             let deadline = tokio::time::Instant::now() + linger;
             while jobs.len() < max_batch {
                 let room = max_batch - jobs.len();
                 match tokio::time::timeout_at(deadline, rx.recv_many(&mut jobs, room)).await {
-                    // More came, and nobody waits for this batch to query; or the handle is
-                    // gone, and what is here is committed.
-                    Ok(n) if n > 0 && !matches!(jobs.last(), Some(Job::Flush(_))) => {}
+                    // More came, and nobody holds a message or a query for this batch; or the
+                    // handle is gone, and what is here is committed.
+                    Ok(n) if n > 0 && !jobs.iter().rev().take(n).any(Job::is_urgent) => {}
                     _ => break,
                 }
             }
@@ -223,7 +247,7 @@ async fn commit(archive: &dyn ArchiveStore, jobs: Vec<Job>) {
     let mut flushes = Vec::new();
     for job in jobs {
         match job {
-            Job::Append { append, done } => {
+            Job::Append { append, done, .. } => {
                 appends.push(append);
                 waiting.push(done);
             }
@@ -356,6 +380,29 @@ mod tests {
         drop(writer);
         last.committed().await.expect("committed");
         assert_eq!(*store.batches.lock().expect("lock"), [3, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_held_message_or_a_query_does_not_wait_out_the_linger() {
+        let store = Arc::new(Recorder::default());
+        let writer =
+            Writer::spawn_lingering(store.clone(), 64, Duration::from_secs(600)).expect("runtime");
+        let limit = Duration::from_secs(10);
+        let first = writer.submit(job(b"a")).await.expect("queued");
+        // A message held until its commit ends the lingering batch it joins.
+        tokio::time::timeout(limit, writer.append(job(b"b")))
+            .await
+            .expect("the batch lingered")
+            .expect("committed");
+        first.committed().await.expect("committed");
+        assert_eq!(*store.batches.lock().expect("lock"), [2]);
+        // So does a query's flush.
+        let second = writer.submit(job(b"c")).await.expect("queued");
+        tokio::time::timeout(limit, writer.flush())
+            .await
+            .expect("the batch lingered");
+        second.committed().await.expect("committed");
+        assert_eq!(*store.batches.lock().expect("lock"), [2, 1]);
     }
 
     #[tokio::test]
