@@ -130,7 +130,7 @@ impl ArchiveStore for PostgresStore {
                 })?),
                 None => None,
             };
-            let id: i64 = sqlx::query_scalar(if reserved.is_some() {
+            let insert = sqlx::query_scalar(if reserved.is_some() {
                 "INSERT INTO archive (host, username, store, with_jid, timestamp_us, payload, id) \
                  OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
             } else {
@@ -142,11 +142,16 @@ impl ArchiveStore for PostgresStore {
             .bind(&a.store)
             .bind(&a.record.with)
             .bind(a.record.timestamp_us)
-            .bind(&a.record.payload)
-            .bind(reserved)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| backend_error(OP, e))?;
+            .bind(&a.record.payload);
+            // The id only where the statement has its parameter.
+            let insert = match reserved {
+                Some(id) => insert.bind(id),
+                None => insert,
+            };
+            let id: i64 = insert
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| backend_error(OP, e))?;
             ids.push(id.to_string());
         }
         // Retention, once per archive, after the inserts.
