@@ -42,14 +42,12 @@ impl Conn {
             let every = self.ctx.router.stream_management().config().request_every;
             ack_request = session.ack_request_due(every);
         }
-        let mut batch = Vec::with_capacity(more.len() + 1);
-        batch.push(first);
-        batch.append(&mut more);
-        let written = if batch.len() == 1 && ack_request.is_none() {
-            let bytes = batch.first().map(|o| o.bytes.clone()).unwrap_or_default();
-            self.write_stanzas(io, &bytes, &[bytes.len()]).await
+        let written = if more.is_empty() && ack_request.is_none() {
+            self.write_stanzas(io, &first.bytes, &[first.bytes.len()])
+                .await
         } else {
-            let (bytes, ends) = joined(&batch, ack_request.unwrap_or_default());
+            let batch = std::iter::once(&first).chain(&more);
+            let (bytes, ends) = joined(batch, ack_request.unwrap_or_default());
             self.write_stanzas(io, &bytes, &ends).await
         };
         if ack_request.is_some() {
@@ -69,7 +67,7 @@ impl Conn {
                 // What did not reach the client goes back to the router with the rest of the
                 // queue.
                 if let Some(session) = self.stream.session_mut() {
-                    session.unwritten(batch.into_iter().skip(reached));
+                    session.unwritten(std::iter::once(first).chain(more).skip(reached));
                 }
                 Some(Flow::Lost)
             }
@@ -112,10 +110,17 @@ impl Conn {
 }
 
 /// The stanzas of `batch` and then `tail` as one buffer, with where each stanza ends.
-fn joined(batch: &[Outbound], tail: &[u8]) -> (Vec<u8>, Vec<usize>) {
-    let len = batch.iter().map(|o| o.bytes.len()).sum::<usize>() + tail.len();
+fn joined<'a, I>(batch: I, tail: &[u8]) -> (Vec<u8>, Vec<usize>)
+where
+    I: IntoIterator<Item = &'a Outbound>,
+    I::IntoIter: Clone,
+{
+    let batch = batch.into_iter();
+    let (len, count) = batch
+        .clone()
+        .fold((tail.len(), 0), |(len, n), o| (len + o.bytes.len(), n + 1));
     let mut bytes = Vec::with_capacity(len);
-    let mut ends = Vec::with_capacity(batch.len());
+    let mut ends = Vec::with_capacity(count);
     for outbound in batch {
         bytes.extend_from_slice(&outbound.bytes);
         ends.push(bytes.len());
@@ -131,9 +136,12 @@ pub(super) async fn write_tracked<S: Transport>(
     bytes: &[u8],
     limit: Duration,
 ) -> Result<(), usize> {
-    // After each write call: how far into `bytes` it took, and the transport's output mark
-    // its records end at. Every call takes up to one record's worth.
-    let mut marks: Vec<(usize, u64)> = Vec::new();
+    // How far into `bytes` the socket has certainly taken everything; and, while it is
+    // behind, after each write call how far that call took and the output mark its records
+    // end at (each call takes up to one record's worth). Nothing is kept, and nothing
+    // allocated, while the socket keeps up.
+    let mut reached = 0;
+    let mut behind: Vec<(usize, u64)> = Vec::new();
     let result = {
         let write = async {
             let mut taken = 0;
@@ -143,7 +151,13 @@ pub(super) async fn write_tracked<S: Transport>(
                     return Err(std::io::ErrorKind::WriteZero.into());
                 }
                 taken += n;
-                marks.push((taken, io.output_queued()));
+                let mark = io.output_queued();
+                if mark <= io.output_sent() {
+                    reached = taken;
+                    behind.clear();
+                } else {
+                    behind.push((taken, mark));
+                }
             }
             io.flush().await
         };
@@ -155,11 +169,11 @@ pub(super) async fn write_tracked<S: Transport>(
         Err(_) => debug!("write timed out"),
     }
     let sent = io.output_sent();
-    Err(marks
+    Err(behind
         .iter()
         .rev()
         .find(|(_, mark)| *mark <= sent)
-        .map_or(0, |(taken, _)| *taken))
+        .map_or(reached, |(taken, _)| *taken))
 }
 
 /// How many of the stanzas whose bytes end at `ends` (ascending) lie within the first

@@ -1,5 +1,5 @@
 //! An archive store for unit tests: counts the batches it is given, refuses a batch holding
-//! the payload `bad`, and every write while `down`.
+//! the payload `bad`, every batch while `refusing`, and every write while `down`.
 
 use std::sync::Mutex;
 
@@ -15,6 +15,8 @@ use xmppd_core::storage::{
 pub(crate) struct Recorder {
     pub(crate) batches: Mutex<Vec<usize>>,
     pub(crate) down: std::sync::atomic::AtomicBool,
+    /// Batches fail, ids are still reserved.
+    pub(crate) refusing: std::sync::atomic::AtomicBool,
     next: std::sync::atomic::AtomicU64,
 }
 
@@ -38,6 +40,7 @@ impl ArchiveStore for Recorder {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         self.batches.lock().expect("lock").push(batch.len());
         if self.down.load(std::sync::atomic::Ordering::SeqCst)
+            || self.refusing.load(std::sync::atomic::Ordering::SeqCst)
             || batch.iter().any(|a| a.record.payload == b"bad")
         {
             return Err(StorageError::Backend("refused".into()));

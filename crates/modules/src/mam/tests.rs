@@ -317,6 +317,56 @@ async fn a_failed_commit_bounces_the_message_to_its_sender() {
     );
 }
 
+/// A client's message goes on under its reserved id while the commit runs; when the commit
+/// fails, the acknowledgement it was deferred to is released all the same (the sender gets
+/// the error instead of a stream that never counts the message).
+#[tokio::test]
+async fn a_message_that_went_on_is_released_when_its_commit_fails() {
+    let store = super::test_store::Recorder::default();
+    store
+        .refusing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (_dir, mam) = module(Some(std::sync::Arc::new(store))).await;
+    let alice = jid::BareJid::new("alice@localhost").expect("jid");
+    let (flow, deferred) = xmppd_core::completion::collecting_deferred(mam.inner.receive(
+        incoming(
+            "<message from='bob@localhost/phone' to='alice@localhost' id='m1' type='chat'>\
+             <body>hi</body></message>",
+        ),
+        &alice,
+    ))
+    .await;
+    let went_on = continued(flow);
+    let by = Jid::from(alice.clone());
+    assert!(xmppd_proto::stanza_id::StanzaId::find_by(went_on.element(), &by).is_some());
+    let deferred = deferred.expect("the acknowledgement waits for the commit");
+    tokio::time::timeout(std::time::Duration::from_secs(10), deferred.done())
+        .await
+        .expect("released after the failed commit");
+}
+
+#[test]
+fn the_error_for_a_message_sent_but_not_archived_names_it_and_echoes_nothing() {
+    let bob = Jid::new("bob@localhost/phone").expect("jid");
+    let alice = Jid::new("alice@localhost").expect("jid");
+    let error = super::sent_but_not_archived(
+        bob.clone(),
+        Some(alice.clone()),
+        Some("m1".into()),
+        "not archived",
+    );
+    assert_eq!(error.to(), Some(&bob));
+    assert_eq!(error.from(), Some(&alice));
+    assert_eq!(error.id(), Some("m1"));
+    assert_eq!(error.type_attr(), Some("error"));
+    let el = error.element().child("error", ns::CLIENT).expect("error");
+    assert_eq!(
+        StanzaError::from_element(el).condition,
+        DefinedCondition::InternalServerError
+    );
+    assert_eq!(error.element().children().count(), 1);
+}
+
 #[tokio::test]
 async fn the_sweep_removes_what_is_past_retention_in_idle_archives() {
     let (_dir, mam) = module(None).await;

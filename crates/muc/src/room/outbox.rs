@@ -22,9 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 use xmppd_core::RouterHandle;
 use xmppd_core::completion::Completer;
-use xmppd_modules::mam::Pending;
-use xmppd_proto::{DefinedCondition, Stanza, StanzaError, StanzaKind, ns};
-use xmppd_xml::Element;
+use xmppd_modules::mam::{Pending, sent_but_not_archived};
+use xmppd_proto::{DefinedCondition, Stanza, StanzaError};
 
 use super::route_apart;
 
@@ -115,15 +114,12 @@ async fn run(
     }
 }
 
-/// The error a sender gets for a message the occupants have but the archive does not
-/// (RFC 6120 §8.3: the message's `id`, `from` the room).
+/// The error a sender gets for a message the occupants have but the archive does not.
 fn not_archived(room: &Jid, sender: Jid, id: Option<String>) -> Stanza {
-    let error = StanzaError::new(DefinedCondition::InternalServerError)
-        .with_text("the message reached the occupants but could not be archived");
-    let mut el = Element::new("message", ns::CLIENT).with_attr("type", "error");
-    if let Some(id) = id {
-        el.set_attr("id", id);
-    }
-    el.push_child(error.to_element(ns::CLIENT));
-    Stanza::new_unchecked(StanzaKind::Message, Some(room.clone()), Some(sender), el)
+    sent_but_not_archived(
+        sender,
+        Some(room.clone()),
+        id,
+        "the message reached the occupants but could not be archived",
+    )
 }
